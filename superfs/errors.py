@@ -1,0 +1,126 @@
+"""The one table that maps POSIX errno <-> exception <-> gRPC status.
+
+Stores and services raise :class:`FsError`. The service layer turns it into a
+gRPC status whose trailing metadata carries the errno *name* (portable across
+hosts); the client library turns that status back into an ``OSError`` with the
+same errno. FUSE handlers turn the ``OSError`` into ``FUSEError``.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+from typing import Any, Awaitable, Callable, TypeVar
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+ERRNO_KEY = "superfs-errno"
+
+
+class FsError(Exception):
+    """A failure with a POSIX meaning, raised below the RPC layer."""
+
+    def __init__(self, err: int, message: str = "") -> None:
+        super().__init__(err, message or os.strerror(err))
+        self.errno = err
+        self.message = message or os.strerror(err)
+
+    def __str__(self) -> str:
+        return f"[{errno.errorcode.get(self.errno, self.errno)}] {self.message}"
+
+
+# errno -> the gRPC status code that describes it best. The errno itself always
+# travels in the trailing metadata; the code is for humans and generic tools.
+_STATUS_OF_ERRNO: dict[int, grpc.StatusCode] = {
+    errno.ENOENT: grpc.StatusCode.NOT_FOUND,
+    errno.ENODATA: grpc.StatusCode.NOT_FOUND,
+    errno.ESTALE: grpc.StatusCode.NOT_FOUND,
+    errno.EEXIST: grpc.StatusCode.ALREADY_EXISTS,
+    errno.EACCES: grpc.StatusCode.PERMISSION_DENIED,
+    errno.EPERM: grpc.StatusCode.PERMISSION_DENIED,
+    errno.ENOTEMPTY: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.ENOTDIR: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.EISDIR: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.EXDEV: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.EBUSY: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.EFBIG: grpc.StatusCode.OUT_OF_RANGE,
+    errno.EINVAL: grpc.StatusCode.INVALID_ARGUMENT,
+    errno.ENAMETOOLONG: grpc.StatusCode.INVALID_ARGUMENT,
+    errno.ELOOP: grpc.StatusCode.INVALID_ARGUMENT,
+    errno.ERANGE: grpc.StatusCode.INVALID_ARGUMENT,
+    errno.ENOSPC: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errno.EIO: grpc.StatusCode.DATA_LOSS,
+    errno.ETIMEDOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errno.EAGAIN: grpc.StatusCode.UNAVAILABLE,
+}
+
+# gRPC codes raised by the transport itself (no errno in the metadata).
+_ERRNO_OF_TRANSPORT: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.UNAVAILABLE: errno.EIO,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errno.ETIMEDOUT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errno.EFBIG,
+    grpc.StatusCode.INVALID_ARGUMENT: errno.EINVAL,
+    grpc.StatusCode.CANCELLED: errno.EINTR,
+    grpc.StatusCode.UNAUTHENTICATED: errno.EACCES,
+    grpc.StatusCode.PERMISSION_DENIED: errno.EACCES,
+}
+
+
+def status_of(err: int) -> grpc.StatusCode:
+    return _STATUS_OF_ERRNO.get(err, grpc.StatusCode.UNKNOWN)
+
+
+def errno_of_rpc_error(exc: grpc.RpcError) -> tuple[int, str]:
+    """Rebuild (errno, message) from a failed call, server-side or transport."""
+    md = exc.trailing_metadata() or ()
+    for key, value in md:
+        if key == ERRNO_KEY:
+            return getattr(errno, str(value), errno.EIO), exc.details() or ""
+    code = exc.code()
+    return _ERRNO_OF_TRANSPORT.get(code, errno.EIO), f"{code.name}: {exc.details()}"
+
+
+def oserror(err: int, message: str = "", filename: str | None = None) -> OSError:
+    """An OSError that looks like the one the local kernel would raise."""
+    text = os.strerror(err)
+    if message and message != text:
+        text = f"{text} ({message})"
+    if filename is not None:
+        return OSError(err, text, filename)
+    return OSError(err, text)
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def rpc_handler(fn: F) -> F:
+    """Decorate an async servicer method: FsError -> status with errno.
+
+    Anything unexpected is logged with its traceback and becomes EIO; the
+    daemon keeps serving.
+    """
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await fn(self, request, context)
+        except FsError as e:
+            name = errno.errorcode.get(e.errno, "EIO")
+            log.debug("%s -> %s %s", fn.__name__, name, e.message)
+            context.set_trailing_metadata(((ERRNO_KEY, name),))
+            await context.abort(status_of(e.errno), e.message)
+        except (ValueError, OverflowError, TypeError, UnicodeError) as e:
+            # Malformed input that slipped past validation: a client error.
+            context.set_trailing_metadata(((ERRNO_KEY, "EINVAL"),))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request: {e}")
+        except grpc.aio.AbortError:
+            raise
+        except Exception:  # noqa: BLE001 - the boundary where bugs become EIO
+            log.exception("unexpected error in %s", fn.__name__)
+            context.set_trailing_metadata(((ERRNO_KEY, "EIO"),))
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error (see daemon log)")
+
+    return wrapper  # type: ignore[return-value]

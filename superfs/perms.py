@@ -1,0 +1,48 @@
+"""POSIX permission checks, done by the servers (and mirrored by the client)."""
+from __future__ import annotations
+
+import errno
+import stat
+from typing import Protocol, Sequence
+
+from superfs.errors import FsError
+
+R_OK, W_OK, X_OK = 4, 2, 1
+
+
+class CredsLike(Protocol):
+    uid: int
+    gid: int
+    groups: Sequence[int]
+
+
+def allowed(mode: int, owner: int, group: int, creds: CredsLike, want: int) -> bool:
+    """Does ``creds`` hold every right in ``want`` (R_OK|W_OK|X_OK)?"""
+    if creds.uid == 0:
+        # root: everything, except execute needs some x bit on non-directories
+        if want & X_OK and not stat.S_ISDIR(mode) and not mode & 0o111:
+            return False
+        return True
+    if creds.uid == owner:
+        bits = (mode >> 6) & 7
+    elif creds.gid == group or group in creds.groups:
+        bits = (mode >> 3) & 7
+    else:
+        bits = mode & 7
+    return bits & want == want
+
+
+def require(mode: int, owner: int, group: int, creds: CredsLike, want: int, what: str = "") -> None:
+    if not allowed(mode, owner, group, creds, want):
+        raise FsError(errno.EACCES, f"permission denied{': ' + what if what else ''}")
+
+
+def rights(mode: int, owner: int, group: int, creds: CredsLike) -> int:
+    """The subset of R|W|X that creds hold on an object."""
+    return sum(bit for bit in (R_OK, W_OK, X_OK) if allowed(mode, owner, group, creds, bit))
+
+
+def check_sticky(dir_sticky: bool, dir_owner: int, file_owner: int, creds: CredsLike) -> None:
+    """In a sticky directory only root, the dir owner or the file owner may remove."""
+    if dir_sticky and creds.uid not in (0, dir_owner, file_owner):
+        raise FsError(errno.EPERM, "sticky directory: not the owner")

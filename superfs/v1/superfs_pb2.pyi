@@ -1,0 +1,681 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FileType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FILE_TYPE_UNSPECIFIED: _ClassVar[FileType]
+    REGULAR: _ClassVar[FileType]
+    DIRECTORY: _ClassVar[FileType]
+    SYMLINK: _ClassVar[FileType]
+FILE_TYPE_UNSPECIFIED: FileType
+REGULAR: FileType
+DIRECTORY: FileType
+SYMLINK: FileType
+
+class Creds(_message.Message):
+    __slots__ = ("uid", "gid", "groups")
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    uid: int
+    gid: int
+    groups: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, uid: _Optional[int] = ..., gid: _Optional[int] = ..., groups: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Attr(_message.Message):
+    __slots__ = ("ino", "mode", "nlink", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns", "generation")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    NLINK_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ATIME_NS_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    CTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    generation: int
+    def __init__(self, ino: _Optional[int] = ..., mode: _Optional[int] = ..., nlink: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
+
+class DirCap(_message.Message):
+    __slots__ = ("dir_ino", "uid", "rights", "sticky", "owner_uid", "expires_ns", "mac")
+    DIR_INO_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    RIGHTS_FIELD_NUMBER: _ClassVar[int]
+    STICKY_FIELD_NUMBER: _ClassVar[int]
+    OWNER_UID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_NS_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    dir_ino: int
+    uid: int
+    rights: int
+    sticky: bool
+    owner_uid: int
+    expires_ns: int
+    mac: bytes
+    def __init__(self, dir_ino: _Optional[int] = ..., uid: _Optional[int] = ..., rights: _Optional[int] = ..., sticky: _Optional[bool] = ..., owner_uid: _Optional[int] = ..., expires_ns: _Optional[int] = ..., mac: _Optional[bytes] = ...) -> None: ...
+
+class ServerInfo(_message.Message):
+    __slots__ = ("id", "address")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    address: str
+    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
+
+class ClusterMap(_message.Message):
+    __slots__ = ("epoch", "cluster_name", "num_partitions", "partition_shard", "shards", "data_servers", "replicas", "inline_threshold", "chunk_size", "durability")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_NAME_FIELD_NUMBER: _ClassVar[int]
+    NUM_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_SHARD_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    DATA_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    INLINE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DURABILITY_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    cluster_name: str
+    num_partitions: int
+    partition_shard: _containers.RepeatedScalarFieldContainer[int]
+    shards: _containers.RepeatedCompositeFieldContainer[ServerInfo]
+    data_servers: _containers.RepeatedCompositeFieldContainer[ServerInfo]
+    replicas: int
+    inline_threshold: int
+    chunk_size: int
+    durability: str
+    def __init__(self, epoch: _Optional[int] = ..., cluster_name: _Optional[str] = ..., num_partitions: _Optional[int] = ..., partition_shard: _Optional[_Iterable[int]] = ..., shards: _Optional[_Iterable[_Union[ServerInfo, _Mapping]]] = ..., data_servers: _Optional[_Iterable[_Union[ServerInfo, _Mapping]]] = ..., replicas: _Optional[int] = ..., inline_threshold: _Optional[int] = ..., chunk_size: _Optional[int] = ..., durability: _Optional[str] = ...) -> None: ...
+
+class GetClusterMapRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RegisterServerRequest(_message.Message):
+    __slots__ = ("kind", "server")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    server: ServerInfo
+    def __init__(self, kind: _Optional[str] = ..., server: _Optional[_Union[ServerInfo, _Mapping]] = ...) -> None: ...
+
+class Empty(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ResolveRequest(_message.Message):
+    __slots__ = ("path", "creds")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    creds: Creds
+    def __init__(self, path: _Optional[str] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class DirInfo(_message.Message):
+    __slots__ = ("ino", "parent_ino", "name", "attr")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ATTR_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    parent_ino: int
+    name: str
+    attr: Attr
+    def __init__(self, ino: _Optional[int] = ..., parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., attr: _Optional[_Union[Attr, _Mapping]] = ...) -> None: ...
+
+class ResolveReply(_message.Message):
+    __slots__ = ("dirs", "remaining", "cap", "lease_ns")
+    DIRS_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    LEASE_NS_FIELD_NUMBER: _ClassVar[int]
+    dirs: _containers.RepeatedCompositeFieldContainer[DirInfo]
+    remaining: _containers.RepeatedScalarFieldContainer[str]
+    cap: DirCap
+    lease_ns: int
+    def __init__(self, dirs: _Optional[_Iterable[_Union[DirInfo, _Mapping]]] = ..., remaining: _Optional[_Iterable[str]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., lease_ns: _Optional[int] = ...) -> None: ...
+
+class DirRequest(_message.Message):
+    __slots__ = ("ino", "creds")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    creds: Creds
+    def __init__(self, ino: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class DirAttrReply(_message.Message):
+    __slots__ = ("dir", "cap", "lease_ns")
+    DIR_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    LEASE_NS_FIELD_NUMBER: _ClassVar[int]
+    dir: DirInfo
+    cap: DirCap
+    lease_ns: int
+    def __init__(self, dir: _Optional[_Union[DirInfo, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., lease_ns: _Optional[int] = ...) -> None: ...
+
+class LookupDirRequest(_message.Message):
+    __slots__ = ("parent_ino", "name", "creds")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    creds: Creds
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class MkdirRequest(_message.Message):
+    __slots__ = ("parent_ino", "name", "mode", "creds")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    mode: int
+    creds: Creds
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class RmdirRequest(_message.Message):
+    __slots__ = ("parent_ino", "name", "creds")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    creds: Creds
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class RenameDirRequest(_message.Message):
+    __slots__ = ("src_parent", "src_name", "dst_parent", "dst_name", "flags", "creds")
+    SRC_PARENT_FIELD_NUMBER: _ClassVar[int]
+    SRC_NAME_FIELD_NUMBER: _ClassVar[int]
+    DST_PARENT_FIELD_NUMBER: _ClassVar[int]
+    DST_NAME_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    src_parent: int
+    src_name: str
+    dst_parent: int
+    dst_name: str
+    flags: int
+    creds: Creds
+    def __init__(self, src_parent: _Optional[int] = ..., src_name: _Optional[str] = ..., dst_parent: _Optional[int] = ..., dst_name: _Optional[str] = ..., flags: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class SetAttrRequest(_message.Message):
+    __slots__ = ("ino", "mask", "mode", "uid", "gid", "size", "atime_ns", "mtime_ns", "creds")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ATIME_NS_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    mask: int
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    creds: Creds
+    def __init__(self, ino: _Optional[int] = ..., mask: _Optional[int] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class ListDirsRequest(_message.Message):
+    __slots__ = ("ino", "after", "limit", "creds")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    after: str
+    limit: int
+    creds: Creds
+    def __init__(self, ino: _Optional[int] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class ListDirsReply(_message.Message):
+    __slots__ = ("dirs", "more")
+    DIRS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    dirs: _containers.RepeatedCompositeFieldContainer[DirInfo]
+    more: bool
+    def __init__(self, dirs: _Optional[_Iterable[_Union[DirInfo, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class XattrRequest(_message.Message):
+    __slots__ = ("ino", "name", "value", "flags", "creds")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    name: str
+    value: bytes
+    flags: int
+    creds: Creds
+    def __init__(self, ino: _Optional[int] = ..., name: _Optional[str] = ..., value: _Optional[bytes] = ..., flags: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class XattrReply(_message.Message):
+    __slots__ = ("value", "names")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    value: bytes
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, value: _Optional[bytes] = ..., names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DirStatsReply(_message.Message):
+    __slots__ = ("directories", "db_bytes")
+    DIRECTORIES_FIELD_NUMBER: _ClassVar[int]
+    DB_BYTES_FIELD_NUMBER: _ClassVar[int]
+    directories: int
+    db_bytes: int
+    def __init__(self, directories: _Optional[int] = ..., db_bytes: _Optional[int] = ...) -> None: ...
+
+class Dentry(_message.Message):
+    __slots__ = ("name", "ino", "type")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ino: int
+    type: FileType
+    def __init__(self, name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ...) -> None: ...
+
+class FileInfo(_message.Message):
+    __slots__ = ("attr", "type", "symlink_target", "inline", "data", "layout", "chunk_size")
+    ATTR_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SYMLINK_TARGET_FIELD_NUMBER: _ClassVar[int]
+    INLINE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    attr: Attr
+    type: FileType
+    symlink_target: str
+    inline: bool
+    data: bytes
+    layout: _containers.RepeatedScalarFieldContainer[int]
+    chunk_size: int
+    def __init__(self, attr: _Optional[_Union[Attr, _Mapping]] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., inline: _Optional[bool] = ..., data: _Optional[bytes] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+
+class CreateFileRequest(_message.Message):
+    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SYMLINK_TARGET_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIVE_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    mode: int
+    type: FileType
+    symlink_target: str
+    exclusive: bool
+    truncate: bool
+    creds: Creds
+    cap: DirCap
+    data: bytes
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class CreateFileReply(_message.Message):
+    __slots__ = ("file", "created")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    file: FileInfo
+    created: bool
+    def __init__(self, file: _Optional[_Union[FileInfo, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class LookupFileRequest(_message.Message):
+    __slots__ = ("parent_ino", "name", "want_data", "creds")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WANT_DATA_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    want_data: bool
+    creds: Creds
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., want_data: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class LookupFileReply(_message.Message):
+    __slots__ = ("entry", "file", "has_file")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    HAS_FILE_FIELD_NUMBER: _ClassVar[int]
+    entry: Dentry
+    file: FileInfo
+    has_file: bool
+    def __init__(self, entry: _Optional[_Union[Dentry, _Mapping]] = ..., file: _Optional[_Union[FileInfo, _Mapping]] = ..., has_file: _Optional[bool] = ...) -> None: ...
+
+class GetFileRequest(_message.Message):
+    __slots__ = ("ino", "want_data", "creds")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    WANT_DATA_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    want_data: bool
+    creds: Creds
+    def __init__(self, ino: _Optional[int] = ..., want_data: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class UnlinkRequest(_message.Message):
+    __slots__ = ("parent_ino", "name", "creds", "cap")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    creds: Creds
+    cap: DirCap
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ...) -> None: ...
+
+class UnlinkReply(_message.Message):
+    __slots__ = ("ino", "nlink")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    NLINK_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    nlink: int
+    def __init__(self, ino: _Optional[int] = ..., nlink: _Optional[int] = ...) -> None: ...
+
+class WriteInlineRequest(_message.Message):
+    __slots__ = ("ino", "offset", "data", "truncate_to_end", "creds")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATE_TO_END_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    offset: int
+    data: bytes
+    truncate_to_end: bool
+    creds: Creds
+    def __init__(self, ino: _Optional[int] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., truncate_to_end: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class ConvertRequest(_message.Message):
+    __slots__ = ("ino", "creds")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    creds: Creds
+    def __init__(self, ino: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class ReadInlineRequest(_message.Message):
+    __slots__ = ("ino", "offset", "length", "creds")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    offset: int
+    length: int
+    creds: Creds
+    def __init__(self, ino: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class DataReply(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class SetSizeRequest(_message.Message):
+    __slots__ = ("ino", "size", "mtime_ns", "creds")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    size: int
+    mtime_ns: int
+    creds: Creds
+    def __init__(self, ino: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class LinkRequest(_message.Message):
+    __slots__ = ("ino", "new_parent", "new_name", "creds", "cap")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    NEW_PARENT_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    new_parent: int
+    new_name: str
+    creds: Creds
+    cap: DirCap
+    def __init__(self, ino: _Optional[int] = ..., new_parent: _Optional[int] = ..., new_name: _Optional[str] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ...) -> None: ...
+
+class RenameFileRequest(_message.Message):
+    __slots__ = ("src_parent", "src_name", "dst_parent", "dst_name", "flags", "creds", "src_cap", "dst_cap")
+    SRC_PARENT_FIELD_NUMBER: _ClassVar[int]
+    SRC_NAME_FIELD_NUMBER: _ClassVar[int]
+    DST_PARENT_FIELD_NUMBER: _ClassVar[int]
+    DST_NAME_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    SRC_CAP_FIELD_NUMBER: _ClassVar[int]
+    DST_CAP_FIELD_NUMBER: _ClassVar[int]
+    src_parent: int
+    src_name: str
+    dst_parent: int
+    dst_name: str
+    flags: int
+    creds: Creds
+    src_cap: DirCap
+    dst_cap: DirCap
+    def __init__(self, src_parent: _Optional[int] = ..., src_name: _Optional[str] = ..., dst_parent: _Optional[int] = ..., dst_name: _Optional[str] = ..., flags: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., src_cap: _Optional[_Union[DirCap, _Mapping]] = ..., dst_cap: _Optional[_Union[DirCap, _Mapping]] = ...) -> None: ...
+
+class ListFilesRequest(_message.Message):
+    __slots__ = ("parent_ino", "after", "limit", "with_attrs", "creds")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    WITH_ATTRS_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    after: str
+    limit: int
+    with_attrs: bool
+    creds: Creds
+    def __init__(self, parent_ino: _Optional[int] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., with_attrs: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class ListFilesReply(_message.Message):
+    __slots__ = ("entries", "files", "more")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[Dentry]
+    files: _containers.RepeatedCompositeFieldContainer[FileInfo]
+    more: bool
+    def __init__(self, entries: _Optional[_Iterable[_Union[Dentry, _Mapping]]] = ..., files: _Optional[_Iterable[_Union[FileInfo, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class DirEntryRequest(_message.Message):
+    __slots__ = ("parent_ino", "name", "ino")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    ino: int
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ...) -> None: ...
+
+class SealRequest(_message.Message):
+    __slots__ = ("dir_ino",)
+    DIR_INO_FIELD_NUMBER: _ClassVar[int]
+    dir_ino: int
+    def __init__(self, dir_ino: _Optional[int] = ...) -> None: ...
+
+class SealReply(_message.Message):
+    __slots__ = ("empty",)
+    EMPTY_FIELD_NUMBER: _ClassVar[int]
+    empty: bool
+    def __init__(self, empty: _Optional[bool] = ...) -> None: ...
+
+class ShardStatsReply(_message.Message):
+    __slots__ = ("files", "dentries", "inline_bytes", "logical_bytes", "db_bytes")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    DENTRIES_FIELD_NUMBER: _ClassVar[int]
+    INLINE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOGICAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DB_BYTES_FIELD_NUMBER: _ClassVar[int]
+    files: int
+    dentries: int
+    inline_bytes: int
+    logical_bytes: int
+    db_bytes: int
+    def __init__(self, files: _Optional[int] = ..., dentries: _Optional[int] = ..., inline_bytes: _Optional[int] = ..., logical_bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ...) -> None: ...
+
+class RemoteLinkRequest(_message.Message):
+    __slots__ = ("parent_ino", "name", "ino", "type", "replace", "no_replace", "txid")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    NO_REPLACE_FIELD_NUMBER: _ClassVar[int]
+    TXID_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    ino: int
+    type: FileType
+    replace: bool
+    no_replace: bool
+    txid: str
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., replace: _Optional[bool] = ..., no_replace: _Optional[bool] = ..., txid: _Optional[str] = ...) -> None: ...
+
+class RemoteLinkReply(_message.Message):
+    __slots__ = ("replaced_ino",)
+    REPLACED_INO_FIELD_NUMBER: _ClassVar[int]
+    replaced_ino: int
+    def __init__(self, replaced_ino: _Optional[int] = ...) -> None: ...
+
+class NlinkRequest(_message.Message):
+    __slots__ = ("ino", "delta", "txid")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    TXID_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    delta: int
+    txid: str
+    def __init__(self, ino: _Optional[int] = ..., delta: _Optional[int] = ..., txid: _Optional[str] = ...) -> None: ...
+
+class ChunkKey(_message.Message):
+    __slots__ = ("ino", "index")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    index: int
+    def __init__(self, ino: _Optional[int] = ..., index: _Optional[int] = ...) -> None: ...
+
+class WriteChunkRequest(_message.Message):
+    __slots__ = ("key", "offset", "data", "truncate")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    key: ChunkKey
+    offset: int
+    data: bytes
+    truncate: bool
+    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., truncate: _Optional[bool] = ...) -> None: ...
+
+class WriteChunkReply(_message.Message):
+    __slots__ = ("length",)
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    length: int
+    def __init__(self, length: _Optional[int] = ...) -> None: ...
+
+class ReadChunkRequest(_message.Message):
+    __slots__ = ("key", "offset", "length")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    key: ChunkKey
+    offset: int
+    length: int
+    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class ReadChunkReply(_message.Message):
+    __slots__ = ("data", "exists")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    exists: bool
+    def __init__(self, data: _Optional[bytes] = ..., exists: _Optional[bool] = ...) -> None: ...
+
+class DeleteChunksRequest(_message.Message):
+    __slots__ = ("ino", "from_index")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    from_index: int
+    def __init__(self, ino: _Optional[int] = ..., from_index: _Optional[int] = ...) -> None: ...
+
+class TruncateChunkRequest(_message.Message):
+    __slots__ = ("key", "length")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    key: ChunkKey
+    length: int
+    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., length: _Optional[int] = ...) -> None: ...
+
+class ListChunksRequest(_message.Message):
+    __slots__ = ("after_ino", "after_index", "limit", "verify")
+    AFTER_INO_FIELD_NUMBER: _ClassVar[int]
+    AFTER_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_FIELD_NUMBER: _ClassVar[int]
+    after_ino: int
+    after_index: int
+    limit: int
+    verify: bool
+    def __init__(self, after_ino: _Optional[int] = ..., after_index: _Optional[int] = ..., limit: _Optional[int] = ..., verify: _Optional[bool] = ...) -> None: ...
+
+class ChunkEntry(_message.Message):
+    __slots__ = ("key", "length", "corrupt")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CORRUPT_FIELD_NUMBER: _ClassVar[int]
+    key: ChunkKey
+    length: int
+    corrupt: bool
+    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., length: _Optional[int] = ..., corrupt: _Optional[bool] = ...) -> None: ...
+
+class ListChunksReply(_message.Message):
+    __slots__ = ("chunks", "more")
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[ChunkEntry]
+    more: bool
+    def __init__(self, chunks: _Optional[_Iterable[_Union[ChunkEntry, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class DataStatsReply(_message.Message):
+    __slots__ = ("chunks", "bytes", "db_bytes")
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    DB_BYTES_FIELD_NUMBER: _ClassVar[int]
+    chunks: int
+    bytes: int
+    db_bytes: int
+    def __init__(self, chunks: _Optional[int] = ..., bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ...) -> None: ...
