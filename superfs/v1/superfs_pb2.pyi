@@ -415,12 +415,18 @@ class WriteInlineRequest(_message.Message):
     def __init__(self, ino: _Optional[int] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., truncate_to_end: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
 
 class ConvertRequest(_message.Message):
-    __slots__ = ("ino", "creds")
+    __slots__ = ("ino", "creds", "layout", "expect_generation", "chunk_size")
     INO_FIELD_NUMBER: _ClassVar[int]
     CREDS_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     ino: int
     creds: Creds
-    def __init__(self, ino: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+    layout: _containers.RepeatedScalarFieldContainer[int]
+    expect_generation: int
+    chunk_size: int
+    def __init__(self, ino: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., layout: _Optional[_Iterable[int]] = ..., expect_generation: _Optional[int] = ..., chunk_size: _Optional[int] = ...) -> None: ...
 
 class ReadInlineRequest(_message.Message):
     __slots__ = ("ino", "offset", "length", "creds")
