@@ -20,6 +20,15 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
+# A restarted daemon is reached again within a second: gRPC's default
+# reconnect backoff grows to two minutes, which would turn a short restart
+# into minutes of EIO.
+CHANNEL_OPTIONS = GRPC_OPTIONS + [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
 
 class Channels:
     """One long-lived channel per daemon address, with typed stubs."""
@@ -32,7 +41,7 @@ class Channels:
     def channel(self, address: str) -> grpc.aio.Channel:
         ch = self._channels.get(address)
         if ch is None:
-            ch = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+            ch = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
             self._channels[address] = ch
         return ch
 

@@ -1,0 +1,222 @@
+"""File bytes: inline in the shard record, or chunks replicated on data servers.
+
+A file starts inline (its bytes in the shard record: one round trip to
+create, write or read a small file). A write that would take it past the
+cluster's inline threshold moves it to chunks: the client copies the inline
+bytes to chunk 0 on the data servers first, and only then asks the shard to
+drop them (ConvertToChunked, guarded by the file's generation), so a crash
+in between loses nothing.
+
+Chunks are written to all R replicas in parallel; a write is acknowledged
+when every replica has it on disk. Reads go to the first replica and fall
+over to the next on EIO (a checksum failure) or an unreachable server. The
+shard's recorded size is grown after the chunks are written, so a reader
+never sees a size whose bytes are not there yet.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+
+from superfs.client.cluster import ClusterView
+from superfs.client.meta import SET_SIZE, Creds, MetaOps
+from superfs.client.nodes import Node
+from superfs.client.rpc import call
+from superfs.errors import FsError
+from superfs.v1 import superfs_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+MAX_IO = 64 * 1024 * 1024  # one read or write call moves at most this much
+
+
+class DataIO:
+    def __init__(self, cluster: ClusterView, meta: MetaOps) -> None:
+        self.cluster = cluster
+        self.meta = meta
+
+    @property
+    def timeout(self) -> float:
+        return self.cluster.timeout
+
+    # ------------------------------------------------------------------ reads
+
+    async def read(self, info: pb.FileInfo, offset: int, length: int, creds: Creds) -> bytes:
+        """Up to ``length`` bytes at ``offset`` (short at EOF); holes read as zeros."""
+        if length < 0 or offset < 0:
+            raise FsError(errno.EINVAL, "negative offset or length")
+        size = info.attr.size
+        length = min(length, MAX_IO, max(0, size - offset))
+        if length <= 0:
+            return b""
+        ino = info.attr.ino
+        if info.inline:
+            req = pb.ReadInlineRequest(ino=ino, offset=offset, length=length, creds=creds.pb())
+            reply = await self.meta._shard_call(lambda: self.cluster.home_shard(ino), "ReadInline", req)
+            return reply.data
+        cs = info.chunk_size
+        first, last = offset // cs, (offset + length - 1) // cs
+        parts = await asyncio.gather(*(
+            self._read_chunk(info, idx, max(offset, idx * cs) - idx * cs,
+                             min(offset + length, (idx + 1) * cs) - max(offset, idx * cs))
+            for idx in range(first, last + 1)))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _read_chunk(self, info: pb.FileInfo, index: int, off: int, length: int) -> bytes:
+        ino = info.attr.ino
+        last_err: FsError | None = None
+        for sid in self.cluster.replicas_of(ino, index, list(info.layout)):
+            req = pb.ReadChunkRequest(key=pb.ChunkKey(ino=ino, index=index), offset=off, length=length)
+            try:
+                reply = await call(self.cluster.data_server(sid).ReadChunk, req, self.timeout)
+            except FsError as e:
+                log.warning("read of chunk %d/%d from data server %d failed: %s", ino, index, sid, e)
+                last_err = e
+                continue
+            data = reply.data
+            if len(data) < length:  # hole or short chunk inside the file: zeros
+                data = data + bytes(length - len(data))
+            return data
+        raise FsError(errno.EIO, f"no replica of chunk {index} of inode {ino} is readable") from last_err
+
+    # ----------------------------------------------------------------- writes
+
+    async def write(self, node: Node, offset: int, data: bytes | memoryview, creds: Creds,
+                    *, defer_size: bool = False) -> int:
+        """Write ``data`` at ``offset``; returns the new end (offset + len).
+
+        With ``defer_size`` the shard's size of a chunked file is not grown
+        here: the caller does it with :meth:`commit_size` at flush time.
+        """
+        if offset < 0:
+            raise FsError(errno.EINVAL, "negative offset")
+        n = len(data)
+        if n > MAX_IO:
+            raise FsError(errno.EINVAL, f"write of {n} bytes is larger than {MAX_IO}")
+        if n == 0:
+            return offset
+        info = node.file
+        assert info is not None
+        end = offset + n
+        threshold = self.cluster.map.inline_threshold
+        if info.inline and end <= threshold:
+            req = pb.WriteInlineRequest(ino=info.attr.ino, offset=offset, data=bytes(data), creds=creds.pb())
+            try:
+                attr = await self.meta._shard_call(lambda: self.cluster.home_shard(info.attr.ino),
+                                                   "WriteInline", req)
+                info.attr.CopyFrom(attr)
+                return end
+            except FsError as e:
+                if e.errno != errno.EFBIG:
+                    raise
+                await self._refresh(node, creds)
+        if node.file is not None and node.file.inline:
+            await self.convert(node, creds)
+        info = node.file
+        assert info is not None
+        await self._write_chunks(info, offset, memoryview(data))
+        if not defer_size:
+            await self.commit_size(node, end, creds)
+        return end
+
+    async def _write_chunks(self, info: pb.FileInfo, offset: int, data: memoryview) -> None:
+        cs = info.chunk_size
+        ino = info.attr.ino
+        jobs = []
+        pos = 0
+        while pos < len(data):
+            idx, off = divmod(offset + pos, cs)
+            take = min(cs - off, len(data) - pos)
+            piece = data[pos:pos + take]
+            for sid in self.cluster.replicas_of(ino, idx, list(info.layout)):
+                req = pb.WriteChunkRequest(key=pb.ChunkKey(ino=ino, index=idx), offset=off, data=bytes(piece))
+                jobs.append(call(self.cluster.data_server(sid).WriteChunk, req, self.timeout))
+            pos += take
+        await asyncio.gather(*jobs)
+
+    async def commit_size(self, node: Node, end: int, creds: Creds) -> None:
+        info = node.file
+        assert info is not None
+        if info.inline or end <= info.attr.size:
+            return
+        req = pb.SetSizeRequest(ino=info.attr.ino, size=end, creds=creds.pb())
+        attr = await self.meta._shard_call(lambda: self.cluster.home_shard(info.attr.ino), "SetSize", req)
+        info.attr.CopyFrom(attr)
+
+    async def _refresh(self, node: Node, creds: Creds) -> None:
+        fresh = await self.meta.get_file(node.ino, creds, want_data=True)
+        node.file = fresh.file
+        node.attr = fresh.attr
+
+    async def convert(self, node: Node, creds: Creds) -> None:
+        """Move an inline file to chunks without a window that could lose bytes."""
+        layout = self.cluster.data_server_ids()
+        if not layout:
+            raise FsError(errno.ENOSPC, "the cluster has no data servers for files above the inline threshold")
+        chunk_size = self.cluster.map.chunk_size
+        for _ in range(5):
+            await self._refresh(node, creds)
+            info = node.file
+            assert info is not None
+            if not info.inline:
+                return
+            staged = pb.FileInfo(attr=info.attr, inline=False, layout=layout, chunk_size=chunk_size)
+            if info.data:
+                await self._write_chunks(staged, 0, memoryview(info.data))
+            req = pb.ConvertRequest(ino=node.ino, creds=creds.pb(), layout=layout,
+                                    expect_generation=info.attr.generation, chunk_size=chunk_size)
+            try:
+                converted = await self.meta._shard_call(lambda: self.cluster.home_shard(node.ino),
+                                                        "ConvertToChunked", req)
+            except FsError as e:
+                if e.errno == errno.EAGAIN:
+                    continue  # someone wrote meanwhile: copy again
+                raise
+            node.file = converted
+            node.attr = converted.attr
+            return
+        raise FsError(errno.EAGAIN, "file kept changing while being moved to chunks")
+
+    # --------------------------------------------------------------- truncate
+
+    async def truncate(self, node: Node, size: int, creds: Creds) -> pb.Attr:
+        if size < 0:
+            raise FsError(errno.EINVAL, "negative size")
+        try:
+            attr = await self.meta.setattr(node.ino, creds, mask=SET_SIZE, size=size)
+        except FsError as e:
+            if e.errno != errno.EFBIG:
+                raise
+            await self.convert(node, creds)
+            attr = await self.meta.setattr(node.ino, creds, mask=SET_SIZE, size=size)
+        old = node.file
+        fresh = await self.meta.get_file(node.ino, creds)
+        node.file, node.attr = fresh.file, fresh.attr
+        if old is not None and not old.inline and size < old.attr.size:
+            await self._trim(fresh.file, size)
+        return attr
+
+    async def _trim(self, info: pb.FileInfo, size: int) -> None:
+        """Cut chunk data past ``size`` now, so a later extension reads zeros.
+
+        The shard also queued this work durably; doing it here makes it
+        visible before truncate returns. Failures are left to the shard.
+        """
+        cs = info.chunk_size
+        ino = info.attr.ino
+        boundary, rem = divmod(size, cs)
+        jobs = []
+        if rem:
+            for sid in self.cluster.replicas_of(ino, boundary, list(info.layout)):
+                jobs.append(call(self.cluster.data_server(sid).TruncateChunk,
+                                 pb.TruncateChunkRequest(key=pb.ChunkKey(ino=ino, index=boundary), length=rem),
+                                 self.timeout))
+        first_gone = boundary + 1 if rem else boundary
+        for sid in info.layout:
+            jobs.append(call(self.cluster.data_server(sid).DeleteChunks,
+                             pb.DeleteChunksRequest(ino=ino, from_index=first_gone), self.timeout))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for r in results:
+            if isinstance(r, Exception):
+                log.warning("trim of inode %d left to the shard's reclaimer: %s", ino, r)

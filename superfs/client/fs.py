@@ -1,0 +1,343 @@
+"""AsyncFs: the asyncio client, with an API close to ``os`` on absolute paths.
+
+Errors are ``OSError`` subclasses with the errno a local Linux file system
+gives (``FileNotFoundError`` for ENOENT, ...), naming the path.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import posixpath
+import stat as stat_mod
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+from superfs.client.cache import DirCache
+from superfs.client.cluster import ClusterView
+from superfs.client.data import DataIO
+from superfs.client.meta import (SET_ATIME, SET_ATIME_NOW, SET_GID, SET_MODE, SET_MTIME, SET_MTIME_NOW,
+                                 SET_UID, Creds, MetaOps)
+from superfs.client.nodes import Node, to_stat
+from superfs.client.paths import PathResolver
+from superfs.client.rpc import Channels
+from superfs.errors import FsError, oserror
+from superfs.perms import R_OK, W_OK, allowed
+from superfs.v1 import superfs_pb2 as pb
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+XATTR_CREATE, XATTR_REPLACE = 1, 2
+
+
+def _oserrors(fn: F) -> F:
+    """Turn FsError into the OSError the kernel would raise, naming the path."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: "AsyncFs", path: Any = None, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(self, path, *args, **kwargs)
+        except FsError as e:
+            raise oserror(e.errno, e.message, path if isinstance(path, str) else None) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    """What scandir yields: like os.DirEntry, without system calls."""
+
+    name: str
+    path: str
+    inode: int
+    type: int
+    _stat: os.stat_result | None = None
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        return self.type == pb.DIRECTORY
+
+    def is_file(self, *, follow_symlinks: bool = True) -> bool:
+        return self.type == pb.REGULAR
+
+    def is_symlink(self) -> bool:
+        return self.type == pb.SYMLINK
+
+    def stat(self) -> os.stat_result | None:
+        return self._stat
+
+
+def default_creds() -> Creds:
+    return Creds(os.getuid(), os.getgid(), tuple(os.getgroups()))
+
+
+class AsyncFs:
+    """A connection to one SuperFS cluster (asyncio)."""
+
+    def __init__(self, dir_address: str, *, timeout_s: float = 5.0, creds: Creds | None = None,
+                 umask: int = 0o022) -> None:
+        self.channels = Channels(timeout_s)
+        self.cluster = ClusterView(dir_address, self.channels)
+        self.cache = DirCache()
+        self.meta = MetaOps(self.cluster, self.cache)
+        self.paths = PathResolver(self.meta)
+        self.data = DataIO(self.cluster, self.meta)
+        self.creds = creds or default_creds()
+        self.umask = umask
+
+    async def start(self) -> "AsyncFs":
+        try:
+            await self.cluster.refresh()
+        except FsError as e:
+            raise oserror(e.errno, f"cannot reach the dir server at {self.cluster.dir_address}: {e.message}")
+        return self
+
+    async def close(self) -> None:
+        await self.channels.close()
+
+    # ------------------------------------------------------------------ stat
+
+    @_oserrors
+    async def stat(self, path: str, *, follow_symlinks: bool = True) -> os.stat_result:
+        node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
+        return to_stat(node.attr)
+
+    async def lstat(self, path: str) -> os.stat_result:
+        return await self.stat(path, follow_symlinks=False)
+
+    async def exists(self, path: str) -> bool:
+        try:
+            await self.stat(path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    # ----------------------------------------------------------- directories
+
+    @_oserrors
+    async def mkdir(self, path: str, mode: int = 0o777) -> None:
+        parent, _, name = await self.paths.parent_of(path, self.creds)
+        await self.meta.mkdir(parent.ino, name, mode & ~self.umask & 0o7777, self.creds)
+
+    async def makedirs(self, path: str, mode: int = 0o777, exist_ok: bool = False) -> None:
+        parts = [p for p in path.split("/") if p and p != "."]
+        for i in range(1, len(parts) + 1):
+            sub = "/" + "/".join(parts[:i])
+            try:
+                await self.mkdir(sub, mode)
+            except FileExistsError:
+                if i == len(parts) and not exist_ok:
+                    raise
+                if not stat_mod.S_ISDIR((await self.stat(sub)).st_mode):
+                    raise
+        if not parts and not exist_ok:
+            raise oserror(errno.EEXIST, "", path)
+
+    @_oserrors
+    async def rmdir(self, path: str) -> None:
+        parent, ppath, name = await self.paths.parent_of(path, self.creds)
+        await self.meta.rmdir(parent.ino, name, self.creds)
+        self.cache.forget_subtree(posixpath.join(ppath, name))
+
+    @_oserrors
+    async def scandir(self, path: str) -> list[DirEntry]:
+        node, full = await self.paths.resolve(path, self.creds)
+        if not node.is_dir:
+            raise FsError(errno.ENOTDIR, "not a directory")
+        if not allowed(node.attr.mode, node.attr.uid, node.attr.gid, self.creds, R_OK):
+            raise FsError(errno.EACCES, "no read permission on the directory")
+        entries = await self.meta.list_dir(node.ino, self.creds, with_attrs=True)
+        return [DirEntry(e.name, posixpath.join(full, e.name), e.ino, e.type,
+                         to_stat(info.attr) if info is not None else None) for e, info in entries]
+
+    async def listdir(self, path: str = "/") -> list[str]:
+        return [e.name for e in await self.scandir(path)]
+
+    # ----------------------------------------------------------------- names
+
+    @_oserrors
+    async def unlink(self, path: str) -> None:
+        parent, _, name = await self.paths.parent_of(path, self.creds)
+        await self.meta.unlink(parent.ino, name, self.creds)
+
+    remove = unlink
+
+    @_oserrors
+    async def rename(self, src: str, dst: str, *, flags: int = 0) -> None:
+        sp, spath, sname = await self.paths.parent_of(src, self.creds)
+        try:
+            dp, _, dname = await self.paths.parent_of(dst, self.creds)
+        except FsError as e:
+            raise oserror(e.errno, e.message, dst) from None
+        await self.meta.rename(sp.ino, sname, dp.ino, dname, self.creds, flags)
+        self.cache.forget_subtree(posixpath.join(spath, sname))
+
+    async def replace(self, src: str, dst: str) -> None:
+        await self.rename(src, dst)
+
+    @_oserrors
+    async def link(self, src: str, dst: str) -> None:
+        node, _ = await self.paths.resolve(src, self.creds, follow=False)
+        if node.is_dir:
+            raise FsError(errno.EPERM, "hard links to directories are not allowed")
+        try:
+            dp, _, dname = await self.paths.parent_of(dst, self.creds)
+        except FsError as e:
+            raise oserror(e.errno, e.message, dst) from None
+        await self.meta.link(node.ino, dp.ino, dname, self.creds)
+
+    @_oserrors
+    async def symlink(self, path: str, target: str) -> None:
+        """Create symlink ``path`` pointing at ``target`` (note: path first)."""
+        if not target or "\0" in target or len(target.encode()) >= 4096:
+            raise FsError(errno.ENOENT if not target else errno.ENAMETOOLONG, "bad symlink target")
+        parent, _, name = await self.paths.parent_of(path, self.creds)
+        await self.meta.create(parent.ino, name, 0o777, self.creds, exclusive=True, symlink_target=target)
+
+    @_oserrors
+    async def readlink(self, path: str) -> str:
+        node, _ = await self.paths.resolve(path, self.creds, follow=False)
+        if not node.is_symlink or node.file is None:
+            raise FsError(errno.EINVAL, "not a symbolic link")
+        return node.file.symlink_target
+
+    # ------------------------------------------------------------- attributes
+
+    @_oserrors
+    async def chmod(self, path: str, mode: int, *, follow_symlinks: bool = True) -> None:
+        node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
+        await self.meta.setattr(node.ino, self.creds, mask=SET_MODE, mode=mode & 0o7777)
+
+    @_oserrors
+    async def chown(self, path: str, uid: int, gid: int, *, follow_symlinks: bool = True) -> None:
+        node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
+        mask = (SET_UID if uid != -1 else 0) | (SET_GID if gid != -1 else 0)
+        if mask:
+            await self.meta.setattr(node.ino, self.creds, mask=mask, uid=max(uid, 0), gid=max(gid, 0))
+
+    @_oserrors
+    async def utime(self, path: str, times: tuple[float, float] | None = None, *,
+                    ns: tuple[int, int] | None = None, follow_symlinks: bool = True) -> None:
+        node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
+        if ns is None and times is not None:
+            ns = (int(times[0] * 1e9), int(times[1] * 1e9))
+        if ns is None:
+            await self.meta.setattr(node.ino, self.creds, mask=SET_ATIME_NOW | SET_MTIME_NOW)
+        else:
+            await self.meta.setattr(node.ino, self.creds, mask=SET_ATIME | SET_MTIME,
+                                    atime_ns=ns[0], mtime_ns=ns[1])
+
+    @_oserrors
+    async def truncate(self, path: str, length: int) -> None:
+        node, _ = await self.paths.resolve(path, self.creds)
+        if node.is_dir:
+            raise FsError(errno.EISDIR, "is a directory")
+        await self.data.truncate(node, length, self.creds)
+
+    # ----------------------------------------------------------------- xattrs
+
+    @_oserrors
+    async def getxattr(self, path: str, name: str, *, follow_symlinks: bool = True) -> bytes:
+        node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
+        reply = await self.meta.xattr("GetXattr", node.ino, self.creds, name)
+        return reply.value  # type: ignore[union-attr]
+
+    @_oserrors
+    async def setxattr(self, path: str, name: str, value: bytes, flags: int = 0, *,
+                       follow_symlinks: bool = True) -> None:
+        node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
+        await self.meta.xattr("SetXattr", node.ino, self.creds, name, bytes(value), flags)
+
+    @_oserrors
+    async def listxattr(self, path: str, *, follow_symlinks: bool = True) -> list[str]:
+        node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
+        reply = await self.meta.xattr("ListXattr", node.ino, self.creds)
+        return list(reply.names)  # type: ignore[union-attr]
+
+    @_oserrors
+    async def removexattr(self, path: str, name: str, *, follow_symlinks: bool = True) -> None:
+        node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
+        await self.meta.xattr("RemoveXattr", node.ino, self.creds, name)
+
+    # ------------------------------------------------------------------- open
+
+    @_oserrors
+    async def open_node(self, path: str, flags: int, mode: int = 0o666) -> Node:
+        """Resolve or create the file for an open(2) with ``flags``; check access."""
+        acc = flags & os.O_ACCMODE
+        want = {os.O_RDONLY: R_OK, os.O_WRONLY: W_OK, os.O_RDWR: R_OK | W_OK}[acc]
+        if flags & os.O_CREAT:
+            parent, ppath, name = await self.paths.parent_of(path, self.creds)
+            try:
+                existing, _ = await self.paths.resolve(posixpath.join(ppath, name), self.creds, want_data=True)
+            except FsError as e:
+                if e.errno != errno.ENOENT:
+                    raise
+                existing = None
+            if existing is not None:
+                if flags & os.O_EXCL:
+                    raise FsError(errno.EEXIST, "file exists")
+                node = existing
+            else:
+                node, _ = await self.meta.create(parent.ino, name, mode & ~self.umask & 0o7777, self.creds,
+                                                 exclusive=bool(flags & os.O_EXCL))
+                return node
+        else:
+            node, _ = await self.paths.resolve(path, self.creds, want_data=True)
+        if node.is_dir:
+            if acc != os.O_RDONLY:
+                raise FsError(errno.EISDIR, "is a directory")
+            return node
+        if not allowed(node.attr.mode, node.attr.uid, node.attr.gid, self.creds, want):
+            raise FsError(errno.EACCES, "permission denied")
+        if flags & os.O_TRUNC and acc != os.O_RDONLY and node.attr.size:
+            await self.data.truncate(node, 0, self.creds)
+        return node
+
+    async def read_at(self, node: Node, offset: int, length: int) -> bytes:
+        info = node.file
+        assert info is not None
+        if info.inline and info.data and len(info.data) == info.attr.size:
+            return info.data[offset:offset + length]  # bytes came with the open
+        try:
+            return await self.data.read(info, offset, length, self.creds)
+        except FsError as e:
+            raise oserror(e.errno, e.message) from None
+
+    async def write_at(self, node: Node, offset: int, data: bytes | memoryview, *,
+                       defer_size: bool = False) -> int:
+        try:
+            end = await self.data.write(node, offset, data, self.creds, defer_size=defer_size)
+        except FsError as e:
+            raise oserror(e.errno, e.message) from None
+        if node.file is not None and node.file.inline:
+            node.file.data = b""  # the cached bytes are stale now
+        return end
+
+    async def commit_size(self, node: Node, end: int) -> None:
+        try:
+            await self.data.commit_size(node, end, self.creds)
+        except FsError as e:
+            raise oserror(e.errno, e.message) from None
+
+    async def refresh_node(self, node: Node) -> Node:
+        try:
+            fresh = await self.meta.get_file(node.ino, self.creds)
+        except FsError as e:
+            raise oserror(e.errno, e.message) from None
+        node.file, node.attr = fresh.file, fresh.attr
+        return node
+
+    # ------------------------------------------------------------------ misc
+
+    async def statfs(self) -> dict[str, int]:
+        stats = await self.meta.cluster_stats()
+        files = sum(s.files for s in stats["shards"] if not isinstance(s, Exception))
+        used = sum(d.bytes for d in stats["data"] if not isinstance(d, Exception))
+        used += sum(s.inline_bytes for s in stats["shards"] if not isinstance(s, Exception))
+        return {"files": files, "directories": stats["dir"].directories, "bytes_used": used,
+                "shards": len(stats["shards"]), "data_servers": len(stats["data"])}
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+

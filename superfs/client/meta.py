@@ -1,0 +1,256 @@
+"""Metadata operations by inode: the layer FUSE calls directly.
+
+Every method takes the caller's credentials (FUSE serves many uids from one
+process) and returns :class:`Node` or protobuf replies. Directory work goes
+to the dir server, file work to the shard that owns the entry or the inode;
+a directory's node (with its capability) comes from the lease cache when it
+can, so a warm create/stat/unlink is one shard round trip.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, TypeVar
+
+from superfs import routing
+from superfs.client.cache import DirCache
+from superfs.client.cluster import ClusterView
+from superfs.client.nodes import Node
+from superfs.client.rpc import call
+from superfs.errors import FsError
+from superfs.names import check_name
+from superfs.v1 import superfs_pb2 as pb
+
+T = TypeVar("T")
+
+LIST_PAGE = 1000
+
+# SetAttr mask bits (see the proto)
+SET_MODE, SET_UID, SET_GID, SET_SIZE, SET_ATIME, SET_MTIME, SET_ATIME_NOW, SET_MTIME_NOW = (
+    1, 2, 4, 8, 16, 32, 64, 128)
+
+
+@dataclass(frozen=True)
+class Creds:
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = field(default_factory=tuple)
+
+    def pb(self) -> pb.Creds:
+        return pb.Creds(uid=self.uid, gid=self.gid, groups=list(self.groups))
+
+
+class MetaOps:
+    """Inode-level metadata operations over the cluster."""
+
+    def __init__(self, cluster: ClusterView, cache: DirCache) -> None:
+        self.cluster = cluster
+        self.cache = cache
+
+    @property
+    def timeout(self) -> float:
+        return self.cluster.timeout
+
+    async def _shard_call(self, stub_of: Callable[[], Any], method: str, request: Any) -> Any:
+        """Call a shard; on ESTALE (map moved on) refresh the map and retry once."""
+        try:
+            return await call(getattr(stub_of(), method), request, self.timeout)
+        except FsError as e:
+            if e.errno != errno.ESTALE:
+                raise
+        await self.cluster.refresh(min_age_s=0.5)
+        return await call(getattr(stub_of(), method), request, self.timeout)
+
+    async def _with_cap(self, dir_ino: int, creds: Creds, op: Callable[[pb.DirCap], Awaitable[T]]) -> T:
+        """Run ``op`` with the directory's capability; refresh it once if stale."""
+        node = await self.get_dir(dir_ino, creds)
+        try:
+            return await op(node.cap or pb.DirCap())
+        except FsError as e:
+            if e.errno != errno.ESTALE:
+                raise
+        self.cache.forget(dir_ino)
+        node = await self.get_dir(dir_ino, creds)
+        return await op(node.cap or pb.DirCap())
+
+    # ------------------------------------------------------------ directories
+
+    def dir_node(self, info: pb.DirInfo, cap: pb.DirCap | None, lease_ns: int) -> Node:
+        return Node(ino=info.ino, attr=info.attr, type=pb.DIRECTORY, parent=info.parent_ino,
+                    name=info.name, cap=cap, expires=time.monotonic() + lease_ns / 1e9)
+
+    async def get_dir(self, ino: int, creds: Creds) -> Node:
+        node = self.cache.get(ino, creds.uid)
+        if node is not None:
+            return node
+        reply = await self.cluster.dir_call("GetDir", pb.DirRequest(ino=ino, creds=creds.pb()))
+        node = self.dir_node(reply.dir, reply.cap, reply.lease_ns)
+        self.cache.put(node, creds.uid)
+        return node
+
+    async def mkdir(self, parent: int, name: str, mode: int, creds: Creds) -> Node:
+        check_name(name)
+        info = await self.cluster.dir_call(
+            "Mkdir", pb.MkdirRequest(parent_ino=parent, name=name, mode=mode, creds=creds.pb()))
+        self.cache.forget(parent)
+        return Node(ino=info.ino, attr=info.attr, type=pb.DIRECTORY, parent=parent, name=name)
+
+    async def rmdir(self, parent: int, name: str, creds: Creds) -> None:
+        check_name(name)
+        await self.cluster.dir_call("Rmdir", pb.RmdirRequest(parent_ino=parent, name=name, creds=creds.pb()))
+        self.cache.forget(parent)
+
+    # ------------------------------------------------------------------ files
+
+    def file_node(self, info: pb.FileInfo, parent: int = 0, name: str = "") -> Node:
+        return Node(ino=info.attr.ino, attr=info.attr, type=info.type, parent=parent, name=name, file=info)
+
+    async def lookup(self, parent: int, name: str, creds: Creds, *, want_data: bool = False) -> Node:
+        """The node named ``name`` in directory ``parent``: file, symlink or directory."""
+        check_name(name)
+        req = pb.LookupFileRequest(parent_ino=parent, name=name, want_data=want_data, creds=creds.pb())
+        reply = await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "LookupFile", req)
+        if reply.entry.type == pb.DIRECTORY:
+            node = await self.get_dir(reply.entry.ino, creds)
+            return node
+        if reply.has_file:
+            return self.file_node(reply.file, parent, name)
+        node = await self.get_file(reply.entry.ino, creds, want_data=want_data)
+        node.parent, node.name = parent, name
+        return node
+
+    async def get_file(self, ino: int, creds: Creds, *, want_data: bool = False) -> Node:
+        req = pb.GetFileRequest(ino=ino, want_data=want_data, creds=creds.pb())
+        info = await self._shard_call(lambda: self.cluster.home_shard(ino), "GetFile", req)
+        return self.file_node(info)
+
+    async def getattr(self, ino: int, creds: Creds) -> Node:
+        if routing.is_dir_ino(ino):
+            return await self.get_dir(ino, creds)
+        return await self.get_file(ino, creds)
+
+    async def create(self, parent: int, name: str, mode: int, creds: Creds, *, exclusive: bool = False,
+                     truncate: bool = False, data: bytes = b"", symlink_target: str = "") -> tuple[Node, bool]:
+        check_name(name)
+        ftype = pb.SYMLINK if symlink_target else pb.REGULAR
+
+        async def op(cap: pb.DirCap) -> pb.CreateFileReply:
+            req = pb.CreateFileRequest(parent_ino=parent, name=name, mode=mode, type=ftype,
+                                       symlink_target=symlink_target, exclusive=exclusive,
+                                       truncate=truncate, creds=creds.pb(), cap=cap, data=data)
+            return await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "CreateFile", req)
+
+        reply = await self._with_cap(parent, creds, op)
+        return self.file_node(reply.file, parent, name), reply.created
+
+    async def unlink(self, parent: int, name: str, creds: Creds) -> pb.UnlinkReply:
+        check_name(name)
+
+        async def op(cap: pb.DirCap) -> pb.UnlinkReply:
+            req = pb.UnlinkRequest(parent_ino=parent, name=name, creds=creds.pb(), cap=cap)
+            return await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "Unlink", req)
+
+        return await self._with_cap(parent, creds, op)
+
+    async def link(self, ino: int, new_parent: int, new_name: str, creds: Creds) -> pb.Attr:
+        check_name(new_name)
+        if routing.is_dir_ino(ino):
+            raise FsError(errno.EPERM, "hard links to directories are not allowed")
+
+        async def op(cap: pb.DirCap) -> pb.Attr:
+            req = pb.LinkRequest(ino=ino, new_parent=new_parent, new_name=new_name, creds=creds.pb(), cap=cap)
+            return await self._shard_call(lambda: self.cluster.entry_shard(new_parent, new_name), "Link", req)
+
+        return await self._with_cap(new_parent, creds, op)
+
+    async def rename(self, src_parent: int, src_name: str, dst_parent: int, dst_name: str,
+                     creds: Creds, flags: int = 0) -> None:
+        check_name(src_name)
+        check_name(dst_name)
+        if flags & 2:
+            raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
+        src = await self.lookup(src_parent, src_name, creds)
+        if src.is_dir:
+            await self.cluster.dir_call("RenameDir", pb.RenameDirRequest(
+                src_parent=src_parent, src_name=src_name, dst_parent=dst_parent, dst_name=dst_name,
+                flags=flags, creds=creds.pb()))
+            self.cache.forget(src.ino)
+            self.cache.forget(src_parent)
+            self.cache.forget(dst_parent)
+            return
+        src_dir = await self.get_dir(src_parent, creds)
+        dst_dir = await self.get_dir(dst_parent, creds)
+        req = pb.RenameFileRequest(src_parent=src_parent, src_name=src_name, dst_parent=dst_parent,
+                                   dst_name=dst_name, flags=flags, creds=creds.pb(),
+                                   src_cap=src_dir.cap, dst_cap=dst_dir.cap)
+        try:
+            await self._shard_call(lambda: self.cluster.entry_shard(src_parent, src_name), "RenameFile", req)
+        except FsError as e:
+            if e.errno != errno.ESTALE:
+                raise
+            self.cache.forget(src_parent)
+            self.cache.forget(dst_parent)
+            req.src_cap.CopyFrom((await self.get_dir(src_parent, creds)).cap)
+            req.dst_cap.CopyFrom((await self.get_dir(dst_parent, creds)).cap)
+            await self._shard_call(lambda: self.cluster.entry_shard(src_parent, src_name), "RenameFile", req)
+
+    async def setattr(self, ino: int, creds: Creds, *, mask: int, mode: int = 0, uid: int = 0, gid: int = 0,
+                      size: int = 0, atime_ns: int = 0, mtime_ns: int = 0) -> pb.Attr:
+        req = pb.SetAttrRequest(ino=ino, mask=mask, mode=mode, uid=uid, gid=gid, size=size,
+                                atime_ns=atime_ns, mtime_ns=mtime_ns, creds=creds.pb())
+        if routing.is_dir_ino(ino):
+            attr = await self.cluster.dir_call("SetDirAttr", req)
+            self.cache.forget(ino)
+            return attr
+        return await self._shard_call(lambda: self.cluster.home_shard(ino), "SetAttr", req)
+
+    # --------------------------------------------------------------- listings
+
+    async def list_dir(self, dir_ino: int, creds: Creds, *, with_attrs: bool = False
+                       ) -> list[tuple[pb.Dentry, pb.FileInfo | None]]:
+        """Every entry of a directory, sorted by name: a parallel fan-out over shards."""
+        await self.get_dir(dir_ino, creds)  # ENOENT/ENOTDIR for bad directories
+        shards = self.cluster.all_shards()
+        pages = await asyncio.gather(*(self._list_shard(s, dir_ino, creds, with_attrs) for s in shards))
+        merged = [item for page in pages for item in page]
+        merged.sort(key=lambda item: item[0].name.encode("utf-8", "surrogateescape"))
+        return merged
+
+    async def _list_shard(self, stub: Any, dir_ino: int, creds: Creds, with_attrs: bool
+                          ) -> list[tuple[pb.Dentry, pb.FileInfo | None]]:
+        out: list[tuple[pb.Dentry, pb.FileInfo | None]] = []
+        after = ""
+        while True:
+            req = pb.ListFilesRequest(parent_ino=dir_ino, after=after, limit=LIST_PAGE,
+                                      with_attrs=with_attrs, creds=creds.pb())
+            reply = await call(stub.ListFiles, req, self.timeout)
+            for i, entry in enumerate(reply.entries):
+                info = reply.files[i] if with_attrs and i < len(reply.files) and reply.files[i].attr.ino else None
+                out.append((entry, info))
+            if not reply.more or not reply.entries:
+                return out
+            after = reply.entries[-1].name
+
+    # ----------------------------------------------------------------- xattrs
+
+    async def xattr(self, method: str, ino: int, creds: Creds, name: str = "", value: bytes = b"",
+                    flags: int = 0) -> pb.XattrReply | pb.Empty:
+        req = pb.XattrRequest(ino=ino, name=name, value=value, flags=flags, creds=creds.pb())
+        if routing.is_dir_ino(ino):
+            reply = await self.cluster.dir_call(method.replace("Xattr", "DirXattr"), req)
+            return reply
+        return await self._shard_call(lambda: self.cluster.home_shard(ino), method, req)
+
+    # ------------------------------------------------------------------ stats
+
+    async def cluster_stats(self) -> dict[str, Any]:
+        dir_stats, shard_stats, data_stats = await asyncio.gather(
+            self.cluster.dir_call("Stats", pb.Empty()),
+            asyncio.gather(*(call(s.Stats, pb.Empty(), self.timeout) for s in self.cluster.all_shards()),
+                           return_exceptions=True),
+            asyncio.gather(*(call(d.Stats, pb.Empty(), self.timeout) for d in self.cluster.all_data_servers()),
+                           return_exceptions=True),
+        )
+        return {"dir": dir_stats, "shards": list(shard_stats), "data": list(data_stats)}
