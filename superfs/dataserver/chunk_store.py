@@ -1,0 +1,372 @@
+"""ChunkStore: the data server's engine, chunks in one LMDB environment.
+
+Millions of chunks must not become millions of local files (that would
+recreate underneath us the small-file problem SuperFS exists to solve), so
+every chunk is two records in one LMDB environment (see ``chunk_format``),
+and a ``meta`` sub-database keeps the chunk count and byte total, updated in
+the same transaction as the chunk, so statistics cost O(1).
+
+Every read verifies the checksum of the whole stored chunk. A mismatch is
+logged as an ERROR naming the chunk and raised as ``FsError(EIO)``; the
+client then reads another replica. Reads hash a memoryview of LMDB's mapped
+pages (``buffers=True``, valid only inside the read transaction) and copy out
+just the requested slice: one copy of the payload on the read path.
+
+Mutations are plain functions run by ``LmdbStore.write`` on its writer thread
+(group commit: many mutations share one fsync). A write that replaces the
+whole chunk passes the caller's bytes to LMDB untouched; a partial write is a
+read-modify-write inside the transaction, and verifies the old bytes first so
+that corruption is never laundered under a fresh checksum.
+
+No gRPC here: the service layer decodes requests and calls these methods.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import lmdb
+
+from superfs.dataserver import chunk_format as fmt
+from superfs.errors import FsError
+from superfs.lmdb_store import LmdbStore
+
+log = logging.getLogger(__name__)
+
+DB_HEAD = "chunk_head"
+DB_DATA = "chunk_data"
+DB_META = "meta"
+_META_CHUNKS = b"chunks"
+_META_BYTES = b"bytes"
+
+MAX_U64 = (1 << 64) - 1
+LIST_DEFAULT = 1000
+LIST_MAX = 10000
+# A verifying listing stops early once it has hashed this much, so one page
+# of 10000 chunks of 64 MiB cannot run for minutes past every deadline.
+VERIFY_BUDGET_BYTES = 1 << 30
+# Chunks up to this size are read on the event loop thread: hashing them takes
+# microseconds, less than a hop to a worker thread. Larger ones go to threads
+# (xxhash and LMDB page faults release the GIL) so the loop keeps serving.
+INLINE_READ_MAX = 256 * 1024
+# DeleteChunks removes a huge file's chunks in several bounded transactions.
+DELETE_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """One entry of a listing."""
+
+    ino: int
+    index: int
+    length: int
+    corrupt: bool = False
+
+
+@dataclass(frozen=True)
+class ChunkStats:
+    chunks: int
+    bytes: int
+    db_bytes: int
+
+
+def _check_key(ino: int, index: int) -> bytes:
+    if not 0 < ino <= MAX_U64:
+        raise FsError(errno.EINVAL, f"bad inode number {ino} for a chunk")
+    if not 0 <= index <= MAX_U64:
+        raise FsError(errno.EINVAL, f"bad chunk index {index}")
+    return fmt.chunk_key(ino, index)
+
+
+def _check_extent(what: str, value: int) -> None:
+    if not 0 <= value <= fmt.MAX_CHUNK:
+        raise FsError(errno.EINVAL, f"{what} {value} is outside a chunk (max {fmt.MAX_CHUNK} bytes)")
+
+
+class ChunkStore:
+    """Chunks keyed by (ino, index) with checksums, over one LmdbStore."""
+
+    def __init__(self, store: LmdbStore, *, algorithm: str = "xxh3_64", read_threads: int = 4) -> None:
+        self.store = store
+        self.algorithm = fmt.ALGORITHM_IDS[algorithm]
+        self._head = store.db(DB_HEAD)
+        self._data = store.db(DB_DATA)
+        self._meta = store.db(DB_META)
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=read_threads, thread_name_prefix="chunk-read"
+        )
+
+    @classmethod
+    def open(cls, path: str, *, durable: bool = True, **kwargs: Any) -> "ChunkStore":
+        store = LmdbStore(path, [DB_HEAD, DB_DATA, DB_META], durable=durable)
+        log.info("chunk store opened at %s (%s)", path, "durable" if durable else "async")
+        return cls(store, **kwargs)
+
+    def close(self) -> None:
+        self._readers.shutdown(wait=True)
+        self.store.close()
+
+    # ------------------------------------------------------------ verifying
+
+    def _verify(self, key: bytes, head: fmt.ChunkHead, body: Any) -> None:
+        """Raise EIO (after an ERROR line naming the chunk) unless body matches head."""
+        ino, index = fmt.split_key(key)
+        if body is None:
+            log.error("chunk ino=%d index=%d in %s: header present, data missing", ino, index, self.store.path)
+            raise FsError(errno.EIO, f"chunk {ino}:{index} has no data")
+        if len(body) != head.length:
+            log.error(
+                "chunk ino=%d index=%d in %s: %d bytes stored, header says %d",
+                ino, index, self.store.path, len(body), head.length,
+            )
+            raise FsError(errno.EIO, f"chunk {ino}:{index} has the wrong length")
+        actual = fmt.checksum(head.algorithm, body)
+        if actual != head.checksum:
+            log.error(
+                "checksum mismatch in chunk ino=%d index=%d in %s: stored %016x, computed %016x over %d bytes",
+                ino, index, self.store.path, head.checksum, actual, head.length,
+            )
+            raise FsError(errno.EIO, f"chunk {ino}:{index} is corrupt (checksum mismatch)")
+
+    def _is_intact(self, txn: lmdb.Transaction, key: bytes, head: fmt.ChunkHead) -> bool:
+        try:
+            self._verify(key, head, txn.get(key, db=self._data))
+        except FsError:
+            return False
+        return True
+
+    # ---------------------------------------------------------------- reads
+
+    def read_now(self, ino: int, index: int, offset: int, length: int) -> bytes | None:
+        """Bytes [offset, offset+length) of a chunk, short at its end; None if absent.
+
+        Blocking (hashes the whole chunk): call from a worker thread or use
+        :meth:`read`.
+        """
+        key = self._check_read(ino, index, offset, length)
+        with self.store.env.begin(buffers=True) as txn:
+            return self._read_in(txn, key, offset, length)
+
+    async def read(self, ino: int, index: int, offset: int, length: int) -> bytes | None:
+        """Like :meth:`read_now`, without blocking the event loop on large chunks."""
+        key = self._check_read(ino, index, offset, length)
+        with self.store.env.begin(buffers=True) as txn:
+            raw = txn.get(key, db=self._head)
+            if raw is None:
+                return None
+            if fmt.decode_head(raw).length <= INLINE_READ_MAX:
+                return self._read_in(txn, key, offset, length)
+        # The chunk may change between the two transactions; the worker reads
+        # header and data again in its own consistent snapshot.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.read_now, ino, index, offset, length)
+
+    def _check_read(self, ino: int, index: int, offset: int, length: int) -> bytes:
+        key = _check_key(ino, index)
+        _check_extent("read offset", offset)
+        _check_extent("read length", length)
+        return key
+
+    def _read_in(self, txn: lmdb.Transaction, key: bytes, offset: int, length: int) -> bytes | None:
+        raw = txn.get(key, db=self._head)
+        if raw is None:
+            return None
+        head = fmt.decode_head(raw)
+        body = txn.get(key, db=self._data)  # a memoryview of the map: no copy
+        self._verify(key, head, body)
+        end = min(offset + length, head.length)
+        if offset >= end:
+            return b""
+        log.debug("read chunk %d:%d [%d, %d)", *fmt.split_key(key), offset, end)
+        return bytes(body[offset:end])  # the one copy, of the requested slice only
+
+    def list_now(
+        self, after_ino: int = 0, after_index: int = 0, limit: int = 0, verify: bool = False
+    ) -> tuple[list[ChunkInfo], bool]:
+        """One page of chunks in key order; returns (entries, more).
+
+        Cursor: entries strictly after the key (after_ino, after_index), unless
+        both are 0, then from the start (ino 0 never holds chunks). To page,
+        pass the last entry's (ino, index) back. ``limit`` 0 means 1000 and is
+        capped at 10000. With ``verify`` every listed chunk is re-hashed and
+        flagged ``corrupt`` on mismatch; such a page also ends (with
+        more=True) once about 1 GiB has been hashed.
+        """
+        if not (0 <= after_ino <= MAX_U64 and 0 <= after_index <= MAX_U64):
+            raise FsError(errno.EINVAL, "bad listing cursor")
+        limit = LIST_DEFAULT if limit <= 0 else min(limit, LIST_MAX)
+        out: list[ChunkInfo] = []
+        hashed = 0
+        with self.store.env.begin(buffers=True) as txn:
+            cur = txn.cursor(db=self._head)
+            if after_ino == 0 and after_index == 0:
+                positioned = cur.first()
+            else:
+                start = fmt.chunk_key(after_ino, after_index)
+                positioned = cur.set_range(start)
+                if positioned and bytes(cur.key()) == start:
+                    positioned = cur.next()
+            while positioned:
+                if len(out) >= limit or (verify and hashed >= VERIFY_BUDGET_BYTES):
+                    return out, True
+                key = bytes(cur.key())
+                ino, index = fmt.split_key(key)
+                try:
+                    head = fmt.decode_head(cur.value())
+                except FsError as e:
+                    log.error("chunk ino=%d index=%d in %s: %s", ino, index, self.store.path, e.message)
+                    out.append(ChunkInfo(ino, index, 0, corrupt=True))
+                else:
+                    corrupt = False
+                    if verify:
+                        corrupt = not self._is_intact(txn, key, head)
+                        hashed += head.length
+                    out.append(ChunkInfo(ino, index, head.length, corrupt))
+                positioned = cur.next()
+        return out, False
+
+    async def list(
+        self, after_ino: int = 0, after_index: int = 0, limit: int = 0, verify: bool = False
+    ) -> tuple[list[ChunkInfo], bool]:
+        """:meth:`list_now` on a worker thread (a verifying page hashes up to 1 GiB)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.list_now, after_ino, after_index, limit, verify)
+
+    def stats(self) -> ChunkStats:
+        with self.store.read() as txn:
+            chunks = fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta))
+            total = fmt.decode_counter(txn.get(_META_BYTES, db=self._meta))
+        return ChunkStats(chunks, total, self.store.db_bytes())
+
+    # --------------------------------------------------------------- writes
+
+    async def write(self, ino: int, index: int, offset: int, data: bytes, truncate: bool = False) -> int:
+        """Write ``data`` at ``offset``; return the chunk's length afterwards.
+
+        A gap between the old end and ``offset`` reads as zeros. With
+        ``truncate`` the chunk ends at offset+len(data); without it, it only
+        grows. A zero-byte write without ``truncate`` changes nothing (and
+        creates nothing). offset+len(data) must be <= 64 MiB (else EINVAL,
+        before any memory is allocated).
+        """
+        key = _check_key(ino, index)
+        _check_extent("write end", offset + len(data))
+        return await self.store.write(lambda txn: self._write_fn(txn, key, offset, data, truncate))
+
+    async def truncate(self, ino: int, index: int, length: int) -> None:
+        """Cut or zero-extend a chunk to ``length``; a missing chunk stays missing."""
+        key = _check_key(ino, index)
+        _check_extent("chunk length", length)
+        await self.store.write(lambda txn: self._truncate_fn(txn, key, length))
+
+    async def delete(self, ino: int, from_index: int = 0) -> int:
+        """Delete the chunks of ``ino`` with index >= from_index; return how many.
+
+        Idempotent. A huge file goes in several transactions of bounded size;
+        a crash in between leaves a shorter tail that a retry finishes.
+        """
+        if not 0 < ino <= MAX_U64 or not 0 <= from_index <= MAX_U64:
+            raise FsError(errno.EINVAL, f"bad chunk range {ino}:{from_index}..")
+        total = 0
+        start = fmt.chunk_key(ino, from_index)
+        while True:
+            n, more = await self.store.write(lambda txn: self._delete_fn(txn, ino, start))
+            total += n
+            if not more:
+                break
+        log.debug("deleted %d chunks of ino %d from index %d", total, ino, from_index)
+        return total
+
+    # The *_fn methods run on the LMDB writer thread inside a (child) write
+    # transaction; an exception rolls back that mutation alone.
+
+    def _write_fn(self, txn: lmdb.Transaction, key: bytes, offset: int, data: bytes, truncate: bool) -> int:
+        raw = txn.get(key, db=self._head)
+        head = fmt.decode_head(raw) if raw is not None else None
+        old_len = head.length if head is not None else 0
+        if not data and not truncate:
+            return old_len
+        end = offset + len(data)
+        content: bytes | bytearray
+        if offset == 0 and (truncate or end >= old_len):
+            content = data  # replaces the whole chunk: LMDB copies it once, we never do
+        else:
+            new_len = end if truncate else max(old_len, end)
+            buf = bytearray(new_len)  # zeros: fills any gap
+            if head is not None:
+                old = txn.get(key, db=self._data)
+                self._verify(key, head, old)
+                keep = min(old_len, new_len)
+                buf[:keep] = memoryview(old)[:keep]
+            buf[offset:end] = data
+            content = buf
+        self._put(txn, key, content, head)
+        log.debug("wrote chunk %d:%d [%d, %d) -> length %d", *fmt.split_key(key), offset, end, len(content))
+        return len(content)
+
+    def _truncate_fn(self, txn: lmdb.Transaction, key: bytes, length: int) -> None:
+        raw = txn.get(key, db=self._head)
+        if raw is None:
+            return
+        head = fmt.decode_head(raw)
+        if length == head.length:
+            return
+        old = txn.get(key, db=self._data)
+        self._verify(key, head, old)
+        content: bytes | bytearray | memoryview
+        if length < head.length:
+            content = memoryview(old)[:length]
+        else:
+            content = bytearray(length)
+            content[: head.length] = old
+        self._put(txn, key, content, head)
+        log.debug("truncated chunk %d:%d %d -> %d", *fmt.split_key(key), head.length, length)
+
+    def _put(
+        self, txn: lmdb.Transaction, key: bytes, content: bytes | bytearray | memoryview, old: fmt.ChunkHead | None
+    ) -> None:
+        sum_ = fmt.checksum(self.algorithm, content)
+        txn.put(key, content, db=self._data)
+        txn.put(key, fmt.encode_head(self.algorithm, len(content), sum_), db=self._head)
+        self._count(txn, 0 if old is not None else 1, len(content) - (old.length if old is not None else 0))
+
+    def _delete_fn(self, txn: lmdb.Transaction, ino: int, start: bytes) -> tuple[int, bool]:
+        prefix = fmt.ino_prefix(ino)
+        cur = txn.cursor(db=self._head)
+        deleted = freed = 0
+        positioned = cur.set_range(start)
+        while positioned:
+            key = cur.key()
+            if key[: fmt.INO_PREFIX_SIZE] != prefix:
+                break
+            if deleted >= DELETE_BATCH:
+                self._count(txn, -deleted, -freed)
+                return deleted, True
+            try:
+                freed += fmt.decode_head(cur.value()).length
+            except FsError:
+                # A damaged header: the data record's size keeps the totals right.
+                body = txn.get(key, db=self._data)
+                freed += len(body) if body is not None else 0
+            txn.delete(key, db=self._data)
+            deleted += 1
+            positioned = cur.delete()  # moves to the next record
+            if positioned and not cur.key():
+                break  # deleted the last record of the sub-database
+        self._count(txn, -deleted, -freed)
+        return deleted, False
+
+    def _count(self, txn: lmdb.Transaction, d_chunks: int, d_bytes: int) -> None:
+        if d_chunks == 0 and d_bytes == 0:
+            return
+        chunks = fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta)) + d_chunks
+        total = fmt.decode_counter(txn.get(_META_BYTES, db=self._meta)) + d_bytes
+        if chunks < 0 or total < 0:  # cannot happen unless the counters were damaged
+            log.error("chunk counters went negative in %s (%d chunks, %d bytes)", self.store.path, chunks, total)
+            chunks, total = max(chunks, 0), max(total, 0)
+        txn.put(_META_CHUNKS, fmt.encode_counter(chunks), db=self._meta)
+        txn.put(_META_BYTES, fmt.encode_counter(total), db=self._meta)

@@ -1,0 +1,333 @@
+"""Tier 1: the data server's ChunkStore on a temp dir, no network.
+
+Covers write/read semantics (offsets, zero-filled gaps, truncate), chunk
+truncation, range deletes, paged and verifying listings, O(1) statistics,
+checksum verification against bytes corrupted on disk, and durability across
+close/reopen.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from superfs.dataserver import chunk_store as chunk_store_mod
+from superfs.dataserver.chunk_format import MAX_CHUNK
+from superfs.dataserver.chunk_store import INLINE_READ_MAX, ChunkStore
+from superfs.errors import FsError
+
+INO = (3 << 40) | 7
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ChunkStore]:
+    s = ChunkStore.open(str(tmp_path / "chunks"))
+    yield s
+    s.close()
+
+
+def _pattern(n: int, seed: int = 0) -> bytes:
+    """Distinct, non-repeating bytes (so a slice is unique inside data.mdb)."""
+    return os.urandom(n) if seed == 0 else bytes((i * 31 + seed) & 0xFF for i in range(n))
+
+
+# ------------------------------------------------------------ write / read
+
+
+async def test_round_trip_whole_chunk(store: ChunkStore) -> None:
+    data = _pattern(100_000)
+    assert await store.write(INO, 0, 0, data) == len(data)
+    assert await store.read(INO, 0, 0, len(data)) == data
+    assert await store.read(INO, 0, 10, 20) == data[10:30]
+    assert store.read_now(INO, 0, 99_990, 1000) == data[99_990:]  # short tail
+    assert await store.read(INO, 0, 100_000, 10) == b""  # at the end: exists, empty
+    assert await store.read(INO, 0, 200_000, 10) == b""
+
+
+async def test_missing_chunk_reads_as_none(store: ChunkStore) -> None:
+    assert await store.read(INO, 5, 0, 4096) is None
+    await store.write(INO, 0, 0, b"x")
+    assert await store.read(INO, 1, 0, 1) is None
+    assert await store.read(INO + 1, 0, 0, 1) is None
+
+
+async def test_write_at_offset_zero_fills_gap(store: ChunkStore) -> None:
+    assert await store.write(INO, 0, 1000, b"abc") == 1003
+    got = await store.read(INO, 0, 0, 2000)
+    assert got == bytes(1000) + b"abc"
+    # growing an existing chunk past its end zero-fills the new gap too
+    assert await store.write(INO, 0, 2000, b"z") == 2001
+    got = await store.read(INO, 0, 0, 4000)
+    assert got == bytes(1000) + b"abc" + bytes(997) + b"z"
+
+
+async def test_overwrite_inside_keeps_the_rest(store: ChunkStore) -> None:
+    base = _pattern(10_000, seed=3)
+    await store.write(INO, 0, 0, base)
+    assert await store.write(INO, 0, 100, b"HELLO") == 10_000  # no truncate: length stays
+    want = bytearray(base)
+    want[100:105] = b"HELLO"
+    assert await store.read(INO, 0, 0, 10_000) == bytes(want)
+    # a shorter write at offset 0 without truncate keeps the tail
+    assert await store.write(INO, 0, 0, b"AB") == 10_000
+    want[0:2] = b"AB"
+    assert await store.read(INO, 0, 0, 10_000) == bytes(want)
+
+
+async def test_truncate_flag_cuts_at_end_of_write(store: ChunkStore) -> None:
+    await store.write(INO, 0, 0, _pattern(5000, seed=1))
+    assert await store.write(INO, 0, 10, b"tail", truncate=True) == 14
+    got = await store.read(INO, 0, 0, 5000)
+    assert got == _pattern(5000, seed=1)[:10] + b"tail"
+    assert await store.write(INO, 0, 0, b"new", truncate=True) == 3
+    assert await store.read(INO, 0, 0, 100) == b"new"
+    # an empty truncating write sets the length (zero-extending)
+    assert await store.write(INO, 0, 8, b"", truncate=True) == 8
+    assert await store.read(INO, 0, 0, 100) == b"new" + bytes(5)
+
+
+async def test_empty_write_without_truncate_changes_nothing(store: ChunkStore) -> None:
+    assert await store.write(INO, 0, 100, b"") == 0
+    assert await store.read(INO, 0, 0, 1) is None
+    await store.write(INO, 0, 0, b"abc")
+    assert await store.write(INO, 0, 100, b"") == 3
+
+
+async def test_concurrent_partial_writes_compose(store: ChunkStore) -> None:
+    # Many read-modify-writes of one chunk in the same group commit must not
+    # lose each other's bytes.
+    piece = 1024
+    parts = [bytes([i]) * piece for i in range(64)]
+    await asyncio.gather(*(store.write(INO, 0, i * piece, p) for i, p in enumerate(parts)))
+    assert await store.read(INO, 0, 0, 64 * piece) == b"".join(parts)
+    assert store.stats().chunks == 1
+    assert store.stats().bytes == 64 * piece
+
+
+async def test_large_chunk_read_path(store: ChunkStore) -> None:
+    # Above INLINE_READ_MAX the read runs on a worker thread: same answers.
+    data = _pattern(4 * INLINE_READ_MAX)
+    await store.write(INO, 2, 0, data)
+    assert await store.read(INO, 2, 0, len(data)) == data
+    assert await store.read(INO, 2, len(data) - 5, 100) == data[-5:]
+    results = await asyncio.gather(*(store.read(INO, 2, i * 1000, 1000) for i in range(20)))
+    assert results == [data[i * 1000 : (i + 1) * 1000] for i in range(20)]
+
+
+async def test_limits_are_einval_without_allocating(store: ChunkStore) -> None:
+    for call in (
+        store.write(INO, 0, 2**62, b"x"),
+        store.write(INO, 0, MAX_CHUNK, b"x"),
+        store.write(0, 0, 0, b"x"),
+        store.read(INO, 0, 0, MAX_CHUNK + 1),
+        store.read(INO, 0, 2**63, 1),
+        store.read(0, 0, 0, 1),
+        store.truncate(INO, 0, 2**40),
+        store.delete(0, 0),
+    ):
+        with pytest.raises(FsError) as exc:
+            await call
+        assert exc.value.errno == errno.EINVAL
+    # the largest legal chunk end is accepted
+    assert await store.write(INO, 0, MAX_CHUNK - 1, b"x") == MAX_CHUNK
+    assert await store.read(INO, 0, MAX_CHUNK - 1, 10) == b"x"
+    await store.delete(INO)
+
+
+# --------------------------------------------------------- truncate / delete
+
+
+async def test_truncate_chunk_down_and_up(store: ChunkStore) -> None:
+    data = _pattern(8000, seed=5)
+    await store.write(INO, 1, 0, data)
+    await store.truncate(INO, 1, 3000)
+    assert await store.read(INO, 1, 0, 10_000) == data[:3000]
+    await store.truncate(INO, 1, 6000)
+    assert await store.read(INO, 1, 0, 10_000) == data[:3000] + bytes(3000)
+    await store.truncate(INO, 1, 0)
+    assert await store.read(INO, 1, 0, 10) == b""  # still exists, now empty
+    assert store.stats().bytes == 0 and store.stats().chunks == 1
+
+
+async def test_truncate_missing_chunk_is_noop(store: ChunkStore) -> None:
+    await store.truncate(INO, 9, 4096)
+    assert await store.read(INO, 9, 0, 1) is None
+    assert store.stats().chunks == 0
+
+
+async def test_delete_chunks_from_index(store: ChunkStore) -> None:
+    for ino in (INO - 1, INO, INO + 1):
+        for i in range(6):
+            await store.write(ino, i, 0, b"%d" % i * 100)
+    assert await store.delete(INO, 3) == 3
+    for i in range(6):
+        assert (await store.read(INO, i, 0, 1) is None) == (i >= 3)
+    assert await store.delete(INO, 3) == 0  # idempotent
+    assert await store.delete(INO, 0) == 3
+    for ino in (INO - 1, INO + 1):  # neighbours untouched
+        assert all([await store.read(ino, i, 0, 1) is not None for i in range(6)])
+    assert store.stats().chunks == 12
+    assert await store.delete(INO + 1) == 6  # the last records of the sub-db
+    assert store.stats().chunks == 6
+    assert store.stats().bytes == 6 * 100
+
+
+async def test_delete_huge_file_in_batches(store: ChunkStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chunk_store_mod, "DELETE_BATCH", 3)
+    await asyncio.gather(*(store.write(INO, i, 0, b"q" * 10) for i in range(10)))
+    await store.write(INO + 1, 0, 0, b"keep")
+    before = store.store.batches
+    assert await store.delete(INO, 1) == 9
+    assert store.store.batches - before == 3  # 3 + 3 + 3, the third finds the end
+    assert await store.read(INO, 0, 0, 10) == b"q" * 10
+    assert store.stats().chunks == 2 and store.stats().bytes == 14
+
+
+# ------------------------------------------------------------------ listing
+
+
+async def test_list_chunks_paging(store: ChunkStore) -> None:
+    keys = [(ino, i) for ino in (INO, INO + 5) for i in (0, 1, 2, 10)] + [(1 << 63, 0)]
+    for ino, i in keys:
+        await store.write(ino, i, 0, b"d" * (i + 1))
+    seen: list[tuple[int, int]] = []
+    after = (0, 0)
+    while True:
+        page, more = store.list_now(*after, limit=3)
+        assert len(page) <= 3
+        seen += [(e.ino, e.index) for e in page]
+        if not more:
+            break
+        after = (page[-1].ino, page[-1].index)
+    assert seen == sorted(keys)
+    everything, more = await store.list()
+    assert not more and [(e.ino, e.index, e.length) for e in everything] == [(a, b, b + 1) for a, b in sorted(keys)]
+    # the cursor is exclusive, and needs no existing key
+    page, _ = store.list_now(INO, 1, limit=2)
+    assert [(e.ino, e.index) for e in page] == [(INO, 2), (INO, 10)]
+    page, _ = store.list_now(INO, 3, limit=1)
+    assert [(e.ino, e.index) for e in page] == [(INO, 10)]
+    page, more = store.list_now(1 << 63, 0)
+    assert page == [] and not more
+
+
+async def test_list_limit_default_and_cap(store: ChunkStore) -> None:
+    await asyncio.gather(*(store.write(INO, i, 0, b"x") for i in range(1100)))
+    page, more = store.list_now(limit=0)
+    assert len(page) == 1000 and more
+    page, more = store.list_now(limit=2**31)
+    assert len(page) == 1100 and not more
+
+
+# ------------------------------------------------------------- stats, disk
+
+
+async def test_stats_track_every_mutation(store: ChunkStore) -> None:
+    assert (store.stats().chunks, store.stats().bytes) == (0, 0)
+    await store.write(INO, 0, 0, b"a" * 100)
+    await store.write(INO, 1, 50, b"b" * 50)
+    assert (store.stats().chunks, store.stats().bytes) == (2, 200)
+    await store.write(INO, 0, 0, b"c" * 10, truncate=True)
+    assert (store.stats().chunks, store.stats().bytes) == (2, 110)
+    await store.truncate(INO, 1, 1000)
+    assert (store.stats().chunks, store.stats().bytes) == (2, 1010)
+    with pytest.raises(FsError):
+        await store.write(INO, 2, 2**40, b"x")  # a failed mutation changes nothing
+    await store.delete(INO, 1)
+    assert (store.stats().chunks, store.stats().bytes) == (1, 10)
+    assert store.stats().db_bytes > 0
+
+
+async def test_chunks_share_one_file(tmp_path: Path) -> None:
+    # Thousands of chunks must not become thousands of local files.
+    s = ChunkStore.open(str(tmp_path / "c"), durable=False)
+    try:
+        await asyncio.gather(*(s.write(INO, i, 0, b"%08d" % i * 64) for i in range(2000)))
+        assert sorted(os.listdir(tmp_path / "c")) == ["data.mdb", "lock.mdb"]
+        assert s.stats().chunks == 2000
+    finally:
+        s.close()
+
+
+async def test_values_survive_reopen(tmp_path: Path) -> None:
+    path = str(tmp_path / "chunks")
+    s = ChunkStore.open(path)
+    big = _pattern(3 << 20)
+    await s.write(INO, 0, 0, big)
+    await s.write(INO, 1, 7, b"seven")
+    await s.truncate(INO, 0, 2 << 20)
+    s.close()
+    s = ChunkStore.open(path)
+    try:
+        assert await s.read(INO, 0, 0, 4 << 20) == big[: 2 << 20]
+        assert await s.read(INO, 1, 0, 100) == bytes(7) + b"seven"
+        assert (s.stats().chunks, s.stats().bytes) == (2, (2 << 20) + 12)
+    finally:
+        s.close()
+
+
+def _flip_byte_in_file(path: Path, needle: bytes) -> None:
+    """Damage every copy of ``needle`` in the file.
+
+    LMDB can leave stale copies of a value in freed or recycled pages; those
+    are unreachable, so damaging them too is harmless and keeps the test
+    independent of page-allocation details.
+    """
+    raw = bytearray(path.read_bytes())
+    hits = 0
+    at = raw.find(needle)
+    while at >= 0:
+        raw[at + len(needle) // 2] ^= 0x40
+        hits += 1
+        at = raw.find(needle, at + len(needle))
+    assert hits >= 1, "the chunk's bytes must be in data.mdb as they are"
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("size", [3000, 1 << 20])  # inline read path and worker-thread path
+async def test_corruption_on_disk_is_detected(tmp_path: Path, caplog: pytest.LogCaptureFixture, size: int) -> None:
+    path = tmp_path / "chunks"
+    s = ChunkStore.open(str(path))
+    victim = os.urandom(size)
+    healthy = os.urandom(size)
+    await s.write(INO, 4, 0, victim)
+    await s.write(INO, 5, 0, healthy)
+    s.close()
+    _flip_byte_in_file(path / "data.mdb", victim[size // 2 : size // 2 + 32])
+
+    s = ChunkStore.open(str(path))
+    try:
+        with caplog.at_level(logging.ERROR, logger="superfs.dataserver"):
+            with pytest.raises(FsError) as exc:
+                await s.read(INO, 4, 0, 10)  # even a read far from the damage
+            assert exc.value.errno == errno.EIO
+            assert any(
+                r.levelno == logging.ERROR and f"ino={INO} index=4" in r.getMessage() for r in caplog.records
+            )
+            with pytest.raises(FsError):
+                s.read_now(INO, 4, 0, size)
+            # a partial write must not launder the damage under a new checksum
+            with pytest.raises(FsError) as exc:
+                await s.write(INO, 4, 1, b"x")
+            assert exc.value.errno == errno.EIO
+            with pytest.raises(FsError):
+                await s.truncate(INO, 4, 10)
+        assert await s.read(INO, 5, 0, size) == healthy
+
+        page, _ = s.list_now(verify=True)
+        assert [(e.index, e.corrupt) for e in page] == [(4, True), (5, False)]
+        page, _ = s.list_now(verify=False)  # without verify nothing is hashed
+        assert [e.corrupt for e in page] == [False, False]
+
+        # a whole-chunk rewrite (what repair from another replica does) heals it
+        await s.write(INO, 4, 0, victim, truncate=True)
+        assert await s.read(INO, 4, 0, size) == victim
+        page, _ = await s.list(verify=True)
+        assert not any(e.corrupt for e in page)
+    finally:
+        s.close()
