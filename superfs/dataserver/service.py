@@ -1,0 +1,71 @@
+"""DataServicer: the gRPC DataService over a ChunkStore.
+
+Decode, call the store, encode; nothing else. Validation of sizes and keys
+lives in the store so it is tested without a network; ``rpc_handler`` turns
+its ``FsError`` into a gRPC status carrying the errno. Every read verifies
+the chunk's checksum: a corrupt replica answers EIO and the client moves on
+to another one.
+"""
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from superfs.dataserver.chunk_store import ChunkStore
+from superfs.errors import rpc_handler
+from superfs.v1 import superfs_pb2 as pb
+from superfs.v1 import superfs_pb2_grpc as pbg
+
+log = logging.getLogger(__name__)
+
+
+class DataServicer(pbg.DataServiceServicer):
+    """Serves one ChunkStore; needs no dir server (tests build it directly)."""
+
+    def __init__(self, chunks: ChunkStore) -> None:
+        self.chunks = chunks
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        pbg.add_DataServiceServicer_to_server(self, server)
+
+    @rpc_handler
+    async def WriteChunk(self, request: pb.WriteChunkRequest, context: grpc.aio.ServicerContext) -> pb.WriteChunkReply:
+        key = request.key
+        # request.data builds a new bytes object on every access: take it once.
+        length = await self.chunks.write(key.ino, key.index, request.offset, request.data, request.truncate)
+        return pb.WriteChunkReply(length=length)
+
+    @rpc_handler
+    async def ReadChunk(self, request: pb.ReadChunkRequest, context: grpc.aio.ServicerContext) -> pb.ReadChunkReply:
+        key = request.key
+        data = await self.chunks.read(key.ino, key.index, request.offset, request.length)
+        if data is None:
+            return pb.ReadChunkReply(exists=False)
+        return pb.ReadChunkReply(data=data, exists=True)
+
+    @rpc_handler
+    async def DeleteChunks(self, request: pb.DeleteChunksRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
+        await self.chunks.delete(request.ino, request.from_index)
+        return pb.Empty()
+
+    @rpc_handler
+    async def TruncateChunk(self, request: pb.TruncateChunkRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
+        await self.chunks.truncate(request.key.ino, request.key.index, request.length)
+        return pb.Empty()
+
+    @rpc_handler
+    async def ListChunks(self, request: pb.ListChunksRequest, context: grpc.aio.ServicerContext) -> pb.ListChunksReply:
+        entries, more = await self.chunks.list(request.after_ino, request.after_index, request.limit, request.verify)
+        return pb.ListChunksReply(
+            chunks=[
+                pb.ChunkEntry(key=pb.ChunkKey(ino=e.ino, index=e.index), length=e.length, corrupt=e.corrupt)
+                for e in entries
+            ],
+            more=more,
+        )
+
+    @rpc_handler
+    async def Stats(self, request: pb.Empty, context: grpc.aio.ServicerContext) -> pb.DataStatsReply:
+        s = self.chunks.stats()
+        return pb.DataStatsReply(chunks=s.chunks, bytes=s.bytes, db_bytes=s.db_bytes)
