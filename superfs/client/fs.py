@@ -67,6 +67,12 @@ class DirEntry:
         return self._stat
 
 
+def _dot_last(path: str) -> str | None:
+    """'.' or '..' when the path's last component is one (Linux answers those specially)."""
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return last if last in (".", "..") else None
+
+
 def default_creds() -> Creds:
     return Creds(os.getuid(), os.getgid(), tuple(os.getgroups()))
 
@@ -116,6 +122,9 @@ class AsyncFs:
 
     @_oserrors
     async def mkdir(self, path: str, mode: int = 0o777) -> None:
+        if _dot_last(path) or not path.strip("/"):
+            await self.paths.resolve(path, self.creds)  # ENOENT etc. for a bad prefix
+            raise FsError(errno.EEXIST, "file exists")
         parent, _, name = await self.paths.parent_of(path, self.creds)
         await self.meta.mkdir(parent.ino, name, mode & ~self.umask & 0o7777, self.creds)
 
@@ -135,6 +144,10 @@ class AsyncFs:
 
     @_oserrors
     async def rmdir(self, path: str) -> None:
+        dot = _dot_last(path)
+        if dot or not path.strip("/"):
+            await self.paths.resolve(path, self.creds)
+            raise FsError(errno.EINVAL if dot == "." else errno.ENOTEMPTY if dot else errno.EBUSY, "")
         parent, ppath, name = await self.paths.parent_of(path, self.creds)
         await self.meta.rmdir(parent.ino, name, self.creds)
         self.cache.forget_subtree(posixpath.join(ppath, name))
@@ -157,6 +170,8 @@ class AsyncFs:
 
     @_oserrors
     async def unlink(self, path: str) -> None:
+        if _dot_last(path) or not path.strip("/"):
+            raise FsError(errno.EISDIR, "is a directory")
         parent, _, name = await self.paths.parent_of(path, self.creds)
         await self.meta.unlink(parent.ino, name, self.creds)
 
@@ -164,6 +179,9 @@ class AsyncFs:
 
     @_oserrors
     async def rename(self, src: str, dst: str, *, flags: int = 0) -> None:
+        if _dot_last(src) or _dot_last(dst) or not src.strip("/") or not dst.strip("/"):
+            raise FsError(errno.EBUSY if not src.strip("/") or not dst.strip("/") else errno.EINVAL,
+                          "cannot rename '.', '..' or '/'")
         sp, spath, sname = await self.paths.parent_of(src, self.creds)
         try:
             dp, _, dname = await self.paths.parent_of(dst, self.creds)
@@ -264,6 +282,8 @@ class AsyncFs:
     @_oserrors
     async def open_node(self, path: str, flags: int, mode: int = 0o666) -> Node:
         """Resolve or create the file for an open(2) with ``flags``; check access."""
+        if flags & os.O_CREAT and (_dot_last(path) or not path.strip("/")):
+            raise FsError(errno.EISDIR, "is a directory")
         acc = flags & os.O_ACCMODE
         want = {os.O_RDONLY: R_OK, os.O_WRONLY: W_OK, os.O_RDWR: R_OK | W_OK}[acc]
         if flags & os.O_CREAT:

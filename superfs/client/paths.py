@@ -90,5 +90,7 @@ class PathResolver:
             return await self.resolve(nxt, creds, follow=True, want_data=want_data, hops=hops + 1)
         if node.is_dir:
             self.cache.put_path(full, creds.uid, node)
+        elif path.endswith("/"):
+            raise FsError(errno.ENOTDIR, "not a directory (trailing slash)")
         return node, full
 

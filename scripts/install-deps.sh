@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what SuperFS needs on a fresh Debian/Ubuntu machine: FUSE 3 (and the
+# tools the tests drive), then this package with its test extras. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
+dpkg -s libfuse3-dev >/dev/null 2>&1 || need_apt+=(libfuse3-dev pkg-config)
+for tool in git rsync sqlite3 setpriv; do
+  command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
+done
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  # setpriv comes from util-linux; map the tool name to its package
+  pkgs=("${need_apt[@]/setpriv/util-linux}")
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing: ${pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
