@@ -109,6 +109,26 @@ async def test_concurrent_partial_writes_compose(store: ChunkStore) -> None:
     assert store.stats().bytes == 64 * piece
 
 
+async def test_write_budget_bounds_bytes_in_flight(tmp_path: Path) -> None:
+    s = ChunkStore.open(str(tmp_path / "c"), durable=False, write_budget_bytes=10_000)
+    peak = 0
+    real_write = s.store.write
+
+    async def spy(fn):  # type: ignore[no-untyped-def]
+        nonlocal peak
+        peak = max(peak, s._write_budget.in_flight)
+        return await real_write(fn)
+
+    s.store.write = spy  # type: ignore[method-assign]
+    try:
+        await asyncio.gather(*(s.write(INO, i, 0, b"w" * 4000) for i in range(20)))
+        assert 4000 <= peak <= 10_000
+        assert await s.write(INO, 99, 0, bytes(50_000)) == 50_000  # larger than the budget: runs alone
+        assert s.stats().chunks == 21 and s._write_budget.in_flight == 0
+    finally:
+        s.close()
+
+
 async def test_large_chunk_read_path(store: ChunkStore) -> None:
     # Above INLINE_READ_MAX the read runs on a worker thread: same answers.
     data = _pattern(4 * INLINE_READ_MAX)

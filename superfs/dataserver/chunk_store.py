@@ -32,6 +32,7 @@ from typing import Any
 import lmdb
 
 from superfs.dataserver import chunk_format as fmt
+from superfs.dataserver.byte_budget import ByteBudget
 from superfs.errors import FsError
 from superfs.lmdb_store import LmdbStore
 
@@ -53,6 +54,8 @@ VERIFY_BUDGET_BYTES = 1 << 30
 # microseconds, less than a hop to a worker thread. Larger ones go to threads
 # (xxhash and LMDB page faults release the GIL) so the loop keeps serving.
 INLINE_READ_MAX = 256 * 1024
+# Bytes of chunk writes admitted at once (bounds LMDB's in-memory dirty pages).
+WRITE_BUDGET_BYTES = 256 * 1024 * 1024
 # DeleteChunks removes a huge file's chunks in several bounded transactions.
 DELETE_BATCH = 4096
 
@@ -90,8 +93,16 @@ def _check_extent(what: str, value: int) -> None:
 class ChunkStore:
     """Chunks keyed by (ino, index) with checksums, over one LmdbStore."""
 
-    def __init__(self, store: LmdbStore, *, algorithm: str = "xxh3_64", read_threads: int = 4) -> None:
+    def __init__(
+        self,
+        store: LmdbStore,
+        *,
+        algorithm: str = "xxh3_64",
+        read_threads: int = 4,
+        write_budget_bytes: int = WRITE_BUDGET_BYTES,
+    ) -> None:
         self.store = store
+        self._write_budget = ByteBudget(write_budget_bytes)
         self.algorithm = fmt.ALGORITHM_IDS[algorithm]
         self._head = store.db(DB_HEAD)
         self._data = store.db(DB_DATA)
@@ -254,14 +265,18 @@ class ChunkStore:
         before any memory is allocated).
         """
         key = _check_key(ino, index)
-        _check_extent("write end", offset + len(data))
-        return await self.store.write(lambda txn: self._write_fn(txn, key, offset, data, truncate))
+        end = offset + len(data)
+        _check_extent("write end", end)
+        # Count the whole new chunk: a partial write rebuilds it in memory.
+        async with self._write_budget.admit(end):
+            return await self.store.write(lambda txn: self._write_fn(txn, key, offset, data, truncate))
 
     async def truncate(self, ino: int, index: int, length: int) -> None:
         """Cut or zero-extend a chunk to ``length``; a missing chunk stays missing."""
         key = _check_key(ino, index)
         _check_extent("chunk length", length)
-        await self.store.write(lambda txn: self._truncate_fn(txn, key, length))
+        async with self._write_budget.admit(length):
+            await self.store.write(lambda txn: self._truncate_fn(txn, key, length))
 
     async def delete(self, ino: int, from_index: int = 0) -> int:
         """Delete the chunks of ``ino`` with index >= from_index; return how many.
