@@ -1,0 +1,130 @@
+"""The cluster map: which shard owns each partition, where every daemon listens.
+
+Built from the dir server's config at first start and persisted in the dir
+store, so a restart keeps the partition layout (moving partitions is an
+explicit operation, never a side effect of a changed flag). Shards and data
+servers announce themselves with RegisterServer; the epoch bumps only when
+the map really changes, so clients can cache it by epoch.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+
+from superfs.config import DirServerConfig
+from superfs.dirserver.store import DirStore
+from superfs.errors import FsError
+from superfs.routing import entry_partition
+from superfs.v1 import superfs_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+MAP_KEY = b"cluster_map"
+KINDS = ("shard", "data")
+
+
+def initial_map(cfg: DirServerConfig) -> pb.ClusterMap:
+    if cfg.shards < 1 or cfg.num_partitions < 1:
+        raise ValueError("need at least one shard and one partition")
+    if cfg.durability not in ("durable", "async"):
+        raise ValueError(f"durability must be 'durable' or 'async', not {cfg.durability!r}")
+    return pb.ClusterMap(
+        epoch=1,
+        cluster_name=cfg.cluster_name,
+        num_partitions=cfg.num_partitions,
+        partition_shard=[p % cfg.shards for p in range(cfg.num_partitions)],
+        # R is what the operator asked for; the client clamps it to the data
+        # servers it can see, so adding servers later needs no map rewrite.
+        replicas=cfg.replicas,
+        inline_threshold=cfg.inline_threshold,
+        chunk_size=cfg.chunk_size,
+        durability=cfg.durability,
+    )
+
+
+def shard_count(m: pb.ClusterMap) -> int:
+    """Shard ids are 0..n-1, n being one more than the highest id owning a partition."""
+    return max(m.partition_shard) + 1 if m.partition_shard else 0
+
+
+def register(m: pb.ClusterMap, kind: str, server: pb.ServerInfo) -> bool:
+    """Add or update one server in ``m``; return whether anything changed."""
+    if kind not in KINDS:
+        raise FsError(errno.EINVAL, f"unknown server kind {kind!r} (want 'shard' or 'data')")
+    if not server.address or ":" not in server.address:
+        raise FsError(errno.EINVAL, f"bad server address {server.address!r} (want host:port)")
+    if kind == "shard" and server.id >= shard_count(m):
+        raise FsError(errno.EINVAL, f"shard id {server.id} out of range (cluster has {shard_count(m)})")
+    servers = m.shards if kind == "shard" else m.data_servers
+    for s in servers:
+        if s.id == server.id:
+            if s.address == server.address:
+                return False
+            s.address = server.address
+            return True
+    new = sorted([*servers, server], key=lambda s: s.id)
+    del servers[:]
+    servers.extend(new)
+    return True
+
+
+class ClusterRegistry:
+    """The persisted cluster map, with an in-memory copy for cheap reads."""
+
+    def __init__(self, store: DirStore, cfg: DirServerConfig) -> None:
+        self.store = store
+        self._lock = asyncio.Lock()  # read-modify-write of the map, one at a time
+        raw = store.get_meta(MAP_KEY)
+        if raw is None:
+            self.map = initial_map(cfg)
+            self._persist_now()
+            log.info("created cluster map %r: %d partitions over %d shards",
+                     cfg.cluster_name, cfg.num_partitions, cfg.shards)
+            return
+        self.map = pb.ClusterMap.FromString(raw)
+        if self.map.num_partitions != cfg.num_partitions or shard_count(self.map) != cfg.shards:
+            log.warning("config asks for %d partitions over %d shards; keeping the persisted "
+                        "layout of %d over %d", cfg.num_partitions, cfg.shards,
+                        self.map.num_partitions, shard_count(self.map))
+        # Tunables that do not move data follow the config.
+        tuned = pb.ClusterMap()
+        tuned.CopyFrom(self.map)
+        tuned.cluster_name = cfg.cluster_name
+        tuned.replicas = cfg.replicas
+        tuned.inline_threshold = cfg.inline_threshold
+        tuned.chunk_size = cfg.chunk_size
+        tuned.durability = cfg.durability
+        if tuned != self.map:
+            tuned.epoch += 1
+            self.map = tuned
+            self._persist_now()
+            log.info("cluster map tunables changed by config: epoch %d", tuned.epoch)
+
+    def _persist_now(self) -> None:
+        value = self.map.SerializeToString()
+        self.store.db.write_now(lambda txn: self.store.put_meta_txn(txn, MAP_KEY, value))
+
+    async def register(self, kind: str, server: pb.ServerInfo) -> pb.ClusterMap:
+        async with self._lock:
+            updated = pb.ClusterMap()
+            updated.CopyFrom(self.map)
+            if register(updated, kind, server):
+                updated.epoch += 1
+                value = updated.SerializeToString()
+                await self.store.db.write(lambda txn: self.store.put_meta_txn(txn, MAP_KEY, value))
+                self.map = updated
+                log.info("registered %s %d at %s: epoch %d", kind, server.id, server.address, updated.epoch)
+            return self.map
+
+    def shard_address(self, shard_id: int) -> str:
+        for s in self.map.shards:
+            if s.id == shard_id:
+                return s.address
+        raise FsError(errno.EIO, f"shard {shard_id} has not registered")
+
+    def shard_of_entry(self, parent: int, name: str) -> int:
+        return self.map.partition_shard[entry_partition(parent, name, self.map.num_partitions)]
+
+    def all_shards(self) -> list[int]:
+        return sorted(set(self.map.partition_shard))

@@ -1,0 +1,130 @@
+"""The coordinator's intent log: directory operations that span the dir server and shards.
+
+An intent is written (durably) before the first shard is touched and dropped
+in the transaction that finishes the operation, so after a crash every
+operation that may have half-happened on some shard is listed here and the
+coordinator can finish or undo it (see :mod:`superfs.dirserver.recovery`).
+
+Intents are small JSON documents: they stay on this host, are read only by
+this module, and are easy to inspect with ``mdb_dump`` when debugging.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import struct
+from dataclasses import dataclass
+from typing import Literal
+
+import lmdb
+
+from superfs.dirserver.locks import LockKey, dir_key
+from superfs.dirserver.store import DirStore
+
+log = logging.getLogger(__name__)
+
+Op = Literal["mkdir", "rmdir", "renamedir"]
+NEXT_INTENT_KEY = b"next_intent"
+_U64 = struct.Struct(">Q")
+
+
+@dataclass
+class Intent:
+    """One multi-server directory operation in flight.
+
+    ``parent``/``name`` is the entry created (mkdir), removed (rmdir) or the
+    source of a rename; ``ino`` the directory concerned. ``aborting`` is set
+    once the coordinator decided to undo the operation, so that recovery
+    undoes it too instead of completing something the caller was told failed.
+    """
+
+    op: Op
+    ino: int
+    parent: int
+    name: str
+    dst_parent: int = 0
+    dst_name: str = ""
+    replaced_ino: int = 0
+    aborting: bool = False
+    id: int = 0
+
+    def inos(self) -> set[int]:
+        """Directories this operation changes or depends on."""
+        return {i for i in (self.ino, self.parent, self.dst_parent, self.replaced_ino) if i}
+
+    def lock_keys(self) -> tuple[list[LockKey], list[LockKey]]:
+        """(exclusive, shared) locks to hold while settling it, as its operation did."""
+        exclusive = [(self.parent, self.name), dir_key(self.ino)]
+        shared = [dir_key(self.parent)]
+        if self.op == "renamedir":
+            exclusive += [(self.dst_parent, self.dst_name), dir_key(self.replaced_ino)]
+            shared.append(dir_key(self.dst_parent))
+        return exclusive, shared
+
+    def removes(self) -> set[int]:
+        """Directories this operation may delete."""
+        if self.op == "rmdir":
+            return {self.ino}
+        if self.op == "renamedir" and self.replaced_ino:
+            return {self.replaced_ino}
+        return set()
+
+    def conflicts(self, parents: set[int], subjects: set[int]) -> bool:
+        """Must this intent be settled before an operation that adds or removes
+        entries of ``parents`` and removes or moves the directories ``subjects``?"""
+        if self.op == "renamedir":
+            return bool(self.inos() & (parents | subjects))
+        if self.op == "rmdir":
+            return self.ino in parents | subjects or self.parent in subjects
+        return self.parent in subjects  # mkdir: only the removal of its parent waits
+
+    def encode(self) -> bytes:
+        fields = dataclasses.asdict(self)
+        del fields["id"]
+        return json.dumps(fields, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, intent_id: int, raw: bytes) -> "Intent":
+        return cls(id=intent_id, **json.loads(raw))
+
+
+class IntentLog:
+    """Intents persisted in the dir store's ``intents`` sub-database."""
+
+    def __init__(self, store: DirStore) -> None:
+        self.store = store
+        self._db = store.db.db("intents")
+
+    def add_txn(self, txn: lmdb.Transaction, intent: Intent) -> int:
+        raw = self.store.get_meta_txn(txn, NEXT_INTENT_KEY)
+        intent.id = _U64.unpack(raw)[0] if raw else 1
+        self.store.put_meta_txn(txn, NEXT_INTENT_KEY, _U64.pack(intent.id + 1))
+        txn.put(_U64.pack(intent.id), intent.encode(), db=self._db)
+        return intent.id
+
+    def update_txn(self, txn: lmdb.Transaction, intent: Intent) -> None:
+        txn.put(_U64.pack(intent.id), intent.encode(), db=self._db)
+
+    def drop_txn(self, txn: lmdb.Transaction, intent_id: int) -> None:
+        txn.delete(_U64.pack(intent_id), db=self._db)
+
+    def get(self, intent_id: int) -> Intent | None:
+        with self.store.db.read() as txn:
+            raw = txn.get(_U64.pack(intent_id), db=self._db)
+        return None if raw is None else Intent.decode(intent_id, raw)
+
+    def all(self) -> list[Intent]:
+        with self.store.db.read() as txn:
+            return [Intent.decode(_U64.unpack(k)[0], v) for k, v in txn.cursor(db=self._db)]
+
+    def conflicting(self, parents: set[int], subjects: set[int]) -> list[Intent]:
+        """Pending intents to settle first (see :meth:`Intent.conflicts`)."""
+        return [i for i in self.all() if i.conflicts(parents, subjects)]
+
+    def removing_list(self, ino: int) -> list[Intent]:
+        """Pending removals (rmdir, or rename over it) of directory ``ino``."""
+        return [i for i in self.all() if ino in i.removes()]
+
+    def removing(self, ino: int) -> bool:
+        return bool(self.removing_list(ino))

@@ -1,0 +1,57 @@
+"""Entry point of the dir server daemon: open the store, settle the intent log, serve.
+
+The CLI builds a :class:`DirServerConfig` and awaits :func:`run`. Recovery of
+interrupted directory operations runs in the background from the start: the
+shards it needs may register only after the dir server is up, so it retries
+until they answer, while the server already serves everything else.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import grpc
+
+from superfs import daemon
+from superfs.config import ASYNC, DirServerConfig, read_secret
+from superfs.dirserver.recovery import recovery_loop
+from superfs.dirserver.service import DirServicer
+from superfs.dirserver.store import DirStore
+from superfs.v1 import superfs_pb2_grpc as pbg
+
+log = logging.getLogger(__name__)
+
+STORE_DIR = "dir.lmdb"
+
+
+async def run(cfg: DirServerConfig) -> None:
+    """Serve the dir server until SIGTERM/SIGINT."""
+    secret = read_secret(cfg.secret_file)
+    store = DirStore.open(os.path.join(cfg.data_dir, STORE_DIR), durable=cfg.durability != ASYNC)
+    servicer = DirServicer(cfg, store, secret)
+    recovery: asyncio.Task[None] | None = None
+
+    def add_services(server: grpc.aio.Server) -> None:
+        pbg.add_DirServiceServicer_to_server(servicer, server)
+
+    async def on_started(address: str) -> None:
+        nonlocal recovery
+        recovery = asyncio.create_task(recovery_loop(servicer.coordinator), name="dir-recovery")
+
+    async def on_stopping() -> None:
+        if recovery is not None:
+            recovery.cancel()
+            try:
+                await recovery
+            except asyncio.CancelledError:
+                pass
+
+    log.info("dir server: cluster %r, %d partitions, %s mode, store %s", servicer.registry.map.cluster_name,
+             servicer.registry.map.num_partitions, cfg.durability, store.db.path)
+    try:
+        await daemon.serve("superfs-dir", cfg.listen, add_services, ready_file=cfg.ready_file,
+                           on_started=on_started, on_stopping=on_stopping)
+    finally:
+        await servicer.close()
+        store.close()
