@@ -6,5 +6,6 @@ Layers, pointing down:
 - ``registration``: announce this server to the dir server, with retries.
 - ``service``: ``DataServicer``, the gRPC ``DataService``: decode, call the store, encode.
 - ``chunk_store``: ``ChunkStore``, the engine over LMDB (no gRPC).
+- ``byte_budget``: ``ByteBudget``, bounds the bytes of writes in flight.
 - ``chunk_format``: key and header encodings, checksums, size limits.
 """

@@ -104,9 +104,9 @@ class ChunkStore:
         self.store = store
         self._write_budget = ByteBudget(write_budget_bytes)
         self.algorithm = fmt.ALGORITHM_IDS[algorithm]
-        self._head = store.db(DB_HEAD)
-        self._data = store.db(DB_DATA)
-        self._meta = store.db(DB_META)
+        self._head_db = store.db(DB_HEAD)
+        self._data_db = store.db(DB_DATA)
+        self._meta_db = store.db(DB_META)
         self._readers = concurrent.futures.ThreadPoolExecutor(
             max_workers=read_threads, thread_name_prefix="chunk-read"
         )
@@ -143,9 +143,18 @@ class ChunkStore:
             )
             raise FsError(errno.EIO, f"chunk {ino}:{index} is corrupt (checksum mismatch)")
 
+    def _decode_head(self, key: bytes, raw: Any) -> fmt.ChunkHead:
+        """Decode a header; a damaged one is an ERROR naming the chunk and EIO."""
+        try:
+            return fmt.decode_head(raw)
+        except FsError as e:
+            ino, index = fmt.split_key(key)
+            log.error("chunk ino=%d index=%d in %s: %s", ino, index, self.store.path, e.message)
+            raise
+
     def _is_intact(self, txn: lmdb.Transaction, key: bytes, head: fmt.ChunkHead) -> bool:
         try:
-            self._verify(key, head, txn.get(key, db=self._data))
+            self._verify(key, head, txn.get(key, db=self._data_db))
         except FsError:
             return False
         return True
@@ -166,10 +175,10 @@ class ChunkStore:
         """Like :meth:`read_now`, without blocking the event loop on large chunks."""
         key = self._check_read(ino, index, offset, length)
         with self.store.env.begin(buffers=True) as txn:
-            raw = txn.get(key, db=self._head)
+            raw = txn.get(key, db=self._head_db)
             if raw is None:
                 return None
-            if fmt.decode_head(raw).length <= INLINE_READ_MAX:
+            if self._decode_head(key, raw).length <= INLINE_READ_MAX:
                 return self._read_in(txn, key, offset, length)
         # The chunk may change between the two transactions; the worker reads
         # header and data again in its own consistent snapshot.
@@ -183,11 +192,11 @@ class ChunkStore:
         return key
 
     def _read_in(self, txn: lmdb.Transaction, key: bytes, offset: int, length: int) -> bytes | None:
-        raw = txn.get(key, db=self._head)
+        raw = txn.get(key, db=self._head_db)
         if raw is None:
             return None
-        head = fmt.decode_head(raw)
-        body = txn.get(key, db=self._data)  # a memoryview of the map: no copy
+        head = self._decode_head(key, raw)
+        body = txn.get(key, db=self._data_db)  # a memoryview of the map: no copy
         self._verify(key, head, body)
         end = min(offset + length, head.length)
         if offset >= end:
@@ -213,7 +222,7 @@ class ChunkStore:
         out: list[ChunkInfo] = []
         hashed = 0
         with self.store.env.begin(buffers=True) as txn:
-            cur = txn.cursor(db=self._head)
+            cur = txn.cursor(db=self._head_db)
             if after_ino == 0 and after_index == 0:
                 positioned = cur.first()
             else:
@@ -227,9 +236,8 @@ class ChunkStore:
                 key = bytes(cur.key())
                 ino, index = fmt.split_key(key)
                 try:
-                    head = fmt.decode_head(cur.value())
-                except FsError as e:
-                    log.error("chunk ino=%d index=%d in %s: %s", ino, index, self.store.path, e.message)
+                    head = self._decode_head(key, cur.value())
+                except FsError:
                     out.append(ChunkInfo(ino, index, 0, corrupt=True))
                 else:
                     corrupt = False
@@ -249,8 +257,8 @@ class ChunkStore:
 
     def stats(self) -> ChunkStats:
         with self.store.read() as txn:
-            chunks = fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta))
-            total = fmt.decode_counter(txn.get(_META_BYTES, db=self._meta))
+            chunks = fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta_db))
+            total = fmt.decode_counter(txn.get(_META_BYTES, db=self._meta_db))
         return ChunkStats(chunks, total, self.store.db_bytes())
 
     # --------------------------------------------------------------- writes
@@ -300,8 +308,8 @@ class ChunkStore:
     # transaction; an exception rolls back that mutation alone.
 
     def _write_fn(self, txn: lmdb.Transaction, key: bytes, offset: int, data: bytes, truncate: bool) -> int:
-        raw = txn.get(key, db=self._head)
-        head = fmt.decode_head(raw) if raw is not None else None
+        raw = txn.get(key, db=self._head_db)
+        head = self._decode_head(key, raw) if raw is not None else None
         old_len = head.length if head is not None else 0
         if not data and not truncate:
             return old_len
@@ -313,7 +321,7 @@ class ChunkStore:
             new_len = end if truncate else max(old_len, end)
             buf = bytearray(new_len)  # zeros: fills any gap
             if head is not None:
-                old = txn.get(key, db=self._data)
+                old = txn.get(key, db=self._data_db)
                 self._verify(key, head, old)
                 keep = min(old_len, new_len)
                 buf[:keep] = memoryview(old)[:keep]
@@ -324,13 +332,13 @@ class ChunkStore:
         return len(content)
 
     def _truncate_fn(self, txn: lmdb.Transaction, key: bytes, length: int) -> None:
-        raw = txn.get(key, db=self._head)
+        raw = txn.get(key, db=self._head_db)
         if raw is None:
             return
-        head = fmt.decode_head(raw)
+        head = self._decode_head(key, raw)
         if length == head.length:
             return
-        old = txn.get(key, db=self._data)
+        old = txn.get(key, db=self._data_db)
         self._verify(key, head, old)
         content: bytes | bytearray | memoryview
         if length < head.length:
@@ -345,13 +353,13 @@ class ChunkStore:
         self, txn: lmdb.Transaction, key: bytes, content: bytes | bytearray | memoryview, old: fmt.ChunkHead | None
     ) -> None:
         sum_ = fmt.checksum(self.algorithm, content)
-        txn.put(key, content, db=self._data)
-        txn.put(key, fmt.encode_head(self.algorithm, len(content), sum_), db=self._head)
+        txn.put(key, content, db=self._data_db)
+        txn.put(key, fmt.encode_head(self.algorithm, len(content), sum_), db=self._head_db)
         self._count(txn, 0 if old is not None else 1, len(content) - (old.length if old is not None else 0))
 
     def _delete_fn(self, txn: lmdb.Transaction, ino: int, start: bytes) -> tuple[int, bool]:
         prefix = fmt.ino_prefix(ino)
-        cur = txn.cursor(db=self._head)
+        cur = txn.cursor(db=self._head_db)
         deleted = freed = 0
         positioned = cur.set_range(start)
         while positioned:
@@ -365,9 +373,9 @@ class ChunkStore:
                 freed += fmt.decode_head(cur.value()).length
             except FsError:
                 # A damaged header: the data record's size keeps the totals right.
-                body = txn.get(key, db=self._data)
+                body = txn.get(key, db=self._data_db)
                 freed += len(body) if body is not None else 0
-            txn.delete(key, db=self._data)
+            txn.delete(key, db=self._data_db)
             deleted += 1
             positioned = cur.delete()  # moves to the next record
             if positioned and not cur.key():
@@ -378,10 +386,10 @@ class ChunkStore:
     def _count(self, txn: lmdb.Transaction, d_chunks: int, d_bytes: int) -> None:
         if d_chunks == 0 and d_bytes == 0:
             return
-        chunks = fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta)) + d_chunks
-        total = fmt.decode_counter(txn.get(_META_BYTES, db=self._meta)) + d_bytes
+        chunks = fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta_db)) + d_chunks
+        total = fmt.decode_counter(txn.get(_META_BYTES, db=self._meta_db)) + d_bytes
         if chunks < 0 or total < 0:  # cannot happen unless the counters were damaged
             log.error("chunk counters went negative in %s (%d chunks, %d bytes)", self.store.path, chunks, total)
             chunks, total = max(chunks, 0), max(total, 0)
-        txn.put(_META_CHUNKS, fmt.encode_counter(chunks), db=self._meta)
-        txn.put(_META_BYTES, fmt.encode_counter(total), db=self._meta)
+        txn.put(_META_CHUNKS, fmt.encode_counter(chunks), db=self._meta_db)
+        txn.put(_META_BYTES, fmt.encode_counter(total), db=self._meta_db)
