@@ -123,14 +123,12 @@ async def test_unknown_chunk_reads_as_hole(ds: DataServer) -> None:
     assert reply.exists and reply.data == b""
 
 
-async def test_concurrent_writers_share_commits(ds: DataServer) -> None:
+async def test_concurrent_writers(ds: DataServer) -> None:
     pieces = {i: os.urandom(64 * 1024) for i in range(32)}
     lengths = await asyncio.gather(*(write(ds, i, d) for i, d in pieces.items()))
     assert lengths == [64 * 1024] * 32
     replies = await asyncio.gather(*(read(ds, i, 0, 1 << 20) for i in pieces))
     assert [r.data for r in replies] == list(pieces.values())
-    # group commit: fewer LMDB transactions (fsyncs) than writes
-    assert ds.chunks.store.batches < 32 + 5
 
 
 async def test_delete_list_and_stats(ds: DataServer) -> None:
