@@ -1,0 +1,282 @@
+"""File operations of the shard store: create, stat, attributes, inline bytes.
+
+Each function runs inside one LMDB transaction (a :class:`ShardTxn`), checks
+what Linux would check, and raises :class:`FsError` with Linux's errno.
+Routing (is this the right shard?) and capabilities are checked by the
+service before it gets here; POSIX permissions on the file itself are
+checked here, against the inode in the same transaction.
+"""
+from __future__ import annotations
+
+import errno
+import stat
+from dataclasses import dataclass
+
+from superfs import perms
+from superfs.errors import FsError
+from superfs.perms import CredsLike
+from superfs.shard.records import DIRECTORY, REGULAR, SYMLINK, Inode, ReclaimItem
+from superfs.shard.store import ShardTxn, now_ns
+
+MAX_FILE_SIZE = 1 << 60
+MAX_IO = 64 * 1024 * 1024  # one inline read; bigger is a client bug
+SYMLINK_MAX = 4095
+
+# SetAttr mask bits (see SetAttrRequest in the proto)
+SET_MODE, SET_UID, SET_GID, SET_SIZE = 1, 2, 4, 8
+SET_ATIME, SET_MTIME, SET_ATIME_NOW, SET_MTIME_NOW = 16, 32, 64, 128
+SET_ALL = 255
+
+
+@dataclass
+class CreateResult:
+    node: Inode | None      # None: the existing entry's inode lives on another shard
+    created: bool
+    data: bytes = b""
+    remote_ino: int = 0
+    reclaim: ReclaimItem | None = None
+
+
+def is_owner(node: Inode, creds: CredsLike) -> bool:
+    return creds.uid == 0 or creds.uid == node.uid
+
+
+def _kill_suid(node: Inode, creds: CredsLike) -> None:
+    """A write by a non-root user drops setuid (and setgid if group-executable), as Linux does."""
+    if creds.uid != 0:
+        node.mode &= ~stat.S_ISUID
+        if node.mode & stat.S_IXGRP:
+            node.mode &= ~stat.S_ISGID
+
+
+def _touch(node: Inode, t_ns: int | None = None) -> None:
+    t = now_ns() if t_ns is None else t_ns
+    node.mtime_ns = node.ctime_ns = t
+    node.generation += 1
+
+
+def resize(t: ShardTxn, node: Inode, new_size: int, inline_threshold: int) -> ReclaimItem | None:
+    """Set the size of a file; an inline file is cut or zero-extended.
+
+    Returns the reclaim item queued when a chunked file shrank (the chunks
+    past the new end are deleted by the reclaimer).
+    """
+    if new_size > MAX_FILE_SIZE:
+        raise FsError(errno.EFBIG, f"size {new_size} exceeds the maximum file size")
+    old = node.size
+    node.size = new_size
+    _touch(node)
+    if node.inline:
+        if new_size > inline_threshold:
+            raise FsError(errno.EFBIG, "size exceeds the inline threshold: convert to chunks first")
+        data = t.inline_data(node.ino)
+        if new_size < len(data):
+            t.put_inline(node.ino, data[:new_size])
+        # growing leaves the tail implicit: bytes past the stored ones read as zeros
+        return None
+    if new_size < old:
+        return t.add_reclaim(node, new_size, freed=False)
+    return None
+
+
+def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: int, ftype: int,
+                target: bytes, exclusive: bool, truncate: bool, creds: CredsLike, data: bytes,
+                inline_threshold: int) -> CreateResult:
+    if ftype not in (REGULAR, SYMLINK):
+        raise FsError(errno.EINVAL, "CreateFile makes regular files and symlinks only")
+    if ftype == SYMLINK:
+        if not target:
+            raise FsError(errno.ENOENT, "empty symlink target")
+        if len(target) > SYMLINK_MAX:
+            raise FsError(errno.ENAMETOOLONG, "symlink target too long")
+    if t.is_sealed(parent):
+        raise FsError(errno.ENOENT, "directory is being removed")
+    found = t.entry(parent, raw)
+    if found is not None:
+        ino, etype = found
+        if exclusive or ftype == SYMLINK:
+            raise FsError(errno.EEXIST, "file exists")
+        if etype == DIRECTORY:
+            raise FsError(errno.EISDIR, "a directory has that name")
+        if etype == SYMLINK:
+            raise FsError(errno.EEXIST, "a symlink has that name")
+        node = t.inode(ino)
+        if node is None:
+            return CreateResult(None, False, remote_ino=ino)
+        reclaim = None
+        if truncate:
+            perms.require(node.mode, node.uid, node.gid, creds, perms.W_OK, "truncate")
+            _kill_suid(node, creds)
+            reclaim = resize(t, node, 0, inline_threshold)
+            t.put_inode(node)
+        return CreateResult(node, False, t.inline_data(ino) if node.inline else b"", reclaim=reclaim)
+    t.check_no_intent(parent, raw)
+    if len(data) > inline_threshold:
+        raise FsError(errno.EFBIG, "initial data exceeds the inline threshold")
+    now = now_ns()
+    if ftype == SYMLINK:
+        fmode, size, data = stat.S_IFLNK | 0o777, len(target), b""
+    else:
+        fmode, size, target = stat.S_IFREG | (mode & 0o7777), len(data), b""
+    node = Inode(t.allocate_ino(partition), fmode, 1, creds.uid, creds.gid, size, now, now, now, 1,
+                 inline=True, symlink_target=target)
+    t.put_inode(node)
+    t.put_inline(node.ino, data)
+    t.put_entry(parent, raw, node.ino, ftype)
+    return CreateResult(node, True, data)
+
+
+def lookup_file(t: ShardTxn, parent: int, raw: bytes, want_data: bool) -> tuple[int, int, Inode | None, bytes]:
+    """(ino, type, local inode or None, inline bytes if asked) of one entry."""
+    found = t.entry(parent, raw)
+    if found is None:
+        raise FsError(errno.ENOENT, "no such file")
+    ino, ftype = found
+    node = None if ftype == DIRECTORY else t.inode(ino)
+    data = t.inline_data(ino) if node is not None and node.inline and want_data else b""
+    return ino, ftype, node, data
+
+
+def get_file(t: ShardTxn, ino: int, want_data: bool) -> tuple[Inode, bytes]:
+    node = t.require_inode(ino)
+    return node, t.inline_data(ino) if node.inline and want_data else b""
+
+
+def set_attr(t: ShardTxn, ino: int, *, mask: int, mode: int, uid: int, gid: int, size: int,
+             atime_ns: int, mtime_ns: int, creds: CredsLike,
+             inline_threshold: int) -> tuple[Inode, ReclaimItem | None]:
+    if mask & ~SET_ALL:
+        raise FsError(errno.EINVAL, f"unknown SetAttr mask bits {mask & ~SET_ALL:#x}")
+    node = t.require_inode(ino)
+    owner = is_owner(node, creds)
+    # check everything first, so that a refused request changes nothing
+    if mask & SET_MODE and not owner:
+        raise FsError(errno.EPERM, "only the owner may chmod")
+    if mask & SET_UID and creds.uid != 0 and (uid != node.uid or creds.uid != node.uid):
+        raise FsError(errno.EPERM, "only root may change the owner")
+    if mask & SET_GID and creds.uid != 0:
+        if creds.uid != node.uid or (gid != node.gid and gid != creds.gid and gid not in creds.groups):
+            raise FsError(errno.EPERM, "chgrp: not the owner, or not a member of the group")
+    if mask & SET_SIZE:
+        if stat.S_ISLNK(node.mode):
+            raise FsError(errno.EINVAL, "cannot truncate a symlink")
+        perms.require(node.mode, node.uid, node.gid, creds, perms.W_OK, "truncate")
+    if mask & (SET_ATIME | SET_MTIME) and not owner:
+        raise FsError(errno.EPERM, "only the owner may set explicit times")
+    if mask & (SET_ATIME_NOW | SET_MTIME_NOW) and not owner:
+        perms.require(node.mode, node.uid, node.gid, creds, perms.W_OK, "utimes")
+    now = now_ns()
+    reclaim = None
+    if mask & SET_SIZE:
+        _kill_suid(node, creds)
+        reclaim = resize(t, node, size, inline_threshold)
+    if mask & SET_MODE:
+        new = mode & 0o7777
+        if creds.uid != 0 and node.gid != creds.gid and node.gid not in creds.groups:
+            new &= ~stat.S_ISGID  # Linux drops setgid for a group the caller is not in
+        node.mode = stat.S_IFMT(node.mode) | new
+    if mask & (SET_UID | SET_GID):
+        if mask & SET_UID:
+            node.uid = uid
+        if mask & SET_GID:
+            node.gid = gid
+        if not stat.S_ISLNK(node.mode):
+            node.mode &= ~stat.S_ISUID
+            if node.mode & stat.S_IXGRP:
+                node.mode &= ~stat.S_ISGID
+    if mask & SET_ATIME:
+        node.atime_ns = atime_ns
+    if mask & SET_MTIME:
+        node.mtime_ns = mtime_ns
+    if mask & SET_ATIME_NOW:
+        node.atime_ns = now
+    if mask & SET_MTIME_NOW:
+        node.mtime_ns = now
+    if mask:
+        node.ctime_ns = now
+    t.put_inode(node)
+    return node, reclaim
+
+
+def _writable_inline(t: ShardTxn, ino: int, creds: CredsLike) -> Inode:
+    node = t.require_inode(ino)
+    if stat.S_ISLNK(node.mode):
+        raise FsError(errno.EINVAL, "not a regular file")
+    perms.require(node.mode, node.uid, node.gid, creds, perms.W_OK, "write")
+    return node
+
+
+def write_inline(t: ShardTxn, ino: int, *, offset: int, data: bytes, truncate_to_end: bool,
+                 creds: CredsLike, inline_threshold: int) -> Inode:
+    node = _writable_inline(t, ino, creds)
+    end = offset + len(data)
+    if not node.inline:
+        raise FsError(errno.EFBIG, "file is chunked: write to the data servers")
+    if end > inline_threshold:
+        raise FsError(errno.EFBIG, "write exceeds the inline threshold: convert to chunks")
+    old = t.inline_data(ino)
+    if len(old) < node.size:
+        old = old + bytes(node.size - len(old))  # the implicit zero tail of a grown file
+    if offset > len(old):
+        old = old + bytes(offset - len(old))
+    new = old[:offset] + data + (b"" if truncate_to_end else old[end:])
+    t.put_inline(ino, new)
+    node.size = len(new)
+    _kill_suid(node, creds)
+    _touch(node)
+    t.put_inode(node)
+    return node
+
+
+def read_inline(t: ShardTxn, ino: int, *, offset: int, length: int, creds: CredsLike) -> bytes:
+    if length > MAX_IO:
+        raise FsError(errno.EINVAL, f"read of {length} bytes exceeds {MAX_IO}")
+    node = t.require_inode(ino)
+    if stat.S_ISLNK(node.mode):
+        raise FsError(errno.EINVAL, "not a regular file")
+    perms.require(node.mode, node.uid, node.gid, creds, perms.R_OK, "read")
+    if not node.inline:
+        raise FsError(errno.EFBIG, "file is chunked: read from the data servers")
+    if offset >= node.size:
+        return b""
+    end = min(node.size, offset + length)
+    data = t.inline_data(ino)[offset:end]
+    if len(data) < end - offset:
+        data += bytes(end - offset - len(data))
+    return data
+
+
+def convert_to_chunked(t: ShardTxn, ino: int, *, creds: CredsLike, layout: list[int],
+                       expect_generation: int, chunk_size: int) -> Inode:
+    node = _writable_inline(t, ino, creds)
+    if not node.inline:
+        return node
+    if not layout or len(layout) > 65535:
+        raise FsError(errno.EINVAL, "a chunked file needs a layout of 1..65535 data servers")
+    if chunk_size <= 0 or chunk_size >= 1 << 32:
+        raise FsError(errno.EINVAL, f"bad chunk size {chunk_size}")
+    if node.generation != expect_generation:
+        raise FsError(errno.EAGAIN, "file changed since it was read: start the conversion over")
+    t.put_inline(ino, b"")
+    node.inline = False
+    node.layout = tuple(layout)
+    node.chunk_size = chunk_size
+    node.ctime_ns = now_ns()
+    node.generation += 1  # cached inline copies must be dropped
+    t.put_inode(node)
+    return node
+
+
+def set_size(t: ShardTxn, ino: int, *, size: int, mtime_ns: int, creds: CredsLike) -> Inode:
+    node = _writable_inline(t, ino, creds)
+    if node.inline:
+        raise FsError(errno.EINVAL, "SetSize is for chunked files")
+    if size > MAX_FILE_SIZE:
+        raise FsError(errno.EFBIG, f"size {size} exceeds the maximum file size")
+    node.size = max(node.size, size)
+    _kill_suid(node, creds)
+    _touch(node, None)
+    if mtime_ns:
+        node.mtime_ns = mtime_ns
+    t.put_inode(node)
+    return node

@@ -1,0 +1,288 @@
+"""Name operations of the shard store: unlink, link, rename, listing, reservations.
+
+A name (directory entry) lives on the shard owning its partition; the inode
+it points to usually lives on the same shard but may not (after a rename or
+link across shards). Every function here is one transaction. The steps of a
+cross-shard rename or link are separate functions (begin_*/finish_*), each
+its own transaction; crossshard.py runs the network calls between them.
+
+Link counts stay exact across shards: a link removed here from an inode
+that lives elsewhere becomes an outbox item written in the same transaction
+and delivered by txid (AdjustNlink is idempotent), and every RemoteLink and
+AdjustNlink records its txid with its reply in the ``applied`` log, in the
+same transaction as its effect.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from superfs.errors import FsError
+from superfs.perms import CredsLike, check_sticky
+from superfs.shard.records import DIRECTORY, REGULAR, SYMLINK, U64, Inode, Intent
+from superfs.shard.store import APPLIED_NLINK, APPLIED_REMOTE_LINK, ShardTxn, now_ns
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+LINK_MAX = 65000
+LIST_DEFAULT = 1000
+LIST_MAX = 10000
+
+
+@dataclass(frozen=True)
+class DirGuard:
+    """The sticky-bit facts of a parent directory, from its verified capability."""
+
+    sticky: bool = False
+    owner_uid: int = 0
+
+    def needs_owner(self, creds: CredsLike) -> bool:
+        return self.sticky and creds.uid not in (0, self.owner_uid)
+
+    def check(self, creds: CredsLike, file_owner: int | None) -> None:
+        if not self.needs_owner(creds):
+            return
+        if file_owner is None:
+            raise FsError(errno.EPERM, "sticky directory: the file's owner is unknown")
+        check_sticky(self.sticky, self.owner_uid, file_owner, creds)
+
+
+def _owner(t: ShardTxn, ino: int, owners: dict[int, int]) -> int | None:
+    node = t.inode(ino)
+    return node.uid if node is not None else owners.get(ino)
+
+
+def _file_entry(t: ShardTxn, parent: int, raw: bytes) -> tuple[int, int]:
+    found = t.entry(parent, raw)
+    if found is None:
+        raise FsError(errno.ENOENT, "no such file")
+    return found
+
+
+def unlink(t: ShardTxn, parent: int, raw: bytes, *, creds: CredsLike, guard: DirGuard,
+           owners: dict[int, int], txid: str) -> tuple[int, int | None]:
+    """Remove a file name. Returns (ino, links left, or None if the inode is remote)."""
+    ino, ftype = _file_entry(t, parent, raw)
+    if ftype == DIRECTORY:
+        raise FsError(errno.EISDIR, "is a directory")
+    t.check_no_intent(parent, raw)
+    guard.check(creds, _owner(t, ino, owners))
+    t.delete_entry(parent, raw)
+    return ino, t.drop_link(ino, txid)
+
+
+def link(t: ShardTxn, ino: int, parent: int, raw: bytes) -> Inode:
+    """A new name for a local inode."""
+    _check_new_name(t, parent, raw)
+    node = t.require_inode(ino)
+    if node.nlink >= LINK_MAX:
+        raise FsError(errno.EMLINK, "too many links")
+    node.nlink += 1
+    node.ctime_ns = now_ns()
+    t.put_inode(node)
+    t.put_entry(parent, raw, ino, node.ftype)
+    return node
+
+
+def _check_new_name(t: ShardTxn, parent: int, raw: bytes) -> None:
+    if t.is_sealed(parent):
+        raise FsError(errno.ENOENT, "directory is being removed")
+    if t.entry(parent, raw) is not None:
+        raise FsError(errno.EEXIST, "file exists")
+    t.check_no_intent(parent, raw)
+
+
+def _replace(t: ShardTxn, parent: int, raw: bytes, ino: int, *, no_replace: bool,
+             txid: str) -> tuple[int, bool]:
+    """Point (parent, name) at ``ino``. Returns (replaced ino or 0, whether anything changed).
+
+    The replaced inode loses exactly one link, here or through the outbox.
+    Renaming onto another name of the same inode changes nothing (POSIX).
+    """
+    if t.is_sealed(parent):
+        raise FsError(errno.ENOENT, "directory is being removed")
+    found = t.entry(parent, raw)
+    t.check_no_intent(parent, raw)
+    if found is None:
+        return 0, True
+    old_ino, old_type = found
+    if old_type == DIRECTORY:
+        raise FsError(errno.EISDIR, "destination is a directory")
+    if no_replace:
+        raise FsError(errno.EEXIST, "destination exists")
+    if old_ino == ino:
+        return ino, False
+    t.drop_link(old_ino, f"{txid}/replaced")
+    return old_ino, True
+
+
+def check_rename_flags(flags: int) -> None:
+    if flags & RENAME_EXCHANGE:
+        raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
+    if flags & ~RENAME_NOREPLACE:
+        raise FsError(errno.EINVAL, f"unknown rename flags {flags:#x}")
+
+
+def _rename_source(t: ShardTxn, parent: int, raw: bytes, *, creds: CredsLike, guard: DirGuard,
+                   owners: dict[int, int]) -> tuple[int, int]:
+    ino, ftype = _file_entry(t, parent, raw)
+    if ftype == DIRECTORY:
+        raise FsError(errno.EINVAL, "directories are renamed through the dir server")
+    t.check_no_intent(parent, raw)
+    guard.check(creds, _owner(t, ino, owners))
+    return ino, ftype
+
+
+def rename_local(t: ShardTxn, src_parent: int, src_raw: bytes, dst_parent: int, dst_raw: bytes, *,
+                 flags: int, creds: CredsLike, src_guard: DirGuard, dst_guard: DirGuard,
+                 owners: dict[int, int], txid: str) -> None:
+    """Rename when both names live on this shard: one transaction."""
+    check_rename_flags(flags)
+    ino, ftype = _rename_source(t, src_parent, src_raw, creds=creds, guard=src_guard, owners=owners)
+    if (src_parent, src_raw) == (dst_parent, dst_raw):
+        if flags & RENAME_NOREPLACE:
+            raise FsError(errno.EEXIST, "destination exists")
+        return
+    dst = t.entry(dst_parent, dst_raw)
+    if dst is not None and dst[1] != DIRECTORY and dst[0] != ino:
+        dst_guard.check(creds, _owner(t, dst[0], owners))
+    _, changed = _replace(t, dst_parent, dst_raw, ino, no_replace=bool(flags & RENAME_NOREPLACE), txid=txid)
+    if not changed:
+        return
+    t.put_entry(dst_parent, dst_raw, ino, ftype)
+    t.delete_entry(src_parent, src_raw)
+    node = t.inode(ino)
+    if node is not None:
+        node.ctime_ns = now_ns()
+        t.put_inode(node)
+
+
+def begin_rename(t: ShardTxn, src_parent: int, src_raw: bytes, dst_parent: int, dst_name: str, *,
+                 flags: int, creds: CredsLike, guard: DirGuard, owners: dict[int, int],
+                 txid: str) -> Intent:
+    """Step 1 of a cross-shard rename: check the source and lock it with an intent."""
+    check_rename_flags(flags)
+    ino, ftype = _rename_source(t, src_parent, src_raw, creds=creds, guard=guard, owners=owners)
+    intent = Intent("rename", txid, ino, ftype, src_parent, src_raw, dst_parent, dst_name, flags, now_ns())
+    t.put_intent(intent)
+    return intent
+
+
+def finish_rename(t: ShardTxn, intent: Intent, replaced_ino: int) -> None:
+    """Step 3: the destination holds the name; drop the source and the intent."""
+    current = t.intent(intent.key())
+    if current is None or current.txid != intent.txid:
+        return  # finished already (by the roll-forward loop)
+    found = t.entry(intent.parent, intent.raw_name)
+    if found is not None and found[0] == intent.ino and replaced_ino != intent.ino:
+        t.delete_entry(intent.parent, intent.raw_name)
+    t.delete_intent(intent.key())
+
+
+def drop_intent(t: ShardTxn, intent: Intent) -> None:
+    """The other shard refused for good: forget the intent, leave the names as they were."""
+    current = t.intent(intent.key())
+    if current is not None and current.txid == intent.txid:
+        t.delete_intent(intent.key())
+
+
+def begin_link(t: ShardTxn, ino: int, parent: int, raw: bytes, txid: str) -> Intent:
+    """Step 1 of a link to a remote inode: reserve the new name with an intent."""
+    _check_new_name(t, parent, raw)
+    intent = Intent("link", txid, ino, REGULAR, parent, raw, created_ns=now_ns())
+    t.put_intent(intent)
+    return intent
+
+
+def finish_link(t: ShardTxn, intent: Intent, ftype: int) -> bool:
+    """Step 3: the home shard counted the link; insert the name.
+
+    If the name cannot be inserted any more (only possible if the intent was
+    lost), the extra link is given back through the outbox. Returns whether
+    the name was inserted.
+    """
+    current = t.intent(intent.key())
+    if current is None or current.txid != intent.txid:
+        found = t.entry(intent.parent, intent.raw_name)
+        return found is not None and found[0] == intent.ino
+    t.delete_intent(intent.key())
+    if t.is_sealed(intent.parent) or t.entry(intent.parent, intent.raw_name) is not None:
+        t.drop_link(intent.ino, f"{intent.txid}/undo")
+        return False
+    t.put_entry(intent.parent, intent.raw_name, intent.ino, ftype)
+    return True
+
+
+def remote_link(t: ShardTxn, parent: int, raw: bytes, *, ino: int, ftype: int, replace: bool,
+                no_replace: bool, txid: str) -> int:
+    """Insert (or, for a rename, replace) an entry on behalf of another shard; by txid."""
+    done = t.applied(APPLIED_REMOTE_LINK, txid)
+    if done is not None:
+        return U64.unpack(done)[0]
+    if ftype not in (REGULAR, SYMLINK):
+        raise FsError(errno.EINVAL, "RemoteLink carries files and symlinks only")
+    replaced, changed = _replace(t, parent, raw, ino, no_replace=no_replace or not replace, txid=txid)
+    if changed:
+        t.put_entry(parent, raw, ino, ftype)
+    t.record_applied(APPLIED_REMOTE_LINK, txid, U64.pack(replaced))
+    return replaced
+
+
+def adjust_nlink(t: ShardTxn, ino: int, delta: int, txid: str) -> Inode:
+    """Add ``delta`` links to a local inode, once per txid; freed at zero."""
+    done = t.applied(APPLIED_NLINK, txid)
+    if done is not None:
+        return Inode.from_attr_reply(done)
+    node = t.require_inode(ino)
+    if delta > 0 and node.nlink + delta > LINK_MAX:
+        raise FsError(errno.EMLINK, "too many links")
+    node = t.adjust_local_nlink(node, delta)
+    t.record_applied(APPLIED_NLINK, txid, node.attr_reply())
+    return node
+
+
+def reserve_dir(t: ShardTxn, parent: int, raw: bytes, ino: int) -> None:
+    """Hold a directory's name on the shard that would hold a file of that name."""
+    found = t.entry(parent, raw)
+    if found is not None:
+        if found == (ino, DIRECTORY):
+            return
+        raise FsError(errno.EEXIST, "the name is taken")
+    if t.is_sealed(parent):
+        raise FsError(errno.ENOENT, "parent directory is being removed")
+    t.check_no_intent(parent, raw)
+    t.put_entry(parent, raw, ino, DIRECTORY)
+
+
+def release_dir(t: ShardTxn, parent: int, raw: bytes, ino: int) -> None:
+    """Drop a reservation; absent (already released) or someone else's: nothing to do."""
+    if t.entry(parent, raw) == (ino, DIRECTORY):
+        t.delete_entry(parent, raw)
+
+
+def seal_dir(t: ShardTxn, dir_ino: int) -> bool:
+    """Refuse new names in ``dir_ino`` if it has none here. False: not empty, not sealed."""
+    if t.has_children(dir_ino):
+        return False
+    t.seal(dir_ino)
+    return True
+
+
+def unseal_dir(t: ShardTxn, dir_ino: int) -> None:
+    t.unseal(dir_ino)
+
+
+def list_files(t: ShardTxn, parent: int, after: bytes, limit: int,
+               with_attrs: bool) -> tuple[list[tuple[bytes, int, int]], list[Inode | None], bool]:
+    limit = LIST_DEFAULT if limit == 0 else min(limit, LIST_MAX)
+    entries, more = t.scan_entries(parent, after, limit)
+    nodes: list[Inode | None] = []
+    if with_attrs:
+        nodes = [None if ftype == DIRECTORY else t.inode(ino) for _, ino, ftype in entries]
+    return entries, nodes, more
+
+
+def stats(t: ShardTxn) -> dict[str, int]:
+    inline, logical = t.sum_sizes()
+    return {"files": t.count("inodes"), "dentries": t.count("dentries"),
+            "inline_bytes": inline, "logical_bytes": logical}

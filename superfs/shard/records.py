@@ -1,0 +1,221 @@
+"""On-disk record formats of the file-metadata shard.
+
+Records are hand-packed little-endian structs: a shard holds billions of
+them, and protobuf's per-field tags and varints would cost more bytes and
+more CPU per record than a fixed layout. These bytes never travel on the
+wire (the service layer encodes protobuf replies); they only live in LMDB.
+
+Key and value formats (the sub-database layout is described in store.py):
+
+- dentry key   ``parent (8, big-endian) + name (utf-8)``: big-endian so that
+  one directory's entries are one contiguous, name-ordered range.
+- dentry value ``ino (8) + type (1)``.
+- inode key    ``inode_key(ino)``: 8 bytes, sequence before partition.
+- inode value  ``INODE_HEAD`` then, for chunked files, ``chunk_size (4) +
+  count (2) + server ids (4 each)``; for symlinks, the target bytes.
+"""
+from __future__ import annotations
+
+import json
+import stat
+import struct
+from dataclasses import dataclass
+
+from superfs.routing import INO_PARTITION_SHIFT, SEQ_MASK
+from superfs.v1 import superfs_pb2 as pb
+
+REGULAR = pb.REGULAR
+DIRECTORY = pb.DIRECTORY
+SYMLINK = pb.SYMLINK
+
+U64 = struct.Struct(">Q")
+PARTITION_KEY = struct.Struct(">I")
+DENTRY_VALUE = struct.Struct("<QB")
+# mode, nlink, uid, gid, size, atime, mtime, ctime, generation, flags
+INODE_HEAD = struct.Struct("<IIIIQqqqqB")
+CHUNKED_HEAD = struct.Struct("<IH")
+SERVER_ID = struct.Struct("<I")
+FLAG_INLINE = 1
+SIZE_OFFSET = 16  # of ``size`` in a packed inode: Stats sums it without unpacking
+
+# outbox value: ino, delta, created_ns
+OUTBOX_VALUE = struct.Struct("<Qiq")
+# reclaim value head: chunk_size, generation, freed, then layout ids
+RECLAIM_HEAD = struct.Struct("<IqB")
+# applied value head: created_ns, then the reply bytes
+APPLIED_HEAD = struct.Struct("<q")
+# a stored Attr reply: ino, mode, nlink, uid, gid, size, atime, mtime, ctime, generation
+ATTR_REPLY = struct.Struct("<QIIIIQqqqq")
+
+
+def u64(n: int) -> bytes:
+    return U64.pack(n)
+
+
+def inode_key(ino: int) -> bytes:
+    """Key of an inode record: sequence (40 bits) before partition (24 bits).
+
+    A bijection of the ino. Inodes are created in every partition at once,
+    each at the end of its own sequence; ordering by sequence first makes
+    those inserts near-appends (dense pages) rather than one insertion point
+    per partition (half-empty pages). A partition's records are then not one
+    range, but neither are its dentries, so moving a partition scans anyway.
+    """
+    return U64.pack(((ino & SEQ_MASK) << 24) | (ino >> INO_PARTITION_SHIFT))
+
+
+def dentry_key(parent: int, raw_name: bytes) -> bytes:
+    return U64.pack(parent) + raw_name
+
+
+def split_dentry_key(key: bytes) -> tuple[int, bytes]:
+    return U64.unpack_from(key)[0], key[8:]
+
+
+def encode_name(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")
+
+
+def decode_name(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class Inode:
+    """A file's attributes as the shard keeps them (inline bytes live apart)."""
+
+    ino: int
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    generation: int
+    inline: bool = True
+    chunk_size: int = 0
+    layout: tuple[int, ...] = ()
+    symlink_target: bytes = b""
+
+    @property
+    def ftype(self) -> int:
+        return SYMLINK if stat.S_ISLNK(self.mode) else REGULAR
+
+    def pack(self) -> bytes:
+        head = INODE_HEAD.pack(
+            self.mode, self.nlink, self.uid, self.gid, self.size, self.atime_ns,
+            self.mtime_ns, self.ctime_ns, self.generation, FLAG_INLINE if self.inline else 0,
+        )
+        if not self.inline:
+            ids = b"".join(SERVER_ID.pack(s) for s in self.layout)
+            return head + CHUNKED_HEAD.pack(self.chunk_size, len(self.layout)) + ids
+        return head + self.symlink_target
+
+    @classmethod
+    def unpack(cls, ino: int, raw: bytes) -> "Inode":
+        mode, nlink, uid, gid, size, at, mt, ct, gen, flags = INODE_HEAD.unpack_from(raw)
+        node = cls(ino, mode, nlink, uid, gid, size, at, mt, ct, gen, bool(flags & FLAG_INLINE))
+        rest = raw[INODE_HEAD.size:]
+        if not node.inline:
+            node.chunk_size, count = CHUNKED_HEAD.unpack_from(rest)
+            off = CHUNKED_HEAD.size
+            node.layout = tuple(SERVER_ID.unpack_from(rest, off + 4 * i)[0] for i in range(count))
+        else:
+            node.symlink_target = bytes(rest)
+        return node
+
+    def attr_reply(self) -> bytes:
+        return ATTR_REPLY.pack(self.ino, self.mode, self.nlink, self.uid, self.gid, self.size,
+                               self.atime_ns, self.mtime_ns, self.ctime_ns, self.generation)
+
+    @classmethod
+    def from_attr_reply(cls, raw: bytes) -> "Inode":
+        ino, mode, nlink, uid, gid, size, at, mt, ct, gen = ATTR_REPLY.unpack_from(raw)
+        return cls(ino, mode, nlink, uid, gid, size, at, mt, ct, gen)
+
+
+@dataclass
+class ReclaimItem:
+    """Chunks of ``ino`` at and past byte ``from_size`` are to be deleted."""
+
+    ino: int
+    from_size: int
+    chunk_size: int
+    generation: int
+    freed: bool  # the inode is gone: nothing can race with the deletion
+    layout: tuple[int, ...] = ()
+
+    def key(self) -> bytes:
+        return U64.pack(self.ino) + U64.pack(self.from_size)
+
+    def pack(self) -> bytes:
+        return RECLAIM_HEAD.pack(self.chunk_size, self.generation, int(self.freed)) + b"".join(
+            SERVER_ID.pack(s) for s in self.layout
+        )
+
+    @classmethod
+    def unpack(cls, key: bytes, raw: bytes) -> "ReclaimItem":
+        ino, from_size = U64.unpack_from(key)[0], U64.unpack_from(key, 8)[0]
+        cs, gen, freed = RECLAIM_HEAD.unpack_from(raw)
+        n = (len(raw) - RECLAIM_HEAD.size) // 4
+        layout = tuple(SERVER_ID.unpack_from(raw, RECLAIM_HEAD.size + 4 * i)[0] for i in range(n))
+        return cls(ino, from_size, cs, gen, bool(freed), layout)
+
+
+@dataclass
+class OutboxItem:
+    """An nlink change owed to the inode's home shard, delivered by txid."""
+
+    txid: str
+    ino: int
+    delta: int
+    created_ns: int
+
+    def pack(self) -> bytes:
+        return OUTBOX_VALUE.pack(self.ino, self.delta, self.created_ns)
+
+    @classmethod
+    def unpack(cls, key: bytes, raw: bytes) -> "OutboxItem":
+        ino, delta, ts = OUTBOX_VALUE.unpack(raw)
+        return cls(key.decode(), ino, delta, ts)
+
+
+@dataclass
+class Intent:
+    """A cross-shard operation in flight, keyed by the local entry it locks.
+
+    kind "rename": the local entry is the source; ``dst_*`` is the entry to
+    create on the destination shard with RemoteLink. kind "link": the local
+    entry is the new name, to be inserted once the inode's home shard has
+    counted the extra link. Rare, so stored as JSON for readability.
+    """
+
+    kind: str
+    txid: str
+    ino: int
+    ftype: int
+    parent: int
+    raw_name: bytes
+    dst_parent: int = 0
+    dst_name: str = ""
+    flags: int = 0
+    created_ns: int = 0
+
+    def key(self) -> bytes:
+        return dentry_key(self.parent, self.raw_name)
+
+    def pack(self) -> bytes:
+        return json.dumps({
+            "kind": self.kind, "txid": self.txid, "ino": self.ino, "ftype": self.ftype,
+            "dst_parent": self.dst_parent, "dst_name": self.dst_name, "flags": self.flags,
+            "created_ns": self.created_ns,
+        }).encode()
+
+    @classmethod
+    def unpack(cls, key: bytes, raw: bytes) -> "Intent":
+        d = json.loads(raw)
+        parent, raw_name = split_dentry_key(key)
+        return cls(d["kind"], d["txid"], d["ino"], d["ftype"], parent, raw_name,
+                   d["dst_parent"], d["dst_name"], d["flags"], d["created_ns"])
