@@ -424,7 +424,9 @@ async def test_mkdir(store: DirStore, coord: Coordinator, shards: FakeShards) ->
         await coord.mkdir(ROOT_INO, "mine", 0o755, OTHER)  # root dir is 0o755, owned by OWNER
     assert e.value.errno == errno.EACCES
     # setgid parent: the child takes its group and the bit
-    sg = await coord.mkdir(ROOT_INO, "sg", 0o2777, pb.Creds(uid=OWNER.uid, gid=OWNER.gid))
+    sg = await coord.mkdir(ROOT_INO, "sg", 0o2777, OWNER)
+    assert not sg.attr.mode & stat.S_ISGID  # mkdir(2) ignores it; chmod sets it
+    await DirAttrs(store).set_attr(pb.SetAttrRequest(ino=sg.ino, mask=1, mode=0o2777, creds=OWNER))
     kid = await coord.mkdir(sg.ino, "kid", 0o755, OTHER)
     assert kid.attr.gid == OWNER.gid and kid.attr.mode & stat.S_ISGID
     assert_consistent(store, shards)
@@ -622,6 +624,20 @@ async def test_failed_rmdir_pending_blocks_mkdir_until_settled(store: DirStore, 
     shards.down = False
     inside = await coord.mkdir(d["victim"].ino, "inside", 0o755, OWNER)  # settled: rmdir undone
     assert store.get(inside.ino) and d["victim"].ino not in shards.sealed
+    assert_consistent(store, shards)
+
+
+async def test_moving_a_directory_needs_write_on_it(store: DirStore, coord: Coordinator,
+                                                    shards: FakeShards) -> None:
+    pub = await coord.mkdir(ROOT_INO, "pub", 0o777, OWNER)
+    await coord.mkdir(pub.ino, "ro", 0o555, OWNER)
+    other_home = await coord.mkdir(pub.ino, "home", 0o755, OTHER)
+    with pytest.raises(FsError) as e:
+        await coord.rename_dir(pub.ino, "ro", other_home.ino, "ro", 0, OTHER)
+    assert e.value.errno == errno.EACCES
+    await coord.rename_dir(pub.ino, "ro", pub.ino, "renamed", 0, OTHER)  # same parent: '..' unchanged
+    made = await coord.mkdir(pub.ino, "bits", 0o7777, OTHER)
+    assert stat.S_IMODE(made.attr.mode) == 0o1777
     assert_consistent(store, shards)
 
 

@@ -104,7 +104,7 @@ class Coordinator:
                     await _quietly(self._undo_mkdir(intent), "undo mkdir")
                 raise
             t = now_ns()
-            bits = mode & 0o7777
+            bits = mode & 0o1777  # as mkdir(2): setuid/setgid from the caller are ignored
             gid = creds.gid
             if parent.attr.mode & stat.S_ISGID:
                 # BSD group semantics on setgid dirs, inherited by subdirectories
@@ -224,6 +224,9 @@ class Coordinator:
             return  # rename onto itself: nothing to do
         if dp.ino == src.ino or src.ino in self.store.ancestors(dp.ino):
             raise FsError(errno.EINVAL, "cannot move a directory into its own subtree")
+        if sp.ino != dp.ino:
+            # its '..' entry changes: Linux asks for write permission on the directory itself
+            _require(src, creds, perms.W_OK, "move directory to another parent")
         if dst is None:
             kind = await self.shards.file_type(dp.ino, dst_name, creds)
             if kind in FILE_TYPES:
