@@ -110,7 +110,8 @@ class FakeShard(pbg.ShardServiceServicer):
         have = self.entries.get((request.parent_ino, request.name))
         if have is None:
             raise FsError(errno.ENOENT, "no such entry")
-        return pb.LookupFileReply(entry=pb.Dentry(name=request.name, ino=have[0], type=have[1]))  # type: ignore[arg-type]
+        entry = pb.Dentry(name=request.name, ino=have[0], type=have[1])  # type: ignore[arg-type]
+        return pb.LookupFileReply(entry=entry)
 
 
 @dataclass
@@ -370,7 +371,8 @@ async def test_rename_dir(cluster: Cluster) -> None:
     assert r.dirs[-1].ino == b.ino and not r.remaining
     await c.rpc("RenameDir", ren(ROOT_INO, "b2", ROOT_INO, "empty"))  # replaces the empty dir
     assert await c.err("GetDir", pb.DirRequest(ino=empty.ino, creds=OWNER)) == errno.ENOENT
-    assert (await c.rpc("LookupDir", pb.LookupDirRequest(parent_ino=ROOT_INO, name="empty", creds=OWNER))).dir.ino == b.ino
+    got = await c.rpc("LookupDir", pb.LookupDirRequest(parent_ino=ROOT_INO, name="empty", creds=OWNER))
+    assert got.dir.ino == b.ino
     await c.rpc("RenameDir", ren(ROOT_INO, "empty", full.ino, "deeper"))
     r = await c.rpc("Resolve", pb.ResolveRequest(path="/full/deeper", creds=OWNER))
     assert [d.ino for d in r.dirs] == [ROOT_INO, full.ino, b.ino]

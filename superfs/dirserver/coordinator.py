@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
 FILE_TYPES = (pb.REGULAR, pb.SYMLINK)
+# Failures that say nothing about the outcome (the shard may be down, slow, or
+# busy): the step is retried later. Any other refusal is final.
+TRANSIENT = frozenset({errno.EIO, errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR})
 # How often an operation re-reads and re-locks when its directories changed
 # while it waited for their locks, before giving up with EAGAIN.
 RETRIES = 8
@@ -217,13 +220,14 @@ class Coordinator:
 
     async def _rename_locked(self, sp: pb.DirInfo, src_name: str, dp: pb.DirInfo, dst_name: str,
                              flags: int, creds: pb.Creds, src: pb.DirInfo, dst: pb.DirInfo | None) -> None:
-        _require(sp, creds, perms.W_OK | perms.X_OK, "remove from source parent")
-        _require(dp, creds, perms.W_OK | perms.X_OK, "create in destination parent")
-        _sticky(sp, src.attr.uid, creds)
+        # Checked in the order Linux's rename(2) checks them.
         if sp.ino == dp.ino and src_name == dst_name:
             return  # rename onto itself: nothing to do
         if dp.ino == src.ino or src.ino in self.store.ancestors(dp.ino):
             raise FsError(errno.EINVAL, "cannot move a directory into its own subtree")
+        _require(sp, creds, perms.W_OK | perms.X_OK, "remove from source parent")
+        _require(dp, creds, perms.W_OK | perms.X_OK, "create in destination parent")
+        _sticky(sp, src.attr.uid, creds)
         if sp.ino != dp.ino:
             # its '..' entry changes: Linux asks for write permission on the directory itself
             _require(src, creds, perms.W_OK, "move directory to another parent")
@@ -259,7 +263,7 @@ class Coordinator:
         try:
             await self.shards.reserve(i.dst_parent, i.dst_name, i.ino)
         except FsError as e:
-            if e.errno == errno.EEXIST:  # a file took the name: the rename cannot happen
+            if e.errno not in TRANSIENT:  # e.g. EEXIST: a file took the name; it will not change
                 await self._abort_rename(i, e)
             raise
         t = now_ns()

@@ -41,7 +41,7 @@ async def recover_intent(coord: Coordinator, intent: Intent) -> None:
         current = coord.intents.get(intent.id)
         if current is None:
             return  # its own operation finished it while we waited for the locks
-        log.info("settling intent %d: %s", current.id, current)
+        log.debug("settling intent %d: %s", current.id, current)
         try:
             await _ROLL[current.op](coord, current)
         except FsError:
@@ -57,7 +57,7 @@ async def recover_all(coord: Coordinator) -> int:
         try:
             await recover_intent(coord, intent)
         except FsError as e:
-            log.info("intent %d (%s of %d) still pending: %s", intent.id, intent.op, intent.ino, e)
+            log.debug("intent %d (%s of %d) still pending: %s", intent.id, intent.op, intent.ino, e)
             left += 1
     return left
 
@@ -76,7 +76,8 @@ async def recovery_loop(coord: Coordinator, interval_s: float = RECOVERY_INTERVA
             log.exception("recovery pass failed")
             left = 1
         if left and not stuck:
-            log.warning("%d directory operations wait for unreachable shards; retrying", left)
+            log.warning("%d directory operations wait for unreachable shards; retrying every %.1fs",
+                        left, retry_s)
         elif not left and stuck:
             log.info("all pending directory operations settled")
         stuck = bool(left)
