@@ -1,0 +1,107 @@
+"""``superfs mount | umount``: SuperFS as a POSIX file system (FUSE).
+
+``superfs mount DIR`` mounts the local cluster (or ``--address``) at DIR as a
+background process with a pid file and a log under the state directory;
+``--foreground`` serves in the calling process (for systemd and tests).
+``superfs up --mount DIR`` and ``superfs down`` use :func:`mount_background`
+and :func:`unmount_all_of`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from superfs.client.local import default_state_dir, local_dir_address
+from superfs.fuse import mount as mount_mod
+from superfs.fuse.operations import MountOptions
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "mount", help="mount SuperFS at a directory (FUSE)",
+        description="Mount a SuperFS cluster at MOUNTPOINT. By default the mount runs in the background "
+                    "with its pid file and log under the state directory; --foreground serves in this "
+                    "process until unmounted or sent SIGTERM/SIGINT.")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--address", help="dir server HOST:PORT (default: the local cluster's)")
+    where.add_argument("--state-dir", default=None,
+                       help="the local cluster's state directory (default: $XDG_DATA_HOME/superfs "
+                            "or ~/.local/share/superfs)")
+    p.add_argument("--foreground", action="store_true", help="serve in this process (do not daemonise)")
+    p.add_argument("--attr-timeout", type=float, default=1.0, metavar="S",
+                   help="seconds the kernel caches attributes (default 1)")
+    p.add_argument("--entry-timeout", type=float, default=1.0, metavar="S",
+                   help="seconds the kernel caches names (default 1)")
+    p.add_argument("--read-only", action="store_true", help="mount read-only")
+    p.add_argument("--allow-other", action="store_true",
+                   help="let users other than the mounting one use the mount (root mounts, or "
+                        "user_allow_other in /etc/fuse.conf)")
+    p.add_argument("--log", metavar="FILE", help="log here instead of stderr")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    p.set_defaults(func=cmd_mount)
+
+    p = sub.add_parser("umount", help="unmount a SuperFS mount",
+                       description="Unmount MOUNTPOINT (also a dead mount left by a killed mount process) "
+                                   "and wait for its process to exit.")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.add_argument("--state-dir", default=None, help="state directory the mount was recorded in")
+    p.set_defaults(func=cmd_umount)
+
+
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    """Flags the background process gets again."""
+    out = ["--attr-timeout", str(args.attr_timeout), "--entry-timeout", str(args.entry_timeout),
+           "--log-level", args.log_level]
+    if args.read_only:
+        out.append("--read-only")
+    if args.allow_other:
+        out.append("--allow-other")
+    return out
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    state = args.state_dir or default_state_dir()
+    try:
+        address = args.address or local_dir_address(state)
+    except FileNotFoundError as e:
+        print(f"superfs: {e.strerror}", file=sys.stderr)
+        return 1
+    mountpoint = os.path.abspath(args.mountpoint)
+    if not args.foreground:
+        return mount_mod.spawn_mount(mountpoint, address, state, _passthrough(args))
+    mount_mod.setup_logging(args.log, args.log_level)
+    opts = MountOptions(mountpoint=mountpoint, dir_address=address, attr_timeout=args.attr_timeout,
+                        entry_timeout=args.entry_timeout, read_only=args.read_only,
+                        allow_other=args.allow_other)
+    return mount_mod.run_foreground(opts)
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    state = args.state_dir or default_state_dir()
+    mountpoint = os.path.realpath(args.mountpoint)
+    pid, record = mount_mod.pid_of_mount(state, mountpoint)
+    if not mount_mod.is_mounted(mountpoint) and pid is None:
+        print(f"superfs: {mountpoint} is not mounted", file=sys.stderr)
+        return 1
+    if not mount_mod.unmount(mountpoint, pid):
+        return 1
+    if record is not None:
+        try:
+            os.unlink(record)
+        except FileNotFoundError:
+            pass
+    print(f"superfs: unmounted {mountpoint}")
+    return 0
+
+
+def mount_background(mountpoint: str, dir_address: str, state_dir: str) -> int:
+    """Mount in a detached process (for ``superfs up --mount``); 0 once mounted."""
+    return mount_mod.spawn_mount(os.path.abspath(mountpoint), dir_address, state_dir)
+
+
+def unmount_all_of(state_dir: str) -> None:
+    """Unmount every mount recorded for ``state_dir`` (for ``superfs down``)."""
+    for mp in mount_mod.unmount_recorded(state_dir):
+        print(f"superfs: unmounted {mp}")

@@ -1,0 +1,650 @@
+"""The pyfuse3 request handlers: POSIX calls turned into SuperFS client calls.
+
+This is the only module that raises ``pyfuse3.FUSEError``. Every handler
+runs with the calling process's uid/gid/groups as the credentials of each
+client call, so the servers enforce POSIX permissions per user (the mount
+also passes ``default_permissions`` so the kernel checks mode bits first).
+An ``FsError`` becomes its errno; anything unexpected is logged with its
+traceback and becomes EIO, and the mount keeps serving.
+
+Consistency (close-to-open, as NFS): a file's bytes reach the servers at
+close, fsync or when a chunk's worth is buffered; ``open`` asks the servers
+for the file's current version, so what another mount wrote and closed
+before this open is what this open reads (the kernel's page cache is kept
+only if the version is unchanged). Names and attributes are cached by the
+kernel for ``entry_timeout``/``attr_timeout`` seconds (default 1 s) and
+directories by the client for the dir server's lease: a rename, chmod or
+new file made elsewhere may take that long to show up in ``stat``. Misses
+are not cached: a file created elsewhere is found by the next open.
+Inode operations on an inode that another client removed answer ESTALE, so
+the kernel looks the path up afresh.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import stat as stat_mod
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
+
+import pyfuse3
+
+from superfs import routing
+from superfs.client.fs import AsyncFs
+from superfs.client.meta import (SET_ATIME, SET_ATIME_NOW, SET_GID, SET_MODE, SET_MTIME, SET_MTIME_NOW,
+                                 SET_SIZE, SET_UID, Creds)
+from superfs.client.nodes import Node
+from superfs.errors import FsError
+from superfs.fuse.creds import CredsOf
+from superfs.fuse.dirhandles import DirHandleTable, list_with_attrs
+from superfs.fuse.handles import HandleTable, OpenFile
+from superfs.fuse.inodes import InodeTable, entry_attributes, version_of
+from superfs.fuse.orphans import ORPHAN_DIR, Orphans
+from superfs.perms import R_OK, W_OK, X_OK, allowed
+from superfs.v1 import superfs_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+ROOT_INO = pyfuse3.ROOT_INODE
+STATFS_TTL_S = 1.0
+VIRTUAL_CAPACITY = 1 << 50      # data servers do not report capacity: statfs shows 1 PiB
+VIRTUAL_INODES = 1 << 40
+NOW_SLACK_NS = 2_000_000_000    # a time this close to now may have been UTIME_NOW
+# Names in these namespaces are not stored: the kernel asks for
+# security.capability before every write(2), and answering that locally
+# saves a round trip per write.
+LOCAL_XATTR_PREFIXES = ("security.", "system.")
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    mountpoint: str
+    dir_address: str
+    attr_timeout: float = 1.0
+    entry_timeout: float = 1.0
+    read_only: bool = False
+    allow_other: bool = False
+    rpc_timeout_s: float = 5.0
+
+
+def fuse_op(fn: F) -> F:
+    """FsError -> FUSEError(errno); anything else -> logged, FUSEError(EIO)."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    async def wrapper(self: "SuperFsOperations", *args: Any) -> Any:
+        try:
+            return await fn(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except FsError as e:
+            log.debug("%s%r -> %s", name, args[:3], e)
+            raise pyfuse3.FUSEError(e.errno) from None
+        except OSError as e:
+            log.debug("%s%r -> %r", name, args[:3], e)
+            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+        except Exception:  # noqa: BLE001 - the boundary: a bug must not take the mount down
+            log.exception("unexpected error in %s%r", name, args[:3])
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _stale(e: FsError) -> FsError:
+    """An inode that is gone: ESTALE makes the kernel look its path up again."""
+    return FsError(errno.ESTALE, e.message) if e.errno == errno.ENOENT else e
+
+
+def _want_of(flags: int) -> int:
+    acc = flags & os.O_ACCMODE
+    return {os.O_RDONLY: R_OK, os.O_WRONLY: W_OK}.get(acc, R_OK | W_OK)
+
+
+class SuperFsOperations(pyfuse3.Operations):
+    supports_dot_lookup = True
+    enable_writeback_cache = False  # close-to-open needs writes to reach us at close
+    enable_acl = False
+
+    def __init__(self, fs: AsyncFs, opts: MountOptions) -> None:
+        super().__init__()
+        self.fs = fs
+        self.meta = fs.meta
+        self.data = fs.data
+        self.opts = opts
+        self.inodes = InodeTable()
+        self.handles = HandleTable()
+        self.dirs = DirHandleTable()
+        self.creds_of = CredsOf()
+        self.orphans = Orphans(fs)
+        self._statfs: tuple[float, pyfuse3.StatvfsData] | None = None
+
+    async def setup(self) -> None:
+        if not self.opts.read_only:
+            await self.orphans.setup()
+
+    async def shutdown(self) -> None:
+        """Unmounting: push what open files still buffer, drop orphans."""
+        for of in list(self.handles.files.values()):
+            try:
+                await of.flush()
+            except Exception as e:  # noqa: BLE001 - unmounting anyway; say what was lost
+                log.error("unmount: buffered writes of inode %d lost: %r", of.ino, e)
+        try:
+            await self.orphans.reap_all()
+        except Exception as e:  # noqa: BLE001
+            log.warning("unmount: orphans left behind: %r", e)
+
+    # ------------------------------------------------------------- helpers
+
+    @property
+    def _threshold(self) -> int:
+        return self.fs.cluster.map.inline_threshold
+
+    def _entry(self, attr: pb.Attr, *, count: bool) -> pyfuse3.EntryAttributes:
+        ino = attr.ino
+        size = mtime = nlink = None
+        if self.handles.files:
+            local = self.handles.local_size(ino)
+            if local is not None:
+                size, mtime = max(attr.size, local[0]), local[1]
+        if self.orphans.names and ino in self.orphans.names:
+            nlink = max(0, attr.nlink - 1)  # its only name is the hidden one
+        e = entry_attributes(attr, self.opts.entry_timeout, self.opts.attr_timeout,
+                             nlink=nlink, size=size, mtime_ns=mtime)
+        self.inodes.note_reported(ino, e.st_size, e.st_mtime_ns)
+        if count:
+            self.inodes.add_lookup(ino)
+        return e
+
+    def _node_entry(self, node: Node, *, count: bool) -> pyfuse3.EntryAttributes:
+        if not node.attr.ino:
+            node.attr.ino = node.ino
+        return self._entry(node.attr, count=count)
+
+    def _writable(self) -> None:
+        if self.opts.read_only:
+            raise FsError(errno.EROFS, "mounted read-only")
+
+    async def _get_file(self, ino: int, creds: Creds, *, want_data: bool = False) -> Node:
+        try:
+            return await self.meta.get_file(ino, creds, want_data=want_data)
+        except FsError as e:
+            raise _stale(e) from None
+
+    async def _getattr(self, ino: int, creds: Creds) -> Node:
+        try:
+            return await self.meta.getattr(ino, creds)
+        except FsError as e:
+            raise _stale(e) from None
+
+    def _hidden(self, parent: int, name: str) -> bool:
+        return parent == ROOT_INO and name == ORPHAN_DIR
+
+    # -------------------------------------------------------------- names
+
+    @fuse_op
+    async def lookup(self, parent_inode: int, name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
+        creds = self.creds_of(ctx)
+        sname = os.fsdecode(name)
+        if sname == ".":
+            node = await self._getattr(parent_inode, creds)
+        elif sname == "..":
+            here = await self.meta.get_dir(parent_inode, creds)
+            node = await self.meta.get_dir(here.parent or ROOT_INO, creds)
+        elif self._hidden(parent_inode, sname):
+            raise FsError(errno.ENOENT, "hidden")
+        else:
+            node = await self.meta.lookup(parent_inode, sname, creds, want_data=True)
+            if node.file is not None:
+                if node.is_symlink:
+                    self.inodes.remember_target(node.ino, node.file.symlink_target)
+                elif node.file.inline:
+                    self.inodes.stash(node, ctx.pid)
+        return self._node_entry(node, count=True)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        # must not raise at all: there is no request to answer, and pyfuse3
+        # would end the main loop
+        try:
+            for ino, n in inode_list:
+                self.inodes.forget(ino, n)
+        except Exception:  # noqa: BLE001
+            log.exception("forget(%r) failed", inode_list[:4])
+
+    @fuse_op
+    async def getattr(self, inode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        node = await self._getattr(inode, self.creds_of(ctx))
+        return self._node_entry(node, count=False)
+
+    @fuse_op
+    async def access(self, inode: int, mode: int, ctx: Any) -> bool:
+        creds = self.creds_of(ctx)
+        node = await self._getattr(inode, creds)
+        if mode & W_OK and self.opts.read_only:
+            raise FsError(errno.EROFS, "mounted read-only")
+        if mode == os.F_OK:
+            return True
+        return allowed(node.attr.mode, node.attr.uid, node.attr.gid, creds, mode & (R_OK | W_OK | X_OK))
+
+    @fuse_op
+    async def readlink(self, inode: int, ctx: Any) -> bytes:
+        target = self.inodes.target(inode)
+        if target is None:
+            node = await self._get_file(inode, self.creds_of(ctx))
+            if not node.is_symlink or node.file is None:
+                raise FsError(errno.EINVAL, "not a symbolic link")
+            target = node.file.symlink_target
+            self.inodes.remember_target(inode, target)
+        return os.fsencode(target)
+
+    @fuse_op
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        self._writable()
+        node = await self.meta.mkdir(parent_inode, os.fsdecode(name), mode & 0o7777, self.creds_of(ctx))
+        return self._node_entry(node, count=True)
+
+    @fuse_op
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        self._writable()
+        sname = os.fsdecode(name)
+        if self._hidden(parent_inode, sname):
+            raise FsError(errno.ENOENT, "hidden")
+        await self.meta.rmdir(parent_inode, sname, self.creds_of(ctx))
+
+    @fuse_op
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any
+                    ) -> pyfuse3.EntryAttributes:
+        self._writable()
+        if not stat_mod.S_ISREG(mode):
+            raise FsError(errno.EPERM, "SuperFS stores regular files, directories and symlinks only")
+        node, _ = await self.meta.create(parent_inode, os.fsdecode(name), mode & 0o7777, self.creds_of(ctx),
+                                         exclusive=True)
+        return self._node_entry(node, count=True)
+
+    @fuse_op
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
+        self._writable()
+        starget = os.fsdecode(target)
+        node, _ = await self.meta.create(parent_inode, os.fsdecode(name), 0o777, self.creds_of(ctx),
+                                         exclusive=True, symlink_target=starget)
+        self.inodes.remember_target(node.ino, starget)
+        return self._node_entry(node, count=True)
+
+    @fuse_op
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
+        self._writable()
+        attr = await self.meta.link(inode, new_parent_inode, os.fsdecode(new_name), self.creds_of(ctx))
+        return self._entry(attr, count=True)
+
+    async def _open_victim(self, parent: int, name: str, creds: Creds) -> Node | None:
+        """The file at parent/name if removing that name would free a file open here."""
+        if not self.handles.files or not self.orphans.enabled:
+            return None
+        try:
+            node = await self.meta.lookup(parent, name, creds)
+        except FsError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+        if node.is_dir or not self.handles.is_open(node.ino) or node.attr.nlink > 1:
+            return None
+        return node
+
+    @fuse_op
+    async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        self._writable()
+        creds = self.creds_of(ctx)
+        sname = os.fsdecode(name)
+        if self._hidden(parent_inode, sname):
+            raise FsError(errno.ENOENT, "hidden")
+        victim = await self._open_victim(parent_inode, sname, creds)
+        if victim is not None:
+            await self.orphans.hide(parent_inode, sname, victim.ino, creds)
+            return
+        await self.meta.unlink(parent_inode, sname, creds)
+
+    @fuse_op
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
+                     flags: int, ctx: Any) -> None:
+        self._writable()
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
+        creds = self.creds_of(ctx)
+        src, dst = os.fsdecode(name_old), os.fsdecode(name_new)
+        if self._hidden(parent_inode_old, src) or self._hidden(parent_inode_new, dst):
+            raise FsError(errno.EPERM, f"/{ORPHAN_DIR} is reserved")
+        if not flags & pyfuse3.RENAME_NOREPLACE:
+            victim = await self._open_victim(parent_inode_new, dst, creds)
+            if victim is not None:
+                moving = await self.meta.lookup(parent_inode_old, src, creds)
+                if moving.ino == victim.ino:
+                    return  # both names are one file: rename does nothing
+                if moving.is_dir:
+                    raise FsError(errno.ENOTDIR, "cannot replace a file with a directory")
+                await self.orphans.hide(parent_inode_new, dst, victim.ino, creds)
+        await self.meta.rename(parent_inode_old, src, parent_inode_new, dst, creds, flags)
+
+    # ----------------------------------------------------------- attributes
+
+    @fuse_op
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: int | None, ctx: Any) -> pyfuse3.EntryAttributes:
+        creds = self.creds_of(ctx)
+        changes = (fields.update_size or fields.update_mode or fields.update_uid or fields.update_gid
+                   or fields.update_atime or fields.update_mtime)
+        if changes:
+            self._writable()
+        is_dir = routing.is_dir_ino(inode)
+        result: pb.Attr | None = None
+        of = self.handles.open_file(inode)
+        if fields.update_size:
+            if is_dir:
+                raise FsError(errno.EISDIR, "is a directory")
+            result = await self._truncate(inode, of, attr.st_size, creds)
+        mask, kw = 0, {}
+        if fields.update_mode:
+            mask |= SET_MODE
+            kw["mode"] = attr.st_mode & 0o7777
+        if fields.update_uid:
+            mask |= SET_UID
+            kw["uid"] = attr.st_uid
+        if fields.update_gid:
+            mask |= SET_GID
+            kw["gid"] = attr.st_gid
+        if fields.update_atime:
+            mask |= SET_ATIME
+            kw["atime_ns"] = attr.st_atime_ns
+        if fields.update_mtime:
+            mask |= SET_MTIME
+            kw["mtime_ns"] = attr.st_mtime_ns
+        if mask:
+            if fields.update_mtime and of is not None and of.dirty:
+                await of.flush()  # buffered writes must not land after (and override) the new mtime
+            result = await self._setattr(inode, creds, mask, kw)
+        if result is None:
+            result = (await self._getattr(inode, creds)).attr
+        if of is not None:
+            of.node.attr.CopyFrom(result)
+        return self._entry(result, count=False)
+
+    async def _setattr(self, inode: int, creds: Creds, mask: int, kw: dict[str, int]) -> pb.Attr:
+        try:
+            return await self.meta.setattr(inode, creds, mask=mask, **kw)
+        except FsError as e:
+            if e.errno not in (errno.EPERM, errno.EACCES) or not mask & (SET_ATIME | SET_MTIME):
+                raise _stale(e) from None
+            # pyfuse3 turns UTIME_NOW into the current time, which only the
+            # owner may set; a writer that is not the owner may set "now".
+            now = time.time_ns()
+            times = [kw[k] for k in ("atime_ns", "mtime_ns") if k in kw]
+            if any(abs(t - now) > NOW_SLACK_NS for t in times):
+                raise
+            mask = (mask & ~(SET_ATIME | SET_MTIME)) | (SET_ATIME_NOW if mask & SET_ATIME else 0) | (
+                SET_MTIME_NOW if mask & SET_MTIME else 0)
+            return await self.meta.setattr(inode, creds, mask=mask, **kw)
+
+    async def _truncate(self, ino: int, of: OpenFile | None, size: int, creds: Creds) -> pb.Attr:
+        if of is not None:
+            await of.flush()
+            node = of.node
+        else:
+            node = await self._get_file(ino, creds)
+        if node.is_symlink:
+            raise FsError(errno.EINVAL, "cannot truncate a symbolic link")
+        if node.file is not None and node.file.inline and size <= self._threshold:
+            attr = await self.meta.setattr(ino, creds, mask=SET_SIZE, size=size)
+            node.attr.CopyFrom(attr)
+            node.file.data = b""
+        else:
+            attr = await self.data.truncate(node, size, creds)
+        if of is not None:
+            of.drop_cache()
+        return attr
+
+    # ----------------------------------------------------------------- files
+
+    def _open_file(self, node: Node) -> OpenFile:
+        of = self.handles.open_file(node.ino)
+        if of is None:
+            of = OpenFile(node, self.data, self.meta, self.fs.cluster.map.chunk_size)
+            of.refresh(node)
+        return of
+
+    def _file_info(self, fh: int, ino: int, version: tuple[int, int, int], *, fresh: bool) -> pyfuse3.FileInfo:
+        """keep_cache only if the kernel's cached pages are of this very version."""
+        keep = not fresh or self.inodes.cached_version.get(ino) == version
+        self.inodes.cached_version[ino] = version
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
+
+    @fuse_op
+    async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
+        creds = self.creds_of(ctx)
+        acc = flags & os.O_ACCMODE
+        trunc = bool(flags & os.O_TRUNC) and acc != os.O_RDONLY
+        if self.opts.read_only and (acc != os.O_RDONLY or trunc):
+            raise FsError(errno.EROFS, "mounted read-only")
+        of = self.handles.open_file(inode)
+        fresh: Node | None = None
+        if of is None or not of.dirty:
+            # close-to-open: the servers' current version (our own unpushed writes are newer still)
+            fresh = self.inodes.take_stash(inode, ctx.pid) or await self._get_file(inode, creds, want_data=True)
+            if fresh.is_dir:
+                raise FsError(errno.EISDIR, "is a directory")
+        attr = (fresh or of.node).attr  # type: ignore[union-attr]
+        if not allowed(attr.mode, attr.uid, attr.gid, creds, _want_of(flags)):
+            raise FsError(errno.EACCES, "permission denied")
+        if of is None:
+            assert fresh is not None
+            of = self._open_file(fresh)
+        elif fresh is not None:
+            of.refresh(fresh)
+        h = self.handles.add(of, flags, creds)
+        try:
+            if trunc and of.local_size():
+                await self._truncate(inode, of, 0, creds)
+                of.inline_bytes = b""
+        except BaseException:
+            self.handles.remove(h.fh)
+            raise
+        version = version_of(of.node.attr)
+        info = self._file_info(h.fh, inode, version, fresh=fresh is not None and not trunc)
+        if trunc:
+            info.keep_cache = False
+        if fresh is not None and self.inodes.kernel_attr_stale(of.node.attr):
+            self._invalidate_attr(inode)
+        return info
+
+    def _invalidate_attr(self, ino: int) -> None:
+        """The kernel holds an old size or mtime: make it ask again."""
+        try:
+            pyfuse3.invalidate_inode(ino, attr_only=True)
+        except OSError as e:
+            log.debug("invalidate_inode(%d): %s", ino, e)
+        self.inodes.reported.pop(ino, None)
+
+    @fuse_op
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
+                     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        self._writable()
+        creds = self.creds_of(ctx)
+        sname = os.fsdecode(name)
+        if self._hidden(parent_inode, sname):
+            raise FsError(errno.EEXIST, "reserved name")
+        node, created = await self.meta.create(parent_inode, sname, mode & 0o7777, creds,
+                                               exclusive=bool(flags & os.O_EXCL))
+        if not created:
+            # the name appeared between the kernel's lookup and this create: open it as open(2) would
+            if not allowed(node.attr.mode, node.attr.uid, node.attr.gid, creds, _want_of(flags)):
+                raise FsError(errno.EACCES, "permission denied")
+        of = self._open_file(node)
+        if created:
+            of.inline_bytes = b""
+        h = self.handles.add(of, flags, creds)
+        try:
+            if not created and flags & os.O_TRUNC and flags & os.O_ACCMODE != os.O_RDONLY and of.local_size():
+                await self._truncate(node.ino, of, 0, creds)
+        except BaseException:
+            self.handles.remove(h.fh)
+            raise
+        info = self._file_info(h.fh, node.ino, version_of(of.node.attr), fresh=not created)
+        if created:
+            info.keep_cache = True
+        return info, self._entry(of.node.attr, count=True)
+
+    @fuse_op
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        h = self.handles.get(fh)
+        return await h.file.read(off, size, h.creds)
+
+    @fuse_op
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        self._writable()
+        h = self.handles.get(fh)
+        return await h.file.write(off, buf, h.creds)
+
+    async def _flush(self, fh: int) -> None:
+        h = self.handles.get(fh)
+        of = h.file
+        if not of.dirty:
+            return
+        await of.flush()
+        # the kernel's pages hold what we just wrote: they are of the new version
+        if h.ino in self.inodes.cached_version:
+            self.inodes.cached_version[h.ino] = version_of(of.node.attr)
+
+    @fuse_op
+    async def flush(self, fh: int) -> None:
+        await self._flush(fh)
+
+    @fuse_op
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        # the servers acknowledge only what is on disk (durable mode): pushing is syncing
+        await self._flush(fh)
+
+    @fuse_op
+    async def release(self, fh: int) -> None:
+        try:
+            await self._flush(fh)
+        except Exception as e:  # noqa: BLE001 - nobody is left to tell but the log
+            log.error("release: buffered writes of handle %d lost: %r", fh, e)
+        finally:
+            h, last = self.handles.remove(fh)
+            if last and self.orphans.is_orphan(h.ino):
+                await self.orphans.reap(h.ino)
+
+    # ------------------------------------------------------------ directories
+
+    @fuse_op
+    async def opendir(self, inode: int, ctx: Any) -> int:
+        creds = self.creds_of(ctx)
+        if not routing.is_dir_ino(inode):
+            raise FsError(errno.ENOTDIR, "not a directory")
+        try:
+            node = await self.meta.get_dir(inode, creds)
+        except FsError as e:
+            raise _stale(e) from None
+        if not allowed(node.attr.mode, node.attr.uid, node.attr.gid, creds, R_OK):
+            raise FsError(errno.EACCES, "no read permission on the directory")
+        return self.dirs.add(inode, creds).fh
+
+    @fuse_op
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        h = self.dirs.get(fh)
+        async with h.lock:
+            if start_id == 0 or h.entries is None:
+                hide = frozenset((ORPHAN_DIR,)) if h.ino == ROOT_INO else frozenset()
+                listing = await list_with_attrs(self.fs, h.ino, h.creds, hide)
+                here = await self.meta.get_dir(h.ino, h.creds)
+                dot = pb.Attr(ino=h.ino, mode=stat_mod.S_IFDIR | 0o755)
+                dotdot = pb.Attr(ino=here.parent or ROOT_INO, mode=stat_mod.S_IFDIR | 0o755)
+                h.entries = [(b".", dot), (b"..", dotdot)] + listing
+            entries = h.entries
+        for i in range(start_id, len(entries)):
+            name, attr = entries[i]
+            if i < 2:  # . and ..: the kernel does not link them, no lookup count
+                e = entry_attributes(attr, 0, 0)
+                if not pyfuse3.readdir_reply(token, name, e, i + 1):
+                    return
+                continue
+            if not pyfuse3.readdir_reply(token, name, self._entry(attr, count=False), i + 1):
+                return
+            self.inodes.add_lookup(attr.ino)
+
+    @fuse_op
+    async def releasedir(self, fh: int) -> None:
+        self.dirs.remove(fh)
+
+    @fuse_op
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        self.dirs.get(fh)  # directory changes are durable when acknowledged
+
+    # --------------------------------------------------------------- statfs
+
+    @fuse_op
+    async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
+        cached = self._statfs
+        if cached is not None and time.monotonic() - cached[0] < STATFS_TTL_S:
+            return cached[1]
+        stats = await self.fs.statfs()
+        frsize = 4096
+        used_blocks = (stats["bytes_used"] + frsize - 1) // frsize
+        total_blocks = max(VIRTUAL_CAPACITY // frsize, used_blocks * 2)
+        inodes = stats["files"] + stats["directories"]
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = 128 * 1024
+        s.f_frsize = frsize
+        s.f_blocks = total_blocks
+        s.f_bfree = s.f_bavail = total_blocks - used_blocks
+        s.f_files = max(VIRTUAL_INODES, inodes * 2)
+        s.f_ffree = s.f_favail = s.f_files - inodes
+        s.f_namemax = 255
+        self._statfs = (time.monotonic(), s)
+        return s
+
+    # ---------------------------------------------------------------- xattrs
+
+    @fuse_op
+    async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+        sname = os.fsdecode(name)
+        if sname.startswith(LOCAL_XATTR_PREFIXES):
+            raise FsError(pyfuse3.ENOATTR, "not stored")
+        try:
+            reply = await self.meta.xattr("GetXattr", inode, self.creds_of(ctx), sname)
+        except FsError as e:
+            raise _stale(e) from None
+        return bytes(reply.value)  # type: ignore[union-attr]
+
+    @fuse_op
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+        self._writable()
+        sname = os.fsdecode(name)
+        if sname.startswith(LOCAL_XATTR_PREFIXES):
+            raise FsError(errno.EOPNOTSUPP, f"{sname.split('.')[0]}.* attributes are not supported")
+        try:
+            await self.meta.xattr("SetXattr", inode, self.creds_of(ctx), sname, bytes(value))
+        except FsError as e:
+            raise _stale(e) from None
+
+    @fuse_op
+    async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
+        try:
+            reply = await self.meta.xattr("ListXattr", inode, self.creds_of(ctx))
+        except FsError as e:
+            raise _stale(e) from None
+        return [os.fsencode(n) for n in reply.names]  # type: ignore[union-attr]
+
+    @fuse_op
+    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        self._writable()
+        sname = os.fsdecode(name)
+        if sname.startswith(LOCAL_XATTR_PREFIXES):
+            raise FsError(pyfuse3.ENOATTR, "not stored")
+        try:
+            await self.meta.xattr("RemoveXattr", inode, self.creds_of(ctx), sname)
+        except FsError as e:
+            raise _stale(e) from None
