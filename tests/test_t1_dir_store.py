@@ -22,6 +22,7 @@ from superfs.dirserver.attrs import DirAttrs
 from superfs.dirserver.cluster_map import ClusterRegistry, initial_map, register
 from superfs.dirserver.coordinator import Coordinator
 from superfs.dirserver.intents import Intent, IntentLog
+from superfs.dirserver.locks import DirLocks, dir_key
 from superfs.dirserver.namespace import Namespace
 from superfs.dirserver.store import DirStore, now_ns
 from superfs.errors import FsError
@@ -228,6 +229,36 @@ async def test_intent_log_persists(db_path: str) -> None:
     await s.db.write(lambda txn: log.drop_txn(txn, i1.id))
     assert log.all() == [i2]
     s.close()
+
+
+# --------------------------------------------------------------------- locks
+
+async def test_locks_share_exclude_and_survive_cancellation() -> None:
+    locks = DirLocks()
+    order: list[str] = []
+
+    async def job(tag: str, excl: bool, hold_s: float) -> None:
+        kw = {"exclusive": [dir_key(7)]} if excl else {"shared": [dir_key(7)]}
+        async with locks.hold(**kw):
+            order.append(f"+{tag}")
+            await asyncio.sleep(hold_s)
+            order.append(f"-{tag}")
+
+    # two readers overlap; the writer waits for both; a later reader waits for the writer
+    await asyncio.gather(job("r1", False, 0.02), job("r2", False, 0.02), job("w", True, 0.01),
+                         job("r3", False, 0.0))
+    assert order[:2] == ["+r1", "+r2"] and order.index("+w") > order.index("-r2")
+    assert order.index("+r3") > order.index("-w")
+    # a waiter cancelled in the queue, and a holder cancelled, leave nothing locked
+    holder = asyncio.create_task(job("h", True, 10))
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(job("x", True, 0))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    holder.cancel()
+    await asyncio.gather(holder, waiter, return_exceptions=True)
+    assert not locks.busy(dir_key(7))
+    await asyncio.wait_for(job("after", True, 0), 1)
 
 
 # --------------------------------------------------------------- cluster map
@@ -669,9 +700,10 @@ async def test_file_takes_name_during_rename_aborts(store: DirStore, coord: Coor
 async def test_mkdir_inside_directory_being_removed(store: DirStore, coord: Coordinator,
                                                     shards: FakeShards) -> None:
     d = await _build(coord)
-    shards.delay = 0.02
+    shards.delay = 0.05
     rm = asyncio.create_task(coord.rmdir(d["b"].ino, "victim", OWNER))
     await asyncio.sleep(0.005)  # rmdir now waits on the shards, holding victim's lock
+    assert not rm.done() and coord.locks.busy(dir_key(d["victim"].ino))
     with pytest.raises(FsError) as e:
         await coord.mkdir(d["victim"].ino, "late", 0o755, OWNER)
     assert e.value.errno == errno.ENOENT
