@@ -571,15 +571,20 @@ def test_link_intent(store: FileMetaStore) -> None:
     with pytest.raises(FsError) as ei:
         create(store, 1, "new")
     assert ei.value.errno == errno.EAGAIN  # the name is reserved for the link
-    assert w(store, lambda t: name_ops.finish_link(t, intent, SYMLINK))
+    assert w(store, lambda t: name_ops.finish_link(t, intent, SYMLINK)) == 0
     assert entry(store, 1, "new") == (far, SYMLINK)
-    assert w(store, lambda t: name_ops.finish_link(t, intent, SYMLINK))  # replay: already done
+    assert w(store, lambda t: name_ops.finish_link(t, intent, SYMLINK)) == 0  # replay: already done
     assert errno_of(store, lambda t: name_ops.begin_link(t, far, 1, b"new", "L2")) == errno.EEXIST
     # the name got taken while the intent was lost: the extra link is given back
     i3 = w(store, lambda t: name_ops.begin_link(t, far, 1, b"n3", "L3"))
     w(store, lambda t: t.put_entry(1, b"n3", 12, DIRECTORY))
-    assert not w(store, lambda t: name_ops.finish_link(t, i3, REGULAR))
+    assert w(store, lambda t: name_ops.finish_link(t, i3, REGULAR)) == errno.EEXIST
     assert [(i.txid, i.delta) for i in r(store, lambda t: t.outbox(10))] == [("L3/undo", -1)]
+    # a pending link counts as an entry when the dir server asks to seal
+    i4 = w(store, lambda t: name_ops.begin_link(t, far, 20, b"n4", "L4"))
+    assert not w(store, lambda t: name_ops.seal_dir(t, 20))
+    w(store, lambda t: name_ops.drop_intent(t, i4))
+    assert w(store, lambda t: name_ops.seal_dir(t, 20))
 
 
 # -------------------------------------------------- reservations and seals

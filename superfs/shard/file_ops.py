@@ -32,7 +32,6 @@ SET_ALL = 255
 class CreateResult:
     node: Inode | None      # None: the existing entry's inode lives on another shard
     created: bool
-    data: bytes = b""
     remote_ino: int = 0
     reclaim: ReclaimItem | None = None
 
@@ -109,7 +108,7 @@ def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: i
             _kill_suid(node, creds)
             reclaim = resize(t, node, 0, inline_threshold)
             t.put_inode(node)
-        return CreateResult(node, False, t.inline_data(ino) if node.inline else b"", reclaim=reclaim)
+        return CreateResult(node, False, reclaim=reclaim)
     t.check_no_intent(parent, raw)
     if len(data) > inline_threshold:
         raise FsError(errno.EFBIG, "initial data exceeds the inline threshold")
@@ -123,7 +122,7 @@ def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: i
     t.put_inode(node)
     t.put_inline(node.ino, data)
     t.put_entry(parent, raw, node.ino, ftype)
-    return CreateResult(node, True, data)
+    return CreateResult(node, True)
 
 
 def lookup_file(t: ShardTxn, parent: int, raw: bytes, want_data: bool) -> tuple[int, int, Inode | None, bytes]:

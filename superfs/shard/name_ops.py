@@ -194,23 +194,26 @@ def begin_link(t: ShardTxn, ino: int, parent: int, raw: bytes, txid: str) -> Int
     return intent
 
 
-def finish_link(t: ShardTxn, intent: Intent, ftype: int) -> bool:
+def finish_link(t: ShardTxn, intent: Intent, ftype: int) -> int:
     """Step 3: the home shard counted the link; insert the name.
 
-    If the name cannot be inserted any more (only possible if the intent was
-    lost), the extra link is given back through the outbox. Returns whether
-    the name was inserted.
+    Returns 0, or the errno for the caller when the name cannot be inserted
+    any more (only if the intent was lost); the extra link is then given
+    back through the outbox, in this same transaction.
     """
     current = t.intent(intent.key())
     if current is None or current.txid != intent.txid:
         found = t.entry(intent.parent, intent.raw_name)
-        return found is not None and found[0] == intent.ino
+        return 0 if found is not None and found[0] == intent.ino else errno.EEXIST
     t.delete_intent(intent.key())
-    if t.is_sealed(intent.parent) or t.entry(intent.parent, intent.raw_name) is not None:
+    err = errno.ENOENT if t.is_sealed(intent.parent) else 0
+    if not err and t.entry(intent.parent, intent.raw_name) is not None:
+        err = errno.EEXIST
+    if err:
         t.drop_link(intent.ino, f"{intent.txid}/undo")
-        return False
+        return err
     t.put_entry(intent.parent, intent.raw_name, intent.ino, ftype)
-    return True
+    return 0
 
 
 def remote_link(t: ShardTxn, parent: int, raw: bytes, *, ino: int, ftype: int, replace: bool,
@@ -261,8 +264,11 @@ def release_dir(t: ShardTxn, parent: int, raw: bytes, ino: int) -> None:
 
 
 def seal_dir(t: ShardTxn, dir_ino: int) -> bool:
-    """Refuse new names in ``dir_ino`` if it has none here. False: not empty, not sealed."""
-    if t.has_children(dir_ino):
+    """Refuse new names in ``dir_ino`` if it has none here. False: not empty, not sealed.
+
+    A link into the directory still in flight (an intent) counts as an entry.
+    """
+    if t.has_children(dir_ino) or t.has_intents(dir_ino):
         return False
     t.seal(dir_ino)
     return True

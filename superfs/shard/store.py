@@ -245,6 +245,12 @@ class ShardTxn:
         with self.txn.cursor(db=self.dbs["intents"]) as cur:
             return [Intent.unpack(k, v) for k, v in cur]
 
+    def has_intents(self, parent: int) -> bool:
+        """Is a cross-shard operation in flight on an entry of ``parent``?"""
+        prefix = u64(parent)
+        with self.txn.cursor(db=self.dbs["intents"]) as cur:
+            return cur.set_range(prefix) and cur.key()[:8] == prefix
+
     def check_no_intent(self, parent: int, raw: bytes) -> None:
         """Refuse to touch an entry that a cross-shard operation has locked."""
         if self.txn.get(dentry_key(parent, raw), db=self.dbs["intents"]) is not None:

@@ -1,0 +1,159 @@
+"""The shard's view of the cluster: which partitions it owns, where its peers are.
+
+The cluster map comes from the dir server (RegisterServer at start, then
+GetClusterMap every few seconds and whenever a peer call fails). Tests build
+a view with a fixed map and no dir server.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+
+from superfs import routing
+from superfs.client.rpc import Channels, call
+from superfs.errors import FsError
+from superfs.v1 import superfs_pb2 as pb
+from superfs.v1 import superfs_pb2_grpc as pbg
+
+log = logging.getLogger(__name__)
+
+REFRESH_MIN_INTERVAL_S = 0.2  # a burst of failing peer calls asks the dir server once
+
+
+class ClusterView:
+    """The current ClusterMap and the routing questions asked of it."""
+
+    def __init__(self, shard_id: int, channels: Channels, *, cluster_map: pb.ClusterMap | None = None,
+                 dir_server: str | None = None, timeout_s: float = 5.0) -> None:
+        self.shard_id = shard_id
+        self.channels = channels
+        self.dir_server = dir_server
+        self.timeout_s = timeout_s
+        self._map: pb.ClusterMap | None = None
+        self._owned: frozenset[int] = frozenset()
+        self._shards: dict[int, str] = {}
+        self._data: dict[int, str] = {}
+        self._last_refresh = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
+        if cluster_map is not None:
+            self.set_map(cluster_map)
+
+    # ---------------------------------------------------------------- state
+
+    def set_map(self, cmap: pb.ClusterMap) -> None:
+        """Adopt ``cmap`` unless it is older than the one held."""
+        if self._map is not None and cmap.epoch < self._map.epoch:
+            return
+        if cmap.num_partitions == 0 or len(cmap.partition_shard) != cmap.num_partitions:
+            log.warning("ignoring a cluster map with %d partitions and %d owners",
+                        cmap.num_partitions, len(cmap.partition_shard))
+            return
+        changed = self._map is None or cmap.epoch != self._map.epoch
+        self._map = cmap
+        self._owned = frozenset(p for p, s in enumerate(cmap.partition_shard) if s == self.shard_id)
+        self._shards = {s.id: s.address for s in cmap.shards}
+        self._data = {s.id: s.address for s in cmap.data_servers}
+        if changed:
+            log.info("shard %d: cluster map epoch %d, %d of %d partitions owned here",
+                     self.shard_id, cmap.epoch, len(self._owned), cmap.num_partitions)
+
+    @property
+    def ready(self) -> bool:
+        """Has a cluster map been adopted?"""
+        return self._map is not None
+
+    @property
+    def map(self) -> pb.ClusterMap:
+        if self._map is None:
+            raise FsError(errno.EAGAIN, "shard has no cluster map yet")
+        return self._map
+
+    @property
+    def inline_threshold(self) -> int:
+        return self.map.inline_threshold
+
+    # -------------------------------------------------------------- routing
+
+    def entry_partition(self, parent: int, name: str) -> int:
+        return routing.entry_partition(parent, name, self.map.num_partitions)
+
+    def owns_entry(self, parent: int, name: str) -> bool:
+        return self.entry_partition(parent, name) in self._owned
+
+    def check_entry(self, parent: int, name: str) -> int:
+        """The entry's partition; ESTALE if this shard does not own it."""
+        p = self.entry_partition(parent, name)
+        if p not in self._owned:
+            self.refresh_soon()
+            raise FsError(errno.ESTALE, f"entry partition {p} is not on shard {self.shard_id}")
+        return p
+
+    def ino_home(self, ino: int) -> int:
+        """The partition holding the record of file inode ``ino``; ENOENT if not a file inode."""
+        if routing.is_dir_ino(ino) or ino == 0:
+            raise FsError(errno.ENOENT, f"{ino} is not a file inode")
+        p = routing.ino_partition(ino)
+        if p >= self.map.num_partitions:
+            raise FsError(errno.ENOENT, f"inode {ino} has no partition {p}")
+        return p
+
+    def owns_ino(self, ino: int) -> bool:
+        return self.ino_home(ino) in self._owned
+
+    def check_ino(self, ino: int) -> None:
+        p = self.ino_home(ino)
+        if p not in self._owned:
+            self.refresh_soon()
+            raise FsError(errno.ESTALE, f"inode partition {p} is not on shard {self.shard_id}")
+
+    def shard_of_entry(self, parent: int, name: str) -> int:
+        return self.map.partition_shard[self.entry_partition(parent, name)]
+
+    def shard_of_ino(self, ino: int) -> int:
+        return self.map.partition_shard[self.ino_home(ino)]
+
+    def shard_stub(self, shard_id: int) -> pbg.ShardServiceStub:
+        address = self._shards.get(shard_id)
+        if not address:
+            raise FsError(errno.EIO, f"shard {shard_id} has no address in the cluster map")
+        return self.channels.shard(address)
+
+    def data_stub(self, server_id: int) -> pbg.DataServiceStub:
+        address = self._data.get(server_id)
+        if not address:
+            raise FsError(errno.EIO, f"data server {server_id} is not in the cluster map")
+        return self.channels.data(address)
+
+    # -------------------------------------------------------------- refresh
+
+    async def register(self, address: str) -> None:
+        """Announce this shard to the dir server and adopt the map it returns."""
+        assert self.dir_server is not None
+        req = pb.RegisterServerRequest(kind="shard", server=pb.ServerInfo(id=self.shard_id, address=address))
+        cmap = await call(self.channels.dir(self.dir_server).RegisterServer, req, self.timeout_s)
+        self.set_map(cmap)
+
+    async def refresh(self) -> None:
+        if self.dir_server is None:
+            return
+        self._last_refresh = time.monotonic()
+        try:
+            cmap = await call(self.channels.dir(self.dir_server).GetClusterMap,
+                              pb.GetClusterMapRequest(), self.timeout_s)
+        except FsError as e:
+            log.debug("cluster map refresh failed: %s", e)
+            return
+        self.set_map(cmap)
+
+    def refresh_soon(self) -> None:
+        """Ask for a fresh map in the background (a peer failed, or a request was misrouted)."""
+        if self.dir_server is None or (self._refreshing is not None and not self._refreshing.done()):
+            return
+        if time.monotonic() - self._last_refresh < REFRESH_MIN_INTERVAL_S:
+            return
+        try:
+            self._refreshing = asyncio.get_running_loop().create_task(self.refresh())
+        except RuntimeError:  # no loop: a synchronous caller, nothing to schedule on
+            pass

@@ -1,0 +1,269 @@
+"""Operations that span shards: rename and link across shards, owed link counts.
+
+Protocol for a rename whose destination entry lives on another shard (the
+source shard coordinates):
+
+1. one transaction here: check the source, write an *intent* keyed by the
+   source entry (which locks that entry against unlink/rename/replace);
+2. ``RemoteLink`` on the destination shard: inserts or replaces the entry,
+   idempotent by txid (it records the txid with its reply in the same
+   transaction, and counts the replaced inode's lost link there or through
+   its own outbox);
+3. one transaction here: delete the source entry and the intent.
+
+A crash or an unreachable peer between 1 and 3 leaves the intent, which the
+background loop rolls forward (re-sending RemoteLink is safe by txid). A
+definitive refusal (EEXIST, ENOENT, EISDIR ...) drops the intent and leaves
+the source in place. So after recovery the file has exactly one name.
+
+A link to an inode whose home is another shard is the same shape: intent on
+the new name, ``AdjustNlink(+1)`` on the home shard (by txid), then insert.
+An unlink of such a name writes an outbox item in its own transaction; the
+item is delivered (``AdjustNlink(-1)``, by txid) right away and retried by
+the background loop until the home shard has it.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from superfs.client.rpc import call
+from superfs.errors import FsError
+from superfs.perms import CredsLike
+from superfs.shard import name_ops
+from superfs.shard.cluster import ClusterView
+from superfs.shard.name_ops import DirGuard
+from superfs.shard.records import Inode, Intent, OutboxItem, dentry_key, encode_name
+from superfs.shard.store import FileMetaStore
+from superfs.v1 import superfs_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+# Answers that say the peer did not and will not apply the step: the intent
+# is dropped. They are all given after the peer's idempotency check, or from
+# the request alone, so a replay of an applied step never gets them.
+DEFINITIVE = frozenset({errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.EINVAL, errno.ENAMETOOLONG,
+                        errno.ENOTDIR, errno.EMLINK, errno.EPERM})
+
+
+def _gave_up(e: FsError, fresh: bool) -> bool:
+    """Did the peer refuse for good? EAGAIN (busy, or no map yet) proves that
+    nothing was applied only for a txid never sent before this request."""
+    return e.errno in DEFINITIVE or (fresh and e.errno == errno.EAGAIN)
+ESTALE_RETRIES = 3
+BUSY_RETRIES = 5
+
+
+def new_txid() -> str:
+    return uuid.uuid4().hex
+
+
+def inode_of_attr(attr: pb.Attr) -> Inode:
+    return Inode(attr.ino, attr.mode, attr.nlink, attr.uid, attr.gid, attr.size, attr.atime_ns,
+                 attr.mtime_ns, attr.ctime_ns, attr.generation)
+
+
+class KeyLocks:
+    """In-process exclusion per dentry key while a cross-shard step is awaited.
+
+    The intent already makes conflicting operations fail with EAGAIN; this
+    lets operations from this process wait for the few milliseconds instead.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[bytes, asyncio.Event] = {}
+
+    def held(self, key: bytes) -> bool:
+        return key in self._held
+
+    @asynccontextmanager
+    async def hold(self, key: bytes) -> AsyncIterator[None]:
+        while key in self._held:
+            await self._held[key].wait()
+        ev = self._held[key] = asyncio.Event()
+        try:
+            yield
+        finally:
+            del self._held[key]
+            ev.set()
+
+    async def wait_free(self, key: bytes, timeout_s: float) -> None:
+        ev = self._held.get(key)
+        if ev is not None:
+            try:
+                await asyncio.wait_for(ev.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                pass  # the store answers EAGAIN on the intent
+
+
+class CrossShard:
+    """Runs the network steps between the transactions of cross-shard operations."""
+
+    def __init__(self, store: FileMetaStore, cluster: ClusterView) -> None:
+        self.store = store
+        self.cluster = cluster
+        self.locks = KeyLocks()
+
+    async def call_shard(self, shard_id: int, method: str, request: Any) -> Any:
+        stub = self.cluster.shard_stub(shard_id)
+        try:
+            return await call(getattr(stub, method), request, self.cluster.timeout_s)
+        except FsError as e:
+            if e.errno in (errno.EIO, errno.ETIMEDOUT, errno.ESTALE):
+                self.cluster.refresh_soon()
+            raise
+
+    # ------------------------------------------------------ idempotent steps
+
+    async def remote_link(self, intent: Intent) -> int:
+        """Step 2 of a rename: the destination entry, wherever it lives now."""
+        raw = encode_name(intent.dst_name)
+        no_replace = bool(intent.flags & name_ops.RENAME_NOREPLACE)
+        busy = 0
+        for attempt in range(ESTALE_RETRIES + BUSY_RETRIES):
+            target = self.cluster.shard_of_entry(intent.dst_parent, intent.dst_name)
+            if target == self.cluster.shard_id:
+                return await self.store.write(lambda t: name_ops.remote_link(
+                    t, intent.dst_parent, raw, ino=intent.ino, ftype=intent.ftype, replace=True,
+                    no_replace=no_replace, txid=intent.txid))
+            req = pb.RemoteLinkRequest(parent_ino=intent.dst_parent, name=intent.dst_name, ino=intent.ino,
+                                       type=intent.ftype, replace=not no_replace, no_replace=no_replace,
+                                       txid=intent.txid)
+            try:
+                reply = await self.call_shard(target, "RemoteLink", req)
+                return int(reply.replaced_ino)
+            except FsError as e:
+                if e.errno == errno.EAGAIN and busy < BUSY_RETRIES:
+                    # the destination name is locked by another cross-shard step: brief wait
+                    busy += 1
+                    await asyncio.sleep(0.02 * 2**busy)
+                    continue
+                if e.errno != errno.ESTALE or attempt - busy >= ESTALE_RETRIES - 1:
+                    raise
+                await self.cluster.refresh()
+        raise AssertionError("unreachable")
+
+    async def adjust_nlink(self, ino: int, delta: int, txid: str) -> Inode:
+        """AdjustNlink on the inode's home shard (here, if that is us)."""
+        for attempt in range(ESTALE_RETRIES):
+            home = self.cluster.shard_of_ino(ino)
+            if home == self.cluster.shard_id:
+                return await self.store.write(lambda t: name_ops.adjust_nlink(t, ino, delta, txid))
+            try:
+                attr = await self.call_shard(home, "AdjustNlink", pb.NlinkRequest(ino=ino, delta=delta, txid=txid))
+                return inode_of_attr(attr)
+            except FsError as e:
+                if e.errno != errno.ESTALE or attempt == ESTALE_RETRIES - 1:
+                    raise
+                await self.cluster.refresh()
+        raise AssertionError("unreachable")
+
+    # ---------------------------------------------------------------- rename
+
+    async def rename(self, *, src_parent: int, src_raw: bytes, dst_parent: int, dst_name: str, flags: int,
+                     creds: CredsLike, guard: DirGuard, owners: dict[int, int]) -> None:
+        txid = new_txid()
+        async with self.locks.hold(dentry_key(src_parent, src_raw)):
+            intent = await self.store.write(lambda t: name_ops.begin_rename(
+                t, src_parent, src_raw, dst_parent, dst_name, flags=flags, creds=creds, guard=guard,
+                owners=owners, txid=txid))
+            await self._finish_rename(intent, fresh=True)
+
+    async def _finish_rename(self, intent: Intent, fresh: bool = False) -> None:
+        try:
+            replaced = await self.remote_link(intent)
+        except FsError as e:
+            if _gave_up(e, fresh):
+                await self.store.write(lambda t: name_ops.drop_intent(t, intent))
+                raise
+            raise FsError(errno.EIO, f"destination shard unavailable, the rename completes later: {e.message}")
+        await self.store.write(lambda t: name_ops.finish_rename(t, intent, replaced))
+        log.debug("rename %s: ino %d now at %d/%s", intent.txid, intent.ino, intent.dst_parent, intent.dst_name)
+
+    # ------------------------------------------------------------------ link
+
+    async def link(self, ino: int, parent: int, raw: bytes) -> Inode:
+        txid = new_txid()
+        async with self.locks.hold(dentry_key(parent, raw)):
+            intent = await self.store.write(lambda t: name_ops.begin_link(t, ino, parent, raw, txid))
+            return await self._finish_link(intent, fresh=True)
+
+    async def _finish_link(self, intent: Intent, fresh: bool = False) -> Inode:
+        try:
+            node = await self.adjust_nlink(intent.ino, +1, intent.txid)
+        except FsError as e:
+            if _gave_up(e, fresh):
+                await self.store.write(lambda t: name_ops.drop_intent(t, intent))
+                raise
+            raise FsError(errno.EIO, f"the file's home shard is unavailable: {e.message}")
+        err = await self.store.write(lambda t: name_ops.finish_link(t, intent, node.ftype))
+        if err:
+            raise FsError(err, "the new name could not be inserted")
+        return node
+
+    # ---------------------------------------------------------- background
+
+    async def deliver(self, item: OutboxItem, down: set[int] | None = None) -> Inode | None:
+        """Deliver one owed nlink change; None if it must wait for a later round."""
+        try:
+            home = self.cluster.shard_of_ino(item.ino)
+        except FsError as e:
+            if e.errno != errno.ENOENT:
+                return None
+            home = -1
+        if down is not None and home in down:
+            return None
+        node: Inode | None = None
+        if home >= 0:
+            try:
+                node = await self.adjust_nlink(item.ino, item.delta, item.txid)
+            except FsError as e:
+                if e.errno not in (errno.ENOENT, errno.EMLINK):
+                    log.debug("outbox %s for inode %d: shard %d: %s", item.txid, item.ino, home, e)
+                    if down is not None:
+                        down.add(home)
+                    return None
+                log.warning("dropping owed link change %+d of inode %d: %s", item.delta, item.ino, e)
+        await self.store.write(lambda t: t.delete_outbox(item.txid))
+        return node
+
+    async def deliver_outbox(self, limit: int = 512) -> int:
+        if not self.cluster.ready:
+            return 0
+        with self.store.read() as t:
+            items = t.outbox(limit)
+        down: set[int] = set()
+        done = 0
+        for item in items:
+            if await self.deliver(item, down) is not None:
+                done += 1
+        return done
+
+    async def roll_forward(self) -> int:
+        """Finish (or drop) the intents left by a crash or an unreachable peer."""
+        if not self.cluster.ready:
+            return 0  # without a map no answer could be trusted to be definitive
+        with self.store.read() as t:
+            intents = t.intents()
+        finished = 0
+        for intent in intents:
+            if self.locks.held(intent.key()):
+                continue  # a live request is driving it
+            async with self.locks.hold(intent.key()):
+                try:
+                    if intent.kind == "rename":
+                        await self._finish_rename(intent)
+                    else:
+                        await self._finish_link(intent)
+                    finished += 1
+                    log.info("rolled %s %s forward", intent.kind, intent.txid)
+                except FsError as e:
+                    if e.errno in DEFINITIVE:
+                        log.info("dropped %s %s: %s", intent.kind, intent.txid, e)
+                    else:
+                        log.debug("%s %s still pending: %s", intent.kind, intent.txid, e)
+        return finished

@@ -1,0 +1,144 @@
+"""The shard's background loop: reclaim chunks, deliver owed links, finish intents.
+
+Every second (and once at start-up, and when kicked) it:
+
+- delivers outbox items (nlink changes owed to other shards);
+- rolls pending cross-shard intents forward;
+- deletes the chunks of freed and shrunk files on the data servers:
+  ``TruncateChunk`` on the replicas of the boundary chunk when the new end
+  is not chunk-aligned, then ``DeleteChunks(ino, first whole chunk past the
+  end)`` on every server of the file's layout. An item is deleted only once
+  every server has answered, so a data server that is down keeps it queued;
+- once a minute, forgets idempotency records older than an hour.
+
+A live file's chunks are never deleted after a newer write: a shrink item
+remembers the generation the file had right after the shrink, and is
+dropped unprocessed if the file has changed since (the writer then owns the
+bytes past the old end). Freed inodes are never reused, so their items are
+always safe.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from typing import Any
+
+from superfs.client.rpc import call
+from superfs.errors import FsError
+from superfs.routing import chunk_replicas
+from superfs.shard.cluster import ClusterView
+from superfs.shard.crossshard import CrossShard
+from superfs.shard.records import ReclaimItem
+from superfs.shard.store import FileMetaStore
+from superfs.v1 import superfs_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+APPLIED_TTL_NS = 3600 * 10**9
+PRUNE_EVERY_S = 60.0
+BATCH = 256
+
+
+class Reclaimer:
+    """Drives every piece of deferred work of one shard."""
+
+    def __init__(self, store: FileMetaStore, cluster: ClusterView, cross: CrossShard,
+                 interval_s: float = 1.0) -> None:
+        self.store = store
+        self.cluster = cluster
+        self.cross = cross
+        self.interval_s = interval_s
+        self._wake = asyncio.Event()
+        self._last_prune = 0.0
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the loop must survive any one bad round
+                log.exception("background round failed; retrying in %.1f s", self.interval_s)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def run_once(self) -> None:
+        await self.cross.deliver_outbox()
+        await self.cross.roll_forward()
+        await self.reclaim_pending()
+        if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+            self._last_prune = time.monotonic()
+            cutoff = time.time_ns() - APPLIED_TTL_NS
+            n = await self.store.write(lambda t: t.prune_applied(cutoff))
+            if n:
+                log.debug("forgot %d idempotency records", n)
+
+    # --------------------------------------------------------------- chunks
+
+    async def reclaim_pending(self) -> int:
+        if not self.cluster.ready:
+            return 0
+        with self.store.read() as t:
+            items = t.reclaim_items(BATCH)
+        done = 0
+        for item in items:
+            if await self.reclaim(item):
+                done += 1
+        return done
+
+    async def reclaim(self, item: ReclaimItem) -> bool:
+        """Delete the chunks ``item`` names; True once it is gone from the queue."""
+        if not item.freed:
+            with self.store.read() as t:
+                node = t.inode(item.ino)
+            if node is not None and node.generation != item.generation:
+                log.debug("inode %d changed since its shrink; leaving its chunks alone", item.ino)
+                await self.store.write(lambda t: t.delete_reclaim(item.key()))
+                return True
+        try:
+            await self._delete_chunks(item)
+        except FsError as e:
+            log.debug("reclaim of inode %d from %d postponed: %s", item.ino, item.from_size, e)
+            return False
+        await self.store.write(lambda t: t.delete_reclaim(item.key()))
+        log.debug("reclaimed chunks of inode %d from byte %d", item.ino, item.from_size)
+        return True
+
+    async def _delete_chunks(self, item: ReclaimItem) -> None:
+        if not item.layout or item.chunk_size <= 0:
+            return
+        cs = item.chunk_size
+        first_whole = -(-item.from_size // cs)
+        calls: list[tuple[int, str, Any]] = []
+        if item.from_size % cs:
+            index = item.from_size // cs
+            replicas = chunk_replicas(item.ino, index, item.layout, self.cluster.map.replicas or 1)
+            req = pb.TruncateChunkRequest(key=pb.ChunkKey(ino=item.ino, index=index), length=item.from_size % cs)
+            calls += [(sid, "TruncateChunk", req) for sid in replicas]
+        req_del = pb.DeleteChunksRequest(ino=item.ino, from_index=first_whole)
+        calls += [(sid, "DeleteChunks", req_del) for sid in sorted(set(item.layout))]
+        results = await asyncio.gather(*(self._data_call(*c) for c in calls), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                if isinstance(r, FsError):
+                    raise r
+                raise FsError(errno.EIO, f"data server call failed: {r!r}")
+
+    async def _data_call(self, server_id: int, method: str, request: Any) -> None:
+        stub = self.cluster.data_stub(server_id)
+        try:
+            await call(getattr(stub, method), request, self.cluster.timeout_s)
+        except FsError as e:
+            if e.errno == errno.ENOENT:
+                return  # nothing there to delete: done
+            if e.errno in (errno.EIO, errno.ETIMEDOUT):
+                self.cluster.refresh_soon()
+            raise

@@ -1,0 +1,405 @@
+"""ShardServicer: the gRPC face of a file-metadata shard.
+
+Each method decodes its request, checks routing (ESTALE when the entry or
+inode is not on this shard, so the client refreshes its map) and the
+directory capability, runs one store operation (mutations through the
+group-commit writer, reads inline on a read transaction), and encodes the
+reply. Cross-shard steps are delegated to :class:`CrossShard`, deferred work
+to :class:`Reclaimer`.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from typing import Iterable
+
+import grpc
+
+from superfs import capability, names
+from superfs.errors import FsError, rpc_handler
+from superfs.perms import CredsLike
+from superfs.routing import is_dir_ino
+from superfs.shard import file_ops, name_ops, xattr_ops
+from superfs.shard.cluster import ClusterView
+from superfs.shard.crossshard import CrossShard, new_txid
+from superfs.shard.name_ops import DirGuard
+from superfs.shard.records import (
+    DIRECTORY, REGULAR, Inode, OutboxItem, ReclaimItem, dentry_key, decode_name, encode_name,
+)
+from superfs.shard.reclaimer import Reclaimer
+from superfs.shard.store import FileMetaStore, now_ns
+from superfs.v1 import superfs_pb2 as pb
+from superfs.v1 import superfs_pb2_grpc as pbg
+
+log = logging.getLogger(__name__)
+
+Ctx = grpc.aio.ServicerContext
+MAX_TXID = 200
+LOCK_WAIT_S = 10.0
+
+
+def attr_of(node: Inode) -> pb.Attr:
+    return pb.Attr(ino=node.ino, mode=node.mode, nlink=node.nlink, uid=node.uid, gid=node.gid,
+                   size=node.size, atime_ns=node.atime_ns, mtime_ns=node.mtime_ns,
+                   ctime_ns=node.ctime_ns, generation=node.generation)
+
+
+def file_info_of(node: Inode, data: bytes = b"") -> pb.FileInfo:
+    return pb.FileInfo(attr=attr_of(node), type=node.ftype, symlink_target=decode_name(node.symlink_target),
+                       inline=node.inline, data=data, layout=node.layout, chunk_size=node.chunk_size)
+
+
+def _txid(txid: str) -> str:
+    if not txid or len(txid) > MAX_TXID:
+        raise FsError(errno.EINVAL, f"txid must be 1..{MAX_TXID} characters")
+    return txid
+
+
+class ShardServicer(pbg.ShardServiceServicer):
+    """All ShardService RPCs of one shard.
+
+    ``cluster`` may hold a fixed map (tests) or follow the dir server
+    (main.run). ``secret`` verifies directory capabilities.
+    """
+
+    def __init__(self, store: FileMetaStore, cluster: ClusterView, secret: bytes) -> None:
+        self.store = store
+        self.cluster = cluster
+        self.secret = secret
+        self.cross = CrossShard(store, cluster)
+        self.reclaimer = Reclaimer(store, cluster, self.cross)
+        self._background: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start_background(self) -> None:
+        """Start the reclaim / outbox / intent loop (its first round runs at once)."""
+        if self._background is None:
+            self._background = asyncio.get_running_loop().create_task(self.reclaimer.run_forever())
+
+    async def stop_background(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            try:
+                await self._background
+            except asyncio.CancelledError:
+                pass
+            self._background = None
+
+    # -------------------------------------------------------------- helpers
+
+    def _cap(self, cap: pb.DirCap, dir_ino: int, creds: CredsLike) -> DirGuard:
+        c = capability.verify(self.secret, cap, dir_ino=dir_ino, uid=creds.uid)
+        return DirGuard(c.sticky, c.owner_uid)
+
+    async def _wait_free(self, parent: int, raw: bytes) -> None:
+        await self.cross.locks.wait_free(dentry_key(parent, raw), LOCK_WAIT_S)
+
+    async def _remote_file(self, ino: int, creds: pb.Creds) -> pb.FileInfo:
+        home = self.cluster.shard_of_ino(ino)
+        if home == self.cluster.shard_id:
+            raise FsError(errno.ENOENT, f"entry points at missing inode {ino}")
+        return await self.cross.call_shard(home, "GetFile", pb.GetFileRequest(ino=ino, creds=creds))
+
+    async def _owners(self, guard: DirGuard, creds: pb.Creds, entries: Iterable[tuple[int, bytes]]) -> dict[int, int]:
+        """Owners of remote inodes that a sticky-directory check will need."""
+        if not guard.needs_owner(creds):
+            return {}
+        remote: list[int] = []
+        with self.store.read() as t:
+            for parent, raw in entries:
+                found = t.entry(parent, raw)
+                if found is not None and found[1] != DIRECTORY and t.inode(found[0]) is None:
+                    remote.append(found[0])
+        return {ino: (await self._remote_file(ino, creds)).attr.uid for ino in remote}
+
+    async def _after_shrink(self, item: ReclaimItem | None) -> None:
+        """Truncate the data servers before answering, so later writes are never cut."""
+        if item is not None:
+            if not await self.reclaimer.reclaim(item):
+                self.reclaimer.kick()
+
+    # ---------------------------------------------------------------- files
+
+    @rpc_handler
+    async def CreateFile(self, request: pb.CreateFileRequest, context: Ctx) -> pb.CreateFileReply:
+        parent, name, creds = request.parent_ino, request.name, request.creds
+        raw = names.check_name(name)
+        partition = self.cluster.check_entry(parent, name)
+        self._cap(request.cap, parent, creds)
+        threshold = self.cluster.inline_threshold
+        ftype = request.type or REGULAR
+        target = encode_name(request.symlink_target)
+        await self._wait_free(parent, raw)
+        res = await self.store.write(lambda t: file_ops.create_file(
+            t, parent=parent, raw=raw, partition=partition, mode=request.mode, ftype=ftype, target=target,
+            exclusive=request.exclusive, truncate=request.truncate, creds=creds, data=request.data,
+            inline_threshold=threshold))
+        if res.node is None:  # an existing name whose inode lives on another shard
+            if request.truncate:
+                home = self.cluster.shard_of_ino(res.remote_ino)
+                await self.cross.call_shard(home, "SetAttr", pb.SetAttrRequest(
+                    ino=res.remote_ino, mask=file_ops.SET_SIZE, size=0, creds=creds))
+            return pb.CreateFileReply(file=await self._remote_file(res.remote_ino, creds), created=False)
+        await self._after_shrink(res.reclaim)
+        log.debug("create %d/%s -> %d (created=%s)", parent, name, res.node.ino, res.created)
+        return pb.CreateFileReply(file=file_info_of(res.node), created=res.created)
+
+    @rpc_handler
+    async def LookupFile(self, request: pb.LookupFileRequest, context: Ctx) -> pb.LookupFileReply:
+        raw = names.check_name(request.name)
+        self.cluster.check_entry(request.parent_ino, request.name)
+        with self.store.read() as t:
+            ino, ftype, node, data = file_ops.lookup_file(t, request.parent_ino, raw, request.want_data)
+        reply = pb.LookupFileReply(entry=pb.Dentry(name=request.name, ino=ino, type=ftype), has_file=node is not None)
+        if node is not None:
+            reply.file.CopyFrom(file_info_of(node, data))
+        return reply
+
+    @rpc_handler
+    async def GetFile(self, request: pb.GetFileRequest, context: Ctx) -> pb.FileInfo:
+        self.cluster.check_ino(request.ino)
+        with self.store.read() as t:
+            node, data = file_ops.get_file(t, request.ino, request.want_data)
+        return file_info_of(node, data)
+
+    @rpc_handler
+    async def SetAttr(self, request: pb.SetAttrRequest, context: Ctx) -> pb.Attr:
+        r = request
+        self.cluster.check_ino(r.ino)
+        threshold = self.cluster.inline_threshold
+        node, item = await self.store.write(lambda t: file_ops.set_attr(
+            t, r.ino, mask=r.mask, mode=r.mode, uid=r.uid, gid=r.gid, size=r.size, atime_ns=r.atime_ns,
+            mtime_ns=r.mtime_ns, creds=r.creds, inline_threshold=threshold))
+        await self._after_shrink(item)
+        return attr_of(node)
+
+    @rpc_handler
+    async def WriteInline(self, request: pb.WriteInlineRequest, context: Ctx) -> pb.Attr:
+        r = request
+        self.cluster.check_ino(r.ino)
+        threshold = self.cluster.inline_threshold
+        node = await self.store.write(lambda t: file_ops.write_inline(
+            t, r.ino, offset=r.offset, data=r.data, truncate_to_end=r.truncate_to_end, creds=r.creds,
+            inline_threshold=threshold))
+        return attr_of(node)
+
+    @rpc_handler
+    async def ReadInline(self, request: pb.ReadInlineRequest, context: Ctx) -> pb.DataReply:
+        self.cluster.check_ino(request.ino)
+        with self.store.read() as t:
+            data = file_ops.read_inline(t, request.ino, offset=request.offset, length=request.length,
+                                        creds=request.creds)
+        return pb.DataReply(data=data)
+
+    @rpc_handler
+    async def ConvertToChunked(self, request: pb.ConvertRequest, context: Ctx) -> pb.FileInfo:
+        r = request
+        self.cluster.check_ino(r.ino)
+        chunk_size = r.chunk_size or self.cluster.map.chunk_size
+        node = await self.store.write(lambda t: file_ops.convert_to_chunked(
+            t, r.ino, creds=r.creds, layout=list(r.layout), expect_generation=r.expect_generation,
+            chunk_size=chunk_size))
+        return file_info_of(node)
+
+    @rpc_handler
+    async def SetSize(self, request: pb.SetSizeRequest, context: Ctx) -> pb.Attr:
+        r = request
+        self.cluster.check_ino(r.ino)
+        node = await self.store.write(lambda t: file_ops.set_size(
+            t, r.ino, size=r.size, mtime_ns=r.mtime_ns, creds=r.creds))
+        return attr_of(node)
+
+    # ---------------------------------------------------------------- names
+
+    @rpc_handler
+    async def Unlink(self, request: pb.UnlinkRequest, context: Ctx) -> pb.UnlinkReply:
+        parent, creds = request.parent_ino, request.creds
+        raw = names.check_name(request.name)
+        self.cluster.check_entry(parent, request.name)
+        guard = self._cap(request.cap, parent, creds)
+        await self._wait_free(parent, raw)
+        owners = await self._owners(guard, creds, [(parent, raw)])
+        txid = new_txid()
+        ino, nlink = await self.store.write(lambda t: name_ops.unlink(
+            t, parent, raw, creds=creds, guard=guard, owners=owners, txid=txid))
+        if nlink is None:  # the inode lives elsewhere: hand it the lost link now
+            node = await self.cross.deliver(OutboxItem(txid, ino, -1, now_ns()))
+            nlink = node.nlink if node is not None else 0
+        return pb.UnlinkReply(ino=ino, nlink=nlink)
+
+    @rpc_handler
+    async def Link(self, request: pb.LinkRequest, context: Ctx) -> pb.Attr:
+        ino, parent, name, creds = request.ino, request.new_parent, request.new_name, request.creds
+        raw = names.check_name(name)
+        self.cluster.check_entry(parent, name)
+        self._cap(request.cap, parent, creds)
+        if is_dir_ino(ino):
+            raise FsError(errno.EPERM, "hard links to directories are not allowed")
+        self.cluster.ino_home(ino)
+        await self._wait_free(parent, raw)
+        if self.cluster.owns_ino(ino):
+            node = await self.store.write(lambda t: name_ops.link(t, ino, parent, raw))
+        else:
+            node = await self.cross.link(ino, parent, raw)
+        return attr_of(node)
+
+    @rpc_handler
+    async def RenameFile(self, request: pb.RenameFileRequest, context: Ctx) -> pb.Empty:
+        r, creds = request, request.creds
+        src_raw = names.check_name(r.src_name)
+        dst_raw = names.check_name(r.dst_name)
+        self.cluster.check_entry(r.src_parent, r.src_name)
+        src_guard = self._cap(r.src_cap, r.src_parent, creds)
+        dst_guard = self._cap(r.dst_cap, r.dst_parent, creds)
+        name_ops.check_rename_flags(r.flags)
+        await self._wait_free(r.src_parent, src_raw)
+        owners = await self._owners(src_guard, creds, [(r.src_parent, src_raw)])
+        if self.cluster.owns_entry(r.dst_parent, r.dst_name):
+            await self._wait_free(r.dst_parent, dst_raw)
+            owners.update(await self._owners(dst_guard, creds, [(r.dst_parent, dst_raw)]))
+            txid = new_txid()
+            await self.store.write(lambda t: name_ops.rename_local(
+                t, r.src_parent, src_raw, r.dst_parent, dst_raw, flags=r.flags, creds=creds,
+                src_guard=src_guard, dst_guard=dst_guard, owners=owners, txid=txid))
+            self.reclaimer.kick()  # a replaced inode living elsewhere is owed its lost link
+        else:
+            if dst_guard.needs_owner(creds):
+                await self._check_remote_sticky(r, dst_guard, src_raw)
+            await self.cross.rename(src_parent=r.src_parent, src_raw=src_raw, dst_parent=r.dst_parent,
+                                    dst_name=r.dst_name, flags=r.flags, creds=creds, guard=src_guard,
+                                    owners=owners)
+        return pb.Empty()
+
+    async def _check_remote_sticky(self, r: pb.RenameFileRequest, guard: DirGuard, src_raw: bytes) -> None:
+        """Sticky destination on another shard: may the caller replace what is there?"""
+        shard = self.cluster.shard_of_entry(r.dst_parent, r.dst_name)
+        try:
+            found = await self.cross.call_shard(shard, "LookupFile", pb.LookupFileRequest(
+                parent_ino=r.dst_parent, name=r.dst_name, creds=r.creds))
+        except FsError as e:
+            if e.errno == errno.ENOENT:
+                return
+            raise
+        if found.entry.type == DIRECTORY:
+            return  # RemoteLink answers EISDIR
+        with self.store.read() as t:
+            src = t.entry(r.src_parent, src_raw)
+        if src is not None and src[0] == found.entry.ino:
+            return  # same inode: the rename changes nothing
+        owner = found.file.attr.uid if found.has_file else (await self._remote_file(found.entry.ino, r.creds)).attr.uid
+        guard.check(r.creds, owner)
+
+    @rpc_handler
+    async def ListFiles(self, request: pb.ListFilesRequest, context: Ctx) -> pb.ListFilesReply:
+        after = encode_name(request.after)
+        with self.store.read() as t:
+            entries, nodes, more = name_ops.list_files(t, request.parent_ino, after, request.limit,
+                                                       request.with_attrs)
+        reply = pb.ListFilesReply(more=more)
+        reply.entries.extend(pb.Dentry(name=decode_name(n), ino=ino, type=ft) for n, ino, ft in entries)
+        if request.with_attrs:
+            reply.files.extend(file_info_of(n) if n is not None else pb.FileInfo() for n in nodes)
+        return reply
+
+    # ---------------------------------------------------------------- xattrs
+
+    @rpc_handler
+    async def GetXattr(self, request: pb.XattrRequest, context: Ctx) -> pb.XattrReply:
+        self.cluster.check_ino(request.ino)
+        with self.store.read() as t:
+            value = xattr_ops.get_xattr(t, request.ino, request.name, request.creds)
+        return pb.XattrReply(value=value)
+
+    @rpc_handler
+    async def ListXattr(self, request: pb.XattrRequest, context: Ctx) -> pb.XattrReply:
+        self.cluster.check_ino(request.ino)
+        with self.store.read() as t:
+            found = xattr_ops.list_xattr(t, request.ino, request.creds)
+        return pb.XattrReply(names=found)
+
+    @rpc_handler
+    async def SetXattr(self, request: pb.XattrRequest, context: Ctx) -> pb.Empty:
+        r = request
+        self.cluster.check_ino(r.ino)
+        await self.store.write(lambda t: xattr_ops.set_xattr(t, r.ino, r.name, r.value, r.flags, r.creds))
+        return pb.Empty()
+
+    @rpc_handler
+    async def RemoveXattr(self, request: pb.XattrRequest, context: Ctx) -> pb.Empty:
+        r = request
+        self.cluster.check_ino(r.ino)
+        await self.store.write(lambda t: xattr_ops.remove_xattr(t, r.ino, r.name, r.creds))
+        return pb.Empty()
+
+    # ------------------------------------------------------ dir server calls
+
+    def _dir_entry(self, request: pb.DirEntryRequest) -> bytes:
+        raw = names.check_name(request.name)
+        self.cluster.check_entry(request.parent_ino, request.name)
+        if not is_dir_ino(request.ino):
+            raise FsError(errno.EINVAL, f"{request.ino} is not a directory inode")
+        return raw
+
+    @rpc_handler
+    async def ReserveDirEntry(self, request: pb.DirEntryRequest, context: Ctx) -> pb.Empty:
+        r = request
+        raw = self._dir_entry(r)
+        await self._wait_free(r.parent_ino, raw)
+        await self.store.write(lambda t: name_ops.reserve_dir(t, r.parent_ino, raw, r.ino))
+        return pb.Empty()
+
+    @rpc_handler
+    async def ReleaseDirEntry(self, request: pb.DirEntryRequest, context: Ctx) -> pb.Empty:
+        r = request
+        raw = self._dir_entry(r)
+        await self.store.write(lambda t: name_ops.release_dir(t, r.parent_ino, raw, r.ino))
+        return pb.Empty()
+
+    @rpc_handler
+    async def SealDir(self, request: pb.SealRequest, context: Ctx) -> pb.SealReply:
+        d = request.dir_ino
+        if not is_dir_ino(d):
+            raise FsError(errno.EINVAL, f"{d} is not a directory inode")
+        empty = await self.store.write(lambda t: name_ops.seal_dir(t, d))
+        return pb.SealReply(empty=empty)
+
+    @rpc_handler
+    async def UnsealDir(self, request: pb.SealRequest, context: Ctx) -> pb.Empty:
+        d = request.dir_ino
+        await self.store.write(lambda t: name_ops.unseal_dir(t, d))
+        return pb.Empty()
+
+    # ------------------------------------------------------ shard to shard
+
+    @rpc_handler
+    async def RemoteLink(self, request: pb.RemoteLinkRequest, context: Ctx) -> pb.RemoteLinkReply:
+        r = request
+        raw = names.check_name(r.name)
+        self.cluster.check_entry(r.parent_ino, r.name)
+        txid = _txid(r.txid)
+        self.cluster.ino_home(r.ino)
+        await self._wait_free(r.parent_ino, raw)
+        replaced = await self.store.write(lambda t: name_ops.remote_link(
+            t, r.parent_ino, raw, ino=r.ino, ftype=r.type, replace=r.replace, no_replace=r.no_replace, txid=txid))
+        if replaced and replaced != r.ino:
+            self.reclaimer.kick()  # the replaced inode may owe a link elsewhere
+        return pb.RemoteLinkReply(replaced_ino=replaced)
+
+    @rpc_handler
+    async def AdjustNlink(self, request: pb.NlinkRequest, context: Ctx) -> pb.Attr:
+        r = request
+        self.cluster.check_ino(r.ino)
+        txid = _txid(r.txid)
+        node = await self.store.write(lambda t: name_ops.adjust_nlink(t, r.ino, r.delta, txid))
+        return attr_of(node)
+
+    @rpc_handler
+    async def Stats(self, request: pb.Empty, context: Ctx) -> pb.ShardStatsReply:
+        def scan() -> dict[str, int]:
+            with self.store.read() as t:
+                return name_ops.stats(t)
+
+        counts = await asyncio.to_thread(scan)
+        return pb.ShardStatsReply(db_bytes=self.store.db_bytes(), **counts)

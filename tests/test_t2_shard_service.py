@@ -1,0 +1,645 @@
+"""Tier 2: the shard's gRPC service in-process on 127.0.0.1:0, over real grpc.aio.
+
+Two real ShardServicers share a fixed ClusterMap (16 partitions, even ones on
+shard 0, odd ones on shard 1), so cross-shard renames and links really cross
+the network. Errors arrive as gRPC statuses carrying the errno, read back
+through superfs.client.rpc.call. A small fake DataService records what the
+reclaimer asks of data servers; a fake DirService drives main.run.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import grpc
+import pytest
+
+from superfs import capability, routing
+from superfs.client.rpc import Channels, call
+from superfs.config import ShardConfig
+from superfs.errors import ERRNO_KEY, FsError, rpc_handler
+from superfs.shard import main as shard_main
+from superfs.shard.cluster import ClusterView
+from superfs.shard.service import ShardServicer
+from superfs.shard.store import FileMetaStore
+from superfs.v1 import superfs_pb2 as pb
+from superfs.v1 import superfs_pb2_grpc as pbg
+
+SECRET = b"t2-shard-secret-0123456789"
+PARTITIONS = 16
+THRESHOLD = 4096
+CHUNK = 1024
+TIMEOUT = 2.0
+DEAD = "127.0.0.1:1"  # nothing listens there: calls fail at once
+ALICE = pb.Creds(uid=1000, gid=1000)
+BOB = pb.Creds(uid=1001, gid=1001)
+DIR = 5  # a directory ino (the dir server's business; shards only see the number)
+DIR2 = 6
+
+
+def cap(dir_ino: int, creds: pb.Creds = ALICE, **kw: Any) -> pb.DirCap:
+    args: dict[str, Any] = {"rights": 3, "sticky": False, "owner_uid": 0} | kw
+    return capability.sign(SECRET, dir_ino=dir_ino, uid=creds.uid, **args)
+
+
+def shard_of(parent: int, name: str) -> int:
+    return routing.entry_partition(parent, name, PARTITIONS) % 2
+
+
+def name_on(shard: int, parent: int, prefix: str) -> str:
+    for i in range(1000):
+        if shard_of(parent, f"{prefix}{i}") == shard:
+            return f"{prefix}{i}"
+    raise AssertionError("no name found")
+
+
+def home_of(ino: int) -> int:
+    return routing.ino_partition(ino) % 2
+
+
+def make_map(shard_addresses: list[str], data: dict[int, str] | None = None, epoch: int = 1) -> pb.ClusterMap:
+    return pb.ClusterMap(
+        epoch=epoch, cluster_name="t2", num_partitions=PARTITIONS,
+        partition_shard=[p % 2 for p in range(PARTITIONS)],
+        shards=[pb.ServerInfo(id=i, address=a) for i, a in enumerate(shard_addresses)],
+        data_servers=[pb.ServerInfo(id=i, address=a) for i, a in (data or {}).items()],
+        replicas=2, inline_threshold=THRESHOLD, chunk_size=CHUNK, durability="async")
+
+
+class FakeData(pbg.DataServiceServicer):
+    """Records chunk deletions; nothing is stored."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int, int]] = []
+
+    @rpc_handler
+    async def DeleteChunks(self, request: pb.DeleteChunksRequest, context: Any) -> pb.Empty:
+        self.calls.append(("DeleteChunks", request.ino, request.from_index, 0))
+        return pb.Empty()
+
+    @rpc_handler
+    async def TruncateChunk(self, request: pb.TruncateChunkRequest, context: Any) -> pb.Empty:
+        self.calls.append(("TruncateChunk", request.key.ino, request.key.index, request.length))
+        return pb.Empty()
+
+
+@dataclass
+class Cluster:
+    servicers: list[ShardServicer]
+    views: list[ClusterView]
+    stores: list[FileMetaStore]
+    addresses: list[str]
+    servers: list[grpc.aio.Server]
+    channels: Channels
+    data: list[FakeData] = field(default_factory=list)
+    data_addresses: dict[int, str] = field(default_factory=dict)
+
+    async def rpc(self, shard: int, method: str, request: Any) -> Any:
+        stub = self.channels.shard(self.addresses[shard])
+        return await call(getattr(stub, method), request, TIMEOUT)
+
+    async def err(self, shard: int, method: str, request: Any) -> int:
+        with pytest.raises(FsError) as ei:
+            await self.rpc(shard, method, request)
+        return ei.value.errno
+
+    async def create(self, parent: int, name: str, *, creds: pb.Creds = ALICE, data: bytes = b"",
+                     mode: int = 0o644, **kw: Any) -> pb.CreateFileReply:
+        req = pb.CreateFileRequest(parent_ino=parent, name=name, mode=mode, creds=creds, cap=cap(parent, creds),
+                                   data=data, **kw)
+        return await self.rpc(shard_of(parent, name), "CreateFile", req)
+
+    async def lookup(self, parent: int, name: str, **kw: Any) -> pb.LookupFileReply:
+        return await self.rpc(shard_of(parent, name), "LookupFile",
+                              pb.LookupFileRequest(parent_ino=parent, name=name, creds=ALICE, **kw))
+
+    async def get(self, ino: int, **kw: Any) -> pb.FileInfo:
+        return await self.rpc(home_of(ino), "GetFile", pb.GetFileRequest(ino=ino, creds=ALICE, **kw))
+
+    async def rename(self, sp: int, sn: str, dp: int, dn: str, flags: int = 0, creds: pb.Creds = ALICE) -> None:
+        await self.rpc(shard_of(sp, sn), "RenameFile", pb.RenameFileRequest(
+            src_parent=sp, src_name=sn, dst_parent=dp, dst_name=dn, flags=flags, creds=creds,
+            src_cap=cap(sp, creds), dst_cap=cap(dp, creds)))
+
+    def set_map(self, shard_addresses: list[str], epoch: int) -> None:
+        for v in self.views:
+            v.set_map(make_map(shard_addresses, self.data_addresses, epoch))
+
+
+@pytest.fixture
+async def cl(tmp_path: Any) -> AsyncIterator[Cluster]:
+    c = Cluster([], [], [], [], [], Channels(TIMEOUT))
+    for i in range(2):
+        store = FileMetaStore(str(tmp_path / f"shard{i}"), durable=False)
+        view = ClusterView(i, Channels(TIMEOUT), timeout_s=TIMEOUT)
+        servicer = ShardServicer(store, view, SECRET)
+        server = grpc.aio.server()
+        pbg.add_ShardServiceServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        c.servicers.append(servicer)
+        c.views.append(view)
+        c.stores.append(store)
+        c.servers.append(server)
+        c.addresses.append(f"127.0.0.1:{port}")
+    for i in range(2):
+        fake = FakeData()
+        server = grpc.aio.server()
+        pbg.add_DataServiceServicer_to_server(fake, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        c.data.append(fake)
+        c.servers.append(server)
+        c.data_addresses[i] = f"127.0.0.1:{port}"
+    c.set_map(c.addresses, 1)
+    yield c
+    for server in c.servers:
+        await server.stop(None)
+    for v in c.views:
+        await v.channels.close()
+    await c.channels.close()
+    for s in c.stores:
+        s.close()
+
+
+# ------------------------------------------------------------------ basics
+
+
+async def test_create_stat_write_read_unlink(cl: Cluster) -> None:
+    rep = await cl.create(DIR, "hello.txt", data=b"hi there")
+    assert rep.created
+    f = rep.file
+    assert f.type == pb.REGULAR and f.inline and f.attr.size == 8 and f.attr.nlink == 1
+    assert f.attr.mode == stat.S_IFREG | 0o644 and f.attr.uid == 1000
+    # the new inode lives in the partition of its entry: one shard for everything
+    assert routing.ino_partition(f.attr.ino) == routing.entry_partition(DIR, "hello.txt", PARTITIONS)
+    look = await cl.lookup(DIR, "hello.txt", want_data=True)
+    assert look.has_file and look.entry.ino == f.attr.ino and look.file.data == b"hi there"
+    attr = await cl.rpc(home_of(f.attr.ino), "WriteInline", pb.WriteInlineRequest(
+        ino=f.attr.ino, offset=3, data=b"THERE!", creds=ALICE))
+    assert attr.size == 9 and attr.generation == 2
+    data = await cl.rpc(home_of(f.attr.ino), "ReadInline", pb.ReadInlineRequest(
+        ino=f.attr.ino, offset=0, length=100, creds=ALICE))
+    assert data.data == b"hi THERE!"
+    again = await cl.create(DIR, "hello.txt")
+    assert not again.created and again.file.attr.ino == f.attr.ino
+    reply = await cl.rpc(shard_of(DIR, "hello.txt"), "Unlink", pb.UnlinkRequest(
+        parent_ino=DIR, name="hello.txt", creds=ALICE, cap=cap(DIR)))
+    assert (reply.ino, reply.nlink) == (f.attr.ino, 0)
+    assert await cl.err(shard_of(DIR, "hello.txt"), "LookupFile",
+                        pb.LookupFileRequest(parent_ino=DIR, name="hello.txt")) == errno.ENOENT
+    assert await cl.err(home_of(f.attr.ino), "GetFile", pb.GetFileRequest(ino=f.attr.ino)) == errno.ENOENT
+
+
+async def test_errors_arrive_as_errno(cl: Cluster) -> None:
+    good = name_on(0, DIR, "f")
+    wrong = 1 - shard_of(DIR, good)
+    req = pb.CreateFileRequest(parent_ino=DIR, name=good, creds=ALICE, cap=cap(DIR))
+    assert await cl.err(wrong, "CreateFile", req) == errno.ESTALE
+    # the raw status carries the errno name in the trailing metadata
+    stub = cl.channels.shard(cl.addresses[wrong])
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await stub.CreateFile(req, timeout=TIMEOUT)
+    assert (ERRNO_KEY, "ESTALE") in tuple(ei.value.trailing_metadata() or ())
+    assert ei.value.code() == grpc.StatusCode.NOT_FOUND
+
+    s = shard_of(DIR, good)
+    assert await cl.err(s, "CreateFile", pb.CreateFileRequest(parent_ino=DIR, name=good, creds=ALICE)) == errno.EACCES
+    forged = cap(DIR)
+    forged.rights = 3
+    forged.uid = 0
+    assert await cl.err(s, "CreateFile", pb.CreateFileRequest(parent_ino=DIR, name=good, creds=pb.Creds(uid=0),
+                                                              cap=forged)) == errno.EACCES
+    expired = cap(DIR, ttl_ns=-1)
+    assert await cl.err(s, "CreateFile", pb.CreateFileRequest(parent_ino=DIR, name=good, creds=ALICE,
+                                                              cap=expired)) == errno.ESTALE
+    read_only = cap(DIR, rights=1)
+    assert await cl.err(s, "CreateFile", pb.CreateFileRequest(parent_ino=DIR, name=good, creds=ALICE,
+                                                              cap=read_only)) == errno.EACCES
+    other_dir = cap(DIR2)
+    assert await cl.err(s, "CreateFile", pb.CreateFileRequest(parent_ino=DIR, name=good, creds=ALICE,
+                                                              cap=other_dir)) == errno.EACCES
+    for name, want in (("a/b", errno.EINVAL), ("a\0b", errno.EINVAL), ("x" * 256, errno.ENAMETOOLONG),
+                       ("", errno.ENOENT), ("..", errno.EINVAL)):
+        for shard in (0, 1):  # names are checked before routing
+            assert await cl.err(shard, "CreateFile", pb.CreateFileRequest(
+                parent_ino=DIR, name=name, creds=ALICE, cap=cap(DIR))) == want, name
+    assert await cl.err(0, "GetFile", pb.GetFileRequest(ino=0)) == errno.ENOENT
+    assert await cl.err(0, "GetFile", pb.GetFileRequest(ino=DIR)) == errno.ENOENT
+    assert await cl.err(0, "GetFile", pb.GetFileRequest(ino=2**64 - 1)) == errno.ENOENT
+    ino_on_0 = routing.make_file_ino(0, 999)
+    assert await cl.err(0, "GetFile", pb.GetFileRequest(ino=ino_on_0)) == errno.ENOENT
+    assert await cl.err(1, "GetFile", pb.GetFileRequest(ino=ino_on_0)) == errno.ESTALE
+    f = (await cl.create(DIR, good, data=b"abc")).file
+    h = home_of(f.attr.ino)
+    assert await cl.err(h, "WriteInline", pb.WriteInlineRequest(
+        ino=f.attr.ino, offset=2**63, data=b"x", creds=ALICE)) == errno.EFBIG
+    assert await cl.err(h, "ReadInline", pb.ReadInlineRequest(
+        ino=f.attr.ino, offset=2**63, length=2**32 - 1, creds=ALICE)) == errno.EINVAL
+    assert (await cl.rpc(h, "ReadInline", pb.ReadInlineRequest(
+        ino=f.attr.ino, offset=2**63, length=10, creds=ALICE))).data == b""
+    assert await cl.err(h, "WriteInline", pb.WriteInlineRequest(
+        ino=f.attr.ino, data=b"x", creds=BOB)) == errno.EACCES
+    assert await cl.err(h, "SetAttr", pb.SetAttrRequest(ino=f.attr.ino, mask=1, mode=0o777, creds=BOB)) == errno.EPERM
+    assert await cl.err(h, "SetAttr", pb.SetAttrRequest(
+        ino=f.attr.ino, mask=8, size=2**63, creds=ALICE)) == errno.EFBIG
+    assert await cl.err(h, "GetXattr", pb.XattrRequest(ino=f.attr.ino, name="user.x", creds=ALICE)) == errno.ENODATA
+    assert await cl.err(h, "SetXattr", pb.XattrRequest(
+        ino=f.attr.ino, name="user.x", value=b"v" * 65537, creds=ALICE)) == errno.E2BIG
+    assert await cl.err(h, "AdjustNlink", pb.NlinkRequest(ino=f.attr.ino, delta=1)) == errno.EINVAL  # no txid
+    # after all that the daemon still serves
+    assert (await cl.get(f.attr.ino, want_data=True)).data == b"abc"
+
+
+async def test_setattr_and_xattrs(cl: Cluster) -> None:
+    f = (await cl.create(DIR, "f", data=b"0123456789")).file
+    h, ino = home_of(f.attr.ino), f.attr.ino
+    attr = await cl.rpc(h, "SetAttr", pb.SetAttrRequest(ino=ino, mask=1 | 8 | 16 | 32, mode=0o600, size=4,
+                                                          atime_ns=5, mtime_ns=6, creds=ALICE))
+    assert (attr.mode, attr.size, attr.atime_ns, attr.mtime_ns) == (stat.S_IFREG | 0o600, 4, 5, 6)
+    assert attr.ctime_ns > 6
+    assert await cl.err(h, "ReadInline", pb.ReadInlineRequest(ino=ino, length=4, creds=BOB)) == errno.EACCES
+    attr = await cl.rpc(h, "SetAttr", pb.SetAttrRequest(ino=ino, mask=2 | 4, uid=1001, gid=1001,
+                                                          creds=pb.Creds(uid=0)))
+    assert (attr.uid, attr.gid) == (1001, 1001)
+    await cl.rpc(h, "SetXattr", pb.XattrRequest(ino=ino, name="user.k", value=b"v", creds=BOB))
+    assert (await cl.rpc(h, "GetXattr", pb.XattrRequest(ino=ino, name="user.k", creds=BOB))).value == b"v"
+    assert list((await cl.rpc(h, "ListXattr", pb.XattrRequest(ino=ino, creds=BOB))).names) == ["user.k"]
+    assert await cl.err(h, "SetXattr", pb.XattrRequest(ino=ino, name="user.k", value=b"w", flags=1,
+                                                       creds=BOB)) == errno.EEXIST
+    await cl.rpc(h, "RemoveXattr", pb.XattrRequest(ino=ino, name="user.k", creds=BOB))
+    assert list((await cl.rpc(h, "ListXattr", pb.XattrRequest(ino=ino, creds=BOB))).names) == []
+
+
+async def test_symlink(cl: Cluster) -> None:
+    rep = await cl.create(DIR, "ln", type=pb.SYMLINK, symlink_target="../target")
+    assert rep.file.type == pb.SYMLINK and rep.file.symlink_target == "../target"
+    assert rep.file.attr.mode == stat.S_IFLNK | 0o777 and rep.file.attr.size == 9
+    look = await cl.lookup(DIR, "ln")
+    assert look.entry.type == pb.SYMLINK and look.file.symlink_target == "../target"
+    with pytest.raises(FsError) as ei:
+        await cl.create(DIR, "ln")
+    assert ei.value.errno == errno.EEXIST
+
+
+async def test_concurrent_creates_share_commits(cl: Cluster) -> None:
+    names = [name_on(0, DIR, f"c{i}-") for i in range(150)]
+    replies = await asyncio.gather(*(cl.create(DIR, n) for n in names))
+    inos = {r.file.attr.ino for r in replies}
+    assert len(inos) == len(names) and all(r.created for r in replies)
+    lm = cl.stores[0].lmdb
+    assert lm.batches < lm.batched_ops  # group commit: fewer commits than operations
+
+
+# ---------------------------------------------------- dir server's calls
+
+
+async def test_reservations_and_seals(cl: Cluster) -> None:
+    d = name_on(1, DIR, "sub")
+    req = pb.DirEntryRequest(parent_ino=DIR, name=d, ino=77)
+    assert await cl.err(0, "ReserveDirEntry", req) == errno.ESTALE
+    await cl.rpc(1, "ReserveDirEntry", req)
+    await cl.rpc(1, "ReserveDirEntry", req)  # idempotent
+    assert await cl.err(1, "ReserveDirEntry", pb.DirEntryRequest(parent_ino=DIR, name=d, ino=78)) == errno.EEXIST
+    assert await cl.err(1, "ReserveDirEntry", pb.DirEntryRequest(
+        parent_ino=DIR, name=d, ino=routing.make_file_ino(1, 1))) == errno.EINVAL
+    with pytest.raises(FsError) as ei:
+        await cl.create(DIR, d)
+    assert ei.value.errno == errno.EISDIR
+    look = await cl.lookup(DIR, d)
+    assert look.entry.type == pb.DIRECTORY and look.entry.ino == 77 and not look.has_file
+    assert await cl.err(1, "Unlink", pb.UnlinkRequest(parent_ino=DIR, name=d, creds=ALICE,
+                                                      cap=cap(DIR))) == errno.EISDIR
+    # the shard holding the reservation is not empty; the other one is
+    assert not (await cl.rpc(1, "SealDir", pb.SealRequest(dir_ino=DIR))).empty
+    assert (await cl.rpc(0, "SealDir", pb.SealRequest(dir_ino=DIR))).empty
+    with pytest.raises(FsError) as ei:
+        await cl.create(DIR, name_on(0, DIR, "late"))
+    assert ei.value.errno == errno.ENOENT
+    await cl.rpc(0, "UnsealDir", pb.SealRequest(dir_ino=DIR))
+    await cl.rpc(0, "UnsealDir", pb.SealRequest(dir_ino=DIR))
+    await cl.create(DIR, name_on(0, DIR, "late"))
+    await cl.rpc(1, "ReleaseDirEntry", req)
+    await cl.rpc(1, "ReleaseDirEntry", req)
+    assert (await cl.create(DIR, d)).created
+
+
+async def test_list_files_fan_out(cl: Cluster) -> None:
+    names = sorted(f"e{i:03d}" for i in range(60))
+    await asyncio.gather(*(cl.create(DIR, n, data=n.encode()) for n in names))
+    await cl.rpc(shard_of(DIR, "zdir"), "ReserveDirEntry", pb.DirEntryRequest(parent_ino=DIR, name="zdir", ino=9))
+    await cl.create(DIR2, "elsewhere")
+    seen: dict[str, pb.FileInfo] = {}
+    for shard in (0, 1):
+        after = ""
+        while True:
+            rep = await cl.rpc(shard, "ListFiles", pb.ListFilesRequest(parent_ino=DIR, after=after, limit=7,
+                                                                       with_attrs=True))
+            assert len(rep.entries) == len(rep.files) <= 7
+            for e, f in zip(rep.entries, rep.files):
+                assert shard_of(DIR, e.name) == shard
+                seen[e.name] = f
+            if not rep.more:
+                break
+            after = rep.entries[-1].name
+    assert sorted(seen) == names + ["zdir"]
+    assert seen["e005"].attr.size == 4 and not seen["zdir"].HasField("attr")
+
+
+# ------------------------------------------------------------ cross-shard
+
+
+async def test_cross_shard_rename(cl: Cluster) -> None:
+    src = name_on(0, DIR, "src")
+    dst = name_on(1, DIR2, "dst")
+    f = (await cl.create(DIR, src, data=b"payload")).file
+    await cl.rename(DIR, src, DIR2, dst)
+    with pytest.raises(FsError) as ei:
+        await cl.lookup(DIR, src)
+    assert ei.value.errno == errno.ENOENT
+    look = await cl.lookup(DIR2, dst)
+    assert look.entry.ino == f.attr.ino and not look.has_file  # the inode stayed home
+    assert (await cl.get(f.attr.ino, want_data=True)).data == b"payload"
+    with cl.stores[0].read() as t:
+        assert t.intents() == []
+    # replace an existing file on the destination: it loses its only link
+    victim = (await cl.create(DIR2, name_on(1, DIR2, "victim"))).file
+    other = (await cl.create(DIR, name_on(0, DIR, "other"), data=b"o")).file
+    await cl.rename(DIR, name_on(0, DIR, "other"), DIR2, name_on(1, DIR2, "victim"))
+    with pytest.raises(FsError) as ei:
+        await cl.get(victim.attr.ino)
+    assert ei.value.errno == errno.ENOENT
+    assert (await cl.lookup(DIR2, name_on(1, DIR2, "victim"))).entry.ino == other.attr.ino
+    # and back again: the destination now holds an inode whose home is shard 0 (remote for both)
+    back = name_on(0, DIR, "back")
+    await cl.rename(DIR2, dst, DIR, back)
+    look = await cl.lookup(DIR, back)
+    assert look.has_file and look.file.attr.ino == f.attr.ino and look.file.attr.nlink == 1
+
+
+async def test_cross_shard_rename_refused(cl: Cluster) -> None:
+    src, dst = name_on(0, DIR, "s"), name_on(1, DIR, "d")
+    await cl.create(DIR, src)
+    await cl.create(DIR, dst)
+    with pytest.raises(FsError) as ei:
+        await cl.rename(DIR, src, DIR, dst, flags=1)
+    assert ei.value.errno == errno.EEXIST
+    await cl.rpc(1, "ReserveDirEntry", pb.DirEntryRequest(parent_ino=DIR, name=name_on(1, DIR, "dd"), ino=70))
+    with pytest.raises(FsError) as ei:
+        await cl.rename(DIR, src, DIR, name_on(1, DIR, "dd"))
+    assert ei.value.errno == errno.EISDIR
+    with pytest.raises(FsError) as ei:
+        await cl.rename(DIR, src, DIR, dst, flags=2)
+    assert ei.value.errno == errno.EINVAL
+    assert (await cl.lookup(DIR, src)).has_file
+    with cl.stores[0].read() as t:
+        assert t.intents() == []
+
+
+async def test_cross_shard_rename_to_sticky_dir(cl: Cluster) -> None:
+    src, dst = name_on(0, DIR, "mine"), name_on(1, DIR2, "bobs")
+    await cl.create(DIR, src)
+    await cl.create(DIR2, dst, creds=BOB)
+    with pytest.raises(FsError) as ei:
+        await cl.rpc(0, "RenameFile", pb.RenameFileRequest(
+            src_parent=DIR, src_name=src, dst_parent=DIR2, dst_name=dst, creds=ALICE, src_cap=cap(DIR),
+            dst_cap=cap(DIR2, sticky=True, owner_uid=0)))
+    assert ei.value.errno == errno.EPERM
+    assert (await cl.lookup(DIR, src)).has_file
+
+
+async def test_rename_with_destination_shard_down_rolls_forward(cl: Cluster) -> None:
+    src, dst = name_on(0, DIR, "s"), name_on(1, DIR2, "d")
+    f = (await cl.create(DIR, src)).file
+    cl.views[0].set_map(make_map([cl.addresses[0], DEAD], cl.data_addresses, epoch=2))
+    with pytest.raises(FsError) as ei:
+        await cl.rename(DIR, src, DIR2, dst)
+    assert ei.value.errno == errno.EIO
+    with cl.stores[0].read() as t:
+        assert [i.txid for i in t.intents()] != []
+    # the source is locked until the rename completes
+    assert await cl.err(0, "Unlink", pb.UnlinkRequest(parent_ino=DIR, name=src, creds=ALICE,
+                                                      cap=cap(DIR))) == errno.EAGAIN
+    await cl.servicers[0].reclaimer.run_once()  # still down: still pending
+    with cl.stores[0].read() as t:
+        assert len(t.intents()) == 1
+    cl.set_map(cl.addresses, epoch=3)
+    await cl.servicers[0].reclaimer.run_once()
+    with cl.stores[0].read() as t:
+        assert t.intents() == []
+    with pytest.raises(FsError):
+        await cl.lookup(DIR, src)
+    assert (await cl.lookup(DIR2, dst)).entry.ino == f.attr.ino
+
+
+async def test_remote_link_and_unlink(cl: Cluster) -> None:
+    f = (await cl.create(DIR, name_on(0, DIR, "orig"))).file
+    ino = f.attr.ino
+    new = name_on(1, DIR2, "alias")
+    attr = await cl.rpc(1, "Link", pb.LinkRequest(ino=ino, new_parent=DIR2, new_name=new, creds=ALICE,
+                                                  cap=cap(DIR2)))
+    assert attr.nlink == 2
+    assert (await cl.get(ino)).attr.nlink == 2
+    look = await cl.lookup(DIR2, new)
+    assert look.entry.ino == ino and not look.has_file
+    assert await cl.err(1, "Link", pb.LinkRequest(ino=ino, new_parent=DIR2, new_name=new, creds=ALICE,
+                                                  cap=cap(DIR2))) == errno.EEXIST
+    assert await cl.err(1, "Link", pb.LinkRequest(ino=DIR, new_parent=DIR2, new_name=name_on(1, DIR2, "x"),
+                                                  creds=ALICE, cap=cap(DIR2))) == errno.EPERM
+    assert await cl.err(1, "Link", pb.LinkRequest(ino=routing.make_file_ino(0, 9999), new_parent=DIR2,
+                                                  new_name=name_on(1, DIR2, "x"), creds=ALICE,
+                                                  cap=cap(DIR2))) == errno.ENOENT
+    with cl.stores[1].read() as t:
+        assert t.intents() == []
+    # the remote name goes first: the home shard is told at once
+    rep = await cl.rpc(1, "Unlink", pb.UnlinkRequest(parent_ino=DIR2, name=new, creds=ALICE, cap=cap(DIR2)))
+    assert (rep.ino, rep.nlink) == (ino, 1)
+    with cl.stores[1].read() as t:
+        assert t.outbox(10) == []
+    # home shard down: the unlink still succeeds, the link count follows later
+    await cl.rpc(1, "Link", pb.LinkRequest(ino=ino, new_parent=DIR2, new_name=new, creds=ALICE, cap=cap(DIR2)))
+    cl.views[1].set_map(make_map([DEAD, cl.addresses[1]], cl.data_addresses, epoch=2))
+    rep = await cl.rpc(1, "Unlink", pb.UnlinkRequest(parent_ino=DIR2, name=new, creds=ALICE, cap=cap(DIR2)))
+    assert rep.ino == ino
+    assert (await cl.get(ino)).attr.nlink == 2
+    cl.set_map(cl.addresses, epoch=3)
+    await cl.servicers[1].reclaimer.run_once()
+    assert (await cl.get(ino)).attr.nlink == 1
+    await cl.servicers[1].reclaimer.run_once()  # delivered once only
+    assert (await cl.get(ino)).attr.nlink == 1
+
+
+async def test_shard_to_shard_calls_are_idempotent(cl: Cluster) -> None:
+    f = (await cl.create(DIR, name_on(0, DIR, "f"))).file
+    ino = f.attr.ino
+    for _ in range(2):
+        attr = await cl.rpc(0, "AdjustNlink", pb.NlinkRequest(ino=ino, delta=1, txid="tx-a"))
+        assert attr.nlink == 2
+    req = pb.RemoteLinkRequest(parent_ino=DIR2, name=name_on(1, DIR2, "r"), ino=ino, type=pb.REGULAR,
+                               replace=True, txid="tx-b")
+    for _ in range(2):
+        assert (await cl.rpc(1, "RemoteLink", req)).replaced_ino == 0
+    assert await cl.err(0, "RemoteLink", req) == errno.ESTALE
+    assert (await cl.get(ino)).attr.nlink == 2
+
+
+async def test_stats(cl: Cluster) -> None:
+    await cl.create(DIR, name_on(0, DIR, "a"), data=b"12345")
+    await cl.create(DIR, name_on(0, DIR, "b"))
+    st = await cl.rpc(0, "Stats", pb.Empty())
+    assert (st.files, st.dentries, st.inline_bytes, st.logical_bytes) == (2, 2, 5, 5)
+    assert st.db_bytes > 0
+
+
+# -------------------------------------------------------------- reclaiming
+
+
+async def chunked_file(cl: Cluster, name: str, size: int) -> pb.FileInfo:
+    f = (await cl.create(DIR, name, data=b"x")).file
+    h = home_of(f.attr.ino)
+    info = await cl.rpc(h, "ConvertToChunked", pb.ConvertRequest(
+        ino=f.attr.ino, creds=ALICE, layout=[0, 1], expect_generation=f.attr.generation))
+    assert not info.inline and list(info.layout) == [0, 1] and info.chunk_size == CHUNK
+    again = await cl.rpc(h, "ConvertToChunked", pb.ConvertRequest(
+        ino=f.attr.ino, creds=ALICE, layout=[0], expect_generation=0))
+    assert list(again.layout) == [0, 1]  # already chunked: returned as is
+    attr = await cl.rpc(h, "SetSize", pb.SetSizeRequest(ino=f.attr.ino, size=size, creds=ALICE))
+    assert attr.size == size
+    return info
+
+
+async def test_shrink_and_unlink_reclaim_chunks(cl: Cluster) -> None:
+    name = name_on(0, DIR, "big")
+    info = await chunked_file(cl, name, 10 * CHUNK)
+    ino = info.attr.ino
+    assert await cl.err(0, "WriteInline", pb.WriteInlineRequest(ino=ino, data=b"x", creds=ALICE)) == errno.EFBIG
+    # a shrink to mid-chunk truncates the boundary chunk on its replicas and drops the rest
+    await cl.rpc(0, "SetAttr", pb.SetAttrRequest(ino=ino, mask=8, size=2 * CHUNK + 10, creds=ALICE))
+    calls = sorted(c for d in cl.data for c in d.calls)
+    assert calls == [("DeleteChunks", ino, 3, 0)] * 2 + [("TruncateChunk", ino, 2, 10)] * 2
+    with cl.stores[0].read() as t:
+        assert t.reclaim_items(10) == []
+    for d in cl.data:
+        d.calls.clear()
+    await cl.rpc(0, "Unlink", pb.UnlinkRequest(parent_ino=DIR, name=name, creds=ALICE, cap=cap(DIR)))
+    await cl.servicers[0].reclaimer.run_once()
+    assert sorted(c for d in cl.data for c in d.calls) == [("DeleteChunks", ino, 0, 0)] * 2
+
+
+async def test_reclaim_waits_for_a_down_data_server(cl: Cluster) -> None:
+    name = name_on(0, DIR, "big")
+    info = await chunked_file(cl, name, 4 * CHUNK)
+    live = dict(cl.data_addresses)
+    cl.data_addresses[1] = DEAD
+    cl.set_map(cl.addresses, epoch=2)
+    await cl.rpc(0, "Unlink", pb.UnlinkRequest(parent_ino=DIR, name=name, creds=ALICE, cap=cap(DIR)))
+    await cl.servicers[0].reclaimer.run_once()
+    with cl.stores[0].read() as t:
+        assert [i.ino for i in t.reclaim_items(10)] == [info.attr.ino]
+    cl.data_addresses = live
+    cl.set_map(cl.addresses, epoch=3)
+    await cl.servicers[0].reclaimer.run_once()
+    with cl.stores[0].read() as t:
+        assert t.reclaim_items(10) == []
+    assert ("DeleteChunks", info.attr.ino, 0, 0) in cl.data[1].calls
+
+
+async def test_shrink_then_regrow_keeps_new_chunks(cl: Cluster) -> None:
+    """A queued shrink must not delete data written after it."""
+    name = name_on(0, DIR, "grow")
+    info = await chunked_file(cl, name, 4 * CHUNK)
+    ino = info.attr.ino
+    cl.data_addresses[0] = DEAD
+    cl.set_map(cl.addresses, epoch=2)
+    await cl.rpc(0, "SetAttr", pb.SetAttrRequest(ino=ino, mask=8, size=0, creds=ALICE))
+    await cl.rpc(0, "SetSize", pb.SetSizeRequest(ino=ino, size=3 * CHUNK, creds=ALICE))  # rewritten since
+    for d in cl.data:
+        d.calls.clear()
+    await cl.servicers[0].reclaimer.run_once()
+    assert all(not d.calls for d in cl.data)
+    with cl.stores[0].read() as t:
+        assert t.reclaim_items(10) == []
+
+
+# -------------------------------------------------------------- main.run
+
+
+class FakeDir(pbg.DirServiceServicer):
+    def __init__(self, base: pb.ClusterMap) -> None:
+        self.map = base
+        self.registered: list[tuple[str, int, str]] = []
+
+    @rpc_handler
+    async def RegisterServer(self, request: pb.RegisterServerRequest, context: Any) -> pb.ClusterMap:
+        self.registered.append((request.kind, request.server.id, request.server.address))
+        if all(s.id != request.server.id for s in self.map.shards):
+            self.map.shards.append(request.server)
+            self.map.epoch += 1
+        return self.map
+
+    @rpc_handler
+    async def GetClusterMap(self, request: pb.GetClusterMapRequest, context: Any) -> pb.ClusterMap:
+        return self.map
+
+
+async def start_fake_dir(fake: FakeDir, listen: str = "127.0.0.1:0") -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server()
+    pbg.add_DirServiceServicer_to_server(fake, server)
+    port = server.add_insecure_port(listen)
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+async def wait_ready(path: str, timeout_s: float = 20.0) -> str:
+    for _ in range(int(timeout_s / 0.05)):
+        if os.path.exists(path):
+            with open(path) as f:
+                return str(json.load(f)["address"])
+        await asyncio.sleep(0.05)
+    raise AssertionError("shard never became ready")
+
+
+async def test_run_registers_and_serves(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shard_main, "REGISTER_WAIT_S", 0.5)
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(SECRET)
+    base = make_map([])
+    base.partition_shard[:] = [0] * PARTITIONS
+    base.epoch = 1
+    fake = FakeDir(base)
+    # the dir server is down at first: the shard retries, and still comes up
+    probe, dir_addr = await start_fake_dir(fake)
+    await probe.stop(None)
+    cfg = ShardConfig(shard_id=0, data_dir=str(tmp_path / "data"), dir_server=dir_addr,
+                      secret_file=str(secret_file), ready_file=str(tmp_path / "ready.json"), durability="async",
+                      rpc_timeout_s=1.0)
+    task = asyncio.get_running_loop().create_task(shard_main.run(cfg))
+    channels = Channels(TIMEOUT)
+    server = None
+    try:
+        address = await wait_ready(cfg.ready_file or "")
+        req = pb.CreateFileRequest(parent_ino=DIR, name="f", creds=ALICE, cap=cap(DIR))
+        with pytest.raises(FsError) as ei:
+            await call(channels.shard(address).CreateFile, req, TIMEOUT)
+        assert ei.value.errno == errno.EAGAIN  # no cluster map yet
+        server, _ = await start_fake_dir(fake, dir_addr)
+        for _ in range(200):
+            if fake.registered:
+                break
+            await asyncio.sleep(0.05)
+        assert fake.registered == [("shard", 0, address)]
+        rep = await call(channels.shard(address).CreateFile, req, TIMEOUT)
+        assert rep.created
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await channels.close()
+        if server is not None:
+            await server.stop(None)
+    assert not os.path.exists(cfg.ready_file or "")
