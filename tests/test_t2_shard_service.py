@@ -437,6 +437,47 @@ async def test_rename_with_destination_shard_down_rolls_forward(cl: Cluster) -> 
     assert (await cl.lookup(DIR2, dst)).entry.ino == f.attr.ino
 
 
+async def test_roll_forward_after_a_crash_between_steps(cl: Cluster) -> None:
+    """Intents left by a crash finish exactly once, whether or not the peer had applied its step."""
+    from superfs.shard import name_ops
+
+    names = []
+    for k, applied in (("a", False), ("b", True)):
+        src, dst = name_on(0, DIR, f"crash-{k}"), name_on(1, DIR2, f"moved-{k}")
+        f = (await cl.create(DIR, src)).file
+        intent = await cl.stores[0].write(lambda t: name_ops.begin_rename(
+            t, DIR, src.encode(), DIR2, dst, flags=0, creds=ALICE, guard=name_ops.DirGuard(), owners={},
+            txid=f"crash-{k}"))
+        if applied:  # the destination had answered before the "crash"
+            await cl.rpc(1, "RemoteLink", pb.RemoteLinkRequest(parent_ino=DIR2, name=dst, ino=f.attr.ino,
+                                                               type=pb.REGULAR, replace=True, txid=intent.txid))
+        names.append((src, dst, f.attr.ino))
+    await cl.servicers[0].reclaimer.run_once()
+    for src, dst, ino in names:
+        with pytest.raises(FsError):
+            await cl.lookup(DIR, src)
+        assert (await cl.lookup(DIR2, dst)).entry.ino == ino
+        assert (await cl.get(ino)).attr.nlink == 1
+    with cl.stores[0].read() as t:
+        assert t.intents() == []
+
+
+async def test_peer_missing_from_the_map_is_looked_up(cl: Cluster) -> None:
+    fake = FakeDir(make_map(cl.addresses, cl.data_addresses, epoch=5))
+    server, dir_addr = await start_fake_dir(fake)
+    try:
+        view = cl.views[0]
+        view.dir_server = dir_addr
+        view.set_map(make_map(cl.addresses[:1], cl.data_addresses, epoch=4))  # shard 1 not known yet
+        src, dst = name_on(0, DIR, "s"), name_on(1, DIR2, "d")
+        f = (await cl.create(DIR, src)).file
+        await cl.rename(DIR, src, DIR2, dst)
+        assert (await cl.lookup(DIR2, dst)).entry.ino == f.attr.ino
+        assert view.map.epoch == 5
+    finally:
+        await server.stop(None)
+
+
 async def test_remote_link_and_unlink(cl: Cluster) -> None:
     f = (await cl.create(DIR, name_on(0, DIR, "orig"))).file
     ino = f.attr.ino

@@ -10,12 +10,12 @@ import asyncio
 import errno
 import logging
 import time
+from typing import Any
 
 from superfs import routing
 from superfs.client.rpc import Channels, call
 from superfs.errors import FsError
 from superfs.v1 import superfs_pb2 as pb
-from superfs.v1 import superfs_pb2_grpc as pbg
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +114,39 @@ class ClusterView:
     def shard_of_ino(self, ino: int) -> int:
         return self.map.partition_shard[self.ino_home(ino)]
 
-    def shard_stub(self, shard_id: int) -> pbg.ShardServiceStub:
-        address = self._shards.get(shard_id)
-        if not address:
-            raise FsError(errno.EIO, f"shard {shard_id} has no address in the cluster map")
-        return self.channels.shard(address)
+    async def call_peer(self, kind: str, server_id: int, method: str, request: Any) -> Any:
+        """One RPC to shard or data server ``server_id``, through the current map.
 
-    def data_stub(self, server_id: int) -> pbg.DataServiceStub:
-        address = self._data.get(server_id)
+        A peer missing from the map (it registered after our last refresh),
+        or failing to connect (it may have restarted on another address),
+        makes us fetch the map at once; the call is retried only if the
+        peer's address changed, so a slow peer is never asked twice.
+        """
+        table = self._shards if kind == "shard" else self._data
+        address = table.get(server_id)
         if not address:
-            raise FsError(errno.EIO, f"data server {server_id} is not in the cluster map")
-        return self.channels.data(address)
+            await self.refresh()
+            table = self._shards if kind == "shard" else self._data
+            address = table.get(server_id)
+            if not address:
+                raise FsError(errno.EIO, f"{kind} {server_id} is not in the cluster map")
+        try:
+            return await call(getattr(self._stub(kind, address), method), request, self.timeout_s)
+        except FsError as e:
+            if e.errno in (errno.ESTALE, errno.ETIMEDOUT):
+                self.refresh_soon()
+            if e.errno != errno.EIO:
+                raise
+            await self.refresh()
+            table = self._shards if kind == "shard" else self._data
+            moved = table.get(server_id)
+            if not moved or moved == address:
+                raise
+            log.info("%s %d moved from %s to %s; retrying", kind, server_id, address, moved)
+            return await call(getattr(self._stub(kind, moved), method), request, self.timeout_s)
+
+    def _stub(self, kind: str, address: str) -> Any:
+        return self.channels.shard(address) if kind == "shard" else self.channels.data(address)
 
     # -------------------------------------------------------------- refresh
 
@@ -136,6 +158,7 @@ class ClusterView:
         self.set_map(cmap)
 
     async def refresh(self) -> None:
+        """Fetch the map from the dir server now (no-op without one: tests)."""
         if self.dir_server is None:
             return
         self._last_refresh = time.monotonic()

@@ -31,7 +31,6 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
-from superfs.client.rpc import call
 from superfs.errors import FsError
 from superfs.perms import CredsLike
 from superfs.shard import name_ops
@@ -109,13 +108,7 @@ class CrossShard:
         self.locks = KeyLocks()
 
     async def call_shard(self, shard_id: int, method: str, request: Any) -> Any:
-        stub = self.cluster.shard_stub(shard_id)
-        try:
-            return await call(getattr(stub, method), request, self.cluster.timeout_s)
-        except FsError as e:
-            if e.errno in (errno.EIO, errno.ETIMEDOUT, errno.ESTALE):
-                self.cluster.refresh_soon()
-            raise
+        return await self.cluster.call_peer("shard", shard_id, method, request)
 
     # ------------------------------------------------------ idempotent steps
 

@@ -25,7 +25,6 @@ import logging
 import time
 from typing import Any
 
-from superfs.client.rpc import call
 from superfs.errors import FsError
 from superfs.routing import chunk_replicas
 from superfs.shard.cluster import ClusterView
@@ -133,12 +132,8 @@ class Reclaimer:
                 raise FsError(errno.EIO, f"data server call failed: {r!r}")
 
     async def _data_call(self, server_id: int, method: str, request: Any) -> None:
-        stub = self.cluster.data_stub(server_id)
         try:
-            await call(getattr(stub, method), request, self.cluster.timeout_s)
+            await self.cluster.call_peer("data", server_id, method, request)
         except FsError as e:
-            if e.errno == errno.ENOENT:
-                return  # nothing there to delete: done
-            if e.errno in (errno.EIO, errno.ETIMEDOUT):
-                self.cluster.refresh_soon()
-            raise
+            if e.errno != errno.ENOENT:
+                raise  # ENOENT: nothing there to delete, which is what we wanted
