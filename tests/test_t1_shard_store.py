@@ -207,6 +207,40 @@ def test_inline_write_read(store: FileMetaStore) -> None:
     assert read(store, ino, 0, 3, creds=ROOT) == b"new"
 
 
+def test_inline_bytes_span_pieces(tmp_path: Any) -> None:
+    """Inline bytes are stored in page-sized pieces; reads and writes cross them seamlessly."""
+    store = FileMetaStore(str(tmp_path / "pieces"), durable=False)
+    big = 60000
+    try:
+        payload = bytes(range(256)) * (10000 // 256 + 1)
+        payload = payload[:10000]
+        node = w(store, lambda t: file_ops.create_file(
+            t, parent=1, raw=b"p", partition=0, mode=0o644, ftype=REGULAR, target=b"", exclusive=True,
+            truncate=False, creds=ALICE, data=payload, inline_threshold=big)).node
+        assert node is not None
+        ino = node.ino
+        assert r(store, lambda t: t.count("inline")) == 4  # 2 x 4080 + 1000 + 840
+        got = r(store, lambda t: file_ops.read_inline(t, ino, offset=4000, length=5000, creds=ALICE))
+        assert got == payload[4000:9000]
+        w(store, lambda t: file_ops.write_inline(t, ino, offset=4075, data=b"#" * 10, truncate_to_end=False,
+                                                 creds=ALICE, inline_threshold=big))
+        expect = payload[:4075] + b"#" * 10 + payload[4085:]
+        assert r(store, lambda t: t.inline_data(ino)) == expect
+        w(store, lambda t: file_ops.write_inline(t, ino, offset=0, data=b"tiny", truncate_to_end=True,
+                                                 creds=ALICE, inline_threshold=big))
+        assert r(store, lambda t: t.count("inline")) == 1
+        assert r(store, lambda t: t.inline_data(ino)) == b"tiny"
+        other = w(store, lambda t: file_ops.create_file(
+            t, parent=1, raw=b"q", partition=0, mode=0o644, ftype=REGULAR, target=b"", exclusive=True,
+            truncate=False, creds=ALICE, data=b"neighbour", inline_threshold=big)).node
+        assert other is not None and other.ino == ino + 1
+        w(store, lambda t: name_ops.unlink(t, 1, b"p", creds=ALICE, guard=NO_GUARD, owners={}, txid="u"))
+        assert r(store, lambda t: t.count("inline")) == 1  # the neighbour's piece is untouched
+        assert r(store, lambda t: t.inline_data(other.ino)) == b"neighbour"
+    finally:
+        store.close()
+
+
 def test_write_by_non_owner_clears_setuid(store: FileMetaStore) -> None:
     node = create(store, 1, "f", mode=0o6777).node
     assert node is not None

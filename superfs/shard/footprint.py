@@ -1,4 +1,4 @@
-"""Measure the LMDB bytes one empty file costs a shard: ``python -m superfs.shard.footprint``.
+"""Measure the LMDB bytes one file costs a shard: ``python -m superfs.shard.footprint``.
 
 Creates N empty files (dentry + inode record, no inline bytes) through the
 real store operation, spread over directories and partitions as a shard
@@ -28,9 +28,11 @@ def _name(i: int, random_names: bool) -> bytes:
     return f"img_{i:09d}.jpg".encode()
 
 
-def measure(files: int, dirs: int, partitions: int, path: str, random_names: bool = False) -> dict[str, object]:
+def measure(files: int, dirs: int, partitions: int, path: str, random_names: bool = False,
+            data_size: int = 0) -> dict[str, object]:
     store = FileMetaStore(path, durable=False)
     creds = pb.Creds(uid=1000, gid=1000)
+    data = b"x" * data_size
     base = store.db_bytes()
     t0 = time.perf_counter()
     try:
@@ -40,7 +42,7 @@ def measure(files: int, dirs: int, partitions: int, path: str, random_names: boo
                     file_ops.create_file(
                         t, parent=2 + i % dirs, raw=_name(i, random_names), partition=i % partitions,
                         mode=0o644, ftype=REGULAR, target=b"", exclusive=True, truncate=False, creds=creds,
-                        data=b"", inline_threshold=65536)
+                        data=data, inline_threshold=65536)
 
             store.write_now(fill)
         store.lmdb.env.sync(True)
@@ -50,8 +52,8 @@ def measure(files: int, dirs: int, partitions: int, path: str, random_names: boo
     finally:
         store.close()
     return {
-        "name": "shard_bytes_per_empty_file", "files": files, "dirs": dirs, "partitions": partitions,
-        "names": "random" if random_names else "sequential",
+        "name": "shard_bytes_per_file", "files": files, "dirs": dirs, "partitions": partitions,
+        "names": "random" if random_names else "sequential", "data_size": data_size,
         "bytes_per_file": round(used / files, 1), "db_bytes": used,
         "dentry_leaf_pages": depth["leaf_pages"], "seconds": round(time.perf_counter() - t0, 2),
         "nproc": os.cpu_count(),
@@ -64,10 +66,11 @@ def main() -> None:
     ap.add_argument("--dirs", type=int, default=100)
     ap.add_argument("--partitions", type=int, default=512, help="partitions this shard owns")
     ap.add_argument("--random-names", action="store_true", help="hash-like names instead of a counter")
+    ap.add_argument("--data-size", type=int, default=0, help="inline bytes per file (0: empty files)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         print(json.dumps(measure(args.files, args.dirs, args.partitions, os.path.join(d, "shard"),
-                                 args.random_names)))
+                                 args.random_names, args.data_size)))
 
 
 if __name__ == "__main__":

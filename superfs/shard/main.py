@@ -45,7 +45,7 @@ async def register_until_done(cluster: ClusterView, address: str, give_up_after_
             log.info("shard %d registered with dir server %s as %s", cluster.shard_id, cluster.dir_server, address)
             return True
         except FsError as e:
-            log.warning("shard %d: dir server %s unreachable (%s); retrying in %.1f s",
+            log.warning("shard %d: registration with dir server %s failed (%s); retrying in %.1f s",
                         cluster.shard_id, cluster.dir_server, e, delay)
         if give_up_after_s is not None and loop.time() - start + delay > give_up_after_s:
             return False

@@ -7,7 +7,7 @@ name        key                                 value
 ==========  ==================================  ===================================
 dentries    parent ino (8, BE) + utf-8 name     ino (8) + type (1)
 inodes      inode_key(ino) (8)                  packed Inode (57 bytes + extras)
-inline      inode_key(ino) (8)                  the file's bytes (absent if empty)
+inline      inode_key(ino) (8) + piece (2, BE)  the file's bytes, in page-sized pieces
 xattrs      ino (8, BE) + name                  value
 sealed      dir ino (8, BE)                     created_ns (8)
 counters    partition (4, BE)                   last inode sequence (8)
@@ -18,7 +18,7 @@ reclaim     ino (8, BE) + from_size (8, BE)     chunk_size, generation, freed, l
 ==========  ==================================  ===================================
 
 Keys start with the parent (or ino) in big-endian so one directory's entries,
-or one inode's xattrs, are one prefix range. Inode records are keyed by
+or one inode's xattrs or inline pieces, are one prefix range. Inode records are keyed by
 sequence before partition (records.inode_key): new inodes of all partitions
 then land near the end of the tree, so pages fill up instead of being split
 in half at 500 insertion points (measured: 30 -> 50 records per leaf page). Inline bytes live apart from the
@@ -45,7 +45,7 @@ from superfs.lmdb_store import LmdbStore
 from superfs.routing import SEQ_MASK, make_file_ino
 from superfs.shard.records import (
     APPLIED_HEAD, DENTRY_VALUE, PARTITION_KEY, SIZE_OFFSET, U64, Inode, Intent, OutboxItem,
-    ReclaimItem, dentry_key, inode_key, u64,
+    ReclaimItem, PIECE_INDEX, dentry_key, inline_pieces, inode_key, u64,
 )
 
 log = logging.getLogger(__name__)
@@ -122,13 +122,30 @@ class ShardTxn:
         self.txn.put(inode_key(node.ino), node.pack(), db=self.dbs["inodes"])
 
     def inline_data(self, ino: int) -> bytes:
-        return self.txn.get(inode_key(ino), db=self.dbs["inline"]) or b""
+        prefix = inode_key(ino)
+        parts: list[bytes] = []
+        with self.txn.cursor(db=self.dbs["inline"]) as cur:
+            if cur.set_range(prefix):
+                for key, value in cur:
+                    if key[:8] != prefix:
+                        break
+                    parts.append(value)
+        return b"".join(parts)
 
     def put_inline(self, ino: int, data: bytes) -> None:
-        if data:
-            self.txn.put(inode_key(ino), data, db=self.dbs["inline"])
-        else:
-            self.txn.delete(inode_key(ino), db=self.dbs["inline"])
+        """Replace a file's inline bytes (stored as pieces, see records.inline_pieces)."""
+        self.delete_inline(ino)
+        prefix = inode_key(ino)
+        db = self.dbs["inline"]
+        for i, piece in enumerate(inline_pieces(data)):
+            self.txn.put(prefix + PIECE_INDEX.pack(i), piece, db=db)
+
+    def delete_inline(self, ino: int) -> None:
+        prefix = inode_key(ino)
+        with self.txn.cursor(db=self.dbs["inline"]) as cur:
+            if cur.set_range(prefix):
+                while cur.key()[:8] == prefix:
+                    cur.delete()  # moves to the next record
 
     def allocate_ino(self, partition: int) -> int:
         """Next inode number of ``partition``; the counter travels with the partition."""
@@ -144,7 +161,7 @@ class ShardTxn:
     def free_inode(self, node: Inode) -> None:
         """Delete an inode with no links left: record, bytes, xattrs; queue its chunks."""
         self.txn.delete(inode_key(node.ino), db=self.dbs["inodes"])
-        self.txn.delete(inode_key(node.ino), db=self.dbs["inline"])
+        self.delete_inline(node.ino)
         key = u64(node.ino)
         with self.txn.cursor(db=self.dbs["xattrs"]) as cur:
             if cur.set_range(key):
