@@ -26,7 +26,7 @@ import uuid
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
-from ckpt.catalog import COORD_DIR, step_dir
+from ckpt.catalog import COORD_DIR
 from ckpt.errors import CoordinationError, PlanError
 from ckpt.storage import Storage, join
 
@@ -158,7 +158,6 @@ class FileCoordinator(Coordinator):
             step = choose_step() if step is None else step
             self.token = uuid.uuid4().hex[:16]
             self.storage.makedirs(join(COORD_DIR, self.token))
-            self.storage.makedirs(step_dir(step))
             self._write_json(ATTEMPT, {"token": self.token, "step": step, "world_size": self.world_size})
             return step, self.token
         seen = _seen_tokens.setdefault((self.storage.url, self.rank), set())

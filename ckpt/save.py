@@ -113,6 +113,7 @@ def _save_once(storage: Storage, coord: Coordinator, local: dict[str, Any], arra
             assert arr is not None and arr.nbytes == nbytes, f"entry {entry}: plan and state disagree"
             sources.append(arr)
         try:
+            storage.makedirs(d)
             report = write_rank_file(storage, join(d, name), name, rank, sources, mine["size"], block_size)
         except Exception as e:  # noqa: BLE001 - reported to rank 0 so that every rank fails together
             log.error("rank %d: writing %s failed: %s", rank, join(d, name), e)
