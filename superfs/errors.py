@@ -47,6 +47,8 @@ _STATUS_OF_ERRNO: dict[int, grpc.StatusCode] = {
     errno.EXDEV: grpc.StatusCode.FAILED_PRECONDITION,
     errno.EBUSY: grpc.StatusCode.FAILED_PRECONDITION,
     errno.EFBIG: grpc.StatusCode.OUT_OF_RANGE,
+    errno.E2BIG: grpc.StatusCode.OUT_OF_RANGE,
+    errno.EMLINK: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errno.EINVAL: grpc.StatusCode.INVALID_ARGUMENT,
     errno.ENAMETOOLONG: grpc.StatusCode.INVALID_ARGUMENT,
     errno.ELOOP: grpc.StatusCode.INVALID_ARGUMENT,

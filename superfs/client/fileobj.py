@@ -62,7 +62,7 @@ class RawFile(io.RawIOBase):
         return True
 
     def readinto(self, buf: Any) -> int:
-        self._check_closed()
+        self._checkClosed()
         if not self.readable():
             raise io.UnsupportedOperation("file not open for reading")
         view = memoryview(buf).cast("B")
@@ -82,7 +82,7 @@ class RawFile(io.RawIOBase):
             chunks.append(data)
 
     def write(self, buf: Any) -> int:
-        self._check_closed()
+        self._checkClosed()
         if not self.writable():
             raise io.UnsupportedOperation("file not open for writing")
         data = memoryview(buf).cast("B")
@@ -96,7 +96,7 @@ class RawFile(io.RawIOBase):
         return len(data)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self._check_closed()
+        self._checkClosed()
         if whence == io.SEEK_SET:
             pos = offset
         elif whence == io.SEEK_CUR:
@@ -114,7 +114,7 @@ class RawFile(io.RawIOBase):
         return self._pos
 
     def truncate(self, size: int | None = None) -> int:
-        self._check_closed()
+        self._checkClosed()
         if not self.writable():
             raise io.UnsupportedOperation("file not open for writing")
         self.flush()
