@@ -29,11 +29,15 @@ def show_status(state_dir: str, address: str | None) -> int:
             ok &= pid is not None
             print(f"  {name:<8} {addr:<22} {state}")
         address = str(cluster.config["dir_server"])
+        if cluster.running_pid("dir") is None:
+            print("the dir server is down: start the cluster with 'superfs up'", file=sys.stderr)
+            return 3
     try:
         with Client(address, timeout_s=3.0) as client:
             s = client.statfs()
     except OSError as e:
         print(f"superfs: cannot read cluster statistics from {address}: {e.strerror}", file=sys.stderr)
+        print("(is the cluster up? 'superfs up' starts the local one)", file=sys.stderr)
         return 1
     print(f"directories {s['directories']}   files {s['files']}   bytes {human(s['bytes_used'])}"
           f"   shards {s['shards']}   data servers {s['data_servers']}")
