@@ -55,10 +55,10 @@ def itemsize(name: str) -> int:
     return np.dtype(name).itemsize
 
 
-def numpy_dtype(name: str) -> np.dtype:
+def numpy_dtype(name: str, *, warn: bool = False) -> np.dtype:
     """The numpy dtype data of type ``name`` is viewed as (raw bits for torch-only types)."""
     if name in TORCH_ONLY_SIZES:
-        if name not in _warned:
+        if warn and name not in _warned:
             _warned.add(name)
             log.warning("dtype %s has no numpy equivalent: loading its raw bits as %s", name,
                         _RAW_BY_SIZE[TORCH_ONLY_SIZES[name]])

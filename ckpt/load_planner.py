@@ -54,7 +54,7 @@ def _whole(plan: LoadPlan, path: Path, item: Item) -> None:
     elif item.kind == "blob":
         plan.blobs.append((path, item))
     else:
-        dest = np.empty(item.global_shape, dtype=numpy_dtype(item.dtype))
+        dest = np.empty(item.global_shape, dtype=numpy_dtype(item.dtype, warn=True))
         plan.tasks += _tasks_for(item, dest, Box.full(item.global_shape))
         plan.values[path] = dest
 

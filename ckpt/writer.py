@@ -11,7 +11,7 @@ copy buffer. Block checksums are computed from the same slices.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -89,9 +89,12 @@ class UnitStream:
             rel += n
 
 
-def write_rank_file(storage: Storage, path: str, name: str, rank: int, sources: list[np.ndarray],
+def write_rank_file(storage: Storage, path: str, name: str, rank: int, sources: Iterable[np.ndarray],
                     size: int, block_size: int) -> dict[str, Any]:
-    """Write ``sources`` back to back into a new file; returns {"file": ..., "checksums": [...]}."""
+    """Write ``sources`` back to back into a new file; returns {"file": ..., "checksums": [...]}.
+
+    ``sources`` may be a generator: each array is asked for only when its turn comes.
+    """
     fw = storage.create(path, size)
     entry = FileEntry(name, rank, size, fw.chunk_size, fw.chunk_map)
     stream = UnitStream(fw, entry)
