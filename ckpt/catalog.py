@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ckpt.errors import CheckpointNotFoundError
 from ckpt.manifest import MANIFEST_NAME, Manifest
-from ckpt.storage import Storage, join
+from ckpt.storage import Storage, join, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,9 @@ class StepInfo:
     committed: bool
 
 
-def list_steps(storage: Storage) -> list[StepInfo]:
-    """Every step directory under the root, oldest first, committed or not."""
+def list_steps(location: Any) -> list[StepInfo]:
+    """Every step directory under the root (a Storage or a path), oldest first, committed or not."""
+    storage = open_storage(location)
     try:
         names = storage.listdir("")
     except FileNotFoundError:
@@ -60,12 +62,14 @@ def list_steps(storage: Storage) -> list[StepInfo]:
     return sorted(out, key=lambda s: s.step)
 
 
-def committed_steps(storage: Storage) -> list[int]:
+def committed_steps(location: Any) -> list[int]:
+    storage = open_storage(location)
     return [s.step for s in list_steps(storage) if s.committed]
 
 
-def latest_step(storage: Storage) -> int | None:
+def latest_step(location: Any) -> int | None:
     """The step ``latest`` names if it is committed, else the newest committed step."""
+    storage = open_storage(location)
     try:
         name = storage.read_bytes(LATEST).decode().strip()
     except (FileNotFoundError, UnicodeDecodeError):
@@ -112,12 +116,13 @@ def read_manifest(storage: Storage, directory: str) -> Manifest:
     return Manifest.from_bytes(data, f"{storage.url}/{path}")
 
 
-def remove_step(storage: Storage, step: int) -> None:
+def remove_step(location: Any, step: int) -> None:
     """Remove one checkpoint; if it is latest, latest first moves to the newest remaining one.
 
     The manifest goes first, so a removal cut short leaves a partial
     directory (ignored, cleaned later), never a committed one missing data.
     """
+    storage = open_storage(location)
     d = step_dir(step)
     if not storage.exists(d):
         raise CheckpointNotFoundError(f"no step {step} in {storage.url}")

@@ -9,7 +9,8 @@ manifest first: a missing item, another global shape or dtype, or an
 array where a scalar was saved is a MismatchError naming the item.
 
 With no target, every item is loaded whole (numpy arrays) into the same
-nesting it was saved with. A target leaf of None takes whatever was saved.
+nesting it was saved with. A target leaf of None takes whatever was saved
+there, a whole subtree included.
 """
 from __future__ import annotations
 
@@ -59,6 +60,19 @@ def _whole(plan: LoadPlan, path: Path, item: Item) -> None:
         plan.values[path] = dest
 
 
+def _subtree(plan: LoadPlan, manifest: Manifest, prefix: Path) -> bool:
+    """Load everything saved under ``prefix`` (a target leaf of None where a container was saved)."""
+    n = len(prefix)
+    containers = [c for c in manifest.containers if c.path[:n] == prefix]
+    if not containers:
+        return False
+    plan.containers += containers
+    for item in manifest.items:
+        if item.path[:n] == prefix:
+            _whole(plan, item.path, item)
+    return True
+
+
 def plan_load(manifest: Manifest, target: dict[str, Any] | None) -> LoadPlan:
     plan = LoadPlan()
     if target is None:
@@ -70,9 +84,11 @@ def plan_load(manifest: Manifest, target: dict[str, Any] | None) -> LoadPlan:
     items = manifest.item_map()
     for leaf in leaves:
         item = items.get(path_id(leaf.path))
+        value = leaf.value
+        if item is None and value is None and _subtree(plan, manifest, leaf.path):
+            continue
         if item is None:
             raise MismatchError(f"the checkpoint (step {manifest.step}) has no item {leaf.key!r}")
-        value = leaf.value
         if value is None:
             _whole(plan, leaf.path, item)
             continue

@@ -59,13 +59,25 @@ def balanced_chunk_map(n_chunks: int, placement: FilePlacement) -> list[int] | N
     load = {s: 0 for s in servers}
     pool: dict[int, list[int]] = {}
     fresh = 0
-    want = 2 * len(servers)
+    base, cap = 2 * len(servers), 8 * len(servers)
+
+    def score(i: int) -> tuple[int, int, int]:
+        return max(load[s] for s in pool[i]), sum(load[s] for s in pool[i]), i
+
     out: list[int] = []
     for _ in range(n_chunks):
-        while len(pool) < want:
+        while len(pool) < base:
             pool[fresh] = placement.servers_of(fresh)
             fresh += 1
-        best = min(pool, key=lambda i: (max(load[s] for s in pool[i]), sum(load[s] for s in pool[i]), i))
+        best = min(pool, key=score)
+        # the best any chunk could do is land on the R least-loaded servers; until a candidate
+        # does, look further ahead (bounded), keeping the skipped ones for later
+        floor = sorted(load.values())[len(pool[best]) - 1]
+        while score(best)[0] > floor and len(pool) < cap:
+            pool[fresh] = placement.servers_of(fresh)
+            if score(fresh) < score(best):
+                best = fresh
+            fresh += 1
         for s in pool.pop(best):
             load[s] += 1
         out.append(best)

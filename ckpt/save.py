@@ -27,7 +27,7 @@ import numpy as np
 from ckpt.catalog import clean_after_commit, next_step, set_latest, step_dir
 from ckpt.checksum import DEFAULT_BLOCK_SIZE
 from ckpt.coordination import Coordinator, FileCoordinator, Restarted, SoloCoordinator
-from ckpt.errors import CheckpointError, CheckpointExistsError
+from ckpt.errors import CheckpointError, CheckpointExistsError, PlanError
 from ckpt.manifest import MANIFEST_NAME, Manifest
 from ckpt.save_planner import GlobalPlanner, local_plan, rank_file_name
 from ckpt.state import flatten
@@ -78,6 +78,10 @@ def save(state: dict[str, Any], path: Any, *, step: int | None = None, rank: int
     for _ in range(MAX_RESTARTS):
         try:
             result = _save_once(storage, coord, local, arrays, step, keep_last, block_size, extra)
+        except PlanError:
+            if local_error is not None:
+                raise local_error from None  # this rank's own state was the problem: say so
+            raise
         except Restarted:
             log.info("rank %d: a newer save attempt started; joining it", coord.rank)
             continue
@@ -130,8 +134,9 @@ def _save_once(storage: Storage, coord: Coordinator, local: dict[str, Any], arra
         assert reports is not None
         errors = [f"rank {r}: {rep['error']}" for r, rep in enumerate(reports) if rep.get("error")]
         if errors:
-            raise CheckpointError("; ".join(errors))
+            raise CheckpointError("; ".join(errors)) from write_error
         manifest = holder["planner"].manifest(step, token, reports, extra)
+        storage.makedirs(d)  # no rank may have had array data to write
         storage.sync_dir(d)
         storage.write_atomic(join(d, MANIFEST_NAME), manifest.to_bytes())  # the commit point
         set_latest(storage, step)
