@@ -1,0 +1,175 @@
+"""Arena: the DRAM tier's bytes, one shared-memory file mapped by daemon and clients.
+
+The daemon creates an anonymous memory file (memfd) of the tier's capacity;
+pages cost memory only once written. A client on the same host opens it
+through ``/proc/<daemon pid>/fd/<fd>`` and maps it too, so bulk bytes move
+with one memcpy between the arena and the caller's buffer instead of through
+gRPC messages. Being anonymous, the file disappears with the daemon: a crash
+leaks nothing into /dev/shm.
+
+The first page holds a random token: a client checks it after mapping, so a
+recycled pid or a different mount namespace can never make it read the wrong
+memory (it falls back to gRPC instead).
+
+Extents here are byte ranges ``(offset, length)``; an object's extents, in
+order, hold exactly its bytes.
+"""
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import secrets
+import socket
+from typing import Any, Sequence
+
+import numpy as np
+import xxhash
+
+from kvserve.errors import ShmUnavailable
+
+log = logging.getLogger(__name__)
+
+TOKEN_BYTES = 16
+Extent = tuple[int, int]  # (byte offset, byte length)
+
+
+def host_id() -> str:
+    """Names this host (boot): equal on both ends means the arena is reachable."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = "?"
+    return f"{socket.gethostname()}/{boot}"
+
+
+def as_bytes_view(buf: Any, *, writable: bool = False) -> np.ndarray:
+    """A flat uint8 numpy view of any buffer (bytes, bytearray, memoryview, ndarray)."""
+    if isinstance(buf, np.ndarray):
+        if not buf.flags.c_contiguous:
+            raise ValueError("buffers must be C-contiguous")
+        arr = buf.reshape(-1).view(np.uint8)
+    else:
+        arr = np.frombuffer(buf, dtype=np.uint8)
+    if writable and not arr.flags.writeable:
+        raise ValueError("the output buffer is read-only")
+    return arr
+
+
+class Arena:
+    def __init__(self, mm: mmap.mmap, size: int, path: str, token: bytes, fd: int | None) -> None:
+        self._mm = mm
+        self.size = size
+        self.path = path
+        self.token = token
+        self._fd = fd  # the daemon keeps its memfd open: clients reach the file through it
+        self.view = np.frombuffer(mm, dtype=np.uint8)
+
+    @classmethod
+    def create(cls, size: int) -> "Arena":
+        """The daemon's arena: a fresh memfd of ``size`` bytes."""
+        fd = os.memfd_create("kvserve-arena", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, size)
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            os.close(fd)
+            raise
+        token = secrets.token_bytes(TOKEN_BYTES)
+        mm[:TOKEN_BYTES] = token
+        path = f"/proc/{os.getpid()}/fd/{fd}"
+        log.debug("arena of %d bytes at %s", size, path)
+        return cls(mm, size, path, token, fd)
+
+    @classmethod
+    def attach(cls, path: str, size: int, token: bytes) -> "Arena":
+        """A client's mapping of a daemon's arena; ShmUnavailable if it is not reachable."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as e:
+            raise ShmUnavailable(f"cannot open the daemon's arena {path}: {e.strerror}") from None
+        try:
+            if os.fstat(fd).st_size < size:
+                raise ShmUnavailable(f"{path} is not the daemon's arena (too small)")
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as e:
+            raise ShmUnavailable(f"cannot map {path}: {e}") from None
+        finally:
+            os.close(fd)  # the mapping keeps the file alive
+        if mm[:TOKEN_BYTES] != token:
+            mm.close()
+            raise ShmUnavailable(f"{path} is not the daemon's arena (token mismatch)")
+        return cls(mm, size, path, token, None)
+
+    def close(self) -> None:
+        # numpy views pin the buffer: drop ours; the mapping goes when the last view does
+        self.view = np.empty(0, dtype=np.uint8)
+        try:
+            self._mm.close()
+        except BufferError:
+            log.debug("arena %s still has views; unmapped when they go", self.path)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # ------------------------------------------------------------- byte moves
+
+    def write(self, extents: Sequence[Extent], data: Any) -> None:
+        """Copy ``data`` (exactly the extents' total length) into the extents."""
+        src = as_bytes_view(data)
+        pos = 0
+        for off, length in extents:
+            np.copyto(self.view[off:off + length], src[pos:pos + length])
+            pos += length
+        if pos != len(src):
+            raise ValueError(f"{len(src)} bytes for extents of {pos}")
+
+    def write_at(self, extents: Sequence[Extent], start: int, data: Any) -> None:
+        """Copy ``data`` to bytes ``[start, start+len)`` of the object laid out in ``extents``."""
+        src = as_bytes_view(data)
+        end = start + len(src)
+        base = 0
+        for off, length in extents:
+            lo, hi = max(start, base), min(end, base + length)
+            if lo < hi:
+                np.copyto(self.view[off + lo - base:off + hi - base], src[lo - start:hi - start])
+            base += length
+            if base >= end:
+                break
+        if end > base:
+            raise ValueError("write past the end of the object")
+
+    def read_into(self, extents: Sequence[Extent], out: Any) -> int:
+        """Copy the extents' bytes into ``out``; returns the byte count."""
+        dst = as_bytes_view(out, writable=True)
+        pos = 0
+        for off, length in extents:
+            np.copyto(dst[pos:pos + length], self.view[off:off + length])
+            pos += length
+        return pos
+
+    def to_bytes(self, extents: Sequence[Extent]) -> bytes:
+        if len(extents) == 1:
+            off, length = extents[0]
+            return self.view[off:off + length].tobytes()
+        return b"".join(self.view[off:off + length].tobytes() for off, length in extents)
+
+    def pieces(self, extents: Sequence[Extent], piece: int) -> list[memoryview]:
+        """The object's bytes as views of at most ``piece`` bytes (no copy)."""
+        out = []
+        for off, length in extents:
+            for p in range(off, off + length, piece):
+                out.append(memoryview(self.view[p:min(p + piece, off + length)]))
+        return out
+
+    def checksum(self, extents: Sequence[Extent]) -> int:
+        h = xxhash.xxh3_64()
+        for off, length in extents:
+            h.update(memoryview(self.view[off:off + length]))
+        return h.intdigest()
+
+
+def checksum_of(data: Any) -> int:
+    """xxh3_64 of a buffer: what every object carries."""
+    return xxhash.xxh3_64_intdigest(memoryview(as_bytes_view(data)))
