@@ -1,0 +1,350 @@
+"""KvClient: a synchronous client of one kvserve daemon.
+
+Data moves on one of two paths, chosen when the client first needs one:
+
+* same host (``shm``): the client maps the daemon's arena (Attach) and
+  copies bytes straight between it and the caller's buffers. A put is
+  Reserve (space, invisible) -> memcpy -> Commit (checksum verified, then
+  visible); a get is Lease (placements, held against eviction) -> memcpy ->
+  Release (sent in the background, not waited for).
+* gRPC: a put streams pieces to the daemon, a get streams them back.
+
+Every object read is checked against its checksum before it is returned: a
+mismatch is reported as a miss, never as data. ``*_into`` variants and
+numpy inputs avoid intermediate copies: bytes go from the arena (or the
+gRPC pieces) straight into the caller's buffer.
+
+Request-level failures raise (kvserve.errors): BadRequest,
+UnknownNamespace, StoreUnavailable. Per-object outcomes of puts are
+:class:`Status` values. Every call has a deadline.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import grpc
+import numpy as np
+import xxhash
+
+from kvserve.arena import Arena, as_bytes_view, checksum_of, host_id
+from kvserve.errors import KvError, ShmUnavailable, Status, StoreUnavailable, Tier, error_of_rpc
+from kvserve.prefix import Namespace, namespace_name
+from kvserve.v1 import kvserve_pb2 as pb
+from kvserve.v1 import kvserve_pb2_grpc as pbg
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 80 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    # a restarted daemon is reached again within a second, not minutes
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+BATCH_KEYS = 1024         # keys per request (the daemon's max_keys is larger)
+MIN_RATE = 50e6           # bytes/s: deadlines grow with the bytes a call moves
+
+
+@dataclass
+class Hit:
+    """One object found: its bytes (``data``; None if read into the caller's buffer), size and tier."""
+
+    size: int
+    tier: Tier
+    data: bytes | None = None
+
+
+def _chunks(n: int, step: int) -> Iterator[range]:
+    for start in range(0, n, step):
+        yield range(start, min(n, start + step))
+
+
+class KvClient:
+    def __init__(self, address: str, namespace: Namespace | str, *, timeout_s: float = 10.0,
+                 shm: bool | None = None, piece_bytes: int = 1 << 20) -> None:
+        """``shm``: None uses shared memory when the daemon is on this host; True requires it."""
+        self.address = address
+        self.namespace = namespace_name(namespace)
+        self.timeout_s = timeout_s
+        self.piece_bytes = piece_bytes
+        self.corrupt = 0  # objects dropped because their bytes failed the checksum
+        self._shm_mode = shm
+        self._arena: Arena | None = None
+        self._attached = False
+        self._lock = threading.Lock()
+        self._releases: set[grpc.Future] = set()
+        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._stub = pbg.KvServiceStub(self._channel)
+
+    def close(self) -> None:
+        for fut in list(self._releases):
+            try:
+                fut.result(timeout=self.timeout_s)
+            except grpc.RpcError:
+                pass
+        self._channel.close()
+        if self._arena is not None:
+            self._arena.close()
+            self._arena = None
+
+    def __enter__(self) -> "KvClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _deadline(self, nbytes: int = 0) -> float:
+        return self.timeout_s + nbytes / MIN_RATE
+
+    def _call(self, method: Any, request: Any, nbytes: int = 0) -> Any:
+        try:
+            return method(request, timeout=self._deadline(nbytes))
+        except grpc.RpcError as e:
+            raise error_of_rpc(e) from None
+
+    # -------------------------------------------------------- shared memory
+
+    @property
+    def uses_shm(self) -> bool:
+        """Attach if not done yet; True if bulk bytes go through shared memory."""
+        if not self._attached:
+            with self._lock:
+                if not self._attached:
+                    self._attach()
+        return self._arena is not None
+
+    def _attach(self) -> None:
+        if self._shm_mode is False:
+            self._attached = True
+            return
+        reply = self._call(self._stub.Attach, pb.AttachRequest(host_id=host_id()))
+        try:
+            if not reply.available:
+                raise ShmUnavailable(reply.reason)
+            self._arena = Arena.attach(reply.path, reply.size, reply.token)
+            log.debug("attached to the arena of %s", self.address)
+        except ShmUnavailable as e:
+            if self._shm_mode:
+                raise
+            log.debug("shared memory with %s unavailable (%s): using gRPC", self.address, e)
+        self._attached = True
+
+    def _release(self, handle: int) -> None:
+        if not handle:
+            return
+        fut = self._stub.Release.future(pb.ReleaseRequest(leases=[handle]), timeout=self.timeout_s)
+        self._releases.add(fut)  # keep it referenced until done
+        fut.add_done_callback(self._releases.discard)
+
+    # ------------------------------------------------------------------ put
+
+    def put(self, key: bytes, data: Any, *, pin: bool = False) -> Status:
+        return self.put_batch([key], [data], pin=pin)[0]
+
+    def put_batch(self, keys: Sequence[bytes], values: Sequence[Any], *, pin: bool = False) -> list[Status]:
+        """Store objects (bytes, bytearray, memoryview or numpy arrays; not copied on the way)."""
+        if len(keys) != len(values):
+            raise ValueError("put_batch needs one value per key")
+        views = [as_bytes_view(v) for v in values]
+        out: list[Status] = []
+        for r in _chunks(len(keys), BATCH_KEYS):
+            ks, vs = [keys[i] for i in r], [views[i] for i in r]
+            out += self._put_shm(ks, vs, pin) if self.uses_shm else self._put_grpc(ks, vs, pin)
+        return out
+
+    def _put_shm(self, keys: list[bytes], views: list[np.ndarray], pin: bool) -> list[Status]:
+        assert self._arena is not None
+        metas = [pb.ObjectMeta(key=k, size=len(v), checksum=checksum_of(v), pin=pin) for k, v in zip(keys, views)]
+        reply = self._call(self._stub.Reserve, pb.ReserveRequest(namespace=self.namespace, objects=metas))
+        statuses = [Status(p.status) for p in reply.placements]
+        if not reply.reservation:
+            return statuses
+        try:
+            for p, v in zip(reply.placements, views):
+                if p.status == Status.OK:
+                    self._arena.write([(e.offset, e.length) for e in p.extents], v)
+        except BaseException:
+            self._call(self._stub.Commit, pb.CommitRequest(reservation=reply.reservation, abort=True))
+            raise
+        committed = iter(self._call(self._stub.Commit, pb.CommitRequest(reservation=reply.reservation)).statuses)
+        return [Status(next(committed)) if s is Status.OK else s for s in statuses]
+
+    def _put_grpc(self, keys: list[bytes], views: list[np.ndarray], pin: bool) -> list[Status]:
+        piece = self.piece_bytes
+
+        def messages() -> Iterator[pb.PutRequest]:
+            for i, (k, v) in enumerate(zip(keys, views)):
+                meta = pb.ObjectMeta(key=k, size=len(v), checksum=checksum_of(v), pin=pin)
+                first = v[:piece].tobytes()
+                yield pb.PutRequest(namespace=self.namespace if i == 0 else "", object=meta, data=first)
+                for pos in range(piece, len(v), piece):
+                    yield pb.PutRequest(data=v[pos:pos + piece].tobytes())
+
+        total = sum(len(v) for v in views)
+        reply = self._call(self._stub.Put, messages(), total)
+        return [Status(s) for s in reply.statuses]
+
+    # ------------------------------------------------------------------ get
+
+    def get(self, key: bytes) -> bytes | None:
+        hit = self.lookup([key])[0]
+        return hit.data if hit is not None else None
+
+    def get_batch(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return [h.data if h is not None else None for h in self.lookup(keys)]
+
+    def get_prefix(self, keys: Sequence[bytes]) -> list[bytes]:
+        """The objects of the longest run of leading keys that are all present."""
+        return [h.data for h in self.lookup(keys, prefix=True)]  # type: ignore[misc]
+
+    def get_into(self, keys: Sequence[bytes], outs: Sequence[Any]) -> list[int | None]:
+        """Read each object into its buffer (at least as large); sizes, None for a miss."""
+        return [h.size if h is not None else None for h in self.lookup(keys, outs=outs)]
+
+    def get_prefix_into(self, keys: Sequence[bytes], outs: Sequence[Any]) -> int:
+        """Read the leading present objects into ``outs``; returns how many."""
+        return len(self.lookup(keys, prefix=True, outs=outs))
+
+    def lookup(self, keys: Sequence[bytes], *, prefix: bool = False,
+               outs: Sequence[Any] | None = None) -> list[Hit | None]:
+        """The general get: with ``prefix``, a list as long as the present prefix."""
+        if outs is not None and len(outs) != len(keys):
+            raise ValueError("one output buffer per key")
+        views = [as_bytes_view(o, writable=True) for o in outs] if outs is not None else None
+        out: list[Hit | None] = []
+        for r in _chunks(len(keys), BATCH_KEYS):
+            ks = [keys[i] for i in r]
+            vs = [views[i] for i in r] if views is not None else None
+            part = self._lookup_shm(ks, prefix, vs) if self.uses_shm else self._lookup_grpc(ks, prefix, vs)
+            out += part
+            if prefix and len(part) < len(ks):
+                break
+        return out
+
+    def _lookup_shm(self, keys: list[bytes], prefix: bool, outs: list[np.ndarray] | None) -> list[Hit | None]:
+        assert self._arena is not None
+        reply = self._call(self._stub.Lease, pb.LeaseRequest(namespace=self.namespace, keys=keys, prefix=prefix))
+        out: list[Hit | None] = []
+        fallback: list[int] = []
+        try:
+            for i, p in enumerate(reply.placements):
+                if p.status == Status.FALLBACK:
+                    fallback.append(i)
+                    out.append(None)
+                    continue
+                if p.status != Status.OK:
+                    out.append(None)
+                    continue
+                extents = [(e.offset, e.length) for e in p.extents]
+                out.append(self._copy_out(extents, p.object, Tier(p.tier), outs[i] if outs is not None else None))
+        finally:
+            self._release(reply.lease)
+        if fallback:
+            got = self._lookup_grpc([keys[i] for i in fallback], False,
+                                    [outs[i] for i in fallback] if outs is not None else None)
+            for i, h in zip(fallback, got):
+                out[i] = h
+        if prefix:
+            cut = next((i for i, h in enumerate(out) if h is None), len(out))
+            out = out[:cut]
+        return out
+
+    def _copy_out(self, extents: list[tuple[int, int]], meta: pb.ObjectMeta, tier: Tier,
+                  dst: np.ndarray | None) -> Hit | None:
+        assert self._arena is not None
+        size = meta.size
+        if dst is not None:
+            if len(dst) < size:
+                raise ValueError(f"output buffer of {len(dst)} bytes for an object of {size}")
+            self._arena.read_into(extents, dst[:size])
+            ok = checksum_of(dst[:size]) == meta.checksum
+            hit = Hit(size, tier)
+        else:
+            data = self._arena.to_bytes(extents)
+            ok = xxhash.xxh3_64_intdigest(data) == meta.checksum
+            hit = Hit(size, tier, data)
+        if not ok:
+            self.corrupt += 1
+            log.warning("object %s from %s failed its checksum: treated as a miss", meta.key.hex(), self.address)
+            return None
+        return hit
+
+    def _lookup_grpc(self, keys: list[bytes], prefix: bool, outs: list[np.ndarray] | None) -> list[Hit | None]:
+        request = pb.GetRequest(namespace=self.namespace, keys=keys, prefix=prefix)
+        out: list[Hit | None] = []
+        try:
+            stream = self._stub.Get(request, timeout=self._deadline(sum(len(o) for o in outs) if outs else 0))
+            for hit in self._read_stream(stream, keys, outs):
+                out.append(hit)
+        except grpc.RpcError as e:
+            raise error_of_rpc(e) from None
+        if prefix:
+            cut = next((i for i, h in enumerate(out) if h is None), len(out))
+            out = out[:cut]
+        elif len(out) != len(keys):
+            raise StoreUnavailable(f"{self.address} answered {len(out)} of {len(keys)} keys")
+        return out
+
+    def _read_stream(self, stream: Any, keys: list[bytes], outs: list[np.ndarray] | None) -> Iterator[Hit | None]:
+        i = -1
+        meta: pb.GetReply | None = None
+        parts: list[bytes] = []
+        filled = 0
+        hasher = xxhash.xxh3_64()
+        dst: np.ndarray | None = None
+
+        def finish() -> Hit | None:
+            assert meta is not None
+            if meta.status != Status.OK:
+                return None
+            if hasher.intdigest() != meta.object.checksum or filled != meta.object.size:
+                self.corrupt += 1
+                log.warning("object %s from %s failed its checksum: treated as a miss", keys[i].hex(), self.address)
+                return None
+            data = None if dst is not None else (parts[0] if len(parts) == 1 else b"".join(parts))
+            return Hit(filled, Tier(meta.tier), data)
+
+        for msg in stream:
+            if msg.HasField("object"):
+                if meta is not None:
+                    yield finish()
+                i += 1
+                if i >= len(keys) or msg.object.key != keys[i]:
+                    raise KvError(f"{self.address} answered for the wrong key")
+                meta, parts, filled, hasher = msg, [], 0, xxhash.xxh3_64()
+                dst = outs[i] if outs is not None else None
+                if dst is not None and len(dst) < msg.object.size:
+                    raise ValueError(f"output buffer of {len(dst)} bytes for an object of {msg.object.size}")
+            if msg.data:
+                if meta is None:
+                    raise KvError(f"{self.address} sent bytes before an object")
+                hasher.update(msg.data)
+                if dst is not None:
+                    dst[filled:filled + len(msg.data)] = np.frombuffer(msg.data, dtype=np.uint8)
+                else:
+                    parts.append(msg.data)
+                filled += len(msg.data)
+        if meta is not None:
+            yield finish()
+
+    # ---------------------------------------------------------------- admin
+
+    def exists(self, keys: Sequence[bytes]) -> list[Tier]:
+        reply = self._call(self._stub.Exists, pb.KeysRequest(namespace=self.namespace, keys=list(keys)))
+        return [Tier(t) for t in reply.tiers]
+
+    def remove(self, keys: Sequence[bytes]) -> list[Status]:
+        reply = self._call(self._stub.Remove, pb.KeysRequest(namespace=self.namespace, keys=list(keys)))
+        return [Status(s) for s in reply.statuses]
+
+    def pin(self, keys: Sequence[bytes], pinned: bool = True) -> list[Status]:
+        reply = self._call(self._stub.Pin, pb.PinRequest(namespace=self.namespace, keys=list(keys), pinned=pinned))
+        return [Status(s) for s in reply.statuses]
+
+    def stats(self) -> pb.StatsReply:
+        return self._call(self._stub.Stats, pb.Empty())

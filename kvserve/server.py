@@ -1,0 +1,137 @@
+"""The kvserve daemon: build the store from a ServerConfig and serve it.
+
+``await run(cfg)`` is what ``kvserve serve`` runs: it serves until SIGTERM
+or SIGINT through ``superfs.daemon.serve`` (one log line at start and at
+stop, a ready file holding the bound address). :class:`KvServer` is the
+same daemon without signal handling, for tests that run it in-process.
+
+Start-up order: the arena, then the SuperFS tier (connect, rebuild its index
+from the files an earlier run left), then the gRPC server, then the metrics
+endpoint. Shutdown: stop serving, let pending demotions finish (bounded),
+close the SuperFS client, unmap the arena.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import grpc
+from superfs import daemon
+from superfs.client import AsyncFs
+
+from kvserve.arena import Arena
+from kvserve.config import ServerConfig
+from kvserve.metrics import StoreMetrics
+from kvserve.policy import make_policy
+from kvserve.service import KvServicer
+from kvserve.sfs_tier import SuperFsTier
+from kvserve.store import KvStore
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 1.0
+
+
+@dataclass
+class Parts:
+    store: KvStore
+    metrics: StoreMetrics
+    servicer: KvServicer
+    fs: AsyncFs | None
+
+
+async def build(cfg: ServerConfig) -> Parts:
+    arena = Arena.create(cfg.dram_bytes + cfg.page_bytes)  # + the token page
+    fs = None
+    sfs = None
+    try:
+        if cfg.superfs:
+            fs = AsyncFs(cfg.superfs, timeout_s=cfg.superfs_timeout_s)
+            await fs.start()
+            sfs = SuperFsTier(fs, cfg.superfs_root, cfg.superfs_bytes or None, make_policy(cfg.policy))
+            await sfs.start()
+    except BaseException:
+        if fs is not None:
+            await fs.close()
+        arena.close()
+        raise
+    store = KvStore(cfg, arena, sfs)
+    metrics = StoreMetrics(store)
+    return Parts(store, metrics, KvServicer(store, metrics), fs)
+
+
+async def _sweep(store: KvStore) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        store.sweep()
+
+
+async def _teardown(parts: Parts) -> None:
+    parts.metrics.stop()
+    await parts.store.close()
+    if parts.fs is not None:
+        await parts.fs.close()
+    parts.store.arena.close()
+
+
+async def run(cfg: ServerConfig) -> None:
+    """Serve until SIGTERM/SIGINT."""
+    parts = await build(cfg)
+    sweeper = asyncio.get_running_loop().create_task(_sweep(parts.store))
+
+    async def on_started(address: str) -> None:
+        if cfg.metrics_port is not None:
+            parts.metrics.serve(cfg.metrics_host, cfg.metrics_port)
+
+    async def on_stopping() -> None:
+        sweeper.cancel()
+
+    try:
+        await daemon.serve(name="kvserve", listen=cfg.listen, add_services=parts.servicer.add_to,
+                           ready_file=cfg.ready_file, on_started=on_started, on_stopping=on_stopping)
+    finally:
+        sweeper.cancel()
+        await _teardown(parts)
+
+
+class KvServer:
+    """An in-process daemon (tests): ``address = await KvServer(cfg).start()``."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.address = ""
+        self.metrics_port: int | None = None
+        self._parts: Parts | None = None
+        self._server: grpc.aio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def store(self) -> KvStore:
+        assert self._parts is not None
+        return self._parts.store
+
+    async def start(self) -> str:
+        self._parts = await build(self.cfg)
+        self._server = grpc.aio.server(options=daemon.GRPC_OPTIONS)
+        self._parts.servicer.add_to(self._server)
+        host = self.cfg.listen.rsplit(":", 1)[0]
+        port = self._server.add_insecure_port(self.cfg.listen)
+        await self._server.start()
+        self.address = f"{host}:{port}"
+        self._sweeper = asyncio.get_running_loop().create_task(_sweep(self._parts.store))
+        if self.cfg.metrics_port is not None:
+            self.metrics_port = self._parts.metrics.serve(self.cfg.metrics_host, self.cfg.metrics_port)
+        return self.address
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._server is not None:
+            await self._server.stop(grace=1.0)
+        if self._parts is not None:
+            await _teardown(self._parts)
+            self._parts = None
