@@ -287,21 +287,29 @@ class AsyncFs:
         acc = flags & os.O_ACCMODE
         want = {os.O_RDONLY: R_OK, os.O_WRONLY: W_OK, os.O_RDWR: R_OK | W_OK}[acc]
         if flags & os.O_CREAT:
+            # One RPC in the common case: a non-exclusive CreateFile returns the
+            # file that is already there. A symlink, a directory, or a parent we
+            # may not write (opening an existing file is still allowed) take the
+            # path-resolving route below.
             parent, ppath, name = await self.paths.parent_of(path, self.creds)
             try:
-                existing, _ = await self.paths.resolve(posixpath.join(ppath, name), self.creds, want_data=True)
+                node, created = await self.meta.create(parent.ino, name, mode & ~self.umask & 0o7777,
+                                                       self.creds, exclusive=bool(flags & os.O_EXCL))
+                if created:
+                    return node
             except FsError as e:
-                if e.errno != errno.ENOENT:
+                if e.errno == errno.EEXIST and flags & os.O_EXCL:
                     raise
-                existing = None
-            if existing is not None:
+                if e.errno not in (errno.EEXIST, errno.EACCES, errno.EISDIR):
+                    raise
+                try:
+                    node, _ = await self.paths.resolve(posixpath.join(ppath, name), self.creds, want_data=True)
+                except FsError as e2:
+                    if e2.errno == errno.ENOENT and e.errno == errno.EEXIST:
+                        raise FsError(errno.ENOENT, "dangling symlink") from None
+                    raise e from None
                 if flags & os.O_EXCL:
-                    raise FsError(errno.EEXIST, "file exists")
-                node = existing
-            else:
-                node, _ = await self.meta.create(parent.ino, name, mode & ~self.umask & 0o7777, self.creds,
-                                                 exclusive=bool(flags & os.O_EXCL))
-                return node
+                    raise FsError(errno.EEXIST, "file exists") from None
         else:
             node, _ = await self.paths.resolve(path, self.creds, want_data=True)
         if node.is_dir:
