@@ -48,6 +48,7 @@ CHANNEL_OPTIONS = [
 ]
 BATCH_KEYS = 1024         # keys per request (the daemon's max_keys is larger)
 MIN_RATE = 50e6           # bytes/s: deadlines grow with the bytes a call moves
+RELEASE_DELAY_S = 0.05    # an idle client gives its leases back after this long
 
 
 @dataclass
@@ -78,10 +79,13 @@ class KvClient:
         self._attached = False
         self._lock = threading.Lock()
         self._releases: set[grpc.Future] = set()
+        self._to_release: list[int] = []  # lease handles to give back with the next Lease
+        self._release_timer: threading.Timer | None = None
         self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._stub = pbg.KvServiceStub(self._channel)
 
     def close(self) -> None:
+        self._flush_releases()
         for fut in list(self._releases):
             try:
                 fut.result(timeout=self.timeout_s)
@@ -135,9 +139,38 @@ class KvClient:
         self._attached = True
 
     def _release(self, handle: int) -> None:
+        """Give a lease back: with the next Lease call, or on its own after RELEASE_DELAY_S.
+
+        A separate Release right away would cost a round trip per get (the
+        daemon serves it before the next request); batching it into the next
+        Lease costs nothing, and the timer bounds how long an idle client
+        keeps objects from being evicted.
+        """
         if not handle:
             return
-        fut = self._stub.Release.future(pb.ReleaseRequest(leases=[handle]), timeout=self.timeout_s)
+        with self._lock:
+            self._to_release.append(handle)
+            if self._release_timer is None:
+                self._release_timer = threading.Timer(RELEASE_DELAY_S, self._flush_releases)
+                self._release_timer.daemon = True
+                self._release_timer.start()
+
+    def _take_releases(self) -> list[int]:
+        with self._lock:
+            handles, self._to_release = self._to_release, []
+            if self._release_timer is not None:
+                self._release_timer.cancel()
+                self._release_timer = None
+        return handles
+
+    def _flush_releases(self) -> None:
+        handles = self._take_releases()
+        if not handles:
+            return
+        try:
+            fut = self._stub.Release.future(pb.ReleaseRequest(leases=handles), timeout=self.timeout_s)
+        except ValueError:  # the channel was closed: the daemon expires the leases
+            return
         self._releases.add(fut)  # keep it referenced until done
         fut.add_done_callback(self._releases.discard)
 
@@ -228,7 +261,8 @@ class KvClient:
 
     def _lookup_shm(self, keys: list[bytes], prefix: bool, outs: list[np.ndarray] | None) -> list[Hit | None]:
         assert self._arena is not None
-        reply = self._call(self._stub.Lease, pb.LeaseRequest(namespace=self.namespace, keys=keys, prefix=prefix))
+        request = pb.LeaseRequest(namespace=self.namespace, keys=keys, prefix=prefix, release=self._take_releases())
+        reply = self._call(self._stub.Lease, request)
         out: list[Hit | None] = []
         fallback: list[int] = []
         try:

@@ -43,7 +43,7 @@ class Parts:
 
 
 async def build(cfg: ServerConfig) -> Parts:
-    arena = Arena.create(cfg.dram_bytes + cfg.page_bytes)  # + the token page
+    arena = Arena.create(cfg.dram_bytes + cfg.page_bytes, prefault=cfg.prefault)  # + the token page
     fs = None
     sfs = None
     try:
