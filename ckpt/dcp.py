@@ -25,6 +25,7 @@ import dataclasses
 import io
 import json
 import logging
+import math
 import uuid
 from typing import Any, Iterator
 
@@ -134,8 +135,9 @@ class CkptWriter(StorageWriter):
                 data = planner.resolve_data(item)
                 blobs[i] = data.getvalue() if isinstance(data, io.BytesIO) else bytes(data)
                 sizes.append(len(blobs[i]))
-            else:
-                sizes.append(int(item.tensor_storage_size() or 0))
+            else:  # the chunk's bytes (tensor_storage_size() counts the whole global tensor)
+                td = item.tensor_data
+                sizes.append(math.prod(td.chunk.sizes) * torch.empty(0, dtype=td.properties.dtype).element_size())
 
         def sources() -> Iterator[np.ndarray]:
             for i, item in enumerate(plan.items):

@@ -273,3 +273,14 @@ def test_async_save_copies_first_and_reports_errors(tmp_path: Any) -> None:
     bad = ckpt.async_save({"a": arr}, str(blocker), step=1)
     with pytest.raises(ckpt.CheckpointError, match="Not a directory"):
         bad.wait(60)
+
+
+def test_ckpt_works_without_torch(tmp_path: Any) -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"  # makes 'import torch' fail, as if not installed
+            "import numpy as np, ckpt\n"
+            f"ckpt.save({{'a': np.arange(5)}}, {str(tmp_path)!r})\n"
+            f"assert (ckpt.load({str(tmp_path)!r})['a'] == np.arange(5)).all()\n"
+            "try:\n    import ckpt.dcp\nexcept ImportError:\n    print('no-dcp')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": REPO})
+    assert res.returncode == 0 and res.stdout.strip() == "no-dcp", res.stderr
