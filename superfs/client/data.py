@@ -19,6 +19,7 @@ import asyncio
 import errno
 import logging
 
+from superfs.client import streams
 from superfs.client.cluster import ClusterView
 from superfs.client.meta import SET_SIZE, Creds, MetaOps
 from superfs.client.nodes import Node
@@ -67,14 +68,18 @@ class DataIO:
         ino = info.attr.ino
         last_err: FsError | None = None
         for sid in self.cluster.replicas_of(ino, index, list(info.layout)):
-            req = pb.ReadChunkRequest(key=pb.ChunkKey(ino=ino, index=index), offset=off, length=length)
+            key = pb.ChunkKey(ino=ino, index=index)
             try:
-                reply = await call(self.cluster.data_server(sid).ReadChunk, req, self.timeout)
+                if length >= streams.STREAM_MIN:
+                    data, _ = await streams.read_chunk(self.cluster.data_server(sid), key, off, length,
+                                                       self.timeout)
+                else:
+                    req = pb.ReadChunkRequest(key=key, offset=off, length=length)
+                    data = (await call(self.cluster.data_server(sid).ReadChunk, req, self.timeout)).data
             except FsError as e:
                 log.warning("read of chunk %d/%d from data server %d failed: %s", ino, index, sid, e)
                 last_err = e
                 continue
-            data = reply.data
             if len(data) < length:  # hole or short chunk inside the file: zeros
                 data = data + bytes(length - len(data))
             return data
@@ -129,9 +134,14 @@ class DataIO:
             idx, off = divmod(offset + pos, cs)
             take = min(cs - off, len(data) - pos)
             piece = data[pos:pos + take]
-            for sid in self.cluster.replicas_of(ino, idx, list(info.layout)):
-                req = pb.WriteChunkRequest(key=pb.ChunkKey(ino=ino, index=idx), offset=off, data=bytes(piece))
-                jobs.append(call(self.cluster.data_server(sid).WriteChunk, req, self.timeout))
+            key = pb.ChunkKey(ino=ino, index=idx)
+            if take >= streams.STREAM_MIN:
+                for sid in self.cluster.replicas_of(ino, idx, list(info.layout)):
+                    jobs.append(streams.write_chunk(self.cluster.data_server(sid), key, off, piece, self.timeout))
+            else:
+                req = pb.WriteChunkRequest(key=key, offset=off, data=bytes(piece))
+                for sid in self.cluster.replicas_of(ino, idx, list(info.layout)):
+                    jobs.append(call(self.cluster.data_server(sid).WriteChunk, req, self.timeout))
             pos += take
         await asyncio.gather(*jobs)
 

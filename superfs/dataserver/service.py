@@ -8,16 +8,21 @@ to another one.
 """
 from __future__ import annotations
 
+import errno
 import logging
+from typing import Any
 
 import grpc
 
 from superfs.dataserver.chunk_store import ChunkStore
-from superfs.errors import rpc_handler
+from superfs.dataserver.chunk_format import MAX_CHUNK
+from superfs.errors import FsError, rpc_handler
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
 
 log = logging.getLogger(__name__)
+
+STREAM_PIECE = 1 << 20  # bytes per streamed message
 
 
 class DataServicer(pbg.DataServiceServicer):
@@ -43,6 +48,36 @@ class DataServicer(pbg.DataServiceServicer):
         if data is None:
             return pb.ReadChunkReply(exists=False)
         return pb.ReadChunkReply(data=data, exists=True)
+
+    @rpc_handler
+    async def WriteChunkStream(self, pieces: Any, context: grpc.aio.ServicerContext) -> pb.WriteChunkReply:
+        first: pb.ChunkPiece | None = None
+        parts: list[bytes] = []
+        size = 0
+        async for piece in pieces:
+            if first is None:
+                first = piece
+            data = piece.data
+            size += len(data)
+            if size > MAX_CHUNK:  # refuse before buffering an absurd amount
+                raise FsError(errno.EFBIG, f"streamed write longer than {MAX_CHUNK} bytes")
+            parts.append(data)
+        if first is None:
+            raise FsError(errno.EINVAL, "empty chunk stream")
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        length = await self.chunks.write(first.key.ino, first.key.index, first.offset, data, first.truncate)
+        return pb.WriteChunkReply(length=length)
+
+    @rpc_handler
+    async def ReadChunkStream(self, request: pb.ReadChunkRequest, context: grpc.aio.ServicerContext) -> None:
+        key = request.key
+        data = await self.chunks.read(key.ino, key.index, request.offset, request.length)
+        if data is None:
+            await context.write(pb.ReadChunkReply(exists=False))
+            return
+        view = memoryview(data)
+        for off in range(0, max(len(data), 1), STREAM_PIECE):
+            await context.write(pb.ReadChunkReply(data=bytes(view[off:off + STREAM_PIECE]), exists=True))
 
     @rpc_handler
     async def DeleteChunks(self, request: pb.DeleteChunksRequest, context: grpc.aio.ServicerContext) -> pb.Empty:

@@ -676,6 +676,18 @@ class ListChunksReply(_message.Message):
     more: bool
     def __init__(self, chunks: _Optional[_Iterable[_Union[ChunkEntry, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
 
+class ChunkPiece(_message.Message):
+    __slots__ = ("key", "offset", "truncate", "data")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    key: ChunkKey
+    offset: int
+    truncate: bool
+    data: bytes
+    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., offset: _Optional[int] = ..., truncate: _Optional[bool] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class DataStatsReply(_message.Message):
     __slots__ = ("chunks", "bytes", "db_bytes")
     CHUNKS_FIELD_NUMBER: _ClassVar[int]

@@ -1758,6 +1758,16 @@ class DataServiceStub:
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.DataStatsReply.FromString,
                 _registered_method=True)
+        self.WriteChunkStream = channel.stream_unary(
+                '/superfs.v1.DataService/WriteChunkStream',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.ChunkPiece.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.WriteChunkReply.FromString,
+                _registered_method=True)
+        self.ReadChunkStream = channel.unary_stream(
+                '/superfs.v1.DataService/ReadChunkStream',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.ReadChunkRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.ReadChunkReply.FromString,
+                _registered_method=True)
 
 
 class DataServiceServicer:
@@ -1799,6 +1809,19 @@ class DataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WriteChunkStream(self, request_iterator, context):
+        """The same as WriteChunk / ReadChunk, with the bytes in ~1 MiB pieces.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadChunkStream(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1831,6 +1854,16 @@ def add_DataServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.DataStatsReply.SerializeToString,
+            ),
+            'WriteChunkStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.WriteChunkStream,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.ChunkPiece.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.WriteChunkReply.SerializeToString,
+            ),
+            'ReadChunkStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadChunkStream,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.ReadChunkRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.ReadChunkReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1995,6 +2028,60 @@ class DataService:
             '/superfs.v1.DataService/Stats',
             superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
             superfs_dot_v1_dot_superfs__pb2.DataStatsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteChunkStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/superfs.v1.DataService/WriteChunkStream',
+            superfs_dot_v1_dot_superfs__pb2.ChunkPiece.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.WriteChunkReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadChunkStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/superfs.v1.DataService/ReadChunkStream',
+            superfs_dot_v1_dot_superfs__pb2.ReadChunkRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.ReadChunkReply.FromString,
             options,
             channel_credentials,
             insecure,

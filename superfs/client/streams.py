@@ -1,0 +1,51 @@
+"""Streamed chunk transfers: bulk bytes in ~1 MiB messages.
+
+Python gRPC moves one multi-megabyte unary message several times slower than
+the same bytes as a stream of 1 MiB messages (measured: 0.13 vs 0.83 GB/s
+between two processes), so chunk reads and writes above STREAM_MIN use the
+streaming RPCs. Failures become FsError exactly as in rpc.call.
+"""
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import grpc
+
+from superfs.errors import FsError, errno_of_rpc_error
+from superfs.v1 import superfs_pb2 as pb
+from superfs.v1 import superfs_pb2_grpc as pbg
+
+STREAM_MIN = 256 * 1024   # smaller transfers go as one unary message
+PIECE = 1 << 20
+
+
+async def write_chunk(stub: pbg.DataServiceStub, key: pb.ChunkKey, offset: int, data: memoryview,
+                      timeout_s: float) -> int:
+    async def pieces() -> AsyncIterator[pb.ChunkPiece]:
+        yield pb.ChunkPiece(key=key, offset=offset, data=bytes(data[:PIECE]))
+        for off in range(PIECE, len(data), PIECE):
+            yield pb.ChunkPiece(data=bytes(data[off:off + PIECE]))
+
+    try:
+        reply = await stub.WriteChunkStream(pieces(), timeout=timeout_s)
+    except grpc.aio.AioRpcError as e:
+        err, msg = errno_of_rpc_error(e)
+        raise FsError(err, msg) from None
+    return reply.length
+
+
+async def read_chunk(stub: pbg.DataServiceStub, key: pb.ChunkKey, offset: int, length: int,
+                     timeout_s: float) -> tuple[bytes, bool]:
+    """(bytes, exists) of one chunk range."""
+    parts: list[bytes] = []
+    exists = True
+    try:
+        async for reply in stub.ReadChunkStream(pb.ReadChunkRequest(key=key, offset=offset, length=length),
+                                                timeout=timeout_s):
+            exists = reply.exists
+            if reply.data:
+                parts.append(reply.data)
+    except grpc.aio.AioRpcError as e:
+        err, msg = errno_of_rpc_error(e)
+        raise FsError(err, msg) from None
+    return (parts[0] if len(parts) == 1 else b"".join(parts)), exists

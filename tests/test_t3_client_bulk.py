@@ -1,0 +1,58 @@
+"""Large files with the default 4 MiB chunks: the streamed transfer path."""
+from __future__ import annotations
+
+import errno
+import os
+
+import grpc
+import pytest
+
+from superfs.client import connect
+from superfs.client import streams
+from superfs.errors import FsError
+from superfs.v1 import superfs_pb2 as pb
+from superfs.v1 import superfs_pb2_grpc as pbg
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def big_cluster(tmp_path_factory):
+    from conftest import start_cluster
+
+    c = start_cluster(str(tmp_path_factory.mktemp("bulk")), inline_threshold=64 * 1024, chunk_size=4 * MiB)
+    yield c
+    c.stop()
+
+
+def test_large_file_round_trip_and_ranges(big_cluster):
+    data = os.urandom(10 * MiB + 12345)
+    with connect(str(big_cluster.config["dir_server"])) as fs:
+        with fs.open("/big", "wb") as f:
+            for off in range(0, len(data), 3 * MiB):  # writes that straddle chunk edges
+                f.write(data[off:off + 3 * MiB])
+        assert fs.stat("/big").st_size == len(data)
+        assert fs.read_bytes("/big") == data
+        with fs.open("/big", "rb", buffering=0) as f:
+            for off, n in ((4 * MiB - 100, 300 * 1024), (7 * MiB, 2 * MiB), (len(data) - 5, 100)):
+                f.seek(off)
+                assert f.read(n) == data[off:off + n]
+
+
+async def test_streamed_writes_refuse_bad_input(big_cluster):
+    address = big_cluster.config["data_servers"][0]
+    async with grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", 80 * MiB)]) as ch:
+        stub = pbg.DataServiceStub(ch)
+        key = pb.ChunkKey(ino=(3 << 40) | 1, index=0)
+        with pytest.raises(FsError) as e:
+            await streams.write_chunk(stub, key, 0, memoryview(bytes(65 * MiB)), 30.0)
+        assert e.value.errno == errno.EFBIG
+
+        async def nothing():
+            return
+            yield  # an async generator that yields no piece
+
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.WriteChunkStream(nothing(), timeout=10)
+        data, exists = await streams.read_chunk(stub, pb.ChunkKey(ino=(3 << 40) | 99), 0, MiB, 10.0)
+        assert (data, exists) == (b"", False)
