@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import grpc
 import numpy as np
 import xxhash
 
+from kvserve.api import Hit, StoreApi
 from kvserve.arena import Arena, as_bytes_view, checksum_of, host_id
 from kvserve.errors import KvError, ShmUnavailable, Status, StoreUnavailable, Tier, error_of_rpc
 from kvserve.prefix import Namespace, namespace_name
@@ -51,21 +51,12 @@ MIN_RATE = 50e6           # bytes/s: deadlines grow with the bytes a call moves
 RELEASE_DELAY_S = 0.05    # an idle client gives its leases back after this long
 
 
-@dataclass
-class Hit:
-    """One object found: its bytes (``data``; None if read into the caller's buffer), size and tier."""
-
-    size: int
-    tier: Tier
-    data: bytes | None = None
-
-
 def _chunks(n: int, step: int) -> Iterator[range]:
     for start in range(0, n, step):
         yield range(start, min(n, start + step))
 
 
-class KvClient:
+class KvClient(StoreApi):
     def __init__(self, address: str, namespace: Namespace | str, *, timeout_s: float = 10.0,
                  shm: bool | None = None, piece_bytes: int = 1 << 20) -> None:
         """``shm``: None uses shared memory when the daemon is on this host; True requires it."""
@@ -77,7 +68,7 @@ class KvClient:
         self._shm_mode = shm
         self._arena: Arena | None = None
         self._attached = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._releases: set[grpc.Future] = set()
         self._to_release: list[int] = []  # lease handles to give back with the next Lease
         self._release_timer: threading.Timer | None = None
@@ -96,12 +87,6 @@ class KvClient:
             self._arena.close()
             self._arena = None
 
-    def __enter__(self) -> "KvClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _deadline(self, nbytes: int = 0) -> float:
         return self.timeout_s + nbytes / MIN_RATE
 
@@ -109,7 +94,26 @@ class KvClient:
         try:
             return method(request, timeout=self._deadline(nbytes))
         except grpc.RpcError as e:
-            raise error_of_rpc(e) from None
+            err = error_of_rpc(e)
+            if isinstance(err, StoreUnavailable):
+                self._detach()  # it may come back as a new process with a new arena
+            raise err from None
+
+    def _detach(self) -> None:
+        with self._lock:
+            if self._arena is not None:
+                self._arena.close()
+                self._arena = None
+            self._attached = False
+            self._to_release.clear()  # they died with the daemon
+
+    def _same_arena(self, token: bytes) -> bool:
+        """Do placements in a reply refer to the arena we mapped? Not if the daemon restarted."""
+        if self._arena is not None and token == self._arena.token:
+            return True
+        log.info("the daemon at %s has a new arena (restarted): attaching again", self.address)
+        self._detach()
+        return False
 
     # -------------------------------------------------------- shared memory
 
@@ -176,9 +180,6 @@ class KvClient:
 
     # ------------------------------------------------------------------ put
 
-    def put(self, key: bytes, data: Any, *, pin: bool = False) -> Status:
-        return self.put_batch([key], [data], pin=pin)[0]
-
     def put_batch(self, keys: Sequence[bytes], values: Sequence[Any], *, pin: bool = False) -> list[Status]:
         """Store objects (bytes, bytearray, memoryview or numpy arrays; not copied on the way)."""
         if len(keys) != len(values):
@@ -197,6 +198,9 @@ class KvClient:
         statuses = [Status(p.status) for p in reply.placements]
         if not reply.reservation:
             return statuses
+        if not self._same_arena(reply.arena):
+            self._call(self._stub.Commit, pb.CommitRequest(reservation=reply.reservation, abort=True))
+            return self._put_shm(keys, views, pin) if self.uses_shm else self._put_grpc(keys, views, pin)
         try:
             for p, v in zip(reply.placements, views):
                 if p.status == Status.OK:
@@ -224,25 +228,6 @@ class KvClient:
 
     # ------------------------------------------------------------------ get
 
-    def get(self, key: bytes) -> bytes | None:
-        hit = self.lookup([key])[0]
-        return hit.data if hit is not None else None
-
-    def get_batch(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        return [h.data if h is not None else None for h in self.lookup(keys)]
-
-    def get_prefix(self, keys: Sequence[bytes]) -> list[bytes]:
-        """The objects of the longest run of leading keys that are all present."""
-        return [h.data for h in self.lookup(keys, prefix=True)]  # type: ignore[misc]
-
-    def get_into(self, keys: Sequence[bytes], outs: Sequence[Any]) -> list[int | None]:
-        """Read each object into its buffer (at least as large); sizes, None for a miss."""
-        return [h.size if h is not None else None for h in self.lookup(keys, outs=outs)]
-
-    def get_prefix_into(self, keys: Sequence[bytes], outs: Sequence[Any]) -> int:
-        """Read the leading present objects into ``outs``; returns how many."""
-        return len(self.lookup(keys, prefix=True, outs=outs))
-
     def lookup(self, keys: Sequence[bytes], *, prefix: bool = False,
                outs: Sequence[Any] | None = None) -> list[Hit | None]:
         """The general get: with ``prefix``, a list as long as the present prefix."""
@@ -263,6 +248,9 @@ class KvClient:
         assert self._arena is not None
         request = pb.LeaseRequest(namespace=self.namespace, keys=keys, prefix=prefix, release=self._take_releases())
         reply = self._call(self._stub.Lease, request)
+        if reply.lease and not self._same_arena(reply.arena):
+            # leases in a new daemon we cannot read: they expire there
+            return self._lookup_shm(keys, prefix, outs) if self.uses_shm else self._lookup_grpc(keys, prefix, outs)
         out: list[Hit | None] = []
         fallback: list[int] = []
         try:

@@ -34,6 +34,7 @@ class Status(enum.IntEnum):
     CORRUPT = pb.CORRUPT
     ABORTED = pb.ABORTED
     FALLBACK = pb.FALLBACK
+    UNAVAILABLE = pb.UNAVAILABLE
 
     @property
     def stored(self) -> bool:

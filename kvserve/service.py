@@ -19,6 +19,7 @@ import grpc
 from kvserve.arena import host_id
 from kvserve.errors import BadRequest, Status, Tier, rpc_handler, stream_handler
 from kvserve.metrics import StoreMetrics
+from kvserve.dram import Slot
 from kvserve.store import Found, KvStore, PutSpec
 from kvserve.v1 import kvserve_pb2 as pb
 from kvserve.v1 import kvserve_pb2_grpc as pbg
@@ -51,7 +52,8 @@ class KvServicer(pbg.KvServiceServicer):
     async def Put(self, request_iterator: AsyncIterator[pb.PutRequest], context: grpc.aio.ServicerContext) -> pb.PutReply:
         start = time.perf_counter()
         store, arena = self.store, self.store.arena
-        statuses: list[Status] = []
+        statuses: list[Status | None] = []  # None: filled, waiting to be committed with the batch
+        filled: list[Slot] = []
         namespace: str | None = None
         slot = None
         skip = 0  # bytes of a refused object still to come
@@ -83,13 +85,18 @@ class KvServicer(pbg.KvServiceServicer):
                     else:
                         raise BadRequest("bytes outside of any object")
                 if slot is not None and slot.filled == slot.size:
-                    statuses.append(store.commit_slot(slot))
+                    filled.append(slot)
+                    statuses.append(None)
                     slot = None
-            if slot is not None or skip:
+            if slot is not None:
                 statuses.append(Status.ABORTED)
+            # the whole batch becomes visible at once, committed like a shared-memory batch
+            committed = iter(store.commit_slots(filled))
+            filled = []
+            statuses = [next(committed) if st is None else st for st in statuses]
         finally:
-            if slot is not None:  # the stream broke off mid-object: nothing of it stays
-                store.dram.abort(slot)
+            for s in filled + ([slot] if slot is not None else []):
+                store.dram.abort(s)  # the stream broke off: nothing of it stays
         self.metrics.transfer.labels("grpc", "in").inc(received)
         self._observe("put", start)
         return pb.PutReply(statuses=statuses)
@@ -172,7 +179,7 @@ class KvServicer(pbg.KvServiceServicer):
         placements = [_placement(status, slot.extents if slot is not None else [])
                       for status, slot in outcomes]
         self._observe("reserve", start)
-        return pb.ReserveReply(reservation=handle, placements=placements)
+        return pb.ReserveReply(reservation=handle, placements=placements, arena=self.store.arena.token)
 
     @rpc_handler
     async def Commit(self, request: pb.CommitRequest, context: grpc.aio.ServicerContext) -> pb.StatusReply:
@@ -198,7 +205,8 @@ class KvServicer(pbg.KvServiceServicer):
                 placements.append(_placement(Status.OK, f.obj.extents, f.tier, meta))
         handle = self.store.hold(found)
         self._observe("lease", start)
-        return pb.LeaseReply(lease=handle, placements=placements, lease_seconds=self.store.cfg.lease_seconds)
+        return pb.LeaseReply(lease=handle, placements=placements, lease_seconds=self.store.cfg.lease_seconds,
+                             arena=self.store.arena.token)
 
     @rpc_handler
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.Empty:

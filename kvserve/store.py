@@ -149,13 +149,14 @@ class KvStore:
             for s in slots:
                 self.dram.abort(s)
             return [Status.ABORTED] * len(slots)
-        return [self.commit_slot(s) for s in slots]
+        return self.commit_slots(slots)
 
-    def commit_slot(self, slot: Slot, *, verify: bool = True) -> Status:
-        status = self.dram.commit(slot, verify=verify)
-        if status is Status.OK:
-            self.puts += 1
-        return status
+    def commit_slots(self, slots: Sequence[Slot]) -> list[Status]:
+        """Commit in reverse order: the first object of a batch (a chain's prefix) enters last,
+        so the policy treats it as the newest and evicts the chain from its tail."""
+        statuses = [self.dram.commit(s) for s in reversed(slots)][::-1]
+        self.puts += sum(1 for st in statuses if st is Status.OK)
+        return statuses
 
     # -------------------------------------------------------------------- get
 

@@ -24,6 +24,7 @@ class ObjectStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CORRUPT: _ClassVar[ObjectStatus]
     ABORTED: _ClassVar[ObjectStatus]
     FALLBACK: _ClassVar[ObjectStatus]
+    UNAVAILABLE: _ClassVar[ObjectStatus]
 TIER_NONE: Tier
 DRAM: Tier
 SUPERFS: Tier
@@ -36,6 +37,7 @@ NO_SPACE: ObjectStatus
 CORRUPT: ObjectStatus
 ABORTED: ObjectStatus
 FALLBACK: ObjectStatus
+UNAVAILABLE: ObjectStatus
 
 class ObjectMeta(_message.Message):
     __slots__ = ("key", "size", "checksum", "pin")
@@ -166,12 +168,14 @@ class ReserveRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., objects: _Optional[_Iterable[_Union[ObjectMeta, _Mapping]]] = ...) -> None: ...
 
 class ReserveReply(_message.Message):
-    __slots__ = ("reservation", "placements")
+    __slots__ = ("reservation", "placements", "arena")
     RESERVATION_FIELD_NUMBER: _ClassVar[int]
     PLACEMENTS_FIELD_NUMBER: _ClassVar[int]
+    ARENA_FIELD_NUMBER: _ClassVar[int]
     reservation: int
     placements: _containers.RepeatedCompositeFieldContainer[Placement]
-    def __init__(self, reservation: _Optional[int] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ...) -> None: ...
+    arena: bytes
+    def __init__(self, reservation: _Optional[int] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., arena: _Optional[bytes] = ...) -> None: ...
 
 class CommitRequest(_message.Message):
     __slots__ = ("reservation", "abort")
@@ -194,14 +198,16 @@ class LeaseRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., keys: _Optional[_Iterable[bytes]] = ..., prefix: _Optional[bool] = ..., release: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class LeaseReply(_message.Message):
-    __slots__ = ("lease", "placements", "lease_seconds")
+    __slots__ = ("lease", "placements", "lease_seconds", "arena")
     LEASE_FIELD_NUMBER: _ClassVar[int]
     PLACEMENTS_FIELD_NUMBER: _ClassVar[int]
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ARENA_FIELD_NUMBER: _ClassVar[int]
     lease: int
     placements: _containers.RepeatedCompositeFieldContainer[Placement]
     lease_seconds: float
-    def __init__(self, lease: _Optional[int] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., lease_seconds: _Optional[float] = ...) -> None: ...
+    arena: bytes
+    def __init__(self, lease: _Optional[int] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., lease_seconds: _Optional[float] = ..., arena: _Optional[bytes] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("leases",)
