@@ -157,3 +157,20 @@ async def _hostile(address: str, shard: str, data: str) -> None:
 async def test_hostile_requests_get_errors_and_daemons_keep_serving(cluster):
     cfg = cluster.config
     await _hostile(str(cfg["dir_server"]), cfg["shards"][0], cfg["data_servers"][0])
+
+
+def test_write_behind_failure_is_reported_not_lost(cluster_factory):
+    cluster = cluster_factory()
+    with connect(str(cluster.config["dir_server"]), timeout_s=2.0) as c:
+        with c.open("/wb", "wb") as f:  # becomes chunked: later writes go behind
+            f.write(os.urandom(SMALL_CHUNK * 2))
+        cluster.kill("data-0")
+        cluster.kill("data-1")
+        f = c.open("/wb", "r+b", buffering=0)
+        f.write(os.urandom(SMALL_CHUNK))  # accepted into the write-behind queue
+        with pytest.raises(OSError) as e:
+            f.close()
+        assert e.value.errno in (errno.EIO, errno.ETIMEDOUT)
+        assert f.closed
+        cluster.start()
+        assert c.stat("/wb").st_size == SMALL_CHUNK * 2  # the failed write did not grow the file

@@ -4,13 +4,18 @@
 ``BufferedWriter``/``BufferedRandom`` and ``io.TextIOWrapper`` on top give
 buffering, read-ahead and text modes exactly as the built-in ``open`` does.
 
-A chunked file's size on its shard is grown at ``flush()`` (and so at
-``close()``), not on every write: written bytes are durable on the data
-servers when ``write`` returns, and become visible to other clients at
-flush, close-to-open as NFS.
+Writes to a chunked file are written behind: up to WRITE_BEHIND chunk
+writes are in flight while the caller produces the next ones, and the file's
+size on its shard is grown at ``flush()`` (and so at ``close()``). A write
+is acknowledged (durable on every replica, visible to other clients) when
+``flush()`` or ``close()`` returns, close-to-open as NFS; an error of a
+background write is raised by the next write, flush or close. Sequential
+reads of a chunked file prefetch the next range while the caller consumes
+the current one. Random access is best done with ``buffering=0``.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import os
 from typing import TYPE_CHECKING, Any
@@ -21,6 +26,7 @@ if TYPE_CHECKING:
     from superfs.client.sync import Client
 
 DEFAULT_BUFFER = 1 << 20
+WRITE_BEHIND = 4  # chunk writes in flight per file
 
 
 def parse_mode(mode: str) -> tuple[int, bool]:
@@ -50,6 +56,8 @@ class RawFile(io.RawIOBase):
         self._pos = node.attr.size if flags & os.O_APPEND else 0
         self._end = node.attr.size  # largest end this handle wrote (or knew)
         self._dirty = False
+        self._pending: list[tuple[int, int, concurrent.futures.Future[int]]] = []
+        self._prefetch: tuple[int, int, concurrent.futures.Future[bytes]] | None = None
 
     # -- io.RawIOBase protocol
     def readable(self) -> bool:
@@ -66,16 +74,34 @@ class RawFile(io.RawIOBase):
         if not self.readable():
             raise io.UnsupportedOperation("file not open for reading")
         view = memoryview(buf).cast("B")
-        data = self._client._run(self._client._fs.read_at(self._node, self._pos, len(view)))
+        self._drain()  # read your own writes
+        data = self._read(self._pos, len(view))
         n = len(data)
         view[:n] = data
         self._pos += n
         return n
 
+    def _read(self, pos: int, length: int) -> bytes:
+        """Serve from the prefetched range when it matches; prefetch the next."""
+        ahead = self._prefetch
+        self._prefetch = None
+        if ahead is not None and ahead[0] == pos and ahead[1] == length:
+            data = self._client._wait(ahead[2])
+        else:
+            if ahead is not None:
+                ahead[2].cancel()
+            data = self._client._run(self._client._fs.read_at(self._node, pos, length))
+        info = self._node.file
+        if len(data) == length and info is not None and not info.inline and pos + length < self._size():
+            self._prefetch = (pos + length, length,
+                              self._client._submit(self._client._fs.read_at(self._node, pos + length, length)))
+        return data
+
     def readall(self) -> bytes:
+        self._drain()
         chunks = []
         while True:
-            data = self._client._run(self._client._fs.read_at(self._node, self._pos, 16 << 20))
+            data = self._read(self._pos, 16 << 20)
             if not data:
                 return b"".join(chunks)
             self._pos += len(data)
@@ -88,7 +114,24 @@ class RawFile(io.RawIOBase):
         data = memoryview(buf).cast("B")
         if self._flags & os.O_APPEND:
             self._pos = max(self._end, self._node.attr.size)
-        end = self._client._run(self._client._fs.write_at(self._node, self._pos, data, defer_size=True))
+        if self._prefetch is not None:  # it may hold bytes this write replaces
+            self._prefetch[2].cancel()
+            self._prefetch = None
+        self._reap(block=False)
+        info = self._node.file
+        start = self._pos
+        if info is not None and not info.inline and len(data) >= info.chunk_size // 4:
+            # write behind: wait only for overlapping or too many writes
+            end = start + len(data)
+            while self._pending and (len(self._pending) >= WRITE_BEHIND or
+                                     any(s < end and start < e for s, e, _ in self._pending)):
+                self._reap(block=True)
+            fut = self._client._submit(
+                self._client._fs.write_at(self._node, start, bytes(data), defer_size=True))
+            self._pending.append((start, end, fut))
+        else:
+            self._drain()
+            end = self._client._run(self._client._fs.write_at(self._node, start, data, defer_size=True))
         self._pos = end
         if end > self._end:
             self._end = end
@@ -123,16 +166,48 @@ class RawFile(io.RawIOBase):
         self._end = size
         return size
 
+    def _reap(self, block: bool) -> None:
+        """Collect finished background writes (the oldest, waiting, if block)."""
+        while self._pending and (block or self._pending[0][2].done()):
+            _, _, fut = self._pending.pop(0)
+            block = False
+            try:
+                self._client._wait(fut)
+            except BaseException:
+                self._drain(raise_errors=False)
+                raise
+
+    def _drain(self, raise_errors: bool = True) -> None:
+        """Wait for every background write; raise the first error."""
+        first: BaseException | None = None
+        while self._pending:
+            _, _, fut = self._pending.pop(0)
+            try:
+                self._client._wait(fut)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                first = first or e
+        if first is not None and raise_errors:
+            raise first
+
     def flush(self) -> None:
-        if self._dirty and not self.closed:
+        if self.closed:
+            return
+        self._drain()
+        if self._dirty:
             self._client._run(self._client._fs.commit_size(self._node, self._end))
             self._dirty = False
+        self._pending: list[tuple[int, int, concurrent.futures.Future[int]]] = []
+        self._prefetch: tuple[int, int, concurrent.futures.Future[bytes]] | None = None
 
     def close(self) -> None:
         if not self.closed:
             try:
                 self.flush()
             finally:
+                if self._prefetch is not None:
+                    self._prefetch[2].cancel()
+                    self._prefetch = None
+                self._drain(raise_errors=False)
                 super().close()
 
     def fileno(self) -> int:
@@ -144,8 +219,13 @@ class RawFile(io.RawIOBase):
         self.flush()
 
     def fstat(self) -> os.stat_result:
+        self.flush()
         self._client._run(self._client._fs.refresh_node(self._node))
         return to_stat(self._node.attr)
+
+    @property
+    def chunk_size(self) -> int:
+        return self._client._fs.cluster.map.chunk_size or DEFAULT_BUFFER
 
     def _size(self) -> int:
         return max(self._end, self._node.attr.size)
@@ -158,7 +238,7 @@ def wrap(raw: RawFile, binary: bool, buffering: int, encoding: str | None, error
         if not binary:
             raise ValueError("can't have unbuffered text I/O")
         return raw
-    size = buffering if buffering > 1 else DEFAULT_BUFFER
+    size = buffering if buffering > 1 else max(DEFAULT_BUFFER, raw.chunk_size)
     if raw.readable() and raw.writable():
         buffered: Any = io.BufferedRandom(raw, size)
     elif raw.writable():

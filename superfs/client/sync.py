@@ -46,7 +46,16 @@ class Client:
         if self._closed:
             coro.close()
             raise ValueError("client is closed")
-        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return self._wait(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
+        """Start ``coro`` on the client's loop without waiting (write-behind, read-ahead)."""
+        if self._closed:
+            coro.close()
+            raise ValueError("client is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def _wait(self, fut: "concurrent.futures.Future[T]") -> T:
         try:
             return fut.result(self.op_timeout_s)
         except concurrent.futures.TimeoutError:
