@@ -144,9 +144,11 @@ class S3FifoPolicy(EvictionPolicy[K]):
         # every step either evicts or spends one unit of an object's frequency
         # (at most MAX_FREQ each) or moves it from small to main (once)
         budget = (self.MAX_FREQ + 2) * (len(self._small) + len(self._main)) + 1
+        main_skips = 0  # busy keys met in a row in main: a whole lap means main has nothing to give
         for _ in range(budget):
             total = self._small_bytes + self._main_bytes
-            if self._small and (self._small_bytes >= self.small_share * total or not self._main):
+            main_stuck = main_skips >= len(self._main)
+            if self._small and (self._small_bytes >= self.small_share * total or main_stuck):
                 key, size = self._small.popitem(last=False)
                 self._small_bytes -= size
                 if self._freq[key] > 0 or (skip is not None and skip(key)):
@@ -157,14 +159,19 @@ class S3FifoPolicy(EvictionPolicy[K]):
                 del self._freq[key]
                 self._remember(key)
                 return key
-            if not self._main:
+            if main_stuck:
                 return None
             key, size = self._main.popitem(last=False)
-            f = self._freq[key]
-            if f > 0 or (skip is not None and skip(key)):
-                self._freq[key] = max(0, f - 1)
-                self._main[key] = size  # another lap
+            self._main[key] = size  # back at the tail unless evicted below
+            if skip is not None and skip(key):
+                main_skips += 1
                 continue
+            main_skips = 0
+            f = self._freq[key]
+            if f > 0:
+                self._freq[key] = f - 1  # a hit buys another lap
+                continue
+            del self._main[key]
             self._main_bytes -= size
             del self._freq[key]
             return key
