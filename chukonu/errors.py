@@ -1,0 +1,57 @@
+"""Exceptions chukonu raises, named as PySpark names them where one exists.
+
+``AnalysisException`` is raised while a DataFrame is being built (a missing
+column, a schema mismatch), before anything runs. ``TaskFailedError`` is
+raised by an action when a task failed: it names the stage and partition and
+carries the original error's type, message and traceback text, because the
+exception object itself may not survive the trip from a worker process.
+"""
+from __future__ import annotations
+
+
+class ChukonuError(Exception):
+    """Base class of chukonu's own errors."""
+
+
+class AnalysisException(ChukonuError):
+    """The query is invalid: unknown column, incompatible schemas, bad arguments."""
+
+
+class TaskFailedError(ChukonuError):
+    """A task of a job failed; the message names the partition and the cause."""
+
+    def __init__(self, message: str, *, stage: int = -1, partition: int = -1, cause_type: str = "",
+                 cause_message: str = "", remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.partition = partition
+        self.cause_type = cause_type
+        self.cause_message = cause_message
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # keyword-only fields would be lost by the default pickling
+        return (_rebuild_task_failed, (str(self), self.stage, self.partition, self.cause_type,
+                                       self.cause_message, self.remote_traceback))
+
+
+def _rebuild_task_failed(message: str, stage: int, partition: int, cause_type: str, cause_message: str,
+                         remote_traceback: str) -> TaskFailedError:
+    return TaskFailedError(message, stage=stage, partition=partition, cause_type=cause_type,
+                           cause_message=cause_message, remote_traceback=remote_traceback)
+
+
+class WorkerLostError(ChukonuError):
+    """A worker died while running a task (the task is retried elsewhere)."""
+
+
+# PySpark spells the UDF failure this way; pipelines catch it by name.
+PythonException = TaskFailedError
+
+
+def unsupported(call: str, hint: str = "") -> NotImplementedError:
+    """The NotImplementedError for a PySpark call chukonu does not provide."""
+    msg = f"{call} is not supported by chukonu"
+    if hint:
+        msg += f" ({hint})"
+    return NotImplementedError(msg)
