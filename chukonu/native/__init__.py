@@ -1,0 +1,6 @@
+"""Compiled kernels (numba): XXH64, MinHash signatures and bands, union-find.
+
+Python loops here are compiled to machine code on first use and cached on
+disk next to the sources, so worker processes pay the compile once. Each
+kernel works on plain numpy arrays (Arrow buffers viewed without copying).
+"""
