@@ -1,0 +1,295 @@
+"""Grouped aggregation in three steps: partial (map side), merge, finalize (reduce side).
+
+Every supported aggregate has a partial state that merges with itself
+(count -> sum of counts, avg -> sum and count, collect_list -> lists
+concatenated in input order), so a map task shrinks its output to one row
+per key before the shuffle, and a reduce task only ever holds merged states.
+Arrow's hash aggregation does the numeric work; list-valued states and
+non-primitive values use each group's row indices (its "segment") instead,
+because Arrow's hash aggregates do not accept nested types.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+log = logging.getLogger(__name__)
+
+FLUSH_ROWS = 1 << 20   # a partial aggregate merges its buffered input past this many rows
+
+
+@dataclass(frozen=True)
+class AggFn:
+    fn: str                 # count, count_all, sum, min, max, avg, first, last, collect_list, collect_set, count_distinct
+    arg: int | None         # column of the pre-projection after the keys (None for count(*))
+    ignore_nulls: bool = False
+
+    @property
+    def state_width(self) -> int:
+        return 2 if self.fn == "avg" else 1
+
+    @property
+    def listy(self) -> bool:
+        return self.fn in ("collect_list", "collect_set", "count_distinct")
+
+
+def _nested(t: pa.DataType) -> bool:
+    return pa.types.is_nested(t) or pa.types.is_dictionary(t)
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t)
+
+
+class Grouped:
+    """The groups of a table's key columns: unique keys (first-seen order) and each group's rows."""
+
+    def __init__(self, keys: list[pa.Array], n: int) -> None:
+        self.n = n
+        if not keys:
+            keys = [pa.array(np.zeros(n, dtype=np.int8))]
+            self.global_agg = True
+        else:
+            self.global_agg = False
+        names = [f"k{i}" for i in range(len(keys))]
+        surrogate = [(pa.array([repr(v) for v in k.to_pylist()], type=pa.string()) if _nested(k.type) else k)
+                     for k in keys]
+        table = pa.table(surrogate + [pa.array(np.arange(n, dtype=np.int64))], names=names + ["__i"])
+        grouped = table.group_by(names, use_threads=False).aggregate([("__i", "list")])
+        rows = grouped.column("__i_list").combine_chunks()
+        self.order = pc.list_flatten(rows).to_numpy()
+        self.lengths = pc.list_value_length(rows).to_numpy(zero_copy_only=False).astype(np.int64)
+        self.num_groups = len(self.lengths)
+        self.starts = np.cumsum(self.lengths) - self.lengths
+        first_rows = pa.array(self.order[self.starts]) if self.num_groups else pa.array([], pa.int64())
+        self.keys = [] if self.global_agg else [k.take(first_rows) for k in keys]
+        self.gid_sorted = np.repeat(np.arange(self.num_groups, dtype=np.int64), self.lengths)
+        self.first_rows = first_rows
+
+    def first(self, values: pa.Array, ignore_nulls: bool, last: bool = False) -> pa.Array:
+        taken = values.take(pa.array(self.order))
+        gid = self.gid_sorted
+        if ignore_nulls:
+            keep = pc.is_valid(taken).to_numpy(zero_copy_only=False)
+            taken, gid = taken.filter(pa.array(keep)), gid[keep]
+        if len(gid) == 0:
+            return pa.nulls(self.num_groups, values.type)
+        if last:
+            marks = np.flatnonzero(np.r_[gid[1:] != gid[:-1], True])
+        else:
+            marks = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
+        index = np.full(self.num_groups, -1, dtype=np.int64)
+        index[gid[marks]] = marks
+        return taken.take(pa.array(index, mask=index < 0))
+
+    def collect(self, values: pa.Array, distinct: bool, merge: bool) -> pa.Array:
+        """One list per group: the non-null values (or, merging, the states' lists concatenated)."""
+        taken = values.take(pa.array(self.order))
+        gid = self.gid_sorted
+        if merge:
+            parents = pc.list_parent_indices(taken).to_numpy()
+            gid = gid[parents]
+            taken = pc.list_flatten(taken)
+            elem_type = values.type.value_type
+        else:
+            elem_type = values.type
+            if taken.null_count:
+                keep = pc.is_valid(taken).to_numpy(zero_copy_only=False)
+                taken, gid = taken.filter(pa.array(keep)), gid[keep]
+        if distinct and len(gid):
+            if _nested(elem_type):
+                seen: set[tuple[int, str]] = set()
+                keep_list = []
+                for g, v in zip(gid.tolist(), taken.to_pylist()):
+                    k = (g, repr(v))
+                    keep_list.append(k not in seen)
+                    seen.add(k)
+                keep = np.array(keep_list, dtype=bool)
+            else:
+                t = pa.table({"g": gid, "v": taken, "i": np.arange(len(gid))})
+                firsts = t.group_by(["g", "v"], use_threads=False).aggregate([("i", "min")])
+                keep = np.zeros(len(gid), dtype=bool)
+                keep[firsts.column("i_min").to_numpy()] = True
+            taken, gid = taken.filter(pa.array(keep)), gid[keep]
+        counts = np.bincount(gid, minlength=self.num_groups) if len(gid) else np.zeros(self.num_groups, np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        if offsets[-1] < (1 << 31):
+            return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), taken)
+        return pa.LargeListArray.from_arrays(pa.array(offsets), taken)
+
+
+def _hash_aggs(grouped: Grouped, columns: list[pa.Array], specs: list[tuple[int, str, Any]]) -> list[pa.Array]:
+    """Arrow hash aggregates of value columns, aligned with ``grouped``'s groups."""
+    if not specs:
+        return []
+    gid = np.empty(grouped.n, dtype=np.int64)
+    gid[grouped.order] = grouped.gid_sorted
+    names = ["g"] + [f"v{j}" for j in range(len(specs))]
+    table = pa.table([pa.array(gid)] + [columns[c] for c, _, _ in specs], names=names)
+    aggs = [(f"v{j}", how, opts) if opts is not None else (f"v{j}", how) for j, (_, how, opts) in enumerate(specs)]
+    out = table.group_by(["g"], use_threads=False).aggregate(aggs)
+    order = pc.sort_indices(out.column("g"))
+    out = out.take(order)
+    return [out.column(f"v{j}_{how}").combine_chunks() for j, (_, how, _o) in enumerate(specs)]
+
+
+_COUNT_VALID = pc.CountOptions(mode="only_valid")
+_COUNT_ALL = pc.CountOptions(mode="all")
+
+
+def partial(pre: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
+    """The partial states of ``pre`` (keys first, then aggregate inputs): one row per key."""
+    cols = [pre.column(i).combine_chunks() for i in range(pre.num_columns)]
+    g = Grouped(cols[:n_keys], pre.num_rows)
+    values = cols[n_keys:]
+    specs: list[tuple[int, str, Any]] = []
+    slots: list[Any] = []
+    for f in fns:
+        if f.fn == "count_all":
+            specs.append((len(values), "count", _COUNT_ALL))
+            slots.append(len(specs) - 1)
+        elif f.fn == "count":
+            specs.append((f.arg, "count", _COUNT_VALID))
+            slots.append(len(specs) - 1)
+        elif f.fn in ("sum", "min", "max"):
+            specs.append((f.arg, f.fn, None))
+            slots.append(len(specs) - 1)
+        elif f.fn == "avg":
+            specs.append((len(values) + 1 + f.arg, "sum", None))   # the float64 copy, added below
+            specs.append((f.arg, "count", _COUNT_VALID))
+            slots.append((len(specs) - 2, len(specs) - 1))
+        else:
+            slots.append(None)
+    avg_args = {f.arg for f in fns if f.fn == "avg"}
+    extra = [pa.array(np.zeros(pre.num_rows, dtype=np.int8))] + [
+        v.cast(pa.float64()) if i in avg_args else v for i, v in enumerate(values)]
+    results = _hash_aggs(g, values + extra, specs)
+    states: list[pa.Array] = []
+    for f, slot in zip(fns, slots):
+        if f.fn == "avg":
+            states.extend([results[slot[0]], results[slot[1]]])
+        elif slot is not None:
+            states.append(results[slot])
+        elif f.fn in ("first", "last"):
+            states.append(g.first(values[f.arg], f.ignore_nulls, last=f.fn == "last"))
+        else:
+            states.append(g.collect(values[f.arg], distinct=f.fn != "collect_list", merge=False))
+    return _state_table(g, states, n_keys, fns)
+
+
+def _state_table(g: Grouped, states: list[pa.Array], n_keys: int, fns: list[AggFn]) -> pa.Table:
+    names = [f"k{i}" for i in range(n_keys)] + [f"s{j}" for j in range(len(states))]
+    if g.global_agg and n_keys == 0:
+        return pa.table(states, names=names) if states else pa.table({"__rows": pa.array(
+            np.ones(g.num_groups, dtype=np.int8))})
+    return pa.table(g.keys + states, names=names)
+
+
+def merge(states: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
+    """Partial states (several rows per key) merged into one row per key."""
+    cols = [states.column(i).combine_chunks() for i in range(states.num_columns)]
+    g = Grouped(cols[:n_keys], states.num_rows)
+    values = cols[n_keys:]
+    specs: list[tuple[int, str, Any]] = []
+    plan: list[Any] = []
+    j = 0
+    for f in fns:
+        if f.fn in ("count", "count_all", "sum"):
+            specs.append((j, "sum", None))
+            plan.append(("hash", len(specs) - 1))
+        elif f.fn in ("min", "max"):
+            specs.append((j, f.fn, None))
+            plan.append(("hash", len(specs) - 1))
+        elif f.fn == "avg":
+            specs.append((j, "sum", None))
+            specs.append((j + 1, "sum", None))
+            plan.append(("avg", len(specs) - 2))
+        elif f.fn in ("first", "last"):
+            plan.append(("first", j))
+        else:
+            plan.append(("collect", j))
+        j += f.state_width
+    results = _hash_aggs(g, values, specs)
+    out: list[pa.Array] = []
+    for f, (kind, slot) in zip(fns, plan):
+        if kind == "hash":
+            out.append(results[slot])
+        elif kind == "avg":
+            out.extend([results[slot], results[slot + 1]])
+        elif kind == "first":
+            out.append(g.first(values[slot], f.ignore_nulls, last=f.fn == "last"))
+        else:
+            out.append(g.collect(values[slot], distinct=f.fn != "collect_list", merge=True))
+    return _state_table(g, out, n_keys, fns)
+
+
+def finalize(states: pa.Table, n_keys: int, fns: list[AggFn], state_types: list[pa.DataType]) -> pa.Table:
+    """Merged states -> [keys..., one result per aggregate]; a global aggregate always has one row."""
+    if n_keys == 0 and states.num_rows == 0:
+        states = pa.table([pa.nulls(1, t) for t in state_types], names=[f"s{j}" for j in range(len(state_types))])
+    cols = [states.column(i).combine_chunks() for i in range(states.num_columns)]
+    keys, values = cols[:n_keys], cols[n_keys:]
+    out: list[pa.Array] = []
+    j = 0
+    for f in fns:
+        v = values[j]
+        if f.fn in ("count", "count_all"):
+            out.append(pc.fill_null(v, 0).cast(pa.int64()))
+        elif f.fn == "avg":
+            out.append(pc.divide(v.cast(pa.float64()), pc.if_else(pc.equal(values[j + 1], 0), pa.scalar(None, pa.int64()),
+                                                                  values[j + 1]).cast(pa.float64())))
+        elif f.fn == "count_distinct":
+            out.append(pc.fill_null(pc.list_value_length(v), 0).cast(pa.int64()))
+        elif f.fn in ("collect_list", "collect_set"):
+            if v.null_count:
+                v = pc.if_else(pc.is_null(v), pa.scalar([], v.type), v)
+            out.append(v)
+        else:
+            out.append(v)
+        j += f.state_width
+    names = [f"k{i}" for i in range(n_keys)] + [f"a{i}" for i in range(len(fns))]
+    return pa.table(keys + out, names=names)
+
+
+class PartialAggOp:
+    """Map side: buffer the task's input, fold it into partial states, emit the states at the end."""
+
+    name = "partialAgg"
+
+    def __init__(self, n_keys: int, fns: list[AggFn], schema: pa.Schema) -> None:
+        self.n_keys, self.fns, self.schema = n_keys, fns, schema
+
+    def run(self, batches: Iterator[Any], tc: Any) -> Iterator[Any]:
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        states: pa.Table | None = None
+        for b in batches:
+            pending.append(b)
+            rows += b.num_rows
+            if rows >= FLUSH_ROWS:
+                states = self._fold(states, pending)
+                pending, rows = [], 0
+                if states.num_rows >= FLUSH_ROWS:   # many distinct keys: pass them on instead of holding them
+                    yield from states.combine_chunks().to_batches()
+                    states = None
+        if pending or states is None:
+            states = self._fold(states, pending)
+        if states.num_rows:
+            yield from states.combine_chunks().to_batches()
+
+    def _fold(self, states: pa.Table | None, pending: list[pa.RecordBatch]) -> pa.Table:
+        fresh = partial(pa.Table.from_batches(pending, schema=self.schema), self.n_keys, self.fns)
+        if states is None:
+            return fresh
+        return merge(pa.concat_tables([states, fresh]), self.n_keys, self.fns)
+
+
+def state_schema(pre_schema: pa.Schema, n_keys: int, fns: list[AggFn]) -> pa.Schema:
+    """The schema of the partial states (found by aggregating zero rows)."""
+    empty = pa.Table.from_batches([], schema=pre_schema)
+    return partial(empty, n_keys, fns).schema
