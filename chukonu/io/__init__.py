@@ -1,0 +1,1 @@
+"""Input and output: file systems (local, SuperFS), splits, format readers and writers."""
