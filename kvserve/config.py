@@ -53,7 +53,7 @@ class ServerConfig:
     superfs_bytes: int = 0                 # capacity of the SuperFS tier; 0: unbounded
     superfs_timeout_s: float = 10.0        # per SuperFS RPC
     demote_inflight_bytes: int = 256 * MiB  # evicted bytes waiting to be written to SuperFS
-    demote_concurrency: int = 4            # SuperFS writes in flight
+    demote_concurrency: int = 32           # SuperFS writes in flight (they share fsyncs: more is faster)
     metrics_port: int | None = None        # Prometheus endpoint port; None: no endpoint, 0: any free port
     metrics_host: str = "127.0.0.1"
     piece_bytes: int = 1 * MiB             # bytes per streamed gRPC message

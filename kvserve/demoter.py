@@ -84,6 +84,8 @@ class Demoter:
 
     async def close(self, timeout_s: float) -> None:
         if not await self.drain(timeout_s):
-            log.warning("%d demotions to SuperFS were still running at shutdown", len(self._tasks))
-            for t in list(self._tasks):
+            tasks = list(self._tasks)
+            log.warning("%d demotions to SuperFS were still pending at shutdown: dropped", len(tasks))
+            for t in tasks:
                 t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -3,25 +3,26 @@
 Layout under the daemon's root directory (through ``superfs.client`` only)::
 
     ROOT/<namespace, %-quoted>/<key hex>        one ObjectFile (kvserve/objfile.py)
-    ROOT/<namespace, %-quoted>/.tmp-<key>-<rnd>  being written
 
-A file is written under a temporary name and renamed into place: the rename
-is the commit, so a reader never opens a partial object. Files left by a
-crash are deleted at start, and the index is rebuilt from a listing, so the
-tier survives daemon restarts. One file per object suits SuperFS: its
-metadata is spread over shards by (directory, name), small files stay
-inline in their metadata record, and large ones are chunked over data
-servers.
+The daemon owning a root is its only reader and writer, and it reads only
+objects in its index, which gains an object once its file is completely
+written: that is the commit point, so no reader ever opens a partial file,
+without paying for a rename (a second metadata transaction, often across
+shards). A file torn by a crash is found at the next start by the listing
+that rebuilds the index, fails its checksum when read, and is deleted: a
+miss, never wrong bytes. The tier thus survives daemon restarts.
 
-Any failure to read (missing file, unreachable cluster, bad checksum) is a
-miss; a corrupt file is also deleted.
+One file per object suits SuperFS: its metadata is spread over shards by
+(directory, name), small files stay inline in their metadata record (one
+round trip to create and fill), and large ones are chunked over data
+servers. Any failure to read (missing file, unreachable cluster, bad
+checksum) is a miss; a corrupt file is also deleted.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import secrets
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
@@ -34,7 +35,7 @@ from kvserve.tier_index import TierIndex
 
 log = logging.getLogger(__name__)
 
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = ".tmp-"  # written by older versions: deleted at start
 IO_PIECE = 16 << 20  # the client library moves at most 64 MiB per call
 
 
@@ -104,8 +105,14 @@ class SuperFsTier:
         blob = encode_object(oid[0], oid[1], data, checksum)
         if not self.index.fits_ever(len(blob)):
             return False
-        await self._make_room(len(blob))
+        # make room and claim it before the first await, so concurrent writers cannot overbook
+        victims = self.index.evict_for(len(blob), busy=lambda o: o in self._busy)
+        if victims is None or self.index.free < len(blob):
+            return False
         self.index.reserve(len(blob))
+        for victim, _ in victims:
+            self.counters.evictions += 1
+            await self._unlink(self.path_of(victim))
         try:
             await self._write_file(oid, blob)
         except OSError as e:
@@ -120,28 +127,20 @@ class SuperFsTier:
         return True
 
     async def _write_file(self, oid: ObjectId, blob: bytes) -> None:
-        ns_dir = self.dir_of(oid[0])
         if oid[0] not in self._dirs:
-            await self.fs.makedirs(ns_dir, exist_ok=True)
+            await self.fs.makedirs(self.dir_of(oid[0]), exist_ok=True)
             self._dirs.add(oid[0])
-        tmp = f"{ns_dir}/{TMP_PREFIX}{oid[1].hex()}-{secrets.token_hex(4)}"
-        node = await self.fs.open_node(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        path = self.path_of(oid)
+        node = await self.fs.open_node(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             view = memoryview(blob)
             end = 0
             for pos in range(0, len(blob), IO_PIECE):
                 end = await self.fs.write_at(node, pos, view[pos:pos + IO_PIECE], defer_size=True)
             await self.fs.commit_size(node, end)
-            await self.fs.rename(tmp, self.path_of(oid))  # the commit point
         except BaseException:
-            await self._unlink(tmp)
+            await self._unlink(path)
             raise
-
-    async def _make_room(self, size: int) -> None:
-        victims = self.index.evict_for(size, busy=lambda oid: oid in self._busy)
-        for oid, _ in victims or ():
-            self.counters.evictions += 1
-            await self._unlink(self.path_of(oid))
 
     async def read(self, oid: ObjectId) -> tuple[bytes, int] | None:
         """(bytes, checksum) of a held object, or None (missing, unreadable or corrupt)."""
