@@ -17,6 +17,7 @@ import grpc
 from superfs.dataserver.chunk_store import ChunkStore
 from superfs.dataserver.chunk_format import MAX_CHUNK
 from superfs.errors import FsError, rpc_handler
+from superfs.faults import crash_point
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
 
@@ -82,6 +83,7 @@ class DataServicer(pbg.DataServiceServicer):
     @rpc_handler
     async def DeleteChunks(self, request: pb.DeleteChunksRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
         await self.chunks.delete(request.ino, request.from_index)
+        crash_point("data.delete_chunks.after_commit")
         return pb.Empty()
 
     @rpc_handler

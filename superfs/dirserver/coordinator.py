@@ -39,6 +39,7 @@ from superfs.dirserver.locks import DirLocks, dir_key
 from superfs.dirserver.shards import ShardOps
 from superfs.dirserver.store import DirStore, now_ns
 from superfs.errors import FsError
+from superfs.faults import crash_point
 from superfs.routing import ROOT_INO, is_dir_ino
 from superfs.v1 import superfs_pb2 as pb
 
@@ -98,6 +99,7 @@ class Coordinator:
                 self.intents.add_txn(txn, intent)
 
             await self.store.db.write(begin)
+            crash_point("dir.mkdir.after_intent")
             try:
                 await self.shards.reserve(parent_ino, name, intent.ino)
             except FsError as e:
@@ -106,6 +108,7 @@ class Coordinator:
                 else:
                     await _quietly(self._undo_mkdir(intent), "undo mkdir")
                 raise
+            crash_point("dir.mkdir.after_reserve")
             t = now_ns()
             bits = mode & 0o1777  # as mkdir(2): setuid/setgid from the caller are ignored
             gid = creds.gid
@@ -160,6 +163,7 @@ class Coordinator:
             raise FsError(errno.ENOTEMPTY, "directory has subdirectories")
         intent = Intent("rmdir", ino=d.ino, parent=parent.ino, name=d.name)
         await self.store.db.write(lambda txn: self.intents.add_txn(txn, intent))
+        crash_point("dir.rmdir.after_intent")
         try:
             empty = await self.shards.seal_all(d.ino)
         except FsError:
@@ -168,8 +172,10 @@ class Coordinator:
         if not all(empty):
             await _quietly(self._undo_rmdir(intent), "undo rmdir")
             raise FsError(errno.ENOTEMPTY, "directory has entries")
+        crash_point("dir.rmdir.after_seal")
         t = now_ns()
         await self.store.db.write(lambda txn: self.store.delete_dir_txn(txn, d.ino, t))
+        crash_point("dir.rmdir.after_commit")
         # Committed. What is left (releasing the name on its shard) recovery can finish.
         await self._release_then_drop(intent, intent.parent, intent.name)
         log.debug("rmdir %d/%s (%d)", parent.ino, d.name, d.ino)
@@ -246,6 +252,7 @@ class Coordinator:
         intent = Intent("renamedir", ino=src.ino, parent=sp.ino, name=src_name, dst_parent=dp.ino,
                         dst_name=dst_name, replaced_ino=dst.ino if dst else 0)
         await self.store.db.write(lambda txn: self.intents.add_txn(txn, intent))
+        crash_point("dir.renamedir.after_intent")
         await self.rename_forward(intent)
         log.debug("renamedir %d/%s -> %d/%s (%d)", sp.ino, src_name, dp.ino, dst_name, src.ino)
 
@@ -260,12 +267,14 @@ class Coordinator:
             if not all(empty):
                 await self._abort_rename(i, FsError(errno.ENOTEMPTY, "target directory has entries"))
             await self.shards.release(i.dst_parent, i.dst_name, i.replaced_ino)
+            crash_point("dir.renamedir.after_seal_replaced")
         try:
             await self.shards.reserve(i.dst_parent, i.dst_name, i.ino)
         except FsError as e:
             if e.errno not in TRANSIENT:  # e.g. EEXIST: a file took the name; it will not change
                 await self._abort_rename(i, e)
             raise
+        crash_point("dir.renamedir.after_reserve")
         t = now_ns()
 
         def move(txn: lmdb.Transaction) -> None:
@@ -274,6 +283,7 @@ class Coordinator:
             self.store.move_dir_txn(txn, i.ino, i.dst_parent, i.dst_name, t)
 
         await self.store.db.write(move)
+        crash_point("dir.renamedir.after_commit")
         # Committed. Only the source name's reservation is left to release.
         await self._release_then_drop(i, i.parent, i.name)
 

@@ -32,6 +32,7 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 from superfs.errors import FsError
+from superfs.faults import crash_point
 from superfs.perms import CredsLike
 from superfs.shard import name_ops
 from superfs.shard.cluster import ClusterView
@@ -164,6 +165,7 @@ class CrossShard:
             intent = await self.store.write(lambda t: name_ops.begin_rename(
                 t, src_parent, src_raw, dst_parent, dst_name, flags=flags, creds=creds, guard=guard,
                 owners=owners, txid=txid))
+            crash_point("shard.rename.after_intent")
             await self._finish_rename(intent, fresh=True)
 
     async def _finish_rename(self, intent: Intent, fresh: bool = False) -> None:
@@ -174,7 +176,9 @@ class CrossShard:
                 await self.store.write(lambda t: name_ops.drop_intent(t, intent))
                 raise
             raise FsError(errno.EIO, f"destination shard unavailable, the rename completes later: {e.message}")
+        crash_point("shard.rename.after_remote_link")
         await self.store.write(lambda t: name_ops.finish_rename(t, intent, replaced))
+        crash_point("shard.rename.after_finish")
         log.debug("rename %s: ino %d now at %d/%s", intent.txid, intent.ino, intent.dst_parent, intent.dst_name)
 
     # ------------------------------------------------------------------ link
@@ -183,6 +187,7 @@ class CrossShard:
         txid = new_txid()
         async with self.locks.hold(dentry_key(parent, raw)):
             intent = await self.store.write(lambda t: name_ops.begin_link(t, ino, parent, raw, txid))
+            crash_point("shard.link.after_intent")
             return await self._finish_link(intent, fresh=True)
 
     async def _finish_link(self, intent: Intent, fresh: bool = False) -> Inode:
@@ -193,6 +198,7 @@ class CrossShard:
                 await self.store.write(lambda t: name_ops.drop_intent(t, intent))
                 raise
             raise FsError(errno.EIO, f"the file's home shard is unavailable: {e.message}")
+        crash_point("shard.link.after_adjust")
         err = await self.store.write(lambda t: name_ops.finish_link(t, intent, node.ftype))
         if err:
             raise FsError(err, "the new name could not be inserted")
@@ -221,6 +227,7 @@ class CrossShard:
                         down.add(home)
                     return None
                 log.warning("dropping owed link change %+d of inode %d: %s", item.delta, item.ino, e)
+        crash_point("shard.outbox.after_deliver")
         await self.store.write(lambda t: t.delete_outbox(item.txid))
         return node
 

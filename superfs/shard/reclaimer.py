@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from superfs.errors import FsError
+from superfs.faults import crash_point
 from superfs.routing import chunk_replicas
 from superfs.shard.cluster import ClusterView
 from superfs.shard.crossshard import CrossShard
@@ -107,6 +108,7 @@ class Reclaimer:
         except FsError as e:
             log.debug("reclaim of inode %d from %d postponed: %s", item.ino, item.from_size, e)
             return False
+        crash_point("shard.reclaim.after_delete")
         await self.store.write(lambda t: t.delete_reclaim(item.key()))
         log.debug("reclaimed chunks of inode %d from byte %d", item.ino, item.from_size)
         return True

@@ -18,6 +18,7 @@ import grpc
 
 from superfs import capability, names
 from superfs.errors import FsError, rpc_handler
+from superfs.faults import crash_point
 from superfs.perms import CredsLike
 from superfs.routing import is_dir_ino
 from superfs.shard import file_ops, name_ops, xattr_ops
@@ -224,6 +225,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         txid = new_txid()
         ino, nlink = await self.store.write(lambda t: name_ops.unlink(
             t, parent, raw, creds=creds, guard=guard, owners=owners, txid=txid))
+        crash_point("shard.unlink.after_commit")
         if nlink is None:  # the inode lives elsewhere: hand it the lost link now
             node = await self.cross.deliver(OutboxItem(txid, ino, -1, now_ns()))
             nlink = node.nlink if node is not None else 0
@@ -363,6 +365,8 @@ class ShardServicer(pbg.ShardServiceServicer):
         if not is_dir_ino(d):
             raise FsError(errno.EINVAL, f"{d} is not a directory inode")
         empty = await self.store.write(lambda t: name_ops.seal_dir(t, d))
+        if empty:
+            crash_point("shard.seal.after_commit")
         return pb.SealReply(empty=empty)
 
     @rpc_handler
@@ -383,6 +387,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         await self._wait_free(r.parent_ino, raw)
         replaced = await self.store.write(lambda t: name_ops.remote_link(
             t, r.parent_ino, raw, ino=r.ino, ftype=r.type, replace=r.replace, no_replace=r.no_replace, txid=txid))
+        crash_point("shard.remote_link.after_commit")
         if replaced and replaced != r.ino:
             self.reclaimer.kick()  # the replaced inode may owe a link elsewhere
         return pb.RemoteLinkReply(replaced_ino=replaced)
@@ -393,6 +398,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         self.cluster.check_ino(r.ino)
         txid = _txid(r.txid)
         node = await self.store.write(lambda t: name_ops.adjust_nlink(t, r.ino, r.delta, txid))
+        crash_point("shard.adjust_nlink.after_commit")
         return attr_of(node)
 
     @rpc_handler
