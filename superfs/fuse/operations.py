@@ -432,7 +432,12 @@ class SuperFsOperations(pyfuse3.Operations):
         fresh: Node | None = None
         if of is None or not of.dirty:
             # close-to-open: the servers' current version (our own unpushed writes are newer still)
-            fresh = self.inodes.take_stash(inode, ctx.pid) or await self._get_file(inode, creds, want_data=True)
+            fresh = self.inodes.take_stash(inode, ctx.pid)
+            if fresh is None:
+                fresh = await self._get_file(inode, creds, want_data=True)
+                log.debug("open(%d): fetched", inode)
+            else:
+                log.debug("open(%d): attributes and bytes came with the lookup", inode)
             if fresh.is_dir:
                 raise FsError(errno.EISDIR, "is a directory")
         attr = (fresh or of.node).attr  # type: ignore[union-attr]
