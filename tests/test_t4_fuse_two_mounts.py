@@ -253,3 +253,40 @@ def test_up_mount_down_and_mount_umount(cli_state: str) -> None:
     while any(n.startswith("mount-") for n in os.listdir(f"{cli_state}/cluster/run")):
         assert time.monotonic() < deadline, "mount record left behind"
         time.sleep(0.05)
+
+
+# ------------------------------------------------------- a daemon goes down
+
+def test_shard_down_fails_bounded_and_mount_survives(two: tuple[MountProcess, MountProcess],
+                                                      fuse_cluster: Any) -> None:
+    """With a shard down, what needs it fails with EIO/ETIMEDOUT in bounded time;
+    the rest works; the mount keeps serving and recovers when the shard is back."""
+    a, _ = two
+    a.expect_errors = True
+    d = f"{a.mountpoint}/shard-down"
+    os.mkdir(d)
+    names = [f"f{i}" for i in range(24)]
+    for n in names:
+        put(f"{d}/{n}", n.encode())
+    time.sleep(1.2)  # let the kernel's 1 s entry/attr caches expire: every open below asks the mount
+    fuse_cluster.kill("shard-1")
+    try:
+        results = {}
+        for n in names:
+            t = time.monotonic()
+            results[n] = outcome(get, f"{d}/{n}")
+            assert time.monotonic() - t < 20, f"open of {n} took {time.monotonic() - t:.1f} s"
+        assert set(results.values()) <= {"ok", "EIO", "ETIMEDOUT"}, results
+        assert "ok" in results.values(), "files on the live shard must stay readable"
+        assert set(results.values()) != {"ok"}, "files on the dead shard cannot be readable"
+    finally:
+        fuse_cluster.start()
+    deadline = time.monotonic() + 30
+    while True:  # the client reconnects within about a second of the restart
+        bad = [n for n in names if outcome(get, f"{d}/{n}") != "ok"]
+        if not bad:
+            break
+        assert time.monotonic() < deadline, f"still failing after the shard came back: {bad}"
+        time.sleep(0.2)
+    assert sorted(os.listdir(d)) == sorted(names)
+    assert a.proc is not None and a.proc.poll() is None

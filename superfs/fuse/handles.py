@@ -37,6 +37,7 @@ from superfs.v1 import superfs_pb2 as pb
 log = logging.getLogger(__name__)
 
 MAX_EXTENTS = 64            # more scattered writes than this: push them
+MAX_PUSH = 16 << 20         # push at least this often, whatever the chunk size
 RA_MIN_WINDOW = 1 << 20     # read-ahead window bounds
 RA_MAX_WINDOW = 8 << 20
 RA_WINDOWS_KEPT = 3
@@ -61,6 +62,7 @@ class OpenFile:
         self._data = data
         self._meta = meta
         self.chunk_size = max(chunk_size, 1 << 16)
+        self.push_at = min(self.chunk_size, MAX_PUSH)
         self.handles = 0
         self.lock = asyncio.Lock()          # orders buffer changes and pushes
         self.extents: list[Extent] = []
@@ -115,7 +117,7 @@ class OpenFile:
             self._add_extent(offset, buf)
             self.dirty_end = max(self.dirty_end, offset + len(buf))
             self.mtime_ns = time.time_ns()
-            if self.buffered >= self.chunk_size or len(self.extents) > MAX_EXTENTS:
+            if self.buffered >= self.push_at or len(self.extents) > MAX_EXTENTS:
                 await self._start_push()
         return len(buf)
 

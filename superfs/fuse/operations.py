@@ -434,7 +434,8 @@ class SuperFsOperations(pyfuse3.Operations):
             # close-to-open: the servers' current version (our own unpushed writes are newer still)
             fresh = self.inodes.take_stash(inode, ctx.pid)
             if fresh is None:
-                fresh = await self._get_file(inode, creds, want_data=True)
+                # a small file's bytes come along, unless the open cannot read them
+                fresh = await self._get_file(inode, creds, want_data=acc != os.O_WRONLY)
                 log.debug("open(%d): fetched", inode)
             else:
                 log.debug("open(%d): attributes and bytes came with the lookup", inode)
