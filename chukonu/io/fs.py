@@ -53,7 +53,8 @@ class FileSystem:
     def url(self, path: str) -> str:
         raise NotImplementedError
 
-    def open_read(self, path: str) -> BinaryIO:
+    def open_read(self, path: str, raw: bool = False) -> BinaryIO:
+        """A binary reader; ``raw`` ones read exactly what is asked (no read-ahead past a split)."""
         raise NotImplementedError
 
     def open_write(self, path: str) -> BinaryIO:
@@ -109,8 +110,8 @@ class LocalFileSystem(FileSystem):
     def url(self, path: str) -> str:
         return os.path.abspath(path)
 
-    def open_read(self, path: str) -> BinaryIO:
-        return open(path, "rb")
+    def open_read(self, path: str, raw: bool = False) -> BinaryIO:
+        return open(path, "rb", buffering=0 if raw else -1)
 
     def open_write(self, path: str) -> BinaryIO:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -173,6 +174,19 @@ class CountingReader(io.RawIOBase):
             self._count(pos, n)
         return n
 
+    def read(self, size: int = -1) -> bytes:
+        """Exactly ``size`` bytes unless the file ends first (one call may move at most 64 MiB)."""
+        if size is None or size < 0:
+            return self.readall()
+        parts = []
+        while size > 0:
+            piece = super().read(size)
+            if not piece:
+                break
+            parts.append(piece)
+            size -= len(piece)
+        return b"".join(parts)
+
     def _count(self, pos: int, n: int) -> None:
         chunks = self._chunks
         acc = ACCOUNTING
@@ -209,10 +223,12 @@ class SuperFileSystem(FileSystem):
         from chukonu.placement import file_chunks
         return file_chunks(self.client, path)
 
-    def open_read(self, path: str) -> BinaryIO:
+    def open_read(self, path: str, raw: bool = False) -> BinaryIO:
         chunks = self.chunks(path)
-        raw = self.client.open(path, "rb", buffering=0)
-        return io.BufferedReader(CountingReader(raw, chunks), 1 << 20)  # type: ignore[return-value]
+        counting = CountingReader(self.client.open(path, "rb", buffering=0), chunks)
+        if raw:
+            return counting  # type: ignore[return-value]
+        return io.BufferedReader(counting, 1 << 20)  # type: ignore[return-value]
 
     def open_write(self, path: str) -> BinaryIO:
         self.makedirs(posixpath.dirname(path))

@@ -85,7 +85,7 @@ class ParquetReader(FormatReader):
         import pyarrow.parquet as pq
 
         fs, path = fsmod.resolve(seg.url)
-        with fs.open_read(path) as fh:
+        with fs.open_read(path, raw=True) as fh:
             try:
                 pf = pq.ParquetFile(fh if isinstance(fs, fsmod.LocalFileSystem) else pa.PythonFile(fh, "r"))
             except (pa.ArrowInvalid, OSError) as e:
@@ -107,27 +107,40 @@ class ParquetReader(FormatReader):
 
 # ------------------------------------------------------------- line formats
 
+def _read_to_newline(fh: Any, piece: int = 4096) -> bytes:
+    """Bytes up to and including the next newline, read in small pieces (little read-ahead)."""
+    out = []
+    while True:
+        data = fh.read(piece)
+        if not data:
+            break
+        cut = data.find(b"\n")
+        if cut >= 0:
+            out.append(data[:cut + 1])
+            break
+        out.append(data)
+    return b"".join(out)
+
+
 def read_lines(seg: Segment) -> bytes:
     """The complete lines that start inside the segment's byte range."""
     fs, path = fsmod.resolve(seg.url)
     if seg.url.endswith(".gz"):
         with fs.open_read(path) as fh, gzip.GzipFile(fileobj=fh) as gz:
             return gz.read()
-    with fs.open_read(path) as fh:
+    with fs.open_read(path, raw=True) as fh:
         start, end = seg.start, seg.start + seg.length
+        begin = start
         if start > 0:
             fh.seek(start - 1)
-            prev = fh.read(1)
-            if prev != b"\n":   # the line in progress belongs to the previous split
-                fh.readline()
-        else:
-            fh.seek(0)
-        begin = fh.tell()
+            if fh.read(1) != b"\n":   # the line in progress belongs to the previous split
+                begin = start + len(_read_to_newline(fh))
         if begin >= end and start > 0:
             return b""
+        fh.seek(begin)
         data = fh.read(max(0, end - begin))
         if end < seg.file_size and not data.endswith(b"\n"):
-            data += fh.readline()
+            data += _read_to_newline(fh)
         return data
 
 

@@ -1,94 +1,79 @@
 """A local pool of worker processes, each optionally beside one SuperFS data server.
 
-Workers are started from a fork server that has already imported Arrow,
-numpy and chukonu, so a worker costs a fork rather than a fresh
-interpreter. Each worker owns a pipe: the scheduler picks the worker for
-each task (that is what data-centric placement needs, and what a generic
-process pool executor cannot do). Tasks travel cloudpickled (they carry
-lambdas); results come back pickled. A worker that dies is noticed through
-its process sentinel and reported as ``lost`` with the task it was running.
+Workers are fresh interpreters (``backends.worker``) that connect back to a
+Unix-socket listener of the driver. Each worker owns its connection: the
+scheduler picks the worker for every task, which data-centric placement
+needs and a generic process pool executor cannot do. Tasks travel
+cloudpickled (they carry lambdas), results pickled. A worker that dies
+closes its connection; the next poll reports it ``lost`` with its task.
 """
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import secrets
 import signal
+import subprocess
+import sys
+import tempfile
 from typing import Any
 
 from chukonu.engine.backends.base import Backend, Event, WorkerInfo
-from chukonu.engine.task import TaskError, TaskOutcome
 
 log = logging.getLogger(__name__)
 
-PRELOAD = ["numpy", "pyarrow", "pyarrow.compute", "chukonu.engine.task", "chukonu.engine.ops",
-           "chukonu.engine.kernels", "chukonu.engine.aggregate", "chukonu.io.readers"]
-
-
-def worker_main(conn: Any, worker_id: str, data_server: int | None, spill_dir: str, log_level: int) -> None:
-    """The loop of one worker process: receive a task, run it, send the outcome."""
-    import cloudpickle
-
-    from chukonu.engine.task import reset_peak_rss, run_task
-
-    logging.basicConfig(level=log_level)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the driver decides when workers stop
-    while True:
-        try:
-            op, key, payload = pickle.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return
-        if op == "stop":
-            return
-        if op == "reset":
-            reset_peak_rss()
-            continue
-        try:
-            task = cloudpickle.loads(payload)
-            outcome = run_task(task, worker_id, data_server, spill_dir)
-        except Exception as e:  # noqa: BLE001 - a task that cannot even be loaded still gets an answer
-            outcome = TaskOutcome(False, error=TaskError(-1, -1, type(e).__name__, f"cannot load task: {e}", ""))
-        try:
-            data = pickle.dumps((key, outcome), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as e:  # noqa: BLE001
-            bad = TaskOutcome(False, error=TaskError(task.stage, task.partition, type(e).__name__,
-                                                     f"the task's result cannot be sent to the driver: {e}", ""),
-                              metrics=outcome.metrics)
-            data = pickle.dumps((key, bad), protocol=pickle.HIGHEST_PROTOCOL)
-        try:
-            conn.send_bytes(data)
-        except (BrokenPipeError, OSError):
-            return
+START_TIMEOUT_S = 60.0
 
 
 class ProcessPoolBackend(Backend):
     name = "process"
 
     def __init__(self, num_workers: int, spill_dir: str, data_servers: list[int | None] | None = None) -> None:
-        ctx = multiprocessing.get_context("forkserver")
-        try:
-            ctx.set_forkserver_preload(PRELOAD)
-        except (AttributeError, ValueError):
-            pass
         self.spill_dir = spill_dir
         labels = list(data_servers) if data_servers else [None] * num_workers
+        self._sock_dir = tempfile.mkdtemp(prefix="chukonu-pool-")
+        address = os.path.join(self._sock_dir, "driver.sock")
+        authkey = secrets.token_bytes(32)
+        listener = multiprocessing.connection.Listener(address, family="AF_UNIX", authkey=authkey)
         self._info: dict[str, WorkerInfo] = {}
-        self._procs: dict[str, Any] = {}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._conns: dict[str, Any] = {}
         self._running: dict[str, Any] = {}
-        level = logging.getLogger("chukonu").getEffectiveLevel()
-        for i, ds in enumerate(labels):
-            wid = f"worker-{i}" if ds is None else f"worker-{i}@ds{ds}"
-            parent, child = ctx.Pipe(duplex=True)
-            p = ctx.Process(target=worker_main, args=(child, wid, ds, spill_dir, level), name=f"chukonu-{wid}",
-                            daemon=True)
-            p.start()
-            child.close()
-            self._procs[wid], self._conns[wid] = p, parent
-            self._info[wid] = WorkerInfo(wid, ds, "local", p.pid, True)
-        log.info("process pool: %d workers %s", len(labels), [w for w in self._info])
+        env = dict(os.environ)
+        # the workers must import what the driver imported, even from a path added at run time
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        level = str(logging.getLogger("chukonu").getEffectiveLevel())
+        try:
+            for i, ds in enumerate(labels):
+                wid = f"worker-{i}" if ds is None else f"worker-{i}@ds{ds}"
+                p = subprocess.Popen([sys.executable, "-m", "chukonu.engine.backends.worker", address, wid,
+                                      "-" if ds is None else str(ds), spill_dir, level],
+                                     stdin=subprocess.PIPE, env=env, start_new_session=True)
+                assert p.stdin is not None
+                p.stdin.write(authkey.hex().encode() + b"\n")
+                p.stdin.close()
+                self._procs[wid] = p
+                self._info[wid] = WorkerInfo(wid, ds, "local", p.pid, True)
+            self._accept(listener)
+        finally:
+            listener.close()
+        log.info("process pool: %d workers %s", len(labels), list(self._info))
+
+    def _accept(self, listener: Any) -> None:
+        import socket
+        listener._listener._socket.settimeout(START_TIMEOUT_S)
+        while len(self._conns) < len(self._procs):
+            try:
+                conn = listener.accept()
+            except socket.timeout:
+                dead = [w for w, p in self._procs.items() if p.poll() is not None]
+                self.close()
+                raise RuntimeError(f"chukonu workers did not start within {START_TIMEOUT_S:.0f} s "
+                                   f"(exited: {dead})") from None
+            _op, wid, _ = pickle.loads(conn.recv_bytes())
+            self._conns[wid] = conn
 
     def workers(self) -> list[WorkerInfo]:
         return list(self._info.values())
@@ -104,10 +89,9 @@ class ProcessPoolBackend(Backend):
 
     def poll(self, timeout: float) -> list[Event]:
         alive = {w: c for w, c in self._conns.items() if self._info[w].alive}
-        waitables: list[Any] = list(alive.values()) + [self._procs[w].sentinel for w in alive]
-        if not waitables:
+        if not alive:
             return []
-        ready = multiprocessing.connection.wait(waitables, timeout)
+        ready = multiprocessing.connection.wait(list(alive.values()), timeout)
         events: list[Event] = []
         for w, conn in alive.items():
             if conn in ready:
@@ -118,9 +102,6 @@ class ProcessPoolBackend(Backend):
                     continue
                 self._running.pop(w, None)
                 events.append(Event("done", w, key, outcome))
-        for w in alive:
-            if self._info[w].alive and self._procs[w].sentinel in ready and not conn_has_data(self._conns[w]):
-                events.extend(self._lost(w))
         return events
 
     def _lost(self, w: str) -> list[Event]:
@@ -129,16 +110,16 @@ class ProcessPoolBackend(Backend):
             return []
         info.alive = False
         log.warning("worker %s (pid %s) is gone", w, info.pid)
+        self._procs[w].poll()
         key = self._running.pop(w, None)
         return [Event("lost", w, key)] if key is not None else []
 
     def kill_worker(self, worker: str) -> None:
-        """Kill one worker (tests use it to take a data server's worker away)."""
+        """kill -9 one worker (tests take a data server's worker away with it)."""
         p = self._procs[worker]
-        if p.is_alive():
+        if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
-        p.join(10)
-        self._lost(worker)
+        p.wait(10)
 
     def reset_peaks(self) -> None:
         for w, c in self._conns.items():
@@ -154,17 +135,16 @@ class ProcessPoolBackend(Backend):
                 c.send_bytes(pickle.dumps(("stop", None, None)))
             except (BrokenPipeError, OSError):
                 pass
-        for w, p in self._procs.items():
-            p.join(5)
-            if p.is_alive():
+        for p in self._procs.values():
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
                 p.kill()
-                p.join(5)
+                p.wait(5)
         for c in self._conns.values():
             c.close()
-
-
-def conn_has_data(conn: Any) -> bool:
-    try:
-        return bool(conn.poll(0))
-    except (EOFError, OSError):
-        return False
+        self._conns.clear()
+        try:
+            os.rmdir(self._sock_dir)
+        except OSError:
+            pass
