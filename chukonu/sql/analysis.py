@@ -172,6 +172,9 @@ def aggregate(child: P.Plan, keys: Sequence[Expr], aggs: Sequence[Expr]) -> P.Ag
         pre.append(b)
         pre_attrs.append(Attr(f"v{len(fns)}", result_type(b, schema)))
         fns.append(_agg_fn(c, len(pre) - len(keys) - 1))
+    if not pre:   # a batch without columns has no rows either: keep one column to count rows by
+        pre.append(Lit(0))
+        pre_attrs.append(Attr("__rows", pa.int64()))
     pre_arrow = P.to_arrow_schema(pre_attrs)
     states = state_schema(pre_arrow, len(keys), fns)
     empty_states = pa.Table.from_batches([], schema=states)
