@@ -57,6 +57,7 @@ class SuperFsTier:
         self.counters = SfsCounters()
         self._dirs: set[str] = set()
         self._busy: dict[ObjectId, int] = {}  # files being read: not unlinked under the reader
+        self._space = asyncio.Condition()  # signalled when a write in flight gives its room back
 
     # ---------------------------------------------------------------- naming
 
@@ -105,14 +106,12 @@ class SuperFsTier:
         blob = encode_object(oid[0], oid[1], data, checksum)
         if not self.index.fits_ever(len(blob)):
             return False
-        # make room and claim it before the first await, so concurrent writers cannot overbook
-        victims = self.index.evict_for(len(blob), busy=lambda o: o in self._busy)
-        if victims is None or self.index.free < len(blob):
-            return False
-        self.index.reserve(len(blob))
+        claimed, victims = await self._claim(len(blob))
         for victim, _ in victims:
             self.counters.evictions += 1
             await self._unlink(self.path_of(victim))
+        if not claimed:
+            return False
         try:
             await self._write_file(oid, blob)
         except OSError as e:
@@ -121,10 +120,27 @@ class SuperFsTier:
             return False
         finally:
             self.index.unreserve(len(blob))
+            async with self._space:
+                self._space.notify_all()
         if oid not in self.index:
             self.index.add(oid, len(blob))
         self.counters.bytes_written += len(data)
         return True
+
+    async def _claim(self, size: int) -> tuple[bool, list[tuple[ObjectId, int]]]:
+        """Evict for ``size`` bytes and reserve them with no await in between, so concurrent
+        writers cannot overbook; room held by writes in flight is waited for.
+        Returns (reserved, the objects evicted, whose files the caller deletes)."""
+        evicted: list[tuple[ObjectId, int]] = []
+        async with self._space:
+            while True:
+                evicted += self.index.evict_for(size, busy=lambda o: o in self._busy) or []
+                if self.index.free >= size:
+                    self.index.reserve(size)
+                    return True, evicted
+                if not self.index.reserved:
+                    return False, evicted
+                await self._space.wait()
 
     async def _write_file(self, oid: ObjectId, blob: bytes) -> None:
         if oid[0] not in self._dirs:
