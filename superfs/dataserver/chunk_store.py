@@ -43,6 +43,11 @@ DB_DATA = "chunk_data"
 DB_META = "meta"
 _META_CHUNKS = b"chunks"
 _META_BYTES = b"bytes"
+# The server id this store belongs to, written at its first start: a store
+# without it was just created, which for an id the cluster already knew
+# means the server lost its chunks (see ``degraded``).
+_META_IDENTITY = b"identity"
+_META_DEGRADED = b"degraded"
 
 MAX_U64 = (1 << 64) - 1
 LIST_DEFAULT = 1000
@@ -68,6 +73,8 @@ class ChunkInfo:
     index: int
     length: int
     corrupt: bool = False
+    checksum: int = 0
+    algorithm: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,63 @@ class ChunkStore:
         self._readers = concurrent.futures.ThreadPoolExecutor(
             max_workers=read_threads, thread_name_prefix="chunk-read"
         )
+        with store.read() as txn:
+            self._degraded = txn.get(_META_DEGRADED, db=self._meta_db) is not None
+
+    # ------------------------------------------------------ lost-state mode
+
+    def is_new(self) -> bool:
+        """Was this store just created (first start, or its files were lost)?
+
+        A new store counts as degraded until :meth:`settle_identity` says
+        whether the cluster knew its server (a store holding chunks from
+        before identities were recorded is not new).
+        """
+        with self.store.read() as txn:
+            new = (txn.get(_META_IDENTITY, db=self._meta_db) is None
+                   and fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta_db)) == 0)
+        if new:
+            self._degraded = True
+        return new
+
+    async def settle_identity(self, server_id: int, lost: bool) -> None:
+        """Record which server this new store belongs to, and whether it replaces a lost one."""
+        def fn(txn: lmdb.Transaction) -> None:
+            txn.put(_META_IDENTITY, fmt.encode_counter(server_id), db=self._meta_db)
+            if lost:
+                txn.put(_META_DEGRADED, b"1", db=self._meta_db)
+
+        await self.store.write(fn)
+        self._degraded = lost
+        if lost:
+            log.warning("data server store %s lost its chunks: degraded until `superfs repair` re-creates them",
+                        self.store.path)
+
+    @property
+    def degraded(self) -> bool:
+        """Did this server lose its chunks, with the replicas not re-created yet?
+
+        While set, a chunk missing here may exist on the other replicas: a read
+        of it answers EIO (the client then reads another replica) instead of
+        "no such chunk" (which reads as zeros), and a write that would create
+        it from a partial range is refused, so no replica is ever rebuilt from
+        half a chunk. ``superfs repair`` copies the chunks back and clears it.
+        """
+        return self._degraded
+
+    async def set_degraded(self, degraded: bool) -> None:
+        def fn(txn: lmdb.Transaction) -> None:
+            if degraded:
+                txn.put(_META_DEGRADED, b"1", db=self._meta_db)
+            else:
+                txn.delete(_META_DEGRADED, db=self._meta_db)
+
+        await self.store.write(fn)
+        if degraded != self._degraded:
+            log.warning("data server store %s %s", self.store.path,
+                        "lost its chunks: degraded until `superfs repair` re-creates them"
+                        if degraded else "repaired: no longer degraded")
+        self._degraded = degraded
 
     @classmethod
     def open(cls, path: str, *, durable: bool = True, **kwargs: Any) -> "ChunkStore":
@@ -244,7 +308,7 @@ class ChunkStore:
                     if verify:
                         corrupt = not self._is_intact(txn, key, head)
                         hashed += head.length
-                    out.append(ChunkInfo(ino, index, head.length, corrupt))
+                    out.append(ChunkInfo(ino, index, head.length, corrupt, head.checksum, head.algorithm))
                 positioned = cur.next()
         return out, False
 
@@ -286,18 +350,20 @@ class ChunkStore:
         async with self._write_budget.admit(length):
             await self.store.write(lambda txn: self._truncate_fn(txn, key, length))
 
-    async def delete(self, ino: int, from_index: int = 0) -> int:
-        """Delete the chunks of ``ino`` with index >= from_index; return how many.
+    async def delete(self, ino: int, from_index: int = 0, to_index: int = 0) -> int:
+        """Delete the chunks of ``ino`` with from_index <= index < to_index
+        (no upper bound if ``to_index`` is 0); return how many.
 
         Idempotent. A huge file goes in several transactions of bounded size;
         a crash in between leaves a shorter tail that a retry finishes.
         """
-        if not 0 < ino <= MAX_U64 or not 0 <= from_index <= MAX_U64:
-            raise FsError(errno.EINVAL, f"bad chunk range {ino}:{from_index}..")
+        if not 0 < ino <= MAX_U64 or not 0 <= from_index <= MAX_U64 or not 0 <= to_index <= MAX_U64:
+            raise FsError(errno.EINVAL, f"bad chunk range {ino}:{from_index}..{to_index}")
         total = 0
         start = fmt.chunk_key(ino, from_index)
+        stop = fmt.chunk_key(ino, to_index) if to_index else None
         while True:
-            n, more = await self.store.write(lambda txn: self._delete_fn(txn, ino, start))
+            n, more = await self.store.write(lambda txn: self._delete_fn(txn, ino, start, stop))
             total += n
             if not more:
                 break
@@ -313,6 +379,10 @@ class ChunkStore:
         old_len = head.length if head is not None else 0
         if not data and not truncate:
             return old_len
+        if head is None and self._degraded and not truncate:
+            # The chunk may exist, longer, on the other replicas: creating it
+            # from this range alone would make this replica disagree with them.
+            raise FsError(errno.EIO, f"chunk {fmt.split_key(key)} was lost here and is not repaired yet")
         end = offset + len(data)
         content: bytes | bytearray
         if offset == 0 and (truncate or end >= old_len):
@@ -357,14 +427,14 @@ class ChunkStore:
         txn.put(key, fmt.encode_head(self.algorithm, len(content), sum_), db=self._head_db)
         self._count(txn, 0 if old is not None else 1, len(content) - (old.length if old is not None else 0))
 
-    def _delete_fn(self, txn: lmdb.Transaction, ino: int, start: bytes) -> tuple[int, bool]:
+    def _delete_fn(self, txn: lmdb.Transaction, ino: int, start: bytes, stop: bytes | None) -> tuple[int, bool]:
         prefix = fmt.ino_prefix(ino)
         cur = txn.cursor(db=self._head_db)
         deleted = freed = 0
         positioned = cur.set_range(start)
         while positioned:
             key = cur.key()
-            if key[: fmt.INO_PREFIX_SIZE] != prefix:
+            if key[: fmt.INO_PREFIX_SIZE] != prefix or (stop is not None and key >= stop):
                 break
             if deleted >= DELETE_BATCH:
                 self._count(txn, -deleted, -freed)

@@ -31,7 +31,9 @@ async def run(cfg: DataServerConfig, *, register_wait_s: float = DEFAULT_WAIT_S)
     chunks = ChunkStore.open(os.path.join(cfg.data_dir, STORE_DIR), durable=cfg.durability != ASYNC)
     servicer = DataServicer(chunks)
     channels = Channels(timeout_s=cfg.rpc_timeout_s)
-    registrar = Registrar(channels, cfg.dir_server, cfg.server_id, timeout_s=cfg.rpc_timeout_s)
+    registrar = Registrar(channels, cfg.dir_server, cfg.server_id, timeout_s=cfg.rpc_timeout_s,
+                          new_store=chunks.is_new(),
+                          on_store_checked=lambda lost: chunks.settle_identity(cfg.server_id, lost))
 
     def add_services(server: grpc.aio.Server) -> None:
         servicer.add_to(server)

@@ -5,6 +5,12 @@ not die, nor hide its trouble: registration is retried with backoff, one
 clear log line per failed attempt. The daemon waits for it only up to a
 bound (``wait_s``), then keeps serving and keeps retrying in the background:
 reads and writes from clients that already know this server keep working.
+
+A server whose store was just created (``new_store``) first asks whether the
+cluster map already lists its id: if so, it is a server that lost its disk
+and came back empty (the data server then answers EIO for chunks it lacks
+until repaired, so readers use the surviving replicas instead of reading
+holes). ``on_store_checked(lost)`` reports the answer before registering.
 """
 from __future__ import annotations
 
@@ -12,9 +18,12 @@ import asyncio
 import errno
 import logging
 import time
+from typing import Awaitable, Callable
+
+import grpc
 
 from superfs.client.rpc import Channels, call
-from superfs.errors import FsError
+from superfs.errors import FsError, errno_of_rpc_error
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -28,16 +37,27 @@ class Registrar:
     """Registers one data server with the dir server, retrying until it succeeds."""
 
     def __init__(
-        self, channels: Channels, dir_server: str, server_id: int, *, timeout_s: float = 5.0
+        self, channels: Channels, dir_server: str, server_id: int, *, timeout_s: float = 5.0,
+        new_store: bool = False, on_store_checked: Callable[[bool], Awaitable[None]] | None = None,
     ) -> None:
         self.channels = channels
         self.dir_server = dir_server
         self.server_id = server_id
         self.timeout_s = timeout_s
+        self._check_known = new_store and on_store_checked is not None
+        self._on_store_checked = on_store_checked
         self.cluster_map: pb.ClusterMap | None = None
         self._background: asyncio.Task[None] | None = None
 
     async def register_once(self, address: str) -> pb.ClusterMap:
+        if self._check_known:
+            lost = self.server_id in await self._known_data_servers()
+            if lost:
+                log.error("data server %d starts with an empty store but the cluster knew it: its chunks "
+                          "are lost; serving the rest, run `superfs repair` to re-create them", self.server_id)
+            assert self._on_store_checked is not None
+            await self._on_store_checked(lost)
+            self._check_known = False
         request = pb.RegisterServerRequest(kind="data", server=pb.ServerInfo(id=self.server_id, address=address))
         cmap: pb.ClusterMap = await call(self.channels.dir(self.dir_server).RegisterServer, request, self.timeout_s)
         self.cluster_map = cmap
@@ -46,6 +66,18 @@ class Registrar:
             self.server_id, address, self.dir_server, cmap.cluster_name, cmap.epoch,
         )
         return cmap
+
+    async def _known_data_servers(self) -> set[int]:
+        """Ids of the data servers in the cluster map (none from a dir server without the call)."""
+        try:
+            known = await self.channels.dir(self.dir_server).GetClusterMap(
+                pb.GetClusterMapRequest(), timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return set()
+            err, msg = errno_of_rpc_error(e)
+            raise FsError(err, msg) from None
+        return {d.id for d in known.data_servers}
 
     async def start(self, address: str, wait_s: float = DEFAULT_WAIT_S) -> bool:
         """Try for up to ``wait_s``; then go on retrying in the background. True if registered."""

@@ -47,6 +47,7 @@ class DataServicer(pbg.DataServiceServicer):
         key = request.key
         data = await self.chunks.read(key.ino, key.index, request.offset, request.length)
         if data is None:
+            self._check_not_lost(key)
             return pb.ReadChunkReply(exists=False)
         return pb.ReadChunkReply(data=data, exists=True)
 
@@ -74,6 +75,7 @@ class DataServicer(pbg.DataServiceServicer):
         key = request.key
         data = await self.chunks.read(key.ino, key.index, request.offset, request.length)
         if data is None:
+            self._check_not_lost(key)
             await context.write(pb.ReadChunkReply(exists=False))
             return
         view = memoryview(data)
@@ -82,7 +84,7 @@ class DataServicer(pbg.DataServiceServicer):
 
     @rpc_handler
     async def DeleteChunks(self, request: pb.DeleteChunksRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
-        await self.chunks.delete(request.ino, request.from_index)
+        await self.chunks.delete(request.ino, request.from_index, request.to_index)
         crash_point("data.delete_chunks.after_commit")
         return pb.Empty()
 
@@ -96,7 +98,8 @@ class DataServicer(pbg.DataServiceServicer):
         entries, more = await self.chunks.list(request.after_ino, request.after_index, request.limit, request.verify)
         return pb.ListChunksReply(
             chunks=[
-                pb.ChunkEntry(key=pb.ChunkKey(ino=e.ino, index=e.index), length=e.length, corrupt=e.corrupt)
+                pb.ChunkEntry(key=pb.ChunkKey(ino=e.ino, index=e.index), length=e.length, corrupt=e.corrupt,
+                              checksum=e.checksum, algorithm=e.algorithm)
                 for e in entries
             ],
             more=more,
@@ -105,4 +108,15 @@ class DataServicer(pbg.DataServiceServicer):
     @rpc_handler
     async def Stats(self, request: pb.Empty, context: grpc.aio.ServicerContext) -> pb.DataStatsReply:
         s = self.chunks.stats()
-        return pb.DataStatsReply(chunks=s.chunks, bytes=s.bytes, db_bytes=s.db_bytes)
+        return pb.DataStatsReply(chunks=s.chunks, bytes=s.bytes, db_bytes=s.db_bytes, degraded=self.chunks.degraded)
+
+    @rpc_handler
+    async def SetDegraded(self, request: pb.SetDegradedRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
+        await self.chunks.set_degraded(request.degraded)
+        return pb.Empty()
+
+    def _check_not_lost(self, key: pb.ChunkKey) -> None:
+        """A chunk missing from a server that lost its store may live on another replica."""
+        if self.chunks.degraded:
+            raise FsError(errno.EIO, f"chunk {key.ino}:{key.index} is not here: this server lost its "
+                                     "chunks and `superfs repair` has not re-created them yet")

@@ -16,7 +16,9 @@ from superfs.client.rpc import Channels
 from superfs.config import DirServerConfig
 from superfs.dirserver.attrs import DirAttrs
 from superfs.dirserver.cluster_map import ClusterRegistry
+from superfs.dirserver import recovery
 from superfs.dirserver.coordinator import Coordinator
+from superfs.dirserver.intents import Intent
 from superfs.dirserver.namespace import Namespace
 from superfs.dirserver.shards import ShardClient, ShardOps
 from superfs.dirserver.store import DirStore
@@ -124,3 +126,31 @@ class DirServicer(pbg.DirServiceServicer):
     @rpc_handler
     async def Stats(self, request: pb.Empty, context: Ctx) -> pb.DirStatsReply:
         return pb.DirStatsReply(directories=self.store.count(), db_bytes=self.store.db.db_bytes())
+
+    # ------------------------------------------------- cluster administration
+
+    @rpc_handler
+    async def ListAllDirs(self, request: pb.ListAllDirsRequest, context: Ctx) -> pb.ListDirsReply:
+        limit = min(request.limit or 1000, 10000)
+        dirs, more = self.store.scan_dirs(request.after_ino, limit)
+        return pb.ListDirsReply(dirs=dirs, more=more)
+
+    @rpc_handler
+    async def ListDirIntents(self, request: pb.Empty, context: Ctx) -> pb.DirIntentsReply:
+        return _intents_reply(self.coordinator.intents.all())
+
+    @rpc_handler
+    async def SettleDirIntents(self, request: pb.Empty, context: Ctx) -> pb.DirIntentsReply:
+        await recovery.recover_all(self.coordinator)
+        return _intents_reply(self.coordinator.intents.all())
+
+    @rpc_handler
+    async def RecountDir(self, request: pb.DirRequest, context: Ctx) -> pb.Attr:
+        ino = request.ino
+        return await self.store.db.write(lambda txn: self.store.recount_txn(txn, ino))
+
+
+def _intents_reply(intents: list[Intent]) -> pb.DirIntentsReply:
+    return pb.DirIntentsReply(intents=[pb.DirIntent(
+        id=i.id, op=i.op, ino=i.ino, parent=i.parent, name=i.name, dst_parent=i.dst_parent,
+        dst_name=i.dst_name, replaced_ino=i.replaced_ino, aborting=i.aborting) for i in intents])

@@ -155,6 +155,19 @@ class DirStore:
                 continue  # the cursor is exclusive: names strictly greater
             yield key[8:], _U64.unpack(value)[0]
 
+    def scan_dirs(self, after_ino: int, limit: int) -> tuple[list[pb.DirInfo], bool]:
+        """Every directory with ino > ``after_ino``, by ino, up to ``limit``; and whether more follow."""
+        out: list[pb.DirInfo] = []
+        with self.db.read() as txn:
+            cur = txn.cursor(db=self._dirs)
+            positioned = cur.set_range(ino_key(after_ino + 1))
+            while positioned:
+                if len(out) >= limit:
+                    return out, True
+                out.append(pb.DirInfo.FromString(cur.value()))
+                positioned = cur.next()
+        return out, False
+
     def ancestors(self, ino: int) -> list[int]:
         """Inos from ``ino``'s parent up to root (root included, ``ino`` not)."""
         out: list[int] = []
@@ -269,6 +282,16 @@ class DirStore:
             dp.attr.nlink += 1
             _touch(dp.attr, t)
             self.put_dir_txn(txn, dp)
+
+    def recount_txn(self, txn: lmdb.Transaction, ino: int) -> pb.Attr:
+        """Set a directory's link count from its subdirectories (2 + their number)."""
+        d = self.need_txn(txn, ino)
+        n = sum(1 for _ in self._scan_children(txn, ino, ""))
+        if d.attr.nlink != 2 + n:
+            log.warning("directory %d had link count %d, %d counted", ino, d.attr.nlink, 2 + n)
+            d.attr.nlink = 2 + n
+            self.put_dir_txn(txn, d)
+        return d.attr
 
     def set_xattr_txn(self, txn: lmdb.Transaction, ino: int, name: str, value: bytes) -> None:
         txn.put(ino_key(ino) + name_bytes(name), value, db=self._xattrs)

@@ -518,7 +518,12 @@ class SuperFsOperations(pyfuse3.Operations):
         of = h.file
         if not of.dirty:
             return
-        await of.flush()
+        try:
+            await of.flush()
+        except FsError as e:
+            # bytes a program wrote did not reach the servers: worth more than a debug line
+            log.warning("write-back of inode %d failed: %s", h.ino, e)
+            raise
         # the kernel's pages hold what we just wrote: they are of the new version
         if h.ino in self.inodes.cached_version:
             self.inodes.cached_version[h.ino] = version_of(of.node.attr)

@@ -148,6 +148,18 @@ class ClusterView:
     def _stub(self, kind: str, address: str) -> Any:
         return self.channels.shard(address) if kind == "shard" else self.channels.data(address)
 
+    async def dir_exists(self, dir_ino: int) -> bool:
+        """Does the dir server still have directory ``dir_ino``? (errors other than ENOENT raise)"""
+        assert self.dir_server is not None
+        req = pb.DirRequest(ino=dir_ino, creds=pb.Creds(uid=0, gid=0))
+        try:
+            await call(self.channels.dir(self.dir_server).GetDir, req, self.timeout_s)
+        except FsError as e:
+            if e.errno == errno.ENOENT:
+                return False
+            raise
+        return True
+
     # -------------------------------------------------------------- refresh
 
     async def register(self, address: str) -> None:

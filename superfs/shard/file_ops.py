@@ -88,8 +88,7 @@ def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: i
             raise FsError(errno.ENOENT, "empty symlink target")
         if len(target) > SYMLINK_MAX:
             raise FsError(errno.ENAMETOOLONG, "symlink target too long")
-    if t.is_sealed(parent):
-        raise FsError(errno.ENOENT, "directory is being removed")
+    t.check_not_sealed(parent)
     found = t.entry(parent, raw)
     if found is not None:
         ino, etype = found

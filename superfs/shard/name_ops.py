@@ -85,8 +85,7 @@ def link(t: ShardTxn, ino: int, parent: int, raw: bytes) -> Inode:
 
 
 def _check_new_name(t: ShardTxn, parent: int, raw: bytes) -> None:
-    if t.is_sealed(parent):
-        raise FsError(errno.ENOENT, "directory is being removed")
+    t.check_not_sealed(parent)
     if t.entry(parent, raw) is not None:
         raise FsError(errno.EEXIST, "file exists")
     t.check_no_intent(parent, raw)
@@ -99,8 +98,7 @@ def _replace(t: ShardTxn, parent: int, raw: bytes, ino: int, *, no_replace: bool
     The replaced inode loses exactly one link, here or through the outbox.
     Renaming onto another name of the same inode changes nothing (POSIX).
     """
-    if t.is_sealed(parent):
-        raise FsError(errno.ENOENT, "directory is being removed")
+    t.check_not_sealed(parent)
     found = t.entry(parent, raw)
     t.check_no_intent(parent, raw)
     if found is None:

@@ -4,6 +4,7 @@ Every second (and once at start-up, and when kicked) it:
 
 - delivers outbox items (nlink changes owed to other shards);
 - rolls pending cross-shard intents forward;
+- finalizes the pending seals of directories the dir server no longer has;
 - deletes the chunks of freed and shrunk files on the data servers:
   ``TruncateChunk`` on the replicas of the boundary chunk when the new end
   is not chunk-aligned, then ``DeleteChunks(ino, first whole chunk past the
@@ -31,6 +32,7 @@ from superfs.routing import chunk_replicas
 from superfs.shard.cluster import ClusterView
 from superfs.shard.crossshard import CrossShard
 from superfs.shard.records import ReclaimItem
+from superfs.shard.seals import SealWaiter
 from superfs.shard.store import FileMetaStore
 from superfs.v1 import superfs_pb2 as pb
 
@@ -45,10 +47,11 @@ class Reclaimer:
     """Drives every piece of deferred work of one shard."""
 
     def __init__(self, store: FileMetaStore, cluster: ClusterView, cross: CrossShard,
-                 interval_s: float = 1.0) -> None:
+                 seals: SealWaiter | None = None, interval_s: float = 1.0) -> None:
         self.store = store
         self.cluster = cluster
         self.cross = cross
+        self.seals = seals
         self.interval_s = interval_s
         self._wake = asyncio.Event()
         self._last_prune = 0.0
@@ -73,6 +76,8 @@ class Reclaimer:
     async def run_once(self) -> None:
         await self.cross.deliver_outbox()
         await self.cross.roll_forward()
+        if self.seals is not None:
+            await self.seals.finalize_old()
         await self.reclaim_pending()
         if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = time.monotonic()

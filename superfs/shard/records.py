@@ -64,6 +64,12 @@ def inode_key(ino: int) -> bytes:
     return U64.pack(((ino & SEQ_MASK) << 24) | (ino >> INO_PARTITION_SHIFT))
 
 
+def ino_of_inode_key(key: bytes) -> int:
+    """The inverse of :func:`inode_key`."""
+    v = U64.unpack(key)[0]
+    return ((v & ((1 << 24) - 1)) << INO_PARTITION_SHIFT) | (v >> 24)
+
+
 PIECE_INDEX = struct.Struct(">H")
 # LMDB stores a value too big for half a leaf page on whole overflow pages
 # (16-byte header each): a 4096-byte value takes two 4 KiB pages. Inline

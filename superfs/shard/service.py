@@ -5,7 +5,8 @@ inode is not on this shard, so the client refreshes its map) and the
 directory capability, runs one store operation (mutations through the
 group-commit writer, reads inline on a read transaction), and encodes the
 reply. Cross-shard steps are delegated to :class:`CrossShard`, deferred work
-to :class:`Reclaimer`.
+to :class:`Reclaimer`, waiting out an rmdir's pending seal to
+:class:`SealWaiter`; the administrative RPCs of fsck to :mod:`admin_ops`.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from superfs.errors import FsError, rpc_handler
 from superfs.faults import crash_point
 from superfs.perms import CredsLike
 from superfs.routing import is_dir_ino
-from superfs.shard import file_ops, name_ops, xattr_ops
+from superfs.shard import admin_ops, file_ops, name_ops, xattr_ops
 from superfs.shard.cluster import ClusterView
 from superfs.shard.crossshard import CrossShard, new_txid
 from superfs.shard.name_ops import DirGuard
@@ -29,6 +30,7 @@ from superfs.shard.records import (
     DIRECTORY, REGULAR, Inode, OutboxItem, ReclaimItem, dentry_key, decode_name, encode_name,
 )
 from superfs.shard.reclaimer import Reclaimer
+from superfs.shard.seals import SealWaiter
 from superfs.shard.store import FileMetaStore, now_ns
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
@@ -69,7 +71,8 @@ class ShardServicer(pbg.ShardServiceServicer):
         self.cluster = cluster
         self.secret = secret
         self.cross = CrossShard(store, cluster)
-        self.reclaimer = Reclaimer(store, cluster, self.cross)
+        self.seals = SealWaiter(store, cluster)
+        self.reclaimer = Reclaimer(store, cluster, self.cross, self.seals)
         self._background: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -133,10 +136,10 @@ class ShardServicer(pbg.ShardServiceServicer):
         ftype = request.type or REGULAR
         target = encode_name(request.symlink_target)
         await self._wait_free(parent, raw)
-        res = await self.store.write(lambda t: file_ops.create_file(
+        res = await self.seals.run(lambda: self.store.write(lambda t: file_ops.create_file(
             t, parent=parent, raw=raw, partition=partition, mode=request.mode, ftype=ftype, target=target,
             exclusive=request.exclusive, truncate=request.truncate, creds=creds, data=request.data,
-            inline_threshold=threshold))
+            inline_threshold=threshold)))
         if res.node is None:  # an existing name whose inode lives on another shard
             if request.truncate:
                 home = self.cluster.shard_of_ino(res.remote_ino)
@@ -242,9 +245,9 @@ class ShardServicer(pbg.ShardServiceServicer):
         self.cluster.ino_home(ino)
         await self._wait_free(parent, raw)
         if self.cluster.owns_ino(ino):
-            node = await self.store.write(lambda t: name_ops.link(t, ino, parent, raw))
+            node = await self.seals.run(lambda: self.store.write(lambda t: name_ops.link(t, ino, parent, raw)))
         else:
-            node = await self.cross.link(ino, parent, raw)
+            node = await self.seals.run(lambda: self.cross.link(ino, parent, raw))
         return attr_of(node)
 
     @rpc_handler
@@ -262,9 +265,9 @@ class ShardServicer(pbg.ShardServiceServicer):
             await self._wait_free(r.dst_parent, dst_raw)
             owners.update(await self._owners(dst_guard, creds, [(r.dst_parent, dst_raw)]))
             txid = new_txid()
-            await self.store.write(lambda t: name_ops.rename_local(
+            await self.seals.run(lambda: self.store.write(lambda t: name_ops.rename_local(
                 t, r.src_parent, src_raw, r.dst_parent, dst_raw, flags=r.flags, creds=creds,
-                src_guard=src_guard, dst_guard=dst_guard, owners=owners, txid=txid))
+                src_guard=src_guard, dst_guard=dst_guard, owners=owners, txid=txid)))
             self.reclaimer.kick()  # a replaced inode living elsewhere is owed its lost link
         else:
             if dst_guard.needs_owner(creds):
@@ -373,6 +376,7 @@ class ShardServicer(pbg.ShardServiceServicer):
     async def UnsealDir(self, request: pb.SealRequest, context: Ctx) -> pb.Empty:
         d = request.dir_ino
         await self.store.write(lambda t: name_ops.unseal_dir(t, d))
+        self.seals.lifted(d)
         return pb.Empty()
 
     # ------------------------------------------------------ shard to shard
@@ -385,8 +389,9 @@ class ShardServicer(pbg.ShardServiceServicer):
         txid = _txid(r.txid)
         self.cluster.ino_home(r.ino)
         await self._wait_free(r.parent_ino, raw)
-        replaced = await self.store.write(lambda t: name_ops.remote_link(
-            t, r.parent_ino, raw, ino=r.ino, ftype=r.type, replace=r.replace, no_replace=r.no_replace, txid=txid))
+        replaced = await self.seals.run(lambda: self.store.write(lambda t: name_ops.remote_link(
+            t, r.parent_ino, raw, ino=r.ino, ftype=r.type, replace=r.replace, no_replace=r.no_replace,
+            txid=txid)))
         crash_point("shard.remote_link.after_commit")
         if replaced and replaced != r.ino:
             self.reclaimer.kick()  # the replaced inode may owe a link elsewhere
@@ -409,3 +414,61 @@ class ShardServicer(pbg.ShardServiceServicer):
 
         counts = await asyncio.to_thread(scan)
         return pb.ShardStatsReply(db_bytes=self.store.db_bytes(), **counts)
+
+    # ------------------------------------------------- cluster administration
+
+    @rpc_handler
+    async def ScanEntries(self, request: pb.ScanRequest, context: Ctx) -> pb.ScanEntriesReply:
+        def scan() -> tuple[list[tuple[int, bytes, int, int]], bytes, bool]:
+            with self.store.read() as t:
+                return admin_ops.scan_entries(t, request.after, request.limit)
+
+        rows, nxt, more = await asyncio.to_thread(scan)
+        return pb.ScanEntriesReply(next=nxt, more=more, entries=[
+            pb.EntryRecord(parent_ino=p, name=decode_name(raw), ino=ino, type=ft) for p, raw, ino, ft in rows])
+
+    @rpc_handler
+    async def ScanInodes(self, request: pb.ScanRequest, context: Ctx) -> pb.ScanInodesReply:
+        def scan() -> tuple[list[Inode], bytes, bool]:
+            with self.store.read() as t:
+                return admin_ops.scan_inodes(t, request.after, request.limit)
+
+        nodes, nxt, more = await asyncio.to_thread(scan)
+        return pb.ScanInodesReply(files=[file_info_of(n) for n in nodes], next=nxt, more=more)
+
+    @rpc_handler
+    async def ListPending(self, request: pb.Empty, context: Ctx) -> pb.ShardPendingReply:
+        return self._pending_reply()
+
+    @rpc_handler
+    async def RunMaintenance(self, request: pb.Empty, context: Ctx) -> pb.ShardPendingReply:
+        await self.reclaimer.run_once()
+        return self._pending_reply()
+
+    def _pending_reply(self) -> pb.ShardPendingReply:
+        with self.store.read() as t:
+            p = admin_ops.pending(t)
+        return pb.ShardPendingReply(
+            intents=[pb.ShardIntent(kind=i.kind, txid=i.txid, ino=i.ino, parent_ino=i.parent,
+                                    name=decode_name(i.raw_name), dst_parent=i.dst_parent, dst_name=i.dst_name,
+                                    created_ns=i.created_ns) for i in p.intents],
+            outbox=[pb.OutboxEntry(txid=o.txid, ino=o.ino, delta=o.delta, created_ns=o.created_ns)
+                    for o in p.outbox],
+            reclaim=[pb.ReclaimEntry(ino=r.ino, from_size=r.from_size, freed=r.freed, layout=r.layout,
+                                     chunk_size=r.chunk_size, generation=r.generation) for r in p.reclaim],
+            sealed_dirs=p.sealed)
+
+    @rpc_handler
+    async def RemoveEntry(self, request: pb.RemoveEntryRequest, context: Ctx) -> pb.Empty:
+        r = request
+        raw = names.check_name(r.name)
+        self.cluster.check_entry(r.parent_ino, r.name)
+        await self._wait_free(r.parent_ino, raw)
+        txid = new_txid()
+        removed = await self.store.write(lambda t: admin_ops.remove_entry(
+            t, r.parent_ino, raw, r.ino, drop_link=r.drop_link, txid=txid))
+        if removed:
+            log.warning("fsck removed entry %d/%s -> %d%s", r.parent_ino, r.name, r.ino,
+                        " and its link" if r.drop_link else "")
+            self.reclaimer.kick()  # a link owed to another shard, or chunks to free
+        return pb.Empty()

@@ -9,13 +9,17 @@ dentries    parent ino (8, BE) + utf-8 name     ino (8) + type (1)
 inodes      inode_key(ino) (8)                  packed Inode (57 bytes + extras)
 inline      inode_key(ino) (8) + piece (2, BE)  the file's bytes, in page-sized pieces
 xattrs      ino (8, BE) + name                  value
-sealed      dir ino (8, BE)                     created_ns (8)
+sealed      dir ino (8, BE)                     created_ns (8) [+ b"F" once final]
 counters    partition (4, BE)                   last inode sequence (8)
 intents     local dentry key                    Intent as JSON
 applied     kind (1) + txid                     created_ns (8) + reply bytes
 outbox      txid                                ino (8) + delta (4) + created_ns (8)
 reclaim     ino (8, BE) + from_size (8, BE)     chunk_size, generation, freed, layout
 ==========  ==================================  ===================================
+
+A seal is *pending* while the dir server's rmdir (or rename over an empty
+directory) may still fail and unseal it, and *final* once the dir server
+said the directory is gone (see :class:`DirSealed` and shard/seals.py).
 
 Keys start with the parent (or ino) in big-endian so one directory's entries,
 or one inode's xattrs or inline pieces, are one prefix range. Inode records are keyed by
@@ -56,6 +60,22 @@ DB_NAMES = ["dentries", "inodes", "inline", "xattrs", "sealed", "counters", "int
             "applied", "outbox", "reclaim"]
 APPLIED_REMOTE_LINK = b"L"
 APPLIED_NLINK = b"N"
+SEAL_FINAL = b"F"
+
+
+class DirSealed(FsError):
+    """ENOENT: a new name was asked for in a sealed directory.
+
+    ``final`` says the directory is known to be gone. A pending seal may still
+    be lifted (the rmdir found another shard not empty), so the service waits
+    for it to resolve instead of answering ENOENT for a directory that goes on
+    existing (see shard/seals.py).
+    """
+
+    def __init__(self, dir_ino: int, final: bool) -> None:
+        super().__init__(errno.ENOENT, "directory is being removed" if not final else "directory was removed")
+        self.dir_ino = dir_ino
+        self.final = final
 
 
 def now_ns() -> int:
@@ -197,8 +217,39 @@ class ShardTxn:
     def is_sealed(self, dir_ino: int) -> bool:
         return self.txn.get(u64(dir_ino), db=self.dbs["sealed"]) is not None
 
+    def seal_state(self, dir_ino: int) -> tuple[bool, int] | None:
+        """(final, sealed at ns) of a sealed directory; None if it is not sealed."""
+        v = self.txn.get(u64(dir_ino), db=self.dbs["sealed"])
+        if v is None:
+            return None
+        return v[8:] == SEAL_FINAL, U64.unpack_from(v)[0]
+
+    def check_not_sealed(self, dir_ino: int) -> None:
+        """Raise :class:`DirSealed` if no new name may go into ``dir_ino`` now."""
+        state = self.seal_state(dir_ino)
+        if state is not None:
+            raise DirSealed(dir_ino, final=state[0])
+
     def seal(self, dir_ino: int) -> None:
-        self.txn.put(u64(dir_ino), u64(now_ns()), db=self.dbs["sealed"])
+        if self.seal_state(dir_ino) is None:
+            self.txn.put(u64(dir_ino), u64(now_ns()), db=self.dbs["sealed"])
+
+    def finalize_seal(self, dir_ino: int) -> None:
+        """The dir server said ``dir_ino`` is gone: its seal can never be lifted."""
+        state = self.seal_state(dir_ino)
+        if state is not None and not state[0]:
+            self.txn.put(u64(dir_ino), u64(state[1]) + SEAL_FINAL, db=self.dbs["sealed"])
+
+    def pending_seals(self, limit: int) -> list[tuple[int, int]]:
+        """(dir ino, sealed at ns) of seals not known to be final, up to ``limit``."""
+        out: list[tuple[int, int]] = []
+        with self.txn.cursor(db=self.dbs["sealed"]) as cur:
+            for k, v in cur:
+                if v[8:] != SEAL_FINAL:
+                    out.append((U64.unpack(k)[0], U64.unpack_from(v)[0]))
+                    if len(out) >= limit:
+                        break
+        return out
 
     def unseal(self, dir_ino: int) -> None:
         self.txn.delete(u64(dir_ino), db=self.dbs["sealed"])

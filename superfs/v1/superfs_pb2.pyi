@@ -631,12 +631,14 @@ class ReadChunkReply(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., exists: _Optional[bool] = ...) -> None: ...
 
 class DeleteChunksRequest(_message.Message):
-    __slots__ = ("ino", "from_index")
+    __slots__ = ("ino", "from_index", "to_index")
     INO_FIELD_NUMBER: _ClassVar[int]
     FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TO_INDEX_FIELD_NUMBER: _ClassVar[int]
     ino: int
     from_index: int
-    def __init__(self, ino: _Optional[int] = ..., from_index: _Optional[int] = ...) -> None: ...
+    to_index: int
+    def __init__(self, ino: _Optional[int] = ..., from_index: _Optional[int] = ..., to_index: _Optional[int] = ...) -> None: ...
 
 class TruncateChunkRequest(_message.Message):
     __slots__ = ("key", "length")
@@ -659,14 +661,18 @@ class ListChunksRequest(_message.Message):
     def __init__(self, after_ino: _Optional[int] = ..., after_index: _Optional[int] = ..., limit: _Optional[int] = ..., verify: _Optional[bool] = ...) -> None: ...
 
 class ChunkEntry(_message.Message):
-    __slots__ = ("key", "length", "corrupt")
+    __slots__ = ("key", "length", "corrupt", "checksum", "algorithm")
     KEY_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     CORRUPT_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     key: ChunkKey
     length: int
     corrupt: bool
-    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., length: _Optional[int] = ..., corrupt: _Optional[bool] = ...) -> None: ...
+    checksum: int
+    algorithm: int
+    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., length: _Optional[int] = ..., corrupt: _Optional[bool] = ..., checksum: _Optional[int] = ..., algorithm: _Optional[int] = ...) -> None: ...
 
 class ListChunksReply(_message.Message):
     __slots__ = ("chunks", "more")
@@ -689,11 +695,167 @@ class ChunkPiece(_message.Message):
     def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., offset: _Optional[int] = ..., truncate: _Optional[bool] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class DataStatsReply(_message.Message):
-    __slots__ = ("chunks", "bytes", "db_bytes")
+    __slots__ = ("chunks", "bytes", "db_bytes", "degraded")
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     DB_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
     chunks: int
     bytes: int
     db_bytes: int
-    def __init__(self, chunks: _Optional[int] = ..., bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ...) -> None: ...
+    degraded: bool
+    def __init__(self, chunks: _Optional[int] = ..., bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ..., degraded: _Optional[bool] = ...) -> None: ...
+
+class ListAllDirsRequest(_message.Message):
+    __slots__ = ("after_ino", "limit")
+    AFTER_INO_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    after_ino: int
+    limit: int
+    def __init__(self, after_ino: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class DirIntent(_message.Message):
+    __slots__ = ("id", "op", "ino", "parent", "name", "dst_parent", "dst_name", "replaced_ino", "aborting")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DST_PARENT_FIELD_NUMBER: _ClassVar[int]
+    DST_NAME_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_INO_FIELD_NUMBER: _ClassVar[int]
+    ABORTING_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    op: str
+    ino: int
+    parent: int
+    name: str
+    dst_parent: int
+    dst_name: str
+    replaced_ino: int
+    aborting: bool
+    def __init__(self, id: _Optional[int] = ..., op: _Optional[str] = ..., ino: _Optional[int] = ..., parent: _Optional[int] = ..., name: _Optional[str] = ..., dst_parent: _Optional[int] = ..., dst_name: _Optional[str] = ..., replaced_ino: _Optional[int] = ..., aborting: _Optional[bool] = ...) -> None: ...
+
+class DirIntentsReply(_message.Message):
+    __slots__ = ("intents",)
+    INTENTS_FIELD_NUMBER: _ClassVar[int]
+    intents: _containers.RepeatedCompositeFieldContainer[DirIntent]
+    def __init__(self, intents: _Optional[_Iterable[_Union[DirIntent, _Mapping]]] = ...) -> None: ...
+
+class ScanRequest(_message.Message):
+    __slots__ = ("after", "limit")
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    after: bytes
+    limit: int
+    def __init__(self, after: _Optional[bytes] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class EntryRecord(_message.Message):
+    __slots__ = ("parent_ino", "name", "ino", "type")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    ino: int
+    type: FileType
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ...) -> None: ...
+
+class ScanEntriesReply(_message.Message):
+    __slots__ = ("entries", "next", "more")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[EntryRecord]
+    next: bytes
+    more: bool
+    def __init__(self, entries: _Optional[_Iterable[_Union[EntryRecord, _Mapping]]] = ..., next: _Optional[bytes] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class ScanInodesReply(_message.Message):
+    __slots__ = ("files", "next", "more")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[FileInfo]
+    next: bytes
+    more: bool
+    def __init__(self, files: _Optional[_Iterable[_Union[FileInfo, _Mapping]]] = ..., next: _Optional[bytes] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class ShardIntent(_message.Message):
+    __slots__ = ("kind", "txid", "ino", "parent_ino", "name", "dst_parent", "dst_name", "created_ns")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TXID_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DST_PARENT_FIELD_NUMBER: _ClassVar[int]
+    DST_NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_NS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    txid: str
+    ino: int
+    parent_ino: int
+    name: str
+    dst_parent: int
+    dst_name: str
+    created_ns: int
+    def __init__(self, kind: _Optional[str] = ..., txid: _Optional[str] = ..., ino: _Optional[int] = ..., parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., dst_parent: _Optional[int] = ..., dst_name: _Optional[str] = ..., created_ns: _Optional[int] = ...) -> None: ...
+
+class OutboxEntry(_message.Message):
+    __slots__ = ("txid", "ino", "delta", "created_ns")
+    TXID_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    CREATED_NS_FIELD_NUMBER: _ClassVar[int]
+    txid: str
+    ino: int
+    delta: int
+    created_ns: int
+    def __init__(self, txid: _Optional[str] = ..., ino: _Optional[int] = ..., delta: _Optional[int] = ..., created_ns: _Optional[int] = ...) -> None: ...
+
+class ReclaimEntry(_message.Message):
+    __slots__ = ("ino", "from_size", "freed", "layout", "chunk_size", "generation")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    FROM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FREED_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    from_size: int
+    freed: bool
+    layout: _containers.RepeatedScalarFieldContainer[int]
+    chunk_size: int
+    generation: int
+    def __init__(self, ino: _Optional[int] = ..., from_size: _Optional[int] = ..., freed: _Optional[bool] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
+
+class ShardPendingReply(_message.Message):
+    __slots__ = ("intents", "outbox", "reclaim", "sealed_dirs")
+    INTENTS_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_FIELD_NUMBER: _ClassVar[int]
+    RECLAIM_FIELD_NUMBER: _ClassVar[int]
+    SEALED_DIRS_FIELD_NUMBER: _ClassVar[int]
+    intents: _containers.RepeatedCompositeFieldContainer[ShardIntent]
+    outbox: _containers.RepeatedCompositeFieldContainer[OutboxEntry]
+    reclaim: _containers.RepeatedCompositeFieldContainer[ReclaimEntry]
+    sealed_dirs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, intents: _Optional[_Iterable[_Union[ShardIntent, _Mapping]]] = ..., outbox: _Optional[_Iterable[_Union[OutboxEntry, _Mapping]]] = ..., reclaim: _Optional[_Iterable[_Union[ReclaimEntry, _Mapping]]] = ..., sealed_dirs: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RemoveEntryRequest(_message.Message):
+    __slots__ = ("parent_ino", "name", "ino", "drop_link")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    DROP_LINK_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    ino: int
+    drop_link: bool
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., drop_link: _Optional[bool] = ...) -> None: ...
+
+class SetDegradedRequest(_message.Message):
+    __slots__ = ("degraded",)
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    degraded: bool
+    def __init__(self, degraded: _Optional[bool] = ...) -> None: ...

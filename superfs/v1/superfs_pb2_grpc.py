@@ -109,6 +109,26 @@ class DirServiceStub:
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.DirStatsReply.FromString,
                 _registered_method=True)
+        self.ListAllDirs = channel.unary_unary(
+                '/superfs.v1.DirService/ListAllDirs',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.ListAllDirsRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.ListDirsReply.FromString,
+                _registered_method=True)
+        self.ListDirIntents = channel.unary_unary(
+                '/superfs.v1.DirService/ListDirIntents',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.DirIntentsReply.FromString,
+                _registered_method=True)
+        self.SettleDirIntents = channel.unary_unary(
+                '/superfs.v1.DirService/SettleDirIntents',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.DirIntentsReply.FromString,
+                _registered_method=True)
+        self.RecountDir = channel.unary_unary(
+                '/superfs.v1.DirService/RecountDir',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.DirRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.Attr.FromString,
+                _registered_method=True)
 
 
 class DirServiceServicer:
@@ -206,6 +226,33 @@ class DirServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAllDirs(self, request, context):
+        """Cluster administration (superfs fsck / repair), see "cluster administration" below.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDirIntents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleDirIntents(self, request, context):
+        """try each once; reply: what is left
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecountDir(self, request, context):
+        """nlink = 2 + subdirectories
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DirServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -283,6 +330,26 @@ def add_DirServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.DirStatsReply.SerializeToString,
+            ),
+            'ListAllDirs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllDirs,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.ListAllDirsRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.ListDirsReply.SerializeToString,
+            ),
+            'ListDirIntents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDirIntents,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.DirIntentsReply.SerializeToString,
+            ),
+            'SettleDirIntents': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleDirIntents,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.DirIntentsReply.SerializeToString,
+            ),
+            'RecountDir': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecountDir,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.DirRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.Attr.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -700,6 +767,114 @@ class DirService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ListAllDirs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/ListAllDirs',
+            superfs_dot_v1_dot_superfs__pb2.ListAllDirsRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.ListDirsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDirIntents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/ListDirIntents',
+            superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.DirIntentsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleDirIntents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/SettleDirIntents',
+            superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.DirIntentsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecountDir(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/RecountDir',
+            superfs_dot_v1_dot_superfs__pb2.DirRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.Attr.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ShardServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -824,6 +999,31 @@ class ShardServiceStub:
                 '/superfs.v1.ShardService/Stats',
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.ShardStatsReply.FromString,
+                _registered_method=True)
+        self.ScanEntries = channel.unary_unary(
+                '/superfs.v1.ShardService/ScanEntries',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.ScanRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.ScanEntriesReply.FromString,
+                _registered_method=True)
+        self.ScanInodes = channel.unary_unary(
+                '/superfs.v1.ShardService/ScanInodes',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.ScanRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.ScanInodesReply.FromString,
+                _registered_method=True)
+        self.ListPending = channel.unary_unary(
+                '/superfs.v1.ShardService/ListPending',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.ShardPendingReply.FromString,
+                _registered_method=True)
+        self.RunMaintenance = channel.unary_unary(
+                '/superfs.v1.ShardService/RunMaintenance',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.ShardPendingReply.FromString,
+                _registered_method=True)
+        self.RemoveEntry = channel.unary_unary(
+                '/superfs.v1.ShardService/RemoveEntry',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.RemoveEntryRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
                 _registered_method=True)
 
 
@@ -968,6 +1168,38 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScanEntries(self, request, context):
+        """Cluster administration (superfs fsck / repair), see "cluster administration" below.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScanInodes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPending(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunMaintenance(self, request, context):
+        """one background round now; what is left
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveEntry(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1085,6 +1317,31 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.ShardStatsReply.SerializeToString,
+            ),
+            'ScanEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScanEntries,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.ScanRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.ScanEntriesReply.SerializeToString,
+            ),
+            'ScanInodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScanInodes,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.ScanRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.ScanInodesReply.SerializeToString,
+            ),
+            'ListPending': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPending,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.ShardPendingReply.SerializeToString,
+            ),
+            'RunMaintenance': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunMaintenance,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.ShardPendingReply.SerializeToString,
+            ),
+            'RemoveEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveEntry,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.RemoveEntryRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1718,6 +1975,141 @@ class ShardService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ScanEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/ScanEntries',
+            superfs_dot_v1_dot_superfs__pb2.ScanRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.ScanEntriesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScanInodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/ScanInodes',
+            superfs_dot_v1_dot_superfs__pb2.ScanRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.ScanInodesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/ListPending',
+            superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.ShardPendingReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunMaintenance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/RunMaintenance',
+            superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.ShardPendingReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/RemoveEntry',
+            superfs_dot_v1_dot_superfs__pb2.RemoveEntryRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class DataServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -1767,6 +2159,11 @@ class DataServiceStub:
                 '/superfs.v1.DataService/ReadChunkStream',
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.ReadChunkRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.ReadChunkReply.FromString,
+                _registered_method=True)
+        self.SetDegraded = channel.unary_unary(
+                '/superfs.v1.DataService/SetDegraded',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.SetDegradedRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
                 _registered_method=True)
 
 
@@ -1822,6 +2219,14 @@ class DataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetDegraded(self, request, context):
+        """Cluster administration: `superfs repair` clears the flag once it has
+        re-created every replica this server should hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1864,6 +2269,11 @@ def add_DataServiceServicer_to_server(servicer, server):
                     servicer.ReadChunkStream,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.ReadChunkRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.ReadChunkReply.SerializeToString,
+            ),
+            'SetDegraded': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDegraded,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.SetDegradedRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2082,6 +2492,33 @@ class DataService:
             '/superfs.v1.DataService/ReadChunkStream',
             superfs_dot_v1_dot_superfs__pb2.ReadChunkRequest.SerializeToString,
             superfs_dot_v1_dot_superfs__pb2.ReadChunkReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDegraded(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DataService/SetDegraded',
+            superfs_dot_v1_dot_superfs__pb2.SetDegradedRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,105 @@
+"""Administrative operations of the shard store: full scans and the fixes fsck asks for.
+
+No file-system call enumerates a shard: listings go by directory, lookups by
+name or inode. ``superfs fsck`` must see everything (to find entries whose
+inode is gone, inodes no entry names, link counts that disagree), so these
+functions page through the raw sub-databases by key, with the last key as
+the cursor. They are plain functions over a :class:`ShardTxn`, like the
+rest of the engine, and never touch the network.
+
+``remove_entry`` is the one fix that has no file-system equivalent: unlink
+needs a capability for the parent directory, which fsck cannot get for a
+directory that no longer exists.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Any
+
+from superfs.errors import FsError
+from superfs.shard.records import (
+    DENTRY_VALUE, DIRECTORY, Inode, Intent, OutboxItem, ReclaimItem, ino_of_inode_key,
+    split_dentry_key,
+)
+from superfs.shard.store import ShardTxn
+
+SCAN_DEFAULT = 1000
+SCAN_MAX = 10000
+PENDING_MAX = 10000
+
+
+def _limit(limit: int) -> int:
+    return SCAN_DEFAULT if limit <= 0 else min(limit, SCAN_MAX)
+
+
+def _page(t: ShardTxn, db: str, after: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """Up to ``limit`` (key, value) pairs of sub-database ``db`` with keys > ``after``."""
+    out: list[tuple[bytes, bytes]] = []
+    with t.txn.cursor(db=t.dbs[db]) as cur:
+        positioned = cur.set_range(after) if after else cur.first()
+        if positioned and after and cur.key() == after:
+            positioned = cur.next()
+        while positioned:
+            if len(out) >= limit:
+                return out, True
+            out.append((cur.key(), cur.value()))
+            positioned = cur.next()
+    return out, False
+
+
+def scan_entries(t: ShardTxn, after: bytes, limit: int) -> tuple[list[tuple[int, bytes, int, int]], bytes, bool]:
+    """(parent, raw name, ino, type) of every entry, in key order; the next cursor; whether more follow."""
+    rows, more = _page(t, "dentries", after, _limit(limit))
+    out = []
+    for key, value in rows:
+        parent, raw = split_dentry_key(key)
+        ino, ftype = DENTRY_VALUE.unpack(value)
+        out.append((parent, raw, ino, ftype))
+    return out, rows[-1][0] if rows else after, more
+
+
+def scan_inodes(t: ShardTxn, after: bytes, limit: int) -> tuple[list[Inode], bytes, bool]:
+    """Every inode record (without bytes), in key order; the next cursor; whether more follow."""
+    rows, more = _page(t, "inodes", after, _limit(limit))
+    nodes = [Inode.unpack(ino_of_inode_key(key), value) for key, value in rows]
+    return nodes, rows[-1][0] if rows else after, more
+
+
+@dataclass
+class Pending:
+    """The work a shard still owes: cross-shard intents, outbox, reclaim queue, pending seals."""
+
+    intents: list[Intent]
+    outbox: list[OutboxItem]
+    reclaim: list[ReclaimItem]
+    sealed: list[int]
+
+    def any(self) -> bool:
+        return bool(self.intents or self.outbox or self.reclaim)
+
+
+def pending(t: ShardTxn, limit: int = PENDING_MAX) -> Pending:
+    return Pending(t.intents()[:limit], t.outbox(limit), t.reclaim_items(limit),
+                   [d for d, _ in t.pending_seals(limit)])
+
+
+def remove_entry(t: ShardTxn, parent: int, raw: bytes, ino: int, *, drop_link: bool, txid: str) -> bool:
+    """Remove entry (parent, name) if it still names ``ino``; with ``drop_link`` the inode
+    loses that link as in unlink. Returns whether anything was removed."""
+    found = t.entry(parent, raw)
+    if found is None or found[0] != ino:
+        return False
+    if found[1] == DIRECTORY:
+        raise FsError(errno.EISDIR, "a directory's reservation: release it with ReleaseDirEntry")
+    t.check_no_intent(parent, raw)
+    t.delete_entry(parent, raw)
+    if drop_link:
+        t.drop_link(ino, txid)
+    return True
+
+
+def describe(p: Pending) -> dict[str, Any]:
+    """Counts, for logs."""
+    return {"intents": len(p.intents), "outbox": len(p.outbox), "reclaim": len(p.reclaim),
+            "sealed": len(p.sealed)}
