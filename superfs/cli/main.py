@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"superfs {__version__}")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
     cluster_cmds.register(sub)
+    from superfs.cli import admin_cmds
+    admin_cmds.register(sub)
     try:
         from superfs.cli import mount_cmds
     except ImportError:  # the FUSE layer needs pyfuse3

@@ -1,0 +1,236 @@
+"""Cluster administration calls: what ``superfs fsck`` and ``superfs repair`` need.
+
+The file-system API (:class:`AsyncFs`) never shows a shard's raw contents,
+the intent logs or the work queues; fsck must see all of them to check a
+cluster, and must be able to apply a few primitive fixes. Those calls live
+here, in the client library (the only code that talks to daemons), on top
+of one :class:`AsyncFs` connection: same channels, same routing, same
+credentials.
+
+Every method raises :class:`FsError` like the rest of the client library.
+Listings are paged until exhausted; a shard or data server is named by its
+id in the cluster map.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+from superfs import routing
+from superfs.client.fs import AsyncFs
+from superfs.client.meta import Creds
+from superfs.client.rpc import call
+from superfs.errors import FsError
+from superfs.v1 import superfs_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ROOT = Creds(0, 0)
+PAGE = 5000
+CHUNK_PAGE = 10000
+
+
+@dataclass(frozen=True)
+class ServerRef:
+    """A shard or data server of the cluster map."""
+
+    kind: str  # "shard" or "data"
+    id: int
+    address: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.address})"
+
+
+class AdminClient:
+    """Administrative calls over one cluster connection (acting as root)."""
+
+    def __init__(self, fs: AsyncFs) -> None:
+        self.fs = fs
+        self.cluster = fs.cluster
+        self.channels = fs.channels
+
+    @classmethod
+    async def connect(cls, address: str, *, timeout_s: float = 5.0) -> "AdminClient":
+        fs = AsyncFs(address, timeout_s=timeout_s, creds=ROOT, umask=0)
+        await fs.start()
+        return cls(fs)
+
+    async def close(self) -> None:
+        await self.fs.close()
+
+    @property
+    def timeout(self) -> float:
+        return self.channels.timeout_s
+
+    # ---------------------------------------------------------- cluster map
+
+    async def cluster_map(self) -> pb.ClusterMap:
+        await self.cluster.refresh()
+        return self.cluster.map
+
+    def shards(self) -> list[ServerRef]:
+        return [ServerRef("shard", s.id, s.address) for s in sorted(self.cluster.map.shards, key=lambda s: s.id)]
+
+    def data_servers(self) -> list[ServerRef]:
+        return [ServerRef("data", d.id, d.address)
+                for d in sorted(self.cluster.map.data_servers, key=lambda d: d.id)]
+
+    def shard_of_entry(self, parent: int, name: str) -> int:
+        m = self.cluster.map
+        return m.partition_shard[routing.entry_partition(parent, name, m.num_partitions)]
+
+    def shard_of_ino(self, ino: int) -> int:
+        return self.cluster.map.partition_shard[routing.ino_partition(ino)]
+
+    def _shard(self, shard_id: int) -> Any:
+        for s in self.cluster.map.shards:
+            if s.id == shard_id:
+                return self.channels.shard(s.address)
+        raise FsError(5, f"shard {shard_id} is not in the cluster map")
+
+    def _data(self, server_id: int) -> Any:
+        return self.cluster.data_server(server_id)
+
+    async def _dir(self, method: str, request: Any) -> Any:
+        return await self.cluster.dir_call(method, request)
+
+    # ----------------------------------------------------------- dir server
+
+    async def all_dirs(self) -> list[pb.DirInfo]:
+        out: list[pb.DirInfo] = []
+        after = 0
+        while True:
+            reply = await self._dir("ListAllDirs", pb.ListAllDirsRequest(after_ino=after, limit=PAGE))
+            out.extend(reply.dirs)
+            if not reply.more or not reply.dirs:
+                return out
+            after = reply.dirs[-1].ino
+
+    async def dir_intents(self) -> list[pb.DirIntent]:
+        return list((await self._dir("ListDirIntents", pb.Empty())).intents)
+
+    async def settle_dir_intents(self) -> list[pb.DirIntent]:
+        """Have the dir server try every pending intent now; the ones still pending."""
+        return list((await self._dir("SettleDirIntents", pb.Empty())).intents)
+
+    async def recount_dir(self, ino: int) -> pb.Attr:
+        return await self._dir("RecountDir", pb.DirRequest(ino=ino))
+
+    async def mkdir_p(self, parent: int, name: str, mode: int = 0o700) -> int:
+        """Inode of directory ``name`` in ``parent``, created if missing."""
+        try:
+            reply = await self._dir("LookupDir", pb.LookupDirRequest(parent_ino=parent, name=name,
+                                                                     creds=ROOT.pb()))
+            return int(reply.dir.ino)
+        except FsError as e:
+            if e.errno != 2:
+                raise
+        node = await self.fs.meta.mkdir(parent, name, mode, ROOT)
+        return node.ino
+
+    # --------------------------------------------------------------- shards
+
+    async def scan_entries(self, shard_id: int) -> list[pb.EntryRecord]:
+        return await self._scan(shard_id, "ScanEntries", "entries")
+
+    async def scan_inodes(self, shard_id: int) -> list[pb.FileInfo]:
+        return await self._scan(shard_id, "ScanInodes", "files")
+
+    async def _scan(self, shard_id: int, method: str, field: str) -> list[Any]:
+        stub = self._shard(shard_id)
+        out: list[Any] = []
+        after = b""
+        while True:
+            reply = await call(getattr(stub, method), pb.ScanRequest(after=after, limit=PAGE), self.timeout)
+            out.extend(getattr(reply, field))
+            if not reply.more:
+                return out
+            after = reply.next
+
+    async def pending(self, shard_id: int) -> pb.ShardPendingReply:
+        return await call(self._shard(shard_id).ListPending, pb.Empty(), self.timeout)
+
+    async def run_maintenance(self, shard_id: int) -> pb.ShardPendingReply:
+        """One round of the shard's background work now; what is still pending after it."""
+        return await call(self._shard(shard_id).RunMaintenance, pb.Empty(), 4 * self.timeout)
+
+    async def remove_entry(self, parent: int, name: str, ino: int, *, drop_link: bool) -> None:
+        req = pb.RemoveEntryRequest(parent_ino=parent, name=name, ino=ino, drop_link=drop_link)
+        await call(self._shard(self.shard_of_entry(parent, name)).RemoveEntry, req, self.timeout)
+
+    async def reserve_dir_entry(self, parent: int, name: str, ino: int) -> None:
+        req = pb.DirEntryRequest(parent_ino=parent, name=name, ino=ino)
+        await call(self._shard(self.shard_of_entry(parent, name)).ReserveDirEntry, req, self.timeout)
+
+    async def release_dir_entry(self, parent: int, name: str, ino: int) -> None:
+        req = pb.DirEntryRequest(parent_ino=parent, name=name, ino=ino)
+        await call(self._shard(self.shard_of_entry(parent, name)).ReleaseDirEntry, req, self.timeout)
+
+    async def unseal(self, shard_id: int, dir_ino: int) -> None:
+        await call(self._shard(shard_id).UnsealDir, pb.SealRequest(dir_ino=dir_ino), self.timeout)
+
+    async def adjust_nlink(self, ino: int, delta: int) -> pb.Attr:
+        req = pb.NlinkRequest(ino=ino, delta=delta, txid="fsck-" + uuid.uuid4().hex)
+        return await call(self._shard(self.shard_of_ino(ino)).AdjustNlink, req, self.timeout)
+
+    async def get_file(self, ino: int) -> pb.FileInfo:
+        req = pb.GetFileRequest(ino=ino, creds=ROOT.pb())
+        return await call(self._shard(self.shard_of_ino(ino)).GetFile, req, self.timeout)
+
+    async def link(self, ino: int, parent: int, name: str) -> pb.Attr:
+        """A new name for inode ``ino`` (as root)."""
+        return await self.fs.meta.link(ino, parent, name, ROOT)
+
+    # --------------------------------------------------------- data servers
+
+    async def list_chunks(self, server_id: int, *, verify: bool = False) -> list[pb.ChunkEntry]:
+        stub = self._data(server_id)
+        out: list[pb.ChunkEntry] = []
+        after_ino = after_index = 0
+        while True:
+            req = pb.ListChunksRequest(after_ino=after_ino, after_index=after_index, limit=CHUNK_PAGE,
+                                       verify=verify)
+            # a verifying page hashes up to 1 GiB: give it time
+            reply = await call(stub.ListChunks, req, self.timeout * (12 if verify else 2))
+            out.extend(reply.chunks)
+            if not reply.more or not reply.chunks:
+                return out
+            after_ino, after_index = reply.chunks[-1].key.ino, reply.chunks[-1].key.index
+
+    async def read_chunk(self, server_id: int, ino: int, index: int, length: int) -> bytes | None:
+        """The first ``length`` bytes of a chunk (checksum-verified by the server); None if absent."""
+        req = pb.ReadChunkRequest(key=pb.ChunkKey(ino=ino, index=index), offset=0, length=length)
+        reply = await call(self._data(server_id).ReadChunk, req, self.timeout * 4)
+        return reply.data if reply.exists else None
+
+    async def put_chunk(self, server_id: int, ino: int, index: int, data: bytes) -> None:
+        """Replace a chunk's whole content (creating it)."""
+        req = pb.WriteChunkRequest(key=pb.ChunkKey(ino=ino, index=index), offset=0, data=data, truncate=True)
+        await call(self._data(server_id).WriteChunk, req, self.timeout * 4)
+
+    async def delete_chunks(self, server_id: int, ino: int, from_index: int = 0, to_index: int = 0) -> None:
+        req = pb.DeleteChunksRequest(ino=ino, from_index=from_index, to_index=to_index)
+        await call(self._data(server_id).DeleteChunks, req, self.timeout * 2)
+
+    async def truncate_chunk(self, server_id: int, ino: int, index: int, length: int) -> None:
+        req = pb.TruncateChunkRequest(key=pb.ChunkKey(ino=ino, index=index), length=length)
+        await call(self._data(server_id).TruncateChunk, req, self.timeout * 2)
+
+    async def data_stats(self, server_id: int) -> pb.DataStatsReply:
+        return await call(self._data(server_id).Stats, pb.Empty(), self.timeout)
+
+    async def set_degraded(self, server_id: int, degraded: bool) -> None:
+        await call(self._data(server_id).SetDegraded, pb.SetDegradedRequest(degraded=degraded), self.timeout)
+
+    # -------------------------------------------------------------- helpers
+
+    @staticmethod
+    async def each(items: list[T], fn: Callable[[T], Awaitable[Any]]) -> list[Any]:
+        """``fn`` over ``items`` in parallel; results (or the exception) in order."""
+        return list(await asyncio.gather(*(fn(i) for i in items), return_exceptions=True))
