@@ -177,6 +177,29 @@ def test_unclosed_writes_visible_to_stat_and_other_fd(mdir: str) -> None:
     assert read(f"{mdir}/w") == b"x" * 10000 + b"y" * 5
 
 
+def test_small_file_read_after_write(ldir: str, mdir: str) -> None:
+    """Writes with gaps and overwrites, read back before and after close, across the inline threshold."""
+    def script(base: str) -> list[bytes]:
+        out = []
+        fd = os.open(f"{base}/s", os.O_RDWR | os.O_CREAT, 0o644)
+        os.pwrite(fd, b"abc", 100)
+        out.append(os.pread(fd, 200, 0))
+        os.pwrite(fd, b"XY", 1)
+        fd2 = os.open(f"{base}/s", os.O_RDONLY)
+        out.append(os.pread(fd2, 200, 0))
+        os.close(fd)
+        out.append(os.pread(fd2, 200, 50))
+        os.close(fd2)
+        fd = os.open(f"{base}/s", os.O_RDWR)
+        os.pwrite(fd, b"z" * 10, FUSE_INLINE - 5)          # crosses the threshold: moves to chunks
+        out.append(os.pread(fd, 30, FUSE_INLINE - 20))
+        os.close(fd)
+        out.append(read(f"{base}/s"))
+        return out
+
+    assert script(mdir) == script(ldir)
+
+
 def test_sequential_large_file(mdir: str) -> None:
     """Streams in big requests, read back sequentially (read-ahead) and at random."""
     block = os.urandom(1 << 20)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from fuse_helpers import (FUSE_CHUNK, MountProcess, fuse_cluster, fuse_unavailable, mount_factory,  # noqa: F401
-                          mount_root, outcome, public_tmpdir, start_fuse_cluster)
+                          mount_root, outcome, public_tmpdir)
 
 from superfs.client import connect
 

@@ -11,11 +11,12 @@ the writes made, before anything reaches the servers:
   (every close), ``fsync`` and ``release`` push what is left and commit the
   size on the shard: close-to-open consistency, as NFS. A write error found
   by a background push is reported by the next write, flush or fsync.
-* **Reads** first push any dirty data of the inode (so a read never sees
-  older bytes than this mount wrote). Small (inline) files are read once,
-  whole, and served from memory; chunked files read sequentially are fetched
-  in windows ahead of the reader, so the kernel's 128 KiB requests are served
-  from memory while the next window is already on its way.
+* **Reads** never see older bytes than this mount wrote: a small (inline)
+  file is read once, whole, kept in memory with this mount's writes applied,
+  and served from there. A chunked file's dirty data is pushed first; read
+  sequentially, it is fetched in windows ahead of the reader, so the
+  kernel's 128 KiB requests are served from memory while the next window is
+  already on its way.
 
 Cached bytes live as long as the OpenFile (while any handle is open) and are
 dropped when an ``open`` finds the file changed on the servers.
@@ -56,13 +57,14 @@ class Extent:
 class OpenFile:
     """One inode's open state in this mount, shared by all its handles."""
 
-    def __init__(self, node: Node, data: DataIO, meta: MetaOps, chunk_size: int) -> None:
+    def __init__(self, node: Node, data: DataIO, meta: MetaOps, chunk_size: int, inline_threshold: int) -> None:
         self.node = node
         self.ino = node.ino
         self._data = data
         self._meta = meta
         self.chunk_size = max(chunk_size, 1 << 16)
         self.push_at = min(self.chunk_size, MAX_PUSH)
+        self.inline_threshold = inline_threshold
         self.handles = 0
         self.lock = asyncio.Lock()          # orders buffer changes and pushes
         self.extents: list[Extent] = []
@@ -101,6 +103,26 @@ class OpenFile:
             # bytes came with the reply; a file grown by truncate has an implicit zero tail
             self.inline_bytes = bytes(info.data) + bytes(max(0, fresh.attr.size - len(info.data)))
 
+    def _patch_cache(self, offset: int, buf: bytes) -> None:
+        """Keep a small file's cached bytes equal to what the shard will hold after the push.
+
+        Read-after-write of small files is common (editors, config files,
+        databases): patching the copy spares a fetch after every flush.
+        """
+        for task in self._windows.values():
+            task.cancel()
+        self._windows.clear()
+        data = self.inline_bytes
+        info = self.node.file
+        if data is None or info is None or not info.inline or offset + len(buf) > self.inline_threshold:
+            self.inline_bytes = None
+            return
+        b = bytearray(data)
+        if offset > len(b):
+            b.extend(bytes(offset - len(b)))  # a gap reads as zeros, as the shard fills it
+        b[offset:offset + len(buf)] = buf
+        self.inline_bytes = bytes(b)
+
     def drop_cache(self) -> None:
         self.inline_bytes = None
         for task in self._windows.values():
@@ -112,7 +134,7 @@ class OpenFile:
     async def write(self, offset: int, buf: bytes, creds: Creds) -> int:
         async with self.lock:
             self._raise_pending_error()
-            self.drop_cache()
+            self._patch_cache(offset, buf)
             self.writer = creds
             self._add_extent(offset, buf)
             self.dirty_end = max(self.dirty_end, offset + len(buf))
@@ -191,6 +213,9 @@ class OpenFile:
 
     async def read(self, offset: int, size: int, creds: Creds) -> bytes:
         if self.dirty:
+            data, info = self.inline_bytes, self.node.file
+            if data is not None and info is not None and info.inline:
+                return data[offset:offset + size]  # a small file's bytes, our writes included
             await self.flush()
         info = self.node.file
         if info is None:

@@ -411,7 +411,8 @@ class SuperFsOperations(pyfuse3.Operations):
     def _open_file(self, node: Node) -> OpenFile:
         of = self.handles.open_file(node.ino)
         if of is None:
-            of = OpenFile(node, self.data, self.meta, self.fs.cluster.map.chunk_size)
+            cmap = self.fs.cluster.map
+            of = OpenFile(node, self.data, self.meta, cmap.chunk_size, cmap.inline_threshold)
             of.refresh(node)
         return of
 
