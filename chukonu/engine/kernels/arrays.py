@@ -41,8 +41,9 @@ def _per_row(fn: Any, a: pa.Array, out_type: pa.DataType) -> pa.Array:
 def size(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     a = v[0]
     if pa.types.is_map(a.type):
-        return pa.array([None if x is None else len(x) for x in a.to_pylist()], type=pa.int32())
-    return pc.list_value_length(a).cast(pa.int32())
+        return pa.array([-1 if x is None else len(x) for x in a.to_pylist()], type=pa.int32())
+    # Spark's non-ANSI (legacy) rule: the size of a null array is -1
+    return pc.fill_null(pc.list_value_length(a).cast(pa.int32()), -1)
 
 
 def _list_agg(a: pa.Array, how: str) -> pa.Array:
