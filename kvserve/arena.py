@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_BYTES = 16
 Extent = tuple[int, int]  # (byte offset, byte length)
+HASH_PIECE = 256 * 1024  # copy then hash this much at a time: hashed while still in cache
 
 
 def host_id() -> str:
@@ -156,6 +157,41 @@ class Arena:
             np.copyto(dst[pos:pos + length], self.view[off:off + length])
             pos += length
         return pos
+
+    def read_into_hashed(self, extents: Sequence[Extent], out: Any) -> int:
+        """Copy the extents' bytes into ``out`` and return the xxh3_64 of what landed there.
+
+        Each piece is hashed right after it is copied, while it is in cache:
+        hashing a large object after the whole copy would read it from memory
+        a second time.
+        """
+        dst = as_bytes_view(out, writable=True)
+        h = xxhash.xxh3_64()
+        pos = 0
+        for off, length in extents:
+            for p in range(0, length, HASH_PIECE):
+                n = min(HASH_PIECE, length - p)
+                piece = dst[pos:pos + n]
+                np.copyto(piece, self.view[off + p:off + p + n])
+                h.update(memoryview(piece))
+                pos += n
+        return h.intdigest()
+
+    def write_hashed(self, extents: Sequence[Extent], data: Any) -> int:
+        """Copy ``data`` into the extents and return the xxh3_64 of what landed in the arena."""
+        src = as_bytes_view(data)
+        h = xxhash.xxh3_64()
+        pos = 0
+        for off, length in extents:
+            for p in range(0, length, HASH_PIECE):
+                n = min(HASH_PIECE, length - p)
+                piece = self.view[off + p:off + p + n]
+                np.copyto(piece, src[pos:pos + n])
+                h.update(memoryview(piece))
+                pos += n
+        if pos != len(src):
+            raise ValueError(f"{len(src)} bytes for extents of {pos}")
+        return h.intdigest()
 
     def to_bytes(self, extents: Sequence[Extent]) -> bytes:
         if len(extents) == 1:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Iterator, Sequence
 
 import grpc
@@ -71,11 +72,14 @@ class KvClient(StoreApi):
         self._lock = threading.RLock()
         self._releases: set[grpc.Future] = set()
         self._to_release: list[int] = []  # lease handles to give back with the next Lease
-        self._release_timer: threading.Timer | None = None
+        self._releaser: threading.Thread | None = None
+        self._closed = False
         self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._stub = pbg.KvServiceStub(self._channel)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self._flush_releases()
         for fut in list(self._releases):
             try:
@@ -147,30 +151,43 @@ class KvClient(StoreApi):
 
         A separate Release right away would cost a round trip per get (the
         daemon serves it before the next request); batching it into the next
-        Lease costs nothing, and the timer bounds how long an idle client
-        keeps objects from being evicted.
+        Lease costs nothing, and a background thread bounds how long an idle
+        client keeps objects from being evicted.
         """
         if not handle:
             return
         with self._lock:
             self._to_release.append(handle)
-            if self._release_timer is None:
-                self._release_timer = threading.Timer(RELEASE_DELAY_S, self._flush_releases)
-                self._release_timer.daemon = True
-                self._release_timer.start()
+            if self._releaser is None and not self._closed:
+                self._releaser = threading.Thread(target=self._release_loop, name="kvserve-release", daemon=True)
+                self._releaser.start()
+
+    def _release_loop(self) -> None:
+        """Every RELEASE_DELAY_S, send the handles no Lease took since the last tick; stop when idle."""
+        seen: set[int] = set()
+        while True:
+            time.sleep(RELEASE_DELAY_S)
+            with self._lock:
+                if self._closed or not self._to_release:
+                    self._releaser = None
+                    return
+                stale = [h for h in self._to_release if h in seen]
+                self._to_release = [h for h in self._to_release if h not in seen]
+                seen = set(self._to_release)
+            if stale:
+                self._send_release(stale)
 
     def _take_releases(self) -> list[int]:
         with self._lock:
             handles, self._to_release = self._to_release, []
-            if self._release_timer is not None:
-                self._release_timer.cancel()
-                self._release_timer = None
         return handles
 
     def _flush_releases(self) -> None:
         handles = self._take_releases()
-        if not handles:
-            return
+        if handles:
+            self._send_release(handles)
+
+    def _send_release(self, handles: list[int]) -> None:
         try:
             fut = self._stub.Release.future(pb.ReleaseRequest(leases=handles), timeout=self.timeout_s)
         except ValueError:  # the channel was closed: the daemon expires the leases
@@ -193,7 +210,8 @@ class KvClient(StoreApi):
 
     def _put_shm(self, keys: list[bytes], views: list[np.ndarray], pin: bool) -> list[Status]:
         assert self._arena is not None
-        metas = [pb.ObjectMeta(key=k, size=len(v), checksum=checksum_of(v), pin=pin) for k, v in zip(keys, views)]
+        # checksums travel with the commit: computed while copying, the bytes are read once
+        metas = [pb.ObjectMeta(key=k, size=len(v), pin=pin) for k, v in zip(keys, views)]
         reply = self._call(self._stub.Reserve, pb.ReserveRequest(namespace=self.namespace, objects=metas))
         statuses = [Status(p.status) for p in reply.placements]
         if not reply.reservation:
@@ -201,14 +219,16 @@ class KvClient(StoreApi):
         if not self._same_arena(reply.arena):
             self._call(self._stub.Commit, pb.CommitRequest(reservation=reply.reservation, abort=True))
             return self._put_shm(keys, views, pin) if self.uses_shm else self._put_grpc(keys, views, pin)
+        checksums = []
         try:
             for p, v in zip(reply.placements, views):
                 if p.status == Status.OK:
-                    self._arena.write([(e.offset, e.length) for e in p.extents], v)
+                    checksums.append(self._arena.write_hashed([(e.offset, e.length) for e in p.extents], v))
         except BaseException:
             self._call(self._stub.Commit, pb.CommitRequest(reservation=reply.reservation, abort=True))
             raise
-        committed = iter(self._call(self._stub.Commit, pb.CommitRequest(reservation=reply.reservation)).statuses)
+        request = pb.CommitRequest(reservation=reply.reservation, checksums=checksums)
+        committed = iter(self._call(self._stub.Commit, request).statuses)
         return [Status(next(committed)) if s is Status.OK else s for s in statuses]
 
     def _put_grpc(self, keys: list[bytes], views: list[np.ndarray], pin: bool) -> list[Status]:
@@ -283,11 +303,10 @@ class KvClient(StoreApi):
         if dst is not None:
             if len(dst) < size:
                 raise ValueError(f"output buffer of {len(dst)} bytes for an object of {size}")
-            self._arena.read_into(extents, dst[:size])
-            ok = checksum_of(dst[:size]) == meta.checksum
+            ok = self._arena.read_into_hashed(extents, dst[:size]) == meta.checksum
             hit = Hit(size, tier)
         else:
-            data = self._arena.to_bytes(extents)
+            data = self._arena.to_bytes(extents)  # get_into avoids this allocation and the second pass
             ok = xxhash.xxh3_64_intdigest(data) == meta.checksum
             hit = Hit(size, tier, data)
         if not ok:
@@ -342,15 +361,16 @@ class KvClient(StoreApi):
                 dst = outs[i] if outs is not None else None
                 if dst is not None and len(dst) < msg.object.size:
                     raise ValueError(f"output buffer of {len(dst)} bytes for an object of {msg.object.size}")
-            if msg.data:
+            data = msg.data  # each access to a bytes field copies it: once
+            if data:
                 if meta is None:
                     raise KvError(f"{self.address} sent bytes before an object")
-                hasher.update(msg.data)
+                hasher.update(data)
                 if dst is not None:
-                    dst[filled:filled + len(msg.data)] = np.frombuffer(msg.data, dtype=np.uint8)
+                    dst[filled:filled + len(data)] = np.frombuffer(data, dtype=np.uint8)
                 else:
-                    parts.append(msg.data)
-                filled += len(msg.data)
+                    parts.append(data)
+                filled += len(data)
         if meta is not None:
             yield finish()
 

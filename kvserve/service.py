@@ -184,7 +184,7 @@ class KvServicer(pbg.KvServiceServicer):
     @rpc_handler
     async def Commit(self, request: pb.CommitRequest, context: grpc.aio.ServicerContext) -> pb.StatusReply:
         start = time.perf_counter()
-        statuses = self.store.commit(request.reservation, abort=request.abort)
+        statuses = self.store.commit(request.reservation, abort=request.abort, checksums=list(request.checksums))
         self._observe("commit", start)
         return pb.StatusReply(statuses=statuses)
 

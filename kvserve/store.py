@@ -140,11 +140,20 @@ class KvStore:
             if e.data is not None and self.demoter is not None:
                 self.demoter.submit(e.oid, e.data, e.obj.checksum)
 
-    def commit(self, handle: int, *, abort: bool = False) -> list[Status]:
-        """Phase two: make the reserved objects visible (or give the space back)."""
+    def commit(self, handle: int, *, abort: bool = False, checksums: Sequence[int] = ()) -> list[Status]:
+        """Phase two: make the reserved objects visible (or give the space back).
+
+        ``checksums`` (one per reserved object) replace those given at reserve.
+        """
         slots = self.reservations.pop(handle)
         if slots is None:
             raise BadRequest(f"reservation {handle} is unknown or expired")
+        if checksums and len(checksums) != len(slots):
+            for s in slots:
+                self.dram.abort(s)
+            raise BadRequest(f"{len(checksums)} checksums for {len(slots)} reserved objects")
+        for s, c in zip(slots, checksums):
+            s.checksum = c
         if abort:
             for s in slots:
                 self.dram.abort(s)

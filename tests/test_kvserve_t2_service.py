@@ -129,6 +129,14 @@ def test_bytes_that_fail_their_checksum_are_not_stored(server: ServerThread, stu
     r = stub.Reserve(pb.ReserveRequest(namespace=NS, objects=[meta]), timeout=10)
     assert r.placements[0].status == Status.OK
     assert list(stub.Commit(pb.CommitRequest(reservation=r.reservation), timeout=10).statuses) == [Status.CORRUPT]
+    # checksums given at commit (computed while copying) are checked the same way
+    r = stub.Reserve(pb.ReserveRequest(namespace=NS, objects=[pb.ObjectMeta(key=k, size=len(data))]), timeout=10)
+    request = pb.CommitRequest(reservation=r.reservation, checksums=[checksum_of(data) ^ 1])
+    assert list(stub.Commit(request, timeout=10).statuses) == [Status.CORRUPT]
+    r = stub.Reserve(pb.ReserveRequest(namespace=NS, objects=[pb.ObjectMeta(key=k, size=len(data))]), timeout=10)
+    with pytest.raises(grpc.RpcError) as e:  # one checksum per reserved object
+        stub.Commit(pb.CommitRequest(reservation=r.reservation, checksums=[1, 2]), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with KvClient(server.address, NS) as c:
         assert c.get(k) is None
 

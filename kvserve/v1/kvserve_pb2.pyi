@@ -178,12 +178,14 @@ class ReserveReply(_message.Message):
     def __init__(self, reservation: _Optional[int] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., arena: _Optional[bytes] = ...) -> None: ...
 
 class CommitRequest(_message.Message):
-    __slots__ = ("reservation", "abort")
+    __slots__ = ("reservation", "abort", "checksums")
     RESERVATION_FIELD_NUMBER: _ClassVar[int]
     ABORT_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUMS_FIELD_NUMBER: _ClassVar[int]
     reservation: int
     abort: bool
-    def __init__(self, reservation: _Optional[int] = ..., abort: _Optional[bool] = ...) -> None: ...
+    checksums: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, reservation: _Optional[int] = ..., abort: _Optional[bool] = ..., checksums: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class LeaseRequest(_message.Message):
     __slots__ = ("namespace", "keys", "prefix", "release")
