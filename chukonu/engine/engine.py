@@ -127,7 +127,7 @@ class Engine:
             return ProcessPoolBackend(len(labels) if labels else n, self.spill_dir, labels)
         if kind == "ray":
             from chukonu.engine.backends.ray_backend import RayBackend
-            address = master[len("ray://"):] if master.startswith("ray://") else self.conf.get("chukonu.ray.address")
+            address = master if master.startswith("ray://") else self.conf.get("chukonu.ray.address")
             return RayBackend(address, self.spill_dir, self.conf)
         from chukonu.errors import unsupported
         raise unsupported(f"chukonu.executor={kind!r}", "use inline, process or ray")
