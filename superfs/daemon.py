@@ -3,7 +3,13 @@
 Every daemon binds (port 0 picks a free port), then writes a *ready file*
 holding its bound address as JSON, atomically, so that launchers and tests
 wait on the file instead of sleeping. SIGTERM and SIGINT stop it gracefully;
-it logs exactly one line when it starts serving and one when it stops.
+it logs exactly one line when it starts serving and one when it stops. Under
+systemd (``Type=notify``) it also sends READY=1 once serving.
+
+:func:`serve` builds every daemon's gRPC server, so it is where the server
+interceptors go: request metrics (:mod:`superfs.metrics`) outermost, then
+authentication (:mod:`superfs.auth`); and where TLS (:mod:`superfs.tls`)
+and the Prometheus endpoint are set up from the daemon's config.
 """
 from __future__ import annotations
 
@@ -12,10 +18,14 @@ import json
 import logging
 import os
 import signal
+import socket
 import tempfile
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 import grpc
+
+from superfs import auth, metrics, tls
+from superfs.config import SecurityConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +44,32 @@ def setup_logging(level: str = "INFO") -> None:
     )
 
 
-def write_ready_file(path: str, address: str) -> None:
-    """Atomically publish {"address", "pid"} at ``path``."""
+def write_ready_file(path: str, address: str, *, metrics_url: str | None = None) -> None:
+    """Atomically publish {"address", "pid"} (and "metrics" when served) at ``path``."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".ready-")
+    info: dict[str, object] = {"address": address, "pid": os.getpid()}
+    if metrics_url:
+        info["metrics"] = metrics_url
     with os.fdopen(fd, "w") as f:
-        json.dump({"address": address, "pid": os.getpid()}, f)
+        json.dump(info, f)
     os.replace(tmp, path)
+
+
+def notify_systemd(state: str) -> None:
+    """sd_notify(3): tell systemd (Type=notify units) "READY=1" or "STOPPING=1"; no-op elsewhere."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]  # abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(path)
+            s.sendall(state.encode())
+    except OSError as e:
+        log.warning("cannot notify systemd at %s: %s", os.environ.get("NOTIFY_SOCKET"), e)
 
 
 def read_ready_file(path: str) -> dict[str, object] | None:
@@ -60,31 +88,64 @@ async def serve(
     ready_file: str | None = None,
     on_started: Callable[[str], Awaitable[None]] | None = None,
     on_stopping: Callable[[], Awaitable[None]] | None = None,
+    security: SecurityConfig | None = None,
+    metrics_listen: str | None = None,
+    collectors: Sequence[Any] = (),
+    background: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> None:
-    """Serve until SIGTERM/SIGINT. ``listen`` is host:port (port 0 = any free)."""
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    """Serve until SIGTERM/SIGINT. ``listen`` is host:port (port 0 = any free).
+
+    ``security``: TLS and the credentials the daemon accepts (none: open, in
+    plaintext). ``metrics_listen``: host:port of the Prometheus endpoint
+    (None: off), where ``collectors`` are registered too. ``background``:
+    coroutine functions run as tasks while serving, cancelled at stop.
+    """
+    security = security or SecurityConfig()
+    authenticator = auth.Authenticator.from_config(security)  # a bad tokens file fails here, before binding
+    creds = tls.server_credentials(security.tls) if security.tls else None
+    daemon_metrics = metrics.DaemonMetrics(name) if metrics_listen else None
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if daemon_metrics is not None:
+        interceptors.append(daemon_metrics.interceptor())
+        for c in collectors:
+            daemon_metrics.add(c)
+    if authenticator is not None:
+        interceptors.append(auth.AuthInterceptor(authenticator))
+    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=interceptors or None)
     add_services(server)
     host = listen.rsplit(":", 1)[0]
-    port = server.add_insecure_port(listen)
+    port = server.add_secure_port(listen, creds) if creds else server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"{name}: cannot listen on {listen}")
     address = f"{host}:{port}"
+    if daemon_metrics is not None:
+        daemon_metrics.serve(metrics_listen)  # type: ignore[arg-type]
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if on_started is not None:
-        await on_started(address)
-    if ready_file:
-        write_ready_file(ready_file, address)
-    log.info("%s serving on %s (pid %d)", name, address, os.getpid())
+    tasks: list[asyncio.Task[None]] = []
     try:
+        if on_started is not None:
+            await on_started(address)
+        tasks = [asyncio.create_task(fn(), name=f"{name}-background") for fn in background]  # type: ignore[arg-type]
+        if ready_file:
+            write_ready_file(ready_file, address, metrics_url=daemon_metrics.url if daemon_metrics else None)
+        log.info("%s serving on %s (pid %d)%s%s", name, address, os.getpid(),
+                 ", TLS" if creds else "", ", clients authenticated" if authenticator else "")
+        notify_systemd(f"READY=1\nSTATUS=serving on {address}")
         await stop.wait()
+        notify_systemd("STOPPING=1")
     finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if on_stopping is not None:
             await on_stopping()
         await server.stop(grace=2.0)
+        if daemon_metrics is not None:
+            daemon_metrics.stop()
         if ready_file:
             try:
                 os.unlink(ready_file)

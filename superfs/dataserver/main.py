@@ -12,7 +12,7 @@ import os
 
 import grpc
 
-from superfs import daemon
+from superfs import daemon, metrics
 from superfs.client.rpc import Channels
 from superfs.config import ASYNC, DURABLE, DataServerConfig
 from superfs.dataserver.chunk_store import ChunkStore
@@ -57,6 +57,9 @@ async def run(cfg: DataServerConfig, *, register_wait_s: float = DEFAULT_WAIT_S)
             ready_file=cfg.ready_file,
             on_started=on_started,
             on_stopping=on_stopping,
+            security=cfg.security,
+            metrics_listen=cfg.metrics_listen,
+            collectors=metrics.data_server_metrics(chunks),
         )
     finally:
         chunks.close()

@@ -13,7 +13,7 @@ import os
 
 import grpc
 
-from superfs import daemon
+from superfs import daemon, metrics
 from superfs.config import ASYNC, DirServerConfig, read_secret
 from superfs.dirserver.recovery import recovery_loop
 from superfs.dirserver.service import DirServicer
@@ -49,9 +49,13 @@ async def run(cfg: DirServerConfig) -> None:
 
     log.info("dir server: cluster %r, %d partitions, %s mode, store %s", servicer.registry.map.cluster_name,
              servicer.registry.map.num_partitions, cfg.durability, store.db.path)
+    collectors, background = metrics.dir_server_metrics(store, servicer.registry, servicer.channels,
+                                                        cfg.rpc_timeout_s)
     try:
         await daemon.serve("superfs-dir", cfg.listen, add_services, ready_file=cfg.ready_file,
-                           on_started=on_started, on_stopping=on_stopping)
+                           on_started=on_started, on_stopping=on_stopping, security=cfg.security,
+                           metrics_listen=cfg.metrics_listen, collectors=collectors,
+                           background=background if cfg.metrics_listen else ())
     finally:
         await servicer.close()
         store.close()

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from superfs import metrics
 from superfs.client.rpc import Channels
 from superfs.config import ASYNC, ShardConfig, read_secret
 from superfs.daemon import serve
@@ -100,7 +101,8 @@ async def run(cfg: ShardConfig) -> None:
              "async: commits flushed every second" if cfg.durability == ASYNC else "durable")
     try:
         await serve(f"superfs-shard {cfg.shard_id}", cfg.listen, add_services, ready_file=cfg.ready_file,
-                    on_started=on_started, on_stopping=on_stopping)
+                    on_started=on_started, on_stopping=on_stopping, security=cfg.security,
+                    metrics_listen=cfg.metrics_listen, collectors=metrics.shard_metrics(store))
     finally:
         await servicer.stop_background()
         await channels.close()

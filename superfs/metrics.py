@@ -1,0 +1,277 @@
+"""Prometheus metrics of a SuperFS daemon (the package's only metrics module).
+
+Each daemon has its own registry (several daemons in one test process do
+not collide) served over HTTP at ``http://HOST:PORT/metrics`` when its
+config names a metrics port. Exported:
+
+* ``superfs_rpc_requests_total{method,code}``: requests served, by gRPC status
+* ``superfs_rpc_duration_seconds{method}``: latency histogram per RPC
+* ``superfs_rpc_errors_total{method,errno}``: failed requests by errno name
+* ``superfs_lmdb_bytes``, ``superfs_lmdb_entries{db}``: store size on disk and
+  entries per sub-database
+* ``superfs_lmdb_commits_total``, ``superfs_lmdb_committed_ops_total``,
+  ``superfs_lmdb_ops_per_commit``: group commit (ops/commits = mean batch size;
+  ``rate(ops)/rate(commits)`` over any window)
+* data servers: ``superfs_data_chunks``, ``superfs_data_bytes``
+* the dir server: ``superfs_cluster_servers{kind}`` (registered),
+  ``superfs_data_servers_reachable``, ``superfs_replicas``,
+  ``superfs_replica_health`` (reachable data servers / R, capped at 1: below 1,
+  new chunks cannot get all their replicas and chunks on the unreachable
+  servers have fewer live copies), from a probe of every data server
+* ``superfs_daemon_info{daemon}`` and the process collector (CPU, memory, fds)
+
+Request metrics come from a server interceptor (:meth:`DaemonMetrics.interceptor`);
+store figures are read when Prometheus scrapes (custom collectors), so the
+Stats RPCs and the metrics never disagree.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from superfs.errors import ERRNO_KEY
+from superfs.interception import Behaviour, is_generator, method_name, wrap_handler
+
+if TYPE_CHECKING:
+    from superfs.lmdb_store import LmdbStore
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0)
+PROBE_INTERVAL_S = 5.0
+
+
+class DaemonMetrics:
+    """The registry, request metrics and HTTP endpoint of one daemon."""
+
+    def __init__(self, daemon: str) -> None:
+        self.daemon = daemon
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        Gauge("superfs_daemon_info", "Which daemon this is", ["daemon"], registry=self.registry).labels(daemon).set(1)
+        self.requests = Counter("superfs_rpc_requests", "Requests served, by method and gRPC status",
+                                ["method", "code"], registry=self.registry)
+        self.latency = Histogram("superfs_rpc_duration_seconds", "Time to serve a request, by method",
+                                 ["method"], registry=self.registry, buckets=LATENCY_BUCKETS)
+        self.errors = Counter("superfs_rpc_errors", "Failed requests, by method and errno",
+                              ["method", "errno"], registry=self.registry)
+        self._server: Any = None
+        self.url: str | None = None
+
+    def add(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+    def interceptor(self) -> grpc.aio.ServerInterceptor:
+        return _RpcInterceptor(self)
+
+    def record(self, method: str, start: float, context: grpc.aio.ServicerContext | None,
+               exc: BaseException | None) -> None:
+        self.latency.labels(method).observe(time.perf_counter() - start)
+        if exc is None:
+            self.requests.labels(method, "OK").inc()
+            return
+        code, err = "UNKNOWN", "EIO"
+        if isinstance(exc, asyncio.CancelledError):
+            code, err = "CANCELLED", "EINTR"
+        elif context is not None:
+            c = context.code()
+            if isinstance(c, grpc.StatusCode):
+                code = c.name
+            for key, value in context.trailing_metadata() or ():
+                if key == ERRNO_KEY:
+                    err = str(value)
+        self.requests.labels(method, code).inc()
+        self.errors.labels(method, err).inc()
+
+    def serve(self, listen: str) -> str:
+        """Start the HTTP endpoint (a thread) on host:port; returns its URL."""
+        host, _, port = listen.rpartition(":")
+        host = host.strip("[]")
+        try:
+            self._server, _ = start_http_server(int(port), addr=host, registry=self.registry)
+        except OSError as e:
+            raise OSError(e.errno, f"metrics endpoint {listen}: {e.strerror}") from None
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self._server.server_port}/metrics"
+        log.info("%s metrics on %s", self.daemon, self.url)
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            threading.Thread(target=server.shutdown, daemon=True).start()
+            server.server_close()
+
+
+class _RpcInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: DaemonMetrics) -> None:
+        self.m = metrics
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        method = method_name(details.method)
+        return wrap_handler(handler, lambda behaviour, kind: self._timed(behaviour, method))
+
+    def _timed(self, behaviour: Behaviour, method: str) -> Behaviour:
+        record = self.m.record
+        if is_generator(behaviour):
+            async def timed_gen(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                start = time.perf_counter()
+                try:
+                    async for item in behaviour(request, context):
+                        yield item
+                except BaseException as e:
+                    record(method, start, context, e)
+                    raise
+                record(method, start, context, None)
+            return timed_gen
+
+        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start = time.perf_counter()
+            try:
+                reply = await behaviour(request, context)
+            except BaseException as e:
+                record(method, start, context, e)
+                raise
+            record(method, start, context, None)
+            return reply
+        return timed
+
+
+# ------------------------------------------------------------ store figures
+
+class LmdbCollector(Collector):
+    """Size, entries per sub-database and group-commit counts of one LmdbStore."""
+
+    def __init__(self, store: "LmdbStore") -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.store
+        yield GaugeMetricFamily("superfs_lmdb_bytes", "Bytes of the LMDB store on disk", value=s.db_bytes())
+        entries = GaugeMetricFamily("superfs_lmdb_entries", "Entries per LMDB sub-database", labels=["db"])
+        try:
+            with s.read() as txn:
+                for name, db in sorted(s.dbs.items()):
+                    entries.add_metric([name], txn.stat(db)["entries"])
+        except Exception as e:  # noqa: BLE001 - a closing store must not break a scrape
+            log.debug("lmdb stat failed: %s", e)
+        yield entries
+        yield CounterMetricFamily("superfs_lmdb_commits", "LMDB write transactions committed (group commits)",
+                                  value=s.batches)
+        yield CounterMetricFamily("superfs_lmdb_committed_ops", "Mutations committed, over all group commits",
+                                  value=s.batched_ops)
+        yield GaugeMetricFamily("superfs_lmdb_ops_per_commit", "Mean mutations per group commit since start",
+                                value=s.batched_ops / s.batches if s.batches else 0.0)
+
+
+class FiguresCollector(Collector):
+    """Gauges read from a function at scrape time: ``fn() -> [(name, help, value)]``."""
+
+    def __init__(self, fn: Callable[[], list[tuple[str, str, float]]]) -> None:
+        self.fn = fn
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            figures = self.fn()
+        except Exception as e:  # noqa: BLE001 - a closing store must not break a scrape
+            log.debug("figures failed: %s", e)
+            return
+        for name, doc, value in figures:
+            yield GaugeMetricFamily(name, doc, value=value)
+
+
+def chunk_figures(chunks: Any) -> Callable[[], list[tuple[str, str, float]]]:
+    """A data server's ChunkStore: chunks and bytes held."""
+    def fn() -> list[tuple[str, str, float]]:
+        s = chunks.stats()
+        return [("superfs_data_chunks", "Chunks held by this data server", s.chunks),
+                ("superfs_data_bytes", "Chunk bytes held by this data server", s.bytes)]
+    return fn
+
+
+class ReplicaHealth(Collector):
+    """The dir server's view of the data servers: registered, answering, enough for R copies.
+
+    :meth:`run` probes every registered data server with its (cheap) Stats RPC
+    every few seconds; a scrape reports the latest results.
+    """
+
+    def __init__(self, cluster_map: Callable[[], Any], probe: Callable[[str], Any],
+                 interval_s: float = PROBE_INTERVAL_S) -> None:
+        self.cluster_map = cluster_map
+        self.probe = probe
+        self.interval_s = interval_s
+        self.reachable: dict[int, bool] = {}
+
+    async def probe_once(self) -> None:
+        servers = list(self.cluster_map().data_servers)
+
+        async def one(address: str) -> bool:
+            try:
+                await self.probe(address)
+                return True
+            except Exception:  # noqa: BLE001 - any failure means unreachable
+                return False
+
+        results = await asyncio.gather(*(one(s.address) for s in servers))
+        self.reachable = {s.id: ok for s, ok in zip(servers, results)}
+
+    async def run(self) -> None:
+        while True:
+            await self.probe_once()
+            await asyncio.sleep(self.interval_s)
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.cluster_map()
+        servers = GaugeMetricFamily("superfs_cluster_servers", "Servers registered in the cluster map",
+                                    labels=["kind"])
+        servers.add_metric(["shard"], len(m.shards))
+        servers.add_metric(["data"], len(m.data_servers))
+        yield servers
+        live = sum(1 for s in m.data_servers if self.reachable.get(s.id))
+        yield GaugeMetricFamily("superfs_data_servers_reachable", "Data servers answering the dir server's probe",
+                                value=live)
+        yield GaugeMetricFamily("superfs_replicas", "Copies wanted of each chunk (R)", value=m.replicas)
+        want = min(m.replicas or 1, len(m.data_servers)) if m.data_servers else 0
+        health = min(1.0, live / want) if want else 1.0
+        yield GaugeMetricFamily("superfs_replica_health",
+                                "Reachable data servers / R, capped at 1 (1: every chunk can have R live copies)",
+                                value=health)
+
+
+# ------------------------------------------------- what each daemon exports
+
+Background = Callable[[], Any]
+
+
+def dir_server_metrics(store: Any, registry: Any, channels: Any,
+                       timeout_s: float) -> tuple[list[Collector], list[Background]]:
+    """Collectors and background probe of the dir server (DirStore, ClusterRegistry, Channels)."""
+    from superfs.client.rpc import call
+    from superfs.v1 import superfs_pb2 as pb
+
+    def probe(address: str) -> Any:
+        return call(channels.data(address).Stats, pb.Empty(), min(timeout_s, 2.0))
+
+    health = ReplicaHealth(lambda: registry.map, probe)
+    return [LmdbCollector(store.db), health], [health.run]
+
+
+def shard_metrics(store: Any) -> list[Collector]:
+    """A shard's FileMetaStore (files and dentries are its LMDB entry counts)."""
+    return [LmdbCollector(store.lmdb)]
+
+
+def data_server_metrics(chunks: Any) -> list[Collector]:
+    """A data server's ChunkStore."""
+    return [LmdbCollector(chunks.store), FiguresCollector(chunk_figures(chunks))]
