@@ -2,16 +2,24 @@
 
 Layout of a state directory::
 
-    cluster.json      dir server address, daemon list and settings (clients read it)
+    cluster.toml      the cluster file: addresses, data dirs, metrics ports, settings,
+                      credentials' paths; every daemon runs with --config cluster.toml
+    cluster.json      the same addresses as JSON (older readers)
     secret            the cluster secret (mode 0600; daemons only)
+    tokens            the cluster's token, 'TOKEN any any daemon' (mode 0600): daemons
+                      accept it, daemons and this user's clients present it (made by
+                      'superfs up' unless --no-auth; LocalCluster.init(auth=True))
     dir/  shard-N/  data-N/      each daemon's LMDB data
-    run/NAME.ready    written by the daemon once it serves: {"address", "pid"}
+    run/NAME.ready    written by the daemon once it serves: {"address", "pid", "metrics"}
     log/NAME.log      each daemon's log
 
-The first ``up`` picks free loopback ports and records them; later ``up``s
-restart the same daemons on the same ports with their data. Readiness is
-the ready file appearing (never a sleep); a daemon that dies while starting
-is reported with the tail of its log.
+The first ``up`` picks free loopback ports (for gRPC and for metrics) and
+records them; later ``up``s restart the same daemons on the same ports with
+their data. The dir server's address is recorded in this user's index of
+local clusters, so clients that know only the address find the token.
+Readiness is the ready file appearing (never a sleep); a daemon that dies
+while starting is reported with the tail of its log. A state directory made
+before cluster.toml existed gets one (same ports) on its next start.
 """
 from __future__ import annotations
 
@@ -23,9 +31,13 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from superfs.client.local import CLUSTER_FILE
+from superfs import config_file
+from superfs.auth import TOKEN_ENV
+from superfs.client.local import CLUSTER_FILE, CLUSTER_TOML, register_address
+from superfs.config import AuthConfig
+from superfs.config_file import ClusterFile, NodeSettings
 from superfs.daemon import read_ready_file
 
 START_TIMEOUT_S = 60.0
@@ -79,42 +91,107 @@ class LocalCluster:
         with open(self.path(CLUSTER_FILE)) as f:
             return json.load(f)
 
+    @property
+    def config_path(self) -> str:
+        return self.path(CLUSTER_TOML)
+
+    def cluster_file(self) -> ClusterFile:
+        if not os.path.exists(self.config_path):
+            self._migrate()
+        return config_file.load(self.config_path)
+
     def exists(self) -> bool:
-        return os.path.exists(self.path(CLUSTER_FILE))
+        return os.path.exists(self.path(CLUSTER_FILE)) or os.path.exists(self.config_path)
+
+    def _secret_file(self, name: str, content: str) -> str:
+        """Create a mode-0600 file once; keep it (and its secret) on later calls."""
+        p = self.path(name)
+        if not os.path.exists(p):
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(content)
+        return p
 
     def init(self, *, shards: int, data_servers: int, replicas: int, inline_threshold: int,
-             chunk_size: int, durability: str, host: str = "127.0.0.1") -> None:
-        """Create the state directory and choose ports (first ``up`` only)."""
+             chunk_size: int, durability: str, host: str = "127.0.0.1", metrics: bool = True,
+             auth: bool = False, base: ClusterFile | None = None) -> None:
+        """Create the state directory and choose ports (first ``up`` only).
+
+        ``auth``: generate a token into the state directory and make the
+        daemons require it. ``superfs up`` passes True (local clusters are
+        authenticated unless ``--no-auth``); the default here stays False
+        because tests drive daemons with raw, credential-less gRPC stubs.
+        ``base`` (from ``superfs up --config``) supplies the cluster-wide
+        settings, TLS and auth (its tokens file, if any, wins over ``auth``);
+        addresses, data dirs and ports are chosen here.
+        """
         if shards < 1 or data_servers < 0:
             raise LaunchError("a cluster needs at least one shard")
         os.makedirs(self.path("run"), exist_ok=True)
         os.makedirs(self.path("log"), exist_ok=True)
-        secret_path = self.path("secret")
-        if not os.path.exists(secret_path):
-            fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-        cfg = {
+        addresses = {
             "dir_server": f"{host}:{free_port(host)}",
             "shards": [f"{host}:{free_port(host)}" for _ in range(shards)],
             "data_servers": [f"{host}:{free_port(host)}" for _ in range(data_servers)],
+        }
+        self._write_files(addresses, replicas=replicas, inline_threshold=inline_threshold, chunk_size=chunk_size,
+                          durability=durability, metrics=metrics, auth=auth, base=base or ClusterFile())
+
+    def _write_files(self, addresses: dict[str, object], *, replicas: int, inline_threshold: int,
+                     chunk_size: int, durability: str, metrics: bool, auth: bool, base: ClusterFile) -> None:
+        secret = self._secret_file("secret", secrets.token_hex(32))
+        auth_cfg = base.auth
+        if auth and auth_cfg.tokens_file is None:
+            tokens = self._secret_file(
+                "tokens", "# written by 'superfs up': the cluster's token (daemons and this user's clients)\n"
+                          f"{secrets.token_hex(32)} any any daemon\n")
+            auth_cfg = AuthConfig(token_file=tokens, tokens_file=tokens)
+
+        def node(i: int, address: str, data_dir: str) -> NodeSettings:
+            mport = free_port(address.rsplit(":", 1)[0]) if metrics else 0
+            return NodeSettings(id=i, address=address, listen=address, data_dir=self.path(data_dir),
+                                metrics_port=mport)
+
+        cf = replace(
+            base, path=None, replicas=replicas, inline_threshold=inline_threshold, chunk_size=chunk_size,
+            durability=durability, secret_file=secret, auth=auth_cfg,
+            dir_server=node(0, str(addresses["dir_server"]), "dir"),
+            shards=tuple(node(i, a, f"shard-{i}") for i, a in enumerate(addresses["shards"])),  # type: ignore[arg-type]
+            data_servers=tuple(node(i, a, f"data-{i}")
+                               for i, a in enumerate(addresses["data_servers"])))  # type: ignore[arg-type]
+        cf = config_file.parse(config_file.to_dict(cf))  # validate what is about to be written
+        config_file.write(self.config_path, cf, header=(
+            "SuperFS cluster file written by 'superfs up' for the local cluster in this directory.\n"
+            "Daemons run with --config pointing here; clients: superfs.connect(config=<this file>)."))
+        cfg = {
+            **addresses,
             "replicas": replicas,
             "inline_threshold": inline_threshold,
             "chunk_size": chunk_size,
             "durability": durability,
+            "config": self.config_path,
         }
         tmp = self.path(CLUSTER_FILE + ".tmp")
         with open(tmp, "w") as f:
             json.dump(cfg, f, indent=2)
         os.replace(tmp, self.path(CLUSTER_FILE))
+        register_address(str(addresses["dir_server"]), self.config_path)
+
+    def _migrate(self) -> None:
+        """Give a state directory from before cluster.toml one, with the ports it already uses."""
+        cfg = self.config
+        self._write_files({k: cfg[k] for k in ("dir_server", "shards", "data_servers")},
+                          replicas=int(cfg["replicas"]), inline_threshold=int(cfg["inline_threshold"]),  # type: ignore[arg-type]
+                          chunk_size=int(cfg["chunk_size"]), durability=str(cfg["durability"]),  # type: ignore[arg-type]
+                          metrics=True, auth=True, base=ClusterFile())
 
     def specs(self) -> list[DaemonSpec]:
-        cfg = self.config
-        out = [DaemonSpec("dir", "dir-server", 0, int(str(cfg["dir_server"]).rsplit(":", 1)[1]))]
-        for i, addr in enumerate(cfg["shards"]):  # type: ignore[arg-type]
-            out.append(DaemonSpec(f"shard-{i}", "shard", i, int(addr.rsplit(":", 1)[1])))
-        for i, addr in enumerate(cfg["data_servers"]):  # type: ignore[arg-type]
-            out.append(DaemonSpec(f"data-{i}", "data-server", i, int(addr.rsplit(":", 1)[1])))
+        cf = self.cluster_file()
+        assert cf.dir_server is not None
+        out = [DaemonSpec("dir", "dir-server", 0, int(cf.dir_server.listen.rsplit(":", 1)[1]))]
+        out += [DaemonSpec(f"shard-{n.id}", "shard", n.id, int(n.listen.rsplit(":", 1)[1])) for n in cf.shards]
+        out += [DaemonSpec(f"data-{n.id}", "data-server", n.id, int(n.listen.rsplit(":", 1)[1]))
+                for n in cf.data_servers]
         return out
 
     def spec(self, name: str) -> DaemonSpec:
@@ -124,22 +201,26 @@ class LocalCluster:
         raise LaunchError(f"no daemon named {name!r} in {self.state_dir}")
 
     def command(self, spec: DaemonSpec) -> list[str]:
-        cfg = self.config
-        host = str(cfg["dir_server"]).rsplit(":", 1)[0]
-        common = ["--data-dir", self.path(spec.name), "--listen", f"{host}:{spec.port}",
-                  "--ready-file", self.path("run", f"{spec.name}.ready"),
-                  "--durability", str(cfg["durability"])]
-        cmd = [sys.executable, "-m", "superfs.cli.main", spec.kind] + common
-        if spec.kind == "dir-server":
-            cmd += ["--secret-file", self.path("secret"), "--shards", str(len(cfg["shards"])),  # type: ignore[arg-type]
-                    "--replicas", str(cfg["replicas"]), "--inline-threshold", str(cfg["inline_threshold"]),
-                    "--chunk-size", str(cfg["chunk_size"])]
-        elif spec.kind == "shard":
-            cmd += ["--id", str(spec.index), "--dir-server", str(cfg["dir_server"]),
-                    "--secret-file", self.path("secret")]
-        else:
-            cmd += ["--id", str(spec.index), "--dir-server", str(cfg["dir_server"])]
+        cmd = [sys.executable, "-m", "superfs.cli.main", spec.kind, "--config", self.config_path,
+               "--ready-file", self.path("run", f"{spec.name}.ready")]
+        if spec.kind != "dir-server":
+            cmd += ["--id", str(spec.index)]
         return cmd
+
+    def nodes(self) -> dict[str, NodeSettings]:
+        """name -> the daemon's settings in cluster.toml."""
+        cf = self.cluster_file()
+        assert cf.dir_server is not None
+        out = {"dir": cf.dir_server}
+        out.update({f"shard-{n.id}": n for n in cf.shards})
+        out.update({f"data-{n.id}": n for n in cf.data_servers})
+        return out
+
+    def metrics_url(self, name: str) -> str | None:
+        n = self.nodes().get(name)
+        if n is None or not n.metrics_port:
+            return None
+        return f"http://{n.listen.rsplit(':', 1)[0]}:{n.metrics_port}/metrics"
 
     # -------------------------------------------------------------- lifecycle
 
@@ -161,8 +242,11 @@ class LocalCluster:
         except FileNotFoundError:
             pass
         log = open(self.path("log", f"{name}.log"), "ab")
+        # a SUPERFS_TOKEN the user set for some other cluster must not replace this cluster's token,
+        # and a NOTIFY_SOCKET of whatever service runs 'superfs up' is not these daemons' business
+        daemon_env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "NOTIFY_SOCKET")}
         proc = subprocess.Popen(self.command(spec), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, **(env or {})})
+                                start_new_session=True, env={**daemon_env, **(env or {})})
         log.close()
         self.procs[name] = proc
         return proc
@@ -192,6 +276,9 @@ class LocalCluster:
     def start(self, env: dict[str, str] | None = None) -> dict[str, str]:
         """Start every daemon that is not running; return name -> address."""
         names = [s.name for s in self.specs()]
+        cf = self.cluster_file()
+        assert cf.dir_server is not None
+        register_address(cf.dir_server.address, self.config_path)  # this state dir owns the address again
         for name in names:  # the dir server first: the others register with it
             self.start_daemon(name, env)
             if name == "dir":
@@ -239,10 +326,4 @@ class LocalCluster:
         return stopped
 
     def status(self) -> list[tuple[str, str, int | None]]:
-        cfg = self.config
-        addr = {"dir": str(cfg["dir_server"])}
-        for i, a in enumerate(cfg["shards"]):  # type: ignore[arg-type]
-            addr[f"shard-{i}"] = a
-        for i, a in enumerate(cfg["data_servers"]):  # type: ignore[arg-type]
-            addr[f"data-{i}"] = a
-        return [(s.name, addr[s.name], self.running_pid(s.name)) for s in self.specs()]
+        return [(name, n.address, self.running_pid(name)) for name, n in self.nodes().items()]

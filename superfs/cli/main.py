@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from superfs import __version__
-from superfs.cli import cluster_cmds, daemon_cmds
+from superfs.cli import cluster_cmds, config_cmds, daemon_cmds
 
 DESCRIPTION = """\
 SuperFS: a distributed POSIX file system for AI data pipelines.
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         mount_cmds.register(sub)
     daemon_cmds.register(sub)
+    config_cmds.register(sub)
     return p
 
 

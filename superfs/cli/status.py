@@ -1,42 +1,124 @@
-"""``superfs status``: daemons up or down, and what the cluster holds."""
+"""``superfs status``: daemons up or down, their metrics URLs and key figures, and what the cluster holds.
+
+The figures per daemon are read from its Prometheus endpoint (the same
+numbers a monitoring system scrapes): requests served, failed requests,
+store size, and per kind directories (dir server), files (shard), chunks
+and bytes (data server), replica health (dir server). The cluster totals
+come from the client library's statfs.
+"""
 from __future__ import annotations
 
 import sys
+import urllib.request
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from superfs import config_file
 from superfs.cli.launcher import LocalCluster
 
+SCRAPE_TIMEOUT_S = 2.0
 
-def human(n: int) -> str:
+
+def human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        n /= 1024
     return str(n)
 
 
-def show_status(state_dir: str, address: str | None) -> int:
-    from superfs.client import Client
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """{(sample name, sorted labels): value} of one metrics endpoint (OSError if it does not answer)."""
+    with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as r:
+        text = r.read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    want = set(labels.items())
+    return sum(v for (n, lab), v in samples.items() if n == name and want <= set(lab))
+
+
+def figures(url: str | None) -> str:
+    """One line of key figures from a daemon's metrics, or why there are none."""
+    if url is None:
+        return "(metrics off)"
+    try:
+        s = scrape(url)
+    except OSError as e:
+        return f"(metrics do not answer: {getattr(e, 'reason', None) or e})"
+    parts = [f"requests {total(s, 'superfs_rpc_requests_total'):.0f}",
+             f"errors {total(s, 'superfs_rpc_errors_total'):.0f}",
+             f"store {human(total(s, 'superfs_lmdb_bytes'))}"]
+    if any(n == "superfs_replica_health" for n, _ in s):
+        parts.append(f"dirs {total(s, 'superfs_lmdb_entries', db='dirs'):.0f}")
+        parts.append(f"data servers reachable {total(s, 'superfs_data_servers_reachable'):.0f}"
+                     f"/{total(s, 'superfs_cluster_servers', kind='data'):.0f}")
+        parts.append(f"replica health {total(s, 'superfs_replica_health'):.2f}")
+    elif any(n == "superfs_data_chunks" for n, _ in s):
+        parts.append(f"chunks {total(s, 'superfs_data_chunks'):.0f}")
+        parts.append(f"data {human(total(s, 'superfs_data_bytes'))}")
+    else:
+        parts.append(f"files {total(s, 'superfs_lmdb_entries', db='inodes'):.0f}")
+    return "   ".join(parts)
+
+
+def _metrics_url(node: config_file.NodeSettings) -> str | None:
+    if not node.metrics_port:
+        return None
+    host = node.listen.rsplit(":", 1)[0]
+    if host in ("0.0.0.0", "[::]", ""):
+        host = node.address.rsplit(":", 1)[0]
+    return f"http://{host}:{node.metrics_port}/metrics"
+
+
+def _print_daemon(name: str, addr: str, state: str, url: str | None) -> None:
+    print(f"  {name:<8} {addr:<22} {state:<14} {url or '-'}")
+    print(f"  {'':<8} {figures(url)}")
+
+
+def show_status(state_dir: str, address: str | None, config_path: str | None = None) -> int:
+    from superfs.client import connect
 
     ok = True
-    if address is None:
+    cf: config_file.ClusterFile | None = None
+    if config_path is not None:
+        try:
+            cf = config_file.load(config_path)
+        except config_file.ConfigError as e:
+            print(f"superfs: {e}", file=sys.stderr)
+            return 2
+        if cf.dir_server is None:
+            print(f"superfs: {config_path}: dir_server.address: missing", file=sys.stderr)
+            return 2
+        print(f"cluster {cf.name!r} of {cf.path}")
+        nodes = [("dir", cf.dir_server)] + [(f"shard-{n.id}", n) for n in cf.shards] + \
+                [(f"data-{n.id}", n) for n in cf.data_servers]
+        for name, node in nodes:
+            _print_daemon(name, node.address, "", _metrics_url(node))
+    elif address is None:
         cluster = LocalCluster(state_dir)
         if not cluster.exists():
             print(f"superfs: no cluster in {state_dir} (start one with 'superfs up')", file=sys.stderr)
             return 1
         print(f"cluster in {state_dir}")
         for name, addr, pid in cluster.status():
-            state = f"up   pid {pid}" if pid else "DOWN"
             ok &= pid is not None
-            print(f"  {name:<8} {addr:<22} {state}")
-        address = str(cluster.config["dir_server"])
+            _print_daemon(name, addr, f"up   pid {pid}" if pid else "DOWN", cluster.metrics_url(name))
         if cluster.running_pid("dir") is None:
             print("the dir server is down: start the cluster with 'superfs up'", file=sys.stderr)
             return 3
+        cf = cluster.cluster_file()
+    target = address or (cf.dir_server.address if cf and cf.dir_server else "")
     try:
-        with Client(address, timeout_s=3.0) as client:
+        with (connect(address, timeout_s=3.0) if address else connect(config=cf, timeout_s=3.0)) as client:
             s = client.statfs()
     except OSError as e:
-        print(f"superfs: cannot read cluster statistics from {address}: {e.strerror}", file=sys.stderr)
+        print(f"superfs: cannot read cluster statistics from {target}: {e.strerror}", file=sys.stderr)
         print("(is the cluster up? 'superfs up' starts the local one)", file=sys.stderr)
         return 1
     print(f"directories {s['directories']}   files {s['files']}   bytes {human(s['bytes_used'])}"

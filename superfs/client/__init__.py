@@ -6,23 +6,61 @@ to ``os`` and ``open``; :class:`AsyncFs` is the asyncio client underneath
 """
 from __future__ import annotations
 
+import os
+
 from superfs.client.fs import AsyncFs, DirEntry
-from superfs.client.local import default_state_dir, local_dir_address
+from superfs.client.local import default_state_dir, local_cluster_file, local_dir_address
 from superfs.client.meta import Creds, MetaOps
+from superfs.client.rpc import ClientSecurity, security_scope
 from superfs.client.sync import Client
+from superfs.config_file import ClusterFile, ConfigError
+from superfs.config_file import load as load_config
+from superfs.errors import FsError, oserror
 
 
-def connect(address: str | None = None, *, state_dir: str | None = None, timeout_s: float = 5.0,
-            creds: Creds | None = None, umask: int = 0o022) -> Client:
-    """Connect to a cluster by its dir server's host:port.
+def connect(address: str | None = None, *, config: "str | os.PathLike[str] | ClusterFile | None" = None,
+            state_dir: str | None = None, timeout_s: float | None = None, creds: Creds | None = None,
+            umask: int = 0o022) -> Client:
+    """Connect to a cluster.
 
-    With no address, connect to the local cluster that ``superfs up``
-    started (its state directory: ``state_dir``, else $XDG_DATA_HOME/superfs
-    or ~/.local/share/superfs).
+    - ``connect(config="/etc/superfs/cluster.toml")``: the cluster that file
+      describes, with its TLS and token settings (``address`` overrides its
+      dir server address);
+    - ``connect("host:port")``: a dir server by address (credentials: the
+      local cluster of that address, else ``SUPERFS_TOKEN``);
+    - ``connect()``: the local cluster that ``superfs up`` started (its state
+      directory: ``state_dir``, else $XDG_DATA_HOME/superfs or
+      ~/.local/share/superfs).
+
+    ``timeout_s`` bounds each RPC (default: the file's ``cluster.rpc_timeout_s``, else 5 s).
+    A missing or refused credential is a PermissionError (EACCES) naming why.
     """
-    if address is None:
-        address = local_dir_address(state_dir)
-    return Client(address, timeout_s=timeout_s, creds=creds, umask=umask)
+    cf: ClusterFile | None = None
+    if config is not None:
+        try:
+            cf = config if isinstance(config, ClusterFile) else load_config(os.fspath(config))
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+    elif address is None:
+        try:
+            cf = local_cluster_file(state_dir)
+        except FileNotFoundError:
+            address = local_dir_address(state_dir)  # a state dir from before cluster.toml (or the error)
+    security = None
+    if cf is not None:
+        if address is None:
+            if cf.dir_server is None:
+                raise ValueError(f"{cf.path}: dir_server.address: missing (where is the dir server?)")
+            address = cf.dir_server.address
+        try:
+            security = ClientSecurity.from_config(cf.security)
+        except FsError as e:
+            raise oserror(e.errno, e.message) from None
+        if timeout_s is None:
+            timeout_s = cf.rpc_timeout_s
+    assert address is not None
+    with security_scope(security):
+        return Client(address, timeout_s=timeout_s or 5.0, creds=creds, umask=umask)
 
 
-__all__ = ["AsyncFs", "Client", "Creds", "DirEntry", "MetaOps", "connect", "default_state_dir"]
+__all__ = ["AsyncFs", "Client", "ClientSecurity", "Creds", "DirEntry", "MetaOps", "connect", "default_state_dir"]
