@@ -36,6 +36,7 @@ BLKSIZE = 128 * 1024  # st_blksize: what cp, stdio and shutil size their buffers
 STASH_WINDOW_S = 0.001
 MAX_STASH = 1024
 MAX_TARGETS = 65536
+MAX_NAMES = 65536
 
 Version = tuple[int, int, int]  # (generation, size, mtime_ns) of a file's content
 
@@ -83,6 +84,7 @@ class InodeTable:
         self.cached_version: dict[int, Version] = {}        # ino -> content the page cache may hold
         self._stash: dict[int, Stashed] = {}
         self._targets: OrderedDict[int, str] = OrderedDict()
+        self._names: OrderedDict[tuple[int, str], int] = OrderedDict()
 
     # ----------------------------------------------------------- lookups
 
@@ -130,6 +132,27 @@ class InodeTable:
         if s is None or s.pid != pid or time.monotonic() - s.at > STASH_WINDOW_S:
             return None
         return s.node
+
+    # ---------------------------------------------------------------- names
+
+    def note_name(self, parent: int, name: str, ino: int) -> None:
+        """(parent, name) led to file ``ino`` in a reply this mount gave the kernel.
+
+        Only used to skip a lookup when removing a name cannot free a file
+        that is open here; a stale entry (another client renamed things)
+        only costs the cross-mount limitation that orphans.py describes.
+        """
+        key = (parent, name)
+        self._names[key] = ino
+        self._names.move_to_end(key)
+        if len(self._names) > MAX_NAMES:
+            self._names.popitem(last=False)
+
+    def drop_name(self, parent: int, name: str) -> None:
+        self._names.pop((parent, name), None)
+
+    def ino_of_name(self, parent: int, name: str) -> int | None:
+        return self._names.get((parent, name))
 
     # ------------------------------------------------------------- symlinks
 

@@ -201,6 +201,7 @@ class SuperFsOperations(pyfuse3.Operations):
         else:
             node = await self.meta.lookup(parent_inode, sname, creds, want_data=True)
             if node.file is not None:
+                self.inodes.note_name(parent_inode, sname, node.ino)
                 if node.is_symlink:
                     self.inodes.remember_target(node.ino, node.file.symlink_target)
                 elif node.file.inline:
@@ -278,13 +279,18 @@ class SuperFsOperations(pyfuse3.Operations):
     @fuse_op
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
         self._writable()
-        attr = await self.meta.link(inode, new_parent_inode, os.fsdecode(new_name), self.creds_of(ctx))
+        sname = os.fsdecode(new_name)
+        attr = await self.meta.link(inode, new_parent_inode, sname, self.creds_of(ctx))
+        self.inodes.note_name(new_parent_inode, sname, inode)
         return self._entry(attr, count=True)
 
     async def _open_victim(self, parent: int, name: str, creds: Creds) -> Node | None:
         """The file at parent/name if removing that name would free a file open here."""
         if not self.handles.files or not self.orphans.enabled:
             return None
+        known = self.inodes.ino_of_name(parent, name)
+        if known is not None and not self.handles.is_open(known):
+            return None  # the name leads to a file that is not open here: no lookup needed
         try:
             node = await self.meta.lookup(parent, name, creds)
         except FsError as e:
@@ -303,6 +309,7 @@ class SuperFsOperations(pyfuse3.Operations):
         if self._hidden(parent_inode, sname):
             raise FsError(errno.ENOENT, "hidden")
         victim = await self._open_victim(parent_inode, sname, creds)
+        self.inodes.drop_name(parent_inode, sname)
         if victim is not None:
             await self.orphans.hide(parent_inode, sname, victim.ino, creds)
             return
@@ -327,6 +334,8 @@ class SuperFsOperations(pyfuse3.Operations):
                 if moving.is_dir:
                     raise FsError(errno.ENOTDIR, "cannot replace a file with a directory")
                 await self.orphans.hide(parent_inode_new, dst, victim.ino, creds)
+        self.inodes.drop_name(parent_inode_old, src)
+        self.inodes.drop_name(parent_inode_new, dst)
         await self.meta.rename(parent_inode_old, src, parent_inode_new, dst, creds, flags)
 
     # ----------------------------------------------------------- attributes
@@ -484,6 +493,7 @@ class SuperFsOperations(pyfuse3.Operations):
             raise FsError(errno.EEXIST, "reserved name")
         node, created = await self.meta.create(parent_inode, sname, mode & 0o7777, creds,
                                                exclusive=bool(flags & os.O_EXCL))
+        self.inodes.note_name(parent_inode, sname, node.ino)
         if not created:
             # the name appeared between the kernel's lookup and this create: open it as open(2) would
             if not allowed(node.attr.mode, node.attr.uid, node.attr.gid, creds, _want_of(flags)):
