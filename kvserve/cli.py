@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 import time
@@ -94,6 +93,8 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--superfs", metavar="ADDRESS",
                    help="dir-server host:port of a SuperFS cluster for the second tier, or 'local' "
                         "for the cluster 'superfs up' started")
+    s.add_argument("--superfs-config", metavar="FILE",
+                   help="the SuperFS cluster's cluster.toml (address, TLS, token) for the second tier")
     s.add_argument("--superfs-root", metavar="PATH", help="directory on SuperFS for this daemon's objects "
                                                           "(default /kvserve/default; one per daemon)")
     s.add_argument("--superfs-capacity", metavar="SIZE", help="SuperFS tier capacity (default unbounded)")
@@ -138,12 +139,13 @@ def _serve_config(args: argparse.Namespace) -> ServerConfig:
             flags[key] = value
     if args.namespace:
         flags["namespaces"] = tuple(args.namespace)
-    if args.superfs:
-        if args.superfs == "local":
-            from superfs.client import local_dir_address
-            flags["superfs"] = local_dir_address(None)
-        else:
-            flags["superfs"] = args.superfs
+    if args.superfs == "local":
+        from superfs.client.local import local_cluster_file
+        flags["superfs_config"] = local_cluster_file(None).path
+    elif args.superfs:
+        flags["superfs"] = args.superfs
+    if args.superfs_config:
+        flags["superfs_config"] = args.superfs_config
     if args.no_shm:
         flags["shm"] = False
     if args.no_prefault:
@@ -226,7 +228,7 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _drive(args: argparse.Namespace, requests: Sequence[Any], progress: Any) -> Any:
+def _drive(args: argparse.Namespace, requests: Sequence[Any], progress: Any) -> Any:  # -> ReplayReport
     from kvserve.cluster import KvCluster
     from kvserve.errors import KvError
     from kvserve.replay.drive import drive
@@ -234,7 +236,8 @@ def _drive(args: argparse.Namespace, requests: Sequence[Any], progress: Any) -> 
     bpt = args.bytes_per_token or DRIVE_BYTES_PER_TOKEN
     addresses = [a.strip() for a in args.store.split(",") if a.strip()]
     try:
-        with KvCluster(addresses, args.namespace, shm=False if args.no_shm else None) as cluster:
+        cluster = KvCluster(addresses, args.namespace, shm=False if args.no_shm else None)
+        with cluster:
             return drive(requests, cluster, namespace=args.namespace, block_bytes=bpt * args.block_tokens,
                          stats=cluster.stats, trace=args.trace, block_tokens=args.block_tokens, progress=progress)
     except (KvError, ValueError) as e:

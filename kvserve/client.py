@@ -59,7 +59,7 @@ def _chunks(n: int, step: int) -> Iterator[range]:
 
 class KvClient(StoreApi):
     def __init__(self, address: str, namespace: Namespace | str, *, timeout_s: float = 10.0,
-                 shm: bool | None = None, piece_bytes: int = 1 << 20) -> None:
+                 shm: bool | None = None, piece_bytes: int = 512 << 10) -> None:
         """``shm``: None uses shared memory when the daemon is on this host; True requires it."""
         self.address = address
         self.namespace = namespace_name(namespace)

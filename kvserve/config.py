@@ -49,6 +49,7 @@ class ServerConfig:
     lease_seconds: float = 10.0            # a reader's lease (and a writer's reservation) expires after this
     shm: bool = True                       # offer the arena to clients on the same host
     superfs: str | None = None             # dir-server address of the SuperFS tier's cluster; None: no tier
+    superfs_config: str | None = None      # that cluster's cluster.toml (its address, TLS and token)
     superfs_root: str = "/kvserve/default"  # directory on SuperFS holding this daemon's objects
     superfs_bytes: int = 0                 # capacity of the SuperFS tier; 0: unbounded
     superfs_timeout_s: float = 10.0        # per SuperFS RPC
@@ -56,7 +57,7 @@ class ServerConfig:
     demote_concurrency: int = 32           # SuperFS writes in flight (they share fsyncs: more is faster)
     metrics_port: int | None = None        # Prometheus endpoint port; None: no endpoint, 0: any free port
     metrics_host: str = "127.0.0.1"
-    piece_bytes: int = 1 * MiB             # bytes per streamed gRPC message
+    piece_bytes: int = 512 * KiB           # bytes per streamed gRPC message (fits in L2: faster copies)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:

@@ -37,7 +37,13 @@ class ServerThread:
 
     def start(self) -> "ServerThread":
         self._thread.start()
-        self.run(self.server.start())
+        try:
+            self.run(self.server.start())
+        except BaseException:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(STOP_TIMEOUT_S)
+            self.loop.close()
+            raise
         return self
 
     @property
@@ -94,7 +100,7 @@ class DaemonProcess:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             info = read_ready_file(self.ready_file)
-            if info is not None and int(info["pid"]) == self.proc.pid:  # type: ignore[arg-type]
+            if info is not None and info.get("pid") == self.proc.pid:
                 self.address = str(info["address"])
                 return self
             if self.proc.poll() is not None:

@@ -40,8 +40,8 @@ class _StoreCollector(Collector):
         self.store = store
 
     def collect(self) -> Iterator[Metric]:
-        s = self.store.stats()
-        tiers: dict[str, dict[str, Any]] = {"dram": s["dram"], "superfs": s["superfs"]}  # type: ignore[dict-item]
+        s: dict[str, Any] = self.store.stats()
+        tiers: dict[str, dict[str, Any]] = {"dram": s["dram"], "superfs": s["superfs"]}
 
         def per_tier(kind: type, name: str, doc: str, field: str) -> Metric:
             fam = kind(name, doc, labels=["tier"])

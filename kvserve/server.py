@@ -18,8 +18,10 @@ import logging
 from dataclasses import dataclass
 
 import grpc
-from superfs import daemon
-from superfs.client import AsyncFs
+from superfs import config_file, daemon
+from superfs.client import AsyncFs, ClientSecurity
+from superfs.client.rpc import security_scope
+from superfs.errors import FsError
 
 from kvserve.arena import Arena
 from kvserve.config import ServerConfig
@@ -47,8 +49,8 @@ async def build(cfg: ServerConfig) -> Parts:
     fs = None
     sfs = None
     try:
-        if cfg.superfs:
-            fs = AsyncFs(cfg.superfs, timeout_s=cfg.superfs_timeout_s)
+        if cfg.superfs or cfg.superfs_config:
+            fs = _superfs_client(cfg)
             await fs.start()
             sfs = SuperFsTier(fs, cfg.superfs_root, cfg.superfs_bytes or None, make_policy(cfg.policy))
             await sfs.start()
@@ -60,6 +62,24 @@ async def build(cfg: ServerConfig) -> Parts:
     store = KvStore(cfg, arena, sfs)
     metrics = StoreMetrics(store)
     return Parts(store, metrics, KvServicer(store, metrics), fs)
+
+
+def _superfs_client(cfg: ServerConfig) -> AsyncFs:
+    """The SuperFS tier's client: by address (a local cluster's credentials are found by
+    the client library), or from a cluster.toml with its TLS and token settings."""
+    if cfg.superfs_config is None:
+        assert cfg.superfs is not None
+        return AsyncFs(cfg.superfs, timeout_s=cfg.superfs_timeout_s)
+    try:
+        cf = config_file.load(cfg.superfs_config)
+        security = ClientSecurity.from_config(cf.security)
+    except (config_file.ConfigError, FsError) as e:
+        raise ValueError(f"SuperFS cluster file {cfg.superfs_config}: {e}") from None
+    address = cfg.superfs or (cf.dir_server.address if cf.dir_server is not None else None)
+    if address is None:
+        raise ValueError(f"{cfg.superfs_config} names no dir server address")
+    with security_scope(security):  # the channels the client creates carry these credentials
+        return AsyncFs(address, timeout_s=cfg.superfs_timeout_s)
 
 
 async def _sweep(store: KvStore) -> None:

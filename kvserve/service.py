@@ -15,6 +15,7 @@ import time
 from typing import AsyncIterator
 
 import grpc
+import xxhash
 
 from kvserve.arena import host_id
 from kvserve.errors import BadRequest, Status, Tier, rpc_handler, stream_handler
@@ -56,6 +57,7 @@ class KvServicer(pbg.KvServiceServicer):
         filled: list[Slot] = []
         namespace: str | None = None
         slot = None
+        hasher = xxhash.xxh3_64()
         skip = 0  # bytes of a refused object still to come
         received = 0
         try:
@@ -69,15 +71,17 @@ class KvServicer(pbg.KvServiceServicer):
                     meta = msg.object
                     spec = PutSpec(meta.key, meta.size, meta.checksum, meta.pin)
                     (status, slot), = await store.reserve(namespace, [spec])
+                    hasher = xxhash.xxh3_64()
                     if slot is None:
                         statuses.append(status)
                         skip = meta.size
-                data = msg.data
+                data = msg.data  # each access to a bytes field copies it: once
                 if data:
                     received += len(data)
                     if slot is not None:
                         if slot.filled + len(data) > slot.size:
                             raise BadRequest("more bytes than the object's size")
+                        hasher.update(data)  # while the piece is in cache, not the arena afterwards
                         arena.write_at(slot.extents, slot.filled, data)
                         slot.filled += len(data)
                     elif skip >= len(data):
@@ -85,13 +89,18 @@ class KvServicer(pbg.KvServiceServicer):
                     else:
                         raise BadRequest("bytes outside of any object")
                 if slot is not None and slot.filled == slot.size:
-                    filled.append(slot)
-                    statuses.append(None)
+                    if hasher.intdigest() == slot.checksum:
+                        filled.append(slot)
+                        statuses.append(None)
+                    else:
+                        store.dram.abort(slot)
+                        store.dram.counters.corrupt += 1
+                        statuses.append(Status.CORRUPT)
                     slot = None
             if slot is not None:
                 statuses.append(Status.ABORTED)
             # the whole batch becomes visible at once, committed like a shared-memory batch
-            committed = iter(store.commit_slots(filled))
+            committed = iter(store.commit_slots(filled, verify=False))  # verified piece by piece
             filled = []
             statuses = [next(committed) if st is None else st for st in statuses]
         finally:

@@ -160,10 +160,12 @@ class KvStore:
             return [Status.ABORTED] * len(slots)
         return self.commit_slots(slots)
 
-    def commit_slots(self, slots: Sequence[Slot]) -> list[Status]:
+    def commit_slots(self, slots: Sequence[Slot], *, verify: bool = True) -> list[Status]:
         """Commit in reverse order: the first object of a batch (a chain's prefix) enters last,
-        so the policy treats it as the newest and evicts the chain from its tail."""
-        statuses = [self.dram.commit(s) for s in reversed(slots)][::-1]
+        so the policy treats it as the newest and evicts the chain from its tail.
+
+        ``verify=False``: the caller has checked the bytes against the checksums."""
+        statuses = [self.dram.commit(s, verify=verify) for s in reversed(slots)][::-1]
         self.puts += sum(1 for st in statuses if st is Status.OK)
         return statuses
 

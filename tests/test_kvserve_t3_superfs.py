@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -113,6 +112,17 @@ def test_the_superfs_tier_survives_a_daemon_restart(cluster: LocalCluster, root:
     with ServerThread(cfg) as srv, KvClient(srv.address, NS) as c:
         assert c.exists(keys[:6]) == [Tier.SUPERFS] * 6
         assert c.get_batch(keys[:6]) == [v.tobytes() for v in vals[:6]]
+
+
+def test_the_tier_can_be_configured_by_the_clusters_toml_file(cluster: LocalCluster, root: str) -> None:
+    cfg = config(cluster, root, superfs=None, superfs_config=cluster.config_path)
+    with ServerThread(cfg) as srv, KvClient(srv.address, NS) as c:
+        keys, vals = fill(c, 6)
+        drain(srv)
+        assert c.exists(keys[:2]) == [Tier.SUPERFS] * 2
+        assert c.get_batch(keys) == [v.tobytes() for v in vals]
+    with pytest.raises(ValueError, match="SuperFS cluster file"):
+        ServerThread(config(cluster, root, superfs=None, superfs_config="/nonexistent.toml")).start()
 
 
 def test_a_bounded_superfs_tier_evicts_files(cluster: LocalCluster, client: Client, root: str) -> None:
