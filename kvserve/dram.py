@@ -70,6 +70,7 @@ class Evicted:
 @dataclass
 class DramCounters:
     hits: int = 0
+    misses: int = 0
     evictions: int = 0
     bytes_read: int = 0
     bytes_written: int = 0

@@ -8,7 +8,8 @@ registry, so several stores in one process (tests) do not collide.
 
 Exported (``tier`` is ``dram`` or ``superfs``):
 
-* ``kvserve_hits_total{tier}``, ``kvserve_misses_total``, ``kvserve_puts_total``
+* ``kvserve_hits_total{tier}``, ``kvserve_tier_misses_total{tier}``, ``kvserve_misses_total``
+  (in no tier), ``kvserve_puts_total``
 * ``kvserve_evictions_total{tier}``, ``kvserve_corrupt_total{tier}``
 * ``kvserve_tier_bytes{tier}``, ``kvserve_tier_capacity_bytes{tier}``, ``kvserve_tier_objects{tier}``
 * ``kvserve_tier_read_bytes_total{tier}``, ``kvserve_tier_written_bytes_total{tier}``
@@ -51,6 +52,8 @@ class _StoreCollector(Collector):
             return fam
 
         yield per_tier(CounterMetricFamily, "kvserve_hits", "Objects found, by the tier that held them", "hits")
+        yield per_tier(CounterMetricFamily, "kvserve_tier_misses", "Lookups that reached a tier and missed there",
+                       "misses")
         yield per_tier(CounterMetricFamily, "kvserve_evictions", "Objects evicted from a tier", "evictions")
         yield per_tier(CounterMetricFamily, "kvserve_corrupt", "Objects whose bytes failed their checksum",
                        "corrupt")

@@ -198,9 +198,11 @@ class KvStore:
             self.release([f for f in found[cut:] if f is not None])
             found = found[:cut]
         hits = [f.oid for f in found if f is not None and f.tier is Tier.DRAM]
+        stopped = 1 if prefix and len(found) < len(oids) else 0  # the key a prefix lookup stopped at
         self.dram.counters.hits += len(hits)
+        self.dram.counters.misses += len(found) - len(hits) + stopped
         self.dram.touch(hits)
-        self.misses += sum(1 for f in found if f is None) + (1 if prefix and len(found) < len(oids) else 0)
+        self.misses += sum(1 for f in found if f is None) + stopped
         return found
 
     async def _fetch_lower(self, oid: ObjectId) -> Found | None:
@@ -281,13 +283,13 @@ class KvStore:
         """Counters and gauges, for the Stats RPC and the Prometheus endpoint."""
         d = self.dram
         dram = {"objects": len(d.objects), "bytes": d.index.used, "capacity": d.capacity,
-                "hits": d.counters.hits, "evictions": d.counters.evictions, "bytes_read": d.counters.bytes_read,
+                "hits": d.counters.hits, "misses": d.counters.misses, "evictions": d.counters.evictions, "bytes_read": d.counters.bytes_read,
                 "bytes_written": d.counters.bytes_written, "corrupt": d.counters.corrupt}
         sfs: dict[str, int] = {}
         if self.sfs is not None:
             c = self.sfs.counters
             sfs = {"objects": len(self.sfs.index), "bytes": self.sfs.index.used,
-                   "capacity": self.sfs.index.capacity or 0, "hits": c.hits, "evictions": c.evictions,
+                   "capacity": self.sfs.index.capacity or 0, "hits": c.hits, "misses": self.misses, "evictions": c.evictions,
                    "bytes_read": c.bytes_read, "bytes_written": c.bytes_written, "corrupt": c.corrupt}
         return {"dram": dram, "superfs": sfs, "misses": self.misses, "puts": self.puts,
                 "leases_active": len(self.leases),

@@ -229,11 +229,12 @@ def test_stats_and_prometheus_endpoint(server: ServerThread) -> None:
         c.get(k)
         c.get(new_key())
         s = c.stats()
-    assert s.dram.hits >= 1 and s.misses >= 1 and s.puts >= 1 and s.policy == "s3fifo"
+    assert s.dram.hits >= 1 and s.misses >= 1 and s.dram.misses >= 1 and s.puts >= 1 and s.policy == "s3fifo"
     assert list(s.namespaces) == [NS] and not s.superfs_enabled
     port = server.server.metrics_port
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    for name in ('kvserve_hits_total{tier="dram"}', "kvserve_misses_total", 'kvserve_tier_bytes{tier="dram"}',
+    for name in ('kvserve_hits_total{tier="dram"}', "kvserve_misses_total", 'kvserve_tier_misses_total{tier="dram"}',
+                 'kvserve_tier_bytes{tier="dram"}',
                  "kvserve_evictions_total", 'kvserve_request_seconds_bucket{le="0.001",op="get"}',
                  'kvserve_transfer_bytes_total{direction="in",path="grpc"}'):
         assert name in text, name

@@ -222,7 +222,7 @@ class Empty(_message.Message):
     def __init__(self) -> None: ...
 
 class TierStats(_message.Message):
-    __slots__ = ("objects", "bytes", "capacity", "hits", "evictions", "bytes_read", "bytes_written", "corrupt")
+    __slots__ = ("objects", "bytes", "capacity", "hits", "evictions", "bytes_read", "bytes_written", "corrupt", "misses")
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
@@ -231,6 +231,7 @@ class TierStats(_message.Message):
     BYTES_READ_FIELD_NUMBER: _ClassVar[int]
     BYTES_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     CORRUPT_FIELD_NUMBER: _ClassVar[int]
+    MISSES_FIELD_NUMBER: _ClassVar[int]
     objects: int
     bytes: int
     capacity: int
@@ -239,7 +240,8 @@ class TierStats(_message.Message):
     bytes_read: int
     bytes_written: int
     corrupt: int
-    def __init__(self, objects: _Optional[int] = ..., bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., hits: _Optional[int] = ..., evictions: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., corrupt: _Optional[int] = ...) -> None: ...
+    misses: int
+    def __init__(self, objects: _Optional[int] = ..., bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., hits: _Optional[int] = ..., evictions: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., corrupt: _Optional[int] = ..., misses: _Optional[int] = ...) -> None: ...
 
 class StatsReply(_message.Message):
     __slots__ = ("dram", "superfs", "misses", "puts", "leases_active", "demotions_dropped", "policy", "max_object_bytes", "namespaces", "superfs_enabled")
