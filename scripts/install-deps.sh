@@ -10,6 +10,8 @@ dpkg -s libfuse3-dev >/dev/null 2>&1 || need_apt+=(libfuse3-dev pkg-config)
 for tool in git rsync sqlite3 setpriv; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
+# 'ip' (network namespaces, veth, bridges) for the network-cut test (tests/test_t5_netns.py)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   # setpriv comes from util-linux; map the tool name to its package
   pkgs=("${need_apt[@]/setpriv/util-linux}")
