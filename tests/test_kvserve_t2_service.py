@@ -223,7 +223,7 @@ def test_bad_input_is_refused_and_the_daemon_keeps_serving(client: KvClient, ser
 
 
 def test_stats_and_prometheus_endpoint(server: ServerThread) -> None:
-    with KvClient(server.address, NS) as c:
+    with KvClient(server.address, NS, shm=False) as c:
         k = new_key()
         c.put(k, rand(1000))
         c.get(k)
