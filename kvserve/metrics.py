@@ -87,7 +87,7 @@ class StoreMetrics:
         """Start the HTTP endpoint (a thread); returns the bound port."""
         self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         bound = int(self._server.server_port)
-        log.info("metrics on http://%s:%d/metrics", host, bound)
+        log.debug("metrics on http://%s:%d/metrics", host, bound)
         return bound
 
     def stop(self) -> None:

@@ -96,21 +96,39 @@ async def _teardown(parts: Parts) -> None:
     parts.store.arena.close()
 
 
+def _human(n: int) -> str:
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.4g} {unit}"
+    return f"{n} B"
+
+
+def describe(cfg: ServerConfig, parts: Parts, metrics_port: int | None) -> str:
+    """What the start line says about the daemon (it logs one line at start, one at stop)."""
+    bits = [f"DRAM {_human(cfg.dram_bytes)}", f"policy {cfg.policy}"]
+    sfs = parts.store.sfs
+    if sfs is not None:
+        cap = _human(cfg.superfs_bytes) if cfg.superfs_bytes else "unbounded"
+        bits.append(f"SuperFS tier {sfs.root} ({cap}, {len(sfs.index)} objects found)")
+    if not cfg.shm:
+        bits.append("no shared memory")
+    if metrics_port is not None:
+        bits.append(f"metrics http://{cfg.metrics_host}:{metrics_port}/metrics")
+    return f"kvserve ({', '.join(bits)})"
+
+
 async def run(cfg: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT."""
     parts = await build(cfg)
     sweeper = asyncio.get_running_loop().create_task(_sweep(parts.store))
-
-    async def on_started(address: str) -> None:
-        if cfg.metrics_port is not None:
-            parts.metrics.serve(cfg.metrics_host, cfg.metrics_port)
-
-    async def on_stopping() -> None:
-        sweeper.cancel()
-
     try:
-        await daemon.serve(name="kvserve", listen=cfg.listen, add_services=parts.servicer.add_to,
-                           ready_file=cfg.ready_file, on_started=on_started, on_stopping=on_stopping)
+        port = parts.metrics.serve(cfg.metrics_host, cfg.metrics_port) if cfg.metrics_port is not None else None
+
+        async def on_stopping() -> None:
+            sweeper.cancel()
+
+        await daemon.serve(name=describe(cfg, parts, port), listen=cfg.listen, add_services=parts.servicer.add_to,
+                           ready_file=cfg.ready_file, on_stopping=on_stopping)
     finally:
         sweeper.cancel()
         await _teardown(parts)

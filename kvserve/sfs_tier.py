@@ -92,7 +92,7 @@ class SuperFsTier:
                 if oid not in self.index:
                     self.index.add(oid, size)
                     found += 1
-        log.info("SuperFS tier at %s holds %d objects (%d bytes)", self.root, found, self.index.used)
+        log.debug("SuperFS tier at %s holds %d objects (%d bytes)", self.root, found, self.index.used)
 
     # ------------------------------------------------------------------ I/O
 

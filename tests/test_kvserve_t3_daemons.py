@@ -56,8 +56,9 @@ def test_serve_lifecycle(tmp_path: Path) -> None:
         assert c.stats().policy == "lru"
     assert d.stop(signal.SIGTERM) == 0
     assert not os.path.exists(d.ready_file)
-    lines = [line for line in d.log().splitlines() if "kvserve" in line and ("serving" in line or "stopped" in line)]
-    assert len(lines) == 2, d.log()
+    lines = d.log().splitlines()  # one line at start, one at stop, nothing else at INFO
+    assert len(lines) == 2 and "serving on" in lines[0] and "stopped" in lines[1], d.log()
+    assert "policy lru" in lines[0] and "metrics http://" in lines[0]
 
 
 def test_serve_refuses_bad_settings(tmp_path: Path) -> None:
