@@ -48,6 +48,7 @@ CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 BATCH_KEYS = 1024         # keys per request (the daemon's max_keys is larger)
+BATCH_BYTES = 64 << 20    # bytes per put request: a batch's space is held until it all commits
 MIN_RATE = 50e6           # bytes/s: deadlines grow with the bytes a call moves
 RELEASE_DELAY_S = 0.05    # an idle client gives its leases back after this long
 
@@ -55,6 +56,18 @@ RELEASE_DELAY_S = 0.05    # an idle client gives its leases back after this long
 def _chunks(n: int, step: int) -> Iterator[range]:
     for start in range(0, n, step):
         yield range(start, min(n, start + step))
+
+
+def _put_chunks(sizes: Sequence[int]) -> Iterator[range]:
+    """Consecutive runs of at most BATCH_KEYS objects and (but for single objects) BATCH_BYTES."""
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= BATCH_KEYS or total + size > BATCH_BYTES):
+            yield range(start, i)
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        yield range(start, len(sizes))
 
 
 class KvClient(StoreApi):
@@ -203,7 +216,7 @@ class KvClient(StoreApi):
             raise ValueError("put_batch needs one value per key")
         views = [as_bytes_view(v) for v in values]
         out: list[Status] = []
-        for r in _chunks(len(keys), BATCH_KEYS):
+        for r in _put_chunks([len(v) for v in views]):
             ks, vs = [keys[i] for i in r], [views[i] for i in r]
             out += self._put_shm(ks, vs, pin) if self.uses_shm else self._put_grpc(ks, vs, pin)
         return out
