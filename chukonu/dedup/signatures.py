@@ -38,15 +38,20 @@ def string_buffers(a: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return offsets.astype(np.int64), data, valid
 
 
-def signatures(texts: pa.Array, config: MinHashConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(signatures uint32 docs x num_perm, band keys uint64 docs x bands, has_words bool)."""
+def signatures(texts: pa.Array, config: MinHashConfig, keep_signatures: bool = True
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(signatures uint32 docs x num_perm, band keys uint64 docs x bands, has_words bool).
+
+    Without ``keep_signatures`` the first array is a one-row scratch buffer
+    and only the band keys are computed for every document.
+    """
     from chukonu.native.minhash import signatures_and_bands
 
     offsets, data, valid = string_buffers(texts)
     n = len(offsets) - 1
     bands, rows = config.band_rows
     a, b = config.permutations()
-    sig = np.empty((n, config.num_perm), dtype=np.uint32)
+    sig = np.empty((n if keep_signatures else 1, config.num_perm), dtype=np.uint32)
     keys = np.zeros((n, bands), dtype=np.uint64)
     has = np.zeros(n, dtype=np.bool_)
     signatures_and_bands(offsets, data, valid, config.ngram, a, b, bands, rows, sig, keys, has)
@@ -68,7 +73,8 @@ class SignatureStep:
             if batch.num_rows == 0:
                 continue
             ids = batch.column(batch.schema.get_field_index(self.id_column)).to_numpy(zero_copy_only=False)
-            _, keys, has = signatures(batch.column(batch.schema.get_field_index(self.text_column)), self.config)
+            _, keys, has = signatures(batch.column(batch.schema.get_field_index(self.text_column)), self.config,
+                                      keep_signatures=False)
             if not has.any():
                 continue
             out_ids = np.repeat(ids[has].astype(np.int64), bands)

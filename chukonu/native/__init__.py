@@ -1,4 +1,4 @@
-"""Compiled kernels (numba): XXH64, MinHash signatures and bands, union-find.
+"""Native kernels: XXH64, MinHash signatures and bands (numba); union-find (numpy).
 
 Python loops here are compiled to machine code on first use and cached on
 disk next to the sources, so worker processes pay the compile once. Each

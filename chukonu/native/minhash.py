@@ -75,7 +75,12 @@ def doc_shingles(data: np.ndarray, start: int, end: int, ngram: int, words: np.n
 def signatures_and_bands(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, ngram: int,
                          a: np.ndarray, b: np.ndarray, bands: int, rows: int,
                          sig_out: np.ndarray, keys_out: np.ndarray, has_words: np.ndarray) -> None:
-    """Signatures (docs x num_perm, uint32) and band keys (docs x bands, uint64) of a batch."""
+    """Band keys (docs x bands, uint64) of a batch, and signatures (docs x num_perm, uint32).
+
+    ``sig_out`` may have a single row: it is then scratch space reused for
+    every document, and only the band keys are kept (a batch's signature
+    matrix is 1 KiB per document at 256 permutations).
+    """
     n = offsets.shape[0] - 1
     longest = 0
     for i in range(n):
@@ -88,9 +93,11 @@ def signatures_and_bands(offsets: np.ndarray, data: np.ndarray, valid: np.ndarra
     k_perm = a.shape[0]
     lanes = np.empty(rows, dtype=np.uint64)
     shift = np.uint64(32)
+    keep = sig_out.shape[0] == n and n > 1
     for i in range(n):
+        row = i if keep else 0
         for k in range(k_perm):
-            sig_out[i, k] = EMPTY
+            sig_out[row, k] = EMPTY
         ns = 0
         if valid[i]:
             ns = doc_shingles(data, offsets[i], offsets[i + 1], ngram, words, tok, shingles)
@@ -99,12 +106,12 @@ def signatures_and_bands(offsets: np.ndarray, data: np.ndarray, valid: np.ndarra
             h = shingles[s]
             for k in range(k_perm):
                 v = np.uint32((a[k] * h + b[k]) >> shift)
-                if v < sig_out[i, k]:
-                    sig_out[i, k] = v
+                if v < sig_out[row, k]:
+                    sig_out[row, k] = v
         if ns > 0:
             for j in range(bands):
                 for r in range(rows):
-                    lanes[r] = np.uint64(sig_out[i, j * rows + r])
+                    lanes[r] = np.uint64(sig_out[row, j * rows + r])
                 keys_out[i, j] = xxh64_lanes(lanes, 0, rows, np.uint64(j))
 
 
