@@ -118,15 +118,15 @@ class KvClient(StoreApi):
 
     def _detach(self) -> None:
         with self._lock:
-            if self._arena is not None:
-                self._arena.close()
-                self._arena = None
+            # not closed here: another thread may be copying from it; it is
+            # unmapped when the last reference goes
+            self._arena = None
             self._attached = False
             self._to_release.clear()  # they died with the daemon
 
-    def _same_arena(self, token: bytes) -> bool:
+    def _same_arena(self, arena: Arena, token: bytes) -> bool:
         """Do placements in a reply refer to the arena we mapped? Not if the daemon restarted."""
-        if self._arena is not None and token == self._arena.token:
+        if token == arena.token:
             return True
         log.info("the daemon at %s has a new arena (restarted): attaching again", self.address)
         self._detach()
@@ -137,11 +137,19 @@ class KvClient(StoreApi):
     @property
     def uses_shm(self) -> bool:
         """Attach if not done yet; True if bulk bytes go through shared memory."""
+        return self._current_arena() is not None
+
+    def _current_arena(self) -> Arena | None:
+        """The mapped arena (attaching first if needed), or None for the gRPC path.
+
+        An operation takes it once: another thread may detach meanwhile (its
+        call found the daemon gone), and the mapping stays valid while used.
+        """
         if not self._attached:
             with self._lock:
                 if not self._attached:
                     self._attach()
-        return self._arena is not None
+        return self._arena
 
     def _attach(self) -> None:
         if self._shm_mode is False:
@@ -218,25 +226,26 @@ class KvClient(StoreApi):
         out: list[Status] = []
         for r in _put_chunks([len(v) for v in views]):
             ks, vs = [keys[i] for i in r], [views[i] for i in r]
-            out += self._put_shm(ks, vs, pin) if self.uses_shm else self._put_grpc(ks, vs, pin)
+            arena = self._current_arena()
+            out += self._put_shm(arena, ks, vs, pin) if arena is not None else self._put_grpc(ks, vs, pin)
         return out
 
-    def _put_shm(self, keys: list[bytes], views: list[np.ndarray], pin: bool) -> list[Status]:
-        assert self._arena is not None
+    def _put_shm(self, arena: Arena, keys: list[bytes], views: list[np.ndarray], pin: bool) -> list[Status]:
         # checksums travel with the commit: computed while copying, the bytes are read once
         metas = [pb.ObjectMeta(key=k, size=len(v), pin=pin) for k, v in zip(keys, views)]
         reply = self._call(self._stub.Reserve, pb.ReserveRequest(namespace=self.namespace, objects=metas))
         statuses = [Status(p.status) for p in reply.placements]
         if not reply.reservation:
             return statuses
-        if not self._same_arena(reply.arena):
+        if not self._same_arena(arena, reply.arena):
             self._call(self._stub.Commit, pb.CommitRequest(reservation=reply.reservation, abort=True))
-            return self._put_shm(keys, views, pin) if self.uses_shm else self._put_grpc(keys, views, pin)
+            again = self._current_arena()
+            return self._put_shm(again, keys, views, pin) if again is not None else self._put_grpc(keys, views, pin)
         checksums = []
         try:
             for p, v in zip(reply.placements, views):
                 if p.status == Status.OK:
-                    checksums.append(self._arena.write_hashed([(e.offset, e.length) for e in p.extents], v))
+                    checksums.append(arena.write_hashed([(e.offset, e.length) for e in p.extents], v))
         except BaseException:
             self._call(self._stub.Commit, pb.CommitRequest(reservation=reply.reservation, abort=True))
             raise
@@ -271,19 +280,22 @@ class KvClient(StoreApi):
         for r in _chunks(len(keys), BATCH_KEYS):
             ks = [keys[i] for i in r]
             vs = [views[i] for i in r] if views is not None else None
-            part = self._lookup_shm(ks, prefix, vs) if self.uses_shm else self._lookup_grpc(ks, prefix, vs)
+            arena = self._current_arena()
+            part = self._lookup_shm(arena, ks, prefix, vs) if arena is not None else self._lookup_grpc(ks, prefix, vs)
             out += part
             if prefix and len(part) < len(ks):
                 break
         return out
 
-    def _lookup_shm(self, keys: list[bytes], prefix: bool, outs: list[np.ndarray] | None) -> list[Hit | None]:
-        assert self._arena is not None
+    def _lookup_shm(self, arena: Arena, keys: list[bytes], prefix: bool,
+                    outs: list[np.ndarray] | None) -> list[Hit | None]:
         request = pb.LeaseRequest(namespace=self.namespace, keys=keys, prefix=prefix, release=self._take_releases())
         reply = self._call(self._stub.Lease, request)
-        if reply.lease and not self._same_arena(reply.arena):
+        if reply.lease and not self._same_arena(arena, reply.arena):
             # leases in a new daemon we cannot read: they expire there
-            return self._lookup_shm(keys, prefix, outs) if self.uses_shm else self._lookup_grpc(keys, prefix, outs)
+            again = self._current_arena()
+            return self._lookup_shm(again, keys, prefix, outs) if again is not None else \
+                self._lookup_grpc(keys, prefix, outs)
         out: list[Hit | None] = []
         fallback: list[int] = []
         try:
@@ -296,7 +308,7 @@ class KvClient(StoreApi):
                     out.append(None)
                     continue
                 extents = [(e.offset, e.length) for e in p.extents]
-                out.append(self._copy_out(extents, p.object, Tier(p.tier), outs[i] if outs is not None else None))
+                out.append(self._copy_out(arena, extents, p.object, Tier(p.tier), outs[i] if outs is not None else None))
         finally:
             self._release(reply.lease)
         if fallback:
@@ -309,17 +321,16 @@ class KvClient(StoreApi):
             out = out[:cut]
         return out
 
-    def _copy_out(self, extents: list[tuple[int, int]], meta: pb.ObjectMeta, tier: Tier,
+    def _copy_out(self, arena: Arena, extents: list[tuple[int, int]], meta: pb.ObjectMeta, tier: Tier,
                   dst: np.ndarray | None) -> Hit | None:
-        assert self._arena is not None
         size = meta.size
         if dst is not None:
             if len(dst) < size:
                 raise ValueError(f"output buffer of {len(dst)} bytes for an object of {size}")
-            ok = self._arena.read_into_hashed(extents, dst[:size]) == meta.checksum
+            ok = arena.read_into_hashed(extents, dst[:size]) == meta.checksum
             hit = Hit(size, tier)
         else:
-            data = self._arena.to_bytes(extents)  # get_into avoids this allocation and the second pass
+            data = arena.to_bytes(extents)  # get_into avoids this allocation and the second pass
             ok = xxhash.xxh3_64_intdigest(data) == meta.checksum
             hit = Hit(size, tier, data)
         if not ok:
