@@ -281,3 +281,14 @@ def test_unsupported_calls_name_themselves(spark, people):
         F.col("id").over(None)
     with pytest.raises(NotImplementedError, match="RDD.sortByKey"):
         spark.sparkContext.parallelize([(1, 2)]).sortByKey()
+
+
+def test_create_from_pandas_and_arrow(spark):
+    import pandas as pd
+    pdf = pd.DataFrame({"a": [1, 2, 3], "b": ["x", None, "z"]})
+    assert spark.createDataFrame(pdf).collect() == [Row(a=1, b="x"), Row(a=2, b=None), Row(a=3, b="z")]
+    table = pa.table({"a": [1.5, 2.5], "tags": [["p"], []]})
+    df = spark.createDataFrame(table)
+    assert df.dtypes == [("a", "double"), ("tags", "array<string>")]
+    assert df.toPandas()["a"].tolist() == [1.5, 2.5]
+    assert spark.createDataFrame([1, 2], "int").collect() == [Row(value=1), Row(value=2)]
