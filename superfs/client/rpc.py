@@ -166,10 +166,20 @@ class Channels:
         self._stubs.clear()
 
 
+# What gRPC says when the peer drops the connection while it is being set up:
+# typically a TLS handshake one side refused (plaintext to a TLS daemon, no
+# or an untrusted client certificate, a server certificate we do not trust).
+_SETUP_FAILURES = ("Socket closed", "handshake", "SSL", "ssl", "certificate")
+SETUP_HINT = ("; the connection was closed while being set up: if this persists, check that client and "
+              "cluster agree on [tls] (CA, client certificate) in the cluster file")
+
+
 async def call(method: Any, request: Any, timeout_s: float) -> Any:
     """Invoke one unary RPC; translate failures into FsError."""
     try:
         return await method(request, timeout=timeout_s)
     except grpc.aio.AioRpcError as e:
         err, msg = errno_of_rpc_error(e)
+        if e.code() == grpc.StatusCode.UNAVAILABLE and any(s in msg for s in _SETUP_FAILURES):
+            msg += SETUP_HINT
         raise FsError(err, msg) from None
