@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Sequence
 
 import grpc
@@ -72,8 +73,14 @@ def _put_chunks(sizes: Sequence[int]) -> Iterator[range]:
 
 class KvClient(StoreApi):
     def __init__(self, address: str, namespace: Namespace | str, *, timeout_s: float = 10.0,
-                 shm: bool | None = None, piece_bytes: int = 512 << 10) -> None:
-        """``shm``: None uses shared memory when the daemon is on this host; True requires it."""
+                 shm: bool | None = None, piece_bytes: int = 512 << 10, streams: int = 2) -> None:
+        """``shm``: None uses shared memory when the daemon is on this host; True requires it.
+
+        ``streams``: gRPC connections a large batch is split over on the gRPC
+        path (the daemon overlaps their work: measured 0.64 -> 0.92 GB/s with 2).
+        """
+        if streams < 1:
+            raise ValueError("streams must be at least 1")
         self.address = address
         self.namespace = namespace_name(namespace)
         self.timeout_s = timeout_s
@@ -89,6 +96,12 @@ class KvClient(StoreApi):
         self._closed = False
         self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._stub = pbg.KvServiceStub(self._channel)
+        # bulk gRPC transfers: their own connections (a local subchannel pool keeps them apart)
+        self._bulk_channels = [self._channel] + [
+            grpc.insecure_channel(address, options=CHANNEL_OPTIONS + [("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(streams - 1)]
+        self._bulk = [pbg.KvServiceStub(ch) for ch in self._bulk_channels]
+        self._pool: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
         with self._lock:
@@ -99,7 +112,10 @@ class KvClient(StoreApi):
                 fut.result(timeout=self.timeout_s)
             except grpc.RpcError:
                 pass
-        self._channel.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for ch in self._bulk_channels:
+            ch.close()
         if self._arena is not None:
             self._arena.close()
             self._arena = None
@@ -253,7 +269,36 @@ class KvClient(StoreApi):
         committed = iter(self._call(self._stub.Commit, request).statuses)
         return [Status(next(committed)) if s is Status.OK else s for s in statuses]
 
+    def _parallel(self, fn: Any, parts: list[Any]) -> list[Any]:
+        """``fn(stub, part)`` for each part, each on its own bulk connection, in parallel."""
+        if len(parts) == 1:
+            return [fn(self._bulk[0], parts[0])]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(len(self._bulk), thread_name_prefix="kvserve-bulk")
+        futures = [self._pool.submit(fn, self._bulk[i], part) for i, part in enumerate(parts)]
+        return [f.result() for f in futures]
+
+    def _split(self, sizes: list[int]) -> list[range]:
+        """Contiguous groups of about equal bytes, one per bulk stream (one group if small)."""
+        total = sum(sizes)
+        n = min(len(self._bulk), len(sizes), max(1, total // (4 * self.piece_bytes)))
+        groups, start, acc = [], 0, 0
+        for i, size in enumerate(sizes):
+            acc += size
+            if len(groups) < n - 1 and acc >= total * (len(groups) + 1) / n:
+                groups.append(range(start, i + 1))
+                start = i + 1
+        groups.append(range(start, len(sizes)))
+        return [g for g in groups if len(g)]
+
     def _put_grpc(self, keys: list[bytes], views: list[np.ndarray], pin: bool) -> list[Status]:
+        groups = self._split([len(v) for v in views])
+        parts = self._parallel(lambda stub, g: self._put_stream(stub, [keys[i] for i in g], [views[i] for i in g],
+                                                                pin), groups)
+        return [st for part in parts for st in part]
+
+    def _put_stream(self, stub: pbg.KvServiceStub, keys: list[bytes], views: list[np.ndarray],
+                    pin: bool) -> list[Status]:
         piece = self.piece_bytes
 
         def messages() -> Iterator[pb.PutRequest]:
@@ -265,7 +310,7 @@ class KvClient(StoreApi):
                     yield pb.PutRequest(data=v[pos:pos + piece].tobytes())
 
         total = sum(len(v) for v in views)
-        reply = self._call(self._stub.Put, messages(), total)
+        reply = self._call(stub.Put, messages(), total)
         return [Status(s) for s in reply.statuses]
 
     # ------------------------------------------------------------------ get
@@ -340,10 +385,24 @@ class KvClient(StoreApi):
         return hit
 
     def _lookup_grpc(self, keys: list[bytes], prefix: bool, outs: list[np.ndarray] | None) -> list[Hit | None]:
+        # object sizes are unknown before the answer: split by the caller's buffers, else by count
+        sizes = [len(o) for o in outs] if outs is not None else [4 * self.piece_bytes] * len(keys)
+        groups = self._split(sizes)
+        parts = self._parallel(lambda stub, g: self._get_stream(
+            stub, [keys[i] for i in g], prefix, [outs[i] for i in g] if outs is not None else None), groups)
+        out: list[Hit | None] = []
+        for g, part in zip(groups, parts):
+            out += part
+            if prefix and len(part) < len(g):
+                break  # the prefix ended in this group: later groups do not extend it
+        return out
+
+    def _get_stream(self, stub: pbg.KvServiceStub, keys: list[bytes], prefix: bool,
+                    outs: list[np.ndarray] | None) -> list[Hit | None]:
         request = pb.GetRequest(namespace=self.namespace, keys=keys, prefix=prefix)
         out: list[Hit | None] = []
         try:
-            stream = self._stub.Get(request, timeout=self._deadline(sum(len(o) for o in outs) if outs else 0))
+            stream = stub.Get(request, timeout=self._deadline(sum(len(o) for o in outs) if outs else 0))
             for hit in self._read_stream(stream, keys, outs):
                 out.append(hit)
         except grpc.RpcError as e:
