@@ -1,0 +1,127 @@
+"""Sequential and random IO: the client library and the mount against a local disk.
+
+Writes then reads one large file (default 1 GiB) in 4 MiB (the chunk size)
+and 1 MiB requests, then random 4 KiB reads, on a local directory (write +
+fsync; the read once with the file dropped from the page cache, once warm),
+through the library on a fresh local cluster (durable mode, defaults) and,
+with ``--mount DIR``, through a SuperFS mount at DIR (``--mount auto``: mount
+the fresh cluster in a temp dir). One JSON row each; GB/s and, for random
+reads, IOPS. Compare a row with the local-disk row of the same run.
+
+    superfs bench io [--size-mib 1024] [--local-dir /var/tmp] [--mount DIR|auto]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from typing import Any, Callable
+
+from superfs.bench.cluster import dir_address, superfs_mount, temp_cluster
+from superfs.bench.report import emit
+
+MiB = 1 << 20
+Opener = Callable[..., Any]
+
+
+def row(name: str, target: str, nbytes: int, secs: float, **params: object) -> dict[str, object]:
+    return {"name": name, "target": target, "bytes": nbytes, "seconds": round(secs, 3),
+            "gb_per_s": round(nbytes / secs / 1e9, 3) if secs > 0 else None, **params,
+            "nproc": os.cpu_count()}
+
+
+def seq(opener: Opener, fsync: Callable[[Any], None], path: str, size: int, req: int,
+        target: str) -> list[dict[str, object]]:
+    """Write ``size`` bytes in ``req``-byte requests (then fsync), read them back; two rows."""
+    block = os.urandom(req)
+    t = time.perf_counter()
+    with opener(path, "wb") as f:
+        for _ in range(size // req):
+            f.write(block)
+        f.flush()
+        fsync(f)
+    w = time.perf_counter() - t
+    t = time.perf_counter()
+    with opener(path, "rb") as f:
+        while f.read(req):
+            pass
+    r = time.perf_counter() - t
+    return [row("seq_write", target, size, w, request=req), row("seq_read", target, size, r, request=req)]
+
+
+def rand_reads(opener: Opener, path: str, size: int, target: str, n: int = 2000) -> dict[str, object]:
+    """``n`` aligned 4 KiB reads at random offsets of one file."""
+    rng = random.Random(1)
+    with opener(path, "rb", buffering=0) as f:
+        t = time.perf_counter()
+        for _ in range(n):
+            f.seek(rng.randrange(0, max(1, size - 4096)) // 4096 * 4096)
+            f.read(4096)
+        secs = time.perf_counter() - t
+    out = row("rand_read_4k", target, n * 4096, secs)
+    out["iops"] = round(n / secs, 1)
+    return out
+
+
+def local_fsync(f: Any) -> None:
+    os.fsync(f.fileno())
+
+
+def drop_cache(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def run_dir(directory: str, size: int, target: str, requests: tuple[int, ...]) -> None:
+    """The rows for a directory (local disk or a mount)."""
+    for req in requests:
+        with tempfile.TemporaryDirectory(dir=directory) as d:
+            path = os.path.join(d, "big")
+            rows = seq(open, local_fsync, path, size, req, target)
+            emit(rows[0])
+            drop_cache(path)
+            t = time.perf_counter()
+            with open(path, "rb") as f:
+                while f.read(req):
+                    pass
+            emit(row("seq_read", target, size, time.perf_counter() - t, request=req, cache="dropped"))
+            emit(rows[1] | {"cache": "warm"})
+            if req == MiB:
+                emit(rand_reads(open, path, size, target))
+
+
+def run_library(address: str, size: int, requests: tuple[int, ...]) -> None:
+    import superfs
+    with superfs.connect(address) as fs:
+        for req in requests:
+            for r in seq(fs.open, lambda f: None, f"/big-{req}", size, req, "superfs-library"):
+                emit(r)
+        emit(rand_reads(fs.open, f"/big-{requests[-1]}", size, "superfs-library"))
+        for req in requests:
+            fs.unlink(f"/big-{req}")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size-mib", type=int, default=1024, help="file size in MiB (1024)")
+    p.add_argument("--local-dir", default="/var/tmp", help="the local-disk baseline's directory (/var/tmp)")
+    p.add_argument("--mount", default=None, metavar="DIR",
+                   help="also measure through a SuperFS mount at DIR ('auto': mount the benchmark's cluster)")
+
+
+def main(args: argparse.Namespace) -> int:
+    size = args.size_mib * MiB
+    requests = (4 * MiB, MiB)
+    run_dir(args.local_dir, size, "local-disk", requests)
+    if args.mount and args.mount != "auto":
+        run_dir(args.mount, size, "superfs-mount", requests)
+    with temp_cluster() as cluster:
+        run_library(dir_address(cluster), size, requests)
+        if args.mount == "auto":
+            with tempfile.TemporaryDirectory(prefix="superfs-io-mnt-") as mp, superfs_mount(cluster, mp):
+                run_dir(mp, size, "superfs-mount", requests)
+    return 0
