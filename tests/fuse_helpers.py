@@ -208,7 +208,10 @@ def mount_factory(fuse_cluster: LocalCluster, mount_root: str) -> Iterator[Calla
     for m in made:
         bad = [line for line in m.log_text().splitlines()
                if (" ERROR " in line or "Traceback" in line) and not m.expect_errors]
-        assert not bad, f"mount {m.mountpoint} logged errors:\n" + m.log_tail(60)
+        if bad:
+            keep = tempfile.mkdtemp(prefix="superfs-t4-failed-", dir="/tmp")
+            shutil.copy(m.log_path, keep)
+            raise AssertionError(f"mount {m.mountpoint} logged errors (log kept in {keep}):\n" + "\n".join(bad[:20]))
 
 
 @pytest.fixture(scope="module")
