@@ -169,6 +169,8 @@ def worker(rank: int, spec: TargetSpec, cfg: MdConfig, run_dir: str, barrier: An
         ops.mkdir(easy)
         ops.mkdir(dirs)
         barrier.wait()
+        for d in (easy, dirs, hard):  # a warm client: the phases' directories are known
+            ops.stat(d)
     except Exception as e:  # noqa: BLE001
         results.put(("fatal", rank, f"setup: {type(e).__name__}: {e}"))
         barrier.abort()
