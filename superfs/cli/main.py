@@ -6,6 +6,7 @@ import sys
 
 from superfs import __version__
 from superfs.cli import cluster_cmds, config_cmds, daemon_cmds
+from superfs.cli import bench_cmds
 
 DESCRIPTION = """\
 SuperFS: a distributed POSIX file system for AI data pipelines.
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         mount_cmds.register(sub)
     daemon_cmds.register(sub)
     config_cmds.register(sub)
+    bench_cmds.register(sub)
     return p
 
 
