@@ -94,8 +94,7 @@ def setup_logging(log_file: str | None, level: str = "INFO") -> None:
 
 def run_foreground(opts: MountOptions) -> int:
     """The body of ``superfs mount --foreground``; returns the exit status."""
-    if not os.path.isdir(opts.mountpoint):
-        print(f"superfs: mountpoint {opts.mountpoint} is not a directory", file=sys.stderr)
+    if not ensure_mountpoint(opts.mountpoint):
         return 1
     if is_mounted(opts.mountpoint):
         print(f"superfs: {opts.mountpoint} is already mounted "
@@ -113,6 +112,20 @@ def run_foreground(opts: MountOptions) -> int:
         print(f"superfs: mount of {opts.mountpoint} failed: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def ensure_mountpoint(mountpoint: str) -> bool:
+    """Make a missing mountpoint (``superfs up --mount /tmp/superfs`` on a fresh machine)."""
+    if not os.path.lexists(mountpoint):
+        try:
+            os.makedirs(mountpoint)
+        except OSError as e:
+            print(f"superfs: cannot create mountpoint {mountpoint}: {e.strerror}", file=sys.stderr)
+            return False
+    if not is_mounted(mountpoint) and not os.path.isdir(mountpoint):
+        print(f"superfs: mountpoint {mountpoint} is not a directory", file=sys.stderr)
+        return False
+    return True
 
 
 # ------------------------------------------------------------ mount table
@@ -194,8 +207,7 @@ def spawn_mount(mountpoint: str, dir_address: str, state_dir: str, extra_args: l
                 timeout_s: float = MOUNT_TIMEOUT_S) -> int:
     """Start a detached foreground mount; wait until it is mounted. Returns an exit status."""
     mountpoint = os.path.realpath(mountpoint)
-    if not os.path.isdir(mountpoint):
-        print(f"superfs: mountpoint {mountpoint} is not a directory", file=sys.stderr)
+    if not ensure_mountpoint(mountpoint):
         return 1
     if is_mounted(mountpoint):
         print(f"superfs: {mountpoint} is already mounted", file=sys.stderr)
