@@ -14,7 +14,7 @@ import sys
 
 from superfs.client.local import default_state_dir, local_dir_address
 from superfs.fuse import mount as mount_mod
-from superfs.fuse.operations import MountOptions
+from superfs.fuse.options import MountOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -30,26 +30,14 @@ import pyfuse3.asyncio
 
 from superfs.client.fs import AsyncFs
 from superfs.fuse.creds import ROOT
-from superfs.fuse.operations import MountOptions, SuperFsOperations
+from superfs.fuse.operations import SuperFsOperations
+from superfs.fuse.options import MountOptions, fuse_options
 
 log = logging.getLogger(__name__)
 
-# Big requests: FUSE 3 always allows writes up to libfuse's buffer (1 MiB)
-# and reads as big as the kernel's max_pages; the "big_writes" and
-# "max_read=" options of FUSE 2 do not exist or (max_read) would have to be
-# repeated in the init handler, which pyfuse3 does not expose.
 MAX_TASKS = 128             # FUSE requests served at once
 MOUNT_TIMEOUT_S = 30.0
 UNMOUNT_TIMEOUT_S = 15.0
-
-
-def fuse_options(opts: MountOptions) -> set[str]:
-    o = {"fsname=superfs", "subtype=superfs", "default_permissions"}
-    if opts.allow_other:
-        o.add("allow_other")
-    if opts.read_only:
-        o.add("ro")
-    return o
 
 
 # ------------------------------------------------------------- foreground

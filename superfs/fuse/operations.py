@@ -26,23 +26,23 @@ import functools
 import logging
 import os
 import stat as stat_mod
-import time
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import pyfuse3
 
 from superfs import routing
 from superfs.client.fs import AsyncFs
-from superfs.client.meta import (SET_ATIME, SET_ATIME_NOW, SET_GID, SET_MODE, SET_MTIME, SET_MTIME_NOW,
-                                 SET_SIZE, SET_UID, Creds)
+from superfs.client.meta import SET_SIZE, Creds
 from superfs.client.nodes import Node
 from superfs.errors import FsError
+from superfs.fuse import setattrs
 from superfs.fuse.creds import CredsOf
 from superfs.fuse.dirhandles import DirHandleTable, list_with_attrs
 from superfs.fuse.handles import HandleTable, OpenFile
 from superfs.fuse.inodes import InodeTable, entry_attributes, version_of
+from superfs.fuse.options import MountOptions
 from superfs.fuse.orphans import ORPHAN_DIR, Orphans
+from superfs.fuse.statfs import StatfsCache
 from superfs.perms import R_OK, W_OK, X_OK, allowed
 from superfs.v1 import superfs_pb2 as pb
 
@@ -51,25 +51,10 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 ROOT_INO = pyfuse3.ROOT_INODE
-STATFS_TTL_S = 1.0
-VIRTUAL_CAPACITY = 1 << 50      # data servers do not report capacity: statfs shows 1 PiB
-VIRTUAL_INODES = 1 << 40
-NOW_SLACK_NS = 2_000_000_000    # a time this close to now may have been UTIME_NOW
 # Names in these namespaces are not stored: the kernel asks for
 # security.capability before every write(2), and answering that locally
 # saves a round trip per write.
 LOCAL_XATTR_PREFIXES = ("security.", "system.")
-
-
-@dataclass(frozen=True)
-class MountOptions:
-    mountpoint: str
-    dir_address: str
-    attr_timeout: float = 1.0
-    entry_timeout: float = 1.0
-    read_only: bool = False
-    allow_other: bool = False
-    rpc_timeout_s: float = 5.0
 
 
 def fuse_op(fn: F) -> F:
@@ -121,7 +106,7 @@ class SuperFsOperations(pyfuse3.Operations):
         self.dirs = DirHandleTable()
         self.creds_of = CredsOf()
         self.orphans = Orphans(fs)
-        self._statfs: tuple[float, pyfuse3.StatvfsData] | None = None
+        self.statfs_cache = StatfsCache(fs)
 
     async def setup(self) -> None:
         if not self.opts.read_only:
@@ -355,22 +340,7 @@ class SuperFsOperations(pyfuse3.Operations):
             if is_dir:
                 raise FsError(errno.EISDIR, "is a directory")
             result = await self._truncate(inode, of, attr.st_size, creds)
-        mask, kw = 0, {}
-        if fields.update_mode:
-            mask |= SET_MODE
-            kw["mode"] = attr.st_mode & 0o7777
-        if fields.update_uid:
-            mask |= SET_UID
-            kw["uid"] = attr.st_uid
-        if fields.update_gid:
-            mask |= SET_GID
-            kw["gid"] = attr.st_gid
-        if fields.update_atime:
-            mask |= SET_ATIME
-            kw["atime_ns"] = attr.st_atime_ns
-        if fields.update_mtime:
-            mask |= SET_MTIME
-            kw["mtime_ns"] = attr.st_mtime_ns
+        mask, kw = setattrs.changes(attr, fields)
         if mask:
             if fields.update_mtime and of is not None and of.dirty:
                 await of.flush()  # buffered writes must not land after (and override) the new mtime
@@ -385,17 +355,10 @@ class SuperFsOperations(pyfuse3.Operations):
         try:
             return await self.meta.setattr(inode, creds, mask=mask, **kw)
         except FsError as e:
-            if e.errno not in (errno.EPERM, errno.EACCES) or not mask & (SET_ATIME | SET_MTIME):
+            now_mask = setattrs.as_now(mask, kw) if e.errno in (errno.EPERM, errno.EACCES) else None
+            if now_mask is None:
                 raise _stale(e) from None
-            # pyfuse3 turns UTIME_NOW into the current time, which only the
-            # owner may set; a writer that is not the owner may set "now".
-            now = time.time_ns()
-            times = [kw[k] for k in ("atime_ns", "mtime_ns") if k in kw]
-            if any(abs(t - now) > NOW_SLACK_NS for t in times):
-                raise
-            mask = (mask & ~(SET_ATIME | SET_MTIME)) | (SET_ATIME_NOW if mask & SET_ATIME else 0) | (
-                SET_MTIME_NOW if mask & SET_MTIME else 0)
-            return await self.meta.setattr(inode, creds, mask=mask, **kw)
+        return await self.meta.setattr(inode, creds, mask=now_mask, **kw)
 
     async def _truncate(self, ino: int, of: OpenFile | None, size: int, creds: Creds) -> pb.Attr:
         if of is not None:
@@ -609,24 +572,7 @@ class SuperFsOperations(pyfuse3.Operations):
 
     @fuse_op
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
-        cached = self._statfs
-        if cached is not None and time.monotonic() - cached[0] < STATFS_TTL_S:
-            return cached[1]
-        stats = await self.fs.statfs()
-        frsize = 4096
-        used_blocks = (stats["bytes_used"] + frsize - 1) // frsize
-        total_blocks = max(VIRTUAL_CAPACITY // frsize, used_blocks * 2)
-        inodes = stats["files"] + stats["directories"]
-        s = pyfuse3.StatvfsData()
-        s.f_bsize = 128 * 1024
-        s.f_frsize = frsize
-        s.f_blocks = total_blocks
-        s.f_bfree = s.f_bavail = total_blocks - used_blocks
-        s.f_files = max(VIRTUAL_INODES, inodes * 2)
-        s.f_ffree = s.f_favail = s.f_files - inodes
-        s.f_namemax = 255
-        self._statfs = (time.monotonic(), s)
-        return s
+        return await self.statfs_cache.get()
 
     # ---------------------------------------------------------------- xattrs
 
