@@ -91,7 +91,7 @@ def test_several_daemons_form_one_store(daemons: list[DaemonProcess]) -> None:
 
 @pytest.mark.parametrize("shm", [True, False])
 def test_a_killed_daemon_only_loses_its_keys(daemons: list[DaemonProcess], shm: bool) -> None:
-    with KvCluster([d.address for d in daemons], NS, shm=shm, timeout_s=5.0, retry_after_s=0.2) as store:
+    with KvCluster([d.address for d in daemons], NS, shm=shm, retry_after_s=0.2) as store:
         keys = [os.urandom(16) for _ in range(90)]
         assert store.put_batch(keys, [value(k) for k in keys]) == [Status.OK] * 90
         daemons[1].kill()  # mid-run, as a crash
