@@ -558,6 +558,32 @@ def test_permissions_other_user(mdir: str) -> None:
     assert read(f"{mdir}/open/mine") == b"m"
 
 
+def _write_through_readonly_fd(base: str) -> list[object]:
+    """What git and cp do: create a file read-only, write it through the creating fd."""
+    out: list[object] = []
+    fd = os.open(f"{base}/ro", os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o444)
+    out.append(os.write(fd, b"written through a read-only file's fd " * 300))
+    os.ftruncate(fd, 5000)
+    out.append(os.pread(fd, 10, 4990))
+    os.fchmod(fd, 0o400)
+    out.append(os.pwrite(fd, b"after fchmod", 100))
+    os.close(fd)
+    out.append(outcome(os.open, f"{base}/ro", os.O_WRONLY))
+    with open(f"{base}/ro", "rb") as f:
+        data = f.read()
+    out.append((len(data), hashlib.sha256(data).hexdigest()))
+    return out
+
+
+def test_open_fd_keeps_its_access(ldir: str, mdir: str) -> None:
+    """Permission is checked at open: the fd writes on after the mode forbids it (as another user)."""
+    for d in (ldir, mdir):
+        os.chmod(d, 0o777)
+    local = as_user(_write_through_readonly_fd, ldir)
+    mounted = as_user(_write_through_readonly_fd, mdir)
+    assert mounted == local and local[0] == "ok"
+
+
 def test_group_and_other_bits(mdir: str) -> None:
     os.chmod(mdir, 0o755)
     write(f"{mdir}/g", b"group", mode=0o640)

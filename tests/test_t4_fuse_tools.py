@@ -17,8 +17,8 @@ import subprocess
 from typing import Any
 
 import pytest
-from fuse_helpers import (FUSE_CHUNK, FUSE_INLINE, fuse_cluster, ldir, mdir, mnt, mount_factory,  # noqa: F401
-                          mount_root)
+from fuse_helpers import (FUSE_CHUNK, FUSE_INLINE, OTHER_GID, OTHER_UID, fuse_cluster, ldir, mdir, mnt,  # noqa: F401
+                          mount_factory, mount_root)
 
 
 def make_tree(root: str) -> None:
@@ -153,6 +153,26 @@ def test_git(mdir: str) -> None:
     clone = f"{mdir}/clone"
     run(["git", "clone", "-q", repo, clone], env=env)
     assert open(f"{clone}/f3.txt").read().endswith("changed\n")
+
+
+def test_git_as_other_user(mdir: str) -> None:
+    """git writes its objects through fds of files created 0444: as a non-root user too."""
+    if shutil.which("git") is None or shutil.which("setpriv") is None:
+        pytest.skip("git or setpriv is not installed")
+    os.chmod(mdir, 0o777)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": mdir, "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_NAME": "u", "GIT_AUTHOR_EMAIL": "u@e", "GIT_COMMITTER_NAME": "u",
+           "GIT_COMMITTER_EMAIL": "u@e"}
+    as_other = ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_GID}", "--clear-groups"]
+    repo = f"{mdir}/urepo"
+    run(as_other + ["git", "init", "-q", repo], env=env)
+    run(as_other + ["sh", "-c", f"for i in 1 2 3; do echo $i > {repo}/f$i; done"], env=env)
+    run(as_other + ["git", "-C", repo, "add", "."], env=env)
+    run(as_other + ["git", "-C", repo, "commit", "-q", "-m", "by another user"], env=env)
+    assert run(as_other + ["git", "-C", repo, "log", "--format=%s"], env=env).stdout.split() == ["by", "another",
+                                                                                             "user"]
+    run(as_other + ["git", "-C", repo, "fsck", "--strict"], env=env)
+    assert os.stat(f"{repo}/f1").st_uid == OTHER_UID
 
 
 def test_sqlite(mdir: str) -> None:

@@ -38,7 +38,7 @@ from superfs.errors import FsError
 from superfs.fuse import setattrs
 from superfs.fuse.creds import CredsOf
 from superfs.fuse.dirhandles import DirHandleTable, list_with_attrs
-from superfs.fuse.handles import HandleTable, OpenFile
+from superfs.fuse.handles import HandleTable, OpenFile, as_opened
 from superfs.fuse.inodes import InodeTable, entry_attributes, version_of
 from superfs.fuse.options import MountOptions
 from superfs.fuse.orphans import ORPHAN_DIR, Orphans
@@ -339,7 +339,12 @@ class SuperFsOperations(pyfuse3.Operations):
         if fields.update_size:
             if is_dir:
                 raise FsError(errno.EISDIR, "is a directory")
-            result = await self._truncate(inode, of, attr.st_size, creds)
+            size = attr.st_size
+            if fh is not None and self._opened_for_writing(fh):
+                # ftruncate: the descriptor's write access counts, not the mode now
+                result = await as_opened(lambda c: self._truncate(inode, of, size, c), creds)
+            else:
+                result = await self._truncate(inode, of, size, creds)
         mask, kw = setattrs.changes(attr, fields)
         if mask:
             if fields.update_mtime and of is not None and of.dirty:
@@ -350,6 +355,10 @@ class SuperFsOperations(pyfuse3.Operations):
         if of is not None:
             of.node.attr.CopyFrom(result)
         return self._entry(result, count=False)
+
+    def _opened_for_writing(self, fh: int) -> bool:
+        h = self.handles.handles.get(fh)
+        return h is not None and h.flags & os.O_ACCMODE != os.O_RDONLY
 
     async def _setattr(self, inode: int, creds: Creds, mask: int, kw: dict[str, int]) -> pb.Attr:
         try:
