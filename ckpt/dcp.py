@@ -137,6 +137,7 @@ class CkptWriter(StorageWriter):
                 sizes.append(len(blobs[i]))
             else:  # the chunk's bytes (tensor_storage_size() counts the whole global tensor)
                 td = item.tensor_data
+                assert td is not None
                 sizes.append(math.prod(td.chunk.sizes) * torch.empty(0, dtype=td.properties.dtype).element_size())
 
         def sources() -> Iterator[np.ndarray]:

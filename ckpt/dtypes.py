@@ -25,7 +25,7 @@ TORCH_ONLY_SIZES = {
     "float8_e4m3fn": 1, "float8_e5m2": 1, "float8_e4m3fnuz": 1, "float8_e5m2fnuz": 1,
     "float8_e8m0fnu": 1,
 }
-_RAW_BY_SIZE = {1: np.dtype("|u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4")}
+_RAW_BY_SIZE: dict[int, np.dtype] = {1: np.dtype("|u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4")}
 _warned: set[str] = set()
 
 
@@ -113,14 +113,3 @@ def writable_view(obj: Any) -> tuple[np.ndarray, str, Any]:
     host = torch.empty(obj.shape, dtype=obj.dtype)
     arr, name = as_numpy(host)
     return arr, name, lambda: obj.copy_(host)
-
-
-def tensor_from_numpy(arr: np.ndarray, name: str) -> Any:
-    """A CPU tensor holding ``arr``'s bytes as dtype ``name`` (needs torch)."""
-    torch = torch_module()
-    if torch is None:
-        import torch  # noqa: F811 - only reached when the caller asked for tensors
-    t = torch.from_numpy(np.ascontiguousarray(arr))
-    if name in TORCH_ONLY_SIZES:
-        t = t.view(getattr(torch, name))
-    return t

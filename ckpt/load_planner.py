@@ -77,8 +77,8 @@ def plan_load(manifest: Manifest, target: dict[str, Any] | None) -> LoadPlan:
     plan = LoadPlan()
     if target is None:
         plan.containers = list(manifest.containers)
-        for item in manifest.items:
-            _whole(plan, item.path, item)
+        for saved in manifest.items:
+            _whole(plan, saved.path, saved)
         return plan
     leaves, plan.containers = flatten(target)
     items = manifest.item_map()

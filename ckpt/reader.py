@@ -100,7 +100,7 @@ class PieceReader:
             buf[:len(kept)] = kept
             read_from, check_from = bs + len(kept), first + 1
         if be > read_from:
-            self._read(item, piece, read_from, memoryview(buf)[read_from - bs:])
+            self._read(item, piece, read_from, buf[read_from - bs:].data)
         for k in range(check_from, last + 1):
             lo, hi = k * B - bs, min(be, (k + 1) * B) - bs
             if k >= len(piece.checksums) or block_sum(buf[lo:hi]) != piece.checksums[k]:

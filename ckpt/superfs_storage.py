@@ -30,8 +30,13 @@ from ckpt.storage import SUPERFS_SCHEME, FileReader, FileWriter, Storage
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-MAX_INFLIGHT = 64 << 20
+# Enough chunk writes in flight to keep every data server busy, few enough that a queued one
+# finishes well inside the RPC deadline when W ranks share a small cluster.
+MAX_INFLIGHT = 16 << 20
 MAX_IO = 64 << 20  # the client's largest single read or write
+# Checkpoint traffic is bulk: a 4 MiB chunk write queued behind others on a busy data server
+# may take seconds, which is not a failure. A dead server still fails fast (connection refused).
+RPC_TIMEOUT_S = 30.0
 
 
 class Connection:
@@ -45,7 +50,7 @@ class Connection:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="ckpt-superfs", daemon=True)
         self.thread.start()
-        self.fs = AsyncFs(self.address)
+        self.fs = AsyncFs(self.address, timeout_s=RPC_TIMEOUT_S)
         try:
             self.run(self.fs.start())
         except BaseException:
@@ -104,6 +109,7 @@ class SuperFsFileWriter(FileWriter):
             self.chunk_size = self.placement.chunk_size
             self.chunk_map = balanced_chunk_map(math.ceil(size / self.chunk_size), self.placement)
         self._cond = threading.Condition()
+        self._limit = max(MAX_INFLIGHT, 2 * self.chunk_size)
         self._inflight = 0
         self._error: BaseException | None = None
         self._end = 0
@@ -112,7 +118,7 @@ class SuperFsFileWriter(FileWriter):
     def write_at(self, offset: int, data: memoryview) -> None:
         n = len(data)
         with self._cond:
-            while self._inflight and self._inflight + n > MAX_INFLIGHT and self._error is None:
+            while self._inflight and self._inflight + n > self._limit and self._error is None:
                 self._cond.wait()
             if self._error is not None:
                 raise self._error

@@ -30,7 +30,7 @@ def byte_segments(arr: np.ndarray, max_bytes: int = SLAB) -> Iterator[memoryview
     if arr.size == 0:
         return
     if arr.flags.c_contiguous:
-        flat = memoryview(arr.reshape(-1).view(np.uint8))
+        flat = arr.reshape(-1).view(np.uint8).data
         for i in range(0, len(flat), max_bytes):
             yield flat[i:i + max_bytes]
         return
@@ -38,7 +38,7 @@ def byte_segments(arr: np.ndarray, max_bytes: int = SLAB) -> Iterator[memoryview
     if row_bytes <= max_bytes:
         step = max_bytes // row_bytes
         for i in range(0, arr.shape[0], step):
-            yield memoryview(np.ascontiguousarray(arr[i:i + step]).view(np.uint8).reshape(-1))
+            yield np.ascontiguousarray(arr[i:i + step]).view(np.uint8).reshape(-1).data
     else:
         for i in range(arr.shape[0]):
             yield from byte_segments(arr[i], max_bytes)
