@@ -41,10 +41,6 @@ def _rebuild_task_failed(message: str, stage: int, partition: int, cause_type: s
                            cause_message=cause_message, remote_traceback=remote_traceback)
 
 
-class WorkerLostError(ChukonuError):
-    """A worker died while running a task (the task is retried elsewhere)."""
-
-
 # PySpark spells the UDF failure this way; pipelines catch it by name.
 PythonException = TaskFailedError
 

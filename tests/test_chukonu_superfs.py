@@ -97,6 +97,21 @@ def test_write_and_read_back_on_superfs(sfs):
     assert spark.read.json(out + "_json").count() == 3000
 
 
+def test_shuffles_can_spill_to_superfs(sfs):
+    _, address, spark = sfs
+    import superfs
+    spark.conf.set("chukonu.shuffle.dir", f"superfs://{address}/shuffle")
+    try:
+        df = spark.createDataFrame([(i % 5, i) for i in range(4000)], ["k", "v"])
+        got = df.groupBy("k").agg(F.sum("v").alias("s")).collect()
+    finally:
+        spark.conf.unset("chukonu.shuffle.dir")
+    assert sorted(got) == sorted((k, sum(range(k, 4000, 5))) for k in range(5))
+    client = superfs.connect(address)
+    assert any(name.startswith("s") and "-r" in name for name in client.listdir("/shuffle"))
+    client.close()
+
+
 def test_dedup_cli_on_superfs(sfs, tmp_path):
     _, address, _ = sfs
     from chukonu.dedup import MinHashConfig, reference

@@ -26,9 +26,6 @@ from chukonu.errors import AnalysisException
 
 log = logging.getLogger(__name__)
 
-Value = "pa.Array | pa.Scalar"
-
-
 @dataclass(frozen=True)
 class Attr:
     """One output column of a plan node: its name, Arrow type and the plan nodes it flowed through."""

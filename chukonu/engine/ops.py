@@ -144,7 +144,7 @@ class LimitOp(Op):
             return
         for b in batches:
             if len(b) >= left:
-                yield b[:left] if not isinstance(b, list) else b[:left]
+                yield b[:left]
                 return
             left -= len(b)
             yield b

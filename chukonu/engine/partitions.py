@@ -111,24 +111,6 @@ class ConcatPartition(Partition):
         return tuple(s for s, _ in votes.most_common())
 
 
-class IndexedPartition(Partition):
-    """A partition whose tasks see a different partition index (union keeps each child's ids apart)."""
-
-    def __init__(self, parent: Partition, index: int) -> None:
-        self.parent, self.index = parent, index
-
-    def batches(self, tc: Any) -> Iterator[Any]:
-        saved = tc.partition
-        tc.partition = self.index
-        try:
-            yield from self.parent.batches(tc)
-        finally:
-            tc.partition = saved
-
-    def locality(self) -> tuple[int, ...]:
-        return self.parent.locality()
-
-
 class BlockingPartition(Partition):
     """A partition computed from whole inputs at once (final aggregate, shuffle join)."""
 

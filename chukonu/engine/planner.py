@@ -22,8 +22,8 @@ from chukonu.engine.expressions import BoundRef, Cast, SortOrder
 from chukonu.engine.join import BroadcastJoinOp, join_tables
 from chukonu.engine.ops import (FilterOp, LimitOp, MapBatchesOp, ProjectOp, PyIterOp, RowsOp, SortOp, ToArrowOp,
                                 TopKOp)
-from chukonu.engine.partitions import (BlockingPartition, ConcatPartition, EmptyPartition, ListPartition, Partition,
-                                       RangePartition, ScanPartition, TablePartition)
+from chukonu.engine.partitions import (BlockingPartition, ConcatPartition, ListPartition, Partition, RangePartition,
+                                       ScanPartition, TablePartition)
 from chukonu.engine.shuffle import (FilesPartition, HashPartitioner, KeyPartitioner, RangePartitioner,
                                     RoundRobinPartitioner, SinglePartitioner)
 from chukonu.engine.sinks import CollectSink, MaterializeSink, ShuffleWriteSink
@@ -308,6 +308,3 @@ class Planner:
         op = ToArrowOp(node.arrow_schema)
         return [p.then(op) for p in self.partitions(node.children[0])]
 
-
-def empty_partitions() -> list[Partition]:
-    return [EmptyPartition()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from chukonu.engine.expressions import (AggCall, CaseWhen, Call, ColRef, Generator, InputFileName, Lit, MonotonicId,
-                                        PartitionId, Rand, SortOrder, Star, UdfCall)
+                                        PartitionId, Rand, SortOrder, Star)
 from chukonu.errors import unsupported
 from chukonu.sql.column import Column, lit_expr, to_expr
 
