@@ -292,3 +292,13 @@ def test_create_from_pandas_and_arrow(spark):
     assert df.dtypes == [("a", "double"), ("tags", "array<string>")]
     assert df.toPandas()["a"].tolist() == [1.5, 2.5]
     assert spark.createDataFrame([1, 2], "int").collect() == [Row(value=1), Row(value=2)]
+
+
+def test_rdd_save_as_text_file_and_text_file(spark, tmp_path):
+    sc = spark.sparkContext
+    out = str(tmp_path / "words")
+    sc.parallelize([("a", 1), ("b", 2), ("c", 3)], 2).map(lambda kv: f"{kv[0]}={kv[1]}").saveAsTextFile(out)
+    assert sorted(n for n in os.listdir(out) if n.startswith("part-")) == ["part-00000", "part-00001"]
+    assert sorted(sc.textFile(out).collect()) == ["a=1", "b=2", "c=3"]
+    with pytest.raises(AnalysisException, match="already exists"):
+        sc.parallelize([1]).saveAsTextFile(out)
