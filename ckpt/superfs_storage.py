@@ -39,18 +39,38 @@ MAX_IO = 64 << 20  # the client's largest single read or write
 RPC_TIMEOUT_S = 30.0
 
 
+def open_async_fs(address: str | None) -> tuple[str, Any]:
+    """(dir server address, AsyncFs) set up as ``superfs.connect`` would: same address and credentials.
+
+    With no address: the local cluster's file (its address, token and TLS),
+    else its old-style state directory. With an address, the client finds
+    credentials itself (the local cluster of that address, or SUPERFS_TOKEN).
+    """
+    from superfs.client import AsyncFs, ClientSecurity, local_cluster_file, local_dir_address, security_scope
+
+    security = None
+    if address is None:
+        try:
+            cf = local_cluster_file()
+        except FileNotFoundError:
+            address = local_dir_address()
+        else:
+            if cf.dir_server is None:
+                raise ValueError(f"{cf.path}: no dir server address")
+            address = cf.dir_server.address
+            security = ClientSecurity.from_config(cf.security)
+    with security_scope(security):  # the AsyncFs's channels pick their credentials up here
+        return address, AsyncFs(address, timeout_s=RPC_TIMEOUT_S)
+
+
 class Connection:
     """An AsyncFs on a private event loop thread; coroutines are submitted from any thread."""
 
     def __init__(self, address: str | None) -> None:
-        from superfs.client import AsyncFs
-        from superfs.client.local import local_dir_address
-
-        self.address = address or local_dir_address()
+        self.address, self.fs = open_async_fs(address)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="ckpt-superfs", daemon=True)
         self.thread.start()
-        self.fs = AsyncFs(self.address, timeout_s=RPC_TIMEOUT_S)
         try:
             self.run(self.fs.start())
         except BaseException:

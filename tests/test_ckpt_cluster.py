@@ -177,3 +177,24 @@ def test_each_rank_spreads_its_chunks_evenly_over_data_servers(cluster_factory: 
         assert sorted(loads) == [0, 1, 2] and sum(loads.values()) == n
         assert max(loads.values()) - min(loads.values()) <= chunk, loads
     assert ckpt.load(url)["x"].tobytes() == data.tobytes()
+
+
+# ----------------------------------------------------------- the local URL
+
+def test_local_cluster_url_and_cli(tmp_path: Any) -> None:
+    from conftest import start_cluster
+
+    c = start_cluster(str(tmp_path / "superfs"))  # what 'superfs up' makes under $XDG_DATA_HOME
+    try:
+        env = {**ENV, "XDG_DATA_HOME": str(tmp_path)}
+        code = ("import numpy as np, ckpt\n"
+                "ckpt.save({'a': np.arange(50000)}, 'superfs:///runs/x', step=4)\n"
+                "assert (ckpt.load('superfs:///runs/x')['a'] == np.arange(50000)).all()\n")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+        assert res.returncode == 0, res.stderr
+        ls = subprocess.run([sys.executable, "-m", "ckpt", "ls", "superfs:///runs/x"], capture_output=True,
+                            text=True, env=env, timeout=60)
+        assert ls.returncode == 0 and "latest" in ls.stdout and " 4 " in ls.stdout, ls
+        assert ckpt.latest_step(url_of(c, "runs/x")) == 4
+    finally:
+        c.stop()
