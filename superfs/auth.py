@@ -43,7 +43,7 @@ import grpc
 
 from superfs.config import AuthConfig, SecurityConfig
 from superfs.errors import ERRNO_KEY, FsError
-from superfs.interception import Behaviour, is_generator, method_name, wrap_handler
+from superfs.interception import Behaviour, WrappedHandlers, is_generator
 
 log = logging.getLogger(__name__)
 
@@ -283,11 +283,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, authenticator: Authenticator) -> None:
         self.auth = authenticator
+        self._handlers = WrappedHandlers(lambda method: lambda behaviour, kind: self._guard(behaviour, kind, method))
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        method = method_name(details.method)
-        return wrap_handler(handler, lambda behaviour, kind: self._guard(behaviour, kind, method))
+        return self._handlers.get(details.method, await continuation(details))
 
     def _guard(self, behaviour: Behaviour, kind: str, method: str) -> Behaviour:
         auth = self.auth

@@ -45,6 +45,23 @@ def wrap_handler(handler: grpc.RpcMethodHandler | None, wrap: Wrap) -> grpc.RpcM
     return handler
 
 
+class WrappedHandlers:
+    """Wrapped handlers by method, built once: a call then costs a dict lookup, not a rebuild."""
+
+    def __init__(self, wrap_for: Callable[[str], Wrap]) -> None:
+        self._wrap_for = wrap_for
+        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler | None]] = {}
+
+    def get(self, full_method: str, handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
+        hit = self._cache.get(full_method)
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        wrapped = wrap_handler(handler, self._wrap_for(method_name(full_method)))
+        if handler is not None:
+            self._cache[full_method] = (handler, wrapped)
+        return wrapped
+
+
 def is_generator(behaviour: Behaviour) -> bool:
     """Whether a streaming-response behaviour yields (else it writes and returns)."""
     return inspect.isasyncgenfunction(behaviour)

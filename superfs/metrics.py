@@ -38,7 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from superfs.errors import ERRNO_KEY
-from superfs.interception import Behaviour, is_generator, method_name, wrap_handler
+from superfs.interception import Behaviour, WrappedHandlers, is_generator
 
 if TYPE_CHECKING:
     from superfs.lmdb_store import LmdbStore
@@ -72,6 +72,18 @@ class DaemonMetrics:
 
     def interceptor(self) -> grpc.aio.ServerInterceptor:
         return _RpcInterceptor(self)
+
+    def recorder(self, method: str) -> Callable[[str, float, Any, BaseException | None], None]:
+        """``record`` for one method, with its common children looked up once."""
+        latency, ok = self.latency.labels(method), self.requests.labels(method, "OK")
+
+        def record(_: str, start: float, context: Any, exc: BaseException | None) -> None:
+            if exc is None:
+                latency.observe(time.perf_counter() - start)
+                ok.inc()
+            else:
+                self.record(method, start, context, exc)
+        return record
 
     def record(self, method: str, start: float, context: grpc.aio.ServicerContext | None,
                exc: BaseException | None) -> None:
@@ -115,14 +127,13 @@ class DaemonMetrics:
 class _RpcInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: DaemonMetrics) -> None:
         self.m = metrics
+        self._handlers = WrappedHandlers(lambda method: lambda behaviour, kind: self._timed(behaviour, method))
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        method = method_name(details.method)
-        return wrap_handler(handler, lambda behaviour, kind: self._timed(behaviour, method))
+        return self._handlers.get(details.method, await continuation(details))
 
     def _timed(self, behaviour: Behaviour, method: str) -> Behaviour:
-        record = self.m.record
+        record = self.m.recorder(method)
         if is_generator(behaviour):
             async def timed_gen(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 start = time.perf_counter()
