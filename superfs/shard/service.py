@@ -119,10 +119,10 @@ class ShardServicer(pbg.ShardServiceServicer):
         return {ino: (await self._remote_file(ino, creds)).attr.uid for ino in remote}
 
     async def _after_shrink(self, item: ReclaimItem | None) -> None:
-        """Truncate the data servers before answering, so later writes are never cut."""
+        """Cut the data servers' chunks past the new end before answering, and only
+        now: later, a new write past the end would be cut too (see reclaimer.py)."""
         if item is not None:
-            if not await self.reclaimer.reclaim(item):
-                self.reclaimer.kick()
+            await self.reclaimer.reclaim(item)
 
     # ---------------------------------------------------------------- files
 

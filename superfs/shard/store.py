@@ -296,8 +296,16 @@ class ShardTxn:
         with self.txn.cursor(db=self.dbs["reclaim"]) as cur:
             return [ReclaimItem.unpack(k, v) for k, v in _take(cur, limit)]
 
-    def delete_reclaim(self, key: bytes) -> None:
-        self.txn.delete(key, db=self.dbs["reclaim"])
+    def delete_reclaim(self, item: ReclaimItem) -> None:
+        """Remove ``item`` from the queue, unless another item took its key meanwhile.
+
+        A shrink to 0 and then the unlink of the same file queue two items
+        under one key (ino, 0); whoever finishes the first must not remove
+        the second, or the freed file's chunks would never be reclaimed.
+        """
+        key = item.key()
+        if self.txn.get(key, db=self.dbs["reclaim"]) == item.pack():
+            self.txn.delete(key, db=self.dbs["reclaim"])
 
     def intent(self, key: bytes) -> Intent | None:
         v = self.txn.get(key, db=self.dbs["intents"])
