@@ -70,7 +70,8 @@ class MountProcess:
         os.makedirs(self.mountpoint, exist_ok=True)
         os.chmod(self.mountpoint, 0o755)
         cmd = [sys.executable, "-m", "superfs.cli.main", "mount", self.mountpoint, "--address", self.address,
-               "--foreground", "--allow-other", "--log", self.log_path] + self.extra
+               "--foreground", "--allow-other", "--log", self.log_path,
+               "--rpc-timeout", "20"] + self.extra  # slow is not wrong: CI machines are often loaded
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=open(self.log_path + ".stderr", "ab"), start_new_session=True)
         _live[self.mountpoint] = self

@@ -13,6 +13,7 @@ import os
 import sys
 
 from superfs.client.local import default_state_dir, local_dir_address
+from superfs.config import DEFAULT_RPC_TIMEOUT_S
 from superfs.fuse import mount as mount_mod
 from superfs.fuse.options import MountOptions
 
@@ -34,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="seconds the kernel caches attributes (default 1)")
     p.add_argument("--entry-timeout", type=float, default=1.0, metavar="S",
                    help="seconds the kernel caches names (default 1)")
+    p.add_argument("--rpc-timeout", type=float, default=DEFAULT_RPC_TIMEOUT_S, metavar="S",
+                   help=f"seconds before a request to a daemon fails with ETIMEDOUT "
+                        f"(default {DEFAULT_RPC_TIMEOUT_S:g})")
     p.add_argument("--read-only", action="store_true", help="mount read-only")
     p.add_argument("--allow-other", action="store_true",
                    help="let users other than the mounting one use the mount (root mounts, or "
@@ -53,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _passthrough(args: argparse.Namespace) -> list[str]:
     """Flags the background process gets again."""
     out = ["--attr-timeout", str(args.attr_timeout), "--entry-timeout", str(args.entry_timeout),
-           "--log-level", args.log_level]
+           "--rpc-timeout", str(args.rpc_timeout), "--log-level", args.log_level]
     if args.read_only:
         out.append("--read-only")
     if args.allow_other:
@@ -74,7 +78,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     mount_mod.setup_logging(args.log, args.log_level)
     opts = MountOptions(mountpoint=mountpoint, dir_address=address, attr_timeout=args.attr_timeout,
                         entry_timeout=args.entry_timeout, read_only=args.read_only,
-                        allow_other=args.allow_other)
+                        allow_other=args.allow_other, rpc_timeout_s=args.rpc_timeout)
     return mount_mod.run_foreground(opts)
 
 
