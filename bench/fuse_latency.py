@@ -247,12 +247,15 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="superfs-bench-", dir=args.work_dir)
     makers = {"superfs": superfs_target, "local": local_target, "passthrough": passthrough_target}
     results: dict[str, dict[str, list[float] | None]] = {}
+    load: dict[str, float] = {}  # the machine's 1-minute load when each target ran (others' work skews figures)
     try:
         for name in args.targets.split(","):
             with ExitStack() as stack:
                 root = stack.enter_context(makers[name](work))
+                load[name] = os.getloadavg()[0]
                 results[name] = run_ops(root, args.n, args.readdir_n, cold_ok=True)
                 if name == "superfs":
+                    load["client"] = os.getloadavg()[0]
                     results["client"] = run_client_ops(CLUSTER_ADDRESS[0], args.n, args.readdir_n)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -263,7 +266,7 @@ def main() -> int:
             config = {"superfs": "durable, default cache timeouts (1 s)",
                       "client": "durable, client library without FUSE (RPC floor)"}.get(target, "default")
             row: dict[str, object] = {"name": "fuse_latency", "target": target, "op": op, "nproc": nproc,
-                                      "config": config}
+                                      "config": config, "load_1m": round(load[target], 2)}
             if lat is None:
                 row["skipped"] = "needs root to drop caches"
             else:
