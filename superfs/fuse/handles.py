@@ -54,6 +54,7 @@ MAX_PUSH = 16 << 20         # push at least this often, whatever the chunk size
 RA_MIN_WINDOW = 1 << 20     # read-ahead window bounds
 RA_MAX_WINDOW = 8 << 20
 RA_WINDOWS_KEPT = 3
+RA_TRIGGER = 128 * 1024     # a first read this big (the kernel's read-ahead size) starts read-ahead
 
 
 @dataclass
@@ -255,9 +256,11 @@ class OpenFile:
         size = min(size, file_size - offset)
         if info.inline:
             return await self._read_inline(offset, size, creds)
-        sequential = offset == self.next_seq
+        # read-ahead once reads follow each other, or a big read starts the file
+        # (a database reading its header must not pull in megabytes)
+        sequential = offset == self.next_seq or (offset == 0 and size >= RA_TRIGGER)
         self.next_seq = offset + size
-        if not sequential and offset != 0:
+        if not sequential:
             return await self._data.read(info, offset, size, creds)
         return await self._read_ahead(info, offset, size, creds)
 
