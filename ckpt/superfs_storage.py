@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import errno
 import logging
 import math
 import os
@@ -37,6 +38,22 @@ MAX_IO = 64 << 20  # the client's largest single read or write
 # Checkpoint traffic is bulk: a 4 MiB chunk write queued behind others on a busy data server
 # may take seconds, which is not a failure. A dead server still fails fast (connection refused).
 RPC_TIMEOUT_S = 30.0
+# Chunk reads and writes are idempotent, so a transient EIO/ETIMEDOUT (a daemon too busy to
+# finish a connection handshake in time) is retried a few times before it fails the save.
+RETRY_DELAYS_S = (0.2, 1.0, 3.0)
+TRANSIENT = (errno.EIO, errno.ETIMEDOUT)
+
+
+async def with_retries(what: str, make: Any) -> Any:
+    """Await ``make()``; on a transient error, try again after each of RETRY_DELAYS_S."""
+    for delay in RETRY_DELAYS_S + (None,):
+        try:
+            return await make()
+        except OSError as e:
+            if delay is None or e.errno not in TRANSIENT:
+                raise
+            log.warning("%s failed (%s); retrying in %.1f s", what, e, delay)
+            await asyncio.sleep(delay)
 
 
 def open_async_fs(address: str | None) -> tuple[str, Any]:
@@ -147,7 +164,9 @@ class SuperFsFileWriter(FileWriter):
         if self.placement is not None:
             for s in self.placement.servers_of(offset // self.placement.chunk_size):
                 self._server_bytes[s] = self._server_bytes.get(s, 0) + n
-        fut = self.conn.submit(self.conn.fs.write_at(self.node, offset, data, defer_size=True))
+        fs, node = self.conn.fs, self.node
+        fut = self.conn.submit(with_retries(f"write of {self.path} at {offset}",
+                                            lambda: fs.write_at(node, offset, data, defer_size=True)))
         fut.add_done_callback(lambda f: self._done(f, n))
 
     def _done(self, fut: "concurrent.futures.Future[int]", n: int) -> None:
@@ -179,6 +198,7 @@ class SuperFsFileWriter(FileWriter):
 class SuperFsFileReader(FileReader):
     def __init__(self, conn: Connection, path: str) -> None:
         self.conn = conn
+        self.path = path
         self.node = conn.run(conn.fs.open_node(path, os.O_RDONLY))
 
     @property
@@ -188,7 +208,9 @@ class SuperFsFileReader(FileReader):
     async def _read(self, offset: int, buf: memoryview) -> int:
         done = 0
         while done < len(buf):
-            data = await self.conn.fs.read_at(self.node, offset + done, min(MAX_IO, len(buf) - done))
+            pos, want = offset + done, min(MAX_IO, len(buf) - done)
+            data = await with_retries(f"read of {self.path} at {pos}",
+                                      lambda: self.conn.fs.read_at(self.node, pos, want))
             if not data:
                 break
             buf[done:done + len(data)] = data
