@@ -49,9 +49,9 @@ def daemon_pids(state_dir: str) -> dict[str, int]:
     """Name -> pid of each daemon, from the ready files under ``state_dir/run``."""
     out = {}
     for path in sorted(glob.glob(os.path.join(state_dir, "run", "*.ready"))):
-        info = read_ready_file(path)
-        if info and isinstance(info.get("pid"), int):
-            out[os.path.basename(path)[:-len(".ready")]] = int(info["pid"])
+        pid = (read_ready_file(path) or {}).get("pid")
+        if isinstance(pid, int):
+            out[os.path.basename(path)[:-len(".ready")]] = pid
     return out
 
 

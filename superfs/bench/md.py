@@ -270,7 +270,7 @@ def run_iteration(spec: TargetSpec, cfg: MdConfig, iteration: int,
     """One pass over the phases with fresh directories; one row per phase."""
     # fork for plain directories (cheap, keeps the caller's state); spawn for the library,
     # so that no process inherits a gRPC runtime from its parent
-    ctx = mp.get_context("spawn" if spec.kind == "library" else "fork")
+    ctx: Any = mp.get_context("spawn" if spec.kind == "library" else "fork")
     run_dir = spec.join(f"md-{os.getpid()}-{iteration}-{time.time_ns() % 10**9}")
     barrier = ctx.Barrier(cfg.procs, timeout=RESULT_TIMEOUT_S)
     results = ctx.Queue()
@@ -279,18 +279,20 @@ def run_iteration(spec: TargetSpec, cfg: MdConfig, iteration: int,
     for p in procs:
         p.start()
     rows = []
+    # a queue keeps each writer's order, not the order between writers: a fast worker's
+    # next phase can arrive before a slow worker's last one, so results are sorted by phase
+    got: dict[str, list[PhaseResult]] = {p: [] for p in cfg.phases}
     try:
         for phase in cfg.phases:
-            parts: list[PhaseResult] = []
-            while len(parts) < cfg.procs:
+            while len(got[phase]) < cfg.procs:
                 try:
                     kind, rank, payload = results.get(timeout=RESULT_TIMEOUT_S)
                 except Exception:
                     raise BenchError(f"{phase}: no result from the workers") from None
                 if kind == "fatal":
                     raise BenchError(f"worker {rank}: {payload}")
-                parts.append(payload)
-            rows.append(phase_row(phase, parts, spec, cfg, iteration))
+                got[payload.phase].append(payload)
+            rows.append(phase_row(phase, got[phase], spec, cfg, iteration))
             on_row(rows[-1])
     finally:
         for p in procs:
