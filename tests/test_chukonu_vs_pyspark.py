@@ -250,3 +250,15 @@ def test_dedup_kernel_inside_pyspark_matches_chukonu(sessions):
     a = sorted(r.doc for r in pyspark_minhash_dedup(spark.createDataFrame(data, "doc long, text string")).collect())
     b = sorted(r.doc for r in minhash_dedup(ch.createDataFrame(data, "doc long, text string")).collect())
     assert a == b and len(a) < len(data)
+
+
+def test_show_output(sessions):
+    data = [(1, "short", 2.5, [1, 2], True), (2, "a string longer than twenty chars", None, [], False),
+            (3, None, 1e8, None, None)]
+    spark, ch = sessions
+    schema = "id long, s string, x double, xs array<long>, b boolean"
+    a = spark.createDataFrame(data, schema)._show_string(20, True)
+    b = ch.createDataFrame(data, schema)._show_string(20, True)
+    assert b == a
+    assert ch.createDataFrame(data, schema)._show_string(2, False) == \
+        spark.createDataFrame(data, schema)._show_string(2, False)

@@ -396,7 +396,7 @@ class DataFrame:
         self._run("foreachPartition", P.RddFromRows(self._plan), lambda i: ForeachSink(f, True))
 
     def show(self, n: int = 20, truncate: Any = True, vertical: bool = False) -> None:
-        print(self._show_string(n, truncate, vertical), end="")
+        print(self._show_string(n, truncate, vertical))
 
     def _show_string(self, n: int = 20, truncate: Any = True, vertical: bool = False) -> str:
         from chukonu.sql.show import show_string

@@ -60,5 +60,5 @@ def show_string(columns: list[str], rows: list[Any], n: int, truncate: Any, vert
     out = [sep, line(table[0]), sep] + [line(r) for r in table[1:]] + [sep]
     text = "\n".join(out) + "\n"
     if more:
-        text += f"only showing top {n} row{'s' if n != 1 else ''}\n"
+        text += f"only showing top {n} row{'s' if n != 1 else ''}"
     return text
