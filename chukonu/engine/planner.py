@@ -275,6 +275,8 @@ class Planner:
         schema = self._arrow(node)
         partitioner = HashPartitioner(node.keys, node.n) if node.keys else RoundRobinPartitioner(node.n)
         files = self.shuffle(self.partitions(node.children[0]), partitioner, schema, "repartition", node.n)
+        if node.adaptive and node.keys:
+            files = self._coalesced(files)[0]
         return [FilesPartition(fl, schema) for fl in files]
 
     # -------------------------------------------------------------------- RDD

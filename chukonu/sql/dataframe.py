@@ -259,7 +259,8 @@ class DataFrame:
             numPartitions = None
         n = int(numPartitions) if numPartitions is not None else self._engine.shuffle_partitions
         keys = [analysis.bind(to_expr(c), self._plan.schema) for c in _flatten(cols)] if cols else []
-        return self._new(P.Repartition(self._plan, n, keys))
+        # as Spark's adaptive execution: repartition(col) without a count may merge small partitions
+        return self._new(P.Repartition(self._plan, n, keys, adaptive=numPartitions is None))
 
     def coalesce(self, numPartitions: int) -> "DataFrame":
         return self._new(P.Coalesce(self._plan, int(numPartitions)))
