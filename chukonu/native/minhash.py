@@ -136,7 +136,7 @@ def bucket_edges(keys: np.ndarray, ids: np.ndarray, all_pairs: bool, max_bucket:
     ``max_bucket`` members, past which a bucket falls back to star edges.
     """
     n = keys.shape[0]
-    cap = n * 4 + 16
+    cap = n // 8 + 16   # most buckets hold one document: start small, grow by doubling
     left = np.empty(cap, dtype=np.int64)
     right = np.empty(cap, dtype=np.int64)
     m = 0
