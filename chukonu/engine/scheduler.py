@@ -74,9 +74,10 @@ class Scheduler:
                 self.backend.submit(w.id, (stage.id, t.partition, t.attempt), t)
             wait = 0.05 if pending else 1.0
             for ev in self.backend.poll(wait):
-                task = running.pop(ev.worker, None)
+                task = running.get(ev.worker)
                 if task is None or ev.key != (stage.id, task.partition, task.attempt):
-                    continue  # an answer from an earlier, abandoned attempt
+                    continue  # an answer to an abandoned task (an interrupted job): not this one's
+                del running[ev.worker]
                 if ev.kind == "lost":
                     self._record_lost(stage, task, ev.worker)
                     if task.attempt + 1 >= self.max_attempts:
