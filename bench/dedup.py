@@ -25,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -233,7 +234,8 @@ def main() -> int:
     ap.add_argument("--variants", action="store_true", help="also PySpark with chukonu's kernel in mapInArrow")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--partitions", type=int, default=16, help="shuffle partitions (both engines)")
-    ap.add_argument("--workdir", default=os.path.join(REPO, ".bench-dedup"))
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "chukonu-bench-dedup"),
+                    help="where the corpus (kept between runs) and the outputs go")
     ap.add_argument("--run", help=argparse.SUPPRESS)
     ap.add_argument("--input", help=argparse.SUPPRESS)
     ap.add_argument("--output", help=argparse.SUPPRESS)
