@@ -161,6 +161,9 @@ def open_source(fmt: str, paths: list[str], options: dict[str, Any], user_schema
         raise unsupported(f"DataFrameReader.format({fmt!r})", "formats: parquet, json, csv, text")
     if not paths:
         raise AnalysisException("no input paths given")
+    if fmt == "json" and _truthy(options.get("multiLine", options.get("multiline", False))):
+        from chukonu.errors import unsupported
+        raise unsupported("DataFrameReader.json(multiLine=True)", "JSON lines only")
     listed = list_inputs(paths)
     files = [f for _, fl in listed for f in fl]
     part_names: list[str] = []

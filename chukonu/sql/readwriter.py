@@ -138,6 +138,9 @@ class DataFrameWriter:
             raise unsupported("DataFrameWriter.save() without a path")
         if self._format not in writers.EXTENSIONS:
             raise unsupported(f"DataFrameWriter.format({self._format!r})", "formats: parquet, json, csv, text")
+        codec = str(self._options.get("compression", "none")).lower()
+        if self._format != "parquet" and codec not in ("none", "uncompressed"):
+            raise unsupported(f"DataFrameWriter.{self._format}(compression={codec!r})")
         fs, local = resolve(path)
         url = fs.url(local)
         if not writers.prepare_output(url, self._mode):
