@@ -66,8 +66,14 @@ def retry(fn: Callable[[], T], what: str = "operation", timeout_s: float = WAIT_
 # ----------------------------------------------------------------- daemons
 
 def arm(cluster: LocalCluster, name: str, point: str) -> None:
-    """Restart daemon ``name`` so that it dies at crash point ``point``."""
+    """Restart daemon ``name`` so that it dies at crash point ``point``.
+
+    Work left queued by an earlier test (a reclaim, an owed link change) is
+    let finish first: otherwise the armed daemon could die on it at start-up,
+    not on the operation under test.
+    """
     assert point.split("@")[0] in faults.POINTS, point
+    wait_until(lambda: pending_work(cluster) == 0, "earlier work to finish before arming a crash point")
     cluster.kill(name)
     cluster.start_daemon(name, env={faults.ENV: point})
     cluster.wait_ready(name)

@@ -155,7 +155,8 @@ def test_a_cut_link_fails_what_needs_it_within_the_deadline_and_heals(netns_clus
         finally:
             cluster.heal("shard-1")
         wait_until(lambda: c.read_bytes(f"/n/{far}") == b"far", "shard 1 to be reachable again")
-        wait_until(lambda: c.read_bytes(f"/n/{target}") == b"moving", "the pending rename to complete")
+        wait_until(lambda: c.exists(f"/n/{target}") and c.read_bytes(f"/n/{target}") == b"moving",
+                   "the pending rename to complete")
         assert not c.exists(f"/n/{mover}")
 
         # a data server cut off: chunk reads use the other replica, chunk writes fail
