@@ -243,18 +243,29 @@ def fusermount_unmount(mountpoint: str, *, lazy: bool = False) -> tuple[bool, st
     return r.returncode == 0, (r.stderr or r.stdout).strip()
 
 
-def unmount(mountpoint: str, pid: int | None = None, timeout_s: float = UNMOUNT_TIMEOUT_S) -> bool:
-    """Unmount (a live or a dead mount) and wait for its process to exit."""
+def unmount(mountpoint: str, pid: int | None = None, timeout_s: float = UNMOUNT_TIMEOUT_S, *,
+            force: bool = False) -> bool:
+    """Unmount (a live or a dead mount) and wait for its process to exit.
+
+    A busy mount (open files, a shell's working directory) is left alone,
+    as umount(8) does, unless ``force``: then it is detached (lazy unmount)
+    and its process told to stop, which pushes what it buffers and exits.
+    """
     mountpoint = os.path.realpath(mountpoint)
     ok = True
     if is_mounted(mountpoint):
         ok, msg = fusermount_unmount(mountpoint)
         if not ok and is_mounted(mountpoint):
-            if "busy" in msg.lower():
+            if "busy" in msg.lower() and not force:
                 print(f"superfs: {mountpoint} is busy: {msg}", file=sys.stderr)
                 return False
+            if pid is not None and force:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
             ok, msg = fusermount_unmount(mountpoint, lazy=True)
-            if not ok:
+            if not ok and is_mounted(mountpoint):  # (not mounted: the stopping process beat us to it)
                 print(f"superfs: cannot unmount {mountpoint}: {msg}", file=sys.stderr)
                 return False
         ok = True
@@ -281,12 +292,13 @@ def pid_of_mount(state_dir: str, mountpoint: str) -> tuple[int | None, str | Non
 
 
 def unmount_recorded(state_dir: str) -> list[str]:
-    """Unmount every mount recorded under ``state_dir``; returns the mountpoints done."""
+    """Unmount every mount recorded under ``state_dir``, busy or not (the cluster is
+    going down); returns the mountpoints done."""
     done = []
     for rec in read_records(state_dir):
         mp = str(rec.get("mountpoint", ""))
         pid = rec.get("pid")
-        if mp and unmount(mp, int(pid) if isinstance(pid, int) else None):
+        if mp and unmount(mp, int(pid) if isinstance(pid, int) else None, force=True):
             done.append(mp)
             try:
                 os.unlink(str(rec["_file"]))
