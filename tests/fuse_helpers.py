@@ -12,6 +12,7 @@ hook unmounts whatever is still registered if a test run is interrupted.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import errno
 import json
 import os
@@ -55,6 +56,14 @@ def _in_mount_table(path: str) -> bool:
         return any(line.split()[1].replace("\\040", " ") == real for line in f)
 
 
+def _term_with_parent() -> None:
+    """In the mount's child process: SIGTERM (a clean unmount) if pytest dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class MountProcess:
     """One ``superfs mount --foreground`` process."""
 
@@ -73,7 +82,8 @@ class MountProcess:
                "--foreground", "--allow-other", "--log", self.log_path,
                "--rpc-timeout", "20"] + self.extra  # slow is not wrong: CI machines are often loaded
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log_path + ".stderr", "ab"), start_new_session=True)
+                                     stderr=open(self.log_path + ".stderr", "ab"), start_new_session=True,
+                                     preexec_fn=_term_with_parent)
         _live[self.mountpoint] = self
         deadline = time.monotonic() + MOUNT_TIMEOUT_S
         while not os.path.ismount(self.mountpoint):
