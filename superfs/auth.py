@@ -55,6 +55,10 @@ MIN_TOKEN_LEN = 16
 # role could otherwise seal directories or forge link counts.
 DAEMON_ONLY = frozenset({
     "RegisterServer", "ReserveDirEntry", "ReleaseDirEntry", "SealDir", "UnsealDir", "RemoteLink", "AdjustNlink",
+    # cluster administration (superfs fsck / repair): they list every name and inode regardless of
+    # permissions, remove names without a capability and flip a data server's degraded flag
+    "ListAllDirs", "ListDirIntents", "SettleDirIntents", "RecountDir", "ScanEntries", "ScanInodes",
+    "ListPending", "RunMaintenance", "RemoveEntry", "SetDegraded",
 })
 
 
