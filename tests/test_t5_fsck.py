@@ -58,7 +58,6 @@ def test_fsck_finds_each_planted_inconsistency_and_repair_fixes_it(cluster_facto
     c.write_bytes("/d1/corrupt", corrupt)
     ino = {p: ino_of(c, p) for p in ("/d1", "/d2", "/d3", "/d4", "/d1/f1", "/d1/f2", "/d2/f3", "/d1/orphan",
                                       "/d1/nl", "/d1/corrupt")}
-    cmap = c.aio.cluster.map
     layout = list(c.aio.cluster.data_server_ids())
     reps0 = routing.chunk_replicas(ino["/d1/f1"], 0, layout, 2)
     reps1 = routing.chunk_replicas(ino["/d1/f1"], 1, layout, 2)
@@ -136,8 +135,8 @@ def test_fsck_finds_each_planted_inconsistency_and_repair_fixes_it(cluster_facto
         f"inode {ino['/d1/f1']} chunk 0: replicas",
         f"inode {ino['/d1/f1']} chunk 0 on data server {outsider}: not one of its replicas",
         f"inode {ino['/d1/corrupt']} chunk 0 on data server {victim}: checksum mismatch",
-        f"/d1: link count 7, 2 counted",
-        f"[garbage] chunk-past-eof: data server",
+        "/d1: link count 7, 2 counted",
+        "[garbage] chunk-past-eof: data server",
         f"of inode {ino['/d1/f2']}, whose bytes are inline",
     ]:
         assert line in report, f"{line!r} missing from:\n{report}"

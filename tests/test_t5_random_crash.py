@@ -313,7 +313,6 @@ def compare(model: dict[str, Any], actual: dict[str, str]) -> list[str]:
 # ---------------------------------------------------------------------- the test
 
 def test_random_workload_under_random_kill_9(cluster_factory, tmp_path):
-    import pytest  # noqa: F401 - the test runner is here; the worker never imports it
     from t5_support import address, ensure_all_up, fsck, pending_work, retry, wait_until
 
     from superfs.client import connect

@@ -14,6 +14,7 @@ id in the cluster map.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import uuid
 from dataclasses import dataclass
@@ -92,7 +93,7 @@ class AdminClient:
         for s in self.cluster.map.shards:
             if s.id == shard_id:
                 return self.channels.shard(s.address)
-        raise FsError(5, f"shard {shard_id} is not in the cluster map")
+        raise FsError(errno.EIO, f"shard {shard_id} is not in the cluster map")
 
     def _data(self, server_id: int) -> Any:
         return self.cluster.data_server(server_id)
@@ -129,7 +130,7 @@ class AdminClient:
                                                                      creds=ROOT.pb()))
             return int(reply.dir.ino)
         except FsError as e:
-            if e.errno != 2:
+            if e.errno != errno.ENOENT:
                 raise
         node = await self.fs.meta.mkdir(parent, name, mode, ROOT)
         return node.ino

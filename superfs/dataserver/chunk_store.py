@@ -434,7 +434,7 @@ class ChunkStore:
         positioned = cur.set_range(start)
         while positioned:
             key = cur.key()
-            if key[: fmt.INO_PREFIX_SIZE] != prefix or (stop is not None and key >= stop):
+            if key[: fmt.INO_PREFIX_SIZE] != prefix or (stop is not None and bytes(key) >= stop):
                 break
             if deleted >= DELETE_BATCH:
                 self._count(txn, -deleted, -freed)

@@ -296,8 +296,8 @@ class _Checker:
             self.add("chunk-past-eof", (sid, ino), f"data server {sid}: chunk(s) [{_ranges(idxs)}] of inode {ino} "
                      f"hold bytes past its end ({f.attr.size} bytes)", server=sid, ino=ino,
                      size=f.attr.size, chunk_size=f.chunk_size, generation=f.attr.generation)
-        for ino, idxs in sorted(present.items()):
-            self._replicas_of(self.files[ino], sorted(idxs), r)
+        for ino, indexes in sorted(present.items()):
+            self._replicas_of(self.files[ino], sorted(indexes), r)
 
     def _past_eof(self, f: pb.FileInfo, idx: int, length: int) -> bool:
         """Does chunk ``idx`` (of ``length`` bytes) hold bytes past the file's end?

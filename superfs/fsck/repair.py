@@ -13,6 +13,7 @@ is gone, and an inode without a name, get a name in ``/lost+found``
 """
 from __future__ import annotations
 
+import errno
 import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -138,7 +139,7 @@ class Repairer:
     async def _server_degraded(self, f: Finding) -> str:
         sid = f.fix["server"]
         if sid in self._failed_targets:
-            raise FsError(5, "some of its replicas could not be re-created; it stays degraded")
+            raise FsError(errno.EIO, "some of its replicas could not be re-created; it stays degraded")
         await self.admin.set_degraded(sid, False)
         return "every replica it should hold is back"
 

@@ -19,6 +19,7 @@ not acknowledged); a later fsck reports it and ``--repair`` fixes it.
 """
 from __future__ import annotations
 
+import errno
 import logging
 
 from superfs import routing
@@ -74,7 +75,7 @@ async def copy_chunk(admin: AdminClient, snap: Snapshot, ino: int, idx: int, sou
             if dst != src:
                 await admin.put_chunk(dst, ino, idx, data)
         return f"copied from data server {src} to {','.join(map(str, targets))}"
-    raise FsError(5, "no healthy replica could be read")
+    raise FsError(errno.EIO, "no healthy replica could be read")
 
 
 async def repair_chunk(admin: AdminClient, snap: Snapshot, f: Finding) -> str:

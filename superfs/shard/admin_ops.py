@@ -43,7 +43,7 @@ def _page(t: ShardTxn, db: str, after: bytes, limit: int) -> tuple[list[tuple[by
         while positioned:
             if len(out) >= limit:
                 return out, True
-            out.append((cur.key(), cur.value()))
+            out.append((bytes(cur.key()), bytes(cur.value())))
             positioned = cur.next()
     return out, False
 

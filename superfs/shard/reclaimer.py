@@ -106,7 +106,7 @@ class Reclaimer:
                 # could cut a writer's new bytes (see the module docstring)
                 log.warning("inode %d: bytes past %d not cut when it shrank; left for fsck --repair",
                             item.ino, item.from_size)
-                await self.store.write(lambda t, item=item: t.delete_reclaim(item))
+                await self._forget(item)
                 continue
             if await self.reclaim(item):
                 done += 1
@@ -128,12 +128,15 @@ class Reclaimer:
             log.warning("inode %d shrank to %d bytes but a data server could not cut its chunks (%s): "
                         "the bytes past the end stay there, invisible, until fsck --repair", item.ino,
                         item.from_size, e)
-            await self.store.write(lambda t: t.delete_reclaim(item))
+            await self._forget(item)
             return False
         crash_point("shard.reclaim.after_delete")
-        await self.store.write(lambda t: t.delete_reclaim(item))
+        await self._forget(item)
         log.debug("reclaimed chunks of inode %d from byte %d", item.ino, item.from_size)
         return True
+
+    async def _forget(self, item: ReclaimItem) -> None:
+        await self.store.write(lambda t: t.delete_reclaim(item))
 
     async def _delete_chunks(self, item: ReclaimItem) -> None:
         if not item.layout or item.chunk_size <= 0:
