@@ -130,11 +130,16 @@ class ChunkStore:
         before identities were recorded is not new).
         """
         with self.store.read() as txn:
-            new = (txn.get(_META_IDENTITY, db=self._meta_db) is None
-                   and fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta_db)) == 0)
-        if new:
+            claimed = txn.get(_META_IDENTITY, db=self._meta_db) is not None
+            holds_chunks = fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta_db)) > 0
+        if not claimed and holds_chunks:
+            # a store from before identities were recorded: claim it now, so that it
+            # is not taken for a lost one should it ever be emptied and restarted
+            self.store.write_now(lambda txn: txn.put(_META_IDENTITY, b"", db=self._meta_db))
+            return False
+        if not claimed:
             self._degraded = True
-        return new
+        return not claimed
 
     async def settle_identity(self, server_id: int, lost: bool) -> None:
         """Record which server this new store belongs to, and whether it replaces a lost one."""
