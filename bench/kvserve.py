@@ -15,7 +15,7 @@ tier of 10% (and 20%, 30%) of its distinct blocks, for every policy, with
 LRU as the baseline (percentage points over LRU).
 
     python bench/kvserve.py [--sizes 256KiB,2MiB,16MiB] [--clients 1,4] [--paths shm,grpc]
-                            [--total 256MiB] [--skip-hit-ratio] [--skip-transfer]
+                            [--total 256MiB] [--streams 2] [--skip-hit-ratio] [--skip-transfer]
 
 Prints one JSON object per result; asserts nothing.
 """
@@ -66,7 +66,7 @@ def percentile(samples: list[float], q: float) -> float:
 # ------------------------------------------------------------------ workers
 
 
-def worker(address: str, path: str, size: int, count: int, seed: int, barrier: Any, out: Any) -> None:
+def worker(address: str, path: str, size: int, count: int, seed: int, streams: int, barrier: Any, out: Any) -> None:
     """One client process: put, get (single, batched), memcpy baseline; timings to ``out``."""
     rng = np.random.default_rng(seed)
     keys = [rng.bytes(16) for _ in range(count)]
@@ -74,7 +74,7 @@ def worker(address: str, path: str, size: int, count: int, seed: int, barrier: A
     dsts = [np.ones(size, dtype=np.uint8) for _ in range(count)]  # touched: no page faults in the timing
     batch = max(1, min(count, BATCH_BYTES // size))
     res: dict[str, Any] = {}
-    with KvClient(address, NS, shm=path == "shm", timeout_s=60) as c:
+    with KvClient(address, NS, shm=path == "shm", timeout_s=60, streams=streams) as c:
         assert c.uses_shm == (path == "shm")
 
         def phase(name: str, fn: Any, groups: list[range], repeats: int = REPEATS) -> None:
@@ -113,12 +113,12 @@ def worker(address: str, path: str, size: int, count: int, seed: int, barrier: A
     out.put(res)
 
 
-def transfer(address: str, path: str, size: int, clients: int, total: int) -> None:
+def transfer(address: str, path: str, size: int, clients: int, total: int, streams: int) -> None:
     ctx = mp.get_context("spawn")
     count = max(4, total // size // clients)
     barrier = ctx.Barrier(clients)
     out = ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(address, path, size, count, 1000 * clients + i, barrier, out))
+    procs = [ctx.Process(target=worker, args=(address, path, size, count, 1000 * clients + i, streams, barrier, out))
              for i in range(clients)]
     for p in procs:
         p.start()
@@ -140,6 +140,7 @@ def transfer(address: str, path: str, size: int, clients: int, total: int) -> No
         gbps, lat = agg(name)
         row = {"name": f"kvserve.{op}", "path": path, "object_bytes": size, "objects_per_call": per_call,
                "clients": clients, "objects": count * clients, "gbps": round(gbps, 3),
+               "grpc_streams": streams if path == "grpc" else None,
                "p50_ms": round(statistics.median(lat) * 1e3, 3), "p99_ms": round(percentile(lat, 0.99) * 1e3, 3),
                "memcpy_gbps": round(memcpy, 3), "vs_memcpy": round(gbps / memcpy, 3)}
         if op == "get" and path == "shm" and size >= 2 << 20:
@@ -187,6 +188,7 @@ def main() -> None:
     ap.add_argument("--paths", default="shm,grpc")
     ap.add_argument("--total", default="256MiB", help="bytes moved per (path, size, clients) in each phase")
     ap.add_argument("--dram", default="1536MiB", help="the daemon's DRAM tier")
+    ap.add_argument("--streams", type=int, default=2, help="gRPC connections a client splits a batch over")
     ap.add_argument("--skip-hit-ratio", action="store_true")
     ap.add_argument("--skip-transfer", action="store_true")
     args = ap.parse_args()
@@ -201,7 +203,7 @@ def main() -> None:
             for path in args.paths.split(","):
                 for size in sizes:
                     for clients in (int(c) for c in args.clients.split(",")):
-                        transfer(daemon.address, path, size, clients, total)
+                        transfer(daemon.address, path, size, clients, total, args.streams)
 
 
 if __name__ == "__main__":
