@@ -39,8 +39,9 @@ class BucketStep:
                 key_parts.append(b.column(b.schema.get_field_index("band_key")).to_numpy(zero_copy_only=False))
         if not ids_parts:
             return
-        ids = np.concatenate(ids_parts).astype(np.int64)
-        keys = np.concatenate(key_parts).astype(np.int64)
+        ids = np.concatenate(ids_parts).astype(np.int64, copy=False)
+        keys = np.concatenate(key_parts).astype(np.int64, copy=False)
+        del ids_parts, key_parts   # the batches' buffers can go before the sort allocates
         src, dst = bucket_edges(ids, keys, self.config)
         if len(src):
             yield pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst)], schema=EDGE_SCHEMA)

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from chukonu.dedup.buckets import EDGE_SCHEMA, BucketStep
+from chukonu.engine.expressions import ColRef
 from chukonu.dedup.components import duplicates_to_drop, unique_pairs
 from chukonu.dedup.config import MinHashConfig
 from chukonu.dedup.signatures import BAND_SCHEMA, SignatureStep
@@ -57,10 +58,24 @@ class KeepStep:
                 yield b
 
 
+BUCKET_BYTES = 16 << 20   # band rows per bucket task: about 40 bytes of memory per byte of shuffle
+
+
+def _band_shuffle(sig: Any, num_partitions: int | None) -> Any:
+    """sig.repartition("band_key"), with reduce partitions merged only up to BUCKET_BYTES."""
+    from chukonu.engine import plan as P
+    from chukonu.sql import analysis
+    if num_partitions:
+        return sig.repartition(num_partitions, "band_key")
+    key = analysis.bind(ColRef("band_key"), sig._plan.schema)
+    n = sig._engine.shuffle_partitions
+    return sig._new(P.Repartition(sig._plan, n, [key], adaptive=True, target_bytes=BUCKET_BYTES))
+
+
 def candidate_pairs(df: Any, config: MinHashConfig, num_partitions: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Steps 1 and 2 on a DataFrame that has the id and text columns."""
     sig = df.select(config.id_column, config.column).mapInArrow(SignatureStep(config), BAND_SCHEMA)
-    shuffled = sig.repartition(num_partitions, "band_key") if num_partitions else sig.repartition("band_key")
+    shuffled = _band_shuffle(sig, num_partitions)
     edges = shuffled.mapInArrow(BucketStep(config), EDGE_SCHEMA).toArrow()
     src = edges.column("src").to_numpy()
     dst = edges.column("dst").to_numpy()

@@ -275,10 +275,12 @@ class Sort(Plan):
 class Repartition(Plan):
     kind = "Repartition"
 
-    def __init__(self, child: Plan, n: int, keys: list[Expr], adaptive: bool = False) -> None:
+    def __init__(self, child: Plan, n: int, keys: list[Expr], adaptive: bool = False,
+                 target_bytes: int | None = None) -> None:
         super().__init__([child])
         self.n, self.keys = n, keys   # keys bound; empty means round robin
         self.adaptive = adaptive      # no partition count given: small reduce partitions may be merged
+        self.target_bytes = target_bytes   # ... up to this size (default: chukonu.shuffle.targetBytes)
         self.schema = self.tag(child.schema)
 
     def describe(self) -> str:

@@ -107,11 +107,12 @@ class Planner:
         results = self.engine.run_stage(name, parts, lambda i: ShuffleWriteSink(partitioner, url, sid, schema))
         return [[res[r] for res in results if r in res] for r in range(n)]
 
-    def _coalesced(self, *sides: list[list[Any]]) -> list[list[list[Any]]]:
+    def _coalesced(self, *sides: list[list[Any]], target: int | None = None) -> list[list[list[Any]]]:
         """The reduce partitions of one or more shuffles, merged alike (joins need the same groups)."""
         n = len(sides[0])
         sizes = [sum(f.nbytes for side in sides for f in side[r]) for r in range(n)]
-        groups = coalesce_groups(sizes, self.engine.shuffle_target_bytes)
+        default = self.engine.shuffle_target_bytes
+        groups = coalesce_groups(sizes, min(target, default) if target and default else default)
         return [[[f for r in g for f in side[r]] for g in groups] for side in sides]
 
     def materialize(self, parts: list[Partition], schema: pa.Schema | None, name: str,
@@ -276,7 +277,7 @@ class Planner:
         partitioner = HashPartitioner(node.keys, node.n) if node.keys else RoundRobinPartitioner(node.n)
         files = self.shuffle(self.partitions(node.children[0]), partitioner, schema, "repartition", node.n)
         if node.adaptive and node.keys:
-            files = self._coalesced(files)[0]
+            files = self._coalesced(files, target=node.target_bytes)[0]
         return [FilesPartition(fl, schema) for fl in files]
 
     # -------------------------------------------------------------------- RDD
