@@ -273,9 +273,20 @@ class KvClient(StoreApi):
         """``fn(stub, part)`` for each part, each on its own bulk connection, in parallel."""
         if len(parts) == 1:
             return [fn(self._bulk[0], parts[0])]
+
+        def run(i: int, part: Any) -> Any:
+            try:
+                return fn(self._bulk[i], part)
+            except StoreUnavailable:
+                if i == 0:
+                    raise
+                # each connection reconnects to a restarted daemon on its own backoff: this one
+                # may still be waiting while the main one is up again
+                return fn(self._bulk[0], part)
+
         if self._pool is None:
             self._pool = ThreadPoolExecutor(len(self._bulk), thread_name_prefix="kvserve-bulk")
-        futures = [self._pool.submit(fn, self._bulk[i], part) for i, part in enumerate(parts)]
+        futures = [self._pool.submit(run, i, part) for i, part in enumerate(parts)]
         return [f.result() for f in futures]
 
     def _split(self, sizes: list[int]) -> list[range]:
