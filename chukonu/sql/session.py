@@ -259,8 +259,7 @@ class SparkSession:
 
 
 def _is_pandas(x: Any) -> bool:
-    try:
-        import pandas as pd
-    except ImportError:
-        return False
+    if not type(x).__module__.startswith("pandas"):
+        return False   # do not import pandas (50 MB) to learn that a list is not a pandas.DataFrame
+    import pandas as pd
     return isinstance(x, pd.DataFrame)
