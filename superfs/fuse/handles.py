@@ -78,8 +78,16 @@ async def as_opened(op: Callable[[Creds], Awaitable[T]], creds: Creds) -> T:
     except FsError as e:
         if e.errno not in (errno.EACCES, errno.EPERM) or creds == ROOT:
             raise
-        log.debug("refused for uid %d (%s): the open authorised it, retrying as root", creds.uid, e)
-    return await op(ROOT)
+        first = e
+    log.debug("refused for uid %d (%s): the open authorised it, retrying as root", creds.uid, first)
+    try:
+        return await op(ROOT)
+    except FsError as e:
+        if e.errno in (errno.EACCES, errno.EPERM):
+            # this mount's credential may not act as root (a single-user
+            # token): the caller's own refusal is the honest answer
+            raise first from None
+        raise
 
 
 class OpenFile:
