@@ -89,6 +89,7 @@ def test_cross_shard_rename_over_a_linked_target(cluster, c, who, point):
     _expect_error_or_success(lambda: c.rename(f"{root}/a/{s}", f"{root}/b/{t}"))
     wait_crashed(cluster, daemon)
     restart(cluster, daemon)
+    c.aio.cache.clear()  # see the recovered state now, not directory leases from before
 
     # rolled forward: the file under its new name only, the old target under its other name only
     wait_until(lambda: not c.exists(f"{root}/a/{s}"), "the source name to go")
@@ -122,6 +123,7 @@ def test_cross_shard_link(cluster, c, who, point):
     _expect_error_or_success(lambda: c.link(f"{root}/a/{f}", f"{root}/b/{new}"))
     wait_crashed(cluster, daemon)
     restart(cluster, daemon)
+    c.aio.cache.clear()  # see the recovered state now, not directory leases from before
     # the intent was durable before the crash: the link is finished, counted once
     wait_until(lambda: c.exists(f"{root}/b/{new}"), "the link to be finished")
     assert c.read_bytes(f"{root}/b/{new}") == data
@@ -149,6 +151,7 @@ def test_rmdir(cluster, c, point):
             c.write_bytes(f"{root}/victim/early", b"x")
         assert e.value.errno in (errno.EIO, errno.ETIMEDOUT, errno.EAGAIN, errno.ENOENT)
     restart(cluster, daemon)
+    c.aio.cache.clear()  # see the recovered state now, not directory leases from before
     if point == "dir.rmdir.after_commit":
         # committed: gone, and its name free again for a file and for a directory
         wait_until(lambda: not c.exists(f"{root}/victim"), "the directory to be gone")
@@ -174,6 +177,7 @@ def test_mkdir(cluster, c, point):
     _expect_error_or_success(lambda: c.mkdir(f"{root}/new"))
     wait_crashed(cluster, "dir")
     restart(cluster, "dir")
+    c.aio.cache.clear()  # see the recovered state now, not directory leases from before
     # never committed: undone, the name is free for a file (once recovery released it)
     assert not retry(lambda: c.exists(f"{root}/new"))
 
@@ -203,6 +207,7 @@ def test_rename_dir(cluster, c, point):
     _expect_error_or_success(lambda: c.rename(f"{root}/a/moving", f"{root}/b/target"))
     wait_crashed(cluster, "dir")
     restart(cluster, "dir")
+    c.aio.cache.clear()  # see the recovered state now, not directory leases from before
     # the intent was written before every one of these points: rolled forward
     wait_until(lambda: not c.exists(f"{root}/a/moving"), "the rename to finish")
     assert ino_of(c, f"{root}/b/target") == moving
@@ -232,6 +237,7 @@ def test_unlink_reclaims_chunks_once_and_only_those(cluster, c, point):
     if daemon.startswith("data"):
         assert c.read_bytes(f"{root}/live") == live  # the other replica serves meanwhile
     restart(cluster, daemon)
+    c.aio.cache.clear()  # see the recovered state now, not directory leases from before
     assert not retry(lambda: c.exists(f"{root}/gone"))
     wait_until(lambda: not any(chunks_of(cluster, gone).values()), "the unlinked file's chunks to be reclaimed")
     assert all(len(ix) == 3 for ix in chunks_of(cluster, kept).values())
@@ -249,6 +255,7 @@ def test_shrink_reclaims_only_past_the_new_end(cluster, c):
     _expect_error_or_success(lambda: c.truncate(f"{root}/f", SMALL_CHUNK + 10))
     wait_crashed(cluster, daemon)
     restart(cluster, daemon)
+    c.aio.cache.clear()  # see the recovered state now, not directory leases from before
     wait_until(lambda: all(ix == [0, 1] for ix in chunks_of(cluster, ino).values()),
                "the chunk past the new end to go")
     assert retry(lambda: c.read_bytes(f"{root}/f")) == data[:SMALL_CHUNK + 10]
@@ -269,6 +276,7 @@ def test_unlink_of_a_remote_name_counts_the_link_once(cluster, c):
     _expect_error_or_success(lambda: c.unlink(f"{root}/b/{other}"))
     wait_crashed(cluster, f"shard-{y}")
     restart(cluster, f"shard-{y}")
+    c.aio.cache.clear()  # see the recovered state now, not directory leases from before
     wait_until(lambda: not c.exists(f"{root}/b/{other}"), "the name to be gone")
     # the owed link change is re-sent after the restart: applied once, by txid
     wait_until(lambda: c.stat(f"{root}/a/{f}").st_nlink == 1, "one link left")

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 from conftest import SMALL_CHUNK
-from t5_support import address, blob, ino_of, restart, wait_until, with_admin
+from t5_support import address, blob, fsck, ino_of, restart, wait_until, with_admin
 
 from superfs import routing
 from superfs.client import connect
@@ -191,7 +191,7 @@ def test_fsck_says_what_it_cannot_repair(cluster_factory):
     dstore.close()
     restart(cluster, "dir")
     restart(cluster, "shard-0")
-    rc, report = cli(cluster, "fsck", "--repair")
+    rc, report = fsck(cluster, repair=True)
     assert rc == 1, report
     assert f"entry-misplaced: /a/b/{name}: stored on shard 0" in report, report
     assert "dir-orphan: directory 900000 ('adrift', parent 800000) is not reachable from root" in report
@@ -216,11 +216,11 @@ def test_fsck_waits_for_operations_in_flight_and_reports_those_it_cannot_finish(
         cluster.kill("shard-1")
         with pytest.raises(OSError):
             c.rename(f"/a/{src}", f"/b/{dst}")  # intent on shard 0; shard 1 is down
-        rc, report = cli(cluster, "fsck", "--settle", "1")
+        rc, report = fsck(cluster, settle_s=1)
         assert rc == 1
         assert "unreachable: shard 1" in report and "pending: shard 0: unfinished rename" in report, report
         restart(cluster, "shard-1")
-        rc, report = cli(cluster, "fsck")
+        rc, report = fsck(cluster)
         assert rc == 0, report
         assert wait_until(lambda: c.read_bytes(f"/b/{dst}") == b"moving", "the rename to finish")
         assert not c.exists(f"/a/{src}")
