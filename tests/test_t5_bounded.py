@@ -153,12 +153,6 @@ def test_the_dir_server_down_fails_directory_operations_and_heals(cluster, c):
     assert_clean(cluster)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "client bug, superfs/client/fileobj.py (not this tier's code): after a background chunk write fails, "
-    "RawFile keeps _dirty, and the close() that follows (io's close() always flushes again) commits the "
-    "size with SetSize anyway: write_bytes raises EIO, yet the file's size covers chunks that are missing "
-    "or stale on a replica, so replicas disagree inside the file. The randomized crash test writes through "
-    "the asyncio client to avoid it. Remove this marker once fixed."))
 def test_a_failed_write_does_not_commit_its_size(cluster, c):
     c.makedirs("/bounded-failed-write")
     path = "/bounded-failed-write/f"

@@ -16,11 +16,13 @@ the current one. Random access is best done with ``buffering=0``.
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import io
 import os
 from typing import TYPE_CHECKING, Any
 
 from superfs.client.nodes import Node, to_stat
+from superfs.errors import oserror
 
 if TYPE_CHECKING:
     from superfs.client.sync import Client
@@ -57,6 +59,10 @@ class RawFile(io.RawIOBase):
         self._end = node.attr.size  # largest end this handle wrote (or knew)
         self._dirty = False
         self._pending: list[tuple[int, int, concurrent.futures.Future[int]]] = []
+        # The first failure of a background write. It poisons the handle: the
+        # size is never grown over bytes that may not be on every replica,
+        # and every later write, flush and close reports it.
+        self._failed: BaseException | None = None
         self._prefetch: tuple[int, int, concurrent.futures.Future[bytes]] | None = None
 
     # -- io.RawIOBase protocol
@@ -112,6 +118,8 @@ class RawFile(io.RawIOBase):
         if not self.writable():
             raise io.UnsupportedOperation("file not open for writing")
         data = memoryview(buf).cast("B")
+        if self._failed is not None:
+            raise oserror(errno.EIO, f"an earlier write to this file failed: {self._failed}")
         if self._flags & os.O_APPEND:
             self._pos = max(self._end, self._node.attr.size)
         if self._prefetch is not None:  # it may hold bytes this write replaces
@@ -173,7 +181,8 @@ class RawFile(io.RawIOBase):
             block = False
             try:
                 self._client._wait(fut)
-            except BaseException:
+            except BaseException as e:
+                self._failed = self._failed or e
                 self._drain(raise_errors=False)
                 raise
 
@@ -186,8 +195,10 @@ class RawFile(io.RawIOBase):
                 self._client._wait(fut)
             except BaseException as e:  # noqa: BLE001 - reported below
                 first = first or e
-        if first is not None and raise_errors:
-            raise first
+        if first is not None:
+            self._failed = self._failed or first
+        if self._failed is not None and raise_errors:
+            raise oserror(errno.EIO, f"an earlier write to this file failed: {self._failed}")
 
     def flush(self) -> None:
         if self.closed:
@@ -196,8 +207,6 @@ class RawFile(io.RawIOBase):
         if self._dirty:
             self._client._run(self._client._fs.commit_size(self._node, self._end))
             self._dirty = False
-        self._pending: list[tuple[int, int, concurrent.futures.Future[int]]] = []
-        self._prefetch: tuple[int, int, concurrent.futures.Future[bytes]] | None = None
 
     def close(self) -> None:
         if not self.closed:
