@@ -37,13 +37,13 @@ import logging
 import os
 import stat
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 import grpc
 
 from superfs.config import AuthConfig, SecurityConfig
 from superfs.errors import ERRNO_KEY, FsError
-from superfs.interception import Behaviour, WrappedHandlers, is_generator
+from superfs.interception import Behaviour, is_generator
 
 log = logging.getLogger(__name__)
 
@@ -227,24 +227,27 @@ class Authenticator:
             return None
         return cls(tokens, mutual_tls=mutual)
 
-    def identify(self, metadata: Iterable[tuple[str, Any]], auth_context: dict[str, list[bytes]]) -> Grant:
+    def identify(self, metadata: Iterable[tuple[str, Any]],
+                 auth_context: Callable[[], dict[str, list[bytes]]]) -> Grant:
+        """The caller's grant from its token, else its verified certificate (``auth_context``: read lazily)."""
         token = None
         for key, value in metadata or ():
             if key == METADATA_KEY:
                 v = value.decode() if isinstance(value, bytes) else str(value)
                 token = v[7:].strip() if v[:7].lower() == "bearer " else v.strip()
-        cn = next(iter(auth_context.get("x509_common_name", ())), b"").decode(errors="replace")
-        if self.tokens is None:  # mutual TLS alone: the TLS layer already verified the CA signature
-            if cn or auth_context.get("x509_pem_cert"):
-                return CA_SIGNED
-            raise Refused(grpc.StatusCode.UNAUTHENTICATED, errno.EACCES,
-                          "this cluster requires a client certificate signed by its CA (tls.cert_file)")
-        if token is not None:
+        if token is not None and self.tokens is not None:
             grant = self.tokens.tokens.get(_digest(token))
             if grant is None:
                 raise Refused(grpc.StatusCode.UNAUTHENTICATED, errno.EACCES,
                               "the token presented is not accepted by this cluster")
             return grant
+        peer = auth_context() or {}
+        cn = next(iter(peer.get("x509_common_name", ())), b"").decode(errors="replace")
+        if self.tokens is None:  # mutual TLS alone: the TLS layer already verified the CA signature
+            if cn or peer.get("x509_pem_cert"):
+                return CA_SIGNED
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, errno.EACCES,
+                          "this cluster requires a client certificate signed by its CA (tls.cert_file)")
         if cn and cn in self.tokens.certs:
             return self.tokens.certs[cn]
         if cn:
@@ -282,15 +285,17 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, r: Refused) -> 
     await context.abort(r.code, r.message)
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Checks every request's credential, and the creds inside every decoded request."""
+class AuthCheck:
+    """Wraps every servicer method: the credential, and the creds inside each decoded request.
+
+    ``wrapper_for`` goes to :func:`superfs.interception.intercepting` (see there).
+    """
 
     def __init__(self, authenticator: Authenticator) -> None:
         self.auth = authenticator
-        self._handlers = WrappedHandlers(lambda method: lambda behaviour, kind: self._guard(behaviour, kind, method))
 
-    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        return self._handlers.get(details.method, await continuation(details))
+    def wrapper_for(self, method: str) -> Callable[[Behaviour, str], Behaviour]:
+        return lambda behaviour, kind: self._guard(behaviour, kind, method)
 
     def _guard(self, behaviour: Behaviour, kind: str, method: str) -> Behaviour:
         auth = self.auth
@@ -298,7 +303,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         async def admit(context: grpc.aio.ServicerContext, request: Any = None) -> Grant | None:
             """The caller's grant, or None once the call is aborted."""
             try:
-                grant = auth.identify(context.invocation_metadata() or (), context.auth_context() or {})
+                grant = auth.identify(context.invocation_metadata() or (), context.auth_context)
                 auth.check_method(grant, method)
                 if request is not None:
                     auth.check_creds(grant, request)

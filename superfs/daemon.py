@@ -6,10 +6,12 @@ wait on the file instead of sleeping. SIGTERM and SIGINT stop it gracefully;
 it logs exactly one line when it starts serving and one when it stops. Under
 systemd (``Type=notify``) it also sends READY=1 once serving.
 
-:func:`serve` builds every daemon's gRPC server, so it is where the server
-interceptors go: request metrics (:mod:`superfs.metrics`) outermost, then
-authentication (:mod:`superfs.auth`); and where TLS (:mod:`superfs.tls`)
-and the Prometheus endpoint are set up from the daemon's config.
+:func:`serve` builds every daemon's gRPC server, so it is where every RPC is
+intercepted: request metrics (:mod:`superfs.metrics`) outermost, then
+authentication (:mod:`superfs.auth`), both wrapped around each servicer
+method as it is registered (:mod:`superfs.interception`); and where TLS
+(:mod:`superfs.tls`) and the Prometheus endpoint are set up from the
+daemon's config.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from typing import Any, Awaitable, Callable, Sequence
 
 import grpc
 
-from superfs import auth, metrics, tls
+from superfs import auth, interception, metrics, tls
 from superfs.config import SecurityConfig
 
 log = logging.getLogger(__name__)
@@ -104,15 +106,15 @@ async def serve(
     authenticator = auth.Authenticator.from_config(security)  # a bad tokens file fails here, before binding
     creds = tls.server_credentials(security.tls) if security.tls else None
     daemon_metrics = metrics.DaemonMetrics(name) if metrics_listen else None
-    interceptors: list[grpc.aio.ServerInterceptor] = []
+    wrappers: list[interception.WrapFor] = []
     if daemon_metrics is not None:
-        interceptors.append(daemon_metrics.interceptor())
+        wrappers.append(daemon_metrics.wrapper_for)
         for c in collectors:
             daemon_metrics.add(c)
     if authenticator is not None:
-        interceptors.append(auth.AuthInterceptor(authenticator))
-    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=interceptors or None)
-    add_services(server)
+        wrappers.append(auth.AuthCheck(authenticator).wrapper_for)
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    add_services(interception.intercepting(server, wrappers))
     host = listen.rsplit(":", 1)[0]
     port = server.add_secure_port(listen, creds) if creds else server.add_insecure_port(listen)
     if port == 0:

@@ -1,10 +1,14 @@
-"""Wrapping a servicer's method handlers: the one helper the server interceptors share.
+"""Intercepting every RPC of a daemon: its method handlers wrapped where they are registered.
 
-A grpc.aio server interceptor sees the method name and metadata before the
-request is decoded. To see the decoded request (the auth check reads its
-``creds``) and the outcome (metrics count status and errno), an interceptor
-returns the same handler with its behaviour wrapped. :func:`wrap_handler`
-does that for the four kinds of handler, keeping the serializers.
+The auth check must see the decoded request (its ``creds``) and metrics the
+outcome (status and errno), so both wrap each method's *behaviour* rather
+than look at raw calls. :func:`intercepting` hands ``add_services`` a server
+that wraps every handler the servicers register (generated
+``add_*Servicer_to_server`` functions register them twice: as a generic
+handler and as registered methods), once per method. That is the job of a
+grpc.aio server interceptor, without its per-call cost: measured in one
+process, an interceptor that does nothing adds ~50-80 us of CPU per call, a
+wrapped handler a few.
 
 A wrapper is ``wrap(behaviour, kind) -> behaviour`` where kind is one of
 ``unary_unary``, ``unary_stream``, ``stream_unary``, ``stream_stream``;
@@ -14,7 +18,7 @@ async generator functions, and the wrapper must keep that shape.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import grpc
 
@@ -45,21 +49,57 @@ def wrap_handler(handler: grpc.RpcMethodHandler | None, wrap: Wrap) -> grpc.RpcM
     return handler
 
 
-class WrappedHandlers:
-    """Wrapped handlers by method, built once: a call then costs a dict lookup, not a rebuild."""
+WrapFor = Callable[[str], Wrap]  # method name ('CreateFile') -> its wrapper
 
-    def __init__(self, wrap_for: Callable[[str], Wrap]) -> None:
-        self._wrap_for = wrap_for
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler | None]] = {}
 
-    def get(self, full_method: str, handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
-        hit = self._cache.get(full_method)
+def wrap_all(handler: grpc.RpcMethodHandler | None, method: str,
+             wrappers: Sequence[WrapFor]) -> grpc.RpcMethodHandler | None:
+    """``handler`` wrapped by each of ``wrappers``, the first outermost."""
+    for wrap_for in reversed(wrappers):
+        handler = wrap_handler(handler, wrap_for(method))
+    return handler
+
+
+class _WrappedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose answers are wrapped (once per method)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, wrappers: Sequence[WrapFor]) -> None:
+        self._inner = inner
+        self._wrappers = wrappers
+        self._cache: dict[str, tuple[Any, Any]] = {}
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = self._inner.service(details)
+        hit = self._cache.get(details.method)
         if hit is not None and hit[0] is handler:
-            return hit[1]
-        wrapped = wrap_handler(handler, self._wrap_for(method_name(full_method)))
+            return hit[1]  # type: ignore[no-any-return]
+        wrapped = wrap_all(handler, method_name(details.method), self._wrappers)
         if handler is not None:
-            self._cache[full_method] = (handler, wrapped)
+            self._cache[details.method] = (handler, wrapped)
         return wrapped
+
+
+class _InterceptingServer:
+    """What ``add_services`` registers its servicers on: the real server, handlers wrapped."""
+
+    def __init__(self, server: grpc.aio.Server, wrappers: Sequence[WrapFor]) -> None:
+        self._server = server
+        self._wrappers = wrappers
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_WrappedGeneric(h, self._wrappers) for h in handlers))
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self._server.add_registered_method_handlers(
+            service, {m: wrap_all(h, m, self._wrappers) for m, h in handlers.items()})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+
+def intercepting(server: grpc.aio.Server, wrappers: Sequence[WrapFor]) -> Any:
+    """``server`` itself when there is nothing to wrap, else a stand-in that wraps what is registered."""
+    return _InterceptingServer(server, wrappers) if wrappers else server
 
 
 def is_generator(behaviour: Behaviour) -> bool:

@@ -20,7 +20,8 @@ config names a metrics port. Exported:
   servers have fewer live copies), from a probe of every data server
 * ``superfs_daemon_info{daemon}`` and the process collector (CPU, memory, fds)
 
-Request metrics come from a server interceptor (:meth:`DaemonMetrics.interceptor`);
+Request metrics wrap every servicer method (:meth:`DaemonMetrics.wrapper_for`,
+installed by :func:`superfs.daemon.serve`);
 store figures are read when Prometheus scrapes (custom collectors), so the
 Stats RPCs and the metrics never disagree.
 """
@@ -38,7 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from superfs.errors import ERRNO_KEY
-from superfs.interception import Behaviour, WrappedHandlers, is_generator
+from superfs.interception import Behaviour, is_generator
 
 if TYPE_CHECKING:
     from superfs.lmdb_store import LmdbStore
@@ -70,8 +71,9 @@ class DaemonMetrics:
     def add(self, collector: Collector) -> None:
         self.registry.register(collector)
 
-    def interceptor(self) -> grpc.aio.ServerInterceptor:
-        return _RpcInterceptor(self)
+    def wrapper_for(self, method: str) -> Callable[[Behaviour, str], Behaviour]:
+        """Request metrics around one method (for :func:`superfs.interception.intercepting`)."""
+        return _RpcTimer(self).wrapper_for(method)
 
     def recorder(self, method: str) -> Callable[[str, float, Any, BaseException | None], None]:
         """``record`` for one method, with its common children looked up once."""
@@ -124,13 +126,14 @@ class DaemonMetrics:
             server.server_close()
 
 
-class _RpcInterceptor(grpc.aio.ServerInterceptor):
+class _RpcTimer:
+    """Wraps every servicer method: latency, status and errno of each call."""
+
     def __init__(self, metrics: DaemonMetrics) -> None:
         self.m = metrics
-        self._handlers = WrappedHandlers(lambda method: lambda behaviour, kind: self._timed(behaviour, method))
 
-    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        return self._handlers.get(details.method, await continuation(details))
+    def wrapper_for(self, method: str) -> Callable[[Behaviour, str], Behaviour]:
+        return lambda behaviour, kind: self._timed(behaviour, method)
 
     def _timed(self, behaviour: Behaviour, method: str) -> Behaviour:
         record = self.m.recorder(method)
