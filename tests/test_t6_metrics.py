@@ -29,7 +29,7 @@ TIMEOUT_S = 60.0
 def metrics_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     c = LocalCluster(str(tmp_path_factory.mktemp("metrics")))
     c.init(shards=2, data_servers=2, replicas=2, inline_threshold=4096, chunk_size=64 * 1024,
-           durability="async", auth=True)
+           durability="async", auth=True, metrics=True)
     c.start()
     yield c
     c.stop()

@@ -113,14 +113,16 @@ class LocalCluster:
         return p
 
     def init(self, *, shards: int, data_servers: int, replicas: int, inline_threshold: int,
-             chunk_size: int, durability: str, host: str = "127.0.0.1", metrics: bool = True,
+             chunk_size: int, durability: str, host: str = "127.0.0.1", metrics: bool = False,
              auth: bool = False, base: ClusterFile | None = None) -> None:
         """Create the state directory and choose ports (first ``up`` only).
 
         ``auth``: generate a token into the state directory and make the
-        daemons require it. ``superfs up`` passes True (local clusters are
-        authenticated unless ``--no-auth``); the default here stays False
-        because tests drive daemons with raw, credential-less gRPC stubs.
+        daemons require it. ``metrics``: give each daemon a metrics port.
+        ``superfs up`` turns both on (``--no-auth``, ``--no-metrics`` to opt
+        out); the defaults here stay off because tests drive daemons with
+        raw, credential-less gRPC stubs and start many clusters at once
+        (every port chosen ahead of binding is a chance to lose a race).
         ``base`` (from ``superfs up --config``) supplies the cluster-wide
         settings, TLS and auth (its tokens file, if any, wins over ``auth``);
         addresses, data dirs and ports are chosen here.
