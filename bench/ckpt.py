@@ -28,11 +28,13 @@ import argparse
 import importlib.util
 import json
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from multiprocessing.connection import Client, Listener
 from typing import Any
@@ -244,35 +246,55 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _read_msg(proc: subprocess.Popen[str], want: str) -> dict[str, Any]:
-    while True:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if not line:
-            raise RuntimeError(f"a rank exited before '{want}': {proc.stderr.read()[-3000:] if proc.stderr else ''}")
+def _reader(proc: subprocess.Popen[str], q: "queue.Queue[dict[str, Any] | None]") -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
         if line.startswith("{"):
-            msg = json.loads(line)
-            if msg.get("msg") == want:
-                return msg
+            q.put(json.loads(line))
+    q.put(None)  # the rank exited
+
+
+def _next_msg(proc: subprocess.Popen[str], q: "queue.Queue[dict[str, Any] | None]", want: str,
+              deadline: float) -> dict[str, Any]:
+    while True:
+        try:
+            msg = q.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise TimeoutError(f"no '{want}' within the phase time limit") from None
+        if msg is None:
+            err = proc.stderr.read()[-2000:] if proc.stderr else ""
+            raise RuntimeError(f"a rank exited before '{want}': {err}")
+        if msg.get("msg") == want:
+            return msg
 
 
 def run_strategy(name: str, mode: str, url: str, args: argparse.Namespace, rows: int, total: int,
                  cache_paths: list[str], workdir: str) -> list[dict[str, Any]]:
+    """Run one strategy's save then load on ``args.world`` rank processes; one row per phase."""
     base = {"mode": mode, "url": url, "world": args.world, "rows": rows, "port": free_port(),
-            "store": os.path.join(workdir, f"store-{name}")}
+            "store": os.path.join(workdir, f"store-{name}-{time.time_ns()}")}
     procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", json.dumps({**base, "rank": r})],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=ENV) for r in range(args.world)]
+    queues: list["queue.Queue[dict[str, Any] | None]"] = []
+    for proc in procs:
+        q: "queue.Queue[dict[str, Any] | None]" = queue.Queue()
+        threading.Thread(target=_reader, args=(proc, q), daemon=True).start()
+        queues.append(q)
     rows_out = []
+    phase = "setup"
     try:
-        for p in procs:
-            _read_msg(p, "ready")
+        deadline = time.monotonic() + args.phase_timeout
+        for proc, q in zip(procs, queues):
+            _next_msg(proc, q, "ready", deadline)
         for phase, want in (("save", "saved"), ("load", "loaded")):
             dropped = drop_caches(cache_paths) if phase == "load" else None
-            for p in procs:
-                assert p.stdin is not None
-                p.stdin.write("GO\n")
-                p.stdin.flush()
-            msgs = [_read_msg(p, want) for p in procs]
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write("GO\n")
+                proc.stdin.flush()
+            deadline = time.monotonic() + args.phase_timeout
+            msgs = [_next_msg(proc, q, want, deadline) for proc, q in zip(procs, queues)]
             wall = max(m["t1"] for m in msgs) - min(m["t0"] for m in msgs)
             row = {"name": name, "op": phase, "gbps": round(total / wall / 1e9, 4), "seconds": round(wall, 3),
                    "bytes": total, "world": args.world, "nproc": os.cpu_count()}
@@ -281,12 +303,15 @@ def run_strategy(name: str, mode: str, url: str, args: argparse.Namespace, rows:
                 row["bit_exact"] = all(m.get("ok") for m in msgs)
             rows_out.append(row)
             print(json.dumps(row), flush=True)
-        for p in procs:
-            p.wait(60)
+        for proc in procs:
+            proc.wait(60)
+    except (TimeoutError, RuntimeError) as e:
+        print(json.dumps({"name": name, "op": phase, "error": str(e)[-600:], "world": args.world,
+                          "nproc": os.cpu_count()}), flush=True)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
     return rows_out
 
 
@@ -347,9 +372,12 @@ def try_mount(state_dir: str, mountpoint: str) -> tuple[str | None, str | None]:
 
 
 def unmount(state_dir: str, mountpoint: str) -> None:
-    subprocess.run([sys.executable, "-m", "superfs.cli.main", "umount", mountpoint, "--state-dir", state_dir],
-                   capture_output=True, env=ENV, timeout=60)
-    subprocess.run(["fusermount", "-u", "-z", mountpoint], capture_output=True)
+    subprocess.run(["fusermount", "-u", "-z", mountpoint], capture_output=True, timeout=30)  # even if hung
+    try:
+        subprocess.run([sys.executable, "-m", "superfs.cli.main", "umount", mountpoint, "--state-dir", state_dir],
+                       capture_output=True, env=ENV, timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 # name -> (worker mode, where the checkpoint goes), run in this order
@@ -414,6 +442,8 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1, help="run every strategy this many times, interleaved "
                                                           "(the summary uses each row's best)")
     p.add_argument("--workdir", help="where to put the cluster and local files (default: a temp dir)")
+    p.add_argument("--phase-timeout", type=float, default=900.0,
+                   help="seconds one save or load may take before its row is reported as an error (default 900)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
