@@ -16,6 +16,7 @@ import time
 
 from ckpt.catalog import latest_step, list_steps, read_manifest, remove_step, step_dir
 from ckpt.errors import CheckpointError
+from ckpt.manifest import MANIFEST_NAME
 from ckpt.storage import open_storage
 from ckpt.verify import verify
 
@@ -38,6 +39,10 @@ def human(n: float) -> str:
 def cmd_ls(args: argparse.Namespace) -> int:
     storage = open_storage(args.path)
     steps = list_steps(storage)
+    if not steps and storage.exists(MANIFEST_NAME):  # PATH is one checkpoint (e.g. a DCP checkpoint_id)
+        m = read_manifest(storage, "")
+        print(f"one checkpoint (step {m.step}): {m.world_size} ranks, {len(m.items)} items, {human(m.nbytes)}")
+        return 0
     if not steps:
         print(f"no checkpoints in {storage.url}")
         return 0
