@@ -18,22 +18,20 @@ from superfs.config_file import load as load_config
 from superfs.errors import FsError, oserror
 
 
-def connect(address: str | None = None, *, config: "str | os.PathLike[str] | ClusterFile | None" = None,
-            state_dir: str | None = None, timeout_s: float | None = None, creds: Creds | None = None,
-            umask: int = 0o022) -> Client:
-    """Connect to a cluster.
+def resolve(address: str | None = None, *, config: "str | os.PathLike[str] | ClusterFile | None" = None,
+            state_dir: str | None = None) -> tuple[str, ClientSecurity | None, ClusterFile | None]:
+    """(dir server address, credentials, cluster file) for the arguments of :func:`connect`.
 
-    - ``connect(config="/etc/superfs/cluster.toml")``: the cluster that file
-      describes, with its TLS and token settings (``address`` overrides its
-      dir server address);
-    - ``connect("host:port")``: a dir server by address (credentials: the
-      local cluster of that address, else ``SUPERFS_TOKEN``);
-    - ``connect()``: the local cluster that ``superfs up`` started (its state
-      directory: ``state_dir``, else $XDG_DATA_HOME/superfs or
-      ~/.local/share/superfs).
+    For other entry points that build an :class:`AsyncFs` themselves (a FUSE
+    mount given ``--config``)::
 
-    ``timeout_s`` bounds each RPC (default: the file's ``cluster.rpc_timeout_s``, else 5 s).
-    A missing or refused credential is a PermissionError (EACCES) naming why.
+        address, security, cf = resolve(config=path)
+        with security_scope(security):
+            fs = AsyncFs(address, ...)
+
+    ``security`` None means: the channels find credentials by address
+    (the local cluster's) or in ``SUPERFS_TOKEN``. Raises ValueError for a
+    bad cluster file, PermissionError when a credential file cannot be read.
     """
     cf: ClusterFile | None = None
     if config is not None:
@@ -56,11 +54,33 @@ def connect(address: str | None = None, *, config: "str | os.PathLike[str] | Clu
             security = ClientSecurity.from_config(cf.security)
         except FsError as e:
             raise oserror(e.errno, e.message) from None
-        if timeout_s is None:
-            timeout_s = cf.rpc_timeout_s
     assert address is not None
+    return address, security, cf
+
+
+def connect(address: str | None = None, *, config: "str | os.PathLike[str] | ClusterFile | None" = None,
+            state_dir: str | None = None, timeout_s: float | None = None, creds: Creds | None = None,
+            umask: int = 0o022) -> Client:
+    """Connect to a cluster.
+
+    - ``connect(config="/etc/superfs/cluster.toml")``: the cluster that file
+      describes, with its TLS and token settings (``address`` overrides its
+      dir server address);
+    - ``connect("host:port")``: a dir server by address (credentials: the
+      local cluster of that address, else ``SUPERFS_TOKEN``);
+    - ``connect()``: the local cluster that ``superfs up`` started (its state
+      directory: ``state_dir``, else $XDG_DATA_HOME/superfs or
+      ~/.local/share/superfs).
+
+    ``timeout_s`` bounds each RPC (default: the file's ``cluster.rpc_timeout_s``, else 5 s).
+    A missing or refused credential is a PermissionError (EACCES) naming why.
+    """
+    address, security, cf = resolve(address, config=config, state_dir=state_dir)
+    if timeout_s is None:
+        timeout_s = cf.rpc_timeout_s if cf is not None else 5.0
     with security_scope(security):
-        return Client(address, timeout_s=timeout_s or 5.0, creds=creds, umask=umask)
+        return Client(address, timeout_s=timeout_s, creds=creds, umask=umask)
 
 
-__all__ = ["AsyncFs", "Client", "ClientSecurity", "Creds", "DirEntry", "MetaOps", "connect", "default_state_dir"]
+__all__ = ["AsyncFs", "Client", "ClientSecurity", "Creds", "DirEntry", "MetaOps", "connect", "default_state_dir",
+           "resolve", "security_scope"]
