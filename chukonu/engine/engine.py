@@ -9,6 +9,7 @@ or ``ray://...`` a Ray cluster) unless ``chukonu.executor`` says otherwise.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import logging
@@ -53,6 +54,8 @@ class Engine:
         self.jobs: list[JobRecord] = []
         self._job: JobRecord | None = None
         self.progress = Progress(conf.get("chukonu.progress", "auto"))
+        # a script that never calls spark.stop() still stops its workers and removes its spill files
+        atexit.register(self.close)
 
     # ---------------------------------------------------------------- config
 
