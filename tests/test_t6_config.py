@@ -316,3 +316,4 @@ def test_a_state_dir_from_before_cluster_toml_gets_one_with_its_ports(tmp_path):
     assert (cf.inline_threshold, cf.chunk_size, cf.replicas) == (4096, 65536, 1)
     assert cf.secret_file == str(state / "secret") and cf.auth.tokens_file == str(state / "tokens")
     assert json.loads((state / "cluster.json").read_text())["dir_server"] == "127.0.0.1:41001"
+    assert cluster.stop() == []  # nothing ran; and its address leaves the per-user index

@@ -15,8 +15,9 @@ Layout of a state directory::
 
 The first ``up`` picks free loopback ports (for gRPC and for metrics) and
 records them; later ``up``s restart the same daemons on the same ports with
-their data. The dir server's address is recorded in this user's index of
-local clusters, so clients that know only the address find the token.
+their data. While the cluster runs, the dir server's address is in this
+user's index of local clusters, so clients that know only the address find
+the token.
 Readiness is the ready file appearing (never a sleep); a daemon that dies
 while starting is reported with the tail of its log. A state directory made
 before cluster.toml existed gets one (same ports) on its next start.
@@ -35,7 +36,7 @@ from dataclasses import dataclass, replace
 
 from superfs import config_file
 from superfs.auth import TOKEN_ENV
-from superfs.client.local import CLUSTER_FILE, CLUSTER_TOML, register_address
+from superfs.client.local import CLUSTER_FILE, CLUSTER_TOML, register_address, unregister_address
 from superfs.config import AuthConfig
 from superfs.config_file import ClusterFile, NodeSettings
 from superfs.daemon import read_ready_file
@@ -321,10 +322,18 @@ class LocalCluster:
         self.stop_daemon(name, signal.SIGKILL)
 
     def stop(self) -> list[str]:
+        """Stop every daemon; the address leaves the index until the next start.
+
+        (A stale entry could make a client that later meets some other
+        server on a reused port use this cluster's TLS settings.)
+        """
         stopped = []
         for spec in reversed(self.specs()):
             if self.stop_daemon(spec.name):
                 stopped.append(spec.name)
+        cf = self.cluster_file()
+        if cf.dir_server is not None:
+            unregister_address(cf.dir_server.address, self.config_path)
         return stopped
 
     def status(self) -> list[tuple[str, str, int | None]]:
