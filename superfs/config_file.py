@@ -112,20 +112,6 @@ class ClusterFile:
     def security(self) -> config.SecurityConfig:
         return config.SecurityConfig(tls=self.tls, auth=self.auth)
 
-    def shard(self, shard_id: int) -> NodeSettings:
-        return _node_by_id(self.shards, shard_id, "shards", self.path)
-
-    def data_server(self, server_id: int) -> NodeSettings:
-        return _node_by_id(self.data_servers, server_id, "data_servers", self.path)
-
-
-def _node_by_id(nodes: tuple[NodeSettings, ...], node_id: int, table: str, path: str | None) -> NodeSettings:
-    for n in nodes:
-        if n.id == node_id:
-            return n
-    where = path or "the configuration"
-    raise ConfigError(f"{table}: no entry with id = {node_id} in {where}")
-
 
 # --------------------------------------------------------------------- schema
 
