@@ -1,9 +1,9 @@
 """Step 2: (id, band key) rows of one shuffle partition -> candidate pairs (src, dst).
 
 Run after a shuffle by band key, so every row of a bucket is in the same
-partition. Rows are sorted by (key, id); each bucket yields star edges
-from its smallest id (enough for connected components), or every pair of
-the bucket when candidates will be verified.
+partition. Rows are sorted by key; each bucket yields star edges from its
+smallest id (enough for connected components), or every pair of the
+bucket when candidates will be verified.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ EDGE_SCHEMA = pa.schema([pa.field("src", pa.int64()), pa.field("dst", pa.int64()
 def bucket_edges(ids: np.ndarray, keys: np.ndarray, config: MinHashConfig) -> tuple[np.ndarray, np.ndarray]:
     from chukonu.native.minhash import bucket_edges as kernel
 
-    order = np.lexsort((ids, keys))
+    order = np.argsort(keys)   # the kernel finds each bucket's smallest id itself: no need to sort ids
     return kernel(keys[order], ids[order], config.verify, config.max_bucket)
 
 

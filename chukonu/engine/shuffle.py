@@ -139,6 +139,13 @@ class _PickleOut:
         return nbytes
 
 
+def _group_order(ids: np.ndarray, n: int) -> np.ndarray:
+    """Row positions grouped by partition id, input order kept within a partition (a stable sort)."""
+    if n <= 64:   # a few linear passes beat a comparison sort
+        return np.concatenate([np.flatnonzero(ids == r) for r in range(n)])
+    return np.argsort(ids, kind="stable")
+
+
 def write_partitioned(batches: Iterator[Any], partitioner: Any, base_url: str, prefix: str, schema: pa.Schema | None,
                       tc: Any) -> dict[int, ShuffleFile]:
     """Write ``batches`` split by ``partitioner`` to ``{base_url}/{prefix}-r{n}`` files."""
@@ -169,7 +176,7 @@ def write_partitioned(batches: Iterator[Any], partitioner: Any, base_url: str, p
             if (ids == first).all():
                 out_for(int(first)).write(b)
                 continue
-            order = np.argsort(ids, kind="stable")
+            order = _group_order(ids, partitioner.n)
             sorted_ids = ids[order]
             cuts = np.flatnonzero(np.diff(sorted_ids)) + 1
             starts = np.concatenate([[0], cuts])

@@ -129,11 +129,11 @@ def shingle_set(offsets: np.ndarray, data: np.ndarray, i: int, ngram: int) -> np
 
 @njit(cache=True)
 def bucket_edges(keys: np.ndarray, ids: np.ndarray, all_pairs: bool, max_bucket: int) -> tuple:
-    """Candidate pairs from (band key, doc id) rows sorted by key then id.
+    """Candidate pairs from (band key, doc id) rows sorted by key (ids in any order within a key).
 
-    Star edges (first id of the bucket, each other id) unless ``all_pairs``,
-    when every pair of a bucket is listed (for verification) up to
-    ``max_bucket`` members, past which a bucket falls back to star edges.
+    Star edges (smallest id of the bucket, each other id) unless
+    ``all_pairs``, when every pair of a bucket is listed (for verification)
+    up to ``max_bucket`` members, past which a bucket falls back to star edges.
     """
     n = keys.shape[0]
     cap = n // 8 + 16   # most buckets hold one document: start small, grow by doubling
@@ -166,9 +166,13 @@ def bucket_edges(keys: np.ndarray, ids: np.ndarray, all_pairs: bool, max_bucket:
                             right[m] = ids[y]
                             m += 1
             else:
+                low = ids[i]
                 for y in range(i + 1, j):
-                    if ids[y] != ids[i]:
-                        left[m] = ids[i]
+                    if ids[y] < low:
+                        low = ids[y]
+                for y in range(i, j):
+                    if ids[y] != low:
+                        left[m] = low
                         right[m] = ids[y]
                         m += 1
         i = j
