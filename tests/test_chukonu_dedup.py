@@ -147,7 +147,8 @@ def test_identical_across_runs_and_partition_counts(spark, corpus, tmp_path):
             df = spark.read.parquet(str(path))
             results.append((len(df._plan.splits), kept_ids(minhash_dedup(df, threshold=THRESHOLD))))
         finally:
-            for k in ("spark.sql.files.maxPartitionBytes", "spark.sql.shuffle.partitions", "spark.sql.adaptive.enabled"):
+            for k in ("spark.sql.files.maxPartitionBytes", "spark.sql.shuffle.partitions",
+                      "spark.sql.adaptive.enabled"):
                 spark.conf.unset(k)
     assert len({splits for splits, _ in results}) >= 3     # really different partitionings
     assert all(kept == results[0][1] for _, kept in results)

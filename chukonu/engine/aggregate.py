@@ -25,7 +25,8 @@ FLUSH_ROWS = 1 << 20   # a partial aggregate merges its buffered input past this
 
 @dataclass(frozen=True)
 class AggFn:
-    fn: str                 # count, count_all, sum, min, max, avg, first, last, collect_list, collect_set, count_distinct
+    # count, count_all, sum, min, max, avg, first, last, collect_list, collect_set, count_distinct
+    fn: str
     arg: int | None         # column of the pre-projection after the keys (None for count(*))
     ignore_nulls: bool = False
 
@@ -241,8 +242,9 @@ def finalize(states: pa.Table, n_keys: int, fns: list[AggFn], state_types: list[
         if f.fn in ("count", "count_all"):
             out.append(pc.fill_null(v, 0).cast(pa.int64()))
         elif f.fn == "avg":
-            out.append(pc.divide(v.cast(pa.float64()), pc.if_else(pc.equal(values[j + 1], 0), pa.scalar(None, pa.int64()),
-                                                                  values[j + 1]).cast(pa.float64())))
+            counts = values[j + 1]
+            counts = pc.if_else(pc.equal(counts, 0), pa.scalar(None, pa.int64()), counts)
+            out.append(pc.divide(v.cast(pa.float64()), counts.cast(pa.float64())))
         elif f.fn == "count_distinct":
             out.append(pc.fill_null(pc.list_value_length(v), 0).cast(pa.int64()))
         elif f.fn in ("collect_list", "collect_set"):

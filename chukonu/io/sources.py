@@ -103,7 +103,8 @@ def _infer_csv(sample: bytes, options: dict[str, Any]) -> pa.Schema:
         [f"_c{i}" for i in range(width)]
     if not _truthy(options.get("inferSchema", False)):
         return pa.schema([pa.field(n, pa.string()) for n in names])
-    t = pcsv.read_csv(io.BytesIO(sample), read_options=pcsv.ReadOptions(column_names=names, skip_rows=1 if header else 0),
+    t = pcsv.read_csv(io.BytesIO(sample),
+                      read_options=pcsv.ReadOptions(column_names=names, skip_rows=1 if header else 0),
                       parse_options=parse,
                       convert_options=pcsv.ConvertOptions(null_values=[str(options.get("nullValue", ""))],
                                                           strings_can_be_null=True))

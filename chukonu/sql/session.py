@@ -68,7 +68,8 @@ class Builder:
         self._conf["spark.app.name"] = name
         return self
 
-    def config(self, key: Any = None, value: Any = None, conf: Any = None, map: dict | None = None) -> "Builder":  # noqa: A002
+    def config(self, key: Any = None, value: Any = None, conf: Any = None,
+               map: dict | None = None) -> "Builder":  # noqa: A002 - PySpark's parameter name
         if isinstance(key, dict):
             map, key = key, None
         if key is not None:

@@ -375,7 +375,8 @@ def parse_type(text: str) -> DataType:
 def parse_schema(text: str) -> StructType:
     """``"id long, text string"`` or ``"id: long, text: string"`` -> a StructType."""
     p = _Parser(text)
-    if p.peek() and p.peek().lower() == "struct" and len(p.tokens) > 1 and p.tokens[1] == "<":  # type: ignore[union-attr]
+    first = p.peek()
+    if first is not None and first.lower() == "struct" and len(p.tokens) > 1 and p.tokens[1] == "<":
         dt = p.data_type()
         assert isinstance(dt, StructType)
         return dt
