@@ -112,6 +112,17 @@ def test_shuffles_can_spill_to_superfs(sfs):
     client.close()
 
 
+def test_local_cluster_urls(sfs, monkeypatch):
+    cluster, _, _ = sfs
+    # superfs:///path means the cluster whose state directory $SUPERFS_STATE_DIR names
+    monkeypatch.setenv("SUPERFS_STATE_DIR", cluster.state_dir)
+    local = SparkSession({"spark.master": "local", "chukonu.progress": "off"})
+    try:
+        assert local.read.text("superfs:///placement/lines.txt").count() == len(LINES)
+    finally:
+        local.stop()
+
+
 def test_dedup_cli_on_superfs(sfs, tmp_path):
     _, address, _ = sfs
     from chukonu.dedup import MinHashConfig, reference
