@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     where.add_argument("--state-dir", default=None,
                        help="the local cluster's state directory (default: $XDG_DATA_HOME/superfs "
                             "or ~/.local/share/superfs)")
+    p.add_argument("--config", metavar="FILE",
+                   help="the cluster's TOML file: dir server address, credentials and TLS settings")
     p.add_argument("--foreground", action="store_true", help="serve in this process (do not daemonise)")
     p.add_argument("--attr-timeout", type=float, default=1.0, metavar="S",
                    help="seconds the kernel caches attributes (default 1)")
@@ -66,20 +68,33 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
+    from superfs.client import resolve
+    from superfs.client.rpc import security_scope
+
     state = args.state_dir or default_state_dir()
+    security = None
     try:
-        address = args.address or local_dir_address(state)
+        if args.config:
+            address, security, _ = resolve(config=args.config)
+            address = args.address or address
+        else:
+            address = args.address or local_dir_address(state)
     except FileNotFoundError as e:
         print(f"superfs: {e.strerror}", file=sys.stderr)
         return 1
+    except (ValueError, OSError) as e:
+        print(f"superfs: {e}", file=sys.stderr)
+        return 2
     mountpoint = os.path.abspath(args.mountpoint)
     if not args.foreground:
-        return mount_mod.spawn_mount(mountpoint, address, state, _passthrough(args))
+        extra = _passthrough(args) + (["--config", os.path.abspath(args.config)] if args.config else [])
+        return mount_mod.spawn_mount(mountpoint, address, state, extra)
     mount_mod.setup_logging(args.log, args.log_level)
     opts = MountOptions(mountpoint=mountpoint, dir_address=address, attr_timeout=args.attr_timeout,
                         entry_timeout=args.entry_timeout, read_only=args.read_only,
                         allow_other=args.allow_other, rpc_timeout_s=args.rpc_timeout)
-    return mount_mod.run_foreground(opts)
+    with security_scope(security):  # channels the mount opens carry these credentials
+        return mount_mod.run_foreground(opts)
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
