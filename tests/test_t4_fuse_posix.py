@@ -419,6 +419,7 @@ def test_readdir_stable_while_changing(mdir: str) -> None:
     assert survivors <= set(seen), "an entry that was there all along was skipped"
 
 
+@pytest.mark.timeout(900)  # 100k creates take a minute on an idle 2-core machine, far more on a busy one
 def test_readdir_100k_entries(mnt: Any, fuse_cluster: Any) -> None:
     """A directory of 100,000+ entries is listed completely through the offset protocol."""
     import asyncio
