@@ -31,6 +31,12 @@ class AggFn:
     ignore_nulls: bool = False
 
     @property
+    def col(self) -> int:
+        """The input column (every aggregate but count(*) has one)."""
+        assert self.arg is not None, f"{self.fn} has no input column"
+        return self.arg
+
+    @property
     def state_width(self) -> int:
         return 2 if self.fn == "avg" else 1
 
@@ -155,18 +161,18 @@ def partial(pre: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
             specs.append((len(values), "count", _COUNT_ALL))
             slots.append(len(specs) - 1)
         elif f.fn == "count":
-            specs.append((f.arg, "count", _COUNT_VALID))
+            specs.append((f.col, "count", _COUNT_VALID))
             slots.append(len(specs) - 1)
         elif f.fn in ("sum", "min", "max"):
-            specs.append((f.arg, f.fn, None))
+            specs.append((f.col, f.fn, None))
             slots.append(len(specs) - 1)
         elif f.fn == "avg":
-            specs.append((len(values) + 1 + f.arg, "sum", None))   # the float64 copy, added below
-            specs.append((f.arg, "count", _COUNT_VALID))
+            specs.append((len(values) + 1 + f.col, "sum", None))   # the float64 copy, added below
+            specs.append((f.col, "count", _COUNT_VALID))
             slots.append((len(specs) - 2, len(specs) - 1))
         else:
             slots.append(None)
-    avg_args = {f.arg for f in fns if f.fn == "avg"}
+    avg_args = {f.col for f in fns if f.fn == "avg"}
     extra = [pa.array(np.zeros(pre.num_rows, dtype=np.int8))] + [
         v.cast(pa.float64()) if i in avg_args else v for i, v in enumerate(values)]
     results = _hash_aggs(g, values + extra, specs)
@@ -177,9 +183,9 @@ def partial(pre: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
         elif slot is not None:
             states.append(results[slot])
         elif f.fn in ("first", "last"):
-            states.append(g.first(values[f.arg], f.ignore_nulls, last=f.fn == "last"))
+            states.append(g.first(values[f.col], f.ignore_nulls, last=f.fn == "last"))
         else:
-            states.append(g.collect(values[f.arg], distinct=f.fn != "collect_list", merge=False))
+            states.append(g.collect(values[f.col], distinct=f.fn != "collect_list", merge=False))
     return _state_table(g, states, n_keys, fns)
 
 

@@ -103,7 +103,7 @@ class Engine:
             self._backend = self._make_backend()
         return self._backend
 
-    def _data_server_labels(self) -> list[int | None] | None:
+    def _data_server_labels(self) -> list[int] | None:
         explicit = self.conf.get("chukonu.workers.dataServers")
         if explicit:
             return [int(x) for x in str(explicit).split(",") if x.strip()]

@@ -35,10 +35,8 @@ def splitmix(x: np.ndarray) -> np.ndarray:
 def _string_hashes(a: pa.Array) -> np.ndarray:
     from chukonu.native.xxh64 import hash_strings
 
-    if pa.types.is_large_string(a.type) or pa.types.is_large_binary(a.type):
-        offset_type = np.int64
-    else:
-        offset_type = np.int32
+    wide = pa.types.is_large_string(a.type) or pa.types.is_large_binary(a.type)
+    offset_type: type = np.int64 if wide else np.int32
     bufs = a.buffers()
     offsets = np.frombuffer(bufs[1], dtype=offset_type)[a.offset: a.offset + len(a) + 1].astype(np.int64)
     data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, dtype=np.uint8)

@@ -9,7 +9,7 @@ input unless it must (a sort, an aggregate).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -50,8 +50,8 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 class ProjectOp(Op):
     name = "project"
 
-    def __init__(self, exprs: list[Expr], schema: pa.Schema) -> None:
-        self.exprs = exprs
+    def __init__(self, exprs: Sequence[Expr], schema: pa.Schema) -> None:
+        self.exprs = list(exprs)
         self.schema = schema
         gens = [i for i, e in enumerate(exprs) if isinstance(_unalias(e), Generator)]
         self.generator = gens[0] if gens else None
@@ -72,13 +72,13 @@ class ProjectOp(Op):
         assert isinstance(gen, Generator)
         parents, generated = explode(as_array(gen.child.evaluate(b, ctx), n), gen.kind == "posexplode", gen.outer)
         take = pa.array(parents)
-        cols: list[pa.Array] = []
+        out: list[pa.Array] = []
         for i, e in enumerate(self.exprs):
             if i == self.generator:
-                cols.extend(generated)
+                out.extend(generated)
             else:
-                cols.append(as_array(e.evaluate(b, ctx), n).take(take))
-        return conform(pa.RecordBatch.from_arrays(cols, names=self.schema.names), self.schema)
+                out.append(as_array(e.evaluate(b, ctx), n).take(take))
+        return conform(pa.RecordBatch.from_arrays(out, names=self.schema.names), self.schema)
 
 
 def _unalias(e: Expr) -> Expr:
@@ -265,7 +265,7 @@ class SortOp(Op):
 
     name = "sort"
 
-    def __init__(self, orders: list[Expr], schema: pa.Schema, limit: int | None = None) -> None:
+    def __init__(self, orders: Sequence[Expr], schema: pa.Schema, limit: int | None = None) -> None:
         self.orders, self.schema, self.limit = orders, schema, limit
 
     def run(self, batches: Batches, tc: Any) -> Batches:
@@ -284,7 +284,7 @@ class TopKOp(Op):
 
     name = "topK"
 
-    def __init__(self, n: int, orders: list[Expr], schema: pa.Schema) -> None:
+    def __init__(self, n: int, orders: Sequence[Expr], schema: pa.Schema) -> None:
         self.n, self.orders, self.schema = n, orders, schema
 
     def run(self, batches: Batches, tc: Any) -> Batches:

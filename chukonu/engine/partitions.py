@@ -79,8 +79,10 @@ class ScanPartition(Partition):
 class ChainPartition(Partition):
     def __init__(self, parent: Partition, ops: list[Any]) -> None:
         if isinstance(parent, ChainPartition):
-            parent, ops = parent.parent, parent.ops + ops
-        self.parent, self.ops = parent, ops
+            ops = parent.ops + ops
+            parent = parent.parent
+        self.parent: Partition = parent
+        self.ops: list[Any] = ops
 
     def batches(self, tc: Any) -> Iterator[Any]:
         it = self.parent.batches(tc)

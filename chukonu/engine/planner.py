@@ -55,8 +55,10 @@ class ShuffleJoin:
 class RddCombine:
     """combineByKey's per-partition step: fold (key, value) pairs into (key, combiner)."""
 
-    def __init__(self, create: Callable, merge_value: Callable, merging: bool) -> None:
-        self.create, self.merge_value, self.merging = create, merge_value, merging
+    def __init__(self, create: Callable | None, merge_value: Callable | None, merging: bool) -> None:
+        self.create: Callable = create if create is not None else _identity
+        self.merge_value: Callable = merge_value if merge_value is not None else _keep_first
+        self.merging = merging
 
     def __call__(self, index: int, items: Any) -> Any:
         acc: dict[Any, Any] = {}
@@ -66,6 +68,14 @@ class RddCombine:
             else:
                 acc[k] = v if self.merging else self.create(v)
         return iter(acc.items())
+
+
+def _identity(v: Any) -> Any:
+    return v
+
+
+def _keep_first(a: Any, _b: Any) -> Any:
+    return a
 
 
 def coalesce_groups(sizes: list[int], target: int) -> list[list[int]]:

@@ -94,6 +94,7 @@ class Scheduler:
                 self._record(stage, task, ev.worker, outcome)
                 if not outcome.ok:
                     err = outcome.error
+                    assert err is not None
                     if failure is None:
                         failure = TaskFailedError(err.describe(), stage=stage.id, partition=task.partition,
                                                   cause_type=err.error_type, cause_message=err.message,

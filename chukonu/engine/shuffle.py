@@ -15,7 +15,7 @@ import os
 import pickle
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -38,8 +38,8 @@ class Partitioner:
 
 
 class HashPartitioner(Partitioner):
-    def __init__(self, keys: list[Expr], n: int) -> None:
-        self.keys, self.n = keys, n
+    def __init__(self, keys: Sequence[Expr], n: int) -> None:
+        self.keys, self.n = list(keys), n
 
     def assign(self, batch: pa.RecordBatch, tc: Any, offset: int) -> np.ndarray:
         ctx = EvalCtx(tc.partition, offset, tc.input_file)

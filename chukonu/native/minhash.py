@@ -29,7 +29,7 @@ EMPTY = np.uint32(0xFFFFFFFF)
 
 @njit(inline="always", cache=True)
 def _is_word_byte(c: np.uint8) -> bool:
-    return (c >= 48 and c <= 57) or (c >= 65 and c <= 90) or (c >= 97 and c <= 122) or c == 95 or c >= 128
+    return bool((c >= 48 and c <= 57) or (c >= 65 and c <= 90) or (c >= 97 and c <= 122) or c == 95 or c >= 128)
 
 
 @njit(cache=True)

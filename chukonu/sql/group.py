@@ -29,7 +29,7 @@ class GroupedData:
         if len(exprs) == 1 and isinstance(exprs[0], dict):
             cols = []
             for name, fn in exprs[0].items():
-                fn_name = {"mean": "avg", "average": "avg"}.get(fn, fn)
+                fn_name = str({"mean": "avg", "average": "avg"}.get(fn, fn))
                 maker = getattr(F, fn_name, None)
                 if maker is None:
                     raise unsupported(f"agg function {fn!r}")

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from typing import Any, Sequence
 
 from chukonu.engine.backends.base import Backend, Event, WorkerInfo
 
@@ -30,7 +30,7 @@ START_TIMEOUT_S = 60.0
 class ProcessPoolBackend(Backend):
     name = "process"
 
-    def __init__(self, num_workers: int, spill_dir: str, data_servers: list[int | None] | None = None) -> None:
+    def __init__(self, num_workers: int, spill_dir: str, data_servers: Sequence[int | None] | None = None) -> None:
         self.spill_dir = spill_dir
         labels = list(data_servers) if data_servers else [None] * num_workers
         self._sock_dir = tempfile.mkdtemp(prefix="chukonu-pool-")

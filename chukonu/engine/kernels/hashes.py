@@ -25,7 +25,7 @@ SPARK_SEED = 42
 
 def _digest(v: list[Any], n: int, fn: Any) -> pa.Array:
     a = as_array(v[0], n)
-    out = []
+    out: list[str | None] = []
     for x in a.to_pylist():
         if x is None:
             out.append(None)
