@@ -259,3 +259,15 @@ def test_connect_without_a_cluster_is_a_clear_error(tmp_path):
     assert e2.value.errno in (errno.EIO, errno.ETIMEDOUT)
 
 
+
+
+def test_lookup_never_hands_unreadable_bytes_to_another_uid(cluster, client, workdir):
+    client.chmod(workdir, 0o755)
+    client.write_bytes(f"{workdir}/private", b"not for you")
+    client.chmod(f"{workdir}/private", 0o600)
+    with connect(str(cluster.config["dir_server"]), creds=Creds(4321, 4321)) as other:
+        parent = other.stat(workdir).st_ino
+        node = other._run(other.aio.meta.lookup(parent, "private", other.creds, want_data=True))
+        assert node.file.data == b"" and node.attr.size == len(b"not for you")
+        with pytest.raises(PermissionError):
+            other.read_bytes(f"{workdir}/private")

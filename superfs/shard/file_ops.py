@@ -124,20 +124,34 @@ def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: i
     return CreateResult(node, True)
 
 
-def lookup_file(t: ShardTxn, parent: int, raw: bytes, want_data: bool) -> tuple[int, int, Inode | None, bytes]:
-    """(ino, type, local inode or None, inline bytes if asked) of one entry."""
+def _readable_data(t: ShardTxn, node: Inode, want_data: bool, creds: CredsLike | None) -> bytes:
+    """Inline bytes for a lookup that asked for them, only if creds may read the file.
+
+    A caller without read permission still gets the attributes (a lookup needs
+    none); its read then goes to ReadInline, which answers EACCES.
+    """
+    if not (want_data and node.inline):
+        return b""
+    if creds is not None and not perms.allowed(node.mode, node.uid, node.gid, creds, perms.R_OK):
+        return b""
+    return t.inline_data(node.ino)
+
+
+def lookup_file(t: ShardTxn, parent: int, raw: bytes, want_data: bool,
+                creds: CredsLike | None = None) -> tuple[int, int, Inode | None, bytes]:
+    """(ino, type, local inode or None, inline bytes if asked and readable) of one entry."""
     found = t.entry(parent, raw)
     if found is None:
         raise FsError(errno.ENOENT, "no such file")
     ino, ftype = found
     node = None if ftype == DIRECTORY else t.inode(ino)
-    data = t.inline_data(ino) if node is not None and node.inline and want_data else b""
+    data = _readable_data(t, node, want_data, creds) if node is not None else b""
     return ino, ftype, node, data
 
 
-def get_file(t: ShardTxn, ino: int, want_data: bool) -> tuple[Inode, bytes]:
+def get_file(t: ShardTxn, ino: int, want_data: bool, creds: CredsLike | None = None) -> tuple[Inode, bytes]:
     node = t.require_inode(ino)
-    return node, t.inline_data(ino) if node.inline and want_data else b""
+    return node, _readable_data(t, node, want_data, creds)
 
 
 def set_attr(t: ShardTxn, ino: int, *, mask: int, mode: int, uid: int, gid: int, size: int,

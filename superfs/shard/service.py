@@ -155,7 +155,8 @@ class ShardServicer(pbg.ShardServiceServicer):
         raw = names.check_name(request.name)
         self.cluster.check_entry(request.parent_ino, request.name)
         with self.store.read() as t:
-            ino, ftype, node, data = file_ops.lookup_file(t, request.parent_ino, raw, request.want_data)
+            ino, ftype, node, data = file_ops.lookup_file(t, request.parent_ino, raw, request.want_data,
+                                                         request.creds)
         reply = pb.LookupFileReply(entry=pb.Dentry(name=request.name, ino=ino, type=ftype), has_file=node is not None)
         if node is not None:
             reply.file.CopyFrom(file_info_of(node, data))
@@ -165,7 +166,7 @@ class ShardServicer(pbg.ShardServiceServicer):
     async def GetFile(self, request: pb.GetFileRequest, context: Ctx) -> pb.FileInfo:
         self.cluster.check_ino(request.ino)
         with self.store.read() as t:
-            node, data = file_ops.get_file(t, request.ino, request.want_data)
+            node, data = file_ops.get_file(t, request.ino, request.want_data, request.creds)
         return file_info_of(node, data)
 
     @rpc_handler
