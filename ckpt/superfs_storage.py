@@ -57,25 +57,15 @@ async def with_retries(what: str, make: Any) -> Any:
 
 
 def open_async_fs(address: str | None) -> tuple[str, Any]:
-    """(dir server address, AsyncFs) set up as ``superfs.connect`` would: same address and credentials.
+    """(dir server address, AsyncFs) with the address and credentials ``superfs.connect`` would use.
 
-    With no address: the local cluster's file (its address, token and TLS),
-    else its old-style state directory. With an address, the client finds
-    credentials itself (the local cluster of that address, or SUPERFS_TOKEN).
+    With no address: the local cluster (its cluster file's address, token
+    and TLS); with one, the client finds credentials by address or in
+    SUPERFS_TOKEN.
     """
-    from superfs.client import AsyncFs, ClientSecurity, local_cluster_file, local_dir_address, security_scope
+    from superfs.client import AsyncFs, resolve, security_scope
 
-    security = None
-    if address is None:
-        try:
-            cf = local_cluster_file()
-        except FileNotFoundError:
-            address = local_dir_address()
-        else:
-            if cf.dir_server is None:
-                raise ValueError(f"{cf.path}: no dir server address")
-            address = cf.dir_server.address
-            security = ClientSecurity.from_config(cf.security)
+    address, security, _ = resolve(address)
     with security_scope(security):  # the AsyncFs's channels pick their credentials up here
         return address, AsyncFs(address, timeout_s=RPC_TIMEOUT_S)
 
