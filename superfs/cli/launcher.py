@@ -34,6 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 
+from superfs.procs import pid_alive
 from superfs import config_file
 from superfs.auth import TOKEN_ENV
 from superfs.client.local import CLUSTER_FILE, CLUSTER_TOML, register_address, unregister_address
@@ -61,20 +62,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 class LocalCluster:

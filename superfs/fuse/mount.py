@@ -28,6 +28,7 @@ import time
 import pyfuse3
 import pyfuse3.asyncio
 
+from superfs.procs import pid_alive as _pid_alive
 from superfs.client.fs import AsyncFs
 from superfs.fuse.creds import ROOT
 from superfs.fuse.operations import SuperFsOperations
@@ -165,20 +166,6 @@ def read_records(state_dir: str) -> list[dict[str, object]]:
             rec["_file"] = os.path.join(run, name)
             out.append(rec)
     return out
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _tail(path: str, lines: int = 20) -> str:

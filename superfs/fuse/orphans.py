@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 
+from superfs.procs import pid_alive as _pid_alive
 from superfs.client.fs import AsyncFs
 from superfs.client.meta import SET_MODE, Creds
 from superfs.errors import FsError
@@ -37,16 +38,6 @@ log = logging.getLogger(__name__)
 ORPHAN_DIR = ".superfs-orphans"
 ORPHAN_MODE = 0o1733
 ROOT_INO = 1
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Orphans:
