@@ -13,7 +13,6 @@ import errno
 import hashlib
 import os
 import stat
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -628,32 +627,3 @@ def test_access(mdir: str) -> None:
     assert as_user(os.access, f"{mdir}/f", os.R_OK) == ("ok", True)
     assert as_user(os.access, f"{mdir}/f", os.W_OK) == ("ok", False)
     assert os.access(f"{mdir}/f", os.W_OK)
-
-
-# ------------------------------------------------------------ concurrency
-
-def test_concurrent_readers_and_writers(mdir: str) -> None:
-    """Many threads at once: every one finishes, and every file is intact."""
-    errors: list[BaseException] = []
-
-    def worker(k: int) -> None:
-        try:
-            for i in range(25):
-                data = hashlib.sha256(f"{k}-{i}".encode()).digest() * (1 + (i * 97) % 700)
-                write(f"{mdir}/t{k}-{i}", data)
-                assert read(f"{mdir}/t{k}-{i}") == data
-                os.stat(f"{mdir}/t{k}-{i}")
-            big = os.urandom(FUSE_CHUNK * 2 + k)
-            write(f"{mdir}/big{k}", big)
-            assert read(f"{mdir}/big{k}") == big
-        except BaseException as e:  # noqa: BLE001
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(240)
-    assert not any(t.is_alive() for t in threads), "a worker hung"
-    assert not errors, errors[0]
-    assert len(os.listdir(mdir)) == 12 * 26

@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "user_allow_other in /etc/fuse.conf)")
     p.add_argument("--log", metavar="FILE", help="log here instead of stderr")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    p.add_argument("--fuse-debug", action="store_true",
+                   help="log every FUSE request and its reply (libfuse's debug option), to find a "
+                        "request that is never answered; SIGUSR1 to the mount process logs what "
+                        "each of its tasks waits on")
     p.set_defaults(func=cmd_mount)
 
     p = sub.add_parser("umount", help="unmount a SuperFS mount",
@@ -64,6 +68,8 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         out.append("--read-only")
     if args.allow_other:
         out.append("--allow-other")
+    if args.fuse_debug:
+        out.append("--fuse-debug")
     return out
 
 
@@ -92,7 +98,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
     mount_mod.setup_logging(args.log, args.log_level)
     opts = MountOptions(mountpoint=mountpoint, dir_address=address, attr_timeout=args.attr_timeout,
                         entry_timeout=args.entry_timeout, read_only=args.read_only,
-                        allow_other=args.allow_other, rpc_timeout_s=args.rpc_timeout)
+                        allow_other=args.allow_other, rpc_timeout_s=args.rpc_timeout,
+                        fuse_debug=args.fuse_debug)
     with security_scope(security):  # channels the mount opens carry these credentials
         return mount_mod.run_foreground(opts)
 

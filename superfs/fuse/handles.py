@@ -16,7 +16,11 @@ the writes made, before anything reaches the servers:
   and served from there. A chunked file's dirty data is pushed first; read
   sequentially, it is fetched in windows ahead of the reader, so the
   kernel's 128 KiB requests are served from memory while the next window is
-  already on its way.
+  already on its way. Each handle is its own sequential stream, and the
+  windows are shared: readers at different places in one file (a data
+  loader's workers) each keep their windows. A window is never cancelled,
+  only forgotten (least recently used first), because another reader may be
+  waiting for it.
 
 Cached bytes live as long as the OpenFile (while any handle is open) and are
 dropped when an ``open`` finds the file changed on the servers.
@@ -53,7 +57,8 @@ MAX_EXTENTS = 64            # more scattered writes than this: push them
 MAX_PUSH = 16 << 20         # push at least this often, whatever the chunk size
 RA_MIN_WINDOW = 1 << 20     # read-ahead window bounds
 RA_MAX_WINDOW = 8 << 20
-RA_WINDOWS_KEPT = 3
+RA_WINDOWS_PER_READER = 2  # windows kept per open handle (the one read and the next), LRU
+RA_MAX_WINDOWS = 16
 RA_TRIGGER = 128 * 1024     # a first read this big (the kernel's read-ahead size) starts read-ahead
 
 
@@ -112,8 +117,7 @@ class OpenFile:
         self._push: asyncio.Task[None] | None = None
         self._error: FsError | None = None  # a background push failed: report it once
         self.inline_bytes: bytes | None = None   # the whole content of an inline file
-        self._windows: dict[int, asyncio.Task[bytes]] = {}
-        self.next_seq = -1                  # where a sequential reader reads next
+        self._windows: dict[int, asyncio.Task[bytes]] = {}  # read-ahead, least recently used first
 
     # ------------------------------------------------------------- state
 
@@ -145,8 +149,6 @@ class OpenFile:
         Read-after-write of small files is common (editors, config files,
         databases): patching the copy spares a fetch after every flush.
         """
-        for task in self._windows.values():
-            task.cancel()
         self._windows.clear()
         data = self.inline_bytes
         info = self.node.file
@@ -160,9 +162,9 @@ class OpenFile:
         self.inline_bytes = bytes(b)
 
     def drop_cache(self) -> None:
+        # windows in flight finish for whoever awaits them (a read that began
+        # before the change); nobody new finds them
         self.inline_bytes = None
-        for task in self._windows.values():
-            task.cancel()
         self._windows.clear()
 
     # ------------------------------------------------------------ writes
@@ -249,7 +251,8 @@ class OpenFile:
 
     # ------------------------------------------------------------- reads
 
-    async def read(self, offset: int, size: int, creds: Creds) -> bytes:
+    async def read(self, offset: int, size: int, creds: Creds, cursor: "ReadCursor") -> bytes:
+        """Bytes at ``offset``; ``cursor`` is the reading handle's sequential position."""
         if self.dirty:
             data, info = self.inline_bytes, self.node.file
             if data is not None and info is not None and info.inline:
@@ -266,8 +269,8 @@ class OpenFile:
             return await self._read_inline(offset, size, creds)
         # read-ahead once reads follow each other, or a big read starts the file
         # (a database reading its header must not pull in megabytes)
-        sequential = offset == self.next_seq or (offset == 0 and size >= RA_TRIGGER)
-        self.next_seq = offset + size
+        sequential = offset == cursor.next_seq or (offset == 0 and size >= RA_TRIGGER)
+        cursor.next_seq = offset + size
         if not sequential:
             return await self._data.read(info, offset, size, creds)
         return await self._read_ahead(info, offset, size, creds)
@@ -290,28 +293,30 @@ class OpenFile:
         return min(max(self.chunk_size, RA_MIN_WINDOW), RA_MAX_WINDOW)
 
     def _window(self, info: pb.FileInfo, idx: int, wsize: int, creds: Creds) -> asyncio.Task[bytes]:
-        task = self._windows.get(idx)
+        task = self._windows.pop(idx, None)
         if task is None:
             start = idx * wsize
             length = min(wsize, info.attr.size - start)
             task = asyncio.ensure_future(self._data.read(info, start, length, creds))
             task.add_done_callback(_retrieve)  # a window nobody reads must not warn when it fails
-            self._windows[idx] = task
+        self._windows[idx] = task  # now the most recently used
+        keep = min(RA_MAX_WINDOWS, RA_WINDOWS_PER_READER * max(1, self.handles) + 1)
+        while len(self._windows) > keep:
+            del self._windows[next(iter(self._windows))]
         return task
 
     async def _read_ahead(self, info: pb.FileInfo, offset: int, size: int, creds: Creds) -> bytes:
         wsize = self._window_size()
         first, last = offset // wsize, (offset + size - 1) // wsize
-        tasks = [self._window(info, i, wsize, creds) for i in range(first, last + 1)]
         if (last + 1) * wsize < info.attr.size:
             self._window(info, last + 1, wsize, creds)  # the next window, ahead of the reader
-        for idx in [i for i in self._windows if i < first - 1 or i > last + RA_WINDOWS_KEPT]:
-            self._windows.pop(idx).cancel()
+        tasks = [self._window(info, i, wsize, creds) for i in range(first, last + 1)]
         try:
             parts = await asyncio.gather(*tasks)
-        except BaseException:
-            for i in range(first, last + 1):
-                self._windows.pop(i, None)  # a failed window is fetched again next time
+        except Exception:
+            for i, task in zip(range(first, last + 1), tasks):
+                if self._windows.get(i) is task:
+                    del self._windows[i]  # a failed window is fetched again next time
             raise
         if len(parts) == 1:
             rel = offset - first * wsize
@@ -326,9 +331,15 @@ def _retrieve(task: "asyncio.Task[bytes]") -> None:
         task.exception()
 
 
+class ReadCursor:
+    """Where one reader reads next, to tell sequential reading from random."""
+
+    next_seq: int = -1
+
+
 @dataclass
-class FileHandle:
-    """One open file description (what the kernel calls ``fh``)."""
+class FileHandle(ReadCursor):
+    """One open file description (what the kernel calls ``fh``), and its read position."""
 
     fh: int
     ino: int

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -56,6 +57,7 @@ async def serve(opts: MountOptions) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _terminate, sig)
+        loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
         log.info("mounted cluster %s at %s (pid %d)", opts.dir_address, opts.mountpoint, os.getpid())
         await pyfuse3.main(max_tasks=MAX_TASKS)
     finally:
@@ -69,6 +71,17 @@ async def serve(opts: MountOptions) -> None:
 def _terminate(sig: int) -> None:
     log.debug("signal %d: unmounting", sig)
     pyfuse3.terminate()
+
+
+def dump_tasks() -> None:
+    """SIGUSR1: log what every asyncio task of the mount is waiting on (for a stuck mount)."""
+    tasks = asyncio.all_tasks()
+    lines = [f"SIGUSR1: {len(tasks)} asyncio tasks"]
+    for task in tasks:
+        out = io.StringIO()
+        task.print_stack(limit=12, file=out)
+        lines.append(out.getvalue().rstrip())
+    log.warning("\n".join(lines))
 
 
 def setup_logging(log_file: str | None, level: str = "INFO") -> None:

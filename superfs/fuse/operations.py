@@ -21,6 +21,7 @@ the kernel looks the path up afresh.
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import functools
 import logging
@@ -75,6 +76,14 @@ def fuse_op(fn: F) -> F:
             raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
         except Exception:  # noqa: BLE001 - the boundary: a bug must not take the mount down
             log.exception("unexpected error in %s%r", name, args[:3])
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the mount is shutting down
+            # something this request awaited was cancelled: a bug, but pyfuse3
+            # would drop the request unanswered and the caller would hang
+            log.exception("%s%r awaited a cancelled task", name, args[:3])
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return wrapper  # type: ignore[return-value]
@@ -488,7 +497,7 @@ class SuperFsOperations(pyfuse3.Operations):
     @fuse_op
     async def read(self, fh: int, off: int, size: int) -> bytes:
         h = self.handles.get(fh)
-        return await h.file.read(off, size, h.creds)
+        return await h.file.read(off, size, h.creds, h)
 
     @fuse_op
     async def write(self, fh: int, off: int, buf: bytes) -> int:

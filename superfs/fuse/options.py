@@ -13,6 +13,7 @@ class MountOptions:
     read_only: bool = False
     allow_other: bool = False
     rpc_timeout_s: float = 5.0
+    fuse_debug: bool = False      # libfuse prints every request and reply (to the log)
 
 
 def fuse_options(opts: MountOptions) -> set[str]:
@@ -25,6 +26,8 @@ def fuse_options(opts: MountOptions) -> set[str]:
     refuses the mount otherwise).
     """
     o = {"fsname=superfs", "subtype=superfs", "default_permissions"}
+    if opts.fuse_debug:
+        o.add("debug")
     if opts.allow_other:
         o.add("allow_other")
     if opts.read_only:
