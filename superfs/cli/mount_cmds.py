@@ -16,6 +16,7 @@ from superfs.client.local import default_state_dir, local_dir_address
 from superfs.config import DEFAULT_RPC_TIMEOUT_S
 from superfs.fuse import mount as mount_mod
 from superfs.fuse.options import MountOptions
+from superfs.fuse.readahead import DEFAULT_READ_AHEAD_KB
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help=f"seconds before a request to a daemon fails with ETIMEDOUT "
                         f"(default {DEFAULT_RPC_TIMEOUT_S:g})")
     p.add_argument("--read-only", action="store_true", help="mount read-only")
+    p.add_argument("--read-ahead-kb", type=int, default=DEFAULT_READ_AHEAD_KB, metavar="KB",
+                   help=f"the kernel's read-ahead for the mount, so sequential reads arrive in big "
+                        f"requests (default {DEFAULT_READ_AHEAD_KB}; 0 keeps FUSE's 128; needs root)")
     p.add_argument("--allow-other", action="store_true",
                    help="let users other than the mounting one use the mount (root mounts, or "
                         "user_allow_other in /etc/fuse.conf)")
@@ -63,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _passthrough(args: argparse.Namespace) -> list[str]:
     """Flags the background process gets again."""
     out = ["--attr-timeout", str(args.attr_timeout), "--entry-timeout", str(args.entry_timeout),
-           "--rpc-timeout", str(args.rpc_timeout), "--log-level", args.log_level]
+           "--rpc-timeout", str(args.rpc_timeout), "--log-level", args.log_level,
+           "--read-ahead-kb", str(args.read_ahead_kb)]
     if args.read_only:
         out.append("--read-only")
     if args.allow_other:
@@ -99,7 +104,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     opts = MountOptions(mountpoint=mountpoint, dir_address=address, attr_timeout=args.attr_timeout,
                         entry_timeout=args.entry_timeout, read_only=args.read_only,
                         allow_other=args.allow_other, rpc_timeout_s=args.rpc_timeout,
-                        fuse_debug=args.fuse_debug)
+                        fuse_debug=args.fuse_debug, read_ahead_kb=args.read_ahead_kb)
     with security_scope(security):  # channels the mount opens carry these credentials
         return mount_mod.run_foreground(opts)
 

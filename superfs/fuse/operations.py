@@ -43,6 +43,7 @@ from superfs.fuse.handles import HandleTable, OpenFile, as_opened
 from superfs.fuse.inodes import InodeTable, entry_attributes, version_of
 from superfs.fuse.options import MountOptions
 from superfs.fuse.orphans import ORPHAN_DIR, Orphans
+from superfs.fuse.readahead import set_read_ahead
 from superfs.fuse.statfs import StatfsCache
 from superfs.perms import R_OK, W_OK, X_OK, allowed
 from superfs.v1 import superfs_pb2 as pb
@@ -116,6 +117,13 @@ class SuperFsOperations(pyfuse3.Operations):
         self.creds_of = CredsOf()
         self.orphans = Orphans(fs)
         self.statfs_cache = StatfsCache(fs)
+
+    def init(self) -> None:
+        """INIT: once it is answered, raise the kernel's read-ahead (see readahead.py)."""
+        if self.opts.read_ahead_kb > 0:
+            # call_soon: the INIT reply is written when this returns, and the kernel
+            # would cap a value set before it at the 128 KiB that INIT offers
+            asyncio.get_running_loop().call_soon(set_read_ahead, self.opts.mountpoint, self.opts.read_ahead_kb)
 
     async def setup(self) -> None:
         if not self.opts.read_only:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from superfs.fuse.readahead import DEFAULT_READ_AHEAD_KB
+
 
 @dataclass(frozen=True)
 class MountOptions:
@@ -14,6 +16,7 @@ class MountOptions:
     allow_other: bool = False
     rpc_timeout_s: float = 5.0
     fuse_debug: bool = False      # libfuse prints every request and reply (to the log)
+    read_ahead_kb: int = DEFAULT_READ_AHEAD_KB  # the kernel's read-ahead (0: leave its default)
 
 
 def fuse_options(opts: MountOptions) -> set[str]:

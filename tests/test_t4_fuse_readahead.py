@@ -1,0 +1,78 @@
+"""Big sequential reads: the mount raises the kernel's read-ahead so reads arrive in large requests."""
+from __future__ import annotations
+
+import os
+import re
+from typing import Callable
+
+import pytest
+from fuse_helpers import FUSE_CHUNK, MountProcess, fuse_cluster, mount_factory, mount_root  # noqa: F401
+
+from superfs.fuse.readahead import DEFAULT_READ_AHEAD_KB, _unescape, mount_device, set_read_ahead
+
+# ---------------------------------------------------------------- units
+
+MOUNTINFO = """\
+22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+90 22 0:39 / /tmp/a\\040b rw,nosuid shared:50 - fuse.superfs superfs rw
+91 22 0:41 / /tmp/a\\040b rw,nosuid shared:51 - fuse.superfs superfs rw
+"""
+
+
+def test_mount_device_is_the_last_mount_on_the_path(tmp_path: os.PathLike[str]) -> None:
+    info = os.path.join(tmp_path, "mountinfo")
+    with open(info, "w") as f:
+        f.write(MOUNTINFO)
+    assert mount_device("/tmp/a b", info) == "0:41"   # mounted over the first one
+    assert mount_device("/", info) == "253:0"
+    assert mount_device("/nowhere", info) is None
+    assert _unescape("/x\\011y\\134z\\012") == "/x\ty\\z\n"
+
+
+def test_set_read_ahead_writes_the_bdi_value(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    bdi = os.path.join(tmp_path, "0:41")
+    os.makedirs(bdi)
+    with open(os.path.join(bdi, "read_ahead_kb"), "w") as f:
+        f.write("128\n")
+    monkeypatch.setattr("superfs.fuse.readahead.mount_device", lambda mp: "0:41")
+    assert set_read_ahead("/mnt", 4096, bdi_root=str(tmp_path)) == 4096
+    monkeypatch.setattr("superfs.fuse.readahead.mount_device", lambda mp: None)
+    assert set_read_ahead("/mnt", 4096, bdi_root=str(tmp_path)) is None   # not mounted: no guess
+
+
+# ---------------------------------------------------------------- mounts
+
+def bdi_read_ahead(mountpoint: str) -> int:
+    dev = mount_device(mountpoint)
+    assert dev is not None
+    with open(f"/sys/class/bdi/{dev}/read_ahead_kb") as f:
+        return int(f.read())
+
+
+def reply_sizes(m: MountProcess) -> list[int]:
+    """Sizes of the mount's READ replies, from libfuse's debug log (--fuse-debug)."""
+    text = m.log_tail(lines=1_000_000)
+    reads = set(re.findall(r"unique: (\d+), opcode: READ ", text))
+    return [int(size) for u, size in re.findall(r"unique: (\d+), success, outsize: (\d+)", text) if u in reads]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may raise a mount's read-ahead")
+def test_sequential_reads_arrive_in_big_requests(mount_factory: Callable[..., MountProcess]) -> None:
+    writer = mount_factory("ra-w")
+    data = os.urandom(12 * FUSE_CHUNK + 777)
+    with open(f"{writer.mountpoint}/big", "wb") as f:
+        f.write(data)
+
+    m = mount_factory("ra", ["--fuse-debug"])
+    assert bdi_read_ahead(m.mountpoint) == DEFAULT_READ_AHEAD_KB
+    with open(f"{m.mountpoint}/big", "rb") as f:
+        assert f.read() == data
+    sizes = reply_sizes(m)
+    assert sizes, "no READ requests reached the mount"
+    assert max(sizes) > 128 * 1024 + 16, f"largest read request {max(sizes)} bytes: read-ahead not raised"
+
+    small = mount_factory("ra0", ["--fuse-debug", "--read-ahead-kb", "0"])
+    assert bdi_read_ahead(small.mountpoint) <= 128
+    with open(f"{small.mountpoint}/big", "rb") as f:
+        assert f.read() == data
+    assert max(reply_sizes(small)) <= 128 * 1024 + 16
