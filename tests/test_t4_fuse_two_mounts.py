@@ -11,6 +11,7 @@ fsynced file.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -221,14 +222,24 @@ def cli_state() -> Iterator[str]:
     subprocess.run(["rm", "-rf", state])
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "superfs.cli.main", *args], capture_output=True, text=True,
-                          timeout=180)
+def cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI; with ``cwd``, the installed ``superfs`` command a user runs (``python -m`` would
+    itself import from the working directory)."""
+    exe = [sys.executable, "-m", "superfs.cli.main"]
+    if cwd is not None:
+        script = shutil.which("superfs", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+        if script is None:
+            pytest.skip("the superfs command is not installed")
+        exe = [script]
+    return subprocess.run([*exe, *args], capture_output=True, text=True, timeout=180, cwd=cwd)
 
 
 def test_up_mount_down_and_mount_umount(cli_state: str) -> None:
     mp = f"{cli_state}/mnt"  # not made: 'up --mount' makes a missing mountpoint (the README's first command)
-    r = cli("up", "--state-dir", f"{cli_state}/cluster", "--mount", mp)
+    # run from a directory holding one named superfs (as /tmp does after the README's first
+    # command): daemons started with 'python -m' must not import it as the package
+    os.mkdir(f"{cli_state}/superfs")
+    r = cli("up", "--state-dir", f"{cli_state}/cluster", "--mount", mp, cwd=cli_state)
     assert r.returncode == 0, r.stdout + r.stderr
     assert os.path.ismount(mp)
     put(f"{mp}/hello", b"world")

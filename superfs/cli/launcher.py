@@ -235,8 +235,10 @@ class LocalCluster:
         # a SUPERFS_TOKEN the user set for some other cluster must not replace this cluster's token,
         # and a NOTIFY_SOCKET of whatever service runs 'superfs up' is not these daemons' business
         daemon_env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "NOTIFY_SOCKET")}
+        # cwd "/": a daemon must not keep the caller's directory busy, and 'python -m'
+        # would import a directory named superfs from there (a mountpoint in /tmp)
         proc = subprocess.Popen(self.command(spec), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**daemon_env, **(env or {})})
+                                start_new_session=True, env={**daemon_env, **(env or {})}, cwd="/")
         log.close()
         self.procs[name] = proc
         return proc

@@ -200,14 +200,14 @@ def spawn_mount(mountpoint: str, dir_address: str, state_dir: str, extra_args: l
     if is_mounted(mountpoint):
         print(f"superfs: {mountpoint} is already mounted", file=sys.stderr)
         return 1
-    logfile = log_path(state_dir, mountpoint)
+    logfile = os.path.abspath(log_path(state_dir, mountpoint))
     os.makedirs(os.path.dirname(logfile), exist_ok=True)
     os.makedirs(os.path.join(state_dir, "run"), exist_ok=True)
     cmd = [sys.executable, "-m", "superfs.cli.main", "mount", mountpoint, "--address", dir_address,
            "--foreground", "--log", logfile] + list(extra_args or [])
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, cwd="/")  # as the daemons (launcher.py)
     deadline = time.monotonic() + timeout_s
     while not os.path.ismount(mountpoint):
         if proc.poll() is not None:
