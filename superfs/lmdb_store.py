@@ -51,6 +51,7 @@ class LmdbStore:
         durable: bool = True,
         map_size: int = DEFAULT_MAP_SIZE,
         async_flush_s: float = 1.0,
+        readahead: bool = False,
     ) -> None:
         os.makedirs(path, exist_ok=True)
         self.path = path
@@ -61,7 +62,7 @@ class LmdbStore:
             max_dbs=len(db_names) + 2,
             sync=durable,
             metasync=durable,
-            readahead=False,
+            readahead=readahead,  # off for metadata (random pages), on for chunk bytes
             max_readers=1024,
             lock=True,
         )

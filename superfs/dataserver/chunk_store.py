@@ -182,7 +182,9 @@ class ChunkStore:
 
     @classmethod
     def open(cls, path: str, *, durable: bool = True, **kwargs: Any) -> "ChunkStore":
-        store = LmdbStore(path, [DB_HEAD, DB_DATA, DB_META], durable=durable)
+        # chunks are read sequentially, megabytes at a time: without the kernel's
+        # read-ahead a cold read faults the mmap in one 4 KiB page at a time
+        store = LmdbStore(path, [DB_HEAD, DB_DATA, DB_META], durable=durable, readahead=True)
         log.info("chunk store opened at %s (%s)", path, "durable" if durable else "async")
         return cls(store, **kwargs)
 
