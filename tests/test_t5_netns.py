@@ -18,17 +18,14 @@ root, no ``ip`` from iproute2, or a kernel/container that forbids it).
 from __future__ import annotations
 
 import errno
-import os
-import shutil
-import subprocess
 from typing import Iterator
 
 import pytest
 from conftest import SMALL_CHUNK
+from netns_support import NamespacedCluster, why_not
 from t5_support import assert_clean, blob, ino_of, name_on, retry, wait_until
 from test_t5_bounded import fails, works
 
-from superfs.cli.launcher import DaemonSpec, LocalCluster
 from superfs.client import connect
 from superfs.config_file import ClusterFile
 
@@ -36,61 +33,15 @@ DEADLINE_S = 1.5
 PORT = 7070
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
-
-
-def _why_not() -> str | None:
-    """Why network namespaces cannot be used here, or None if they can."""
-    if shutil.which("ip") is None:
-        return "no 'ip' command (install iproute2: scripts/install-deps.sh does)"
-    if os.geteuid() != 0:
-        return "creating network namespaces needs root"
-    probe = f"sfsprobe{os.getpid()}"
-    r = _ip("netns", "add", probe, check=False)
-    if r.returncode != 0:
-        return f"cannot create a network namespace: {r.stderr.strip()}"
-    _ip("netns", "del", probe, check=False)
-    return None
-
-
-class NetnsCluster(LocalCluster):
-    """A LocalCluster whose daemons each live in a network namespace on a shared bridge."""
+class NetnsCluster(NamespacedCluster):
+    """Two shards and two data servers, each a host of its own; links can be cut."""
 
     def __init__(self, state_dir: str) -> None:
-        super().__init__(state_dir)
-        tag = os.getpid() % 100000
-        self.tag = tag
-        self.bridge = f"sfb{tag}"
-        self.subnet = f"10.{100 + tag % 100}.{(tag // 100) % 250}"
-        self.index: dict[str, int] = {}
-
-    def ns(self, name: str) -> str:
-        return f"sfs{self.tag}-{name}"
-
-    def veth(self, name: str, side: str) -> str:
-        return f"sv{self.tag}{side}{self.index[name]}"
-
-    def host(self, name: str) -> str:
-        return f"{self.subnet}.{10 + self.index[name]}"
+        super().__init__(state_dir, prefix="s5", second_octet=100, octets=100)
 
     def init_netns(self, *, shards: int, data_servers: int, replicas: int) -> None:
         names = ["dir"] + [f"shard-{i}" for i in range(shards)] + [f"data-{i}" for i in range(data_servers)]
-        self.index = {n: i for i, n in enumerate(names)}
-        _ip("link", "add", self.bridge, "type", "bridge")
-        _ip("addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
-        _ip("link", "set", self.bridge, "up")
-        for n in names:
-            ns, host_side, ns_side = self.ns(n), self.veth(n, "h"), self.veth(n, "n")
-            _ip("netns", "add", ns)
-            _ip("link", "add", host_side, "type", "veth", "peer", "name", ns_side)
-            _ip("link", "set", ns_side, "netns", ns)
-            _ip("link", "set", host_side, "master", self.bridge, "up")
-            _ip("-n", ns, "addr", "add", f"{self.host(n)}/24", "dev", ns_side)
-            _ip("-n", ns, "link", "set", ns_side, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
-        os.makedirs(self.path("run"), exist_ok=True)
-        os.makedirs(self.path("log"), exist_ok=True)
+        self.make_network(names)
         at = {n: f"{self.host(n)}:{PORT}" for n in names}
         self._write_files({"dir_server": at["dir"],
                            "shards": [at[f"shard-{i}"] for i in range(shards)],
@@ -98,27 +49,10 @@ class NetnsCluster(LocalCluster):
                           replicas=replicas, inline_threshold=4096, chunk_size=SMALL_CHUNK, durability="durable",
                           metrics=False, auth=False, base=ClusterFile())
 
-    def command(self, spec: DaemonSpec) -> list[str]:
-        return ["ip", "netns", "exec", self.ns(spec.name), *super().command(spec)]
-
-    def cut(self, name: str) -> None:
-        _ip("link", "set", self.veth(name, "h"), "down")
-
-    def heal(self, name: str) -> None:
-        _ip("link", "set", self.veth(name, "h"), "up")
-
-    def teardown(self) -> None:
-        for n in self.index:
-            self.heal(n) if _ip("link", "show", self.veth(n, "h"), check=False).returncode == 0 else None
-        self.stop()
-        for n in self.index:
-            _ip("netns", "del", self.ns(n), check=False)
-        _ip("link", "del", self.bridge, check=False)
-
 
 @pytest.fixture
 def netns_cluster(tmp_path) -> Iterator[NetnsCluster]:
-    why = _why_not()
+    why = why_not()
     if why is not None:
         pytest.skip(f"network namespaces unavailable: {why}")
     c = NetnsCluster(str(tmp_path / "netns-cluster"))

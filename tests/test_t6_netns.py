@@ -16,7 +16,6 @@ root, no ``ip`` from iproute2, or a kernel/container that forbids it).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import urllib.request
 from dataclasses import replace
@@ -24,10 +23,10 @@ from typing import Iterator
 
 import pytest
 from fuse_helpers import MountProcess, fuse_unavailable
+from netns_support import NamespacedCluster, ip, why_not
 from test_t6_auth import make_pki
 
 from superfs import config_file
-from superfs.cli.launcher import DaemonSpec, LocalCluster
 from superfs.cli.status import scrape, total
 from superfs.client import connect
 from superfs.config import TlsConfig
@@ -37,63 +36,16 @@ PORT = 7000
 METRICS_PORT = 9400
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
-
-
-def _why_not() -> str | None:
-    if shutil.which("ip") is None:
-        return "no 'ip' command (scripts/install-deps.sh installs iproute2)"
-    if os.geteuid() != 0:
-        return "creating network namespaces needs root"
-    probe = f"t6probe{os.getpid() % 100000}"
-    r = _ip("netns", "add", probe, check=False)
-    if r.returncode != 0:
-        return f"cannot create a network namespace: {r.stderr.strip()}"
-    _ip("netns", "del", probe, check=False)
-    return None
-
-
-class NamespacedCluster(LocalCluster):
-    """A LocalCluster whose daemons each run in a network namespace of their own, on one bridge."""
+class SpreadCluster(NamespacedCluster):
+    """Two shards and three data servers, each a host of its own, with TLS and tokens."""
 
     def __init__(self, state_dir: str) -> None:
-        super().__init__(state_dir)
-        self.tag = os.getpid() % 100000
-        self.bridge = f"t6b{self.tag}"
-        # 10.200-249.x: apart from other namespace tests' subnets
-        self.subnet = f"10.{200 + self.tag % 50}.{(self.tag // 50) % 250}"
-        self.index: dict[str, int] = {}
-
-    def ns(self, name: str) -> str:
-        return f"t6n{self.tag}-{name}"
-
-    def host(self, name: str) -> str:
-        return f"{self.subnet}.{10 + self.index[name]}"
-
-    def veth(self, name: str, side: str) -> str:
-        return f"t6v{self.tag}{side}{self.index[name]}"
-
-    def make_network(self, names: list[str]) -> None:
-        self.index = {n: i for i, n in enumerate(names)}
-        _ip("link", "add", self.bridge, "type", "bridge")
-        _ip("addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
-        _ip("link", "set", self.bridge, "up")
-        for n in names:
-            ns, outside, inside = self.ns(n), self.veth(n, "h"), self.veth(n, "n")
-            _ip("netns", "add", ns)
-            _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
-            _ip("link", "set", inside, "netns", ns)
-            _ip("link", "set", outside, "master", self.bridge, "up")
-            _ip("-n", ns, "addr", "add", f"{self.host(n)}/24", "dev", inside)
-            _ip("-n", ns, "link", "set", inside, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
+        # 10.200-249.x: apart from the network-cut tests' subnets
+        super().__init__(state_dir, prefix="t6", second_octet=200, octets=50)
 
     def init_spread(self, *, shards: int, data_servers: int, tls: TlsConfig) -> None:
         names = ["dir"] + [f"shard-{i}" for i in range(shards)] + [f"data-{i}" for i in range(data_servers)]
         self.make_network(names)
-        os.makedirs(self.path("run"), exist_ok=True)
-        os.makedirs(self.path("log"), exist_ok=True)
         at = {n: f"{self.host(n)}:{PORT}" for n in names}
         self._write_files({"dir_server": at["dir"], "shards": [at[f"shard-{i}"] for i in range(shards)],
                            "data_servers": [at[f"data-{i}"] for i in range(data_servers)]},
@@ -107,23 +59,14 @@ class NamespacedCluster(LocalCluster):
             data_servers=tuple(replace(n, metrics_port=METRICS_PORT) for n in cf.data_servers))
         config_file.write(self.config_path, with_metrics)
 
-    def command(self, spec: DaemonSpec) -> list[str]:
-        return ["ip", "netns", "exec", self.ns(spec.name), *super().command(spec)]
-
-    def teardown(self) -> None:
-        self.stop()
-        for n in self.index:
-            _ip("netns", "del", self.ns(n), check=False)
-        _ip("link", "del", self.bridge, check=False)
-
 
 @pytest.fixture(scope="module")
-def spread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamespacedCluster]:
-    why = _why_not()
+def spread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpreadCluster]:
+    why = why_not()
     if why is not None:
         pytest.skip(f"network namespaces unavailable: {why}")
     d = tmp_path_factory.mktemp("netns")
-    c = NamespacedCluster(str(d / "state"))
+    c = SpreadCluster(str(d / "state"))
     try:
         hosts = [f"{c.subnet}.{10 + i}" for i in range(6)]
         pki = make_pki(str(d), ["node"], ips=tuple(hosts) + ("127.0.0.1",))
@@ -143,7 +86,7 @@ def test_each_daemon_is_a_host_of_its_own(spread):
     hosts = [a.rsplit(":", 1)[0] for a in addresses]
     assert len(set(hosts)) == 6 and all(h.startswith(spread.subnet + ".") for h in hosts)
     for name in spread.nodes():  # and it listens there, inside its namespace (ss comes with iproute2)
-        out = _ip("netns", "exec", spread.ns(name), "ss", "-Hltn").stdout
+        out = ip("netns", "exec", spread.ns(name), "ss", "-Hltn").stdout
         assert f"{spread.host(name)}:{PORT}" in out.replace("[::ffff:", "").replace("]:", ":"), out
 
 
