@@ -131,3 +131,15 @@ def test_cli_prints_json_lines(tmp_path) -> None:
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["phase"] for r in rows] == ["easy_create", "easy_stat", "easy_remove", "score"]
     assert all(r["errors"] == 0 for r in rows) and rows[-1]["phases"] == 3
+
+
+def test_rpc_floor_measures_each_transport_and_fsync(tmp_path) -> None:
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "rpc_floor.py")
+    out = subprocess.run([sys.executable, script, "--n", "20", "--dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["what"] for r in rows] == ["grpc_unary", "grpc_stream", "tcp", "fdatasync"]
+    for r in rows:
+        assert r["n"] == 20 and 0 < r["p50_us"] <= r["p99_us"], r
+    assert os.listdir(tmp_path) == []  # the fsync file is removed
