@@ -240,10 +240,15 @@ class ReplicaHealth(Collector):
         results = await asyncio.gather(*(one(s.address) for s in servers))
         self.reachable = {s.id: ok for s, ok in zip(servers, results)}
 
+    def probed_all(self) -> bool:
+        """Whether every registered data server has been probed at least once."""
+        return all(s.id in self.reachable for s in self.cluster_map().data_servers)
+
     async def run(self) -> None:
         while True:
             await self.probe_once()
-            await asyncio.sleep(self.interval_s)
+            # data servers register after the dir server starts: probe them soon, not in one interval
+            await asyncio.sleep(self.interval_s if self.probed_all() else min(0.5, self.interval_s))
 
     def collect(self) -> Iterator[Metric]:
         m = self.cluster_map()
@@ -252,10 +257,12 @@ class ReplicaHealth(Collector):
         servers.add_metric(["shard"], len(m.shards))
         servers.add_metric(["data"], len(m.data_servers))
         yield servers
+        yield GaugeMetricFamily("superfs_replicas", "Copies wanted of each chunk (R)", value=m.replicas)
+        if not self.probed_all():
+            return  # not known yet: a server not yet probed is not a lost one (no 0.00 right after start)
         live = sum(1 for s in m.data_servers if self.reachable.get(s.id))
         yield GaugeMetricFamily("superfs_data_servers_reachable", "Data servers answering the dir server's probe",
                                 value=live)
-        yield GaugeMetricFamily("superfs_replicas", "Copies wanted of each chunk (R)", value=m.replicas)
         want = min(m.replicas or 1, len(m.data_servers)) if m.data_servers else 0
         health = min(1.0, live / want) if want else 1.0
         yield GaugeMetricFamily("superfs_replica_health",

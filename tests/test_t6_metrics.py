@@ -119,3 +119,33 @@ def test_status_shows_each_daemon_metrics_url_and_figures(metrics_cluster):
                         capture_output=True, text=True, timeout=120)
     assert r2.returncode == 0, r2.stdout + r2.stderr
     assert metrics_cluster.metrics_url("data-1") in r2.stdout and "files" in r2.stdout
+
+
+def test_replica_health_is_unknown_until_every_data_server_was_probed() -> None:
+    """Right after start no server has answered a probe yet: no figure, not a false 0.00."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from superfs.metrics import ReplicaHealth
+
+    servers = [SimpleNamespace(id=1, address="a"), SimpleNamespace(id=2, address="b")]
+    cmap = SimpleNamespace(shards=[], data_servers=servers, replicas=2)
+    down = {"b"}
+
+    async def probe(address: str) -> None:
+        if address in down:
+            raise ConnectionError(address)
+
+    health = ReplicaHealth(lambda: cmap, probe)
+
+    def figures() -> dict[str, float]:
+        return {m.name: m.samples[0].value for m in health.collect() if m.samples}
+
+    assert "superfs_replica_health" not in figures() and figures()["superfs_replicas"] == 2
+    asyncio.run(health.probe_once())
+    assert figures()["superfs_replica_health"] == 0.5 and figures()["superfs_data_servers_reachable"] == 1
+    servers.append(SimpleNamespace(id=3, address="c"))  # registered after the probe: unknown again
+    assert "superfs_replica_health" not in figures()
+    down.clear()
+    asyncio.run(health.probe_once())
+    assert figures()["superfs_replica_health"] == 1.0
