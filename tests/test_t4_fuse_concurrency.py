@@ -203,3 +203,26 @@ def test_a_stuck_mount_can_be_diagnosed(mount_factory: Callable[..., MountProces
         time.sleep(0.05)
     assert "asyncio tasks" in m.log_text()
     assert "opcode: LOOKUP" in m.log_tail(lines=10_000)
+
+
+async def test_the_task_dump_survives_a_task_without_a_stack(caplog: pytest.LogCaptureFixture) -> None:
+    """A frame of compiled code can lack a line number; the dump says so and goes on."""
+    import asyncio
+
+    from superfs.fuse.mount import dump_tasks
+
+    class NoStack(asyncio.Task):  # type: ignore[type-arg]
+        def print_stack(self, *, limit: int | None = None, file: object = None) -> None:
+            raise TypeError("'<=' not supported between instances of 'int' and 'NoneType'")
+
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(lambda lp, coro, **kw: NoStack(coro, loop=lp, **kw))
+    try:
+        waiter = asyncio.ensure_future(asyncio.sleep(30))
+        await asyncio.sleep(0)
+        with caplog.at_level("WARNING", logger="superfs.fuse.mount"):
+            dump_tasks()
+        assert "asyncio tasks" in caplog.text and "no stack: TypeError" in caplog.text
+        waiter.cancel()
+    finally:
+        loop.set_task_factory(None)

@@ -79,7 +79,10 @@ def dump_tasks() -> None:
     lines = [f"SIGUSR1: {len(tasks)} asyncio tasks"]
     for task in tasks:
         out = io.StringIO()
-        task.print_stack(limit=12, file=out)
+        try:
+            task.print_stack(limit=12, file=out)
+        except Exception as e:  # noqa: BLE001 - a frame of compiled code may lack a line number
+            out.write(f"{task!r} (no stack: {e!r})")
         lines.append(out.getvalue().rstrip())
     log.warning("\n".join(lines))
 
