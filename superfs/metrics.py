@@ -248,7 +248,8 @@ class ReplicaHealth(Collector):
         while True:
             await self.probe_once()
             # data servers register after the dir server starts: probe them soon, not in one interval
-            await asyncio.sleep(self.interval_s if self.probed_all() else min(0.5, self.interval_s))
+            waiting = not self.cluster_map().data_servers or not self.probed_all()
+            await asyncio.sleep(min(0.5, self.interval_s) if waiting else self.interval_s)
 
     def collect(self) -> Iterator[Metric]:
         m = self.cluster_map()
