@@ -4,28 +4,12 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
-from superfs.cli.launcher import LocalCluster
+from superfs.bench.cluster import temp_cluster
 
-
-@contextmanager
-def temp_cluster(**init: Any) -> Iterator[LocalCluster]:
-    """A fresh local cluster in a temp dir, stopped afterwards."""
-    params = dict(shards=2, data_servers=2, replicas=2, inline_threshold=64 * 1024,
-                  chunk_size=4 * 1024 * 1024, durability="durable")
-    params.update(init)
-    with tempfile.TemporaryDirectory(prefix="superfs-bench-") as state:
-        cluster = LocalCluster(state)
-        cluster.init(**params)
-        cluster.start()
-        try:
-            yield cluster
-        finally:
-            cluster.stop()
+__all__ = ["temp_cluster", "latency_row", "timed", "emit"]  # temp_cluster: superfs.bench's throwaway cluster
 
 
 def latency_row(name: str, samples_s: list[float], **params: Any) -> dict[str, Any]:

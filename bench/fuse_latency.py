@@ -39,6 +39,8 @@ from typing import Callable, Iterator
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from superfs.bench.cluster import fuse_unmount as unmount  # noqa: E402
+from superfs.bench.cluster import wait_mounted  # noqa: E402
 from superfs.cli.launcher import LocalCluster  # noqa: E402
 from superfs.config import DEFAULT_CHUNK_SIZE, DEFAULT_INLINE_THRESHOLD  # noqa: E402
 
@@ -53,26 +55,6 @@ def drop_caches() -> bool:
         return True
     except OSError:
         return False
-
-
-def wait_mounted(path: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not os.path.ismount(path):
-        if proc.poll() is not None:
-            raise RuntimeError(f"mount process for {path} exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{path} not mounted within {timeout_s} s")
-        time.sleep(0.01)
-
-
-def unmount(path: str, proc: subprocess.Popen[bytes]) -> None:
-    subprocess.run(["fusermount3", "-u", path], capture_output=True)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        subprocess.run(["fusermount3", "-u", "-z", path], capture_output=True)
 
 
 CLUSTER_ADDRESS: list[str] = []
