@@ -212,8 +212,8 @@ def cli_state() -> Iterator[str]:
     if reason:
         pytest.skip(reason)
     state = public_tmpdir("superfs-cli-")
-    yield state
-    subprocess.run([sys.executable, "-m", "superfs.cli.main", "down", "--state-dir", state],
+    yield state  # the test's cluster lives in STATE/cluster
+    subprocess.run([sys.executable, "-m", "superfs.cli.main", "down", "--state-dir", f"{state}/cluster"],
                    capture_output=True, timeout=120)
     with open("/proc/self/mounts") as f:
         for line in f:
@@ -268,6 +268,22 @@ def test_up_mount_down_and_mount_umount(cli_state: str) -> None:
     while any(n.startswith("mount-") for n in os.listdir(f"{cli_state}/cluster/run")):
         assert time.monotonic() < deadline, "mount record left behind"
         time.sleep(0.05)
+    r = cli("down", "--state-dir", f"{cli_state}/cluster")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not daemons_of(cli_state), "'superfs down' left daemons running"
+
+
+def daemons_of(state: str) -> list[int]:
+    """Pids of processes whose command line names a path under ``state``."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if state.encode() in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
 
 
 # ------------------------------------------------------- a daemon goes down
