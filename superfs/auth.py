@@ -23,8 +23,13 @@ creds the credential may not use, or a daemon RPC without the role ->
 PERMISSION_DENIED with errno EPERM. Nothing is executed in either case.
 
 With mutual TLS and no tokens file, a certificate signed by the cluster CA is
-itself the credential, for any uid. With neither configured, nothing is
-checked (as before authentication existed).
+itself the credential, for any uid; the daemon role goes only to the
+certificate names listed in ``tls.daemon_names``. With neither configured,
+nothing is checked (as before authentication existed).
+
+The tokens file, a token file and the cluster secret are refused when users
+other than their owner can read them or anyone else can change them
+(:mod:`superfs.private_files`).
 
 Clients present the first token of their ``auth.token_file``, or
 ``SUPERFS_TOKEN`` from the environment, which wins. Never a flag.
@@ -35,12 +40,12 @@ import errno
 import hashlib
 import logging
 import os
-import stat
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterable
 
 import grpc
 
+from superfs import private_files
 from superfs.config import AuthConfig, SecurityConfig
 from superfs.errors import ERRNO_KEY, FsError
 from superfs.interception import Behaviour, is_generator
@@ -110,7 +115,9 @@ class Grant:
     daemon: bool = False
 
 
-CA_SIGNED = Grant("a certificate signed by the cluster CA", daemon=True)
+def ca_signed(cn: str, daemon_names: tuple[str, ...]) -> Grant:
+    """Mutual TLS without a tokens file: any uid; the daemon role only for the names the cluster file lists."""
+    return Grant(f"certificate CN={cn} signed by the cluster CA", daemon=bool(cn) and cn in daemon_names)
 
 
 @dataclass(frozen=True)
@@ -123,13 +130,11 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _warn_if_readable_by_others(path: str) -> None:
+def _check_private(path: str, what: str) -> None:
     try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return
-    if mode & (stat.S_IRWXG | stat.S_IRWXO) & (stat.S_IRGRP | stat.S_IROTH):
-        log.warning("%s is readable by other users; tokens are secrets (chmod 600 %s)", path, path)
+        private_files.check(path, f"auth.{what}")
+    except private_files.LooseFileError as e:
+        raise AuthError(str(e)) from None
 
 
 def _lines(path: str, what: str) -> list[tuple[int, list[str]]]:
@@ -155,8 +160,8 @@ def _check_token(token: str, where: str) -> str:
 
 
 def load_tokens_file(path: str) -> TokensFile:
-    """Parse ``credential uids gids [daemon]`` lines."""
-    _warn_if_readable_by_others(path)
+    """Parse ``credential uids gids [daemon]`` lines (refused if others can read or change the file)."""
+    _check_private(path, "tokens_file")
     tokens: dict[bytes, Grant] = {}
     certs: dict[str, Grant] = {}
     for n, fields in _lines(path, "tokens_file"):
@@ -183,6 +188,7 @@ def load_tokens_file(path: str) -> TokensFile:
 
 def read_token(path: str) -> str:
     """The first token of a token file (a tokens file works too: its first credential)."""
+    _check_private(path, "token_file")
     for n, fields in _lines(path, "token_file"):
         if not fields[0].startswith("cert:"):
             return _check_token(fields[0], f"auth.token_file: {path} line {n}")
@@ -214,9 +220,10 @@ class Refused(FsError):
 class Authenticator:
     """Decides, per request, whether the caller is who it needs to be."""
 
-    def __init__(self, tokens: TokensFile | None, *, mutual_tls: bool) -> None:
+    def __init__(self, tokens: TokensFile | None, *, mutual_tls: bool, daemon_names: tuple[str, ...] = ()) -> None:
         self.tokens = tokens
         self.mutual_tls = mutual_tls
+        self.daemon_names = daemon_names
 
     @classmethod
     def from_config(cls, security: SecurityConfig) -> "Authenticator | None":
@@ -225,7 +232,7 @@ class Authenticator:
         tokens = load_tokens_file(security.auth.tokens_file) if security.auth.tokens_file else None
         if tokens is None and not mutual:
             return None
-        return cls(tokens, mutual_tls=mutual)
+        return cls(tokens, mutual_tls=mutual, daemon_names=security.tls.daemon_names if security.tls else ())
 
     def identify(self, metadata: Iterable[tuple[str, Any]],
                  auth_context: Callable[[], dict[str, list[bytes]]]) -> Grant:
@@ -245,7 +252,7 @@ class Authenticator:
         cn = next(iter(peer.get("x509_common_name", ())), b"").decode(errors="replace")
         if self.tokens is None:  # mutual TLS alone: the TLS layer already verified the CA signature
             if cn or peer.get("x509_pem_cert"):
-                return CA_SIGNED
+                return ca_signed(cn, self.daemon_names)
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, errno.EACCES,
                           "this cluster requires a client certificate signed by its CA (tls.cert_file)")
         if cn and cn in self.tokens.certs:

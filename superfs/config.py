@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from superfs import private_files
 from superfs.routing import DEFAULT_PARTITIONS
 
 DURABLE = "durable"
@@ -27,6 +28,9 @@ class TlsConfig:
     key_file: str | None = None
     require_client_cert: bool = False     # mutual TLS: daemons refuse clients without a CA-signed cert
     server_name: str | None = None        # name expected in server certificates (default: host dialled)
+    # mutual TLS without a tokens file: certificate names (CN) that get the daemon role; any other
+    # certificate the CA signed is a client (any uid, no daemon-only RPCs)
+    daemon_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class DataServerConfig:
 
 
 def read_secret(path: str) -> bytes:
+    """The cluster secret; ValueError if it is too short or others can read or change the file."""
+    private_files.check(path, "cluster.secret_file")
     with open(path, "rb") as f:
         secret = f.read().strip()
     if len(secret) < 16:

@@ -45,6 +45,7 @@ An example (every key is optional except where a daemon needs it)::
     key_file = "/etc/superfs/tls/node.key"
     require_client_cert = true      # mutual TLS
     # server_name = "superfs"       # name expected in server certificates (default: the host dialled)
+    # daemon_names = ["node"]       # mutual TLS, no tokens file: certificate CNs with the daemon role
 
     [auth]
     token_file = "/etc/superfs/token"     # the token this host presents (SUPERFS_TOKEN overrides)
@@ -120,7 +121,7 @@ _CLUSTER = {"name", "durability", "replicas", "inline_threshold", "chunk_size", 
             "rpc_timeout_s", "secret_file"}
 _CACHE = {"dir_lease_s", "attr_timeout_s", "entry_timeout_s"}
 _NODE = {"id", "address", "listen", "data_dir", "metrics_port"}
-_TLS = {"ca_file", "cert_file", "key_file", "require_client_cert", "server_name"}
+_TLS = {"ca_file", "cert_file", "key_file", "require_client_cert", "server_name", "daemon_names"}
 _AUTH = {"token_file", "tokens_file"}
 
 
@@ -276,9 +277,13 @@ def _tls(raw: dict[str, Any], base: str | None) -> config.TlsConfig | None:
     if (cert is None) != (key is None):
         raise ConfigError(f"tls.{'key_file' if key is None else 'cert_file'}: missing "
                           "(cert_file and key_file go together)")
+    names = t.get("daemon_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError("tls.daemon_names: want a list of certificate names, e.g. [\"superfs-node\"]")
     return config.TlsConfig(ca_file=ca, cert_file=cert, key_file=key,
                             require_client_cert=_bool(t, "require_client_cert", "tls.require_client_cert", False),
-                            server_name=_str(t, "server_name", "tls.server_name"))
+                            server_name=_str(t, "server_name", "tls.server_name"),
+                            daemon_names=tuple(names))
 
 
 def _auth(raw: dict[str, Any], base: str | None) -> config.AuthConfig:
@@ -423,6 +428,8 @@ def to_dict(cf: ClusterFile) -> dict[str, Any]:
             tls["key_file"] = cf.tls.key_file
         if cf.tls.server_name:
             tls["server_name"] = cf.tls.server_name
+        if cf.tls.daemon_names:
+            tls["daemon_names"] = list(cf.tls.daemon_names)
         out["tls"] = tls
     auth = {k: v for k, v in (("token_file", cf.auth.token_file), ("tokens_file", cf.auth.tokens_file)) if v}
     if auth:
@@ -457,6 +464,8 @@ def _toml_value(v: Any) -> str:
             else:
                 out.append(ch)
         return "".join(out) + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 

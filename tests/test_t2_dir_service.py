@@ -486,6 +486,7 @@ async def test_rename_rolls_forward_after_failed_step_and_restart(tmp_path: Any)
 async def test_run_serves_recovers_and_stops_on_sigterm(tmp_path: Any) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_bytes(SECRET)
+    secret_file.chmod(0o600)
     shard = FakeShard(0)
     await shard.start()
     ready = str(tmp_path / "dir.ready")

@@ -649,6 +649,7 @@ async def test_run_registers_and_serves(tmp_path: Any, monkeypatch: pytest.Monke
     monkeypatch.setattr(shard_main, "REGISTER_WAIT_S", 0.5)
     secret_file = tmp_path / "secret"
     secret_file.write_bytes(SECRET)
+    secret_file.chmod(0o600)
     base = make_map([])
     base.partition_shard[:] = [0] * PARTITIONS
     base.epoch = 1

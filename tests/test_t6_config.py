@@ -216,6 +216,7 @@ def test_a_flag_overrides_the_file_for_a_running_daemon(tmp_path):
     """The file says one port, --listen another: the daemon serves on the flag's."""
     secret = tmp_path / "secret"
     secret.write_text("0123456789abcdef0123456789abcdef")
+    secret.chmod(0o600)  # secrets others can read are refused
     file_port, flag_port = free_port(), free_port()
     cfg = write(tmp_path / "c.toml", f"""
         [cluster]

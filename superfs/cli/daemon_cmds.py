@@ -16,7 +16,7 @@ import logging
 import sys
 from typing import Any, Callable
 
-from superfs import auth, config, config_file, tls
+from superfs import auth, config, config_file, private_files, tls
 from superfs.client import rpc
 from superfs.daemon import setup_logging
 from superfs.errors import FsError
@@ -103,6 +103,8 @@ def _checked(build: Callable[[], Any]) -> tuple[Any, rpc.ClientSecurity]:
         except OSError as e:
             raise config_file.ConfigError(f"cluster.secret_file: cannot read {cfg.secret_file} "
                                           f"({e.strerror})") from None
+        except private_files.LooseFileError as e:
+            raise config_file.ConfigError(str(e)) from None
         except ValueError as e:
             raise config_file.ConfigError(f"cluster.secret_file: {e}") from None
     return cfg, client
