@@ -19,6 +19,46 @@ DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 DEFAULT_RPC_TIMEOUT_S = 5.0
 
 
+# Room beside the largest payload a request may carry (names, creds, capabilities, framing).
+MESSAGE_HEADROOM = 64 * 1024
+XATTR_VALUE_MAX = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one daemon takes in at once, whatever its clients send.
+
+    gRPC decodes a whole request before any handler (and authentication)
+    runs, so the largest message and the number of calls in progress bound
+    what a daemon can be made to hold: about ``3 * max_concurrent_rpcs *
+    max_message_bytes`` (measured: gRPC's receive buffer, the decoded message
+    and the handler's copy of its bytes each hold one). A call past the limit is refused
+    at once (RESOURCE_EXHAUSTED, never executed; clients retry it), a message
+    past it likewise (EFBIG). Streams past ``max_streams_per_connection`` wait
+    on the client's side of the connection (HTTP/2 flow control).
+    """
+
+    max_message_bytes: int = 1 << 20
+    max_concurrent_rpcs: int = 2048
+    max_streams_per_connection: int = 256
+
+    @classmethod
+    def for_dir_server(cls) -> "ServerLimits":
+        return cls()  # paths, names, directory xattrs: all well under 1 MiB
+
+    @classmethod
+    def for_shard(cls, inline_threshold: int) -> "ServerLimits":
+        """Inline bytes (create, write) or an xattr value, whichever is larger."""
+        return cls(max_message_bytes=max(inline_threshold, XATTR_VALUE_MAX) + MESSAGE_HEADROOM)
+
+    @classmethod
+    def for_data_server(cls, chunk_size: int) -> "ServerLimits":
+        """A whole chunk in one unary write; streamed pieces are smaller. Few calls at once: they are big
+        (4 MiB chunks: about 800 MiB at most). One connection never reaches the limit on its own."""
+        return cls(max_message_bytes=chunk_size + MESSAGE_HEADROOM, max_concurrent_rpcs=64,
+                   max_streams_per_connection=32)
+
+
 @dataclass(frozen=True)
 class TlsConfig:
     """TLS for every connection: the cluster CA, and this host's certificate."""
@@ -68,6 +108,7 @@ class DirServerConfig:
     rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S
     metrics_listen: str | None = None     # host:port of the Prometheus endpoint; None: off
     security: SecurityConfig = SecurityConfig()
+    limits: ServerLimits = ServerLimits.for_dir_server()
 
 
 @dataclass(frozen=True)
@@ -83,6 +124,7 @@ class ShardConfig:
     rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S
     metrics_listen: str | None = None     # host:port of the Prometheus endpoint; None: off
     security: SecurityConfig = SecurityConfig()
+    limits: ServerLimits = ServerLimits.for_shard(DEFAULT_INLINE_THRESHOLD)
 
 
 @dataclass(frozen=True)
@@ -97,6 +139,7 @@ class DataServerConfig:
     rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S
     metrics_listen: str | None = None     # host:port of the Prometheus endpoint; None: off
     security: SecurityConfig = SecurityConfig()
+    limits: ServerLimits = ServerLimits.for_data_server(DEFAULT_CHUNK_SIZE)
 
 
 def read_secret(path: str) -> bytes:

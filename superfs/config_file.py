@@ -354,7 +354,8 @@ def dir_server_config(cf: ClusterFile, *, listen: str | None = None, data_dir: s
         shards=shards or len(cf.shards) or 2, num_partitions=cf.partitions, replicas=cf.replicas,
         inline_threshold=cf.inline_threshold, chunk_size=cf.chunk_size, durability=cf.durability,
         dir_lease_s=cf.dir_lease_s, rpc_timeout_s=cf.rpc_timeout_s,
-        metrics_listen=metrics_listen(listen, port), security=cf.security)
+        metrics_listen=metrics_listen(listen, port), security=cf.security,
+        limits=config.ServerLimits.for_dir_server())
 
 
 def _member(nodes: tuple[NodeSettings, ...], node_id: int) -> NodeSettings | None:
@@ -387,7 +388,7 @@ def shard_config(cf: ClusterFile, shard_id: int, *, listen: str | None = None, d
                                 advertise=advertise, metrics_port=metrics_port, dir_server=dir_server)
     return config.ShardConfig(shard_id=shard_id, ready_file=ready_file,
                               secret_file=_need(cf.secret_file, "cluster.secret_file", "--secret-file"),
-                              **settings)
+                              limits=config.ServerLimits.for_shard(cf.inline_threshold), **settings)
 
 
 def data_server_config(cf: ClusterFile, server_id: int, *, listen: str | None = None,
@@ -398,7 +399,8 @@ def data_server_config(cf: ClusterFile, server_id: int, *, listen: str | None = 
         raise ConfigError(f"data_servers: no entry with id = {server_id} in {cf.path or 'the configuration'}")
     settings = _member_settings(cf, node, f"data_servers[id={server_id}]", listen=listen, data_dir=data_dir,
                                 advertise=advertise, metrics_port=metrics_port, dir_server=dir_server)
-    return config.DataServerConfig(server_id=server_id, ready_file=ready_file, **settings)
+    return config.DataServerConfig(server_id=server_id, ready_file=ready_file,
+                                   limits=config.ServerLimits.for_data_server(cf.chunk_size), **settings)
 
 
 # ---------------------------------------------------------------- writing

@@ -27,16 +27,26 @@ from typing import Any, Awaitable, Callable, Sequence
 import grpc
 
 from superfs import auth, interception, metrics, tls
-from superfs.config import SecurityConfig
+from superfs.config import SecurityConfig, ServerLimits
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 80 * 1024 * 1024  # a chunk plus headroom; larger is refused
+MAX_MESSAGE = 80 * 1024 * 1024  # what a process receives from daemons: the largest chunk plus headroom
 GRPC_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.so_reuseport", 0),
 ]
+
+
+def server_options(limits: ServerLimits) -> list[tuple[str, object]]:
+    """A daemon's gRPC server options: it sends replies as large as any, takes requests up to its limit."""
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
+        ("grpc.so_reuseport", 0),
+    ]
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -94,6 +104,7 @@ async def serve(
     metrics_listen: str | None = None,
     collectors: Sequence[Any] = (),
     background: Sequence[Callable[[], Awaitable[None]]] = (),
+    limits: ServerLimits = ServerLimits(),
 ) -> None:
     """Serve until SIGTERM/SIGINT. ``listen`` is host:port (port 0 = any free).
 
@@ -101,6 +112,7 @@ async def serve(
     plaintext). ``metrics_listen``: host:port of the Prometheus endpoint
     (None: off), where ``collectors`` are registered too. ``background``:
     coroutine functions run as tasks while serving, cancelled at stop.
+    ``limits``: the largest request and the calls in progress it accepts.
     """
     security = security or SecurityConfig()
     authenticator = auth.Authenticator.from_config(security)  # a bad tokens file fails here, before binding
@@ -113,7 +125,7 @@ async def serve(
             daemon_metrics.add(c)
     if authenticator is not None:
         wrappers.append(auth.AuthCheck(authenticator).wrapper_for)
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=server_options(limits), maximum_concurrent_rpcs=limits.max_concurrent_rpcs)
     add_services(interception.intercepting(server, wrappers))
     host = listen.rsplit(":", 1)[0]
     port = server.add_secure_port(listen, creds) if creds else server.add_insecure_port(listen)

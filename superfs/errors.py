@@ -71,6 +71,15 @@ _ERRNO_OF_TRANSPORT: dict[grpc.StatusCode, int] = {
 }
 
 
+# gRPC's refusal of a call beyond a server's maximum_concurrent_rpcs (grpc/_server.py): nothing ran.
+OVERLOADED_DETAILS = "Concurrent RPC limit exceeded"
+
+
+def is_overloaded(exc: grpc.RpcError) -> bool:
+    """Did the server refuse the call for being at its limit of calls in progress (so it never ran)?"""
+    return exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and OVERLOADED_DETAILS in (exc.details() or "")
+
+
 def status_of(err: int) -> grpc.StatusCode:
     return _STATUS_OF_ERRNO.get(err, grpc.StatusCode.UNKNOWN)
 
@@ -82,6 +91,8 @@ def errno_of_rpc_error(exc: grpc.RpcError) -> tuple[int, str]:
         if key == ERRNO_KEY:
             return getattr(errno, str(value), errno.EIO), exc.details() or ""
     code = exc.code()
+    if is_overloaded(exc):
+        return errno.EAGAIN, f"the daemon is at its limit of calls in progress: {exc.details()}"
     return _ERRNO_OF_TRANSPORT.get(code, errno.EIO), f"{code.name}: {exc.details()}"
 
 

@@ -18,11 +18,13 @@ server that address is (see :mod:`superfs.client.local`), else only
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import errno
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator, TypeVar
 
@@ -31,7 +33,7 @@ import grpc
 from superfs import auth, tls
 from superfs.config import SecurityConfig, TlsConfig
 from superfs.daemon import GRPC_OPTIONS
-from superfs.errors import FsError, errno_of_rpc_error
+from superfs.errors import FsError, errno_of_rpc_error, is_overloaded
 from superfs.v1 import superfs_pb2_grpc as pbg
 
 log = logging.getLogger(__name__)
@@ -176,11 +178,23 @@ SETUP_HINT = ("; the connection was closed while being set up: if this persists,
 
 
 async def call(method: Any, request: Any, timeout_s: float) -> Any:
-    """Invoke one unary RPC; translate failures into FsError."""
-    try:
-        return await method(request, timeout=timeout_s)
-    except grpc.aio.AioRpcError as e:
-        err, msg = errno_of_rpc_error(e)
-        if e.code() == grpc.StatusCode.UNAVAILABLE and any(s in msg for s in _SETUP_FAILURES):
-            msg += SETUP_HINT
-        raise FsError(err, msg) from None
+    """Invoke one unary RPC; translate failures into FsError.
+
+    A daemon at its limit of calls in progress refuses a call before running
+    it (see config.ServerLimits): such a call is sent again, with backoff,
+    until its deadline.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.005
+    while True:
+        try:
+            return await method(request, timeout=max(0.001, deadline - time.monotonic()))
+        except grpc.aio.AioRpcError as e:
+            if is_overloaded(e) and time.monotonic() + pause < deadline:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.2)
+                continue
+            err, msg = errno_of_rpc_error(e)
+            if e.code() == grpc.StatusCode.UNAVAILABLE and any(s in msg for s in _SETUP_FAILURES):
+                msg += SETUP_HINT
+            raise FsError(err, msg) from None

@@ -7,11 +7,13 @@ streaming RPCs. Failures become FsError exactly as in rpc.call.
 """
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import AsyncIterator
 
 import grpc
 
-from superfs.errors import FsError, errno_of_rpc_error
+from superfs.errors import FsError, errno_of_rpc_error, is_overloaded
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
 
@@ -26,26 +28,40 @@ async def write_chunk(stub: pbg.DataServiceStub, key: pb.ChunkKey, offset: int, 
         for off in range(PIECE, len(data), PIECE):
             yield pb.ChunkPiece(data=bytes(data[off:off + PIECE]))
 
-    try:
-        reply = await stub.WriteChunkStream(pieces(), timeout=timeout_s)
-    except grpc.aio.AioRpcError as e:
-        err, msg = errno_of_rpc_error(e)
-        raise FsError(err, msg) from None
-    return reply.length
+    deadline = time.monotonic() + timeout_s
+    pause = 0.005
+    while True:
+        try:
+            reply = await stub.WriteChunkStream(pieces(), timeout=max(0.001, deadline - time.monotonic()))
+            return reply.length
+        except grpc.aio.AioRpcError as e:
+            if is_overloaded(e) and time.monotonic() + pause < deadline:  # refused before it ran: again
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.2)
+                continue
+            err, msg = errno_of_rpc_error(e)
+            raise FsError(err, msg) from None
 
 
 async def read_chunk(stub: pbg.DataServiceStub, key: pb.ChunkKey, offset: int, length: int,
                      timeout_s: float) -> tuple[bytes, bool]:
     """(bytes, exists) of one chunk range."""
-    parts: list[bytes] = []
-    exists = True
-    try:
-        async for reply in stub.ReadChunkStream(pb.ReadChunkRequest(key=key, offset=offset, length=length),
-                                                timeout=timeout_s):
-            exists = reply.exists
-            if reply.data:
-                parts.append(reply.data)
-    except grpc.aio.AioRpcError as e:
-        err, msg = errno_of_rpc_error(e)
-        raise FsError(err, msg) from None
-    return (parts[0] if len(parts) == 1 else b"".join(parts)), exists
+    deadline = time.monotonic() + timeout_s
+    pause = 0.005
+    while True:
+        parts: list[bytes] = []
+        exists = True
+        try:
+            async for reply in stub.ReadChunkStream(pb.ReadChunkRequest(key=key, offset=offset, length=length),
+                                                    timeout=max(0.001, deadline - time.monotonic())):
+                exists = reply.exists
+                if reply.data:
+                    parts.append(reply.data)
+            return (parts[0] if len(parts) == 1 else b"".join(parts)), exists
+        except grpc.aio.AioRpcError as e:
+            if is_overloaded(e) and time.monotonic() + pause < deadline:  # refused before it ran: again
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.2)
+                continue
+            err, msg = errno_of_rpc_error(e)
+            raise FsError(err, msg) from None

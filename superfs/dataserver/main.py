@@ -60,6 +60,7 @@ async def run(cfg: DataServerConfig, *, register_wait_s: float = DEFAULT_WAIT_S)
             security=cfg.security,
             metrics_listen=cfg.metrics_listen,
             collectors=metrics.data_server_metrics(chunks),
+            limits=cfg.limits,
         )
     finally:
         chunks.close()

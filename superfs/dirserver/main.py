@@ -55,7 +55,7 @@ async def run(cfg: DirServerConfig) -> None:
         await daemon.serve("superfs-dir", cfg.listen, add_services, ready_file=cfg.ready_file,
                            on_started=on_started, on_stopping=on_stopping, security=cfg.security,
                            metrics_listen=cfg.metrics_listen, collectors=collectors,
-                           background=background if cfg.metrics_listen else ())
+                           background=background if cfg.metrics_listen else (), limits=cfg.limits)
     finally:
         await servicer.close()
         store.close()

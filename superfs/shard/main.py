@@ -102,7 +102,7 @@ async def run(cfg: ShardConfig) -> None:
     try:
         await serve(f"superfs-shard {cfg.shard_id}", cfg.listen, add_services, ready_file=cfg.ready_file,
                     on_started=on_started, on_stopping=on_stopping, security=cfg.security,
-                    metrics_listen=cfg.metrics_listen, collectors=metrics.shard_metrics(store))
+                    metrics_listen=cfg.metrics_listen, collectors=metrics.shard_metrics(store), limits=cfg.limits)
     finally:
         await servicer.stop_background()
         await channels.close()
