@@ -10,6 +10,9 @@ this one (as a client and a daemon are):
   grpc.aio bidirectional stream (what a multiplexed transport would pay);
 - ``tcp``: a length-prefixed echo over plain asyncio TCP (the floor of any
   Python transport);
+- ``session``: one call through SuperFS's own transport (superfs/rpc: a
+  Session to a SessionServer serving the same servicer as ``grpc_unary``),
+  what every metadata RPC costs once it travels on a session;
 - ``fdatasync``: a 4 KiB write and fdatasync in the given directory (what a
   durable commit pays at least once; LMDB pays it twice).
 
@@ -57,6 +60,25 @@ async def main():
     await server.start()
     print("ready", flush=True)
     await server.wait_for_termination()
+
+asyncio.run(main())
+"""
+
+SESSION_SERVER = """
+import asyncio, sys
+sys.path.insert(0, {root!r})
+from superfs.rpc.server import SessionServer
+from superfs.v1 import superfs_pb2 as pb, superfs_pb2_grpc as pbg
+
+class Shard(pbg.ShardServiceServicer):
+    async def GetFile(self, request, context):
+        return pb.FileInfo()
+
+async def main():
+    server = SessionServer("floor", {{"ShardService": Shard()}})
+    await server.start("127.0.0.1", {port})
+    print("ready", flush=True)
+    await asyncio.Event().wait()
 
 asyncio.run(main())
 """
@@ -129,6 +151,18 @@ async def grpc_floors(n: int, port: int) -> dict[str, list[float]]:
     return {"grpc_unary": unary, "grpc_stream": stream}
 
 
+async def session_floor(n: int, port: int) -> list[float]:
+    from superfs.rpc.client import Session
+    from superfs.v1 import superfs_pb2 as pb
+
+    session = Session(f"127.0.0.1:{port}")
+    req = pb.GetFileRequest(ino=1)
+    try:
+        return await timed(n, lambda: session.call("ShardService/GetFile", req, pb.FileInfo, 10.0))
+    finally:
+        await session.close()
+
+
 async def tcp_floor(n: int, port: int) -> list[float]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     message = b"x" * 64
@@ -173,11 +207,16 @@ def main() -> int:
     p.add_argument("--dir", default="/var/tmp", help="where fdatasync is measured (default /var/tmp)")
     args = p.parse_args()
     root = os.path.dirname(HERE)
-    grpc_port, tcp_port = free_port(), free_port()
-    servers = [start(GRPC_SERVER.format(root=root, port=grpc_port)), start(TCP_SERVER.format(port=tcp_port))]
+    grpc_port, tcp_port, session_port = free_port(), free_port(), free_port()
+    servers = [start(GRPC_SERVER.format(root=root, port=grpc_port)), start(TCP_SERVER.format(port=tcp_port)),
+               start(SESSION_SERVER.format(root=root, port=session_port))]
     try:
-        for what, samples in asyncio.run(grpc_floors(args.n, grpc_port)).items():
+        floors = asyncio.run(grpc_floors(args.n, grpc_port))
+        for what, samples in floors.items():
             print(json.dumps(row(what, samples)), flush=True)
+        session = asyncio.run(session_floor(args.n, session_port))
+        ratio = statistics.median(session) / statistics.median(floors["grpc_stream"])
+        print(json.dumps(row("session", session, vs_grpc_stream=round(ratio, 2))), flush=True)
         print(json.dumps(row("tcp", asyncio.run(tcp_floor(args.n, tcp_port)))), flush=True)
     finally:
         for s in servers:
