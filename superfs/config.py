@@ -38,13 +38,13 @@ class ServerLimits:
     on the client's side of the connection (HTTP/2 flow control).
     """
 
-    max_message_bytes: int = 1 << 20
+    max_message_bytes: int = (1 << 20) + MESSAGE_HEADROOM  # a streamed piece of a chunk fits
     max_concurrent_rpcs: int = 2048
     max_streams_per_connection: int = 256
 
     @classmethod
     def for_dir_server(cls) -> "ServerLimits":
-        return cls()  # paths, names, directory xattrs: all well under 1 MiB
+        return cls()  # paths, names, directory xattrs: all well under this
 
     @classmethod
     def for_shard(cls, inline_threshold: int) -> "ServerLimits":
@@ -109,6 +109,7 @@ class DirServerConfig:
     metrics_listen: str | None = None     # host:port of the Prometheus endpoint; None: off
     security: SecurityConfig = SecurityConfig()
     limits: ServerLimits = ServerLimits.for_dir_server()
+    session_port: int = 0                 # session endpoint (superfs/rpc) on the listen host; 0: any free port
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class ShardConfig:
     metrics_listen: str | None = None     # host:port of the Prometheus endpoint; None: off
     security: SecurityConfig = SecurityConfig()
     limits: ServerLimits = ServerLimits.for_shard(DEFAULT_INLINE_THRESHOLD)
+    session_port: int = 0                 # session endpoint (superfs/rpc) on the listen host; 0: any free port
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ class DataServerConfig:
     metrics_listen: str | None = None     # host:port of the Prometheus endpoint; None: off
     security: SecurityConfig = SecurityConfig()
     limits: ServerLimits = ServerLimits.for_data_server(DEFAULT_CHUNK_SIZE)
+    session_port: int = 0                 # session endpoint (superfs/rpc) on the listen host; 0: any free port
 
 
 def read_secret(path: str) -> bytes:

@@ -22,6 +22,7 @@ An example (every key is optional except where a daemon needs it)::
     listen = "0.0.0.0:7000"         # what the daemon binds (default: address)
     data_dir = "/var/lib/superfs/dir"
     metrics_port = 9400             # Prometheus /metrics; 0 or absent: off
+    session_port = 7001             # session endpoint (every client call); 0 or absent: any free port
 
     [[shards]]                      # ids 0..N-1, one table each
     id = 0
@@ -85,6 +86,7 @@ class NodeSettings:
     listen: str             # host:port it binds
     data_dir: str | None = None
     metrics_port: int = 0   # 0: no metrics endpoint
+    session_port: int = 0   # the session endpoint's port on the listen host; 0: any free one
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ _TOP = {"cluster", "cache", "dir_server", "shards", "data_servers", "tls", "auth
 _CLUSTER = {"name", "durability", "replicas", "inline_threshold", "chunk_size", "partitions",
             "rpc_timeout_s", "secret_file"}
 _CACHE = {"dir_lease_s", "attr_timeout_s", "entry_timeout_s"}
-_NODE = {"id", "address", "listen", "data_dir", "metrics_port"}
+_NODE = {"id", "address", "listen", "data_dir", "metrics_port", "session_port"}
 _TLS = {"ca_file", "cert_file", "key_file", "require_client_cert", "server_name", "daemon_names"}
 _AUTH = {"token_file", "tokens_file"}
 
@@ -207,7 +209,8 @@ def _node(t: object, name: str, base: str | None, *, with_id: bool) -> NodeSetti
     listen = check_address(t.get("listen", address), f"{name}.listen", allow_port_0=True)
     return NodeSettings(id=node_id, address=address, listen=listen,
                         data_dir=_path(t, "data_dir", f"{name}.data_dir", base),
-                        metrics_port=_int(t, "metrics_port", f"{name}.metrics_port", 0, 0, 65535))
+                        metrics_port=_int(t, "metrics_port", f"{name}.metrics_port", 0, 0, 65535),
+                        session_port=_int(t, "session_port", f"{name}.session_port", 0, 0, 65535))
 
 
 def _nodes(raw: dict[str, Any], key: str, base: str | None) -> tuple[NodeSettings, ...]:
@@ -355,7 +358,7 @@ def dir_server_config(cf: ClusterFile, *, listen: str | None = None, data_dir: s
         inline_threshold=cf.inline_threshold, chunk_size=cf.chunk_size, durability=cf.durability,
         dir_lease_s=cf.dir_lease_s, rpc_timeout_s=cf.rpc_timeout_s,
         metrics_listen=metrics_listen(listen, port), security=cf.security,
-        limits=config.ServerLimits.for_dir_server())
+        limits=config.ServerLimits.for_dir_server(), session_port=node.session_port if node else 0)
 
 
 def _member(nodes: tuple[NodeSettings, ...], node_id: int) -> NodeSettings | None:
@@ -375,7 +378,8 @@ def _member_settings(cf: ClusterFile, node: NodeSettings | None, table: str, *, 
         data_dir=_need(data_dir or (node.data_dir if node else None), f"{table}.data_dir", "--data-dir"),
         dir_server=check_address(_need(dir_address, "dir_server.address", "--dir-server"), "dir_server.address"),
         listen=listen, advertise=advertise or (node.address if node else None), durability=cf.durability,
-        rpc_timeout_s=cf.rpc_timeout_s, metrics_listen=metrics_listen(listen, port), security=cf.security)
+        rpc_timeout_s=cf.rpc_timeout_s, metrics_listen=metrics_listen(listen, port), security=cf.security,
+        session_port=node.session_port if node else 0)
 
 
 def shard_config(cf: ClusterFile, shard_id: int, *, listen: str | None = None, data_dir: str | None = None,
@@ -448,6 +452,8 @@ def _node_dict(n: NodeSettings, *, with_id: bool) -> dict[str, Any]:
         d["data_dir"] = n.data_dir
     if n.metrics_port:
         d["metrics_port"] = n.metrics_port
+    if n.session_port:
+        d["session_port"] = n.session_port
     return d
 
 

@@ -22,21 +22,17 @@ import os
 import signal
 import socket
 import tempfile
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import grpc
 
 from superfs import auth, interception, metrics, tls
+from superfs.rpc.options import GRPC_OPTIONS, MAX_MESSAGE  # noqa: F401 - GRPC_OPTIONS: tests' raw servers
+from superfs.rpc.server import SessionServer
 from superfs.config import SecurityConfig, ServerLimits
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 80 * 1024 * 1024  # what a process receives from daemons: the largest chunk plus headroom
-GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE),
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
-    ("grpc.so_reuseport", 0),
-]
 
 
 def server_options(limits: ServerLimits) -> list[tuple[str, object]]:
@@ -47,6 +43,13 @@ def server_options(limits: ServerLimits) -> list[tuple[str, object]]:
         ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
         ("grpc.so_reuseport", 0),
     ]
+
+
+def advertised_session(advertise: str, session_address: str) -> str:
+    """Where others dial this daemon's session endpoint: the advertised host, the session port."""
+    if not session_address:
+        return ""
+    return f"{advertise.rpartition(':')[0]}:{session_address.rpartition(':')[2]}"
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -98,13 +101,15 @@ async def serve(
     add_services: Callable[[grpc.aio.Server], None],
     *,
     ready_file: str | None = None,
-    on_started: Callable[[str], Awaitable[None]] | None = None,
+    on_started: Callable[..., Awaitable[None]] | None = None,
     on_stopping: Callable[[], Awaitable[None]] | None = None,
     security: SecurityConfig | None = None,
     metrics_listen: str | None = None,
     collectors: Sequence[Any] = (),
     background: Sequence[Callable[[], Awaitable[None]]] = (),
     limits: ServerLimits = ServerLimits(),
+    sessions: Mapping[str, Any] | None = None,
+    session_port: int = 0,
 ) -> None:
     """Serve until SIGTERM/SIGINT. ``listen`` is host:port (port 0 = any free).
 
@@ -113,6 +118,10 @@ async def serve(
     (None: off), where ``collectors`` are registered too. ``background``:
     coroutine functions run as tasks while serving, cancelled at stop.
     ``limits``: the largest request and the calls in progress it accepts.
+    ``sessions``: the servicers ({"ShardService": servicer}) to serve on a
+    session endpoint too (superfs/rpc/server.py), on ``listen``'s host and
+    ``session_port`` (0: any free), with the same credentials, TLS and
+    metrics; ``on_started`` then gets its address as a second argument.
     """
     security = security or SecurityConfig()
     authenticator = auth.Authenticator.from_config(security)  # a bad tokens file fails here, before binding
@@ -135,6 +144,15 @@ async def serve(
     if daemon_metrics is not None:
         daemon_metrics.serve(metrics_listen)  # type: ignore[arg-type]
     await server.start()
+    session_server: SessionServer | None = None
+    session_address = ""
+    if sessions is not None:
+        session_server = SessionServer(
+            name, sessions, authenticator=authenticator,
+            ssl_context=tls.server_ssl_context(security.tls) if security.tls else None,
+            max_frame=limits.max_message_bytes,
+            wrappers=[daemon_metrics.wrapper_for] if daemon_metrics is not None else [])
+        session_address = await session_server.start(host.strip("[]") or "0.0.0.0", session_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -142,11 +160,15 @@ async def serve(
     tasks: list[asyncio.Task[None]] = []
     try:
         if on_started is not None:
-            await on_started(address)
+            if sessions is not None:
+                await on_started(address, session_address)  # type: ignore[call-arg]
+            else:
+                await on_started(address)
         tasks = [asyncio.create_task(fn(), name=f"{name}-background") for fn in background]  # type: ignore[arg-type]
         if ready_file:
             write_ready_file(ready_file, address, metrics_url=daemon_metrics.url if daemon_metrics else None)
-        log.info("%s serving on %s (pid %d)%s%s", name, address, os.getpid(),
+        log.info("%s serving on %s%s (pid %d)%s%s", name, address,
+                 f", sessions on {session_address}" if session_address else "", os.getpid(),
                  ", TLS" if creds else "", ", clients authenticated" if authenticator else "")
         notify_systemd(f"READY=1\nSTATUS=serving on {address}")
         await stop.wait()
@@ -157,6 +179,8 @@ async def serve(
         await asyncio.gather(*tasks, return_exceptions=True)
         if on_stopping is not None:
             await on_stopping()
+        if session_server is not None:
+            await session_server.close()
         await server.stop(grace=2.0)
         if daemon_metrics is not None:
             daemon_metrics.stop()

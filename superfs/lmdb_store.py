@@ -20,15 +20,18 @@ microseconds, which is cheaper than a thread hop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import queue
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
 import lmdb
 
+from superfs.deadlines import call_deadline
 from superfs.errors import FsError
 
 log = logging.getLogger(__name__)
@@ -96,9 +99,17 @@ class LmdbStore:
     # ----------------------------------------------------------------- writes
 
     async def write(self, fn: Mutation[T]) -> T:
-        """Run ``fn(txn)`` in the next group commit; return its result once durable."""
+        """Run ``fn(txn)`` in the next group commit; return its result once durable.
+
+        Called while serving a session call with a deadline (superfs/deadlines.py),
+        ``fn`` is not run at all once that deadline has passed: ETIMEDOUT, nothing changed.
+        Only the call's first change is held to it: once one is made, the rest follow.
+        """
         if self._closed:
             raise FsError(5, "store is closed")
+        deadline = call_deadline.get()
+        if deadline is not None:
+            fn = _before(deadline, fn)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
 
@@ -106,7 +117,11 @@ class LmdbStore:
             loop.call_soon_threadsafe(_settle, fut, ok, value)
 
         self._queue.put((fn, done))
-        return await fut
+        result = await fut
+        if deadline is not None:
+            # the call has made its change: its later steps (cross-server operations) must go on
+            call_deadline.set(None)
+        return result
 
     def write_now(self, fn: Mutation[T]) -> T:
         """Synchronous write for start-up, recovery and unit tests."""
@@ -198,6 +213,14 @@ class LmdbStore:
             self._flusher.join()
         self.env.sync(True)
         self.env.close()
+
+
+def _before(deadline: float, fn: Mutation[T]) -> Mutation[T]:
+    def checked(txn: lmdb.Transaction) -> T:
+        if time.monotonic() > deadline:
+            raise FsError(errno.ETIMEDOUT, "the caller stopped waiting before this change could be applied")
+        return fn(txn)
+    return checked
 
 
 def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:

@@ -73,3 +73,24 @@ def channel_credentials(tls: TlsConfig) -> grpc.ChannelCredentials:
 def channel_options(tls: TlsConfig) -> list[tuple[str, object]]:
     """Extra channel options: the name expected in server certificates, if configured."""
     return [("grpc.ssl_target_name_override", tls.server_name)] if tls.server_name else []
+
+
+def server_ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+    """The same identity for a daemon's session endpoint (superfs/rpc/server.py) as for its gRPC port."""
+    check(tls, server=True)
+    assert tls.cert_file and tls.key_file
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.require_client_cert:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=tls.ca_file)
+    return ctx
+
+
+def client_ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+    """A session client's TLS: trusts the cluster CA, presents this host's certificate when it has one."""
+    check(tls, server=False)
+    ctx = ssl.create_default_context(cafile=tls.ca_file)
+    if tls.cert_file and tls.key_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    return ctx

@@ -138,9 +138,11 @@ class LocalCluster:
             auth_cfg = AuthConfig(token_file=tokens, tokens_file=tokens)
 
         def node(i: int, address: str, data_dir: str) -> NodeSettings:
-            mport = free_port(address.rsplit(":", 1)[0]) if metrics else 0
+            host = address.rsplit(":", 1)[0]
+            mport = free_port(host) if metrics else 0
+            # a fixed session port, so that a restarted daemon is found where its clients knew it
             return NodeSettings(id=i, address=address, listen=address, data_dir=self.path(data_dir),
-                                metrics_port=mport)
+                                metrics_port=mport, session_port=free_port(host))
 
         cf = replace(
             base, path=None, replicas=replicas, inline_threshold=inline_threshold, chunk_size=chunk_size,

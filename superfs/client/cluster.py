@@ -27,6 +27,19 @@ class ClusterView:
         self._refreshed = 0.0
         self._lock = asyncio.Lock()
         self.dir_calls = 0  # RPCs sent to the dir server (benchmarks report it)
+        self._refreshing: asyncio.Task[None] | None = None
+        channels.on_unreachable = self._refresh_soon
+
+    def _refresh_soon(self) -> None:
+        """A daemon's session could not be reached: it may have restarted elsewhere; look again."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self._quiet_refresh())
+
+    async def _quiet_refresh(self) -> None:
+        try:
+            await self.refresh(min_age_s=1.0)
+        except FsError as e:
+            log.debug("map refresh after an unreachable session: %s", e)
 
     @property
     def timeout(self) -> float:
@@ -40,6 +53,9 @@ class ClusterView:
             self.map = m
             self._shards = {s.id: s.address for s in m.shards}
             self._data = {d.id: d.address for d in m.data_servers}
+            self.channels.learn_sessions({self.dir_address: m.dir_session_address,
+                                          **{s.address: s.session_address for s in m.shards},
+                                          **{d.address: d.session_address for d in m.data_servers}})
             self._refreshed = time.monotonic()
 
     async def dir_call(self, method: str, request: object) -> object:

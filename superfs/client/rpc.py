@@ -26,14 +26,16 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import grpc
 
 from superfs import auth, tls
 from superfs.config import SecurityConfig, TlsConfig
-from superfs.daemon import GRPC_OPTIONS
+from superfs.rpc.options import GRPC_OPTIONS
 from superfs.errors import FsError, errno_of_rpc_error, is_overloaded
+from superfs.rpc.client import Session
+from superfs.rpc.methods import METHODS
 from superfs.v1 import superfs_pb2_grpc as pbg
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ CHANNEL_OPTIONS = GRPC_OPTIONS + [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+
+_SERVICE_OF = {"dir": "DirService", "shard": "ShardService", "data": "DataService"}
 
 
 @dataclass(frozen=True)
@@ -114,15 +119,86 @@ class _AuthStub:
         return method
 
 
-class Channels:
-    """One long-lived channel per daemon address, with typed stubs (cached)."""
+class _SessionStub:
+    """A service stub whose unary methods travel on a session; streamed ones on the gRPC stub.
 
-    def __init__(self, timeout_s: float = 5.0, security: ClientSecurity | None = None) -> None:
+    Called as a grpc.aio stub method is (``await stub.GetFile(request, timeout=...)``), so
+    :func:`call` and every caller work unchanged; failures are FsError already.
+    """
+
+    def __init__(self, service: str, session: Session, grpc_stub: Any, timeout_s: float) -> None:
+        self._service = service
+        self._session = session
+        self._grpc = grpc_stub
+        self._timeout_s = timeout_s
+
+    def __getattr__(self, name: str) -> Any:
+        full = f"{self._service}/{name}"
+        m = METHODS.get(full)
+        if m is None:
+            method = getattr(self._grpc, name)
+        else:
+            session, reply, default = self._session, m.reply, self._timeout_s
+
+            async def method(request: Any, timeout: float | None = None, **_: Any) -> Any:
+                return await session.call(full, request, reply, timeout or default)
+        setattr(self, name, method)  # next time, a plain attribute
+        return method
+
+
+class Channels:
+    """One long-lived channel per daemon address, with typed stubs (cached).
+
+    With ``transport="session"`` (the default), a daemon whose session endpoint is known
+    (:meth:`learn_sessions`, from the cluster map) is reached on one session
+    (superfs/rpc/client.py) for every unary call; ``"grpc"`` keeps every call on gRPC.
+    """
+
+    def __init__(self, timeout_s: float = 5.0, security: ClientSecurity | None = None,
+                 transport: str = "session") -> None:
+        if transport not in ("session", "grpc"):
+            raise ValueError(f"transport must be 'session' or 'grpc', not {transport!r}")
         self.timeout_s = timeout_s
         self.security: ClientSecurity | None = security or _scoped.get() or _default
+        self.transport = transport
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[tuple[str, str], Any] = {}
+        self._session_of: dict[str, str] = {}      # gRPC address -> session address
+        self._sessions: dict[str, Session] = {}
+        self.on_unreachable: Callable[[], None] | None = None  # a session's daemon could not be reached
         self.calls = 0  # RPCs issued (benchmarks count dir-server round trips)
+
+    def learn_sessions(self, endpoints: dict[str, str]) -> None:
+        """Session endpoints of daemons by their gRPC address (the host dialled, the session port)."""
+        if self.transport != "session":
+            return
+        for address, session in endpoints.items():
+            if not session:
+                continue
+            dial = f"{address.rpartition(':')[0]}:{session.rpartition(':')[2]}"
+            if self._session_of.get(address) != dial:
+                self._session_of[address] = dial
+                for kind in ("dir", "shard", "data"):
+                    self._stubs.pop((kind, address), None)
+
+    def session(self, address: str) -> Session | None:
+        """The session to the daemon whose gRPC address is ``address``, if it has an endpoint."""
+        dial = self._session_of.get(address)
+        if dial is None:
+            return None
+        s = self._sessions.get(dial)
+        if s is None:
+            sec = self.security or self._resolve_security(address)
+            ctx = tls.client_ssl_context(sec.tls) if sec.tls is not None else None
+            host = dial.rpartition(":")[0].strip("[]")
+            s = self._sessions[dial] = Session(dial, token=sec.token, ssl_context=ctx,
+                                               server_hostname=(sec.tls.server_name or host) if sec.tls else None)
+            s.on_unreachable = self._unreachable
+        return s
+
+    def _unreachable(self) -> None:
+        if self.on_unreachable is not None:
+            self.on_unreachable()
 
     def _resolve_security(self, first_address: str) -> ClientSecurity:
         from superfs.client.local import security_for_address
@@ -150,6 +226,9 @@ class Channels:
             md = self.security.metadata if self.security else None
             if md:
                 stub = _AuthStub(stub, md)
+            session = self.session(address)
+            if session is not None:
+                stub = _SessionStub(_SERVICE_OF[kind], session, stub, self.timeout_s)
             self._stubs[(kind, address)] = stub
         return stub
 
@@ -163,6 +242,9 @@ class Channels:
         return self._stub("data", pbg.DataServiceStub, address)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
+        for s in self._sessions.values():
+            await s.close()
+        self._sessions.clear()
         for ch in self._channels.values():
             await ch.close()
         self._channels.clear()

@@ -38,8 +38,9 @@ async def run(cfg: DataServerConfig, *, register_wait_s: float = DEFAULT_WAIT_S)
     def add_services(server: grpc.aio.Server) -> None:
         servicer.add_to(server)
 
-    async def on_started(address: str) -> None:
+    async def on_started(address: str, session_address: str) -> None:
         advertise = cfg.advertise or address
+        registrar.session_address = daemon.advertised_session(advertise, session_address)
         if advertise.startswith(("0.0.0.0:", "[::]:")):
             log.warning("data server %d advertises %s, which peers cannot dial; set advertise",
                         cfg.server_id, advertise)
@@ -61,6 +62,8 @@ async def run(cfg: DataServerConfig, *, register_wait_s: float = DEFAULT_WAIT_S)
             metrics_listen=cfg.metrics_listen,
             collectors=metrics.data_server_metrics(chunks),
             limits=cfg.limits,
+            sessions={"DataService": servicer},
+            session_port=cfg.session_port,
         )
     finally:
         chunks.close()

@@ -48,6 +48,7 @@ class Registrar:
         self._on_store_checked = on_store_checked
         self.cluster_map: pb.ClusterMap | None = None
         self._background: asyncio.Task[None] | None = None
+        self.session_address = ""  # this data server's session endpoint, registered with its address
 
     async def register_once(self, address: str) -> pb.ClusterMap:
         if self._check_known:
@@ -58,7 +59,8 @@ class Registrar:
             assert self._on_store_checked is not None
             await self._on_store_checked(lost)
             self._check_known = False
-        request = pb.RegisterServerRequest(kind="data", server=pb.ServerInfo(id=self.server_id, address=address))
+        request = pb.RegisterServerRequest(kind="data", server=pb.ServerInfo(
+            id=self.server_id, address=address, session_address=self.session_address))
         cmap: pb.ClusterMap = await call(self.channels.dir(self.dir_server).RegisterServer, request, self.timeout_s)
         self.cluster_map = cmap
         log.info(

@@ -59,9 +59,9 @@ def register(m: pb.ClusterMap, kind: str, server: pb.ServerInfo) -> bool:
     servers = m.shards if kind == "shard" else m.data_servers
     for s in servers:
         if s.id == server.id:
-            if s.address == server.address:
+            if s.address == server.address and s.session_address == server.session_address:
                 return False
-            s.address = server.address
+            s.CopyFrom(server)
             return True
     new = sorted([*servers, server], key=lambda s: s.id)
     del servers[:]
@@ -116,6 +116,19 @@ class ClusterRegistry:
                 self.map = updated
                 log.info("registered %s %d at %s: epoch %d", kind, server.id, server.address, updated.epoch)
             return self.map
+
+    async def set_dir_session(self, address: str) -> None:
+        """Publish the dir server's own session endpoint (clients take its port, and the host they dial)."""
+        async with self._lock:
+            if self.map.dir_session_address == address:
+                return
+            updated = pb.ClusterMap()
+            updated.CopyFrom(self.map)
+            updated.dir_session_address = address
+            updated.epoch += 1
+            value = updated.SerializeToString()
+            await self.store.db.write(lambda txn: self.store.put_meta_txn(txn, MAP_KEY, value))
+            self.map = updated
 
     def shard_address(self, shard_id: int) -> str:
         for s in self.map.shards:

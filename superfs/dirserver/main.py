@@ -35,8 +35,9 @@ async def run(cfg: DirServerConfig) -> None:
     def add_services(server: grpc.aio.Server) -> None:
         pbg.add_DirServiceServicer_to_server(servicer, server)
 
-    async def on_started(address: str) -> None:
+    async def on_started(address: str, session_address: str) -> None:
         nonlocal recovery
+        await servicer.registry.set_dir_session(session_address)
         recovery = asyncio.create_task(recovery_loop(servicer.coordinator), name="dir-recovery")
 
     async def on_stopping() -> None:
@@ -55,7 +56,8 @@ async def run(cfg: DirServerConfig) -> None:
         await daemon.serve("superfs-dir", cfg.listen, add_services, ready_file=cfg.ready_file,
                            on_started=on_started, on_stopping=on_stopping, security=cfg.security,
                            metrics_listen=cfg.metrics_listen, collectors=collectors,
-                           background=background if cfg.metrics_listen else (), limits=cfg.limits)
+                           background=background if cfg.metrics_listen else (), limits=cfg.limits,
+                           sessions={"DirService": servicer}, session_port=cfg.session_port)
     finally:
         await servicer.close()
         store.close()

@@ -83,6 +83,8 @@ class Session:
         self._closed = False
         self.reconnects = 0
         self.calls = 0
+        # told when the daemon cannot be reached: it may have moved (a new map says where)
+        self.on_unreachable: Callable[[], None] | None = None
 
     # ---------------------------------------------------------------- calls
 
@@ -159,6 +161,8 @@ class Session:
             except FsError as e:
                 err = e
             # unreachable: what can be told so now is; mutations on the wire wait for their deadline
+            if self.on_unreachable is not None:
+                self.on_unreachable()
             now = time.monotonic()
             waiting = False
             for c in list(self._pending.values()):

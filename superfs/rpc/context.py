@@ -7,21 +7,17 @@ part of it: ``abort`` and ``set_trailing_metadata`` (through
 one servicer serves gRPC and sessions alike; ``abort`` raises
 :class:`CallAborted`, which the session server turns into an error reply.
 
-The deadline of the call being served is in :data:`call_deadline` (a
-monotonic time) while its handler runs: the LMDB writer refuses to apply a
+The deadline of the call being served is in :data:`superfs.deadlines.call_deadline`
+(a monotonic time) while its handler runs: the LMDB writer refuses to apply a
 mutation whose caller has stopped waiting (superfs/lmdb_store.py).
 """
 from __future__ import annotations
 
-import contextvars
 from typing import Any, NoReturn, Sequence
 
 import grpc
 
 from superfs.errors import ERRNO_KEY
-
-call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("superfs_call_deadline", default=None)
-
 
 class CallAborted(Exception):
     """A servicer aborted the call: send ``errno_name`` and ``details`` back."""

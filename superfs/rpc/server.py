@@ -37,7 +37,8 @@ from typing import Any, Callable, Mapping, Sequence
 from superfs.auth import Authenticator, Grant, Refused
 from superfs.errors import FsError
 from superfs.rpc import frames
-from superfs.rpc.context import CallAborted, SessionContext, call_deadline
+from superfs.deadlines import call_deadline
+from superfs.rpc.context import CallAborted, SessionContext
 from superfs.rpc.methods import METHODS, Method
 from superfs.v1 import session_pb2 as spb
 

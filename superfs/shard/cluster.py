@@ -31,6 +31,7 @@ class ClusterView:
         self.channels = channels
         self.dir_server = dir_server
         self.timeout_s = timeout_s
+        self.session_address = ""  # this shard's session endpoint, registered with its address
         self._map: pb.ClusterMap | None = None
         self._owned: frozenset[int] = frozenset()
         self._shards: dict[int, str] = {}
@@ -165,7 +166,8 @@ class ClusterView:
     async def register(self, address: str) -> None:
         """Announce this shard to the dir server and adopt the map it returns."""
         assert self.dir_server is not None
-        req = pb.RegisterServerRequest(kind="shard", server=pb.ServerInfo(id=self.shard_id, address=address))
+        req = pb.RegisterServerRequest(kind="shard", server=pb.ServerInfo(
+            id=self.shard_id, address=address, session_address=self.session_address))
         cmap = await call(self.channels.dir(self.dir_server).RegisterServer, req, self.timeout_s)
         self.set_map(cmap)
 

@@ -21,7 +21,7 @@ import grpc
 from superfs import metrics
 from superfs.client.rpc import Channels
 from superfs.config import ASYNC, ShardConfig, read_secret
-from superfs.daemon import serve
+from superfs.daemon import advertised_session, serve
 from superfs.errors import FsError
 from superfs.shard.cluster import ClusterView
 from superfs.shard.service import ShardServicer
@@ -62,10 +62,10 @@ async def keep_map_fresh(cluster: ClusterView, address: str) -> None:
     """
     while True:
         try:
-            listed = {s.id: s.address for s in cluster.map.shards}
+            listed = {s.id: (s.address, s.session_address) for s in cluster.map.shards}
         except FsError:
             listed = {}
-        if listed.get(cluster.shard_id) != address:
+        if listed.get(cluster.shard_id) != (address, cluster.session_address):
             await register_until_done(cluster, address, give_up_after_s=None)
         await asyncio.sleep(REFRESH_INTERVAL_S)
         await cluster.refresh()
@@ -80,8 +80,9 @@ async def run(cfg: ShardConfig) -> None:
     servicer = ShardServicer(store, cluster, secret)
     tasks: list[asyncio.Task[Any]] = []
 
-    async def on_started(address: str) -> None:
+    async def on_started(address: str, session_address: str) -> None:
         advertise = cfg.advertise or address
+        cluster.session_address = advertised_session(advertise, session_address)
         loop = asyncio.get_running_loop()
         if not await register_until_done(cluster, advertise, give_up_after_s=REGISTER_WAIT_S):
             log.warning("shard %d: serving without a cluster map; still trying to register", cfg.shard_id)
@@ -102,7 +103,8 @@ async def run(cfg: ShardConfig) -> None:
     try:
         await serve(f"superfs-shard {cfg.shard_id}", cfg.listen, add_services, ready_file=cfg.ready_file,
                     on_started=on_started, on_stopping=on_stopping, security=cfg.security,
-                    metrics_listen=cfg.metrics_listen, collectors=metrics.shard_metrics(store), limits=cfg.limits)
+                    metrics_listen=cfg.metrics_listen, collectors=metrics.shard_metrics(store), limits=cfg.limits,
+                    sessions={"ShardService": servicer}, session_port=cfg.session_port)
     finally:
         await servicer.stop_background()
         await channels.close()

@@ -71,15 +71,17 @@ class DirCap(_message.Message):
     def __init__(self, dir_ino: _Optional[int] = ..., uid: _Optional[int] = ..., rights: _Optional[int] = ..., sticky: _Optional[bool] = ..., owner_uid: _Optional[int] = ..., expires_ns: _Optional[int] = ..., mac: _Optional[bytes] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("id", "address")
+    __slots__ = ("id", "address", "session_address")
     ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     id: int
     address: str
-    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
+    session_address: str
+    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., session_address: _Optional[str] = ...) -> None: ...
 
 class ClusterMap(_message.Message):
-    __slots__ = ("epoch", "cluster_name", "num_partitions", "partition_shard", "shards", "data_servers", "replicas", "inline_threshold", "chunk_size", "durability")
+    __slots__ = ("epoch", "cluster_name", "num_partitions", "partition_shard", "shards", "data_servers", "replicas", "inline_threshold", "chunk_size", "durability", "dir_session_address")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_NAME_FIELD_NUMBER: _ClassVar[int]
     NUM_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +92,7 @@ class ClusterMap(_message.Message):
     INLINE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     DURABILITY_FIELD_NUMBER: _ClassVar[int]
+    DIR_SESSION_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     cluster_name: str
     num_partitions: int
@@ -100,7 +103,8 @@ class ClusterMap(_message.Message):
     inline_threshold: int
     chunk_size: int
     durability: str
-    def __init__(self, epoch: _Optional[int] = ..., cluster_name: _Optional[str] = ..., num_partitions: _Optional[int] = ..., partition_shard: _Optional[_Iterable[int]] = ..., shards: _Optional[_Iterable[_Union[ServerInfo, _Mapping]]] = ..., data_servers: _Optional[_Iterable[_Union[ServerInfo, _Mapping]]] = ..., replicas: _Optional[int] = ..., inline_threshold: _Optional[int] = ..., chunk_size: _Optional[int] = ..., durability: _Optional[str] = ...) -> None: ...
+    dir_session_address: str
+    def __init__(self, epoch: _Optional[int] = ..., cluster_name: _Optional[str] = ..., num_partitions: _Optional[int] = ..., partition_shard: _Optional[_Iterable[int]] = ..., shards: _Optional[_Iterable[_Union[ServerInfo, _Mapping]]] = ..., data_servers: _Optional[_Iterable[_Union[ServerInfo, _Mapping]]] = ..., replicas: _Optional[int] = ..., inline_threshold: _Optional[int] = ..., chunk_size: _Optional[int] = ..., durability: _Optional[str] = ..., dir_session_address: _Optional[str] = ...) -> None: ...
 
 class GetClusterMapRequest(_message.Message):
     __slots__ = ()
