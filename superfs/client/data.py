@@ -12,12 +12,19 @@ when every replica has it on disk. Reads go to the first replica and fall
 over to the next on EIO (a checksum failure) or an unreachable server. The
 shard's recorded size is grown after the chunks are written, so a reader
 never sees a size whose bytes are not there yet.
+
+Every chunk read or write carries the file's chunk capability (the rights
+its shard found for the caller, in every FileInfo it sends). One that lacks
+the right needed, or that a data server found expired (ESTALE), is replaced
+by a fresh one from the file's shard (one GetFile), and the call is retried
+once.
 """
 from __future__ import annotations
 
 import asyncio
 import errno
 import logging
+from typing import Awaitable, Callable, TypeVar
 
 from superfs.client import streams
 from superfs.client.cluster import ClusterView
@@ -25,9 +32,12 @@ from superfs.client.meta import SET_SIZE, Creds, MetaOps
 from superfs.client.nodes import Node
 from superfs.client.rpc import call
 from superfs.errors import FsError
+from superfs.perms import R_OK, W_OK
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_IO = 64 * 1024 * 1024  # one read or write call moves at most this much
 
@@ -40,6 +50,30 @@ class DataIO:
     @property
     def timeout(self) -> float:
         return self.cluster.timeout
+
+    # ----------------------------------------------------------- capabilities
+
+    async def _chunk_cap(self, info: pb.FileInfo, want: int, creds: Creds, *, fresh: bool = False) -> pb.ChunkCap:
+        """``info``'s chunk capability, fetched anew if asked or if it lacks ``want``."""
+        cap = info.chunk_cap
+        if fresh or not cap.mac or cap.rights & want != want:
+            cap = (await self.meta.get_file(info.attr.ino, creds)).file.chunk_cap  # type: ignore[union-attr]
+            info.chunk_cap.CopyFrom(cap)
+            if cap.rights & want != want:
+                raise FsError(errno.EACCES, "permission denied: may not " + ("write" if want & W_OK else "read")
+                              + f" inode {info.attr.ino}")
+        return cap
+
+    async def _with_chunk_cap(self, info: pb.FileInfo, want: int, creds: Creds,
+                              op: Callable[[pb.ChunkCap], Awaitable[T]]) -> T:
+        """``op(cap)``; once more with a fresh capability if a data server found it expired."""
+        cap = await self._chunk_cap(info, want, creds)
+        try:
+            return await op(cap)
+        except FsError as e:
+            if e.errno != errno.ESTALE:
+                raise
+        return await op(await self._chunk_cap(info, want, creds, fresh=True))
 
     # ------------------------------------------------------------------ reads
 
@@ -58,13 +92,17 @@ class DataIO:
             return reply.data
         cs = info.chunk_size
         first, last = offset // cs, (offset + length - 1) // cs
-        parts = await asyncio.gather(*(
-            self._read_chunk(info, idx, max(offset, idx * cs) - idx * cs,
-                             min(offset + length, (idx + 1) * cs) - max(offset, idx * cs))
-            for idx in range(first, last + 1)))
+
+        async def read_all(cap: pb.ChunkCap) -> list[bytes]:
+            return await asyncio.gather(*(
+                self._read_chunk(info, idx, max(offset, idx * cs) - idx * cs,
+                                 min(offset + length, (idx + 1) * cs) - max(offset, idx * cs), cap)
+                for idx in range(first, last + 1)))
+
+        parts = await self._with_chunk_cap(info, R_OK, creds, read_all)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def _read_chunk(self, info: pb.FileInfo, index: int, off: int, length: int) -> bytes:
+    async def _read_chunk(self, info: pb.FileInfo, index: int, off: int, length: int, cap: pb.ChunkCap) -> bytes:
         ino = info.attr.ino
         last_err: FsError | None = None
         for sid in self.cluster.replicas_of(ino, index, list(info.layout)):
@@ -72,11 +110,13 @@ class DataIO:
             try:
                 if length >= streams.STREAM_MIN:
                     data, _ = await streams.read_chunk(self.cluster.data_server(sid), key, off, length,
-                                                       self.timeout)
+                                                       self.timeout, cap)
                 else:
-                    req = pb.ReadChunkRequest(key=key, offset=off, length=length)
+                    req = pb.ReadChunkRequest(key=key, offset=off, length=length, cap=cap)
                     data = (await call(self.cluster.data_server(sid).ReadChunk, req, self.timeout)).data
             except FsError as e:
+                if e.errno in (errno.EACCES, errno.ESTALE):
+                    raise  # the capability, not this replica: every replica would say the same
                 log.warning("read of chunk %d/%d from data server %d failed: %s", ino, index, sid, e)
                 last_err = e
                 continue
@@ -120,12 +160,13 @@ class DataIO:
             await self.convert(node, creds)
         info = node.file
         assert info is not None
-        await self._write_chunks(info, offset, memoryview(data))
+        view = memoryview(data)
+        await self._with_chunk_cap(info, W_OK, creds, lambda cap: self._write_chunks(info, offset, view, cap))
         if not defer_size:
             await self.commit_size(node, end, creds)
         return end
 
-    async def _write_chunks(self, info: pb.FileInfo, offset: int, data: memoryview) -> None:
+    async def _write_chunks(self, info: pb.FileInfo, offset: int, data: memoryview, cap: pb.ChunkCap) -> None:
         cs = info.chunk_size
         ino = info.attr.ino
         jobs = []
@@ -137,9 +178,10 @@ class DataIO:
             key = pb.ChunkKey(ino=ino, index=idx)
             if take >= streams.STREAM_MIN:
                 for sid in self.cluster.replicas_of(ino, idx, list(info.layout)):
-                    jobs.append(streams.write_chunk(self.cluster.data_server(sid), key, off, piece, self.timeout))
+                    jobs.append(streams.write_chunk(self.cluster.data_server(sid), key, off, piece, self.timeout,
+                                                    cap))
             else:
-                req = pb.WriteChunkRequest(key=key, offset=off, data=bytes(piece))
+                req = pb.WriteChunkRequest(key=key, offset=off, data=bytes(piece), cap=cap)
                 for sid in self.cluster.replicas_of(ino, idx, list(info.layout)):
                     jobs.append(call(self.cluster.data_server(sid).WriteChunk, req, self.timeout))
             pos += take
@@ -171,9 +213,12 @@ class DataIO:
             assert info is not None
             if not info.inline:
                 return
-            staged = pb.FileInfo(attr=info.attr, inline=False, layout=layout, chunk_size=chunk_size)
+            staged = pb.FileInfo(attr=info.attr, inline=False, layout=layout, chunk_size=chunk_size,
+                                 chunk_cap=info.chunk_cap)
             if info.data:
-                await self._write_chunks(staged, 0, memoryview(info.data))
+                # the inline file's capability already covers its chunks: they are written first
+                await self._with_chunk_cap(staged, W_OK, creds,
+                                           lambda cap: self._write_chunks(staged, 0, memoryview(info.data), cap))
             req = pb.ConvertRequest(ino=node.ino, creds=creds.pb(), layout=layout,
                                     expect_generation=info.attr.generation, chunk_size=chunk_size)
             try:
