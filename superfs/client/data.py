@@ -32,6 +32,7 @@ from superfs.client.meta import SET_SIZE, Creds, MetaOps
 from superfs.client.nodes import Node
 from superfs.client.rpc import call
 from superfs.errors import FsError
+from superfs.faults import pause_point
 from superfs.perms import R_OK, W_OK
 from superfs.v1 import superfs_pb2 as pb
 
@@ -236,6 +237,9 @@ class DataIO:
     # --------------------------------------------------------------- truncate
 
     async def truncate(self, node: Node, size: int, creds: Creds) -> pb.Attr:
+        """Set the file's size. The shard cuts the chunks past a smaller size itself, in order,
+        before it answers; nothing here touches chunks (a cut from here, after the answer,
+        could cut what another client wrote since)."""
         if size < 0:
             raise FsError(errno.EINVAL, "negative size")
         try:
@@ -245,33 +249,10 @@ class DataIO:
                 raise
             await self.convert(node, creds)
             attr = await self.meta.setattr(node.ino, creds, mask=SET_SIZE, size=size)
-        old = node.file
-        fresh = await self.meta.get_file(node.ino, creds)
-        node.file, node.attr = fresh.file, fresh.attr
-        if old is not None and not old.inline and size < old.attr.size:
-            await self._trim(fresh.file, size)
+        pause_point("client.truncate.after_setattr")
+        node.attr = attr
+        if node.file is not None:
+            node.file.attr.CopyFrom(attr)
+            if node.file.inline:
+                node.file.data = b""  # cut or grown: the cached bytes are stale
         return attr
-
-    async def _trim(self, info: pb.FileInfo, size: int) -> None:
-        """Cut chunk data past ``size`` now, so a later extension reads zeros.
-
-        The shard also queued this work durably; doing it here makes it
-        visible before truncate returns. Failures are left to the shard.
-        """
-        cs = info.chunk_size
-        ino = info.attr.ino
-        boundary, rem = divmod(size, cs)
-        jobs = []
-        if rem:
-            for sid in self.cluster.replicas_of(ino, boundary, list(info.layout)):
-                jobs.append(call(self.cluster.data_server(sid).TruncateChunk,
-                                 pb.TruncateChunkRequest(key=pb.ChunkKey(ino=ino, index=boundary), length=rem),
-                                 self.timeout))
-        first_gone = boundary + 1 if rem else boundary
-        for sid in info.layout:
-            jobs.append(call(self.cluster.data_server(sid).DeleteChunks,
-                             pb.DeleteChunksRequest(ino=ino, from_index=first_gone), self.timeout))
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        for r in results:
-            if isinstance(r, Exception):
-                log.warning("trim of inode %d left to the shard's reclaimer: %s", ino, r)
