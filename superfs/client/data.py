@@ -8,10 +8,17 @@ drop them (ConvertToChunked, guarded by the file's generation), so a crash
 in between loses nothing.
 
 Chunks are written to all R replicas in parallel; a write is acknowledged
-when every replica has it on disk. Reads go to the first replica and fall
-over to the next on EIO (a checksum failure) or an unreachable server. The
-shard's recorded size is grown after the chunks are written, so a reader
-never sees a size whose bytes are not there yet.
+when every replica has it on disk. The shard's recorded size is grown after
+the chunks are written (SetSize), so a reader never sees a size whose bytes
+are not there yet; the same call reports which chunks were written, and the
+shard records them with the file.
+
+Reads use that record: a chunk it lists as never written is a hole, read as
+zeros without asking any data server. Any other chunk is read from its first
+replica, falling over to the next on EIO (a checksum failure), an
+unreachable server, or "no such chunk" (a replica that missed it must not
+hide one that has it). A chunk the record says was written and no replica
+has is lost: EIO, never zeros.
 
 Every chunk read or write carries the file's chunk capability (the rights
 its shard found for the caller, in every FileInfo it sends). One that lacks
@@ -26,6 +33,7 @@ import errno
 import logging
 from typing import Awaitable, Callable, TypeVar
 
+from superfs import chunkranges
 from superfs.client import streams
 from superfs.client.cluster import ClusterView
 from superfs.client.meta import SET_SIZE, Creds, MetaOps
@@ -93,37 +101,52 @@ class DataIO:
             return reply.data
         cs = info.chunk_size
         first, last = offset // cs, (offset + length - 1) // cs
+        pieces = [(idx, max(offset, idx * cs) - idx * cs,
+                   min(offset + length, (idx + 1) * cs) - max(offset, idx * cs)) for idx in range(first, last + 1)]
+        known = info.written_state != pb.WRITTEN_UNKNOWN
+        written = tuple((r.start, r.end) for r in info.written)
+        wanted = [p for p in pieces if not known or chunkranges.covers(written, p[0])]
+        got: dict[int, bytes] = {}
+        if wanted:  # a read of holes only needs neither a capability nor a data server
+            async def read_all(cap: pb.ChunkCap) -> list[bytes]:
+                return await asyncio.gather(*(self._read_chunk(info, idx, off, n, cap) for idx, off, n in wanted))
 
-        async def read_all(cap: pb.ChunkCap) -> list[bytes]:
-            return await asyncio.gather(*(
-                self._read_chunk(info, idx, max(offset, idx * cs) - idx * cs,
-                                 min(offset + length, (idx + 1) * cs) - max(offset, idx * cs), cap)
-                for idx in range(first, last + 1)))
-
-        parts = await self._with_chunk_cap(info, R_OK, creds, read_all)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+            parts = await self._with_chunk_cap(info, R_OK, creds, read_all)
+            got = {p[0]: data for p, data in zip(wanted, parts)}
+        out = [got.get(idx) or bytes(n) for idx, _, n in pieces]
+        return out[0] if len(out) == 1 else b"".join(out)
 
     async def _read_chunk(self, info: pb.FileInfo, index: int, off: int, length: int, cap: pb.ChunkCap) -> bytes:
         ino = info.attr.ino
         last_err: FsError | None = None
-        for sid in self.cluster.replicas_of(ino, index, list(info.layout)):
+        replicas = self.cluster.replicas_of(ino, index, list(info.layout))
+        missing = 0
+        for sid in replicas:
             key = pb.ChunkKey(ino=ino, index=index)
             try:
                 if length >= streams.STREAM_MIN:
-                    data, _ = await streams.read_chunk(self.cluster.data_server(sid), key, off, length,
-                                                       self.timeout, cap)
+                    data, exists = await streams.read_chunk(self.cluster.data_server(sid), key, off, length,
+                                                            self.timeout, cap)
                 else:
                     req = pb.ReadChunkRequest(key=key, offset=off, length=length, cap=cap)
-                    data = (await call(self.cluster.data_server(sid).ReadChunk, req, self.timeout)).data
+                    reply = await call(self.cluster.data_server(sid).ReadChunk, req, self.timeout)
+                    data, exists = reply.data, reply.exists
             except FsError as e:
                 if e.errno in (errno.EACCES, errno.ESTALE):
                     raise  # the capability, not this replica: every replica would say the same
                 log.warning("read of chunk %d/%d from data server %d failed: %s", ino, index, sid, e)
                 last_err = e
                 continue
-            if len(data) < length:  # hole or short chunk inside the file: zeros
+            if not exists:
+                missing += 1  # this replica may have missed it: ask the next
+                continue
+            if len(data) < length:  # a short chunk inside the file: the rest is a hole
                 data = data + bytes(length - len(data))
             return data
+        if missing == len(replicas) and info.written_state != pb.WRITTEN_EXACT:
+            return bytes(length)  # no replica has it, and the shard cannot say it was written: a hole
+        if missing == len(replicas):
+            raise FsError(errno.EIO, f"chunk {index} of inode {ino} was written but no replica has it")
         raise FsError(errno.EIO, f"no replica of chunk {index} of inode {ino} is readable") from last_err
 
     # ----------------------------------------------------------------- writes
@@ -162,7 +185,9 @@ class DataIO:
         info = node.file
         assert info is not None
         view = memoryview(data)
+        seen = info.attr.generation  # the view this write is based on (a shrink since may cut it)
         await self._with_chunk_cap(info, W_OK, creds, lambda cap: self._write_chunks(info, offset, view, cap))
+        self._wrote(node, info, chunkranges.of_bytes(offset, n, info.chunk_size), seen)
         if not defer_size:
             await self.commit_size(node, end, creds)
         return end
@@ -188,14 +213,30 @@ class DataIO:
             pos += take
         await asyncio.gather(*jobs)
 
+    @staticmethod
+    def _wrote(node: Node, info: pb.FileInfo, chunks: tuple[int, int], seen_generation: int) -> None:
+        """Chunks written (on every replica): to report at commit, and readable here from now on."""
+        node.unreported_generation = (seen_generation if not node.unreported
+                                      else min(node.unreported_generation, seen_generation))
+        node.unreported.append(chunks)
+        if info.written_state != pb.WRITTEN_UNKNOWN:
+            merged, _ = chunkranges.add(tuple((r.start, r.end) for r in info.written), [chunks], limit=1 << 30)
+            del info.written[:]
+            info.written.extend(pb.ChunkRange(start=a, end=b) for a, b in merged)
+
     async def commit_size(self, node: Node, end: int, creds: Creds) -> None:
+        """Grow the shard's size to ``end`` and report the chunks written since the last commit."""
         info = node.file
         assert info is not None
-        if info.inline or end <= info.attr.size:
+        if info.inline or (end <= info.attr.size and not node.unreported):
             return
-        req = pb.SetSizeRequest(ino=info.attr.ino, size=end, creds=creds.pb())
+        reported = len(node.unreported)
+        written = [pb.ChunkRange(start=a, end=b) for a, b in chunkranges.normalize(node.unreported)]
+        req = pb.SetSizeRequest(ino=info.attr.ino, size=end, creds=creds.pb(), written=written,
+                                reports_written=True, seen_generation=node.unreported_generation)
         attr = await self.meta._shard_call(lambda: self.cluster.home_shard(info.attr.ino), "SetSize", req)
         info.attr.CopyFrom(attr)
+        del node.unreported[:reported]  # writes that finished meanwhile go with the next commit
 
     async def _refresh(self, node: Node, creds: Creds) -> None:
         fresh = await self.meta.get_file(node.ino, creds, want_data=True)
@@ -214,6 +255,9 @@ class DataIO:
             assert info is not None
             if not info.inline:
                 return
+            if info.attr.size and not info.chunk_cap.rights & R_OK:
+                # its bytes did not come with the reply: moving nothing would lose them
+                raise FsError(errno.EACCES, f"inode {node.ino}: may not read the bytes to move them to chunks")
             staged = pb.FileInfo(attr=info.attr, inline=False, layout=layout, chunk_size=chunk_size,
                                  chunk_cap=info.chunk_cap)
             if info.data:
@@ -255,4 +299,19 @@ class DataIO:
             node.file.attr.CopyFrom(attr)
             if node.file.inline:
                 node.file.data = b""  # cut or grown: the cached bytes are stale
+            else:
+                self._cut_written(node, node.file, size)
         return attr
+
+    @staticmethod
+    def _cut_written(node: Node, info: pb.FileInfo, size: int) -> None:
+        """Mirror what the shard did to the written chunks when the file became ``size`` long."""
+        end = chunkranges.chunks_below(size, info.chunk_size)
+        if size == 0:
+            info.written_state = pb.WRITTEN_EXACT
+        kept = chunkranges.cut(tuple((r.start, r.end) for r in info.written), end)
+        del info.written[:]
+        info.written.extend(pb.ChunkRange(start=a, end=b) for a, b in kept)
+        # our own unreported writes past the end are gone (their generation stays: another
+        # client's cut may have hit them too; at worst the record stops claiming to be exact)
+        node.unreported[:] = list(chunkranges.cut(chunkranges.normalize(node.unreported), end))

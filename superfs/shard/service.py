@@ -53,8 +53,12 @@ def attr_of(node: Inode) -> pb.Attr:
 
 
 def file_info_of(node: Inode, data: bytes = b"") -> pb.FileInfo:
-    return pb.FileInfo(attr=attr_of(node), type=node.ftype, symlink_target=decode_name(node.symlink_target),
-                       inline=node.inline, data=data, layout=node.layout, chunk_size=node.chunk_size)
+    info = pb.FileInfo(attr=attr_of(node), type=node.ftype, symlink_target=decode_name(node.symlink_target),
+                       inline=node.inline, data=data, layout=node.layout, chunk_size=node.chunk_size,
+                       written_state=node.written_state)
+    if node.written:
+        info.written.extend(pb.ChunkRange(start=a, end=b) for a, b in node.written)
+    return info
 
 
 def chunk_rights(node: Inode, creds: CredsLike, *, created: bool = False) -> int:
@@ -236,8 +240,10 @@ class ShardServicer(pbg.ShardServiceServicer):
     async def SetSize(self, request: pb.SetSizeRequest, context: Ctx) -> pb.Attr:
         r = request
         self.cluster.check_ino(r.ino)
+        written = [(w.start, w.end) for w in r.written] if r.reports_written else None
         node = await self.store.write(lambda t: file_ops.set_size(
-            t, r.ino, size=r.size, mtime_ns=r.mtime_ns, creds=r.creds))
+            t, r.ino, size=r.size, mtime_ns=r.mtime_ns, creds=r.creds, written=written,
+            seen_generation=r.seen_generation))
         return attr_of(node)
 
     # ---------------------------------------------------------------- names
