@@ -80,7 +80,7 @@ class ShardServicer(pbg.ShardServiceServicer):
     """All ShardService RPCs of one shard.
 
     ``cluster`` may hold a fixed map (tests) or follow the dir server
-    (main.run). ``secret`` verifies directory capabilities.
+    (main.run). ``secret`` verifies directory capabilities and signs chunk capabilities.
     """
 
     def __init__(self, store: FileMetaStore, cluster: ClusterView, secret: bytes) -> None:
