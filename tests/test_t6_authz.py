@@ -344,8 +344,9 @@ async def test_dir_server_hands_out_no_capability_for_an_unreachable_directory(c
 
 # --------------------------------------------------------------- library path
 
-def test_library_refuses_what_the_kernel_refuses(c):
-    with connect(config=c.config("alice"), creds=ALICE) as alice:
+@pytest.mark.parametrize("token", ["alice", "mount"])  # her own token, or a mount host's acting for her
+def test_library_refuses_what_the_kernel_refuses(c, token):
+    with connect(config=c.config(token), creds=ALICE) as alice:
         for attempt, want in (
             (lambda: alice.read_bytes("/secret/small"), errno.EACCES),
             (lambda: alice.stat("/secret/small"), errno.EACCES),

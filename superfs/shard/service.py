@@ -55,7 +55,7 @@ def attr_of(node: Inode) -> pb.Attr:
 def file_info_of(node: Inode, data: bytes = b"") -> pb.FileInfo:
     info = pb.FileInfo(attr=attr_of(node), type=node.ftype, symlink_target=decode_name(node.symlink_target),
                        inline=node.inline, data=data, layout=node.layout, chunk_size=node.chunk_size,
-                       written_state=node.written_state)
+                       written_state=pb.WrittenState.ValueType(node.written_state))
     if node.written:
         info.written.extend(pb.ChunkRange(start=a, end=b) for a, b in node.written)
     return info
