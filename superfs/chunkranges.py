@@ -57,6 +57,18 @@ def cut(ranges: Ranges, end: int) -> Ranges:
     return tuple((a, min(b, end)) for a, b in ranges if a < end)
 
 
+def subtract(ranges: Ranges, gone: Range) -> Ranges:
+    """``ranges`` without the chunks of ``gone``."""
+    a, b = gone
+    out: list[Range] = []
+    for start, end in ranges:
+        if start < a:
+            out.append((start, min(end, a)))
+        if end > b:
+            out.append((max(start, b), end))
+    return tuple(out)
+
+
 def covers(ranges: Ranges, index: int) -> bool:
     i = bisect.bisect_right(ranges, (index, float("inf"))) - 1
     return i >= 0 and ranges[i][0] <= index < ranges[i][1]

@@ -156,3 +156,9 @@ def test_bad_reports_are_einval(store: FileMetaStore) -> None:
         with pytest.raises(FsError) as e:
             set_size(store, node, CS, bad)
         assert e.value.errno == errno.EINVAL
+
+
+def test_ranges_subtract() -> None:
+    assert chunkranges.subtract(((0, 4), (6, 8)), (2, 3)) == ((0, 2), (3, 4), (6, 8))
+    assert chunkranges.subtract(((0, 4),), (0, 4)) == ()
+    assert chunkranges.subtract(((1, 2),), (5, 6)) == ((1, 2),)

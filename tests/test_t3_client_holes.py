@@ -90,3 +90,19 @@ def test_a_file_without_a_record_of_its_writes_reads_as_before(cluster_factory):
         assert info.written_state == pb.WRITTEN_UNKNOWN
         _delete(cluster, ino, 1, replicas)
         assert c.read_bytes("/old") == data[:CS] + bytes(CS)
+
+
+def test_a_reader_whose_view_predates_a_truncate_reads_the_new_hole_as_zeros(cluster_factory):
+    """Its record says chunk 5 was written; the shard's says a truncate made it a hole since."""
+    cluster = cluster_factory()
+    address = str(cluster.config["dir_server"])
+    with connect(address) as a, connect(address) as b:
+        data = os.urandom(8 * CS)
+        a.write_bytes("/t", data)
+        with a.open("/t", "rb", buffering=0) as f:
+            assert f.read(CS) == data[:CS]
+            b.truncate("/t", CS)           # cuts chunks 1..7 on the data servers
+            b.truncate("/t", 8 * CS)       # and grows back: a hole
+            f.seek(5 * CS)
+            assert f.read(CS) == bytes(CS)
+        assert a.read_bytes("/t") == data[:CS] + bytes(7 * CS)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Iterable, TypeVar
 
 from superfs import chunkranges
 from superfs.client import streams
@@ -49,6 +49,23 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_IO = 64 * 1024 * 1024  # one read or write call moves at most this much
+
+
+def _ranges(rs: Iterable[pb.ChunkRange]) -> chunkranges.Ranges:
+    return tuple((r.start, r.end) for r in rs)
+
+
+def _set_written(info: pb.FileInfo, ranges: Iterable[tuple[int, int]]) -> None:
+    del info.written[:]
+    info.written.extend(pb.ChunkRange(start=a, end=b) for a, b in ranges)
+
+
+class ChunkLost(FsError):
+    """EIO: the file's record says a chunk was written, and no replica has it."""
+
+    def __init__(self, ino: int, index: int) -> None:
+        super().__init__(errno.EIO, f"chunk {index} of inode {ino} was written but no replica has it")
+        self.index = index
 
 
 class DataIO:
@@ -99,12 +116,25 @@ class DataIO:
             req = pb.ReadInlineRequest(ino=ino, offset=offset, length=length, creds=creds.pb())
             reply = await self.meta._shard_call(lambda: self.cluster.home_shard(ino), "ReadInline", req)
             return reply.data
+        for _ in range(length // info.chunk_size + 2):
+            try:
+                return await self._read_chunks(info, offset, length, creds)
+            except ChunkLost as lost:
+                # our view may predate a truncate that made the chunk a hole: the shard decides
+                fresh = (await self.meta.get_file(ino, creds)).file
+                assert fresh is not None
+                if fresh.written_state == pb.WRITTEN_EXACT and chunkranges.covers(_ranges(fresh.written), lost.index):
+                    raise
+                _set_written(info, chunkranges.subtract(_ranges(info.written), (lost.index, lost.index + 1)))
+        raise FsError(errno.EIO, f"inode {ino}: chunks kept vanishing while being read")
+
+    async def _read_chunks(self, info: pb.FileInfo, offset: int, length: int, creds: Creds) -> bytes:
         cs = info.chunk_size
         first, last = offset // cs, (offset + length - 1) // cs
         pieces = [(idx, max(offset, idx * cs) - idx * cs,
                    min(offset + length, (idx + 1) * cs) - max(offset, idx * cs)) for idx in range(first, last + 1)]
         known = info.written_state != pb.WRITTEN_UNKNOWN
-        written = tuple((r.start, r.end) for r in info.written)
+        written = _ranges(info.written)
         wanted = [p for p in pieces if not known or chunkranges.covers(written, p[0])]
         got: dict[int, bytes] = {}
         if wanted:  # a read of holes only needs neither a capability nor a data server
@@ -143,10 +173,12 @@ class DataIO:
             if len(data) < length:  # a short chunk inside the file: the rest is a hole
                 data = data + bytes(length - len(data))
             return data
-        if missing == len(replicas) and info.written_state != pb.WRITTEN_EXACT:
-            return bytes(length)  # no replica has it, and the shard cannot say it was written: a hole
+        if missing and info.written_state != pb.WRITTEN_EXACT:
+            # a healthy replica does not have it and the shard cannot say it was written: a hole
+            # (as every read was before the shard recorded writes)
+            return bytes(length)
         if missing == len(replicas):
-            raise FsError(errno.EIO, f"chunk {index} of inode {ino} was written but no replica has it")
+            raise ChunkLost(ino, index)
         raise FsError(errno.EIO, f"no replica of chunk {index} of inode {ino} is readable") from last_err
 
     # ----------------------------------------------------------------- writes
@@ -220,9 +252,7 @@ class DataIO:
                                       else min(node.unreported_generation, seen_generation))
         node.unreported.append(chunks)
         if info.written_state != pb.WRITTEN_UNKNOWN:
-            merged, _ = chunkranges.add(tuple((r.start, r.end) for r in info.written), [chunks], limit=1 << 30)
-            del info.written[:]
-            info.written.extend(pb.ChunkRange(start=a, end=b) for a, b in merged)
+            _set_written(info, chunkranges.add(_ranges(info.written), [chunks], limit=1 << 30)[0])
 
     async def commit_size(self, node: Node, end: int, creds: Creds) -> None:
         """Grow the shard's size to ``end`` and report the chunks written since the last commit."""
@@ -296,22 +326,21 @@ class DataIO:
         pause_point("client.truncate.after_setattr")
         node.attr = attr
         if node.file is not None:
+            old_size = node.file.attr.size
             node.file.attr.CopyFrom(attr)
             if node.file.inline:
                 node.file.data = b""  # cut or grown: the cached bytes are stale
-            else:
+            elif size < old_size:
                 self._cut_written(node, node.file, size)
         return attr
 
     @staticmethod
     def _cut_written(node: Node, info: pb.FileInfo, size: int) -> None:
-        """Mirror what the shard did to the written chunks when the file became ``size`` long."""
+        """Mirror what the shard did to the written chunks when the file shrank to ``size``."""
         end = chunkranges.chunks_below(size, info.chunk_size)
         if size == 0:
             info.written_state = pb.WRITTEN_EXACT
-        kept = chunkranges.cut(tuple((r.start, r.end) for r in info.written), end)
-        del info.written[:]
-        info.written.extend(pb.ChunkRange(start=a, end=b) for a, b in kept)
+        _set_written(info, chunkranges.cut(_ranges(info.written), end))
         # our own unreported writes past the end are gone (their generation stays: another
         # client's cut may have hit them too; at worst the record stops claiming to be exact)
         node.unreported[:] = list(chunkranges.cut(chunkranges.normalize(node.unreported), end))

@@ -88,8 +88,8 @@ def _cut_written(node: Inode, new_size: int) -> None:
     from an older view may have had them cut (see :func:`set_size`).
     """
     node.cut_generation = node.generation
-    if new_size == 0:
-        node.written, node.written_state = (), pb.WRITTEN_EXACT  # nothing written: known exactly, even if unknown before
+    if new_size == 0:  # nothing written: known exactly, even if it was not before
+        node.written, node.written_state = (), pb.WRITTEN_EXACT
     elif node.written_state != pb.WRITTEN_UNKNOWN:
         node.written = chunkranges.cut(node.written, chunkranges.chunks_below(new_size, node.chunk_size))
 
