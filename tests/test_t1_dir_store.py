@@ -322,7 +322,8 @@ async def test_resolve_walks_dirs_and_checks_search(store: DirStore, coord: Coor
     # by inode number, the rights hold only for a directory the caller can reach
     assert ns.get_dir(a.ino, OTHER).cap.rights == 5
     c = await coord.mkdir(b.ino, "c", 0o777, OWNER)
-    assert ns.get_dir(c.ino, OTHER).cap.rights == 0  # 0o777, but inside b (0o700)
+    hidden = ns.get_dir(c.ino, OTHER)
+    assert hidden.cap.rights == 0 and hidden.dir.name == ""  # 0o777, but inside b (0o700)
     assert ns.get_dir(c.ino, OWNER).cap.rights == 7
     with pytest.raises(FsError) as e:
         ns.lookup_dir(b.ino, "c", OTHER)

@@ -108,9 +108,14 @@ class Namespace:
                                lease_ns=self.lease_ns)
 
     def get_dir(self, ino: int, creds: pb.Creds) -> pb.DirAttrReply:
-        """Attributes of any directory; rights in its capability only if ``creds`` can reach it."""
+        """Attributes of any directory; its name, and rights in its capability, only if ``creds``
+        can reach it (directory inode numbers are small and dense: names below a directory one
+        may not read must not be listed by asking for every number in turn)."""
         d = self.store.need(ino)
-        return self.attr_reply(d, creds, reachable=can_reach(self.store, d, creds))
+        reachable = can_reach(self.store, d, creds)
+        if not reachable:
+            d = pb.DirInfo(ino=d.ino, parent_ino=d.parent_ino, attr=d.attr)
+        return self.attr_reply(d, creds, reachable=reachable)
 
     def lookup_dir(self, parent_ino: int, name: str, creds: pb.Creds) -> pb.DirAttrReply:
         parent = self.store.need(parent_ino)
