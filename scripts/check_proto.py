@@ -28,6 +28,8 @@ def main() -> int:
                 if not filecmp.cmp(os.path.join(out, package, "v1", f), os.path.join(ROOT, package, "v1", f),
                                    shallow=False):
                     stale.append(f"{package}/v1/{f}")
+    if subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_rpc.py"), "--check"]).returncode:
+        stale.append("superfs/rpc/stubs.py (python scripts/gen_rpc.py)")
     if stale:
         print("generated code is out of date: " + ", ".join(stale) + "\n" + __doc__, file=sys.stderr)
         return 1

@@ -16,7 +16,8 @@ credential: its uid, gid and every supplementary group must be in the
 credential's sets, so a client cannot claim root (or anyone else) unless its
 credential says it may. The servers then enforce POSIX permissions for that
 uid as before (DESIGN invariant 4). Daemon-to-daemon RPCs (registration,
-directory-entry reservations, seals, remote links) need the ``daemon`` role.
+directory-entry reservations, seals, remote links, listing and cutting
+chunks, fsck's scans) need the ``daemon`` role.
 
 Refusals: no or an unknown credential -> UNAUTHENTICATED with errno EACCES;
 creds the credential may not use, or a daemon RPC without the role ->
@@ -64,6 +65,10 @@ DAEMON_ONLY = frozenset({
     # permissions, remove names without a capability and flip a data server's degraded flag
     "ListAllDirs", "ListDirIntents", "SettleDirIntents", "RecountDir", "ScanEntries", "ScanInodes",
     "ListPending", "RunMaintenance", "RemoveEntry", "SetDegraded",
+    # data servers: enumerating every user's chunks, and cutting them, is for the shards' reclaim
+    # (and its ordered cut after a shrink), repair and fsck; reading and writing bytes needs a chunk
+    # capability instead (superfs/capability.py)
+    "ListChunks", "DeleteChunks", "TruncateChunk",
 })
 
 

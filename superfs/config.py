@@ -134,6 +134,7 @@ class DataServerConfig:
     server_id: int
     data_dir: str
     dir_server: str
+    secret_file: str                      # verifies the chunk capabilities shards sign
     listen: str = "127.0.0.1:0"
     advertise: str | None = None
     ready_file: str | None = None

@@ -10,7 +10,7 @@ An example (every key is optional except where a daemon needs it)::
     chunk_size = 4194304
     partitions = 1024               # virtual partitions (first start of the dir server only)
     rpc_timeout_s = 5.0
-    secret_file = "/etc/superfs/secret"   # HMAC key of directory capabilities (daemons only)
+    secret_file = "/etc/superfs/secret"   # HMAC key of directory and chunk capabilities (daemons only)
 
     [cache]
     dir_lease_s = 5.0               # how long clients may cache a directory
@@ -404,6 +404,7 @@ def data_server_config(cf: ClusterFile, server_id: int, *, listen: str | None = 
     settings = _member_settings(cf, node, f"data_servers[id={server_id}]", listen=listen, data_dir=data_dir,
                                 advertise=advertise, metrics_port=metrics_port, dir_server=dir_server)
     return config.DataServerConfig(server_id=server_id, ready_file=ready_file,
+                                   secret_file=_need(cf.secret_file, "cluster.secret_file", "--secret-file"),
                                    limits=config.ServerLimits.for_data_server(cf.chunk_size), **settings)
 
 

@@ -18,12 +18,21 @@ at once, so production pays one call per step and nothing else.
 The names in use are listed in :data:`POINTS` so that tests can check they
 are exercising real ones; a name not in the list is a typo and is refused
 at start-up.
+
+Races need the opposite: a process that stands still at a named point while
+the test acts elsewhere, then goes on. :func:`pause_point` does that for a
+process started with ``SUPERFS_PAUSE_AT`` naming the point and
+``SUPERFS_PAUSE_DIR`` a directory: it writes ``DIR/NAME.paused`` and waits
+(blocking its thread, event loop included, as a descheduled process would)
+until ``DIR/NAME.resume`` exists, at most :data:`PAUSE_MAX_S`. Unset, it is a
+no-op like :func:`crash_point`.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import time
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,14 @@ POINTS = frozenset({
     "shard.reclaim.after_delete",
     # data servers
     "data.delete_chunks.after_commit",
+})
+
+PAUSE_ENV = "SUPERFS_PAUSE_AT"
+PAUSE_DIR_ENV = "SUPERFS_PAUSE_DIR"
+PAUSE_MAX_S = 120.0
+PAUSE_POINTS = frozenset({
+    # client library: the shard answered a truncate (and has cut the chunks past the new end)
+    "client.truncate.after_setattr",
 })
 
 
@@ -93,3 +110,35 @@ crash_point.__doc__ = "Die here (os._exit(137)) if ``SUPERFS_CRASH_AT`` names th
 def armed() -> dict[str, int]:
     """The crash points this process was started with (name -> passage)."""
     return dict(_ARMED)
+
+
+def _parse_pauses(spec: str) -> frozenset[str]:
+    names = frozenset(filter(None, (x.strip() for x in spec.split(","))))
+    unknown = names - PAUSE_POINTS
+    if unknown:
+        raise ValueError(f"{PAUSE_ENV}: unknown pause point(s) {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(sorted(PAUSE_POINTS))})")
+    return names
+
+
+_PAUSES = _parse_pauses(os.environ.get(PAUSE_ENV, ""))
+
+
+def _pause_point_armed(name: str) -> None:
+    if name not in _PAUSES:
+        return
+    d = os.environ.get(PAUSE_DIR_ENV) or "."
+    with open(os.path.join(d, f"{name}.paused"), "w") as f:
+        f.write(str(os.getpid()))
+    resume = os.path.join(d, f"{name}.resume")
+    deadline = time.monotonic() + PAUSE_MAX_S
+    while not os.path.exists(resume) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _pause_point_disarmed(name: str) -> None:
+    return None
+
+
+pause_point = _pause_point_armed if _PAUSES else _pause_point_disarmed
+pause_point.__doc__ = "Stand still here until told to go on, if ``SUPERFS_PAUSE_AT`` names this point."

@@ -46,3 +46,19 @@ def check_sticky(dir_sticky: bool, dir_owner: int, file_owner: int, creds: Creds
     """In a sticky directory only root, the dir owner or the file owner may remove."""
     if dir_sticky and creds.uid not in (0, dir_owner, file_owner):
         raise FsError(errno.EPERM, "sticky directory: not the owner")
+
+
+def check_hardlink(mode: int, owner: int, group: int, creds: CredsLike) -> None:
+    """Linux's ``fs.protected_hardlinks=1``: may ``creds`` make a new name for this inode?
+
+    Root and the owner may; anyone else only for a regular file that is not
+    setuid (nor setgid and group-executable) and that they may read and write.
+    Otherwise EPERM, as link(2) answers.
+    """
+    if creds.uid in (0, owner):
+        return
+    safe = (stat.S_ISREG(mode) and not mode & stat.S_ISUID
+            and not (mode & stat.S_ISGID and mode & stat.S_IXGRP))
+    if not safe or not allowed(mode, owner, group, creds, R_OK | W_OK):
+        raise FsError(errno.EPERM, "hard link refused: not the owner, and the file is not one you may "
+                                   "read and write (protected hardlinks)")

@@ -318,7 +318,22 @@ async def test_resolve_walks_dirs_and_checks_search(store: DirStore, coord: Coor
         ns.resolve("/a/b/c", OTHER)
     assert e.value.errno == errno.EACCES
     r = ns.resolve("/a", OTHER)
-    assert r.cap.rights == 1 and r.cap.owner_uid == OWNER.uid
+    assert r.cap.rights == 5 and r.cap.owner_uid == OWNER.uid  # R|X, no W
+    # by inode number, the rights hold only for a directory the caller can reach
+    assert ns.get_dir(a.ino, OTHER).cap.rights == 5
+    c = await coord.mkdir(b.ino, "c", 0o777, OWNER)
+    hidden = ns.get_dir(c.ino, OTHER)
+    assert hidden.cap.rights == 0 and hidden.dir.name == ""  # 0o777, but inside b (0o700)
+    assert ns.get_dir(c.ino, OWNER).cap.rights == 7
+    with pytest.raises(FsError) as e:
+        ns.lookup_dir(b.ino, "c", OTHER)
+    assert e.value.errno == errno.EACCES
+    with pytest.raises(FsError) as e:
+        ns.list_dirs(c.ino, "", 10, OTHER)
+    assert e.value.errno == errno.EACCES
+    with pytest.raises(FsError) as e:
+        await coord.mkdir(c.ino, "planted", 0o777, OTHER)
+    assert e.value.errno == errno.EACCES
     with pytest.raises(FsError) as e:
         capability.verify(SECRET, r.cap, dir_ino=a.ino, uid=OTHER.uid)
     assert e.value.errno == errno.EACCES

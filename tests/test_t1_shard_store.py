@@ -447,16 +447,32 @@ def test_unlink_of_remote_inode_goes_to_outbox(store: FileMetaStore) -> None:
 def test_link_local(store: FileMetaStore) -> None:
     node = create(store, 1, "f").node
     assert node is not None
-    linked = w(store, lambda t: name_ops.link(t, node.ino, 2, b"g"))
+    linked = w(store, lambda t: name_ops.link(t, node.ino, 2, b"g", ALICE))
     assert linked.nlink == 2
     _, ftype, _, _ = r(store, lambda t: file_ops.lookup_file(t, 2, b"g", False))
     assert ftype == REGULAR
-    assert errno_of(store, lambda t: name_ops.link(t, node.ino, 2, b"g")) == errno.EEXIST
-    assert errno_of(store, lambda t: name_ops.link(t, node.ino + 9, 2, b"h")) == errno.ENOENT
+    assert errno_of(store, lambda t: name_ops.link(t, node.ino, 2, b"g", ALICE)) == errno.EEXIST
+    assert errno_of(store, lambda t: name_ops.link(t, node.ino + 9, 2, b"h", ALICE)) == errno.ENOENT
     w(store, lambda t: name_ops.seal_dir(t, 50))
-    assert errno_of(store, lambda t: name_ops.link(t, node.ino, 50, b"h")) == errno.ENOENT
+    assert errno_of(store, lambda t: name_ops.link(t, node.ino, 50, b"h", ALICE)) == errno.ENOENT
     assert unlink(store, 1, "f") == (node.ino, 1)
     assert unlink(store, 2, "g") == (node.ino, 0)
+
+
+def test_link_follows_protected_hardlinks(store: FileMetaStore) -> None:
+    """As Linux with fs.protected_hardlinks=1: the owner, root, or a reader-writer of a plain file."""
+    private = create(store, 1, "private", mode=0o600).node
+    readable = create(store, 1, "readable", mode=0o644).node
+    shared = create(store, 1, "shared", mode=0o666).node
+    setuid = create(store, 1, "setuid", mode=0o4777).node
+    link = create(store, 1, "symlink", ftype=SYMLINK, target=b"/x").node
+    assert private and readable and shared and setuid and link
+    for node in (private, readable, setuid, link):
+        assert errno_of(store, lambda t: name_ops.link(t, node.ino, 2, b"stolen", CAROL)) == errno.EPERM
+    assert w(store, lambda t: name_ops.link(t, shared.ino, 2, b"shared", CAROL)).nlink == 2
+    assert w(store, lambda t: name_ops.link(t, private.ino, 2, b"own", ALICE)).nlink == 2
+    assert w(store, lambda t: name_ops.link(t, private.ino, 2, b"root", ROOT)).nlink == 3
+    assert inode(store, private.ino).nlink == 3  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------ rename
@@ -505,7 +521,7 @@ def test_rename_local(store: FileMetaStore) -> None:
     w(store, lambda t: name_ops.seal_dir(t, 60))
     assert rename_errno(store, 1, "b", 60, "x") == errno.ENOENT
     # hard links to one inode: rename does nothing
-    w(store, lambda t: name_ops.link(t, c.ino, 1, b"c2"))
+    w(store, lambda t: name_ops.link(t, c.ino, 1, b"c2", ROOT))
     rename(store, 1, "c", 1, "c2")
     assert entry(store, 1, "c") == entry(store, 1, "c2") == (c.ino, REGULAR)
     cn = inode(store, c.ino)

@@ -19,6 +19,8 @@ from typing import AsyncIterator
 import grpc
 import pytest
 
+from superfs import capability
+from superfs.client import streams
 from superfs.client.rpc import Channels, call
 from superfs.config import DataServerConfig
 from superfs.daemon import GRPC_OPTIONS, read_ready_file
@@ -33,6 +35,12 @@ from superfs.v1 import superfs_pb2_grpc as pbg
 
 INO = (1 << 40) | 42
 TIMEOUT = 10.0
+SECRET = b"t2-data-secret-0123456789"
+
+
+def cap(ino: int = INO, rights: int = 6, ttl_ns: int = capability.CHUNK_CAP_TTL_NS) -> pb.ChunkCap:
+    """What the inode's shard would sign for a caller holding ``rights``."""
+    return capability.sign_chunk(SECRET, ino=ino, rights=rights, ttl_ns=ttl_ns)
 
 
 class DataServer:
@@ -41,7 +49,7 @@ class DataServer:
     def __init__(self, tmp: Path) -> None:
         self.chunks = ChunkStore.open(str(tmp / "chunks"))
         self.server = grpc.aio.server(options=GRPC_OPTIONS)
-        DataServicer(self.chunks).add_to(self.server)
+        DataServicer(self.chunks, SECRET).add_to(self.server)
         port = self.server.add_insecure_port("127.0.0.1:0")
         self.address = f"127.0.0.1:{port}"
         self.channels = Channels(timeout_s=TIMEOUT)
@@ -68,7 +76,7 @@ def key(index: int, ino: int = INO) -> pb.ChunkKey:
 async def write(ds: DataServer, index: int, data: bytes, offset: int = 0, truncate: bool = False) -> int:
     reply = await call(
         ds.stub.WriteChunk,
-        pb.WriteChunkRequest(key=key(index), offset=offset, data=data, truncate=truncate),
+        pb.WriteChunkRequest(key=key(index), offset=offset, data=data, truncate=truncate, cap=cap()),
         TIMEOUT,
     )
     return reply.length
@@ -76,7 +84,8 @@ async def write(ds: DataServer, index: int, data: bytes, offset: int = 0, trunca
 
 async def read(ds: DataServer, index: int, offset: int, length: int, ino: int = INO) -> pb.ReadChunkReply:
     return await call(
-        ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(index, ino), offset=offset, length=length), TIMEOUT
+        ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(index, ino), offset=offset, length=length, cap=cap(ino)),
+        TIMEOUT
     )
 
 
@@ -158,20 +167,52 @@ async def test_delete_list_and_stats(ds: DataServer) -> None:
     assert (stats.chunks, stats.bytes) == (2, 20)
 
 
+# ---------------------------------------------------------------- capabilities
+
+
+async def test_bytes_move_only_with_a_capability_for_their_inode_and_right(ds: DataServer) -> None:
+    """Missing, forged, other-inode and too-weak capabilities: EACCES; expired: ESTALE; nothing moves."""
+    await write(ds, 0, b"owner's bytes")
+    forged = pb.ChunkCap(ino=INO, rights=6, expires_ns=2**62, mac=b"\0" * 32)
+    widened = cap(rights=4)
+    widened.rights = 6  # the MAC covers the rights
+    refused = [(None, errno.EACCES), (forged, errno.EACCES), (widened, errno.EACCES),
+               (cap(ino=INO + 1), errno.EACCES), (cap(ttl_ns=-1), errno.ESTALE)]
+    for bad, err in refused:
+        for attempt in (
+            call(ds.stub.WriteChunk, pb.WriteChunkRequest(key=key(0), data=b"mallory", cap=bad), TIMEOUT),
+            call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=100, cap=bad), TIMEOUT),
+            streams.write_chunk(ds.stub, key(0), 0, memoryview(b"m" * 600_000), TIMEOUT, bad),
+            streams.read_chunk(ds.stub, key(0), 0, 100, TIMEOUT, bad),
+        ):
+            await expect_errno(err, attempt)
+    read_only = cap(rights=4)
+    await expect_errno(errno.EACCES, call(ds.stub.WriteChunk, pb.WriteChunkRequest(
+        key=key(0), data=b"mallory", cap=read_only), TIMEOUT))
+    await expect_errno(errno.EACCES, streams.write_chunk(ds.stub, key(0), 0, memoryview(b"m" * 600_000),
+                                                         TIMEOUT, read_only))
+    write_only = cap(rights=2)
+    await expect_errno(errno.EACCES, call(ds.stub.ReadChunk, pb.ReadChunkRequest(
+        key=key(0), length=100, cap=write_only), TIMEOUT))
+    reply = await call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=100, cap=read_only), TIMEOUT)
+    assert reply.data == b"owner's bytes"  # unchanged, and the server still serves
+    assert await streams.read_chunk(ds.stub, key(0), 0, 100, TIMEOUT, read_only) == (b"owner's bytes", True)
+
+
 # ----------------------------------------------------------------- bad input
 
 
 async def test_bad_input_is_einval_and_server_keeps_serving(ds: DataServer) -> None:
     await write(ds, 0, b"fine")
     bad = [
-        call(ds.stub.WriteChunk, pb.WriteChunkRequest(key=key(0), offset=2**62, data=b"x"), TIMEOUT),
-        call(ds.stub.WriteChunk, pb.WriteChunkRequest(key=key(0), offset=2**64 - 1, data=b"x"), TIMEOUT),
-        call(ds.stub.WriteChunk, pb.WriteChunkRequest(key=key(0), offset=MAX_CHUNK, data=b"x"), TIMEOUT),
-        call(ds.stub.WriteChunk, pb.WriteChunkRequest(data=b"no key"), TIMEOUT),  # ino 0
-        call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=2**31), TIMEOUT),
-        call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=2**32 - 1), TIMEOUT),
-        call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), offset=2**64 - 1, length=1), TIMEOUT),
-        call(ds.stub.ReadChunk, pb.ReadChunkRequest(length=1), TIMEOUT),
+        call(ds.stub.WriteChunk, pb.WriteChunkRequest(key=key(0), offset=2**62, data=b"x", cap=cap()), TIMEOUT),
+        call(ds.stub.WriteChunk, pb.WriteChunkRequest(key=key(0), offset=2**64 - 1, data=b"x", cap=cap()), TIMEOUT),
+        call(ds.stub.WriteChunk, pb.WriteChunkRequest(key=key(0), offset=MAX_CHUNK, data=b"x", cap=cap()), TIMEOUT),
+        call(ds.stub.WriteChunk, pb.WriteChunkRequest(data=b"no key", cap=cap(0)), TIMEOUT),  # ino 0
+        call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=2**31, cap=cap()), TIMEOUT),
+        call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=2**32 - 1, cap=cap()), TIMEOUT),
+        call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), offset=2**64 - 1, length=1, cap=cap()), TIMEOUT),
+        call(ds.stub.ReadChunk, pb.ReadChunkRequest(length=1, cap=cap(0)), TIMEOUT),
         call(ds.stub.TruncateChunk, pb.TruncateChunkRequest(key=key(0), length=2**63), TIMEOUT),
         call(ds.stub.DeleteChunks, pb.DeleteChunksRequest(ino=0), TIMEOUT),
     ]
@@ -191,7 +232,7 @@ async def test_oversized_write_is_einval(ds: DataServer) -> None:
 
 async def test_errors_travel_as_status_with_errno_metadata(ds: DataServer) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await ds.stub.ReadChunk(pb.ReadChunkRequest(key=key(0), length=2**31), timeout=TIMEOUT)
+        await ds.stub.ReadChunk(pb.ReadChunkRequest(key=key(0), length=2**31, cap=cap()), timeout=TIMEOUT)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (ERRNO_KEY, "EINVAL") in tuple(exc.value.trailing_metadata())
 
@@ -217,7 +258,7 @@ async def test_corrupt_chunk_is_eio_over_the_wire(tmp_path: Path, caplog: pytest
     try:
         with caplog.at_level(logging.ERROR, logger="superfs.dataserver"):
             with pytest.raises(grpc.aio.AioRpcError) as exc:
-                await d.stub.ReadChunk(pb.ReadChunkRequest(key=key(3), length=10), timeout=TIMEOUT)
+                await d.stub.ReadChunk(pb.ReadChunkRequest(key=key(3), length=10, cap=cap()), timeout=TIMEOUT)
         assert exc.value.code() == grpc.StatusCode.DATA_LOSS
         assert (ERRNO_KEY, "EIO") in tuple(exc.value.trailing_metadata())
         assert any(f"ino={INO} index=3" in r.getMessage() for r in caplog.records)
@@ -308,8 +349,11 @@ async def test_run_serves_registers_and_stops_on_sigterm(
 ) -> None:
     svc, dir_address = fake_dir
     ready = tmp_path / "ready.json"
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    secret.chmod(0o600)
     cfg = DataServerConfig(server_id=9, data_dir=str(tmp_path / "data"), dir_server=dir_address,
-                           ready_file=str(ready))
+                           secret_file=str(secret), ready_file=str(ready))
     task = asyncio.create_task(data_main.run(cfg))
     try:
         for _ in range(200):
@@ -324,8 +368,8 @@ async def test_run_serves_registers_and_stops_on_sigterm(
         channels = Channels(timeout_s=TIMEOUT)
         try:
             stub = channels.data(address)
-            await call(stub.WriteChunk, pb.WriteChunkRequest(key=key(0), data=b"via run"), TIMEOUT)
-            reply = await call(stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=100), TIMEOUT)
+            await call(stub.WriteChunk, pb.WriteChunkRequest(key=key(0), data=b"via run", cap=cap()), TIMEOUT)
+            reply = await call(stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=100, cap=cap()), TIMEOUT)
             assert reply.data == b"via run"
         finally:
             await channels.close()

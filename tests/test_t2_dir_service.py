@@ -243,7 +243,7 @@ async def test_mkdir_lookup_resolve_list(cluster: Cluster) -> None:
     assert [d.ino for d in r.dirs] == [ROOT_INO, a.ino, b.ino] and list(r.remaining) == ["file.txt", "x"]
     assert r.lease_ns == int(c.cfg.dir_lease_s * 1e9)
     capability.verify(SECRET, r.cap, dir_ino=b.ino, uid=OWNER.uid)
-    assert r.cap.rights == 3 and r.cap.owner_uid == OWNER.uid and not r.cap.sticky
+    assert r.cap.rights == 7 and r.cap.owner_uid == OWNER.uid and not r.cap.sticky
     r = await c.rpc("Resolve", pb.ResolveRequest(path="/a/file", creds=OWNER))
     assert [d.ino for d in r.dirs] == [ROOT_INO, a.ino] and list(r.remaining) == ["file"]
     got = await c.rpc("LookupDir", pb.LookupDirRequest(parent_ino=a.ino, name="é" * 127, creds=OWNER))
@@ -275,15 +275,15 @@ async def test_mkdir_lookup_resolve_list(cluster: Cluster) -> None:
         ("ListDirs", pb.ListDirsRequest(ino=55555, creds=OWNER), errno.ENOENT),
     ]:
         assert await c.err(method, req) == err, (method, req)
-    # OTHER may search a (0o755): its capability there grants X only, and shards would see it
+    # OTHER may search and list a (0o755): its capability there grants R|X only, and shards would see it
     r = await c.rpc("Resolve", pb.ResolveRequest(path="/a", creds=OTHER))
-    assert r.cap.rights == 1
+    assert r.cap.rights == 5
     with pytest.raises(FsError) as e:
         capability.verify(SECRET, r.cap, dir_ino=a.ino, uid=OTHER.uid)
     assert e.value.errno == errno.EACCES
     forged = pb.DirCap()
     forged.CopyFrom(r.cap)
-    forged.rights = 3
+    forged.rights = 7
     with pytest.raises(FsError):
         capability.verify(SECRET, forged, dir_ino=a.ino, uid=OTHER.uid)
     stats = await c.rpc("Stats", pb.Empty())

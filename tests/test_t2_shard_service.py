@@ -43,7 +43,7 @@ DIR2 = 6
 
 
 def cap(dir_ino: int, creds: pb.Creds = ALICE, **kw: Any) -> pb.DirCap:
-    args: dict[str, Any] = {"rights": 3, "sticky": False, "owner_uid": 0} | kw
+    args: dict[str, Any] = {"rights": 7, "sticky": False, "owner_uid": 0} | kw
     return capability.sign(SECRET, dir_ino=dir_ino, uid=creds.uid, **args)
 
 
@@ -116,7 +116,7 @@ class Cluster:
 
     async def lookup(self, parent: int, name: str, **kw: Any) -> pb.LookupFileReply:
         return await self.rpc(shard_of(parent, name), "LookupFile",
-                              pb.LookupFileRequest(parent_ino=parent, name=name, creds=ALICE, **kw))
+                              pb.LookupFileRequest(parent_ino=parent, name=name, creds=ALICE, cap=cap(parent), **kw))
 
     async def get(self, ino: int, **kw: Any) -> pb.FileInfo:
         return await self.rpc(home_of(ino), "GetFile", pb.GetFileRequest(ino=ino, creds=ALICE, **kw))
@@ -192,7 +192,8 @@ async def test_create_stat_write_read_unlink(cl: Cluster) -> None:
         parent_ino=DIR, name="hello.txt", creds=ALICE, cap=cap(DIR)))
     assert (reply.ino, reply.nlink) == (f.attr.ino, 0)
     assert await cl.err(shard_of(DIR, "hello.txt"), "LookupFile",
-                        pb.LookupFileRequest(parent_ino=DIR, name="hello.txt")) == errno.ENOENT
+                        pb.LookupFileRequest(parent_ino=DIR, name="hello.txt", cap=cap(DIR, pb.Creds()))) \
+        == errno.ENOENT
     assert await cl.err(home_of(f.attr.ino), "GetFile", pb.GetFileRequest(ino=f.attr.ino)) == errno.ENOENT
 
 
@@ -329,6 +330,48 @@ async def test_reservations_and_seals(cl: Cluster) -> None:
     assert (await cl.create(DIR, d)).created
 
 
+async def test_lookups_and_listings_need_the_directory_capability(cl: Cluster) -> None:
+    f = (await cl.create(DIR, "caps.txt", mode=0o640)).file
+    # no capability, a listing-only one, another directory's, another user's: refused
+    for bad in (pb.DirCap(), cap(DIR, rights=4), cap(DIR2), cap(DIR, BOB)):
+        assert await cl.err(shard_of(DIR, "caps.txt"), "LookupFile", pb.LookupFileRequest(
+            parent_ino=DIR, name="caps.txt", creds=ALICE, cap=bad)) == errno.EACCES
+    assert (await cl.lookup(DIR, "caps.txt")).entry.ino == f.attr.ino  # X alone is enough
+    for shard in (0, 1):
+        for bad in (pb.DirCap(), cap(DIR, rights=1), cap(DIR, rights=3)):
+            assert await cl.err(shard, "ListFiles", pb.ListFilesRequest(
+                parent_ino=DIR, creds=ALICE, cap=bad)) == errno.EACCES
+        await cl.rpc(shard, "ListFiles", pb.ListFilesRequest(parent_ino=DIR, creds=ALICE, cap=cap(DIR, rights=4)))
+
+
+async def test_replies_carry_the_chunk_rights_of_the_caller(cl: Cluster) -> None:
+    f = (await cl.create(DIR, "rights.txt", mode=0o640)).file
+    ino = f.attr.ino
+    assert f.chunk_cap.rights == 6  # its creator: read and write, whatever the mode
+    capability.verify_chunk(SECRET, f.chunk_cap, ino=ino, want=6)
+    in_group, other = pb.Creds(uid=1001, gid=1000), BOB
+    for creds, rights in ((ALICE, 6), (in_group, 4), (other, 0), (pb.Creds(), 6)):
+        info = await cl.rpc(home_of(ino), "GetFile", pb.GetFileRequest(ino=ino, creds=creds))
+        assert info.chunk_cap.rights == rights and bool(info.chunk_cap.mac) == bool(rights)
+        if rights:
+            capability.verify_chunk(SECRET, info.chunk_cap, ino=ino, want=rights)
+    look = await cl.lookup(DIR, "rights.txt")
+    assert look.file.chunk_cap.rights == 6
+    link = (await cl.create(DIR, "rights.lnk", type=pb.SYMLINK, symlink_target="x")).file
+    assert not link.chunk_cap.mac  # symlinks have no bytes on data servers
+
+
+async def test_links_follow_protected_hardlinks_locally_and_across_shards(cl: Cluster) -> None:
+    src = name_on(0, DIR, "private")
+    f = (await cl.create(DIR, src, mode=0o600)).file
+    for shard in (0, 1):  # the new name on the inode's shard, and on the other one
+        name = name_on(shard, DIR2, "stolen")
+        req = pb.LinkRequest(ino=f.attr.ino, new_parent=DIR2, new_name=name, creds=BOB, cap=cap(DIR2, BOB))
+        assert await cl.err(shard, "Link", req) == errno.EPERM
+        req = pb.LinkRequest(ino=f.attr.ino, new_parent=DIR2, new_name=name, creds=ALICE, cap=cap(DIR2))
+        assert (await cl.rpc(shard, "Link", req)).nlink == 2 + shard
+
+
 async def test_list_files_fan_out(cl: Cluster) -> None:
     names = sorted(f"e{i:03d}" for i in range(60))
     await asyncio.gather(*(cl.create(DIR, n, data=n.encode()) for n in names))
@@ -339,7 +382,7 @@ async def test_list_files_fan_out(cl: Cluster) -> None:
         after = ""
         while True:
             rep = await cl.rpc(shard, "ListFiles", pb.ListFilesRequest(parent_ino=DIR, after=after, limit=7,
-                                                                       with_attrs=True))
+                                                                       with_attrs=True, cap=cap(DIR, pb.Creds())))
             assert len(rep.entries) == len(rep.files) <= 7
             for e, f in zip(rep.entries, rep.files):
                 assert shard_of(DIR, e.name) == shard

@@ -7,6 +7,7 @@ import os
 import grpc
 import pytest
 
+from superfs import capability
 from superfs.client import connect
 from superfs.client import streams
 from superfs.errors import FsError
@@ -44,8 +45,11 @@ async def test_streamed_writes_refuse_bad_input(big_cluster):
     async with grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", 80 * MiB)]) as ch:
         stub = pbg.DataServiceStub(ch)
         key = pb.ChunkKey(ino=(3 << 40) | 1, index=0)
+        with open(big_cluster.path("secret"), "rb") as f:
+            secret = f.read().strip()
+        cap = capability.sign_chunk(secret, ino=key.ino, rights=6)  # what the inode's shard would sign
         with pytest.raises(FsError) as e:
-            await streams.write_chunk(stub, key, 0, memoryview(bytes(65 * MiB)), 30.0)
+            await streams.write_chunk(stub, key, 0, memoryview(bytes(65 * MiB)), 30.0, cap)
         assert e.value.errno == errno.EFBIG
 
         async def nothing():
@@ -54,5 +58,7 @@ async def test_streamed_writes_refuse_bad_input(big_cluster):
 
         with pytest.raises(grpc.aio.AioRpcError):
             await stub.WriteChunkStream(nothing(), timeout=10)
-        data, exists = await streams.read_chunk(stub, pb.ChunkKey(ino=(3 << 40) | 99), 0, MiB, 10.0)
+        other = pb.ChunkKey(ino=(3 << 40) | 99)
+        data, exists = await streams.read_chunk(stub, other, 0, MiB, 10.0,
+                                                capability.sign_chunk(secret, ino=other.ino, rights=4))
         assert (data, exists) == (b"", False)

@@ -18,7 +18,7 @@ import grpc
 import pytest
 from conftest import SMALL_CHUNK
 
-from superfs import routing
+from superfs import capability, routing
 from superfs.client import Client, connect
 from superfs.client.rpc import call
 from superfs.errors import FsError
@@ -121,20 +121,23 @@ def test_corrupt_chunk_is_never_returned(cluster_factory):
         assert e.value.errno == errno.EIO
 
 
-async def _hostile(address: str, shard: str, data: str) -> None:
+async def _hostile(address: str, shard: str, data: str, secret: bytes) -> None:
     ch = grpc.aio.insecure_channel(shard, options=[("grpc.max_send_message_length", 200 << 20)])
     dch = grpc.aio.insecure_channel(data, options=[("grpc.max_send_message_length", 200 << 20)])
     s, d = pbg.ShardServiceStub(ch), pbg.DataServiceStub(dch)
+    cap = capability.sign_chunk(secret, ino=7, rights=6)  # what a shard would sign: the data server checks input
     cases = [
         (s.GetFile, pb.GetFileRequest(ino=(5 << 40) | 999999), {errno.ENOENT, errno.ESTALE}),
         (s.ReadInline, pb.ReadInlineRequest(ino=(1 << 63) | 5, length=1 << 31), {errno.ENOENT, errno.ESTALE,
                                                                                 errno.EINVAL}),
         (s.CreateFile, pb.CreateFileRequest(parent_ino=1, name="a/b"), {errno.EINVAL, errno.EACCES,
                                                                          errno.ESTALE}),
-        (d.WriteChunk, pb.WriteChunkRequest(key=pb.ChunkKey(ino=7), offset=1 << 62, data=b"x"),
+        (d.WriteChunk, pb.WriteChunkRequest(key=pb.ChunkKey(ino=7), offset=1 << 62, data=b"x", cap=cap),
          {errno.EINVAL, errno.EFBIG}),
-        (d.ReadChunk, pb.ReadChunkRequest(key=pb.ChunkKey(ino=7), length=(1 << 32) - 1), {errno.EINVAL}),
-        (d.WriteChunk, pb.WriteChunkRequest(key=pb.ChunkKey(ino=7), data=bytes(100 << 20)), {errno.EFBIG}),
+        (d.ReadChunk, pb.ReadChunkRequest(key=pb.ChunkKey(ino=7), length=(1 << 32) - 1, cap=cap), {errno.EINVAL}),
+        (d.WriteChunk, pb.WriteChunkRequest(key=pb.ChunkKey(ino=7), data=bytes(100 << 20), cap=cap), {errno.EFBIG}),
+        (d.WriteChunk, pb.WriteChunkRequest(key=pb.ChunkKey(ino=7), data=b"x"), {errno.EACCES}),  # no capability
+        (d.ReadChunk, pb.ReadChunkRequest(key=pb.ChunkKey(ino=8), length=1, cap=cap), {errno.EACCES}),
     ]
     for method, req, allowed in cases:
         with pytest.raises(FsError) as e:
@@ -156,7 +159,9 @@ async def _hostile(address: str, shard: str, data: str) -> None:
 
 async def test_hostile_requests_get_errors_and_daemons_keep_serving(cluster):
     cfg = cluster.config
-    await _hostile(str(cfg["dir_server"]), cfg["shards"][0], cfg["data_servers"][0])
+    with open(cluster.path("secret"), "rb") as f:
+        secret = f.read().strip()
+    await _hostile(str(cfg["dir_server"]), cfg["shards"][0], cfg["data_servers"][0], secret)
 
 
 def test_write_behind_failure_is_reported_not_lost(cluster_factory):

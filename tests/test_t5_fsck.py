@@ -19,7 +19,7 @@ import pytest
 from conftest import SMALL_CHUNK
 from t5_support import address, blob, fsck, ino_of, restart, wait_until, with_admin
 
-from superfs import routing
+from superfs import capability, routing
 from superfs.client import connect
 from superfs.dirserver.store import DirStore
 from superfs.shard.records import DIRECTORY
@@ -84,7 +84,10 @@ def test_fsck_finds_each_planted_inconsistency_and_repair_fixes_it(cluster_facto
         # a live directory sealed on one shard
         await admin._shard(0).SealDir(pb.SealRequest(dir_ino=ino["/d3"]))
         # chunks of no file; a lost replica; a diverging replica; a misplaced replica
-        await admin.put_chunk(layout[0], leaked, 0, b"leaked")
+        with open(cluster.path("secret"), "rb") as f:  # no shard signs for a file that does not exist
+            cap = capability.sign_chunk(f.read().strip(), ino=leaked, rights=6)
+        await admin._data(layout[0]).WriteChunk(pb.WriteChunkRequest(
+            key=pb.ChunkKey(ino=leaked, index=0), data=b"leaked", cap=cap))
         await admin.delete_chunks(reps1[1], ino["/d1/f1"], from_index=1, to_index=2)
         await admin.put_chunk(reps0[1], ino["/d1/f1"], 0, blob("junk", SMALL_CHUNK))
         await admin.put_chunk(outsider, ino["/d1/f1"], 0, f1[:SMALL_CHUNK])

@@ -340,41 +340,54 @@ def test_tls_mistakes_are_one_clear_line_at_daemon_start(tmp_path):
 
 # ---------------------------------------------- in process: streamed RPCs
 
-async def test_streamed_chunk_rpcs_are_refused_without_a_token_and_served_with_one(tmp_path):
-    """The auth wrapper keeps streaming handlers' shape (request streams, response streams)."""
+async def test_streamed_chunk_rpcs_need_a_token_and_a_chunk_capability(tmp_path):
+    """The auth wrapper keeps streaming handlers' shape (request streams, response streams).
+
+    A token only gets the caller through the door: a uid-limited credential
+    moves the bytes of an inode only with a chunk capability for it, which the
+    inode's shard signs after its own permission check (issue 13).
+    """
     import asyncio
     import signal
 
-    from superfs import daemon
+    from superfs import capability, daemon
     from superfs.client import streams
     from superfs.config import AuthConfig, SecurityConfig
     from superfs.dataserver.chunk_store import ChunkStore
     from superfs.dataserver.service import DataServicer
 
+    secret = b"t6-cluster-secret-0123456789"
     tokens = write(tmp_path / "tokens", f"{TOKENS['alice']} 1000 1000\n")
     chunks = ChunkStore.open(str(tmp_path / "chunks"), durable=False)
     ready = str(tmp_path / "ready")
     task = asyncio.create_task(daemon.serve(
-        "data-t6", "127.0.0.1:0", DataServicer(chunks).add_to, ready_file=ready,
+        "data-t6", "127.0.0.1:0", DataServicer(chunks, secret).add_to, ready_file=ready,
         security=SecurityConfig(auth=AuthConfig(tokens_file=tokens)), metrics_listen="127.0.0.1:0"))
     try:
         while daemon.read_ready_file(ready) is None:
             assert not task.done(), task.exception()
             await asyncio.sleep(0.02)
         address = str(daemon.read_ready_file(ready)["address"])  # type: ignore[index]
-        key = pb.ChunkKey(ino=(3 << 40) | 1, index=0)
+        ino = (3 << 40) | 1
+        key = pb.ChunkKey(ino=ino, index=0)
+        cap = capability.sign_chunk(secret, ino=ino, rights=6)
         data = os.urandom(3 * (1 << 20) + 5)  # several pieces each way
         anonymous, alice = Channels(10.0, security=ClientSecurity()), \
             Channels(10.0, security=ClientSecurity(token=TOKENS["alice"]))
         try:
-            for attempt in (lambda: streams.write_chunk(anonymous.data(address), key, 0, memoryview(data), 10.0),
-                            lambda: streams.read_chunk(anonymous.data(address), key, 0, len(data), 10.0)):
+            for attempt, err in (
+                (lambda: streams.write_chunk(anonymous.data(address), key, 0, memoryview(data), 10.0, cap),
+                 errno.EACCES),
+                (lambda: streams.read_chunk(anonymous.data(address), key, 0, len(data), 10.0, cap), errno.EACCES),
+                (lambda: streams.write_chunk(alice.data(address), key, 0, memoryview(data), 10.0), errno.EACCES),
+                (lambda: streams.read_chunk(alice.data(address), key, 0, len(data), 10.0), errno.EACCES),
+            ):
                 with pytest.raises(FsError) as e:
                     await attempt()
-                assert e.value.errno == errno.EACCES
-            assert await streams.read_chunk(alice.data(address), key, 0, 10, 10.0) == (b"", False)
-            assert await streams.write_chunk(alice.data(address), key, 0, memoryview(data), 10.0) == len(data)
-            assert await streams.read_chunk(alice.data(address), key, 0, len(data), 10.0) == (data, True)
+                assert e.value.errno == err
+            assert await streams.read_chunk(alice.data(address), key, 0, 10, 10.0, cap) == (b"", False)
+            assert await streams.write_chunk(alice.data(address), key, 0, memoryview(data), 10.0, cap) == len(data)
+            assert await streams.read_chunk(alice.data(address), key, 0, len(data), 10.0, cap) == (data, True)
         finally:
             await anonymous.close()
             await alice.close()

@@ -18,8 +18,9 @@ from typing import AsyncIterator
 import grpc
 import pytest
 
+from superfs import capability
 from superfs.client.rpc import call
-from superfs.config import ServerLimits
+from superfs.config import ServerLimits, read_secret
 from superfs.daemon import read_ready_file
 from superfs.errors import FsError, OVERLOADED_DETAILS
 from superfs.v1 import superfs_pb2 as pb
@@ -50,18 +51,25 @@ def data_server(cluster_factory):  # type: ignore[no-untyped-def]
     cluster = cluster_factory(shards=1, data_servers=1, replicas=1, chunk_size=CHUNK)
     info = read_ready_file(cluster.path("run", "data-0.ready"))
     assert info is not None
-    return str(info["address"]), int(info["pid"])  # type: ignore[call-overload]
+    secret = read_secret(cluster.path("secret"))
+    return str(info["address"]), int(info["pid"]), secret  # type: ignore[call-overload]
+
+
+def cap(secret: bytes, ino: int) -> pb.ChunkCap:
+    """What a shard would sign for a writer of ``ino``: the data server checks bytes against it."""
+    return capability.sign_chunk(secret, ino=ino, rights=capability.CHUNK_RIGHTS)
 
 
 async def test_an_oversized_request_is_refused_before_it_is_decoded(data_server):
-    address, pid = data_server
+    address, pid, secret = data_server
     limit = ServerLimits.for_data_server(CHUNK).max_message_bytes
+    ino = (1 << 40) | 7
     before = rss_bytes(pid)
     ch = channel(address)
     try:
         stub = pbg.DataServiceStub(ch)
         for size in (limit + 1, 200 << 20):
-            req = pb.WriteChunkRequest(key=pb.ChunkKey(ino=(1 << 40) | 7, index=0), data=bytes(size))
+            req = pb.WriteChunkRequest(key=pb.ChunkKey(ino=ino, index=0), data=bytes(size), cap=cap(secret, ino))
             with pytest.raises(FsError) as e:
                 await call(stub.WriteChunk, req, 30.0)
             assert e.value.errno == errno.EFBIG, e.value
@@ -69,14 +77,14 @@ async def test_an_oversized_request_is_refused_before_it_is_decoded(data_server)
         print(f"data server RSS grew by {grown >> 20} MiB after a 200 MiB request")
         assert grown < 3 * limit + SLACK
         # and it serves a request within the limit
-        ok = pb.WriteChunkRequest(key=pb.ChunkKey(ino=(1 << 40) | 7, index=0), data=b"x" * 1000)
+        ok = pb.WriteChunkRequest(key=pb.ChunkKey(ino=ino, index=0), data=b"x" * 1000, cap=cap(secret, ino))
         assert (await call(stub.WriteChunk, ok, 10.0)).length == 1000
     finally:
         await ch.close()
 
 
 async def test_a_thousand_stalled_streams_are_held_to_the_limit(data_server):
-    address, pid = data_server
+    address, pid, secret = data_server
     limits = ServerLimits.for_data_server(CHUNK)
     bound = 3 * limits.max_concurrent_rpcs * limits.max_message_bytes + SLACK
     before = rss_bytes(pid)
@@ -86,7 +94,8 @@ async def test_a_thousand_stalled_streams_are_held_to_the_limit(data_server):
 
     async def stalled(stub: pbg.DataServiceStub, n: int) -> str:
         async def pieces() -> AsyncIterator[pb.ChunkPiece]:
-            yield pb.ChunkPiece(key=pb.ChunkKey(ino=(1 << 40) | (1000 + n), index=0), data=os.urandom(CHUNK))
+            ino = (1 << 40) | (1000 + n)
+            yield pb.ChunkPiece(key=pb.ChunkKey(ino=ino, index=0), data=os.urandom(CHUNK), cap=cap(secret, ino))
             await release.wait()  # never half-closes until released: the server holds what it got
 
         try:
@@ -115,7 +124,8 @@ async def test_a_thousand_stalled_streams_are_held_to_the_limit(data_server):
         assert set(results) <= {"done", "refused"}, set(results)
         # it goes on serving
         stub = pbg.DataServiceStub(channels[0])
-        req = pb.ReadChunkRequest(key=pb.ChunkKey(ino=(1 << 40) | 1000, index=0), length=10)
+        ino = (1 << 40) | 1000
+        req = pb.ReadChunkRequest(key=pb.ChunkKey(ino=ino, index=0), length=10, cap=cap(secret, ino))
         await call(stub.ReadChunk, req, 10.0)
     finally:
         release.set()

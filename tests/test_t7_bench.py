@@ -139,7 +139,8 @@ def test_rpc_floor_measures_each_transport_and_fsync(tmp_path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [r["what"] for r in rows] == ["grpc_unary", "grpc_stream", "tcp", "fdatasync"]
+    assert [r["what"] for r in rows] == ["grpc_unary", "grpc_stream", "session", "tcp", "fdatasync"]
+    assert rows[2]["vs_grpc_stream"] > 0  # the session call as a ratio of a gRPC stream message
     for r in rows:
         assert r["n"] == 20 and 0 < r["p50_us"] <= r["p99_us"], r
     assert os.listdir(tmp_path) == []  # the fsync file is removed

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e = csub.add_parser("example", help="print a commented example cluster file")
     e.set_defaults(func=cmd_example)
     m = csub.add_parser("make-secrets", help="create the cluster secret and a daemon token in DIR (if missing)",
-                        description="Create DIR/secret (the key directory capabilities are signed with) and "
+                        description="Create DIR/secret (the key directory and chunk capabilities are signed with) and "
                                     "DIR/tokens (one token with the daemon role: 'TOKEN any any daemon'), "
                                     "mode 0600. Existing files are kept. Point cluster.secret_file, "
                                     "auth.tokens_file and auth.token_file at them.")

@@ -72,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_common(p)
     p.add_argument("--id", type=int, required=True, help="data server id")
     p.add_argument("--dir-server", help="host:port of the dir server (default: from --config)")
+    p.add_argument("--secret-file", help="file holding the cluster secret (verifies chunk capabilities)")
     p.add_argument("--advertise", help="address other hosts use to reach this server")
     p.set_defaults(func=run_data_server)
 
@@ -159,7 +160,7 @@ def run_data_server(args: argparse.Namespace) -> int:
     from superfs.dataserver.main import run
 
     def build() -> config.DataServerConfig:
-        cf = load_cluster_file(args, durability=args.durability)
+        cf = load_cluster_file(args, secret_file=args.secret_file, durability=args.durability)
         return config_file.data_server_config(cf, args.id, listen=args.listen, data_dir=args.data_dir,
                                               advertise=args.advertise, ready_file=args.ready_file,
                                               metrics_port=args.metrics_port, dir_server=args.dir_server)

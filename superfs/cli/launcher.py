@@ -138,11 +138,15 @@ class LocalCluster:
             auth_cfg = AuthConfig(token_file=tokens, tokens_file=tokens)
 
         def node(i: int, address: str, data_dir: str) -> NodeSettings:
-            host = address.rsplit(":", 1)[0]
+            host, port = address.rsplit(":", 1)
             mport = free_port(host) if metrics else 0
             # a fixed session port, so that a restarted daemon is found where its clients knew it
+            try:
+                sport = free_port(host)
+            except OSError:  # another host's address (a network namespace): the port after its own
+                sport = int(port) + 1
             return NodeSettings(id=i, address=address, listen=address, data_dir=self.path(data_dir),
-                                metrics_port=mport, session_port=free_port(host))
+                                metrics_port=mport, session_port=sport)
 
         cf = replace(
             base, path=None, replicas=replicas, inline_threshold=inline_threshold, chunk_size=chunk_size,

@@ -204,15 +204,36 @@ class AdminClient:
                 return out
             after_ino, after_index = reply.chunks[-1].key.ino, reply.chunks[-1].key.index
 
+    async def chunk_cap(self, ino: int) -> pb.ChunkCap | None:
+        """A read-write capability for the chunks of ``ino`` (asked as root); None if the file is gone.
+
+        Data servers read and write bytes only for a capability the inode's
+        shard signed; administration gets one like anybody else.
+        """
+        try:
+            return (await self.get_file(ino)).chunk_cap
+        except FsError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+
     async def read_chunk(self, server_id: int, ino: int, index: int, length: int) -> bytes | None:
-        """The first ``length`` bytes of a chunk (checksum-verified by the server); None if absent."""
-        req = pb.ReadChunkRequest(key=pb.ChunkKey(ino=ino, index=index), offset=0, length=length)
+        """The first ``length`` bytes of a chunk (checksum-verified by the server); None if absent
+        (or if its file is gone)."""
+        cap = await self.chunk_cap(ino)
+        if cap is None:
+            return None
+        req = pb.ReadChunkRequest(key=pb.ChunkKey(ino=ino, index=index), offset=0, length=length, cap=cap)
         reply = await call(self._data(server_id).ReadChunk, req, self.timeout * 4)
         return reply.data if reply.exists else None
 
     async def put_chunk(self, server_id: int, ino: int, index: int, data: bytes) -> None:
-        """Replace a chunk's whole content (creating it)."""
-        req = pb.WriteChunkRequest(key=pb.ChunkKey(ino=ino, index=index), offset=0, data=data, truncate=True)
+        """Replace a chunk's whole content (creating it); ENOENT if its file is gone."""
+        cap = await self.chunk_cap(ino)
+        if cap is None:
+            raise FsError(errno.ENOENT, f"inode {ino} is gone: its chunks are not re-created")
+        req = pb.WriteChunkRequest(key=pb.ChunkKey(ino=ino, index=index), offset=0, data=data, truncate=True,
+                                   cap=cap)
         await call(self._data(server_id).WriteChunk, req, self.timeout * 4)
 
     async def delete_chunks(self, server_id: int, ino: int, from_index: int = 0, to_index: int = 0) -> None:

@@ -8,28 +8,64 @@ drop them (ConvertToChunked, guarded by the file's generation), so a crash
 in between loses nothing.
 
 Chunks are written to all R replicas in parallel; a write is acknowledged
-when every replica has it on disk. Reads go to the first replica and fall
-over to the next on EIO (a checksum failure) or an unreachable server. The
-shard's recorded size is grown after the chunks are written, so a reader
-never sees a size whose bytes are not there yet.
+when every replica has it on disk. The shard's recorded size is grown after
+the chunks are written (SetSize), so a reader never sees a size whose bytes
+are not there yet; the same call reports which chunks were written, and the
+shard records them with the file.
+
+Reads use that record: a chunk it lists as never written is a hole, read as
+zeros without asking any data server. Any other chunk is read from its first
+replica, falling over to the next on EIO (a checksum failure), an
+unreachable server, or "no such chunk" (a replica that missed it must not
+hide one that has it). A chunk the record says was written and no replica
+has is lost: EIO, never zeros.
+
+Every chunk read or write carries the file's chunk capability (the rights
+its shard found for the caller, in every FileInfo it sends). One that lacks
+the right needed, or that a data server found expired (ESTALE), is replaced
+by a fresh one from the file's shard (one GetFile), and the call is retried
+once.
 """
 from __future__ import annotations
 
 import asyncio
 import errno
 import logging
+from typing import Awaitable, Callable, Iterable, TypeVar
 
+from superfs import chunkranges
 from superfs.client import streams
 from superfs.client.cluster import ClusterView
 from superfs.client.meta import SET_SIZE, Creds, MetaOps
 from superfs.client.nodes import Node
 from superfs.client.rpc import call
 from superfs.errors import FsError
+from superfs.faults import pause_point
+from superfs.perms import R_OK, W_OK
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 MAX_IO = 64 * 1024 * 1024  # one read or write call moves at most this much
+
+
+def _ranges(rs: Iterable[pb.ChunkRange]) -> chunkranges.Ranges:
+    return tuple((r.start, r.end) for r in rs)
+
+
+def _set_written(info: pb.FileInfo, ranges: Iterable[tuple[int, int]]) -> None:
+    del info.written[:]
+    info.written.extend(pb.ChunkRange(start=a, end=b) for a, b in ranges)
+
+
+class ChunkLost(FsError):
+    """EIO: the file's record says a chunk was written, and no replica has it."""
+
+    def __init__(self, ino: int, index: int) -> None:
+        super().__init__(errno.EIO, f"chunk {index} of inode {ino} was written but no replica has it")
+        self.index = index
 
 
 class DataIO:
@@ -40,6 +76,30 @@ class DataIO:
     @property
     def timeout(self) -> float:
         return self.cluster.timeout
+
+    # ----------------------------------------------------------- capabilities
+
+    async def _chunk_cap(self, info: pb.FileInfo, want: int, creds: Creds, *, fresh: bool = False) -> pb.ChunkCap:
+        """``info``'s chunk capability, fetched anew if asked or if it lacks ``want``."""
+        cap = info.chunk_cap
+        if fresh or not cap.mac or cap.rights & want != want:
+            cap = (await self.meta.get_file(info.attr.ino, creds)).file.chunk_cap  # type: ignore[union-attr]
+            info.chunk_cap.CopyFrom(cap)
+            if cap.rights & want != want:
+                raise FsError(errno.EACCES, "permission denied: may not " + ("write" if want & W_OK else "read")
+                              + f" inode {info.attr.ino}")
+        return cap
+
+    async def _with_chunk_cap(self, info: pb.FileInfo, want: int, creds: Creds,
+                              op: Callable[[pb.ChunkCap], Awaitable[T]]) -> T:
+        """``op(cap)``; once more with a fresh capability if a data server found it expired."""
+        cap = await self._chunk_cap(info, want, creds)
+        try:
+            return await op(cap)
+        except FsError as e:
+            if e.errno != errno.ESTALE:
+                raise
+        return await op(await self._chunk_cap(info, want, creds, fresh=True))
 
     # ------------------------------------------------------------------ reads
 
@@ -56,33 +116,69 @@ class DataIO:
             req = pb.ReadInlineRequest(ino=ino, offset=offset, length=length, creds=creds.pb())
             reply = await self.meta._shard_call(lambda: self.cluster.home_shard(ino), "ReadInline", req)
             return reply.data
+        for _ in range(length // info.chunk_size + 2):
+            try:
+                return await self._read_chunks(info, offset, length, creds)
+            except ChunkLost as lost:
+                # our view may predate a truncate that made the chunk a hole: the shard decides
+                fresh = (await self.meta.get_file(ino, creds)).file
+                assert fresh is not None
+                if fresh.written_state == pb.WRITTEN_EXACT and chunkranges.covers(_ranges(fresh.written), lost.index):
+                    raise
+                _set_written(info, chunkranges.subtract(_ranges(info.written), (lost.index, lost.index + 1)))
+        raise FsError(errno.EIO, f"inode {ino}: chunks kept vanishing while being read")
+
+    async def _read_chunks(self, info: pb.FileInfo, offset: int, length: int, creds: Creds) -> bytes:
         cs = info.chunk_size
         first, last = offset // cs, (offset + length - 1) // cs
-        parts = await asyncio.gather(*(
-            self._read_chunk(info, idx, max(offset, idx * cs) - idx * cs,
-                             min(offset + length, (idx + 1) * cs) - max(offset, idx * cs))
-            for idx in range(first, last + 1)))
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        pieces = [(idx, max(offset, idx * cs) - idx * cs,
+                   min(offset + length, (idx + 1) * cs) - max(offset, idx * cs)) for idx in range(first, last + 1)]
+        known = info.written_state != pb.WRITTEN_UNKNOWN
+        written = _ranges(info.written)
+        wanted = [p for p in pieces if not known or chunkranges.covers(written, p[0])]
+        got: dict[int, bytes] = {}
+        if wanted:  # a read of holes only needs neither a capability nor a data server
+            async def read_all(cap: pb.ChunkCap) -> list[bytes]:
+                return await asyncio.gather(*(self._read_chunk(info, idx, off, n, cap) for idx, off, n in wanted))
 
-    async def _read_chunk(self, info: pb.FileInfo, index: int, off: int, length: int) -> bytes:
+            parts = await self._with_chunk_cap(info, R_OK, creds, read_all)
+            got = {p[0]: data for p, data in zip(wanted, parts)}
+        out = [got.get(idx) or bytes(n) for idx, _, n in pieces]
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    async def _read_chunk(self, info: pb.FileInfo, index: int, off: int, length: int, cap: pb.ChunkCap) -> bytes:
         ino = info.attr.ino
         last_err: FsError | None = None
-        for sid in self.cluster.replicas_of(ino, index, list(info.layout)):
+        replicas = self.cluster.replicas_of(ino, index, list(info.layout))
+        missing = 0
+        for sid in replicas:
             key = pb.ChunkKey(ino=ino, index=index)
             try:
                 if length >= streams.STREAM_MIN:
-                    data, _ = await streams.read_chunk(self.cluster.data_server(sid), key, off, length,
-                                                       self.timeout)
+                    data, exists = await streams.read_chunk(self.cluster.data_server(sid), key, off, length,
+                                                            self.timeout, cap)
                 else:
-                    req = pb.ReadChunkRequest(key=key, offset=off, length=length)
-                    data = (await call(self.cluster.data_server(sid).ReadChunk, req, self.timeout)).data
+                    req = pb.ReadChunkRequest(key=key, offset=off, length=length, cap=cap)
+                    reply = await call(self.cluster.data_server(sid).ReadChunk, req, self.timeout)
+                    data, exists = reply.data, reply.exists
             except FsError as e:
+                if e.errno in (errno.EACCES, errno.ESTALE):
+                    raise  # the capability, not this replica: every replica would say the same
                 log.warning("read of chunk %d/%d from data server %d failed: %s", ino, index, sid, e)
                 last_err = e
                 continue
-            if len(data) < length:  # hole or short chunk inside the file: zeros
+            if not exists:
+                missing += 1  # this replica may have missed it: ask the next
+                continue
+            if len(data) < length:  # a short chunk inside the file: the rest is a hole
                 data = data + bytes(length - len(data))
             return data
+        if missing and info.written_state != pb.WRITTEN_EXACT:
+            # a healthy replica does not have it and the shard cannot say it was written: a hole
+            # (as every read was before the shard recorded writes)
+            return bytes(length)
+        if missing == len(replicas):
+            raise ChunkLost(ino, index)
         raise FsError(errno.EIO, f"no replica of chunk {index} of inode {ino} is readable") from last_err
 
     # ----------------------------------------------------------------- writes
@@ -120,12 +216,15 @@ class DataIO:
             await self.convert(node, creds)
         info = node.file
         assert info is not None
-        await self._write_chunks(info, offset, memoryview(data))
+        view = memoryview(data)
+        seen = info.attr.generation  # the view this write is based on (a shrink since may cut it)
+        await self._with_chunk_cap(info, W_OK, creds, lambda cap: self._write_chunks(info, offset, view, cap))
+        self._wrote(node, info, chunkranges.of_bytes(offset, n, info.chunk_size), seen)
         if not defer_size:
             await self.commit_size(node, end, creds)
         return end
 
-    async def _write_chunks(self, info: pb.FileInfo, offset: int, data: memoryview) -> None:
+    async def _write_chunks(self, info: pb.FileInfo, offset: int, data: memoryview, cap: pb.ChunkCap) -> None:
         cs = info.chunk_size
         ino = info.attr.ino
         jobs = []
@@ -137,22 +236,37 @@ class DataIO:
             key = pb.ChunkKey(ino=ino, index=idx)
             if take >= streams.STREAM_MIN:
                 for sid in self.cluster.replicas_of(ino, idx, list(info.layout)):
-                    jobs.append(streams.write_chunk(self.cluster.data_server(sid), key, off, piece, self.timeout))
+                    jobs.append(streams.write_chunk(self.cluster.data_server(sid), key, off, piece, self.timeout,
+                                                    cap))
             else:
-                req = pb.WriteChunkRequest(key=key, offset=off, data=bytes(piece))
+                req = pb.WriteChunkRequest(key=key, offset=off, data=bytes(piece), cap=cap)
                 for sid in self.cluster.replicas_of(ino, idx, list(info.layout)):
                     jobs.append(call(self.cluster.data_server(sid).WriteChunk, req, self.timeout))
             pos += take
         await asyncio.gather(*jobs)
 
+    @staticmethod
+    def _wrote(node: Node, info: pb.FileInfo, chunks: tuple[int, int], seen_generation: int) -> None:
+        """Chunks written (on every replica): to report at commit, and readable here from now on."""
+        node.unreported_generation = (seen_generation if not node.unreported
+                                      else min(node.unreported_generation, seen_generation))
+        node.unreported.append(chunks)
+        if info.written_state != pb.WRITTEN_UNKNOWN:
+            _set_written(info, chunkranges.add(_ranges(info.written), [chunks], limit=1 << 30)[0])
+
     async def commit_size(self, node: Node, end: int, creds: Creds) -> None:
+        """Grow the shard's size to ``end`` and report the chunks written since the last commit."""
         info = node.file
         assert info is not None
-        if info.inline or end <= info.attr.size:
+        if info.inline or (end <= info.attr.size and not node.unreported):
             return
-        req = pb.SetSizeRequest(ino=info.attr.ino, size=end, creds=creds.pb())
+        reported = len(node.unreported)
+        written = [pb.ChunkRange(start=a, end=b) for a, b in chunkranges.normalize(node.unreported)]
+        req = pb.SetSizeRequest(ino=info.attr.ino, size=end, creds=creds.pb(), written=written,
+                                reports_written=True, seen_generation=node.unreported_generation)
         attr = await self.meta._shard_call(lambda: self.cluster.home_shard(info.attr.ino), "SetSize", req)
         info.attr.CopyFrom(attr)
+        del node.unreported[:reported]  # writes that finished meanwhile go with the next commit
 
     async def _refresh(self, node: Node, creds: Creds) -> None:
         fresh = await self.meta.get_file(node.ino, creds, want_data=True)
@@ -171,9 +285,15 @@ class DataIO:
             assert info is not None
             if not info.inline:
                 return
-            staged = pb.FileInfo(attr=info.attr, inline=False, layout=layout, chunk_size=chunk_size)
+            if info.attr.size and not info.chunk_cap.rights & R_OK:
+                # its bytes did not come with the reply: moving nothing would lose them
+                raise FsError(errno.EACCES, f"inode {node.ino}: may not read the bytes to move them to chunks")
+            staged = pb.FileInfo(attr=info.attr, inline=False, layout=layout, chunk_size=chunk_size,
+                                 chunk_cap=info.chunk_cap)
             if info.data:
-                await self._write_chunks(staged, 0, memoryview(info.data))
+                # the inline file's capability already covers its chunks: they are written first
+                await self._with_chunk_cap(staged, W_OK, creds,
+                                           lambda cap: self._write_chunks(staged, 0, memoryview(info.data), cap))
             req = pb.ConvertRequest(ino=node.ino, creds=creds.pb(), layout=layout,
                                     expect_generation=info.attr.generation, chunk_size=chunk_size)
             try:
@@ -191,6 +311,9 @@ class DataIO:
     # --------------------------------------------------------------- truncate
 
     async def truncate(self, node: Node, size: int, creds: Creds) -> pb.Attr:
+        """Set the file's size. The shard cuts the chunks past a smaller size itself, in order,
+        before it answers; nothing here touches chunks (a cut from here, after the answer,
+        could cut what another client wrote since)."""
         if size < 0:
             raise FsError(errno.EINVAL, "negative size")
         try:
@@ -200,33 +323,24 @@ class DataIO:
                 raise
             await self.convert(node, creds)
             attr = await self.meta.setattr(node.ino, creds, mask=SET_SIZE, size=size)
-        old = node.file
-        fresh = await self.meta.get_file(node.ino, creds)
-        node.file, node.attr = fresh.file, fresh.attr
-        if old is not None and not old.inline and size < old.attr.size:
-            await self._trim(fresh.file, size)
+        pause_point("client.truncate.after_setattr")
+        node.attr = attr
+        if node.file is not None:
+            old_size = node.file.attr.size
+            node.file.attr.CopyFrom(attr)
+            if node.file.inline:
+                node.file.data = b""  # cut or grown: the cached bytes are stale
+            elif size < old_size:
+                self._cut_written(node, node.file, size)
         return attr
 
-    async def _trim(self, info: pb.FileInfo, size: int) -> None:
-        """Cut chunk data past ``size`` now, so a later extension reads zeros.
-
-        The shard also queued this work durably; doing it here makes it
-        visible before truncate returns. Failures are left to the shard.
-        """
-        cs = info.chunk_size
-        ino = info.attr.ino
-        boundary, rem = divmod(size, cs)
-        jobs = []
-        if rem:
-            for sid in self.cluster.replicas_of(ino, boundary, list(info.layout)):
-                jobs.append(call(self.cluster.data_server(sid).TruncateChunk,
-                                 pb.TruncateChunkRequest(key=pb.ChunkKey(ino=ino, index=boundary), length=rem),
-                                 self.timeout))
-        first_gone = boundary + 1 if rem else boundary
-        for sid in info.layout:
-            jobs.append(call(self.cluster.data_server(sid).DeleteChunks,
-                             pb.DeleteChunksRequest(ino=ino, from_index=first_gone), self.timeout))
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        for r in results:
-            if isinstance(r, Exception):
-                log.warning("trim of inode %d left to the shard's reclaimer: %s", ino, r)
+    @staticmethod
+    def _cut_written(node: Node, info: pb.FileInfo, size: int) -> None:
+        """Mirror what the shard did to the written chunks when the file shrank to ``size``."""
+        end = chunkranges.chunks_below(size, info.chunk_size)
+        if size == 0:
+            info.written_state = pb.WRITTEN_EXACT
+        _set_written(info, chunkranges.cut(_ranges(info.written), end))
+        # our own unreported writes past the end are gone (their generation stays: another
+        # client's cut may have hit them too; at worst the record stops claiming to be exact)
+        node.unreported[:] = list(chunkranges.cut(chunkranges.normalize(node.unreported), end))

@@ -4,7 +4,9 @@ Every method takes the caller's credentials (FUSE serves many uids from one
 process) and returns :class:`Node` or protobuf replies. Directory work goes
 to the dir server, file work to the shard that owns the entry or the inode;
 a directory's node (with its capability) comes from the lease cache when it
-can, so a warm create/stat/unlink is one shard round trip.
+can, so a warm create/stat/unlink is one shard round trip. Shards need that
+capability for every name operation: W|X to create or remove a name, X to
+look one up, R to list the directory.
 """
 from __future__ import annotations
 
@@ -110,8 +112,13 @@ class MetaOps:
     async def lookup(self, parent: int, name: str, creds: Creds, *, want_data: bool = False) -> Node:
         """The node named ``name`` in directory ``parent``: file, symlink or directory."""
         check_name(name)
-        req = pb.LookupFileRequest(parent_ino=parent, name=name, want_data=want_data, creds=creds.pb())
-        reply = await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "LookupFile", req)
+
+        async def op(cap: pb.DirCap) -> pb.LookupFileReply:
+            req = pb.LookupFileRequest(parent_ino=parent, name=name, want_data=want_data, creds=creds.pb(),
+                                       cap=cap)
+            return await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "LookupFile", req)
+
+        reply = await self._with_cap(parent, creds, op)
         if reply.entry.type == pb.DIRECTORY:
             node = await self.get_dir(reply.entry.ino, creds)
             return node
@@ -211,20 +218,23 @@ class MetaOps:
     async def list_dir(self, dir_ino: int, creds: Creds, *, with_attrs: bool = False
                        ) -> list[tuple[pb.Dentry, pb.FileInfo | None]]:
         """Every entry of a directory, sorted by name: a parallel fan-out over shards."""
-        await self.get_dir(dir_ino, creds)  # ENOENT/ENOTDIR for bad directories
-        shards = self.cluster.all_shards()
-        pages = await asyncio.gather(*(self._list_shard(s, dir_ino, creds, with_attrs) for s in shards))
+
+        async def op(cap: pb.DirCap) -> list[list[tuple[pb.Dentry, pb.FileInfo | None]]]:
+            shards = self.cluster.all_shards()
+            return await asyncio.gather(*(self._list_shard(s, dir_ino, creds, with_attrs, cap) for s in shards))
+
+        pages = await self._with_cap(dir_ino, creds, op)  # ENOENT/ENOTDIR for bad directories
         merged = [item for page in pages for item in page]
         merged.sort(key=lambda item: item[0].name.encode("utf-8", "surrogateescape"))
         return merged
 
-    async def _list_shard(self, stub: Any, dir_ino: int, creds: Creds, with_attrs: bool
+    async def _list_shard(self, stub: Any, dir_ino: int, creds: Creds, with_attrs: bool, cap: pb.DirCap
                           ) -> list[tuple[pb.Dentry, pb.FileInfo | None]]:
         out: list[tuple[pb.Dentry, pb.FileInfo | None]] = []
         after = ""
         while True:
             req = pb.ListFilesRequest(parent_ino=dir_ino, after=after, limit=LIST_PAGE,
-                                      with_attrs=with_attrs, creds=creds.pb())
+                                      with_attrs=with_attrs, creds=creds.pb(), cap=cap)
             reply = await call(stub.ListFiles, req, self.timeout)
             for i, entry in enumerate(reply.entries):
                 info = reply.files[i] if with_attrs and i < len(reply.files) and reply.files[i].attr.ino else None

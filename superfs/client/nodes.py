@@ -23,6 +23,10 @@ class Node:
     cap: pb.DirCap | None = None            # directories only
     expires: float = 0.0                    # lease end (monotonic), directories
     extra: dict[str, object] = field(default_factory=dict)
+    # chunked files: chunk ranges written through this node and not yet reported to the shard
+    # (SetSize at commit), and the file's generation when the first of them was written
+    unreported: list[tuple[int, int]] = field(default_factory=list)
+    unreported_generation: int = 0
 
     @property
     def is_dir(self) -> bool:

@@ -22,9 +22,10 @@ PIECE = 1 << 20
 
 
 async def write_chunk(stub: pbg.DataServiceStub, key: pb.ChunkKey, offset: int, data: memoryview,
-                      timeout_s: float) -> int:
+                      timeout_s: float, cap: pb.ChunkCap | None = None) -> int:
+    """Write ``data`` at ``offset`` of one chunk; ``cap`` (W_OK for key.ino) rides on the first piece."""
     async def pieces() -> AsyncIterator[pb.ChunkPiece]:
-        yield pb.ChunkPiece(key=key, offset=offset, data=bytes(data[:PIECE]))
+        yield pb.ChunkPiece(key=key, offset=offset, data=bytes(data[:PIECE]), cap=cap)
         for off in range(PIECE, len(data), PIECE):
             yield pb.ChunkPiece(data=bytes(data[off:off + PIECE]))
 
@@ -44,16 +45,16 @@ async def write_chunk(stub: pbg.DataServiceStub, key: pb.ChunkKey, offset: int, 
 
 
 async def read_chunk(stub: pbg.DataServiceStub, key: pb.ChunkKey, offset: int, length: int,
-                     timeout_s: float) -> tuple[bytes, bool]:
-    """(bytes, exists) of one chunk range."""
+                     timeout_s: float, cap: pb.ChunkCap | None = None) -> tuple[bytes, bool]:
+    """(bytes, exists) of one chunk range; ``cap`` needs R_OK for key.ino."""
     deadline = time.monotonic() + timeout_s
     pause = 0.005
+    req = pb.ReadChunkRequest(key=key, offset=offset, length=length, cap=cap)
     while True:
         parts: list[bytes] = []
         exists = True
         try:
-            async for reply in stub.ReadChunkStream(pb.ReadChunkRequest(key=key, offset=offset, length=length),
-                                                    timeout=max(0.001, deadline - time.monotonic())):
+            async for reply in stub.ReadChunkStream(req, timeout=max(0.001, deadline - time.monotonic())):
                 exists = reply.exists
                 if reply.data:
                     parts.append(reply.data)

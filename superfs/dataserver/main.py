@@ -1,6 +1,7 @@
 """Entry point of the data server daemon: ``await run(cfg)``.
 
-Opens the chunk store under ``cfg.data_dir`` (durable unless
+Reads the cluster secret (chunk capabilities are verified with it), opens
+the chunk store under ``cfg.data_dir`` (durable unless
 ``cfg.durability == "async"``), serves ``DataService`` until SIGTERM, and
 registers with the dir server before the ready file is written (waiting for
 it at most ~30 s, then retrying in the background while serving).
@@ -14,7 +15,7 @@ import grpc
 
 from superfs import daemon, metrics
 from superfs.client.rpc import Channels
-from superfs.config import ASYNC, DURABLE, DataServerConfig
+from superfs.config import ASYNC, DURABLE, MESSAGE_HEADROOM, DataServerConfig, read_secret
 from superfs.dataserver.chunk_store import ChunkStore
 from superfs.dataserver.registration import DEFAULT_WAIT_S, Registrar
 from superfs.dataserver.service import DataServicer
@@ -29,7 +30,8 @@ async def run(cfg: DataServerConfig, *, register_wait_s: float = DEFAULT_WAIT_S)
     if cfg.durability not in (DURABLE, ASYNC):
         raise ValueError(f"durability must be {DURABLE!r} or {ASYNC!r}, not {cfg.durability!r}")
     chunks = ChunkStore.open(os.path.join(cfg.data_dir, STORE_DIR), durable=cfg.durability != ASYNC)
-    servicer = DataServicer(chunks)
+    servicer = DataServicer(chunks, read_secret(cfg.secret_file),
+                            max_write=cfg.limits.max_message_bytes - MESSAGE_HEADROOM)
     channels = Channels(timeout_s=cfg.rpc_timeout_s)
     registrar = Registrar(channels, cfg.dir_server, cfg.server_id, timeout_s=cfg.rpc_timeout_s,
                           new_store=chunks.is_new(),

@@ -1,10 +1,18 @@
 """DataServicer: the gRPC DataService over a ChunkStore.
 
-Decode, call the store, encode; nothing else. Validation of sizes and keys
-lives in the store so it is tested without a network; ``rpc_handler`` turns
-its ``FsError`` into a gRPC status carrying the errno. Every read verifies
-the chunk's checksum: a corrupt replica answers EIO and the client moves on
-to another one.
+Decode, check the chunk capability, call the store, encode. Validation of
+sizes and keys lives in the store so it is tested without a network;
+``rpc_handler`` turns its ``FsError`` into a gRPC status carrying the errno.
+Every read verifies the chunk's checksum: a corrupt replica answers EIO and
+the client moves on to another one.
+
+Authorization: a data server knows nothing of files or owners, so every call
+that reads or writes bytes carries a chunk capability for its inode, signed
+by the inode's shard after that shard checked the caller's permissions
+(:mod:`superfs.capability`); it is verified here with the cluster secret
+before anything is touched. Listing, deleting and truncating chunks are for
+daemons (reclaim, repair, fsck) and are refused to other credentials by the
+auth check in front of every servicer (``superfs.auth.DAEMON_ONLY``).
 """
 from __future__ import annotations
 
@@ -14,10 +22,12 @@ from typing import Any
 
 import grpc
 
+from superfs import capability
 from superfs.dataserver.chunk_store import ChunkStore
 from superfs.dataserver.chunk_format import MAX_CHUNK
 from superfs.errors import FsError, rpc_handler
 from superfs.faults import crash_point
+from superfs.perms import R_OK, W_OK
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
 
@@ -27,10 +37,20 @@ STREAM_PIECE = 1 << 20  # bytes per streamed message
 
 
 class DataServicer(pbg.DataServiceServicer):
-    """Serves one ChunkStore; needs no dir server (tests build it directly)."""
+    """Serves one ChunkStore; needs no dir server (tests build it directly).
 
-    def __init__(self, chunks: ChunkStore) -> None:
+    ``secret`` is the cluster secret that chunk capabilities are verified with.
+    """
+
+    def __init__(self, chunks: ChunkStore, secret: bytes, max_write: int = MAX_CHUNK) -> None:
+        """``max_write``: the most one streamed write may carry (the cluster's chunk size), so a
+        stream is refused before it has buffered more than one chunk's worth."""
         self.chunks = chunks
+        self.secret = secret
+        self.max_write = max_write
+
+    def _allow(self, cap: pb.ChunkCap, key: pb.ChunkKey, want: int) -> None:
+        capability.verify_chunk(self.secret, cap, ino=key.ino, want=want)
 
     def add_to(self, server: grpc.aio.Server) -> None:
         pbg.add_DataServiceServicer_to_server(self, server)
@@ -38,6 +58,7 @@ class DataServicer(pbg.DataServiceServicer):
     @rpc_handler
     async def WriteChunk(self, request: pb.WriteChunkRequest, context: grpc.aio.ServicerContext) -> pb.WriteChunkReply:
         key = request.key
+        self._allow(request.cap, key, W_OK)
         # request.data builds a new bytes object on every access: take it once.
         length = await self.chunks.write(key.ino, key.index, request.offset, request.data, request.truncate)
         return pb.WriteChunkReply(length=length)
@@ -45,6 +66,7 @@ class DataServicer(pbg.DataServiceServicer):
     @rpc_handler
     async def ReadChunk(self, request: pb.ReadChunkRequest, context: grpc.aio.ServicerContext) -> pb.ReadChunkReply:
         key = request.key
+        self._allow(request.cap, key, R_OK)
         data = await self.chunks.read(key.ino, key.index, request.offset, request.length)
         if data is None:
             self._check_not_lost(key)
@@ -58,11 +80,12 @@ class DataServicer(pbg.DataServiceServicer):
         size = 0
         async for piece in pieces:
             if first is None:
+                self._allow(piece.cap, piece.key, W_OK)  # before a byte is buffered
                 first = piece
             data = piece.data
             size += len(data)
-            if size > MAX_CHUNK:  # refuse before buffering an absurd amount
-                raise FsError(errno.EFBIG, f"streamed write longer than {MAX_CHUNK} bytes")
+            if size > self.max_write:  # refuse before buffering more than a chunk
+                raise FsError(errno.EFBIG, f"streamed write longer than {self.max_write} bytes")
             parts.append(data)
         if first is None:
             raise FsError(errno.EINVAL, "empty chunk stream")
@@ -73,6 +96,7 @@ class DataServicer(pbg.DataServiceServicer):
     @rpc_handler
     async def ReadChunkStream(self, request: pb.ReadChunkRequest, context: grpc.aio.ServicerContext) -> None:
         key = request.key
+        self._allow(request.cap, key, R_OK)
         data = await self.chunks.read(key.ino, key.index, request.offset, request.length)
         if data is None:
             self._check_not_lost(key)

@@ -36,6 +36,7 @@ from superfs import names, perms
 from superfs.dirserver import recovery
 from superfs.dirserver.intents import Intent, IntentLog
 from superfs.dirserver.locks import DirLocks, dir_key
+from superfs.dirserver.namespace import require_search
 from superfs.dirserver.shards import ShardOps
 from superfs.dirserver.store import DirStore, now_ns
 from superfs.errors import FsError
@@ -80,7 +81,7 @@ class Coordinator:
     async def mkdir(self, parent_ino: int, name: str, mode: int, creds: pb.Creds) -> pb.DirInfo:
         names.check_name(name)
         parent = self.store.need(parent_ino)
-        _require(parent, creds, perms.X_OK, "search parent")
+        require_search(self.store, parent, creds, "search parent")
         if self.intents.removing(parent_ino):
             # A removal of the parent is pending (a shard was down): settle it first.
             await self.settle(self.intents.removing_list(parent_ino))
@@ -138,7 +139,7 @@ class Coordinator:
         names.check_name(name)
         for _ in range(RETRIES):
             parent = self.store.need(parent_ino)
-            _require(parent, creds, perms.X_OK, "search parent")
+            require_search(self.store, parent, creds, "search parent")
             d = self.store.lookup(parent_ino, name)
             if d is None:
                 await self._not_a_dir(parent_ino, name, creds)
@@ -197,8 +198,8 @@ class Coordinator:
         for _ in range(RETRIES):
             sp = self.store.need(src_parent)
             dp = self._need_dst_parent(dst_parent)
-            _require(sp, creds, perms.X_OK, "search source parent")
-            _require(dp, creds, perms.X_OK, "search destination parent")
+            require_search(self.store, sp, creds, "search source parent")
+            require_search(self.store, dp, creds, "search destination parent")
             src = self.store.lookup(src_parent, src_name)
             if src is None:
                 await self._not_a_dir(src_parent, src_name, creds)

@@ -47,7 +47,7 @@ class DirServicer(pbg.DirServiceServicer):
         self.namespace = Namespace(store, secret, cfg.dir_lease_s)
         self.attrs = DirAttrs(store)
         self.coordinator = Coordinator(
-            store, shards or ShardClient(self.registry, self.channels, cfg.rpc_timeout_s))
+            store, shards or ShardClient(self.registry, self.channels, cfg.rpc_timeout_s, secret))
 
     async def close(self) -> None:
         await self.channels.close()

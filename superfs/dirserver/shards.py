@@ -14,6 +14,7 @@ import errno
 import logging
 from typing import Protocol, Sequence
 
+from superfs import capability, perms
 from superfs.client.rpc import Channels, call
 from superfs.dirserver.cluster_map import ClusterRegistry
 from superfs.errors import FsError
@@ -44,10 +45,11 @@ class ShardOps(Protocol):
 class ShardClient:
     """:class:`ShardOps` over gRPC, routed by the cluster map."""
 
-    def __init__(self, registry: ClusterRegistry, channels: Channels, timeout_s: float) -> None:
+    def __init__(self, registry: ClusterRegistry, channels: Channels, timeout_s: float, secret: bytes) -> None:
         self.registry = registry
         self.channels = channels
         self.timeout_s = timeout_s
+        self.secret = secret  # signs the search capability file_type's lookup needs
 
     def _stub_for_entry(self, parent: int, name: str) -> object:
         shard = self.registry.shard_of_entry(parent, name)
@@ -72,7 +74,10 @@ class ShardClient:
 
     async def file_type(self, parent: int, name: str, creds: pb.Creds) -> int | None:
         stub = self._stub_for_entry(parent, name)
-        req = pb.LookupFileRequest(parent_ino=parent, name=name, creds=creds)
+        # the coordinator checked that creds may search parent (and reach it) before asking
+        cap = capability.sign(self.secret, dir_ino=parent, uid=creds.uid, rights=perms.X_OK, sticky=False,
+                              owner_uid=0)
+        req = pb.LookupFileRequest(parent_ino=parent, name=name, creds=creds, cap=cap)
         try:
             reply = await call(stub.LookupFile, req, self.timeout_s)  # type: ignore[attr-defined]
         except FsError as e:

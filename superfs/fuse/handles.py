@@ -272,7 +272,7 @@ class OpenFile:
         sequential = offset == cursor.next_seq or (offset == 0 and size >= RA_TRIGGER)
         cursor.next_seq = offset + size
         if not sequential:
-            return await self._data.read(info, offset, size, creds)
+            return await as_opened(lambda c: self._data.read(info, offset, size, c), creds)
         return await self._read_ahead(info, offset, size, creds)
 
     async def _read_inline(self, offset: int, size: int, creds: Creds) -> bytes:
@@ -297,7 +297,7 @@ class OpenFile:
         if task is None:
             start = idx * wsize
             length = min(wsize, info.attr.size - start)
-            task = asyncio.ensure_future(self._data.read(info, start, length, creds))
+            task = asyncio.ensure_future(as_opened(lambda c: self._data.read(info, start, length, c), creds))
             task.add_done_callback(_retrieve)  # a window nobody reads must not warn when it fails
         self._windows[idx] = task  # now the most recently used
         keep = min(RA_MAX_WINDOWS, RA_WINDOWS_PER_READER * max(1, self.handles) + 1)

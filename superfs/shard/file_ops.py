@@ -12,14 +12,16 @@ import errno
 import stat
 from dataclasses import dataclass
 
-from superfs import perms
+from superfs import chunkranges, perms
 from superfs.errors import FsError
 from superfs.perms import CredsLike
 from superfs.shard.records import DIRECTORY, REGULAR, SYMLINK, Inode, ReclaimItem
 from superfs.shard.store import ShardTxn, now_ns
+from superfs.v1 import superfs_pb2 as pb
 
 MAX_FILE_SIZE = 1 << 60
 MAX_IO = 64 * 1024 * 1024  # one inline read; bigger is a client bug
+MAX_REPORTED_RANGES = 4096  # written ranges in one SetSize
 SYMLINK_MAX = 4095
 
 # SetAttr mask bits (see SetAttrRequest in the proto)
@@ -74,8 +76,22 @@ def resize(t: ShardTxn, node: Inode, new_size: int, inline_threshold: int) -> Re
         # growing leaves the tail implicit: bytes past the stored ones read as zeros
         return None
     if new_size < old:
+        _cut_written(node, new_size)
         return t.add_reclaim(node, new_size, freed=False)
     return None
+
+
+def _cut_written(node: Inode, new_size: int) -> None:
+    """A chunked file shrinks: the chunks past the new end are holes from now on.
+
+    ``cut_generation`` remembers when: a writer that reports chunks written
+    from an older view may have had them cut (see :func:`set_size`).
+    """
+    node.cut_generation = node.generation
+    if new_size == 0:  # nothing written: known exactly, even if it was not before
+        node.written, node.written_state = (), pb.WRITTEN_EXACT
+    elif node.written_state != pb.WRITTEN_UNKNOWN:
+        node.written = chunkranges.cut(node.written, chunkranges.chunks_below(new_size, node.chunk_size))
 
 
 def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: int, ftype: int,
@@ -240,6 +256,25 @@ def write_inline(t: ShardTxn, ino: int, *, offset: int, data: bytes, truncate_to
     return node
 
 
+def _record_written(node: Inode, written: list[tuple[int, int]] | None, seen_generation: int) -> None:
+    if written is None:
+        node.written, node.written_state = (), pb.WRITTEN_UNKNOWN
+        return
+    if len(written) > MAX_REPORTED_RANGES:
+        raise FsError(errno.EINVAL, f"more than {MAX_REPORTED_RANGES} written ranges in one report")
+    limit = chunkranges.chunks_below(node.size, node.chunk_size)  # bytes past the end do not count
+    new = []
+    for start, end in written:
+        if not 0 <= start < end:
+            raise FsError(errno.EINVAL, f"bad written chunk range [{start}, {end})")
+        new.append((start, min(end, limit)))
+    if node.written_state == pb.WRITTEN_UNKNOWN:
+        return  # a file from before the record: chunks below the size may hold bytes anyway
+    node.written, coarsened = chunkranges.add(node.written, new)
+    if coarsened or seen_generation < node.cut_generation:
+        node.written_state = pb.WRITTEN_SUPERSET
+
+
 def read_inline(t: ShardTxn, ino: int, *, offset: int, length: int, creds: CredsLike) -> bytes:
     if length > MAX_IO:
         raise FsError(errno.EINVAL, f"read of {length} bytes exceeds {MAX_IO}")
@@ -269,23 +304,36 @@ def convert_to_chunked(t: ShardTxn, ino: int, *, creds: CredsLike, layout: list[
         raise FsError(errno.EINVAL, f"bad chunk size {chunk_size}")
     if node.generation != expect_generation:
         raise FsError(errno.EAGAIN, "file changed since it was read: start the conversion over")
+    copied = len(t.inline_data(ino))  # the bytes the client wrote as the first chunks
     t.put_inline(ino, b"")
     node.inline = False
     node.layout = tuple(layout)
     node.chunk_size = chunk_size
+    node.written = ((0, chunkranges.chunks_below(copied, chunk_size)),) if copied else ()
+    node.written_state = pb.WRITTEN_EXACT
     node.ctime_ns = now_ns()
     node.generation += 1  # cached inline copies must be dropped
     t.put_inode(node)
     return node
 
 
-def set_size(t: ShardTxn, ino: int, *, size: int, mtime_ns: int, creds: CredsLike) -> Inode:
+def set_size(t: ShardTxn, ino: int, *, size: int, mtime_ns: int, creds: CredsLike,
+             written: list[tuple[int, int]] | None = None, seen_generation: int = 0) -> Inode:
+    """Grow a chunked file to at least ``size`` after its chunks were written; record them.
+
+    ``written``: the chunk ranges written since the writer's last report, or
+    None from a client that does not report them (the shard then forgets
+    which chunks hold bytes). ``seen_generation``: the file's generation
+    when the writer wrote them; if a shrink cut chunks since, they may be
+    gone again, and the record stops claiming to be exact.
+    """
     node = _writable_inline(t, ino, creds)
     if node.inline:
         raise FsError(errno.EINVAL, "SetSize is for chunked files")
     if size > MAX_FILE_SIZE:
         raise FsError(errno.EFBIG, f"size {size} exceeds the maximum file size")
     node.size = max(node.size, size)
+    _record_written(node, written, seen_generation)
     _kill_suid(node, creds)
     _touch(node, None)
     if mtime_ns:

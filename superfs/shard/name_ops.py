@@ -18,7 +18,7 @@ import errno
 from dataclasses import dataclass
 
 from superfs.errors import FsError
-from superfs.perms import CredsLike, check_sticky
+from superfs.perms import CredsLike, check_hardlink, check_sticky
 from superfs.shard.records import DIRECTORY, REGULAR, SYMLINK, U64, Inode, Intent
 from superfs.shard.store import APPLIED_NLINK, APPLIED_REMOTE_LINK, ShardTxn, now_ns
 
@@ -71,10 +71,11 @@ def unlink(t: ShardTxn, parent: int, raw: bytes, *, creds: CredsLike, guard: Dir
     return ino, t.drop_link(ino, txid)
 
 
-def link(t: ShardTxn, ino: int, parent: int, raw: bytes) -> Inode:
-    """A new name for a local inode."""
+def link(t: ShardTxn, ino: int, parent: int, raw: bytes, creds: CredsLike) -> Inode:
+    """A new name for a local inode (protected hardlinks: see perms.check_hardlink)."""
     _check_new_name(t, parent, raw)
     node = t.require_inode(ino)
+    check_hardlink(node.mode, node.uid, node.gid, creds)
     if node.nlink >= LINK_MAX:
         raise FsError(errno.EMLINK, "too many links")
     node.nlink += 1

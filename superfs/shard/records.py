@@ -12,7 +12,12 @@ Key and value formats (the sub-database layout is described in store.py):
 - dentry value ``ino (8) + type (1)``.
 - inode key    ``inode_key(ino)``: 8 bytes, sequence before partition.
 - inode value  ``INODE_HEAD`` then, for chunked files, ``chunk_size (4) +
-  count (2) + server ids (4 each)``; for symlinks, the target bytes.
+  count (2) + server ids (4 each)`` and, when the flags say so
+  (``FLAG_WRITTEN``), ``cut_generation (8) + count (2) + [start, end) chunk
+  index ranges (8 + 8 each)``: the chunks written; for symlinks, the target
+  bytes. Records written before the ranges existed lack the flag (the shard
+  then knows nothing of which chunks were written: WRITTEN_UNKNOWN); code
+  that predates them ignores the flag bits and the trailing bytes.
 """
 from __future__ import annotations
 
@@ -36,6 +41,10 @@ INODE_HEAD = struct.Struct("<IIIIQqqqqB")
 CHUNKED_HEAD = struct.Struct("<IH")
 SERVER_ID = struct.Struct("<I")
 FLAG_INLINE = 1
+FLAG_WRITTEN = 2        # chunked: the written ranges follow the layout
+FLAG_WRITTEN_EXACT = 4  # ... and they are exact (a chunk in them that no replica has is lost)
+WRITTEN_HEAD = struct.Struct("<qH")
+CHUNK_RANGE = struct.Struct("<QQ")
 SIZE_OFFSET = 16  # of ``size`` in a packed inode: Stats sums it without unpacking
 
 # outbox value: ino, delta, created_ns
@@ -127,19 +136,31 @@ class Inode:
     chunk_size: int = 0
     layout: tuple[int, ...] = ()
     symlink_target: bytes = b""
+    # chunked files: which chunks were written (see superfs/chunkranges.py and WrittenState in the proto)
+    written: tuple[tuple[int, int], ...] = ()
+    written_state: int = pb.WRITTEN_UNKNOWN
+    cut_generation: int = 0  # the generation a shrink cut chunks at (a report from before may be stale)
 
     @property
     def ftype(self) -> int:
         return SYMLINK if stat.S_ISLNK(self.mode) else REGULAR
 
     def pack(self) -> bytes:
+        flags = FLAG_INLINE if self.inline else 0
+        known = not self.inline and self.written_state != pb.WRITTEN_UNKNOWN
+        if known:
+            flags |= FLAG_WRITTEN | (FLAG_WRITTEN_EXACT if self.written_state == pb.WRITTEN_EXACT else 0)
         head = INODE_HEAD.pack(
             self.mode, self.nlink, self.uid, self.gid, self.size, self.atime_ns,
-            self.mtime_ns, self.ctime_ns, self.generation, FLAG_INLINE if self.inline else 0,
+            self.mtime_ns, self.ctime_ns, self.generation, flags,
         )
         if not self.inline:
             ids = b"".join(SERVER_ID.pack(s) for s in self.layout)
-            return head + CHUNKED_HEAD.pack(self.chunk_size, len(self.layout)) + ids
+            out = head + CHUNKED_HEAD.pack(self.chunk_size, len(self.layout)) + ids
+            if known:
+                out += WRITTEN_HEAD.pack(self.cut_generation, len(self.written)) + b"".join(
+                    CHUNK_RANGE.pack(a, b) for a, b in self.written)
+            return out
         return head + self.symlink_target
 
     @classmethod
@@ -151,6 +172,12 @@ class Inode:
             node.chunk_size, count = CHUNKED_HEAD.unpack_from(rest)
             off = CHUNKED_HEAD.size
             node.layout = tuple(SERVER_ID.unpack_from(rest, off + 4 * i)[0] for i in range(count))
+            if flags & FLAG_WRITTEN:
+                off += 4 * count
+                node.cut_generation, n = WRITTEN_HEAD.unpack_from(rest, off)
+                off += WRITTEN_HEAD.size
+                node.written = tuple(CHUNK_RANGE.unpack_from(rest, off + CHUNK_RANGE.size * i) for i in range(n))
+                node.written_state = pb.WRITTEN_EXACT if flags & FLAG_WRITTEN_EXACT else pb.WRITTEN_SUPERSET
         else:
             node.symlink_target = bytes(rest)
         return node

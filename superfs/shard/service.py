@@ -2,9 +2,13 @@
 
 Each method decodes its request, checks routing (ESTALE when the entry or
 inode is not on this shard, so the client refreshes its map) and the
-directory capability, runs one store operation (mutations through the
+directory capability (W|X to change names, X to look one up, R to list),
+runs one store operation (mutations through the
 group-commit writer, reads inline on a read transaction), and encodes the
-reply. Cross-shard steps are delegated to :class:`CrossShard`, deferred work
+reply. Replies that describe a regular file to a caller carry a chunk
+capability for it: the rights (R, W) the caller's creds hold on the inode,
+signed for the data servers (one HMAC per reply; never in listings).
+Cross-shard steps are delegated to :class:`CrossShard`, deferred work
 to :class:`Reclaimer`, waiting out an rmdir's pending seal to
 :class:`SealWaiter`; the administrative RPCs of fsck to :mod:`admin_ops`.
 """
@@ -17,7 +21,7 @@ from typing import Iterable
 
 import grpc
 
-from superfs import capability, names
+from superfs import capability, names, perms
 from superfs.errors import FsError, rpc_handler
 from superfs.faults import crash_point
 from superfs.perms import CredsLike
@@ -49,8 +53,21 @@ def attr_of(node: Inode) -> pb.Attr:
 
 
 def file_info_of(node: Inode, data: bytes = b"") -> pb.FileInfo:
-    return pb.FileInfo(attr=attr_of(node), type=node.ftype, symlink_target=decode_name(node.symlink_target),
-                       inline=node.inline, data=data, layout=node.layout, chunk_size=node.chunk_size)
+    info = pb.FileInfo(attr=attr_of(node), type=node.ftype, symlink_target=decode_name(node.symlink_target),
+                       inline=node.inline, data=data, layout=node.layout, chunk_size=node.chunk_size,
+                       written_state=pb.WrittenState.ValueType(node.written_state))
+    if node.written:
+        info.written.extend(pb.ChunkRange(start=a, end=b) for a, b in node.written)
+    return info
+
+
+def chunk_rights(node: Inode, creds: CredsLike, *, created: bool = False) -> int:
+    """R|W the caller holds on a regular file's bytes (its creator: both, as its open(2) would)."""
+    if node.ftype != REGULAR:
+        return 0
+    if created:
+        return perms.R_OK | perms.W_OK
+    return perms.rights(node.mode, node.uid, node.gid, creds) & capability.CHUNK_RIGHTS
 
 
 def _txid(txid: str) -> str:
@@ -63,7 +80,7 @@ class ShardServicer(pbg.ShardServiceServicer):
     """All ShardService RPCs of one shard.
 
     ``cluster`` may hold a fixed map (tests) or follow the dir server
-    (main.run). ``secret`` verifies directory capabilities.
+    (main.run). ``secret`` verifies directory capabilities and signs chunk capabilities.
     """
 
     def __init__(self, store: FileMetaStore, cluster: ClusterView, secret: bytes) -> None:
@@ -96,6 +113,14 @@ class ShardServicer(pbg.ShardServiceServicer):
     def _cap(self, cap: pb.DirCap, dir_ino: int, creds: CredsLike) -> DirGuard:
         c = capability.verify(self.secret, cap, dir_ino=dir_ino, uid=creds.uid)
         return DirGuard(c.sticky, c.owner_uid)
+
+    def _info(self, node: Inode, creds: CredsLike, data: bytes = b"", *, created: bool = False) -> pb.FileInfo:
+        """A FileInfo for ``creds``, with its chunk capability (none when it holds no right)."""
+        info = file_info_of(node, data)
+        rights = chunk_rights(node, creds, created=created)
+        if rights:
+            info.chunk_cap.CopyFrom(capability.sign_chunk(self.secret, ino=node.ino, rights=rights))
+        return info
 
     async def _wait_free(self, parent: int, raw: bytes) -> None:
         await self.cross.locks.wait_free(dentry_key(parent, raw), LOCK_WAIT_S)
@@ -148,18 +173,21 @@ class ShardServicer(pbg.ShardServiceServicer):
             return pb.CreateFileReply(file=await self._remote_file(res.remote_ino, creds), created=False)
         await self._after_shrink(res.reclaim)
         log.debug("create %d/%s -> %d (created=%s)", parent, name, res.node.ino, res.created)
-        return pb.CreateFileReply(file=file_info_of(res.node), created=res.created)
+        return pb.CreateFileReply(file=self._info(res.node, creds, created=res.created), created=res.created)
 
     @rpc_handler
     async def LookupFile(self, request: pb.LookupFileRequest, context: Ctx) -> pb.LookupFileReply:
         raw = names.check_name(request.name)
         self.cluster.check_entry(request.parent_ino, request.name)
+        # the last directory of a path is searched too, like every one above it
+        capability.verify(self.secret, request.cap, dir_ino=request.parent_ino, uid=request.creds.uid,
+                          want=perms.X_OK)
         with self.store.read() as t:
             ino, ftype, node, data = file_ops.lookup_file(t, request.parent_ino, raw, request.want_data,
                                                          request.creds)
         reply = pb.LookupFileReply(entry=pb.Dentry(name=request.name, ino=ino, type=ftype), has_file=node is not None)
         if node is not None:
-            reply.file.CopyFrom(file_info_of(node, data))
+            reply.file.CopyFrom(self._info(node, request.creds, data))
         return reply
 
     @rpc_handler
@@ -167,7 +195,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         self.cluster.check_ino(request.ino)
         with self.store.read() as t:
             node, data = file_ops.get_file(t, request.ino, request.want_data, request.creds)
-        return file_info_of(node, data)
+        return self._info(node, request.creds, data)
 
     @rpc_handler
     async def SetAttr(self, request: pb.SetAttrRequest, context: Ctx) -> pb.Attr:
@@ -206,14 +234,16 @@ class ShardServicer(pbg.ShardServiceServicer):
         node = await self.store.write(lambda t: file_ops.convert_to_chunked(
             t, r.ino, creds=r.creds, layout=list(r.layout), expect_generation=r.expect_generation,
             chunk_size=chunk_size))
-        return file_info_of(node)
+        return self._info(node, r.creds)
 
     @rpc_handler
     async def SetSize(self, request: pb.SetSizeRequest, context: Ctx) -> pb.Attr:
         r = request
         self.cluster.check_ino(r.ino)
+        written = [(w.start, w.end) for w in r.written] if r.reports_written else None
         node = await self.store.write(lambda t: file_ops.set_size(
-            t, r.ino, size=r.size, mtime_ns=r.mtime_ns, creds=r.creds))
+            t, r.ino, size=r.size, mtime_ns=r.mtime_ns, creds=r.creds, written=written,
+            seen_generation=r.seen_generation))
         return attr_of(node)
 
     # ---------------------------------------------------------------- names
@@ -246,8 +276,11 @@ class ShardServicer(pbg.ShardServiceServicer):
         self.cluster.ino_home(ino)
         await self._wait_free(parent, raw)
         if self.cluster.owns_ino(ino):
-            node = await self.seals.run(lambda: self.store.write(lambda t: name_ops.link(t, ino, parent, raw)))
+            node = await self.seals.run(lambda: self.store.write(lambda t: name_ops.link(t, ino, parent, raw, creds)))
         else:
+            # protected hardlinks, against the inode's attributes from its home shard
+            a = (await self._remote_file(ino, creds)).attr
+            perms.check_hardlink(a.mode, a.uid, a.gid, creds)
             node = await self.seals.run(lambda: self.cross.link(ino, parent, raw))
         return attr_of(node)
 
@@ -283,7 +316,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         shard = self.cluster.shard_of_entry(r.dst_parent, r.dst_name)
         try:
             found = await self.cross.call_shard(shard, "LookupFile", pb.LookupFileRequest(
-                parent_ino=r.dst_parent, name=r.dst_name, creds=r.creds))
+                parent_ino=r.dst_parent, name=r.dst_name, creds=r.creds, cap=r.dst_cap))
         except FsError as e:
             if e.errno == errno.ENOENT:
                 return
@@ -299,6 +332,8 @@ class ShardServicer(pbg.ShardServiceServicer):
 
     @rpc_handler
     async def ListFiles(self, request: pb.ListFilesRequest, context: Ctx) -> pb.ListFilesReply:
+        capability.verify(self.secret, request.cap, dir_ino=request.parent_ino, uid=request.creds.uid,
+                          want=perms.R_OK)
         after = encode_name(request.after)
         with self.store.read() as t:
             entries, nodes, more = name_ops.list_files(t, request.parent_ino, after, request.limit,

@@ -13,10 +13,19 @@ class FileType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REGULAR: _ClassVar[FileType]
     DIRECTORY: _ClassVar[FileType]
     SYMLINK: _ClassVar[FileType]
+
+class WrittenState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WRITTEN_UNKNOWN: _ClassVar[WrittenState]
+    WRITTEN_SUPERSET: _ClassVar[WrittenState]
+    WRITTEN_EXACT: _ClassVar[WrittenState]
 FILE_TYPE_UNSPECIFIED: FileType
 REGULAR: FileType
 DIRECTORY: FileType
 SYMLINK: FileType
+WRITTEN_UNKNOWN: WrittenState
+WRITTEN_SUPERSET: WrittenState
+WRITTEN_EXACT: WrittenState
 
 class Creds(_message.Message):
     __slots__ = ("uid", "gid", "groups")
@@ -69,6 +78,26 @@ class DirCap(_message.Message):
     expires_ns: int
     mac: bytes
     def __init__(self, dir_ino: _Optional[int] = ..., uid: _Optional[int] = ..., rights: _Optional[int] = ..., sticky: _Optional[bool] = ..., owner_uid: _Optional[int] = ..., expires_ns: _Optional[int] = ..., mac: _Optional[bytes] = ...) -> None: ...
+
+class ChunkCap(_message.Message):
+    __slots__ = ("ino", "rights", "expires_ns", "mac")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    RIGHTS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_NS_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    rights: int
+    expires_ns: int
+    mac: bytes
+    def __init__(self, ino: _Optional[int] = ..., rights: _Optional[int] = ..., expires_ns: _Optional[int] = ..., mac: _Optional[bytes] = ...) -> None: ...
+
+class ChunkRange(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
     __slots__ = ("id", "address", "session_address")
@@ -303,7 +332,7 @@ class Dentry(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ...) -> None: ...
 
 class FileInfo(_message.Message):
-    __slots__ = ("attr", "type", "symlink_target", "inline", "data", "layout", "chunk_size")
+    __slots__ = ("attr", "type", "symlink_target", "inline", "data", "layout", "chunk_size", "chunk_cap", "written", "written_state")
     ATTR_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     SYMLINK_TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +340,9 @@ class FileInfo(_message.Message):
     DATA_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_CAP_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_STATE_FIELD_NUMBER: _ClassVar[int]
     attr: Attr
     type: FileType
     symlink_target: str
@@ -318,7 +350,10 @@ class FileInfo(_message.Message):
     data: bytes
     layout: _containers.RepeatedScalarFieldContainer[int]
     chunk_size: int
-    def __init__(self, attr: _Optional[_Union[Attr, _Mapping]] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., inline: _Optional[bool] = ..., data: _Optional[bytes] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+    chunk_cap: ChunkCap
+    written: _containers.RepeatedCompositeFieldContainer[ChunkRange]
+    written_state: WrittenState
+    def __init__(self, attr: _Optional[_Union[Attr, _Mapping]] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., inline: _Optional[bool] = ..., data: _Optional[bytes] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., chunk_cap: _Optional[_Union[ChunkCap, _Mapping]] = ..., written: _Optional[_Iterable[_Union[ChunkRange, _Mapping]]] = ..., written_state: _Optional[_Union[WrittenState, str]] = ...) -> None: ...
 
 class CreateFileRequest(_message.Message):
     __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data")
@@ -353,16 +388,18 @@ class CreateFileReply(_message.Message):
     def __init__(self, file: _Optional[_Union[FileInfo, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class LookupFileRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "want_data", "creds")
+    __slots__ = ("parent_ino", "name", "want_data", "creds", "cap")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     WANT_DATA_FIELD_NUMBER: _ClassVar[int]
     CREDS_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     want_data: bool
     creds: Creds
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., want_data: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+    cap: DirCap
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., want_data: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ...) -> None: ...
 
 class LookupFileReply(_message.Message):
     __slots__ = ("entry", "file", "has_file")
@@ -451,16 +488,22 @@ class DataReply(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class SetSizeRequest(_message.Message):
-    __slots__ = ("ino", "size", "mtime_ns", "creds")
+    __slots__ = ("ino", "size", "mtime_ns", "creds", "written", "reports_written", "seen_generation")
     INO_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     CREDS_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    SEEN_GENERATION_FIELD_NUMBER: _ClassVar[int]
     ino: int
     size: int
     mtime_ns: int
     creds: Creds
-    def __init__(self, ino: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+    written: _containers.RepeatedCompositeFieldContainer[ChunkRange]
+    reports_written: bool
+    seen_generation: int
+    def __init__(self, ino: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., written: _Optional[_Iterable[_Union[ChunkRange, _Mapping]]] = ..., reports_written: _Optional[bool] = ..., seen_generation: _Optional[int] = ...) -> None: ...
 
 class LinkRequest(_message.Message):
     __slots__ = ("ino", "new_parent", "new_name", "creds", "cap")
@@ -497,18 +540,20 @@ class RenameFileRequest(_message.Message):
     def __init__(self, src_parent: _Optional[int] = ..., src_name: _Optional[str] = ..., dst_parent: _Optional[int] = ..., dst_name: _Optional[str] = ..., flags: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., src_cap: _Optional[_Union[DirCap, _Mapping]] = ..., dst_cap: _Optional[_Union[DirCap, _Mapping]] = ...) -> None: ...
 
 class ListFilesRequest(_message.Message):
-    __slots__ = ("parent_ino", "after", "limit", "with_attrs", "creds")
+    __slots__ = ("parent_ino", "after", "limit", "with_attrs", "creds", "cap")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     WITH_ATTRS_FIELD_NUMBER: _ClassVar[int]
     CREDS_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     after: str
     limit: int
     with_attrs: bool
     creds: Creds
-    def __init__(self, parent_ino: _Optional[int] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., with_attrs: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+    cap: DirCap
+    def __init__(self, parent_ino: _Optional[int] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., with_attrs: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ...) -> None: ...
 
 class ListFilesReply(_message.Message):
     __slots__ = ("entries", "files", "more")
@@ -599,16 +644,18 @@ class ChunkKey(_message.Message):
     def __init__(self, ino: _Optional[int] = ..., index: _Optional[int] = ...) -> None: ...
 
 class WriteChunkRequest(_message.Message):
-    __slots__ = ("key", "offset", "data", "truncate")
+    __slots__ = ("key", "offset", "data", "truncate", "cap")
     KEY_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
     key: ChunkKey
     offset: int
     data: bytes
     truncate: bool
-    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., truncate: _Optional[bool] = ...) -> None: ...
+    cap: ChunkCap
+    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., truncate: _Optional[bool] = ..., cap: _Optional[_Union[ChunkCap, _Mapping]] = ...) -> None: ...
 
 class WriteChunkReply(_message.Message):
     __slots__ = ("length",)
@@ -617,14 +664,16 @@ class WriteChunkReply(_message.Message):
     def __init__(self, length: _Optional[int] = ...) -> None: ...
 
 class ReadChunkRequest(_message.Message):
-    __slots__ = ("key", "offset", "length")
+    __slots__ = ("key", "offset", "length", "cap")
     KEY_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
     key: ChunkKey
     offset: int
     length: int
-    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+    cap: ChunkCap
+    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., cap: _Optional[_Union[ChunkCap, _Mapping]] = ...) -> None: ...
 
 class ReadChunkReply(_message.Message):
     __slots__ = ("data", "exists")
@@ -687,16 +736,18 @@ class ListChunksReply(_message.Message):
     def __init__(self, chunks: _Optional[_Iterable[_Union[ChunkEntry, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class ChunkPiece(_message.Message):
-    __slots__ = ("key", "offset", "truncate", "data")
+    __slots__ = ("key", "offset", "truncate", "data", "cap")
     KEY_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
     key: ChunkKey
     offset: int
     truncate: bool
     data: bytes
-    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., offset: _Optional[int] = ..., truncate: _Optional[bool] = ..., data: _Optional[bytes] = ...) -> None: ...
+    cap: ChunkCap
+    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., offset: _Optional[int] = ..., truncate: _Optional[bool] = ..., data: _Optional[bytes] = ..., cap: _Optional[_Union[ChunkCap, _Mapping]] = ...) -> None: ...
 
 class DataStatsReply(_message.Message):
     __slots__ = ("chunks", "bytes", "db_bytes", "degraded")

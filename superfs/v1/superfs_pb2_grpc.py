@@ -2183,7 +2183,9 @@ class DataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteChunks(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Reclaim, repair and fsck only (the daemon role): a shard's ordered cut
+        after a shrink, the reclaim of freed files, fsck's scans.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
