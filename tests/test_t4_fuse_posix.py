@@ -418,6 +418,45 @@ def test_readdir_stable_while_changing(mdir: str) -> None:
     assert survivors <= set(seen), "an entry that was there all along was skipped"
 
 
+def test_seekdir_returns_to_any_offset_of_a_paged_listing(mdir: str) -> None:
+    """telldir/seekdir across the pages a handle lists (dirhandles.py): the same names follow."""
+    import ctypes
+    import ctypes.util
+
+    class Dirent(ctypes.Structure):
+        _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64), ("d_reclen", ctypes.c_ushort),
+                    ("d_type", ctypes.c_ubyte), ("d_name", ctypes.c_char * 256)]
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.opendir.restype = ctypes.c_void_p
+    libc.readdir.restype = ctypes.POINTER(Dirent)
+    libc.readdir.argtypes = libc.telldir.argtypes = libc.closedir.argtypes = [ctypes.c_void_p]
+    libc.telldir.restype = ctypes.c_long
+    libc.seekdir.argtypes = [ctypes.c_void_p, ctypes.c_long]
+    names = [f"s{i:05d}" for i in range(2500)]  # three pages of the mount's listing
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: os.close(os.open(f"{mdir}/{n}", os.O_CREAT | os.O_WRONLY, 0o644)), names))
+    d = libc.opendir(mdir.encode())
+    assert d
+    try:
+        listing: list[tuple[int, bytes]] = []  # (telldir before it, name)
+        while True:
+            pos = libc.telldir(d)
+            ent = libc.readdir(d)
+            if not ent:
+                break
+            listing.append((pos, ent.contents.d_name))
+        got = [n.decode() for _, n in listing if n not in (b".", b"..")]
+        assert sorted(got) == names and len(got) == len(set(got))
+        for k in (3, 999, 1000, 1001, 1803, 2400, 2501):
+            pos, name = listing[k]
+            libc.seekdir(d, pos)
+            ent = libc.readdir(d)
+            assert ent and ent.contents.d_name == name, (k, name)
+    finally:
+        libc.closedir(d)
+
+
 @pytest.mark.timeout(900)  # 100k creates take a minute on an idle 2-core machine, far more on a busy one
 def test_readdir_100k_entries(mnt: Any, fuse_cluster: Any) -> None:
     """A directory of 100,000+ entries is listed completely through the offset protocol."""
@@ -458,6 +497,23 @@ def test_readdir_100k_entries(mnt: Any, fuse_cluster: Any) -> None:
     listed = os.listdir(f"{mnt.mountpoint}/{name}")
     assert len(listed) == n
     assert set(listed) == {f"n{i:06d}" for i in range(n)}
+
+    # 40 listings of it open at once, each one name in: the mount holds a page per handle, not 40 listings
+    def rss() -> int:
+        with open(f"/proc/{mnt.pid}/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+    before = rss()
+    handles = [os.scandir(f"{mnt.mountpoint}/{name}") for _ in range(40)]
+    try:
+        firsts = [next(h).name for h in handles]
+        grown = rss() - before
+        print(f"mount RSS grew by {grown >> 20} MiB with 40 open listings of {n} entries")
+        assert grown < 64 << 20, grown  # a whole listing per handle would be ~40 x 40 MiB
+        assert len(set(firsts)) == 1
+    finally:
+        for h in handles:
+            h.close()
 
 
 # ---------------------------------------------------------------- xattrs

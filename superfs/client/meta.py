@@ -228,6 +228,32 @@ class MetaOps:
         merged.sort(key=lambda item: item[0].name.encode("utf-8", "surrogateescape"))
         return merged
 
+    async def list_dir_page(self, dir_ino: int, creds: Creds, *, after: str = "", limit: int = LIST_PAGE,
+                            with_attrs: bool = False) -> tuple[list[tuple[pb.Dentry, pb.FileInfo | None]], bool]:
+        """Up to ``limit`` entries named after ``after``, sorted by name, and whether more follow.
+
+        One ListFiles per shard in parallel. Each shard with more to give returned
+        ``limit`` names, so the first ``limit`` of the merge are the first of the
+        directory: none of a shard's later names can come before them.
+        """
+        async def op(cap: pb.DirCap) -> list[tuple[list[tuple[pb.Dentry, pb.FileInfo | None]], bool]]:
+            return await asyncio.gather(*(self._list_shard_page(s, dir_ino, creds, with_attrs, cap, after, limit)
+                                          for s in self.cluster.all_shards()))
+
+        pages = await self._with_cap(dir_ino, creds, op)
+        merged = [item for page, _ in pages for item in page]
+        merged.sort(key=lambda item: item[0].name.encode("utf-8", "surrogateescape"))
+        return merged[:limit], len(merged) > limit or any(more for _, more in pages)
+
+    async def _list_shard_page(self, stub: Any, dir_ino: int, creds: Creds, with_attrs: bool, cap: pb.DirCap,
+                               after: str, limit: int) -> tuple[list[tuple[pb.Dentry, pb.FileInfo | None]], bool]:
+        req = pb.ListFilesRequest(parent_ino=dir_ino, after=after, limit=limit, with_attrs=with_attrs,
+                                  creds=creds.pb(), cap=cap)
+        reply = await call(stub.ListFiles, req, self.timeout)
+        out = [(entry, reply.files[i] if with_attrs and i < len(reply.files) and reply.files[i].attr.ino else None)
+               for i, entry in enumerate(reply.entries)]
+        return out, bool(reply.more and reply.entries)
+
     async def _list_shard(self, stub: Any, dir_ino: int, creds: Creds, with_attrs: bool, cap: pb.DirCap
                           ) -> list[tuple[pb.Dentry, pb.FileInfo | None]]:
         out: list[tuple[pb.Dentry, pb.FileInfo | None]] = []

@@ -1,18 +1,21 @@
-"""Open directories: a snapshot per handle, so readdir offsets stay stable.
+"""Open directories: listed a page at a time, with offsets that stay valid.
 
 The kernel lists a directory in several ``readdir`` calls, each resuming at
-an offset the file system handed out. A snapshot of the whole listing is
-taken when the listing starts (offset 0: opendir, or rewinddir) and offsets
-are positions in it, so a directory of 100,000+ entries is listed
-completely, each name exactly once, however it changes meanwhile (POSIX
-allows entries added or removed during a listing to show or not; it does not
-allow skips or repeats, which a cursor over a changing directory would give).
+an offset the file system handed out. A handle holds one page of the listing
+(``DIR_PAGE`` names with their attributes) and, per page, the name it starts
+after: page ``p``'s entry ``i`` is handed out with offset ``p * STRIDE + i + 1``
+(1 and 2 follow "." and ".."), so a resumed or repeated ``readdir`` finds its
+page again by that name, and a directory of 10^6 entries costs the mount one
+page of memory per open handle, not the whole listing. The next page starts
+strictly after the last name of the previous one: every name is listed once
+and none skipped, however the directory changes meanwhile (POSIX lets names
+added or removed during a listing show or not).
 
 pyfuse3 always answers with readdirplus, so each entry carries attributes:
 files come with them from the shards' listing (one prefix scan per shard,
-in parallel); subdirectories from the dir server's ListDirs, paged; the few
-files whose inode lives on another shard (renamed or hard-linked across
-shards) are fetched by inode, in parallel.
+in parallel); subdirectories from the dir server's ListDirs, paged the same
+way; the few files whose inode lives on another shard (renamed or
+hard-linked across shards) are fetched by inode, in parallel.
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ import asyncio
 import errno
 import logging
 import os
+import stat as stat_mod
 from dataclasses import dataclass, field
+from typing import AsyncIterator
 
 from superfs.client.fs import AsyncFs
 from superfs.client.meta import Creds
@@ -30,6 +35,7 @@ from superfs.v1 import superfs_pb2 as pb
 log = logging.getLogger(__name__)
 
 DIR_PAGE = 1000
+STRIDE = 1 << 20  # > DIR_PAGE: an offset names its page and the entries of it already given
 FETCH_PARALLEL = 32
 
 
@@ -38,17 +44,52 @@ class DirHandle:
     fh: int
     ino: int
     creds: Creds
-    entries: list[tuple[bytes, pb.Attr]] | None = None   # None: not listed yet
+    hide: frozenset[str] = frozenset()
+    starts: dict[int, str] = field(default_factory=lambda: {1: ""})  # page -> the name it starts after
+    last_page: int | None = None          # the page known to end the listing
+    page_no: int = 0                      # which page ``page`` holds (0: none)
+    page: list[tuple[bytes, pb.Attr]] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    async def entries(self, fs: AsyncFs, start_id: int) -> AsyncIterator[tuple[bytes, pb.Attr, int, bool]]:
+        """(name, attributes, offset of the next entry, whether it is "." or "..") from ``start_id`` on."""
+        if start_id < 2:
+            here = await fs.meta.get_dir(self.ino, self.creds)
+            dots = [(b".", pb.Attr(ino=self.ino, mode=stat_mod.S_IFDIR | 0o755)),
+                    (b"..", pb.Attr(ino=here.parent or 1, mode=stat_mod.S_IFDIR | 0o755))]
+            for i in range(start_id, 2):
+                yield dots[i][0], dots[i][1], i + 1, True
+            start_id = STRIDE  # page 1, nothing of it given yet
+        p, i = max(1, start_id // STRIDE), start_id % STRIDE
+        while True:
+            if p not in self.starts:  # an offset from a page this handle never gave out
+                return
+            page = await self._page(fs, p)
+            for k in range(i, len(page)):
+                name, attr = page[k]
+                yield name, attr, p * STRIDE + k + 1, False
+            if self.last_page is not None and p >= self.last_page:
+                return
+            p, i = p + 1, 0
 
-async def list_with_attrs(fs: AsyncFs, dir_ino: int, creds: Creds, hide: frozenset[str] = frozenset()
-                          ) -> list[tuple[bytes, pb.Attr]]:
-    """Every entry of a directory with its attributes, sorted by name."""
-    listing = await fs.meta.list_dir(dir_ino, creds, with_attrs=True)
+    async def _page(self, fs: AsyncFs, p: int) -> list[tuple[bytes, pb.Attr]]:
+        if self.page_no != p:
+            listing, more, last_name = await list_page(fs, self.ino, self.creds, self.starts[p], self.hide)
+            self.page_no, self.page = p, listing
+            if more:
+                self.starts.setdefault(p + 1, last_name)
+            else:
+                self.last_page = p
+        return self.page
+
+
+async def list_page(fs: AsyncFs, dir_ino: int, creds: Creds, after: str, hide: frozenset[str] = frozenset()
+                    ) -> tuple[list[tuple[bytes, pb.Attr]], bool, str]:
+    """Up to DIR_PAGE entries after ``after`` with attributes; whether more follow; the page's last name."""
+    listing, more = await fs.meta.list_dir_page(dir_ino, creds, after=after, limit=DIR_PAGE, with_attrs=True)
     dir_attrs: dict[int, pb.Attr] = {}
     if any(entry.type == pb.DIRECTORY for entry, _ in listing):
-        dir_attrs = await _subdir_attrs(fs, dir_ino, creds)
+        dir_attrs = await _subdir_attrs(fs, dir_ino, creds, after)
     missing = [entry for entry, info in listing
                if info is None and not (entry.type == pb.DIRECTORY and entry.ino in dir_attrs)]
     fetched = await _fetch_attrs(fs, missing, creds) if missing else {}
@@ -63,14 +104,17 @@ async def list_with_attrs(fs: AsyncFs, dir_ino: int, creds: Creds, hide: frozens
         if attr is None:
             continue  # removed while we listed
         out.append((os.fsencode(entry.name), attr))
-    return out
+    return out, more, listing[-1][0].name if listing else after
 
 
-async def _subdir_attrs(fs: AsyncFs, dir_ino: int, creds: Creds) -> dict[int, pb.Attr]:
-    """Attributes of every subdirectory, from the dir server (which owns them)."""
+async def _subdir_attrs(fs: AsyncFs, dir_ino: int, creds: Creds, after: str) -> dict[int, pb.Attr]:
+    """Attributes of the first DIR_PAGE subdirectories named after ``after``, from the dir server.
+
+    A page of the listing holds at most DIR_PAGE subdirectories, the first ones after
+    ``after``: exactly those.
+    """
     attrs: dict[int, pb.Attr] = {}
-    after = ""
-    while True:
+    while len(attrs) < DIR_PAGE:
         # through the client library's cluster view: the dir server's paged listing
         reply = await fs.cluster.dir_call("ListDirs", pb.ListDirsRequest(
             ino=dir_ino, after=after, limit=DIR_PAGE, creds=creds.pb()))
@@ -79,6 +123,7 @@ async def _subdir_attrs(fs: AsyncFs, dir_ino: int, creds: Creds) -> dict[int, pb
         if not reply.more or not reply.dirs:  # type: ignore[attr-defined]
             return attrs
         after = reply.dirs[-1].name  # type: ignore[attr-defined]
+    return attrs
 
 
 async def _fetch_attrs(fs: AsyncFs, entries: list[pb.Dentry], creds: Creds) -> dict[int, pb.Attr]:
@@ -103,10 +148,10 @@ class DirHandleTable:
         self._next = 1
         self.handles: dict[int, DirHandle] = {}
 
-    def add(self, ino: int, creds: Creds) -> DirHandle:
+    def add(self, ino: int, creds: Creds, hide: frozenset[str] = frozenset()) -> DirHandle:
         fh = self._next
         self._next += 1
-        h = DirHandle(fh, ino, creds)
+        h = DirHandle(fh, ino, creds, hide)
         self.handles[fh] = h
         return h
 

@@ -38,7 +38,7 @@ from superfs.client.nodes import Node
 from superfs.errors import FsError
 from superfs.fuse import setattrs
 from superfs.fuse.creds import CredsOf
-from superfs.fuse.dirhandles import DirHandleTable, list_with_attrs
+from superfs.fuse.dirhandles import DirHandleTable
 from superfs.fuse.handles import HandleTable, OpenFile, as_opened
 from superfs.fuse.inodes import InodeTable, entry_attributes, version_of
 from superfs.fuse.options import MountOptions
@@ -561,30 +561,21 @@ class SuperFsOperations(pyfuse3.Operations):
             raise _stale(e) from None
         if not allowed(node.attr.mode, node.attr.uid, node.attr.gid, creds, R_OK):
             raise FsError(errno.EACCES, "no read permission on the directory")
-        return self.dirs.add(inode, creds).fh
+        hide = frozenset((ORPHAN_DIR,)) if inode == ROOT_INO else frozenset()
+        return self.dirs.add(inode, creds, hide).fh
 
     @fuse_op
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         h = self.dirs.get(fh)
-        async with h.lock:
-            if start_id == 0 or h.entries is None:
-                hide = frozenset((ORPHAN_DIR,)) if h.ino == ROOT_INO else frozenset()
-                listing = await list_with_attrs(self.fs, h.ino, h.creds, hide)
-                here = await self.meta.get_dir(h.ino, h.creds)
-                dot = pb.Attr(ino=h.ino, mode=stat_mod.S_IFDIR | 0o755)
-                dotdot = pb.Attr(ino=here.parent or ROOT_INO, mode=stat_mod.S_IFDIR | 0o755)
-                h.entries = [(b".", dot), (b"..", dotdot)] + listing
-            entries = h.entries
-        for i in range(start_id, len(entries)):
-            name, attr = entries[i]
-            if i < 2:  # . and ..: the kernel does not link them, no lookup count
-                e = entry_attributes(attr, 0, 0)
-                if not pyfuse3.readdir_reply(token, name, e, i + 1):
+        async with h.lock:  # one page of the listing per handle (dirhandles.py)
+            async for name, attr, next_id, dot in h.entries(self.fs, start_id):
+                if dot:  # . and ..: the kernel does not link them, no lookup count
+                    if not pyfuse3.readdir_reply(token, name, entry_attributes(attr, 0, 0), next_id):
+                        return
+                    continue
+                if not pyfuse3.readdir_reply(token, name, self._entry(attr, count=False), next_id):
                     return
-                continue
-            if not pyfuse3.readdir_reply(token, name, self._entry(attr, count=False), i + 1):
-                return
-            self.inodes.add_lookup(attr.ino)
+                self.inodes.add_lookup(attr.ino)
 
     @fuse_op
     async def releasedir(self, fh: int) -> None:
