@@ -18,12 +18,26 @@ at once, so production pays one call per step and nothing else.
 The names in use are listed in :data:`POINTS` so that tests can check they
 are exercising real ones; a name not in the list is a typo and is refused
 at start-up.
+
+Two more test hooks live here, for the same reason (a test must reach a
+window that real timing makes rare, without waiting for it):
+
+- ``SUPERFS_PAUSE_AT`` names points of :data:`PAUSE_POINTS` where a process
+  *stops* instead of dying: :func:`pause_point` writes
+  ``$SUPERFS_PAUSE_DIR/<name>.paused`` and blocks the calling thread until
+  ``<name>.resume`` appears there (a writer frozen between pushing its bytes
+  and sizing them, while a test runs fsck). Blocking is the point: in the
+  client the caller is the event loop thread, so nothing else of that
+  process makes progress either, as with SIGSTOP at that exact step.
+- ``SUPERFS_TEST_CLOCK_OFFSET_S`` shifts what :func:`wall_ns` answers, so a
+  test can start a daemon "an hour later" without waiting an hour.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import time
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +107,56 @@ crash_point.__doc__ = "Die here (os._exit(137)) if ``SUPERFS_CRASH_AT`` names th
 def armed() -> dict[str, int]:
     """The crash points this process was started with (name -> passage)."""
     return dict(_ARMED)
+
+
+# ------------------------------------------------------------ pause points
+
+PAUSE_ENV = "SUPERFS_PAUSE_AT"
+PAUSE_DIR_ENV = "SUPERFS_PAUSE_DIR"
+PAUSE_POLL_S = 0.01
+
+PAUSE_POINTS = frozenset({
+    # client: chunk bytes pushed to the data servers, the file's size not yet committed
+    "client.commit_size",
+})
+
+
+def _parse_pauses(spec: str) -> dict[str, int]:
+    armed: dict[str, int] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, nth = item.partition("@")
+        if name not in PAUSE_POINTS:
+            raise ValueError(f"{PAUSE_ENV}: unknown pause point {name!r} (known: {', '.join(sorted(PAUSE_POINTS))})")
+        armed[name] = int(nth) if nth else 1
+    return armed
+
+
+_PAUSES = _parse_pauses(os.environ.get(PAUSE_ENV, ""))
+_paused: dict[str, int] = {}
+
+
+def pause_point(name: str) -> None:
+    """Block here (once, at the armed passage) until the test says resume; see the module docstring."""
+    if name not in _PAUSES:
+        return
+    _paused[name] = _paused.get(name, 0) + 1
+    if _paused[name] != _PAUSES[name]:
+        return
+    where = os.environ.get(PAUSE_DIR_ENV) or "."
+    with open(os.path.join(where, f"{name}.paused"), "w") as f:
+        f.write(str(os.getpid()))
+    sys.stderr.write(f"superfs: paused at {name} (pid {os.getpid()})\n")
+    resume = os.path.join(where, f"{name}.resume")
+    while not os.path.exists(resume):
+        time.sleep(PAUSE_POLL_S)
+
+
+# -------------------------------------------------------------- wall clock
+
+CLOCK_ENV = "SUPERFS_TEST_CLOCK_OFFSET_S"
+_CLOCK_OFFSET_NS = int(float(os.environ.get(CLOCK_ENV, "0") or 0) * 1e9)
+
+
+def wall_ns() -> int:
+    """The wall clock in ns, shifted by ``SUPERFS_TEST_CLOCK_OFFSET_S`` (tests only; 0 when unset)."""
+    return time.time_ns() + _CLOCK_OFFSET_NS

@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from superfs.errors import FsError
-from superfs.faults import crash_point
+from superfs.faults import crash_point, wall_ns
 from superfs.routing import chunk_replicas
 from superfs.shard.cluster import ClusterView
 from superfs.shard.crossshard import CrossShard
@@ -87,7 +87,7 @@ class Reclaimer:
         await self.reclaim_pending()
         if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = time.monotonic()
-            cutoff = time.time_ns() - APPLIED_TTL_NS
+            cutoff = wall_ns() - APPLIED_TTL_NS
             n = await self.store.write(lambda t: t.prune_applied(cutoff))
             if n:
                 log.debug("forgot %d idempotency records", n)

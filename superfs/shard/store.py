@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import errno
 import logging
-import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
 import lmdb
 
 from superfs.errors import FsError
+from superfs.faults import wall_ns
 from superfs.lmdb_store import LmdbStore
 from superfs.routing import SEQ_MASK, make_file_ino
 from superfs.shard.records import (
@@ -79,7 +79,7 @@ class DirSealed(FsError):
 
 
 def now_ns() -> int:
-    return time.time_ns()
+    return wall_ns()
 
 
 class ShardTxn:
