@@ -59,6 +59,8 @@ DAEMON_ONLY = frozenset({
     # permissions, remove names without a capability and flip a data server's degraded flag
     "ListAllDirs", "ListDirIntents", "SettleDirIntents", "RecountDir", "ScanEntries", "ScanInodes",
     "ListPending", "RunMaintenance", "RemoveEntry", "SetDegraded",
+    # shard to shard: forgetting idempotency records, asking which removed directories are still targeted
+    "ForgetApplied", "DirsTargeted",
 })
 
 

@@ -52,7 +52,7 @@ POINTS = frozenset({
     "dir.renamedir.after_reserve", "dir.renamedir.after_commit",
     # file-metadata shards
     "shard.rename.after_intent", "shard.rename.after_remote_link", "shard.rename.after_finish",
-    "shard.remote_link.after_commit",
+    "shard.remote_link.before_commit", "shard.remote_link.after_commit",
     "shard.link.after_intent", "shard.link.after_adjust", "shard.adjust_nlink.after_commit",
     "shard.unlink.after_commit", "shard.outbox.after_deliver",
     "shard.seal.after_commit",

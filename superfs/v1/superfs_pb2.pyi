@@ -553,7 +553,7 @@ class ShardStatsReply(_message.Message):
     def __init__(self, files: _Optional[int] = ..., dentries: _Optional[int] = ..., inline_bytes: _Optional[int] = ..., logical_bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ...) -> None: ...
 
 class RemoteLinkRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "ino", "type", "replace", "no_replace", "txid", "check_target", "expect_ino")
+    __slots__ = ("parent_ino", "name", "ino", "type", "replace", "no_replace", "txid", "check_target", "expect_ino", "record_refusal")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     INO_FIELD_NUMBER: _ClassVar[int]
@@ -563,6 +563,7 @@ class RemoteLinkRequest(_message.Message):
     TXID_FIELD_NUMBER: _ClassVar[int]
     CHECK_TARGET_FIELD_NUMBER: _ClassVar[int]
     EXPECT_INO_FIELD_NUMBER: _ClassVar[int]
+    RECORD_REFUSAL_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     ino: int
@@ -572,7 +573,8 @@ class RemoteLinkRequest(_message.Message):
     txid: str
     check_target: bool
     expect_ino: int
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., replace: _Optional[bool] = ..., no_replace: _Optional[bool] = ..., txid: _Optional[str] = ..., check_target: _Optional[bool] = ..., expect_ino: _Optional[int] = ...) -> None: ...
+    record_refusal: bool
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., replace: _Optional[bool] = ..., no_replace: _Optional[bool] = ..., txid: _Optional[str] = ..., check_target: _Optional[bool] = ..., expect_ino: _Optional[int] = ..., record_refusal: _Optional[bool] = ...) -> None: ...
 
 class ForgetAppliedRequest(_message.Message):
     __slots__ = ("remote_links", "nlinks")
@@ -859,22 +861,20 @@ class OutboxEntry(_message.Message):
     def __init__(self, txid: _Optional[str] = ..., ino: _Optional[int] = ..., delta: _Optional[int] = ..., created_ns: _Optional[int] = ...) -> None: ...
 
 class ReclaimEntry(_message.Message):
-    __slots__ = ("ino", "from_size", "freed", "layout", "chunk_size", "generation", "attempts")
+    __slots__ = ("ino", "from_size", "freed", "layout", "chunk_size", "generation")
     INO_FIELD_NUMBER: _ClassVar[int]
     FROM_SIZE_FIELD_NUMBER: _ClassVar[int]
     FREED_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
-    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     ino: int
     from_size: int
     freed: bool
     layout: _containers.RepeatedScalarFieldContainer[int]
     chunk_size: int
     generation: int
-    attempts: int
-    def __init__(self, ino: _Optional[int] = ..., from_size: _Optional[int] = ..., freed: _Optional[bool] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., generation: _Optional[int] = ..., attempts: _Optional[int] = ...) -> None: ...
+    def __init__(self, ino: _Optional[int] = ..., from_size: _Optional[int] = ..., freed: _Optional[bool] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class ShardPendingReply(_message.Message):
     __slots__ = ("intents", "outbox", "reclaim", "sealed_dirs", "applied_records", "unconfirmed", "ops_begun", "ops_low_water")
