@@ -118,6 +118,8 @@ PAUSE_POLL_S = 0.01
 PAUSE_POINTS = frozenset({
     # client: chunk bytes pushed to the data servers, the file's size not yet committed
     "client.commit_size",
+    # fsck: its first scan is done, the confirming one not begun
+    "fsck.after_first_scan",
 })
 
 
