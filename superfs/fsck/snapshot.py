@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from superfs import routing
 from superfs.client.admin import AdminClient
 from superfs.errors import FsError
 from superfs.fsck.findings import FindingStore
@@ -104,11 +105,16 @@ class Snapshot:
             for e in entries:
                 txn.put(entry_prefix(e.parent_ino, e.name) + U32.pack(shard), ENTRY_VALUE.pack(e.ino, e.type),
                         db=e_db)
-                if e.type != pb.DIRECTORY:
+                if e.type != pb.DIRECTORY and self._owner(e.parent_ino, e.name) == shard:
+                    # a name counts for its inode's link count; a misplaced one is reported instead
                     k = U64.pack(e.ino)
                     old = txn.get(k, db=r_db)
                     txn.put(k, U32.pack((U32.unpack(old)[0] if old else 0) + 1), db=r_db)
         self.n_entries += len(entries)
+
+    def _owner(self, parent: int, name: str) -> int:
+        m = self.cmap
+        return m.partition_shard[routing.entry_partition(parent, name, m.num_partitions)]
 
     def add_inodes(self, shard: int, files: list[pb.FileInfo]) -> None:
         with self.spill.write() as txn:
@@ -135,7 +141,7 @@ class Snapshot:
         return self.spill.get("dirs", U64.pack(ino)) is not None
 
     def children(self, ino: int) -> int:
-        return len(self.spill.prefix("children", U64.pack(ino)))
+        return self.spill.count_prefix("children", U64.pack(ino))
 
     def inodes_of(self, ino: int) -> list[tuple[int, pb.FileInfo]]:
         """(shard, record) of every shard holding inode ``ino`` (more than one is itself a finding)."""
@@ -181,7 +187,8 @@ class Snapshot:
 
     def iter_inodes(self) -> Iterator[tuple[int, list[tuple[int, pb.FileInfo]]]]:
         """(ino, [(shard, record)]) in ino order."""
-        cur_ino, recs = -1, []
+        cur_ino = -1
+        recs: list[tuple[int, pb.FileInfo]] = []
         for k, v in self.spill.items("inodes"):
             ino = U64.unpack_from(k)[0]
             if ino != cur_ino and recs:
@@ -207,14 +214,6 @@ class Snapshot:
         if have:
             assert cur is not None
             yield cur[0], cur[1], have
-
-    def chunks_of(self, server: int, ino: int) -> dict[int, pb.ChunkEntry]:
-        """index -> entry of ``ino``'s chunks on ``server``."""
-        out = {}
-        for k, v in self.spill.prefix("chunks", U64.pack(ino)):
-            if U32.unpack_from(k, 16)[0] == server:
-                out[U64.unpack_from(k, 8)[0]] = pb.ChunkEntry.FromString(v)
-        return out
 
     # --------------------------------------------------------------- paths
 

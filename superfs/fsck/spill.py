@@ -112,10 +112,21 @@ class Spill:
         with txn.cursor(db=self.dbs[name]) as cur:
             if cur.set_range(prefix):
                 for k, v in cur:
-                    if not k.startswith(prefix):
+                    if not bytes(k).startswith(prefix):
                         break
                     out.append((bytes(k), bytes(v)))
         return out
+
+    def count_prefix(self, name: str, prefix: bytes) -> int:
+        """How many keys start with ``prefix`` (a directory's children: counted, never listed)."""
+        n = 0
+        with self.read() as txn, txn.cursor(db=self.dbs[name]) as cur:
+            if cur.set_range(prefix):
+                for k in cur.iternext(keys=True, values=False):
+                    if not bytes(k).startswith(prefix):
+                        break
+                    n += 1
+        return n
 
     def items(self, name: str, start: bytes = b"", page: int = 10000) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) of ``name`` from ``start``, read a page per transaction.

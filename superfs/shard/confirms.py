@@ -24,10 +24,11 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from typing import Callable
 
 from superfs.errors import FsError
 from superfs.shard.cluster import ClusterView
-from superfs.shard.store import APPLIED_NLINK, APPLIED_REMOTE_LINK, FileMetaStore
+from superfs.shard.store import APPLIED_NLINK, APPLIED_REMOTE_LINK, FileMetaStore, ShardTxn
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class AppliedConfirmer:
                 except FsError as e:
                     log.debug("shard %d cannot take confirmations now: %s", shard, e)
                     break
-                await self.store.write(lambda t, b=batch: [t.delete_confirm(k, x) for k, x in b])
+                await self.store.write(_drop_notes(batch))
                 for key in batch:
                     self._written.pop(key, None)
                 done += len(batch)
@@ -100,5 +101,16 @@ async def forget_applied(store: FileMetaStore, remote_links: list[str], nlinks: 
     for kind, txids in ((APPLIED_REMOTE_LINK, remote_links), (APPLIED_NLINK, nlinks)):
         for i in range(0, len(txids), FORGET_TXN):
             part = txids[i:i + FORGET_TXN]
-            n += await store.write(lambda t, k=kind, p=part: t.forget_applied(k, p))
+            n += await store.write(_forget(kind, part))
     return n
+
+
+def _forget(kind: bytes, txids: list[str]) -> Callable[[ShardTxn], int]:
+    return lambda t: t.forget_applied(kind, txids)
+
+
+def _drop_notes(batch: list[tuple[bytes, str]]) -> Callable[[ShardTxn], None]:
+    def fn(t: ShardTxn) -> None:
+        for kind, txid in batch:
+            t.delete_confirm(kind, txid)
+    return fn

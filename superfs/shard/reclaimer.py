@@ -125,14 +125,13 @@ class Reclaimer:
             for due_ns, attempts, item, key in due:
                 tried += 1
                 if item is None:  # finished or replaced meanwhile: a stale pointer
-                    await self.store.write(lambda t, d=due_ns, k=key: t.unschedule_reclaim(d, k))
+                    await self.store.write(_done(None, due_ns, key))
                 elif not item.freed:
                     # a shrink whose request ended before it was cut (a crash): cutting now
                     # could cut a writer's new bytes (see the module docstring)
                     log.warning("inode %d: bytes past %d not cut when it shrank; left for fsck --repair",
                                 item.ino, item.from_size)
-                    await self.store.write(lambda t, i=item, d=due_ns, k=key: (
-                        t.delete_reclaim(i), t.unschedule_reclaim(d, k)))
+                    await self.store.write(_done(item, due_ns, key))
                 elif await self._freed(item, due_ns, attempts, down):
                     done += 1
         return done
@@ -157,7 +156,7 @@ class Reclaimer:
         key = item.key()
         if not left:
             crash_point("shard.reclaim.after_delete")
-            await self.store.write(lambda t: (t.delete_reclaim(item), t.unschedule_reclaim(due_ns, key)))
+            await self.store.write(_done(item, due_ns, key))
             log.debug("reclaimed chunks of inode %d", item.ino)
             return True
         rest = replace(item, layout=left)
@@ -226,3 +225,12 @@ class Reclaimer:
         except FsError as e:
             if e.errno != errno.ENOENT:
                 raise  # ENOENT: nothing there to delete, which is what we wanted
+
+
+def _done(item: ReclaimItem | None, due_ns: int, key: bytes) -> Callable[[ShardTxn], None]:
+    """The transaction that takes a finished (or vanished) item and its index entry off the queue."""
+    def fn(t: ShardTxn) -> None:
+        if item is not None:
+            t.delete_reclaim(item)
+        t.unschedule_reclaim(due_ns, key)
+    return fn
