@@ -191,6 +191,7 @@ class Reclaimer:
                         item.from_size, e)
             await self._forget(item)
             return False
+        crash_point("shard.reclaim.after_delete")
         await self._forget(item)
         log.debug("cut chunks of inode %d from byte %d", item.ino, item.from_size)
         return True
