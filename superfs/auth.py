@@ -69,6 +69,8 @@ DAEMON_ONLY = frozenset({
     # (and its ordered cut after a shrink), repair and fsck; reading and writing bytes needs a chunk
     # capability instead (superfs/capability.py)
     "ListChunks", "DeleteChunks", "TruncateChunk",
+    # shard to shard: forgetting idempotency records, asking which removed directories are still targeted
+    "ForgetApplied", "DirsTargeted",
 })
 
 

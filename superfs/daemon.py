@@ -152,7 +152,16 @@ async def serve(
             ssl_context=tls.server_ssl_context(security.tls) if security.tls else None,
             max_frame=limits.max_message_bytes,
             wrappers=[daemon_metrics.wrapper_for] if daemon_metrics is not None else [])
-        session_address = await session_server.start(host.strip("[]") or "0.0.0.0", session_port)
+        try:
+            session_address = await session_server.start(host.strip("[]") or "0.0.0.0", session_port)
+        except OSError as e:
+            if not session_port:
+                raise
+            # its port is taken (by anything on this host): serve on another one; the cluster map says
+            # where, and clients that knew the old one look again when it does not answer
+            log.warning("%s: cannot listen for sessions on port %d (%s); using a free port instead",
+                        name, session_port, e.strerror or e)
+            session_address = await session_server.start(host.strip("[]") or "0.0.0.0", 0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -19,13 +19,18 @@ The names in use are listed in :data:`POINTS` so that tests can check they
 are exercising real ones; a name not in the list is a typo and is refused
 at start-up.
 
-Races need the opposite: a process that stands still at a named point while
-the test acts elsewhere, then goes on. :func:`pause_point` does that for a
-process started with ``SUPERFS_PAUSE_AT`` naming the point and
-``SUPERFS_PAUSE_DIR`` a directory: it writes ``DIR/NAME.paused`` and waits
-(blocking its thread, event loop included, as a descheduled process would)
-until ``DIR/NAME.resume`` exists, at most :data:`PAUSE_MAX_S`. Unset, it is a
-no-op like :func:`crash_point`.
+Two more test hooks live here, for the same reason (a test must reach a
+window that real timing makes rare, without waiting for it):
+
+- ``SUPERFS_PAUSE_AT`` names points of :data:`PAUSE_POINTS` where a process
+  *stops* instead of dying: :func:`pause_point` writes
+  ``$SUPERFS_PAUSE_DIR/<name>.paused`` and blocks the calling thread until
+  ``<name>.resume`` appears there (a writer frozen between pushing its bytes
+  and sizing them, while a test runs fsck). Blocking is the point: in the
+  client the caller is the event loop thread, so nothing else of that
+  process makes progress either, as with SIGSTOP at that exact step.
+- ``SUPERFS_TEST_CLOCK_OFFSET_S`` shifts what :func:`wall_ns` answers, so a
+  test can start a daemon "an hour later" without waiting an hour.
 """
 from __future__ import annotations
 
@@ -47,21 +52,13 @@ POINTS = frozenset({
     "dir.renamedir.after_reserve", "dir.renamedir.after_commit",
     # file-metadata shards
     "shard.rename.after_intent", "shard.rename.after_remote_link", "shard.rename.after_finish",
-    "shard.remote_link.after_commit",
+    "shard.remote_link.before_commit", "shard.remote_link.after_commit",
     "shard.link.after_intent", "shard.link.after_adjust", "shard.adjust_nlink.after_commit",
     "shard.unlink.after_commit", "shard.outbox.after_deliver",
     "shard.seal.after_commit",
     "shard.reclaim.after_delete",
     # data servers
     "data.delete_chunks.after_commit",
-})
-
-PAUSE_ENV = "SUPERFS_PAUSE_AT"
-PAUSE_DIR_ENV = "SUPERFS_PAUSE_DIR"
-PAUSE_MAX_S = 120.0
-PAUSE_POINTS = frozenset({
-    # client library: the shard answered a truncate (and has cut the chunks past the new end)
-    "client.truncate.after_setattr",
 })
 
 
@@ -112,33 +109,60 @@ def armed() -> dict[str, int]:
     return dict(_ARMED)
 
 
-def _parse_pauses(spec: str) -> frozenset[str]:
-    names = frozenset(filter(None, (x.strip() for x in spec.split(","))))
-    unknown = names - PAUSE_POINTS
-    if unknown:
-        raise ValueError(f"{PAUSE_ENV}: unknown pause point(s) {', '.join(sorted(unknown))} "
-                         f"(known: {', '.join(sorted(PAUSE_POINTS))})")
-    return names
+# ------------------------------------------------------------ pause points
+
+PAUSE_ENV = "SUPERFS_PAUSE_AT"
+PAUSE_DIR_ENV = "SUPERFS_PAUSE_DIR"
+PAUSE_POLL_S = 0.01
+PAUSE_MAX_S = 120.0  # a test that forgets to resume never leaves a process behind for good
+
+PAUSE_POINTS = frozenset({
+    # client: chunk bytes pushed to the data servers, the file's size not yet committed
+    "client.commit_size",
+    # client: the shard answered a truncate (and has cut the chunks past the new end)
+    "client.truncate.after_setattr",
+    # fsck: its first scan is done, the confirming one not begun
+    "fsck.after_first_scan",
+})
+
+
+def _parse_pauses(spec: str) -> dict[str, int]:
+    armed: dict[str, int] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, nth = item.partition("@")
+        if name not in PAUSE_POINTS:
+            raise ValueError(f"{PAUSE_ENV}: unknown pause point {name!r} (known: {', '.join(sorted(PAUSE_POINTS))})")
+        armed[name] = int(nth) if nth else 1
+    return armed
 
 
 _PAUSES = _parse_pauses(os.environ.get(PAUSE_ENV, ""))
+_paused: dict[str, int] = {}
 
 
-def _pause_point_armed(name: str) -> None:
+def pause_point(name: str) -> None:
+    """Block here (once, at the armed passage) until the test says resume; see the module docstring."""
     if name not in _PAUSES:
         return
-    d = os.environ.get(PAUSE_DIR_ENV) or "."
-    with open(os.path.join(d, f"{name}.paused"), "w") as f:
+    _paused[name] = _paused.get(name, 0) + 1
+    if _paused[name] != _PAUSES[name]:
+        return
+    where = os.environ.get(PAUSE_DIR_ENV) or "."
+    with open(os.path.join(where, f"{name}.paused"), "w") as f:
         f.write(str(os.getpid()))
-    resume = os.path.join(d, f"{name}.resume")
+    sys.stderr.write(f"superfs: paused at {name} (pid {os.getpid()})\n")
+    resume = os.path.join(where, f"{name}.resume")
     deadline = time.monotonic() + PAUSE_MAX_S
     while not os.path.exists(resume) and time.monotonic() < deadline:
-        time.sleep(0.01)
+        time.sleep(PAUSE_POLL_S)
 
 
-def _pause_point_disarmed(name: str) -> None:
-    return None
+# -------------------------------------------------------------- wall clock
+
+CLOCK_ENV = "SUPERFS_TEST_CLOCK_OFFSET_S"
+_CLOCK_OFFSET_NS = int(float(os.environ.get(CLOCK_ENV, "0") or 0) * 1e9)
 
 
-pause_point = _pause_point_armed if _PAUSES else _pause_point_disarmed
-pause_point.__doc__ = "Stand still here until told to go on, if ``SUPERFS_PAUSE_AT`` names this point."
+def wall_ns() -> int:
+    """The wall clock in ns, shifted by ``SUPERFS_TEST_CLOCK_OFFSET_S`` (tests only; 0 when unset)."""
+    return time.time_ns() + _CLOCK_OFFSET_NS

@@ -145,9 +145,12 @@ async def _fsck(addr: str, opts: Options) -> tuple[int, str]:
     return rc, out.getvalue()
 
 
-def fsck(cluster: LocalCluster, *, repair: bool = False, settle_s: float = 20.0) -> tuple[int, str]:
-    """Run fsck in-process; (exit status, report)."""
-    return asyncio.run(_fsck(address(cluster), Options(repair=repair, settle_s=settle_s)))
+def fsck(cluster: LocalCluster, *, repair: bool = False, settle_s: float = 20.0,
+         grace_s: float | None = None) -> tuple[int, str]:
+    """Run fsck in-process; (exit status, report). ``grace_s=0``: no writer is active, cut young garbage too."""
+    opts = Options(repair=repair, settle_s=settle_s) if grace_s is None else Options(
+        repair=repair, settle_s=settle_s, grace_s=grace_s)
+    return asyncio.run(_fsck(address(cluster), opts))
 
 
 def assert_clean(cluster: LocalCluster) -> str:

@@ -351,3 +351,34 @@ async def test_corruption_on_disk_is_detected(tmp_path: Path, caplog: pytest.Log
         assert not any(e.corrupt for e in page)
     finally:
         s.close()
+
+
+# ------------------------------------------- write stamps (fsck's guard for unsized bytes)
+
+
+async def test_every_write_is_stamped_with_the_servers_clock_and_write_sequence(store: ChunkStore) -> None:
+    seq0, _ = store.marker()
+    await store.write(INO, 0, 0, b"a" * 100)
+    await store.write(INO, 1, 0, b"b" * 100)
+    await store.truncate(INO, 0, 50)
+    entries, _ = store.list_now()
+    by_index = {e.index: e for e in entries}
+    assert by_index[0].write_seq == seq0 + 3 and by_index[1].write_seq == seq0 + 2
+    assert all(e.written_ns > 0 for e in entries)
+    assert store.marker()[0] == seq0 + 3 == store.stats().write_seq
+
+
+async def test_a_guarded_delete_spares_chunks_written_since_a_marker_or_recently(store: ChunkStore) -> None:
+    from superfs.dataserver.chunk_store import Spare
+    for idx in range(4):
+        await store.write(INO, idx, 0, b"old")
+    marker, _ = store.marker()
+    await store.write(INO, 2, 0, b"new")  # written after the marker
+    assert await store.delete(INO, 0, spare=Spare(max_write_seq=marker)) == 3
+    assert [e.index for e in store.list_now()[0]] == [2]
+    # every chunk is seconds old at most: an age guard of an hour spares them all
+    await store.write(INO, 5, 0, b"young")
+    assert await store.delete(INO, 0, spare=Spare(min_age_ns=3600 * 10**9)) == 0
+    assert not await store.truncate(INO, 5, 1, spare=Spare(min_age_ns=3600 * 10**9))
+    assert await store.read(INO, 5, 0, 10) == b"young"
+    assert await store.delete(INO, 0) == 2

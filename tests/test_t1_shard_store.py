@@ -18,7 +18,7 @@ from superfs.routing import ino_partition
 from superfs.shard import file_ops, name_ops, xattr_ops
 from superfs.shard.name_ops import DirGuard
 from superfs.shard.records import DIRECTORY, REGULAR, SYMLINK, Inode, encode_name
-from superfs.shard.store import APPLIED_NLINK, FileMetaStore, ShardTxn
+from superfs.shard.store import APPLIED_NLINK, APPLIED_REMOTE_LINK, FileMetaStore, ShardTxn
 from superfs.v1 import superfs_pb2 as pb
 
 THRESHOLD = 4096
@@ -582,18 +582,18 @@ def test_adjust_nlink_is_idempotent(store: FileMetaStore) -> None:
     replay = w(store, lambda t: name_ops.adjust_nlink(t, node.ino, -1, "c"))
     assert replay.nlink == 0 and replay.ino == node.ino
     assert errno_of(store, lambda t: name_ops.adjust_nlink(t, node.ino, -1, "d")) == errno.ENOENT
-    # records are forgotten after their time
+    # records are forgotten on the sender's word only, never by age
     assert r(store, lambda t: t.applied(APPLIED_NLINK, "a")) is not None
-    assert w(store, lambda t: t.prune_applied(0)) == 0
-    assert w(store, lambda t: t.prune_applied(2**62)) == 3
+    assert w(store, lambda t: t.forget_applied(APPLIED_NLINK, ["a", "b", "never-sent"])) == 2
     assert r(store, lambda t: t.applied(APPLIED_NLINK, "a")) is None
+    assert r(store, lambda t: t.applied(APPLIED_NLINK, "c")) is not None
 
 
 def test_rename_intent_locks_the_source(store: FileMetaStore) -> None:
     node = create(store, 1, "src").node
     assert node is not None
     intent = w(store, lambda t: name_ops.begin_rename(
-        t, 1, b"src", 2, "dst", flags=0, creds=ALICE, guard=NO_GUARD, owners={}, txid="T"))
+        t, 1, b"src", 2, "dst", flags=0, creds=ALICE, guard=NO_GUARD, owners={}, txid="T", expect_ino=0))
     assert (intent.kind, intent.ino, intent.dst_name) == ("rename", node.ino, "dst")
     assert r(store, lambda t: t.intents()) == [intent]
     with pytest.raises(FsError) as ei:
@@ -601,18 +601,40 @@ def test_rename_intent_locks_the_source(store: FileMetaStore) -> None:
     assert ei.value.errno == errno.EAGAIN
     assert rename_errno(store, 1, "src", 1, "other") == errno.EAGAIN
     assert errno_of(store, lambda t: name_ops.begin_rename(
-        t, 1, b"src", 3, "x", flags=0, creds=ALICE, guard=NO_GUARD, owners={}, txid="T2")) == errno.EAGAIN
-    w(store, lambda t: name_ops.finish_rename(t, intent, 0))
+        t, 1, b"src", 3, "x", flags=0, creds=ALICE, guard=NO_GUARD, owners={}, txid="T2", expect_ino=0)) == errno.EAGAIN
+    w(store, lambda t: name_ops.finish_rename(t, intent, 0, 7))
     assert entry(store, 1, "src") is None and r(store, lambda t: t.intents()) == []
-    w(store, lambda t: name_ops.finish_rename(t, intent, 0))  # replay is harmless
+    # the destination shard is owed the word that "T" is never sent again
+    assert r(store, lambda t: t.confirms(10)) == [(APPLIED_REMOTE_LINK, "T", 7)]
+    w(store, lambda t: name_ops.finish_rename(t, intent, 0, 7))  # replay is harmless
     # a refused rename leaves the source in place
     create(store, 1, "src2")
     i2 = w(store, lambda t: name_ops.begin_rename(
-        t, 1, b"src2", 2, "dst", flags=0, creds=ALICE, guard=NO_GUARD, owners={}, txid="T3"))
+        t, 1, b"src2", 2, "dst", flags=0, creds=ALICE, guard=NO_GUARD, owners={}, txid="T3", expect_ino=0))
     w(store, lambda t: name_ops.drop_intent(t, i2))
     assert entry(store, 1, "src2") is not None and r(store, lambda t: t.intents()) == []
     assert errno_of(store, lambda t: name_ops.begin_rename(
-        t, 1, b"nope", 2, "dst", flags=0, creds=ALICE, guard=NO_GUARD, owners={}, txid="T4")) == errno.ENOENT
+        t, 1, b"nope", 2, "dst", flags=0, creds=ALICE, guard=NO_GUARD, owners={}, txid="T4", expect_ino=0)) == errno.ENOENT
+
+
+def test_remote_link_applies_only_onto_the_target_the_rename_expected(store: FileMetaStore) -> None:
+    moving = (700 + 1) << 40 | 1
+    other = create(store, 66, "t").node
+    assert other is not None
+
+    def link(txid: str, expect: int, record: bool = False) -> int | None:
+        return w(store, lambda t: name_ops.remote_link(t, 66, b"t", ino=moving, ftype=REGULAR, replace=True,
+                                                       no_replace=False, txid=txid, expect_ino=expect,
+                                                       record_refusal=record))
+
+    assert link("r1", 0) is None                   # expected no entry, there is one: nothing changes
+    assert entry(store, 66, "t") == (other.ino, REGULAR)
+    assert link("r2", 999, record=True) is None    # a roll-forward's refusal is recorded ...
+    assert link("r2", other.ino) is None           # ... so the same txid stays refused
+    assert entry(store, 66, "t") == (other.ino, REGULAR)
+    assert link("r3", other.ino) == other.ino      # the expected target: replaced
+    assert entry(store, 66, "t") == (moving, REGULAR)
+    assert link("r3", 12345) == other.ino          # a replay answers as then, whatever is there now
 
 
 def test_link_intent(store: FileMetaStore) -> None:
@@ -621,14 +643,14 @@ def test_link_intent(store: FileMetaStore) -> None:
     with pytest.raises(FsError) as ei:
         create(store, 1, "new")
     assert ei.value.errno == errno.EAGAIN  # the name is reserved for the link
-    assert w(store, lambda t: name_ops.finish_link(t, intent, SYMLINK)) == 0
+    assert w(store, lambda t: name_ops.finish_link(t, intent, SYMLINK, 3)) == 0
     assert entry(store, 1, "new") == (far, SYMLINK)
-    assert w(store, lambda t: name_ops.finish_link(t, intent, SYMLINK)) == 0  # replay: already done
+    assert w(store, lambda t: name_ops.finish_link(t, intent, SYMLINK, 3)) == 0  # replay: already done
     assert errno_of(store, lambda t: name_ops.begin_link(t, far, 1, b"new", "L2")) == errno.EEXIST
     # the name got taken while the intent was lost: the extra link is given back
     i3 = w(store, lambda t: name_ops.begin_link(t, far, 1, b"n3", "L3"))
     w(store, lambda t: t.put_entry(1, b"n3", 12, DIRECTORY))
-    assert w(store, lambda t: name_ops.finish_link(t, i3, REGULAR)) == errno.EEXIST
+    assert w(store, lambda t: name_ops.finish_link(t, i3, REGULAR, 3)) == errno.EEXIST
     assert [(i.txid, i.delta) for i in r(store, lambda t: t.outbox(10))] == [("L3/undo", -1)]
     # a pending link counts as an entry when the dir server asks to seal
     i4 = w(store, lambda t: name_ops.begin_link(t, far, 20, b"n4", "L4"))

@@ -490,7 +490,7 @@ async def test_roll_forward_after_a_crash_between_steps(cl: Cluster) -> None:
         f = (await cl.create(DIR, src)).file
         intent = await cl.stores[0].write(lambda t: name_ops.begin_rename(
             t, DIR, src.encode(), DIR2, dst, flags=0, creds=ALICE, guard=name_ops.DirGuard(), owners={},
-            txid=f"crash-{k}"))
+            txid=f"crash-{k}", expect_ino=0))
         if applied:  # the destination had answered before the "crash"
             await cl.rpc(1, "RemoteLink", pb.RemoteLinkRequest(parent_ino=DIR2, name=dst, ino=f.attr.ino,
                                                                type=pb.REGULAR, replace=True, txid=intent.txid))
@@ -615,7 +615,8 @@ async def test_shrink_and_unlink_reclaim_chunks(cl: Cluster) -> None:
     assert sorted(c for d in cl.data for c in d.calls) == [("DeleteChunks", ino, 0, 0)] * 2
 
 
-async def test_reclaim_waits_for_a_down_data_server(cl: Cluster) -> None:
+async def test_reclaim_waits_for_a_down_data_server(cl: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from superfs import faults
     name = name_on(0, DIR, "big")
     info = await chunked_file(cl, name, 4 * CHUNK)
     live = dict(cl.data_addresses)
@@ -623,10 +624,14 @@ async def test_reclaim_waits_for_a_down_data_server(cl: Cluster) -> None:
     cl.set_map(cl.addresses, epoch=2)
     await cl.rpc(0, "Unlink", pb.UnlinkRequest(parent_ino=DIR, name=name, creds=ALICE, cap=cap(DIR)))
     await cl.servicers[0].reclaimer.run_once()
-    with cl.stores[0].read() as t:
-        assert [i.ino for i in t.reclaim_items(10)] == [info.attr.ino]
+    with cl.stores[0].read() as t:  # what data server 0 did is struck off; 1 is retried later
+        assert [(i.ino, i.layout) for i in t.reclaim_items(10)] == [(info.attr.ino, (1,))]
     cl.data_addresses = live
     cl.set_map(cl.addresses, epoch=3)
+    await cl.servicers[0].reclaimer.run_once()
+    with cl.stores[0].read() as t:
+        assert len(t.reclaim_items(10)) == 1  # backing off
+    monkeypatch.setattr(faults, "_CLOCK_OFFSET_NS", 3600 * 10**9)
     await cl.servicers[0].reclaimer.run_once()
     with cl.stores[0].read() as t:
         assert t.reclaim_items(10) == []

@@ -148,7 +148,7 @@ def test_fsck_finds_each_planted_inconsistency_and_repair_fixes_it(cluster_facto
                  "replica-corrupt", "dir-nlink"):
         assert kind in report.split("NOT clean")[-1], kind
 
-    rc, report = cli(cluster, "fsck", "--repair")
+    rc, report = cli(cluster, "fsck", "--repair", "--grace", "0")  # the garbage was planted just now
     assert rc == 0, report
     assert "NOT fixed" not in report, report
     rc, report = cli(cluster, "fsck")

@@ -7,9 +7,12 @@ judged when a daemon could not be scanned.
 """
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass, field
+
 from superfs import routing
-from superfs.fsck.checks import check
-from superfs.fsck.findings import errors
+from superfs.fsck import checks
+from superfs.fsck.findings import Finding, errors
 from superfs.fsck.snapshot import Snapshot
 from superfs.v1 import superfs_pb2 as pb
 
@@ -27,11 +30,48 @@ def shard_of(parent: int, name: str) -> int:
     return [0, 1, 0, 1][routing.entry_partition(parent, name, PARTS)]
 
 
+@dataclass
+class Model:
+    """What a scan would find, as plain containers the tests can edit; loaded into a Snapshot to check."""
+
+    dirs: dict[int, pb.DirInfo] = field(default_factory=dict)
+    entries: list[tuple[int, pb.EntryRecord]] = field(default_factory=list)
+    inodes: dict[int, list[tuple[int, pb.FileInfo]]] = field(default_factory=lambda: defaultdict(list))
+    pending: dict[int, pb.ShardPendingReply] = field(default_factory=dict)
+    chunks: dict[int, dict[tuple[int, int], pb.ChunkEntry]] = field(default_factory=dict)
+    data_stats: dict[int, pb.DataStatsReply] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+    def snapshot(self) -> Snapshot:
+        snap = Snapshot(cmap=cmap(), verified=True, dirs_scanned=True)
+        snap.add_dirs(list(self.dirs.values()))
+        for shard, e in self.entries:
+            snap.add_entries(shard, [e])
+        for recs in self.inodes.values():
+            for shard, f in recs:
+                snap.add_inodes(shard, [f])
+        for sid, chunks in self.chunks.items():
+            snap.n_chunks[sid] = 0
+            snap.add_chunks(sid, list(chunks.values()))
+        snap.pending = dict(self.pending)
+        snap.data_stats = dict(self.data_stats)
+        snap.unreachable = dict(self.unreachable)
+        return snap
+
+
+def check(model: Model) -> list[Finding]:
+    snap = model.snapshot()
+    try:
+        return checks.check(snap)
+    finally:
+        snap.close()
+
+
 class Builder:
     """A consistent little cluster: add to it, then break one thing."""
 
     def __init__(self) -> None:
-        self.s = Snapshot(cmap=cmap(), verified=True, dirs_scanned=True)
+        self.s = Model()
         self.s.pending = {0: pb.ShardPendingReply(), 1: pb.ShardPendingReply()}
         self.s.chunks = {0: {}, 1: {}}
         self.s.data_stats = {0: pb.DataStatsReply(), 1: pb.DataStatsReply()}
@@ -144,3 +184,26 @@ def test_nothing_is_judged_on_what_an_unscanned_shard_holds():
     del b.s.pending[unscanned]
     b.s.unreachable[f"shard {unscanned}"] = "down"
     assert b.kinds() == ["unreachable"]  # not "inode-orphan": its name may well be on that shard
+
+
+def test_chunk_findings_carry_their_newest_write_so_writes_since_the_first_scan_are_not_confirmed():
+    from superfs.fsck.runner import _written_since
+    from superfs.fsck.snapshot import DataMark
+    b = Builder()
+    ino = b.file(1, "f", size=1500, chunked=True)
+    b.s.chunks[0][(ino, 5)] = pb.ChunkEntry(key=pb.ChunkKey(ino=ino, index=5), length=10, write_seq=42,
+                                            written_ns=7)
+    (past,) = [f for f in check(b.s) if f.kind == "chunk-past-eof"]
+    assert past.fix["seqs"] == {"0": 42} and past.fix["newest_ns"] == {"0": 7}
+    assert not _written_since(past, {0: DataMark(write_seq=42, now_ns=0)})
+    assert _written_since(past, {0: DataMark(write_seq=41, now_ns=0)})  # written after the first scan began
+
+
+def test_a_scan_that_failed_half_way_is_not_judged_on_what_it_had_read():
+    b = Builder()
+    ino = b.file(1, "f")
+    home = shard_of(1, "f")
+    b.s.inodes[ino] = [(s, f) for s, f in b.s.inodes[ino]]
+    del b.s.pending[home]  # its records were spilled, then the shard stopped answering
+    b.s.unreachable[f"shard {home}"] = "down"
+    assert b.kinds() == ["unreachable"]

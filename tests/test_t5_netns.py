@@ -9,8 +9,8 @@ so callers can only learn it from their deadlines. Then:
 - operations that need the cut daemon fail with ETIMEDOUT (or EIO) within
   the client's per-call deadline; the rest keep working;
 - once the link is back, everything heals by itself: the same client
-  reaches the daemon again, a rename left pending completes, and fsck is
-  clean.
+  reaches the daemon again, a rename that failed for its caller ends up
+  either made or not (never half), and fsck is clean.
 
 Skipped, with the reason, only where namespaces cannot be created (not
 root, no ``ip`` from iproute2, or a kernel/container that forbids it).
@@ -89,9 +89,11 @@ def test_a_cut_link_fails_what_needs_it_within_the_deadline_and_heals(netns_clus
         finally:
             cluster.heal("shard-1")
         wait_until(lambda: c.read_bytes(f"/n/{far}") == b"far", "shard 1 to be reachable again")
-        wait_until(lambda: c.exists(f"/n/{target}") and c.read_bytes(f"/n/{target}") == b"moving",
-                   "the pending rename to complete")
-        assert not c.exists(f"/n/{mover}")
+        # the rename failed for its caller: it was not made (its deadline passed before its first
+        # step), or it completes (an intent was written in time); either way the file ends up under
+        # exactly one of its names, once the shards have settled
+        wait_until(lambda: c.exists(f"/n/{target}") != c.exists(f"/n/{mover}"), "the rename to settle")
+        assert c.read_bytes(f"/n/{target}" if c.exists(f"/n/{target}") else f"/n/{mover}") == b"moving"
 
         # a data server cut off: chunk reads use the other replica, chunk writes fail
         cluster.cut("data-0")

@@ -9,7 +9,8 @@ from superfs.cli.launcher import LocalCluster
 from superfs.client.admin import AdminClient
 from superfs.client.local import default_state_dir
 from superfs.errors import FsError
-from superfs.fsck.runner import Options, Run, legend
+from superfs.client.sizing import UNSIZED_DEADLINE_S
+from superfs.fsck.runner import GRACE_S, Options, Run, legend
 
 FSCK_DESCRIPTION = """\
 Check a running SuperFS cluster from end to end: the directory tree on the
@@ -76,6 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--repair", action="store_true", help="fix what can be fixed, then check again")
     p.add_argument("--settle", type=float, default=10.0, metavar="SECONDS",
                    help="how long to wait for operations in flight before scanning (default 10)")
+    p.add_argument("--grace", type=float, default=GRACE_S, metavar="SECONDS",
+                   help="--repair leaves chunk bytes past a file's end alone when written less than this "
+                        f"long ago (default {GRACE_S:.0f}: a writer sizes what it pushed within "
+                        f"{UNSIZED_DEADLINE_S:.0f} s); 0 only when no writer is active")
     p.set_defaults(func=cmd_fsck)
 
     p = sub.add_parser("repair", help="re-create lost or damaged chunk replicas from the healthy ones",
@@ -107,8 +112,12 @@ async def _run(args: argparse.Namespace, address: str, what: str) -> int:
         print(f"superfs: cannot reach the dir server at {address}: {e}", file=sys.stderr)
         return 2
     try:
+        if getattr(args, "grace", 0.0) < 0:
+            print("superfs: --grace must not be negative", file=sys.stderr)
+            return 2
         run = Run(admin, Options(repair=getattr(args, "repair", False), verify=args.verify,
-                                 settle_s=getattr(args, "settle", 10.0)), sys.stdout)
+                                 settle_s=getattr(args, "settle", 10.0),
+                                 grace_s=getattr(args, "grace", GRACE_S)), sys.stdout)
         return await (run.fsck() if what == "fsck" else run.repair_replicas())
     except FsError as e:
         print(f"superfs: {what} stopped: {e}", file=sys.stderr)

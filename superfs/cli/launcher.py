@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -62,6 +63,34 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def fixed_port(host: str = "127.0.0.1") -> int:
+    """A free port below the kernel's ephemeral range, for a daemon to bind again and again.
+
+    A port from the ephemeral range (what :func:`free_port` gets) may be taken,
+    between two starts of the daemon, by any outgoing connection on the host;
+    one below it is only ever taken by something that binds it on purpose.
+    """
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low // 2), low)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    return free_port(host)
 
 
 class LocalCluster:
@@ -142,7 +171,7 @@ class LocalCluster:
             mport = free_port(host) if metrics else 0
             # a fixed session port, so that a restarted daemon is found where its clients knew it
             try:
-                sport = free_port(host)
+                sport = fixed_port(host)
             except OSError:  # another host's address (a network namespace): the port after its own
                 sport = int(port) + 1
             return NodeSettings(id=i, address=address, listen=address, data_dir=self.path(data_dir),

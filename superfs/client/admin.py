@@ -8,8 +8,10 @@ of one :class:`AsyncFs` connection: same channels, same routing, same
 credentials.
 
 Every method raises :class:`FsError` like the rest of the client library.
-Listings are paged until exhausted; a shard or data server is named by its
-id in the cluster map.
+Listings are paged: the ``*_pages`` generators yield one reply's records at
+a time (fsck streams them to disk, whatever the size of the cluster); the
+list-returning forms collect them, for small uses. A shard or data server
+is named by its id in the cluster map.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import errno
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from superfs import routing
 from superfs.client.fs import AsyncFs
@@ -104,13 +106,15 @@ class AdminClient:
     # ----------------------------------------------------------- dir server
 
     async def all_dirs(self) -> list[pb.DirInfo]:
-        out: list[pb.DirInfo] = []
+        return [d async for page in self.dir_pages() for d in page]
+
+    async def dir_pages(self) -> AsyncIterator[list[pb.DirInfo]]:
         after = 0
         while True:
             reply = await self._dir("ListAllDirs", pb.ListAllDirsRequest(after_ino=after, limit=PAGE))
-            out.extend(reply.dirs)
+            yield list(reply.dirs)
             if not reply.more or not reply.dirs:
-                return out
+                return
             after = reply.dirs[-1].ino
 
     async def dir_intents(self) -> list[pb.DirIntent]:
@@ -144,14 +148,17 @@ class AdminClient:
         return await self._scan(shard_id, "ScanInodes", "files")
 
     async def _scan(self, shard_id: int, method: str, field: str) -> list[Any]:
+        return [r async for page in self.scan_pages(shard_id, method, field) for r in page]
+
+    async def scan_pages(self, shard_id: int, method: str, field: str) -> AsyncIterator[list[Any]]:
+        """ScanEntries ("entries") or ScanInodes ("files") of one shard, a page at a time."""
         stub = self._shard(shard_id)
-        out: list[Any] = []
         after = b""
         while True:
             reply = await call(getattr(stub, method), pb.ScanRequest(after=after, limit=PAGE), self.timeout)
-            out.extend(getattr(reply, field))
+            yield list(getattr(reply, field))
             if not reply.more:
-                return out
+                return
             after = reply.next
 
     async def pending(self, shard_id: int) -> pb.ShardPendingReply:
@@ -177,8 +184,15 @@ class AdminClient:
         await call(self._shard(shard_id).UnsealDir, pb.SealRequest(dir_ino=dir_ino), self.timeout)
 
     async def adjust_nlink(self, ino: int, delta: int) -> pb.Attr:
-        req = pb.NlinkRequest(ino=ino, delta=delta, txid="fsck-" + uuid.uuid4().hex)
-        return await call(self._shard(self.shard_of_ino(ino)).AdjustNlink, req, self.timeout)
+        """Add ``delta`` links, once (by a fresh txid), then let the shard forget that txid."""
+        txid = "fsck-" + uuid.uuid4().hex
+        stub = self._shard(self.shard_of_ino(ino))
+        attr = await call(stub.AdjustNlink, pb.NlinkRequest(ino=ino, delta=delta, txid=txid), self.timeout)
+        try:  # this call is over and the txid never sent again: its record may go
+            await call(stub.ForgetApplied, pb.ForgetAppliedRequest(nlinks=[txid]), self.timeout)
+        except FsError as e:
+            log.debug("the shard keeps the record of %s: %s", txid, e)
+        return attr
 
     async def get_file(self, ino: int) -> pb.FileInfo:
         req = pb.GetFileRequest(ino=ino, creds=ROOT.pb())
@@ -191,17 +205,19 @@ class AdminClient:
     # --------------------------------------------------------- data servers
 
     async def list_chunks(self, server_id: int, *, verify: bool = False) -> list[pb.ChunkEntry]:
+        return [c async for page in self.chunk_pages(server_id, verify=verify) for c in page]
+
+    async def chunk_pages(self, server_id: int, *, verify: bool = False) -> AsyncIterator[list[pb.ChunkEntry]]:
         stub = self._data(server_id)
-        out: list[pb.ChunkEntry] = []
         after_ino = after_index = 0
         while True:
             req = pb.ListChunksRequest(after_ino=after_ino, after_index=after_index, limit=CHUNK_PAGE,
                                        verify=verify)
             # a verifying page hashes up to 1 GiB: give it time
             reply = await call(stub.ListChunks, req, self.timeout * (12 if verify else 2))
-            out.extend(reply.chunks)
+            yield list(reply.chunks)
             if not reply.more or not reply.chunks:
-                return out
+                return
             after_ino, after_index = reply.chunks[-1].key.ino, reply.chunks[-1].key.index
 
     async def chunk_cap(self, ino: int) -> pb.ChunkCap | None:
@@ -216,6 +232,22 @@ class AdminClient:
             if e.errno == errno.ENOENT:
                 return None
             raise
+
+    async def chunks_of(self, server_id: int, ino: int) -> tuple[list[pb.ChunkEntry], int]:
+        """The chunks of one inode on one data server now, and that server's clock."""
+        stub = self._data(server_id)
+        out: list[pb.ChunkEntry] = []
+        after_ino, after_index = ino - 1, (1 << 64) - 1
+        now = 0
+        while True:
+            req = pb.ListChunksRequest(after_ino=after_ino, after_index=after_index, limit=1000)
+            reply = await call(stub.ListChunks, req, self.timeout * 2)
+            now = now or reply.now_ns
+            mine = [c for c in reply.chunks if c.key.ino == ino]
+            out += mine
+            if not reply.more or len(mine) < len(reply.chunks) or not mine:
+                return out, now
+            after_ino, after_index = ino, mine[-1].key.index
 
     async def read_chunk(self, server_id: int, ino: int, index: int, length: int) -> bytes | None:
         """The first ``length`` bytes of a chunk (checksum-verified by the server); None if absent
@@ -236,12 +268,18 @@ class AdminClient:
                                    cap=cap)
         await call(self._data(server_id).WriteChunk, req, self.timeout * 4)
 
-    async def delete_chunks(self, server_id: int, ino: int, from_index: int = 0, to_index: int = 0) -> None:
-        req = pb.DeleteChunksRequest(ino=ino, from_index=from_index, to_index=to_index)
+    async def delete_chunks(self, server_id: int, ino: int, from_index: int = 0, to_index: int = 0, *,
+                            max_write_seq: int = 0, min_age_ns: int = 0) -> None:
+        """Delete chunks [from_index, to_index) of ``ino`` (0: no end); the server leaves alone those
+        written after ``max_write_seq`` (0: no limit) or less than ``min_age_ns`` ago."""
+        req = pb.DeleteChunksRequest(ino=ino, from_index=from_index, to_index=to_index,
+                                     max_write_seq=max_write_seq, min_age_ns=min_age_ns)
         await call(self._data(server_id).DeleteChunks, req, self.timeout * 2)
 
-    async def truncate_chunk(self, server_id: int, ino: int, index: int, length: int) -> None:
-        req = pb.TruncateChunkRequest(key=pb.ChunkKey(ino=ino, index=index), length=length)
+    async def truncate_chunk(self, server_id: int, ino: int, index: int, length: int, *,
+                             max_write_seq: int = 0, min_age_ns: int = 0) -> None:
+        req = pb.TruncateChunkRequest(key=pb.ChunkKey(ino=ino, index=index), length=length,
+                                      max_write_seq=max_write_seq, min_age_ns=min_age_ns)
         await call(self._data(server_id).TruncateChunk, req, self.timeout * 2)
 
     async def data_stats(self, server_id: int) -> pb.DataStatsReply:

@@ -9,19 +9,26 @@ writes are in flight while the caller produces the next ones, and the file's
 size on its shard is grown at ``flush()`` (and so at ``close()``). A write
 is acknowledged (durable on every replica, visible to other clients) when
 ``flush()`` or ``close()`` returns, close-to-open as NFS; an error of a
-background write is raised by the next write, flush or close. Sequential
-reads of a chunked file prefetch the next range while the caller consumes
-the current one. Random access is best done with ``buffering=0``.
+background write is raised by the next write, flush or close. Bytes
+written to the data servers and not yet sized are sized by a timer on the
+client's loop within ``sizing.COMMIT_EVERY_S`` even if the caller neither
+flushes nor closes: fsck treats older unsized bytes as garbage
+(client/sizing.py). Sequential reads of a chunked file prefetch the next
+range while the caller consumes the current one. Random access is best done
+with ``buffering=0``.
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import errno
 import io
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 from superfs.client.nodes import Node, to_stat
+from superfs.client.sizing import COMMIT_EVERY_S
 from superfs.errors import oserror
 
 if TYPE_CHECKING:
@@ -64,6 +71,10 @@ class RawFile(io.RawIOBase):
         # and every later write, flush and close reports it.
         self._failed: BaseException | None = None
         self._prefetch: tuple[int, int, concurrent.futures.Future[bytes]] | None = None
+        # _pending, _end, _dirty and _writes are shared with the sizer, on the client's loop
+        self._state = threading.Lock()
+        self._writes = 0
+        self._sizer: concurrent.futures.Future[None] | None = None
 
     # -- io.RawIOBase protocol
     def readable(self) -> bool:
@@ -136,15 +147,55 @@ class RawFile(io.RawIOBase):
                 self._reap(block=True)
             fut = self._client._submit(
                 self._client._fs.write_at(self._node, start, bytes(data), defer_size=True))
-            self._pending.append((start, end, fut))
+            with self._state:
+                self._pending.append((start, end, fut))
+                self._wrote(end)
         else:
             self._drain()
             end = self._client._run(self._client._fs.write_at(self._node, start, data, defer_size=True))
+            with self._state:
+                self._wrote(end)
         self._pos = end
+        chunked = self._node.file is not None and not self._node.file.inline
+        if chunked and self._sizer is None:  # inline bytes are sized by the write itself
+            self._sizer = self._client._submit(self._size_soon())
+        return len(data)
+
+    def _wrote(self, end: int) -> None:
+        """(under _state) a write up to ``end`` is pushed or on its way."""
         if end > self._end:
             self._end = end
         self._dirty = True
-        return len(data)
+        self._writes += 1
+
+    async def _size_soon(self) -> None:
+        """On the client's loop: size what was pushed within COMMIT_EVERY_S, flushed or not.
+
+        Only bytes whose writes have all completed are sized (never a size
+        over bytes that may not be on every replica); a failed write stops
+        it, and the caller's next call reports the failure.
+        """
+        try:
+            while True:
+                await asyncio.sleep(COMMIT_EVERY_S)
+                with self._state:
+                    if not self._dirty or self._failed is not None:
+                        return
+                    pending = [f for _, _, f in self._pending]
+                    end, writes = self._end, self._writes
+                for fut in pending:
+                    await asyncio.wrap_future(fut)
+                await self._client._fs.commit_size(self._node, end)
+                with self._state:
+                    if self._writes == writes:
+                        self._dirty = False
+                        return
+        except asyncio.CancelledError:
+            raise
+        except BaseException:  # noqa: BLE001 - the caller's next write, flush or close reports it
+            return
+        finally:
+            self._sizer = None
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._checkClosed()
@@ -177,7 +228,8 @@ class RawFile(io.RawIOBase):
     def _reap(self, block: bool) -> None:
         """Collect finished background writes (the oldest, waiting, if block)."""
         while self._pending and (block or self._pending[0][2].done()):
-            _, _, fut = self._pending.pop(0)
+            with self._state:
+                _, _, fut = self._pending.pop(0)
             block = False
             try:
                 self._client._wait(fut)
@@ -190,7 +242,8 @@ class RawFile(io.RawIOBase):
         """Wait for every background write; raise the first error."""
         first: BaseException | None = None
         while self._pending:
-            _, _, fut = self._pending.pop(0)
+            with self._state:
+                _, _, fut = self._pending.pop(0)
             try:
                 self._client._wait(fut)
             except BaseException as e:  # noqa: BLE001 - reported below
@@ -204,15 +257,21 @@ class RawFile(io.RawIOBase):
         if self.closed:
             return
         self._drain()
-        if self._dirty:
-            self._client._run(self._client._fs.commit_size(self._node, self._end))
-            self._dirty = False
+        with self._state:
+            dirty, end, writes = self._dirty, self._end, self._writes
+        if dirty:
+            self._client._run(self._client._fs.commit_size(self._node, end))
+            with self._state:
+                if self._writes == writes:
+                    self._dirty = False
 
     def close(self) -> None:
         if not self.closed:
             try:
                 self.flush()
             finally:
+                if self._sizer is not None:
+                    self._sizer.cancel()
                 if self._prefetch is not None:
                     self._prefetch[2].cancel()
                     self._prefetch = None

@@ -23,6 +23,7 @@ from superfs.client.nodes import Node, to_stat
 from superfs.client.paths import PathResolver
 from superfs.client.rpc import Channels
 from superfs.errors import FsError, oserror
+from superfs.faults import pause_point
 from superfs.perms import R_OK, W_OK, allowed
 from superfs.v1 import superfs_pb2 as pb
 
@@ -343,6 +344,7 @@ class AsyncFs:
         return end
 
     async def commit_size(self, node: Node, end: int) -> None:
+        pause_point("client.commit_size")
         try:
             await self.data.commit_size(node, end, self.creds)
         except FsError as e:

@@ -15,6 +15,11 @@ copy, and lets deletes, listings and statistics walk the tiny headers without
 ever touching (or, in a write transaction, copying) megabytes of data.
 Both records change in the same transaction, so they never disagree after a
 crash; if they do disagree (disk damage), reads report EIO.
+
+Header version 2 adds when the chunk was last written (the server's wall
+clock) and the server's write sequence at that write: fsck must tell a
+writer's freshly pushed bytes, not yet sized on the shard, from garbage
+(superfs/fsck/). Version 1 headers still read, as written at time 0.
 """
 from __future__ import annotations
 
@@ -30,9 +35,10 @@ from superfs.errors import FsError
 MAX_CHUNK = 64 * 1024 * 1024  # largest chunk (and largest single read) accepted
 
 _KEY = struct.Struct(">QQ")
-_HEAD = struct.Struct(">BBQQ")  # version, algorithm, length, checksum
+_HEAD_V1 = struct.Struct(">BBQQ")  # version, algorithm, length, checksum
+_HEAD = struct.Struct(">BBQQqQ")   # ... then written_ns, write_seq
 _COUNTER = struct.Struct(">Q")
-HEAD_VERSION = 1
+HEAD_VERSION = 2
 
 KEY_SIZE = _KEY.size
 INO_PREFIX_SIZE = 8
@@ -55,6 +61,8 @@ class ChunkHead:
     algorithm: int
     length: int
     checksum: int
+    written_ns: int = 0
+    write_seq: int = 0
 
 
 def chunk_key(ino: int, index: int) -> bytes:
@@ -79,17 +87,22 @@ def checksum(algorithm: int, data: bytes | bytearray | memoryview) -> int:
     return hasher(data)
 
 
-def encode_head(algorithm: int, length: int, sum_: int) -> bytes:
-    return _HEAD.pack(HEAD_VERSION, algorithm, length, sum_)
+def encode_head(algorithm: int, length: int, sum_: int, written_ns: int = 0, write_seq: int = 0) -> bytes:
+    return _HEAD.pack(HEAD_VERSION, algorithm, length, sum_, written_ns, write_seq)
 
 
 def decode_head(raw: bytes | memoryview) -> ChunkHead:
-    if len(raw) != _HEAD.size:
+    if len(raw) == _HEAD.size:
+        version, algorithm, length, sum_, written_ns, seq = _HEAD.unpack_from(raw)
+        if version == HEAD_VERSION:
+            return ChunkHead(algorithm, length, sum_, written_ns, seq)
+    elif len(raw) == _HEAD_V1.size:
+        version, algorithm, length, sum_ = _HEAD_V1.unpack_from(raw)
+        if version == 1:
+            return ChunkHead(algorithm, length, sum_)
+    else:
         raise FsError(errno.EIO, f"chunk header has {len(raw)} bytes, expected {_HEAD.size}")
-    version, algorithm, length, sum_ = _HEAD.unpack_from(raw)
-    if version != HEAD_VERSION:
-        raise FsError(errno.EIO, f"chunk header version {version} is not supported")
-    return ChunkHead(algorithm, length, sum_)
+    raise FsError(errno.EIO, f"chunk header version {version} is not supported")
 
 
 def encode_counter(value: int) -> bytes:

@@ -18,6 +18,13 @@ whole chunk passes the caller's bytes to LMDB untouched; a partial write is a
 read-modify-write inside the transaction, and verifies the old bytes first so
 that corruption is never laundered under a fresh checksum.
 
+Every write or cut of a chunk stamps its header with the server's clock and
+the next number of a per-server *write sequence* (kept in ``meta``, bumped in
+the same transaction). fsck reads the sequence when it starts scanning and
+asks for deletions that spare whatever was written since, or recently
+(``max_write_seq`` / ``min_age_ns``): a writer's bytes pushed but not yet
+sized on the shard look exactly like garbage past the end of its file.
+
 No gRPC here: the service layer decodes requests and calls these methods.
 """
 from __future__ import annotations
@@ -26,6 +33,7 @@ import asyncio
 import concurrent.futures
 import errno
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +56,7 @@ _META_BYTES = b"bytes"
 # means the server lost its chunks (see ``degraded``).
 _META_IDENTITY = b"identity"
 _META_DEGRADED = b"degraded"
+_META_WRITE_SEQ = b"write_seq"
 
 MAX_U64 = (1 << 64) - 1
 LIST_DEFAULT = 1000
@@ -75,6 +84,8 @@ class ChunkInfo:
     corrupt: bool = False
     checksum: int = 0
     algorithm: int = 0
+    written_ns: int = 0
+    write_seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,25 @@ class ChunkStats:
     chunks: int
     bytes: int
     db_bytes: int
+    write_seq: int = 0
+    now_ns: int = 0
+
+
+@dataclass(frozen=True)
+class Spare:
+    """Chunks a deletion or cut must leave alone: written after ``max_write_seq``
+    (0: no limit) or less than ``min_age_ns`` ago by this server's clock."""
+
+    max_write_seq: int = 0
+    min_age_ns: int = 0
+
+    def protects(self, head: fmt.ChunkHead, now_ns: int) -> bool:
+        if self.max_write_seq and head.write_seq > self.max_write_seq:
+            return True
+        return bool(self.min_age_ns) and now_ns - head.written_ns < self.min_age_ns
+
+
+NO_SPARE = Spare()
 
 
 def _check_key(ino: int, index: int) -> bytes:
@@ -119,6 +149,8 @@ class ChunkStore:
         )
         with store.read() as txn:
             self._degraded = txn.get(_META_DEGRADED, db=self._meta_db) is not None
+            # only the writer thread moves it, inside the transactions that use it
+            self._write_seq = fmt.decode_counter(txn.get(_META_WRITE_SEQ, db=self._meta_db))
 
     # ------------------------------------------------------ lost-state mode
 
@@ -315,7 +347,8 @@ class ChunkStore:
                     if verify:
                         corrupt = not self._is_intact(txn, key, head)
                         hashed += head.length
-                    out.append(ChunkInfo(ino, index, head.length, corrupt, head.checksum, head.algorithm))
+                    out.append(ChunkInfo(ino, index, head.length, corrupt, head.checksum, head.algorithm,
+                                         head.written_ns, head.write_seq))
                 positioned = cur.next()
         return out, False
 
@@ -330,7 +363,18 @@ class ChunkStore:
         with self.store.read() as txn:
             chunks = fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta_db))
             total = fmt.decode_counter(txn.get(_META_BYTES, db=self._meta_db))
-        return ChunkStats(chunks, total, self.store.db_bytes())
+            seq = fmt.decode_counter(txn.get(_META_WRITE_SEQ, db=self._meta_db))
+        return ChunkStats(chunks, total, self.store.db_bytes(), seq, time.time_ns())
+
+    def marker(self) -> tuple[int, int]:
+        """(write sequence, clock) now: every chunk with a higher sequence was written later.
+
+        The committed sequence, not the writer thread's: a chunk numbered at
+        or below it is on disk already.
+        """
+        with self.store.read() as txn:
+            seq = fmt.decode_counter(txn.get(_META_WRITE_SEQ, db=self._meta_db))
+        return seq, time.time_ns()
 
     # --------------------------------------------------------------- writes
 
@@ -350,16 +394,20 @@ class ChunkStore:
         async with self._write_budget.admit(end):
             return await self.store.write(lambda txn: self._write_fn(txn, key, offset, data, truncate))
 
-    async def truncate(self, ino: int, index: int, length: int) -> None:
-        """Cut or zero-extend a chunk to ``length``; a missing chunk stays missing."""
+    async def truncate(self, ino: int, index: int, length: int, spare: Spare = NO_SPARE) -> bool:
+        """Cut or zero-extend a chunk to ``length``; a missing chunk stays missing.
+
+        Returns False when ``spare`` protected the chunk (nothing changed).
+        """
         key = _check_key(ino, index)
         _check_extent("chunk length", length)
         async with self._write_budget.admit(length):
-            await self.store.write(lambda txn: self._truncate_fn(txn, key, length))
+            return await self.store.write(lambda txn: self._truncate_fn(txn, key, length, spare))
 
-    async def delete(self, ino: int, from_index: int = 0, to_index: int = 0) -> int:
+    async def delete(self, ino: int, from_index: int = 0, to_index: int = 0, spare: Spare = NO_SPARE) -> int:
         """Delete the chunks of ``ino`` with from_index <= index < to_index
-        (no upper bound if ``to_index`` is 0); return how many.
+        (no upper bound if ``to_index`` is 0), except those ``spare`` protects;
+        return how many were deleted.
 
         Idempotent. A huge file goes in several transactions of bounded size;
         a crash in between leaves a shorter tail that a retry finishes.
@@ -370,7 +418,7 @@ class ChunkStore:
         start = fmt.chunk_key(ino, from_index)
         stop = fmt.chunk_key(ino, to_index) if to_index else None
         while True:
-            n, more = await self.store.write(lambda txn: self._delete_fn(txn, ino, start, stop))
+            n, more, start = await self.store.write(lambda txn: self._delete_fn(txn, ino, start, stop, spare))
             total += n
             if not more:
                 break
@@ -408,13 +456,17 @@ class ChunkStore:
         log.debug("wrote chunk %d:%d [%d, %d) -> length %d", *fmt.split_key(key), offset, end, len(content))
         return len(content)
 
-    def _truncate_fn(self, txn: lmdb.Transaction, key: bytes, length: int) -> None:
+    def _truncate_fn(self, txn: lmdb.Transaction, key: bytes, length: int, spare: Spare) -> bool:
         raw = txn.get(key, db=self._head_db)
         if raw is None:
-            return
+            return True
         head = self._decode_head(key, raw)
+        if spare.protects(head, time.time_ns()):
+            log.info("chunk %d:%d left uncut: written at sequence %d, %.1f s ago", *fmt.split_key(key),
+                     head.write_seq, (time.time_ns() - head.written_ns) / 1e9)
+            return False
         if length == head.length:
-            return
+            return True
         old = txn.get(key, db=self._data_db)
         self._verify(key, head, old)
         content: bytes | bytearray | memoryview
@@ -425,40 +477,56 @@ class ChunkStore:
             content[: head.length] = old
         self._put(txn, key, content, head)
         log.debug("truncated chunk %d:%d %d -> %d", *fmt.split_key(key), head.length, length)
+        return True
 
     def _put(
         self, txn: lmdb.Transaction, key: bytes, content: bytes | bytearray | memoryview, old: fmt.ChunkHead | None
     ) -> None:
         sum_ = fmt.checksum(self.algorithm, content)
+        self._write_seq += 1
+        txn.put(_META_WRITE_SEQ, fmt.encode_counter(self._write_seq), db=self._meta_db)
         txn.put(key, content, db=self._data_db)
-        txn.put(key, fmt.encode_head(self.algorithm, len(content), sum_), db=self._head_db)
+        txn.put(key, fmt.encode_head(self.algorithm, len(content), sum_, time.time_ns(), self._write_seq),
+                db=self._head_db)
         self._count(txn, 0 if old is not None else 1, len(content) - (old.length if old is not None else 0))
 
-    def _delete_fn(self, txn: lmdb.Transaction, ino: int, start: bytes, stop: bytes | None) -> tuple[int, bool]:
+    def _delete_fn(self, txn: lmdb.Transaction, ino: int, start: bytes, stop: bytes | None,
+                   spare: Spare) -> tuple[int, bool, bytes]:
+        """One bounded batch: (deleted, more to do, where the next batch starts)."""
         prefix = fmt.ino_prefix(ino)
         cur = txn.cursor(db=self._head_db)
-        deleted = freed = 0
+        deleted = freed = seen = spared = 0
+        now = time.time_ns()
         positioned = cur.set_range(start)
         while positioned:
             key = cur.key()
             if key[: fmt.INO_PREFIX_SIZE] != prefix or (stop is not None and bytes(key) >= stop):
                 break
-            if deleted >= DELETE_BATCH:
+            if seen >= DELETE_BATCH:
                 self._count(txn, -deleted, -freed)
-                return deleted, True
+                return deleted, True, bytes(key)
+            seen += 1
             try:
-                freed += fmt.decode_head(cur.value()).length
+                head = fmt.decode_head(cur.value())
             except FsError:
                 # A damaged header: the data record's size keeps the totals right.
                 body = txn.get(key, db=self._data_db)
                 freed += len(body) if body is not None else 0
+            else:
+                if spare is not NO_SPARE and spare.protects(head, now):
+                    spared += 1
+                    positioned = cur.next()
+                    continue
+                freed += head.length
             txn.delete(key, db=self._data_db)
             deleted += 1
             positioned = cur.delete()  # moves to the next record
             if positioned and not cur.key():
                 break  # deleted the last record of the sub-database
         self._count(txn, -deleted, -freed)
-        return deleted, False
+        if spared:
+            log.info("left %d chunk(s) of ino %d alone: written since the caller's scan, or recently", spared, ino)
+        return deleted, False, start
 
     def _count(self, txn: lmdb.Transaction, d_chunks: int, d_bytes: int) -> None:
         if d_chunks == 0 and d_bytes == 0:

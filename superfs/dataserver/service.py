@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from superfs import capability
-from superfs.dataserver.chunk_store import ChunkStore
+from superfs.dataserver.chunk_store import ChunkStore, Spare
 from superfs.dataserver.chunk_format import MAX_CHUNK
 from superfs.errors import FsError, rpc_handler
 from superfs.faults import crash_point
@@ -108,31 +108,34 @@ class DataServicer(pbg.DataServiceServicer):
 
     @rpc_handler
     async def DeleteChunks(self, request: pb.DeleteChunksRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
-        await self.chunks.delete(request.ino, request.from_index, request.to_index)
+        await self.chunks.delete(request.ino, request.from_index, request.to_index, _spare(request))
         crash_point("data.delete_chunks.after_commit")
         return pb.Empty()
 
     @rpc_handler
     async def TruncateChunk(self, request: pb.TruncateChunkRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
-        await self.chunks.truncate(request.key.ino, request.key.index, request.length)
+        await self.chunks.truncate(request.key.ino, request.key.index, request.length, _spare(request))
         return pb.Empty()
 
     @rpc_handler
     async def ListChunks(self, request: pb.ListChunksRequest, context: grpc.aio.ServicerContext) -> pb.ListChunksReply:
+        seq, now = self.chunks.marker()  # read first: anything listed with a higher sequence is newer
         entries, more = await self.chunks.list(request.after_ino, request.after_index, request.limit, request.verify)
         return pb.ListChunksReply(
             chunks=[
                 pb.ChunkEntry(key=pb.ChunkKey(ino=e.ino, index=e.index), length=e.length, corrupt=e.corrupt,
-                              checksum=e.checksum, algorithm=e.algorithm)
+                              checksum=e.checksum, algorithm=e.algorithm, written_ns=e.written_ns,
+                              write_seq=e.write_seq)
                 for e in entries
             ],
-            more=more,
+            more=more, write_seq=seq, now_ns=now,
         )
 
     @rpc_handler
     async def Stats(self, request: pb.Empty, context: grpc.aio.ServicerContext) -> pb.DataStatsReply:
         s = self.chunks.stats()
-        return pb.DataStatsReply(chunks=s.chunks, bytes=s.bytes, db_bytes=s.db_bytes, degraded=self.chunks.degraded)
+        return pb.DataStatsReply(chunks=s.chunks, bytes=s.bytes, db_bytes=s.db_bytes, degraded=self.chunks.degraded,
+                                 write_seq=s.write_seq, now_ns=s.now_ns)
 
     @rpc_handler
     async def SetDegraded(self, request: pb.SetDegradedRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
@@ -144,3 +147,10 @@ class DataServicer(pbg.DataServiceServicer):
         if self.chunks.degraded:
             raise FsError(errno.EIO, f"chunk {key.ino}:{key.index} is not here: this server lost its "
                                      "chunks and `superfs repair` has not re-created them yet")
+
+
+def _spare(request: pb.DeleteChunksRequest | pb.TruncateChunkRequest) -> Spare:
+    """What a deletion or cut must leave alone (fsck's guard for a writer's unsized bytes)."""
+    if request.min_age_ns < 0:
+        raise FsError(errno.EINVAL, "min_age_ns must not be negative")
+    return Spare(request.max_write_seq, request.min_age_ns)

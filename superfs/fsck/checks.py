@@ -18,23 +18,39 @@ queued reclaim) is skipped, not reported: it is reported once as
 ``pending`` instead, so a check during a burst of renames is not a list of
 false alarms. Where a daemon could not be scanned, the rules that would
 need its contents are skipped and ``unreachable`` says so.
+
+The rules walk the snapshot's spill store (snapshot.py) with cursors and
+hand each finding to a sink as they go: nothing here holds a record per
+file, so a check of 10^8 files runs in the memory of one. Chunk findings
+carry the newest write stamp of the chunks they are about (``seqs``: data
+server -> highest write sequence, ``newest_ns``): the runner drops those
+written since its first scan and repairs leave young bytes alone.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from typing import Callable, Iterable
 
 from superfs import routing
 from superfs.fsck.findings import Finding
 from superfs.fsck.snapshot import Snapshot
+from superfs.fsck.spill import U64
 from superfs.routing import ROOT_INO, is_dir_ino
 from superfs.v1 import superfs_pb2 as pb
 
 FILE_TYPES = (pb.REGULAR, pb.SYMLINK)
+Sink = Callable[[Finding], None]
 
 
 def check(snap: Snapshot) -> list[Finding]:
-    c = _Checker(snap)
+    """Every finding, as a list (small snapshots: tests)."""
+    out: list[Finding] = []
+    check_into(snap, out.append)
+    return out
+
+
+def check_into(snap: Snapshot, sink: Sink) -> None:
+    c = _Checker(snap, sink)
     c.unreachable()
     c.pending()
     if snap.dirs_scanned:
@@ -43,7 +59,6 @@ def check(snap: Snapshot) -> list[Finding]:
     c.entries()
     c.inodes()
     c.chunks()
-    return c.findings
 
 
 def _ranges(indexes: Iterable[int]) -> str:
@@ -63,9 +78,9 @@ def _ranges(indexes: Iterable[int]) -> str:
 
 
 class _Checker:
-    def __init__(self, snap: Snapshot) -> None:
+    def __init__(self, snap: Snapshot, sink: Sink) -> None:
         self.s = snap
-        self.findings: list[Finding] = []
+        self.sink = sink
         m = snap.cmap
         self.nparts = m.num_partitions
         self.reachable = snap.reachable_shards()
@@ -89,13 +104,10 @@ class _Checker:
                     self.freed.add(r.ino)
                 else:
                     self.shrinking[r.ino] = min(r.from_size, self.shrinking.get(r.ino, r.from_size))
-        self.by_name: dict[tuple[int, str], list[tuple[int, pb.EntryRecord]]] = defaultdict(list)
-        for shard, e in snap.entries:
-            self.by_name[(e.parent_ino, e.name)].append((shard, e))
-        self.files: dict[int, pb.FileInfo] = {ino: recs[0][1] for ino, recs in snap.inodes.items()}
+        self.scanned_data = snap.scanned_data_servers()
 
     def add(self, kind: str, key: tuple[object, ...], message: str, **fix: object) -> None:
-        self.findings.append(Finding(kind, (kind, *key), message, dict(fix)))
+        self.sink(Finding(kind, (kind, *key), message, dict(fix)))
 
     # ------------------------------------------------------------ routing
 
@@ -135,17 +147,11 @@ class _Checker:
     # --------------------------------------------------------- directories
 
     def directories(self) -> None:
-        dirs = self.s.dirs
-        children: dict[int, int] = defaultdict(int)
-        for d in dirs.values():
-            if d.ino != ROOT_INO:
-                children[d.parent_ino] += 1
-        reaches_root: dict[int, bool] = {ROOT_INO: True}
-        for d in dirs.values():
-            if not self._reaches_root(d.ino, reaches_root) and d.ino not in self.busy_dirs:
+        for d in self.s.iter_dirs():
+            if not self._reaches_root(d.ino) and d.ino not in self.busy_dirs:
                 self.add("dir-orphan", (d.ino,), f"directory {d.ino} ({d.name!r}, parent {d.parent_ino}) "
                          "is not reachable from root")
-            want = 2 + children[d.ino]
+            want = 2 + self.s.children(d.ino)
             if d.attr.nlink != want and d.ino not in self.busy_dirs:
                 self.add("dir-nlink", (d.ino,), f"{self.s.path_of(d.ino)}: link count {d.attr.nlink}, "
                          f"{want} counted", ino=d.ino)
@@ -155,33 +161,43 @@ class _Checker:
     def seals(self) -> None:
         for shard, p in sorted(self.s.pending.items()):
             for dir_ino in p.sealed_dirs:
-                if dir_ino in self.s.dirs and dir_ino not in self.busy_dirs:
+                if self.s.has_dir(dir_ino) and dir_ino not in self.busy_dirs:
                     self.add("sealed-live-dir", (shard, dir_ino), f"{self.s.path_of(dir_ino)}: sealed on shard "
                              f"{shard} with no removal in flight: nothing can be created in it there",
                              shard=shard, ino=dir_ino)
 
-    def _reaches_root(self, ino: int, memo: dict[int, bool]) -> bool:
+    def _reaches_root(self, ino: int) -> bool:
+        """Walk up to root or a known answer; remember the answer for the whole chain (in the spill)."""
+        spill = self.s.spill
         chain: list[int] = []
+        seen: set[int] = set()
         cur = ino
         ok = False
         while True:
-            if cur in memo:
-                ok = memo[cur]
+            if cur == ROOT_INO:
+                ok = True
                 break
-            d = self.s.dirs.get(cur)
-            if d is None or cur in chain:
+            memo = spill.get("reach", U64.pack(cur))
+            if memo is not None:
+                ok = memo == b"\x01"
+                break
+            d = self.s.dir(cur)
+            if d is None or cur in seen:
                 break
             chain.append(cur)
+            seen.add(cur)
             cur = d.parent_ino
-        for c in chain:
-            memo[c] = ok
+        if chain:
+            with spill.write() as txn:
+                for c in chain:
+                    txn.put(U64.pack(c), b"\x01" if ok else b"\x00", db=spill.db("reach"))
         return ok
 
     def _reservation_of(self, d: pb.DirInfo) -> None:
         shard = self.shard_of_entry(d.parent_ino, d.name)
         if shard not in self.reachable or (d.parent_ino, d.name) in self.busy_names or d.ino in self.busy_dirs:
             return
-        found = [e for s, e in self.by_name.get((d.parent_ino, d.name), []) if s == shard]
+        found = [e for s, e in self.s.entries_named(d.parent_ino, d.name) if s == shard]
         path = self.s.path_of(d.ino)
         if not found:
             self.add("dir-unreserved", (d.ino,), f"{path}: directory {d.ino} has no reservation on shard {shard}",
@@ -198,9 +214,10 @@ class _Checker:
 
     def entries(self) -> None:
         dirs_known = self.s.dirs_scanned
-        self.refs: dict[int, int] = defaultdict(int)
-        for shard, e in self.s.entries:
-            path = self.s.entry_path(e.parent_ino, e.name)
+        for shard, e in self.s.iter_entries():
+            if shard not in self.reachable:
+                continue  # a shard whose scan failed half-way: judged as unreachable
+            path = _LazyPath(self.s, e.parent_ino, e.name)  # built only for a finding's message
             if self.shard_of_entry(e.parent_ino, e.name) != shard:
                 # no call reaches it where it is (each checks its routing): a person must move it
                 self.add("entry-misplaced", (shard, e.parent_ino, e.name),
@@ -209,7 +226,7 @@ class _Checker:
                 continue
             busy = (e.parent_ino, e.name) in self.busy_names
             if e.type == pb.DIRECTORY:
-                d = self.s.dirs.get(e.ino)
+                d = self.s.dir(e.ino)
                 matches = d is not None and d.parent_ino == e.parent_ino and d.name == e.name
                 if dirs_known and not matches and not busy and e.ino not in self.busy_dirs:
                     self.add("stale-reservation", (e.parent_ino, e.name, e.ino),
@@ -217,16 +234,16 @@ class _Checker:
                              + ("is elsewhere" if d is not None else "does not exist"),
                              parent=e.parent_ino, name=e.name, ino=e.ino)
                 continue
-            self.refs[e.ino] += 1
-            if dirs_known and e.parent_ino not in self.s.dirs and e.parent_ino not in self.busy_dirs and not busy:
+            exists = self.s.has_inode(e.ino)
+            if dirs_known and not self.s.has_dir(e.parent_ino) and e.parent_ino not in self.busy_dirs and not busy:
                 self.add("entry-no-parent", (e.parent_ino, e.name, e.ino),
                          f"{path}: file {e.ino} in directory {e.parent_ino}, which does not exist",
-                         parent=e.parent_ino, name=e.name, ino=e.ino, exists=e.ino in self.files)
+                         parent=e.parent_ino, name=e.name, ino=e.ino, exists=exists)
                 continue
             home = self.home_of(e.ino)
             if home is not None and home not in self.reachable:
                 continue  # cannot tell
-            if e.ino not in self.files and e.ino not in self.busy_inos and not busy:
+            if not exists and e.ino not in self.busy_inos and not busy:
                 self.add("entry-dangling", (e.parent_ino, e.name, e.ino),
                          f"{path}: points at inode {e.ino}, which does not exist",
                          parent=e.parent_ino, name=e.name, ino=e.ino)
@@ -234,7 +251,10 @@ class _Checker:
     # -------------------------------------------------------------- inodes
 
     def inodes(self) -> None:
-        for ino, recs in sorted(self.s.inodes.items()):
+        for ino, recs in self.s.iter_inodes():
+            recs = [(s, f) for s, f in recs if s in self.reachable]
+            if not recs:
+                continue
             home = self.home_of(ino)
             holders = sorted(s for s, _ in recs)
             if home is None or holders != [home]:
@@ -243,7 +263,7 @@ class _Checker:
             if not self.all_shards_scanned or ino in self.busy_inos:
                 continue  # names on an unscanned shard, or a link change in flight
             f = recs[0][1]
-            refs = self.refs.get(ino, 0)
+            refs = self.s.refs(ino)
             if refs == 0:
                 self.add("inode-orphan", (ino,), f"inode {ino} ({f.attr.size} bytes, nlink {f.attr.nlink}) "
                          "has no name", ino=ino, nlink=f.attr.nlink)
@@ -254,50 +274,64 @@ class _Checker:
     # -------------------------------------------------------------- chunks
 
     def chunks(self) -> None:
-        r = self.s.replicas()
-        present: dict[int, set[int]] = defaultdict(set)  # ino -> indexes present somewhere
-        garbage_past: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for sid, chunks in sorted(self.s.chunks.items()):
+        for sid in sorted(self.scanned_data):
             if self.s.data_stats.get(sid, pb.DataStatsReply()).degraded:
                 self.add("server-degraded", (sid,), f"data server {sid} lost its chunks and is not rebuilt yet",
                          server=sid)
-            orphans: dict[int, list[int]] = defaultdict(list)
-            inline: dict[int, list[int]] = defaultdict(list)
-            for (ino, idx), c in sorted(chunks.items()):
-                f = self.files.get(ino)
-                if f is None:
-                    home = self.home_of(ino)
-                    if ino not in self.freed and (home is None or home in self.reachable):
-                        orphans[ino].append(idx)
-                    continue
-                if f.inline:
-                    inline[ino].append(idx)
-                    continue
-                present[ino].add(idx)
-                reps = routing.chunk_replicas(ino, idx, list(f.layout), r)
+        r = self.s.replicas()
+        cur_ino = -1
+        f: pb.FileInfo | None = None
+        per_ino = _InoChunks()
+        for ino, idx, have in self.s.iter_chunks():
+            have = {sid: c for sid, c in have.items() if sid in self.scanned_data}
+            if not have:
+                continue
+            if ino != cur_ino:
+                self._chunk_findings(cur_ino, f, per_ino)
+                cur_ino, f, per_ino = ino, self.s.file(ino), _InoChunks()
+            if f is None:
+                home = self.home_of(ino)
+                if ino not in self.freed and (home is None or home in self.reachable):
+                    for sid, c in have.items():
+                        per_ino.orphans[sid].append(idx)
+                        per_ino.stamp(sid, c)
+                continue
+            if f.inline:
+                for sid, c in have.items():
+                    per_ino.inline[sid].append(idx)
+                    per_ino.stamp(sid, c)
+                continue
+            reps = routing.chunk_replicas(ino, idx, list(f.layout), r)
+            for sid, c in sorted(have.items()):
                 where = f"inode {ino} chunk {idx} on data server {sid}"
                 if sid not in reps:
                     self.add("chunk-misplaced", (sid, ino, idx), f"{where}: not one of its replicas {reps}",
-                             server=sid, ino=ino, index=idx)
+                             server=sid, ino=ino, index=idx, **_stamps({sid: c}))
                     continue
                 if c.corrupt:
                     self.add("replica-corrupt", (sid, ino, idx), f"{where}: checksum mismatch",
                              target=sid, ino=ino, index=idx)
                 if self._past_eof(f, idx, c.length):
-                    garbage_past[(sid, ino)].append(idx)
-            for ino, idxs in orphans.items():
-                self.add("chunk-no-file", (sid, ino), f"data server {sid}: {len(idxs)} chunk(s) "
-                         f"[{_ranges(idxs)}] of inode {ino}, which does not exist", server=sid, ino=ino)
-            for ino, idxs in inline.items():
-                self.add("chunk-inline-file", (sid, ino), f"data server {sid}: {len(idxs)} chunk(s) "
-                         f"[{_ranges(idxs)}] of inode {ino}, whose bytes are inline", server=sid, ino=ino)
-        for (sid, ino), idxs in sorted(garbage_past.items()):
-            f = self.files[ino]
+                    per_ino.past[sid].append(idx)
+                    per_ino.stamp(sid, c)
+            self._replicas_of(f, idx, r, {sid: c for sid, c in have.items() if sid in reps})
+        self._chunk_findings(cur_ino, f, per_ino)
+
+    def _chunk_findings(self, ino: int, f: pb.FileInfo | None, c: "_InoChunks") -> None:
+        """The per-server findings about one inode's chunks, once all of them were seen."""
+        for sid, idxs in sorted(c.orphans.items()):
+            self.add("chunk-no-file", (sid, ino), f"data server {sid}: {len(idxs)} chunk(s) "
+                     f"[{_ranges(idxs)}] of inode {ino}, which does not exist", server=sid, ino=ino,
+                     **c.stamps_of(sid))
+        for sid, idxs in sorted(c.inline.items()):
+            self.add("chunk-inline-file", (sid, ino), f"data server {sid}: {len(idxs)} chunk(s) "
+                     f"[{_ranges(idxs)}] of inode {ino}, whose bytes are inline", server=sid, ino=ino,
+                     **c.stamps_of(sid))
+        for sid, idxs in sorted(c.past.items()):
+            assert f is not None
             self.add("chunk-past-eof", (sid, ino), f"data server {sid}: chunk(s) [{_ranges(idxs)}] of inode {ino} "
                      f"hold bytes past its end ({f.attr.size} bytes)", server=sid, ino=ino,
-                     size=f.attr.size, chunk_size=f.chunk_size, generation=f.attr.generation)
-        for ino, indexes in sorted(present.items()):
-            self._replicas_of(self.files[ino], sorted(indexes), r)
+                     size=f.attr.size, chunk_size=f.chunk_size, generation=f.attr.generation, **c.stamps_of(sid))
 
     def _past_eof(self, f: pb.FileInfo, idx: int, length: int) -> bool:
         """Does chunk ``idx`` (of ``length`` bytes) hold bytes past the file's end?
@@ -308,27 +342,64 @@ class _Checker:
         shrink = self.shrinking.get(f.attr.ino)
         return shrink is None or shrink > max(size, idx * cs)
 
-    def _replicas_of(self, f: pb.FileInfo, idxs: list[int], r: int) -> None:
+    def _replicas_of(self, f: pb.FileInfo, idx: int, r: int, have: dict[int, pb.ChunkEntry]) -> None:
+        """Replica rules for chunk ``idx`` of ``f``; ``have``: its replicas found on scanned servers."""
         ino, cs, size = f.attr.ino, f.chunk_size, f.attr.size
-        for idx in idxs:
-            if idx * cs >= size:
-                continue  # past the end: garbage, reported above
-            reps = routing.chunk_replicas(ino, idx, list(f.layout), r)
-            have = {sid: self.s.chunks[sid].get((ino, idx)) for sid in reps if sid in self.s.chunks}
-            healthy = [sid for sid in reps if have.get(sid) is not None and not have[sid].corrupt]  # type: ignore[union-attr]
-            visible = min(cs, size - idx * cs)
-            for sid in reps:
-                if sid in self.s.chunks and have.get(sid) is None:
-                    self.add("replica-missing", (sid, ino, idx), f"inode {ino} chunk {idx}: no replica on "
-                             f"data server {sid} (replicas {reps})", target=sid, ino=ino, index=idx,
-                             sources=healthy, cannot="" if healthy else "no healthy replica left")
-            if any(have[sid].corrupt for sid in have if have[sid] is not None) and not healthy:  # type: ignore[union-attr]
-                self.add("replica-corrupt", ("all", ino, idx), f"inode {ino} chunk {idx}: every replica is corrupt",
-                         cannot="no healthy replica left", ino=ino, index=idx)
-            sums = {(have[s].length, have[s].algorithm, have[s].checksum) for s in healthy}  # type: ignore[union-attr]
-            if len(sums) > 1:
-                # the stored checksums cover whole chunks: a stale tail past the end also differs.
-                # The runner reads the visible bytes before calling this an inconsistency.
-                self.add("replica-differs", (ino, idx), f"inode {ino} chunk {idx}: replicas "
-                         f"{','.join(map(str, healthy))} hold different bytes", ino=ino, index=idx,
-                         sources=healthy, visible=visible, candidate=True)
+        if cs <= 0 or idx * cs >= size:
+            return  # past the end: garbage, reported above
+        reps = routing.chunk_replicas(ino, idx, list(f.layout), r)
+        healthy = [sid for sid in reps if sid in have and not have[sid].corrupt]
+        visible = min(cs, size - idx * cs)
+        stamps = _stamps(have)
+        for sid in reps:
+            if sid in self.scanned_data and sid not in have:
+                self.add("replica-missing", (sid, ino, idx), f"inode {ino} chunk {idx}: no replica on "
+                         f"data server {sid} (replicas {reps})", target=sid, ino=ino, index=idx,
+                         sources=healthy, cannot="" if healthy else "no healthy replica left", **stamps)
+        if any(c.corrupt for c in have.values()) and not healthy:
+            self.add("replica-corrupt", ("all", ino, idx), f"inode {ino} chunk {idx}: every replica is corrupt",
+                     cannot="no healthy replica left", ino=ino, index=idx)
+        sums = {(have[s].length, have[s].algorithm, have[s].checksum) for s in healthy}
+        if len(sums) > 1:
+            # the stored checksums cover whole chunks: a stale tail past the end also differs.
+            # The runner reads the visible bytes before calling this an inconsistency.
+            self.add("replica-differs", (ino, idx), f"inode {ino} chunk {idx}: replicas "
+                     f"{','.join(map(str, healthy))} hold different bytes", ino=ino, index=idx,
+                     sources=healthy, visible=visible, candidate=True, **stamps)
+
+
+class _LazyPath:
+    """An entry's readable path, worked out only if a message needs it (most entries are fine)."""
+
+    def __init__(self, snap: Snapshot, parent: int, name: str) -> None:
+        self.snap, self.parent, self.name = snap, parent, name
+
+    def __str__(self) -> str:
+        return self.snap.entry_path(self.parent, self.name)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+class _InoChunks:
+    """What one inode's chunks showed, per data server, until the next inode comes."""
+
+    def __init__(self) -> None:
+        self.orphans: dict[int, list[int]] = defaultdict(list)
+        self.inline: dict[int, list[int]] = defaultdict(list)
+        self.past: dict[int, list[int]] = defaultdict(list)
+        self.seq: dict[int, int] = {}
+        self.newest: dict[int, int] = {}
+
+    def stamp(self, sid: int, c: pb.ChunkEntry) -> None:
+        self.seq[sid] = max(self.seq.get(sid, 0), c.write_seq)
+        self.newest[sid] = max(self.newest.get(sid, 0), c.written_ns)
+
+    def stamps_of(self, sid: int) -> dict[str, object]:
+        return {"seqs": {str(sid): self.seq.get(sid, 0)}, "newest_ns": {str(sid): self.newest.get(sid, 0)}}
+
+
+def _stamps(have: dict[int, pb.ChunkEntry]) -> dict[str, object]:
+    """The write stamps of the chunks a finding is about: data server -> newest write."""
+    return {"seqs": {str(s): c.write_seq for s, c in have.items()},
+            "newest_ns": {str(s): c.written_ns for s, c in have.items()}}

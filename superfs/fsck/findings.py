@@ -14,8 +14,12 @@ Each kind also says what ``--repair`` does about it, or that it cannot.
 """
 from __future__ import annotations
 
+import json
+import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
+
+from superfs.fsck.spill import Spill
 
 ERROR = "error"
 GARBAGE = "garbage"
@@ -91,3 +95,83 @@ class Finding:
 
 def errors(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == ERROR]
+
+
+# the order kinds are repaired in (repair.py); findings are stored in this order
+ORDER = ["pending", "stale-reservation", "dir-unreserved", "dir-nlink", "sealed-live-dir",
+         "entry-no-parent", "entry-dangling", "inode-orphan", "inode-nlink",
+         "replica-missing", "replica-corrupt", "replica-differs", "server-degraded",
+         "chunk-no-file", "chunk-past-eof", "chunk-inline-file", "chunk-misplaced",
+         "unreachable", "entry-misplaced", "inode-misplaced", "dir-orphan"]
+_RANK = {k: i for i, k in enumerate(ORDER)}
+_RANK_KEY = struct.Struct(">H")
+FLUSH_EVERY = 1000
+
+
+def _key_bytes(f: Finding) -> bytes:
+    return _RANK_KEY.pack(_RANK.get(f.kind, len(ORDER))) + json.dumps(list(f.key)).encode()
+
+
+def _encode(f: Finding) -> bytes:
+    return json.dumps({"kind": f.kind, "key": list(f.key), "message": f.message, "fix": f.fix}).encode()
+
+
+def _decode(raw: bytes) -> Finding:
+    d = json.loads(raw)
+    return Finding(d["kind"], tuple(d["key"]), d["message"], d["fix"])
+
+
+class FindingStore:
+    """The findings of one scan, on disk (a broken cluster may have one per file), in repair order."""
+
+    def __init__(self, spill: Spill) -> None:
+        self.spill = spill
+        self._buffer: list[Finding] = []
+        self.errors = 0
+        self.garbage = 0
+
+    def add(self, f: Finding) -> None:
+        self._buffer.append(f)
+        if f.severity == ERROR:
+            self.errors += 1
+        else:
+            self.garbage += 1
+        if len(self._buffer) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        with self.spill.write() as txn:
+            for f in self._buffer:
+                txn.put(_key_bytes(f), _encode(f), db=self.spill.db("findings"))
+        self._buffer = []
+
+    def __len__(self) -> int:
+        return self.errors + self.garbage
+
+    def __iter__(self) -> Iterator[Finding]:
+        self.flush()
+        for _, v in self.spill.items("findings"):
+            yield _decode(v)
+
+    def has(self, f: Finding) -> bool:
+        self.flush()
+        return self.spill.get("findings", _key_bytes(f)) is not None
+
+    def replace(self, f: Finding) -> None:
+        self.flush()
+        with self.spill.write() as txn:
+            txn.put(_key_bytes(f), _encode(f), db=self.spill.db("findings"))
+
+    def discard(self, f: Finding) -> None:
+        self.flush()
+        with self.spill.write() as txn:
+            if txn.delete(_key_bytes(f), db=self.spill.db("findings")):
+                if f.severity == ERROR:
+                    self.errors -= 1
+                else:
+                    self.garbage -= 1
+
+    def kinds(self, severity: str) -> list[str]:
+        return sorted({f.kind for f in self if f.severity == severity})

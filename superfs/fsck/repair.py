@@ -10,13 +10,20 @@ by running it again.
 Files are never deleted to make a cluster consistent: a file whose directory
 is gone, and an inode without a name, get a name in ``/lost+found``
 (``<parent>-<name>`` and ``#<ino>``), as e2fsck does.
+
+Chunk bytes are deleted only under the data server's own guard: chunks
+written after the first scan began (its write sequence then) are never
+touched, and bytes past a file's end (or chunks of an inline file) younger
+than ``grace_s`` are left alone, since a writer may not have sized them yet
+(client/sizing.py). Findings arrive in repair order (findings.ORDER), one at
+a time from the snapshot's store.
 """
 from __future__ import annotations
 
 import errno
 import logging
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable, Iterable
 
 from superfs.client.admin import AdminClient
 from superfs.errors import FsError
@@ -24,16 +31,15 @@ from superfs.fsck import replicas
 from superfs.fsck.findings import Finding
 from superfs.fsck.snapshot import Snapshot
 from superfs.routing import ROOT_INO
+from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 LOST_FOUND = "lost+found"
 
-# the order kinds are repaired in
-ORDER = ["pending", "stale-reservation", "dir-unreserved", "dir-nlink", "sealed-live-dir",
-         "entry-no-parent", "entry-dangling", "inode-orphan", "inode-nlink",
-         "replica-missing", "replica-corrupt", "replica-differs", "server-degraded",
-         "chunk-no-file", "chunk-past-eof", "chunk-inline-file", "chunk-misplaced"]
+
+class LeftAlone(Exception):
+    """A repair step chose not to act now (its reason is the message)."""
 
 
 @dataclass
@@ -48,19 +54,33 @@ class Outcome:
 
 
 class Repairer:
-    def __init__(self, admin: AdminClient, snap: Snapshot) -> None:
+    def __init__(self, admin: AdminClient, snap: Snapshot, *, grace_s: float) -> None:
         self.admin = admin
         self.snap = snap
+        self.grace_ns = int(grace_s * 1e9)
         self._lost_found: int | None = None
         self._failed_targets: set[int] = set()  # data servers a copy to failed
         self._settled = False
 
-    async def run(self, findings: list[Finding]) -> list[Outcome]:
-        rank = {k: i for i, k in enumerate(ORDER)}
-        out: list[Outcome] = []
-        for f in sorted(findings, key=lambda f: rank.get(f.kind, len(ORDER))):
-            out.append(await self.one(f))
-        return out
+    async def run(self, findings: Iterable[Finding]) -> AsyncIterator[Outcome]:
+        """The outcome of each finding, in the order given (the store's: repair order)."""
+        for f in findings:
+            yield await self.one(f)
+
+    def _guard(self, server: int, *, age: bool) -> dict[str, int]:
+        """What the data server must spare: chunks written since the first scan (and young ones)."""
+        mark = self.snap.first_marks.get(server)
+        return {"max_write_seq": mark.write_seq if mark is not None and mark.write_seq else (1 << 64) - 1,
+                "min_age_ns": self.grace_ns if age else 0}
+
+    async def _young(self, server: int, ino: int, chunks: Callable[[pb.ChunkEntry], bool]) -> tuple[int, int]:
+        """(chunks selected by ``chunks`` now, how many of them a writer may still size)."""
+        found, now = await self.admin.chunks_of(server, ino)
+        mark = self.snap.first_marks.get(server)
+        picked = [c for c in found if chunks(c)]
+        young = [c for c in picked if now - c.written_ns < self.grace_ns
+                 or (mark is not None and c.write_seq > mark.write_seq)]
+        return len(picked), len(young)
 
     async def one(self, f: Finding) -> Outcome:
         if not f.repairable:
@@ -71,6 +91,8 @@ class Repairer:
             return Outcome(f, False, "no repair step")
         try:
             note = await step(self, f)
+        except LeftAlone as e:
+            return Outcome(f, False, str(e))
         except FsError as e:
             log.warning("repair of %s failed: %s", f, e)
             if f.kind in ("replica-missing", "replica-corrupt", "replica-differs"):
@@ -144,7 +166,8 @@ class Repairer:
         return "every replica it should hold is back"
 
     async def _chunk_no_file(self, f: Finding) -> str:
-        await self.admin.delete_chunks(f.fix["server"], f.fix["ino"])
+        sid = f.fix["server"]
+        await self.admin.delete_chunks(sid, f.fix["ino"], **self._guard(sid, age=False))
         return "deleted"
 
     async def _chunk_past_eof(self, f: Finding) -> str:
@@ -153,23 +176,35 @@ class Repairer:
         cur = await self.admin.get_file(ino)
         if cur.attr.size != size or cur.attr.generation != f.fix["generation"]:
             return "skipped: the file changed since the scan"
+        past, young = await self._young(sid, ino, lambda c: c.key.index * cs + c.length > size)
+        if past and young == past:
+            raise LeftAlone(f"left alone: written less than {self.grace_ns / 1e9:.0f} s ago or since the "
+                            "first scan (a writer may not have sized them yet); a later run cuts them")
         last, tail = divmod(size, cs)
+        guard = self._guard(sid, age=True)
         if tail:
-            await self.admin.truncate_chunk(sid, ino, last, tail)
+            await self.admin.truncate_chunk(sid, ino, last, tail, **guard)
             last += 1
-        await self.admin.delete_chunks(sid, ino, from_index=last)
-        return "cut at the end of the file"
+        await self.admin.delete_chunks(sid, ino, from_index=last, **guard)
+        return "cut at the end of the file" + (f" ({young} young chunk(s) left alone)" if young else "")
 
     async def _chunk_inline_file(self, f: Finding) -> str:
-        cur = await self.admin.get_file(f.fix["ino"])
+        sid, ino = f.fix["server"], f.fix["ino"]
+        cur = await self.admin.get_file(ino)
         if not cur.inline:
             return "skipped: the file moved to chunks since the scan"
-        await self.admin.delete_chunks(f.fix["server"], f.fix["ino"])
+        found, young = await self._young(sid, ino, lambda c: True)
+        if found and young == found:
+            # a move to chunks in progress copies the inline bytes to chunk 0 before the shard switches
+            raise LeftAlone(f"left alone: written less than {self.grace_ns / 1e9:.0f} s ago or since the "
+                            "first scan (a move to chunks may be under way); a later run deletes them")
+        await self.admin.delete_chunks(sid, ino, **self._guard(sid, age=True))
         return "deleted"
 
     async def _chunk_misplaced(self, f: Finding) -> str:
-        idx = f.fix["index"]
-        await self.admin.delete_chunks(f.fix["server"], f.fix["ino"], from_index=idx, to_index=idx + 1)
+        idx, sid = f.fix["index"], f.fix["server"]
+        await self.admin.delete_chunks(sid, f.fix["ino"], from_index=idx, to_index=idx + 1,
+                                       **self._guard(sid, age=False))
         return "deleted"
 
     _STEPS: dict[str, Callable[["Repairer", Finding], Awaitable[str]]] = {

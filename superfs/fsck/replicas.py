@@ -25,7 +25,7 @@ import logging
 from superfs import routing
 from superfs.client.admin import AdminClient
 from superfs.errors import FsError
-from superfs.fsck.findings import Finding
+from superfs.fsck.findings import Finding, FindingStore
 from superfs.fsck.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,10 @@ def _padded(data: bytes | None, length: int) -> bytes:
     return data[:length] + bytes(max(0, length - len(data)))
 
 
-async def resolve_differs(admin: AdminClient, findings: list[Finding]) -> list[Finding]:
+async def resolve_differs(admin: AdminClient, findings: FindingStore) -> None:
     """Keep only the ``replica-differs`` candidates whose visible bytes really differ."""
-    out: list[Finding] = []
     for f in findings:
         if f.kind != "replica-differs" or not f.fix.get("candidate"):
-            out.append(f)
             continue
         ino, idx, visible, sources = f.fix["ino"], f.fix["index"], f.fix["visible"], f.fix["sources"]
         views: dict[int, bytes] = {}
@@ -53,15 +51,16 @@ async def resolve_differs(admin: AdminClient, findings: list[Finding]) -> list[F
         if len(set(views.values())) > 1:
             first = views[sources[0]] if sources[0] in views else next(iter(views.values()))
             f.fix.update(candidate=False, targets=[s for s in sources if views.get(s) != first])
-            out.append(f)
-    return out
+            findings.replace(f)
+        else:
+            findings.discard(f)
 
 
 async def copy_chunk(admin: AdminClient, snap: Snapshot, ino: int, idx: int, sources: list[int],
                      targets: list[int]) -> str:
     """Copy chunk (ino, idx) from the first readable of ``sources`` onto ``targets``."""
     for src in sources:
-        entry = snap.chunks.get(src, {}).get((ino, idx))
+        entry = snap.chunk(src, ino, idx)
         if entry is None:
             continue
         try:
@@ -92,9 +91,8 @@ async def repair_chunk(admin: AdminClient, snap: Snapshot, f: Finding) -> str:
 
 def _healthy(snap: Snapshot, ino: int, idx: int) -> list[int]:
     """Servers holding a healthy copy of (ino, idx) (for a corrupt replica's finding)."""
-    files = snap.inodes.get(ino)
-    if not files:
+    info = snap.file(ino)
+    if info is None:
         return []
-    info = files[0][1]
     reps = routing.chunk_replicas(ino, idx, list(info.layout), snap.replicas())
-    return [s for s in reps if (c := snap.chunks.get(s, {}).get((ino, idx))) is not None and not c.corrupt]
+    return [s for s in reps if (c := snap.chunk(s, ino, idx)) is not None and not c.corrupt]

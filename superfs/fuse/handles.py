@@ -11,6 +11,9 @@ the writes made, before anything reaches the servers:
   (every close), ``fsync`` and ``release`` push what is left and commit the
   size on the shard: close-to-open consistency, as NFS. A write error found
   by a background push is reported by the next write, flush or fsync.
+  Bytes pushed and not yet sized are sized within ``sizing.COMMIT_EVERY_S``
+  even if the file stays open and idle (the rest of the buffer is pushed
+  first): fsck treats older unsized bytes as garbage (client/sizing.py).
 * **Reads** never see older bytes than this mount wrote: a small (inline)
   file is read once, whole, kept in memory with this mount's writes applied,
   and served from there. A chunked file's dirty data is pushed first; read
@@ -44,6 +47,7 @@ from typing import Awaitable, Callable, TypeVar
 
 from superfs.client.data import DataIO
 from superfs.client.meta import SET_MTIME_NOW, Creds, MetaOps
+from superfs.client.sizing import COMMIT_EVERY_S
 from superfs.client.nodes import Node
 from superfs.errors import FsError
 from superfs.fuse.creds import ROOT
@@ -115,6 +119,7 @@ class OpenFile:
         self.writer: Creds | None = None    # whose write is pending (pushed with these creds)
         self.unsized = False                # chunk bytes pushed, size/mtime not yet committed
         self._push: asyncio.Task[None] | None = None
+        self._sizer: asyncio.Task[None] | None = None  # sizes pushed bytes of an idle open file
         self._error: FsError | None = None  # a background push failed: report it once
         self.inline_bytes: bytes | None = None   # the whole content of an inline file
         self._windows: dict[int, asyncio.Task[bytes]] = {}  # read-ahead, least recently used first
@@ -223,6 +228,8 @@ class OpenFile:
             await as_opened(lambda c: self._data.write(self.node, ext.offset, view, c, defer_size=True), creds)
             if not (before_inline and self.node.file is not None and self.node.file.inline):
                 self.unsized = True  # chunk bytes: the shard's size and mtime follow at commit
+                if self._sizer is None or self._sizer.done():
+                    self._sizer = asyncio.create_task(self._size_soon())
 
     async def flush(self) -> None:
         """Push everything buffered and commit size and mtime (close, fsync)."""
@@ -234,6 +241,33 @@ class OpenFile:
             if self.unsized:
                 await self._commit()
             self.dirty_end = 0
+
+    async def _size_soon(self) -> None:
+        """Size what was pushed within COMMIT_EVERY_S, whether or not anyone flushes."""
+        while True:
+            await asyncio.sleep(COMMIT_EVERY_S)
+            async with self.lock:
+                if not self.unsized:
+                    return
+                if self.extents:
+                    await self._start_push()  # the size must not cover bytes still only here
+                await self._wait_push()
+                if self._error is not None:
+                    return  # never size over a failed push; the next write, flush or fsync reports it
+                if not self.unsized:
+                    return
+                try:
+                    await self._commit()
+                except FsError as e:
+                    self._error = e
+                    return
+                except Exception as e:  # noqa: BLE001 - kept for the caller, like a push's error
+                    log.error("size commit of inode %d failed: %r", self.ino, e)
+                    self._error = FsError(errno.EIO, f"size commit failed: {e!r}")
+                    return
+                self.dirty_end = 0
+                if not self.unsized:
+                    return
 
     async def _commit(self) -> None:
         creds = self.writer

@@ -3,7 +3,7 @@
 Servicers are written against grpc.aio's ``ServicerContext`` and use a small
 part of it: ``abort`` and ``set_trailing_metadata`` (through
 ``errors.rpc_handler``, to send an errno), ``code``/``trailing_metadata``
-(metrics), ``peer``. :class:`SessionContext` offers exactly that part, so
+(metrics), ``peer``, ``time_remaining``. :class:`SessionContext` offers exactly that part, so
 one servicer serves gRPC and sessions alike; ``abort`` raises
 :class:`CallAborted`, which the session server turns into an error reply.
 
@@ -13,6 +13,7 @@ mutation whose caller has stopped waiting (superfs/lmdb_store.py).
 """
 from __future__ import annotations
 
+import time
 from typing import Any, NoReturn, Sequence
 
 import grpc
@@ -32,15 +33,20 @@ class CallAborted(Exception):
 class SessionContext:
     """The part of grpc.aio.ServicerContext that SuperFS servicers use."""
 
-    __slots__ = ("_peer", "_code", "_trailing")
+    __slots__ = ("_peer", "_code", "_trailing", "_deadline")
 
-    def __init__(self, peer: str) -> None:
+    def __init__(self, peer: str, deadline: float | None = None) -> None:
         self._peer = peer
+        self._deadline = deadline  # monotonic
         self._code: grpc.StatusCode | None = None
         self._trailing: Sequence[tuple[str, Any]] = ()
 
     def peer(self) -> str:
         return self._peer
+
+    def time_remaining(self) -> float | None:
+        """Seconds until the caller stops waiting (None: no deadline), as grpc.aio answers."""
+        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
     def set_trailing_metadata(self, metadata: Sequence[tuple[str, Any]]) -> None:
         self._trailing = metadata

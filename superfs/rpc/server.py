@@ -397,7 +397,7 @@ class _Connection(asyncio.Protocol):
                 raise FsError(errno.EINVAL, f"undecodable {m.name} request: {e}") from None
             if self.server.authenticator is not None:
                 Authenticator.check_creds(s.grant, request)
-            ctx = SessionContext(self.peer)
+            ctx = SessionContext(self.peer, call_deadline.get())
             if m.mutation:
                 reply = await served.behaviour(request, ctx)  # never cut short: applied or refused whole
             else:

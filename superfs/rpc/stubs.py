@@ -265,6 +265,16 @@ class ShardRpc:
         reply = await self.caller.call("ShardService/RemoveEntry", request, pb.Empty, timeout_s)
         return reply  # type: ignore[no-any-return]
 
+    async def forget_applied(self, request: pb.ForgetAppliedRequest,
+                             timeout_s: float | None = None) -> pb.Empty:
+        reply = await self.caller.call("ShardService/ForgetApplied", request, pb.Empty, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def dirs_targeted(self, request: pb.DirsTargetedRequest,
+                            timeout_s: float | None = None) -> pb.DirsTargetedReply:
+        reply = await self.caller.call("ShardService/DirsTargeted", request, pb.DirsTargetedReply, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
 
 class DataRpc:
     """DataService: every unary method, typed."""

@@ -74,6 +74,8 @@ class Pending:
     outbox: list[OutboxItem]
     reclaim: list[ReclaimItem]
     sealed: list[int]
+    applied: int = 0      # idempotency records awaiting their senders' confirmation
+    unconfirmed: int = 0  # confirmations this shard owes
 
     def any(self) -> bool:
         return bool(self.intents or self.outbox or self.reclaim)
@@ -81,7 +83,20 @@ class Pending:
 
 def pending(t: ShardTxn, limit: int = PENDING_MAX) -> Pending:
     return Pending(t.intents()[:limit], t.outbox(limit), t.reclaim_items(limit),
-                   [d for d, _ in t.pending_seals(limit)])
+                   [d for d, _ in t.pending_seals(limit)], t.count("applied"), t.count("confirm"))
+
+
+def targeted_dirs(t: ShardTxn) -> set[int]:
+    """Directories a cross-shard intent here may still put a name into.
+
+    A rename's destination directory, and a link's (its intent is keyed by
+    the new name, in that directory). A removed directory's seal is kept
+    while any shard answers it here (shard/seals.py).
+    """
+    out: set[int] = set()
+    for i in t.intents():
+        out.add(i.dst_parent if i.kind == "rename" else i.parent)
+    return out
 
 
 def remove_entry(t: ShardTxn, parent: int, raw: bytes, ino: int, *, drop_link: bool, txid: str) -> bool:

@@ -14,12 +14,14 @@ from typing import Any
 
 from superfs import routing
 from superfs.client.rpc import Channels, call
+from superfs.dataserver.chunk_format import MAX_CHUNK
 from superfs.errors import FsError
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 REFRESH_MIN_INTERVAL_S = 0.2  # a burst of failing peer calls asks the dir server once
+UNKNOWN_PEER_REFRESH_S = 2.0  # a peer missing from the map: ask again at most this often
 
 
 class ClusterView:
@@ -126,7 +128,7 @@ class ClusterView:
         table = self._shards if kind == "shard" else self._data
         address = table.get(server_id)
         if not address:
-            await self.refresh()
+            await self.refresh_if_older(UNKNOWN_PEER_REFRESH_S)
             table = self._shards if kind == "shard" else self._data
             address = table.get(server_id)
             if not address:
@@ -138,13 +140,42 @@ class ClusterView:
                 self.refresh_soon()
             if e.errno != errno.EIO:
                 raise
-            await self.refresh()
+            await self.refresh_if_older(REFRESH_MIN_INTERVAL_S)  # many failing calls ask once
             table = self._shards if kind == "shard" else self._data
             moved = table.get(server_id)
             if not moved or moved == address:
                 raise
             log.info("%s %d moved from %s to %s; retrying", kind, server_id, address, moved)
             return await call(getattr(self._stub(kind, moved), method), request, self.timeout_s)
+
+    def has_data_server(self, server_id: int) -> bool:
+        return server_id in self._data
+
+    async def check_layout(self, layout: list[int], chunk_size: int) -> None:
+        """EINVAL unless ``layout`` names distinct data servers the cluster map knows.
+
+        A client chooses a chunked file's layout; the shard keeps it and later
+        reclaims the chunks from exactly those servers, so a layout naming a
+        server that does not exist must never get in.
+        """
+        if not 0 < chunk_size <= MAX_CHUNK:
+            raise FsError(errno.EINVAL, f"chunk size {chunk_size} is outside 1..{MAX_CHUNK}")
+        if not layout:
+            raise FsError(errno.EINVAL, "a chunked file needs at least one data server")
+        if len(set(layout)) != len(layout):
+            raise FsError(errno.EINVAL, f"layout {layout} names a data server twice")
+        unknown = [s for s in layout if s not in self._data]
+        if unknown:
+            await self.refresh_if_older(UNKNOWN_PEER_REFRESH_S)  # it may have registered just now
+            unknown = [s for s in layout if s not in self._data]
+        if unknown:
+            raise FsError(errno.EINVAL, f"layout names data server(s) {unknown}, which the cluster map "
+                                        f"does not list ({sorted(self._data)})")
+
+    async def refresh_if_older(self, age_s: float) -> None:
+        """Fetch the map unless it was fetched within ``age_s``."""
+        if time.monotonic() - self._last_refresh >= age_s:
+            await self.refresh()
 
     def _stub(self, kind: str, address: str) -> Any:
         return self.channels.shard(address) if kind == "shard" else self.channels.data(address)
@@ -160,6 +191,12 @@ class ClusterView:
                 return False
             raise
         return True
+
+    async def dir_intent_targets(self) -> set[int]:
+        """Every directory a dir server intent names (mkdir/rmdir/renamedir in flight)."""
+        assert self.dir_server is not None
+        reply = await call(self.channels.dir(self.dir_server).ListDirIntents, pb.Empty(), self.timeout_s)
+        return {x for i in reply.intents for x in (i.ino, i.parent, i.dst_parent, i.replaced_ino) if x}
 
     # -------------------------------------------------------------- refresh
 

@@ -16,6 +16,16 @@ background loop rolls forward (re-sending RemoteLink is safe by txid). A
 definitive refusal (EEXIST, ENOENT, EISDIR ...) drops the intent and leaves
 the source in place. So after recovery the file has exactly one name.
 
+The intent records the destination entry as the caller's request found it
+(the inode there, or none; looked up before step 1, and "none" when the
+destination shard could not be asked), and RemoteLink is applied only onto
+exactly that. A caller told EIO may create a new file at
+the destination meanwhile: the roll-forward then finds another target, is
+refused (ECANCELED, recorded under the txid so that an older attempt still
+in flight is refused too) and rolls the rename back. While the live request
+is still waiting, a target that changed since the lookup is looked up again
+(POSIX lets a rename replace whatever is there when it happens).
+
 A link to an inode whose home is another shard is the same shape: intent on
 the new name, ``AdjustNlink(+1)`` on the home shard (by txid), then insert.
 An unlink of such a name writes an outbox item in its own transaction; the
@@ -29,25 +39,28 @@ import errno
 import logging
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from superfs.errors import FsError
 from superfs.faults import crash_point
 from superfs.perms import CredsLike
 from superfs.shard import name_ops
 from superfs.shard.cluster import ClusterView
+from superfs.shard.confirms import AppliedConfirmer
 from superfs.shard.name_ops import DirGuard
 from superfs.shard.records import Inode, Intent, OutboxItem, dentry_key, encode_name
-from superfs.shard.store import FileMetaStore
+from superfs.shard.store import FileMetaStore, ShardTxn
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Answers that say the peer did not and will not apply the step: the intent
 # is dropped. They are all given after the peer's idempotency check, or from
 # the request alone, so a replay of an applied step never gets them.
 DEFINITIVE = frozenset({errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.EINVAL, errno.ENAMETOOLONG,
-                        errno.ENOTDIR, errno.EMLINK, errno.EPERM})
+                        errno.ENOTDIR, errno.EMLINK, errno.EPERM, errno.ECANCELED})
 
 
 def _gave_up(e: FsError, fresh: bool) -> bool:
@@ -56,10 +69,22 @@ def _gave_up(e: FsError, fresh: bool) -> bool:
     return e.errno in DEFINITIVE or (fresh and e.errno == errno.EAGAIN)
 ESTALE_RETRIES = 3
 BUSY_RETRIES = 5
+RETARGET_RETRIES = 3  # the live request re-reads a destination that changed under it this often
 
 
 def new_txid() -> str:
     return uuid.uuid4().hex
+
+
+class TargetChanged(FsError):
+    """RemoteLink found another destination than the intent expected; nothing was applied there.
+
+    ``shard`` recorded the refusal when it was asked to (a roll-forward).
+    """
+
+    def __init__(self, shard: int, message: str) -> None:
+        super().__init__(errno.ECANCELED, message)
+        self.shard = shard
 
 
 def inode_of_attr(attr: pb.Attr) -> Inode:
@@ -107,30 +132,45 @@ class CrossShard:
         self.store = store
         self.cluster = cluster
         self.locks = KeyLocks()
+        self.confirms = AppliedConfirmer(store, cluster)
 
     async def call_shard(self, shard_id: int, method: str, request: Any) -> Any:
         return await self.cluster.call_peer("shard", shard_id, method, request)
 
     # ------------------------------------------------------ idempotent steps
 
-    async def remote_link(self, intent: Intent) -> int:
-        """Step 2 of a rename: the destination entry, wherever it lives now."""
+    async def remote_link(self, intent: Intent, *, final: bool) -> tuple[int, int]:
+        """Step 2 of a rename: the destination entry, wherever it lives now.
+
+        Returns (replaced ino, the shard that holds the entry). Raises
+        :class:`TargetChanged` when the destination no longer holds what the
+        intent expects; with ``final`` (a roll-forward) that refusal is
+        recorded there under the txid.
+        """
         raw = encode_name(intent.dst_name)
         no_replace = bool(intent.flags & name_ops.RENAME_NOREPLACE)
+        check = intent.expect_ino >= 0
+        expect = intent.expect_ino if check else None
         busy = 0
         for attempt in range(ESTALE_RETRIES + BUSY_RETRIES):
             target = self.cluster.shard_of_entry(intent.dst_parent, intent.dst_name)
             if target == self.cluster.shard_id:
-                return await self.store.write(lambda t: name_ops.remote_link(
+                replaced = await self.store.write(lambda t: name_ops.remote_link(
                     t, intent.dst_parent, raw, ino=intent.ino, ftype=intent.ftype, replace=True,
-                    no_replace=no_replace, txid=intent.txid))
+                    no_replace=no_replace, txid=intent.txid, expect_ino=expect, record_refusal=final))
+                if replaced is None:
+                    raise TargetChanged(target, "the destination changed since the rename began")
+                return replaced, target
             req = pb.RemoteLinkRequest(parent_ino=intent.dst_parent, name=intent.dst_name, ino=intent.ino,
                                        type=intent.ftype, replace=not no_replace, no_replace=no_replace,
-                                       txid=intent.txid)
+                                       txid=intent.txid, check_target=check, expect_ino=max(0, intent.expect_ino),
+                                       record_refusal=final)
             try:
                 reply = await self.call_shard(target, "RemoteLink", req)
-                return int(reply.replaced_ino)
+                return int(reply.replaced_ino), target
             except FsError as e:
+                if e.errno == errno.ECANCELED:
+                    raise TargetChanged(target, e.message) from None
                 if e.errno == errno.EAGAIN and busy < BUSY_RETRIES:
                     # the destination name is locked by another cross-shard step: brief wait
                     busy += 1
@@ -141,15 +181,15 @@ class CrossShard:
                 await self.cluster.refresh()
         raise AssertionError("unreachable")
 
-    async def adjust_nlink(self, ino: int, delta: int, txid: str) -> Inode:
-        """AdjustNlink on the inode's home shard (here, if that is us)."""
+    async def adjust_nlink(self, ino: int, delta: int, txid: str) -> tuple[Inode, int]:
+        """AdjustNlink on the inode's home shard (here, if that is us); (inode, that shard)."""
         for attempt in range(ESTALE_RETRIES):
             home = self.cluster.shard_of_ino(ino)
             if home == self.cluster.shard_id:
-                return await self.store.write(lambda t: name_ops.adjust_nlink(t, ino, delta, txid))
+                return await self.store.write(lambda t: name_ops.adjust_nlink(t, ino, delta, txid)), home
             try:
                 attr = await self.call_shard(home, "AdjustNlink", pb.NlinkRequest(ino=ino, delta=delta, txid=txid))
-                return inode_of_attr(attr)
+                return inode_of_attr(attr), home
             except FsError as e:
                 if e.errno != errno.ESTALE or attempt == ESTALE_RETRIES - 1:
                     raise
@@ -159,25 +199,47 @@ class CrossShard:
     # ---------------------------------------------------------------- rename
 
     async def rename(self, *, src_parent: int, src_raw: bytes, dst_parent: int, dst_name: str, flags: int,
-                     creds: CredsLike, guard: DirGuard, owners: dict[int, int]) -> None:
+                     creds: CredsLike, guard: DirGuard, owners: dict[int, int],
+                     target: Callable[[], Awaitable[int]]) -> None:
+        """``target()`` looks up what the destination entry holds now (0: nothing)."""
         txid = new_txid()
         async with self.locks.hold(dentry_key(src_parent, src_raw)):
+            expect = await target()
             intent = await self.store.write(lambda t: name_ops.begin_rename(
                 t, src_parent, src_raw, dst_parent, dst_name, flags=flags, creds=creds, guard=guard,
-                owners=owners, txid=txid))
+                owners=owners, txid=txid, expect_ino=expect))
             crash_point("shard.rename.after_intent")
-            await self._finish_rename(intent, fresh=True)
+            for _ in range(RETARGET_RETRIES):
+                try:
+                    await self._finish_rename(intent, fresh=True)
+                    return
+                except TargetChanged:
+                    # nothing applied there (not recorded either): the caller still waits,
+                    # so the rename may replace what the destination holds now
+                    now = await target()
+                    intent = await self.store.write(lambda t: name_ops.retarget_intent(t, intent, now))
+            await self.store.write(lambda t: name_ops.drop_intent(t, intent))
+            raise FsError(errno.EAGAIN, "the destination kept changing during the rename; try again")
 
     async def _finish_rename(self, intent: Intent, fresh: bool = False) -> None:
         try:
-            replaced = await self.remote_link(intent)
+            replaced, peer = await self.remote_link(intent, final=not fresh)
+        except TargetChanged as e:
+            if fresh:
+                raise
+            await self.store.write(lambda t: name_ops.drop_intent(t, intent, recorded_on=e.shard))
+            log.info("rolled rename %s back: its destination %d/%s holds another file than when it began",
+                     intent.txid, intent.dst_parent, intent.dst_name)
+            raise
         except FsError as e:
             if _gave_up(e, fresh):
                 await self.store.write(lambda t: name_ops.drop_intent(t, intent))
                 raise
-            raise FsError(errno.EIO, f"destination shard unavailable, the rename completes later: {e.message}")
+            raise FsError(errno.EIO, "destination shard unavailable: the rename completes later if its "
+                                     f"destination still holds what it held, else it is undone: {e.message}")
         crash_point("shard.rename.after_remote_link")
-        await self.store.write(lambda t: name_ops.finish_rename(t, intent, replaced))
+        await self.store.write(lambda t: name_ops.finish_rename(t, intent, replaced, peer))
+        self.confirms.noted(name_ops.APPLIED_REMOTE_LINK, intent.txid)
         crash_point("shard.rename.after_finish")
         log.debug("rename %s: ino %d now at %d/%s", intent.txid, intent.ino, intent.dst_parent, intent.dst_name)
 
@@ -192,14 +254,15 @@ class CrossShard:
 
     async def _finish_link(self, intent: Intent, fresh: bool = False) -> Inode:
         try:
-            node = await self.adjust_nlink(intent.ino, +1, intent.txid)
+            node, home = await self.adjust_nlink(intent.ino, +1, intent.txid)
         except FsError as e:
             if _gave_up(e, fresh):
                 await self.store.write(lambda t: name_ops.drop_intent(t, intent))
                 raise
             raise FsError(errno.EIO, f"the file's home shard is unavailable: {e.message}")
         crash_point("shard.link.after_adjust")
-        err = await self.store.write(lambda t: name_ops.finish_link(t, intent, node.ftype))
+        err = await self.store.write(lambda t: name_ops.finish_link(t, intent, node.ftype, home))
+        self.confirms.noted(name_ops.APPLIED_NLINK, intent.txid)
         if err:
             raise FsError(err, "the new name could not be inserted")
         return node
@@ -207,7 +270,12 @@ class CrossShard:
     # ---------------------------------------------------------- background
 
     async def deliver(self, item: OutboxItem, down: set[int] | None = None) -> Inode | None:
-        """Deliver one owed nlink change; None if it must wait for a later round."""
+        """Deliver one owed nlink change; None if it must wait for a later round.
+
+        Deliveries of one txid are serialised here and start only while its
+        item is queued: once the item is gone (and the receiver told it may
+        forget the txid), nothing here sends the txid again.
+        """
         try:
             home = self.cluster.shard_of_ino(item.ino)
         except FsError as e:
@@ -216,26 +284,38 @@ class CrossShard:
             home = -1
         if down is not None and home in down:
             return None
-        node: Inode | None = None
-        if home >= 0:
-            try:
-                node = await self.adjust_nlink(item.ino, item.delta, item.txid)
-            except FsError as e:
-                if e.errno not in (errno.ENOENT, errno.EMLINK):
-                    log.debug("outbox %s for inode %d: shard %d: %s", item.txid, item.ino, home, e)
-                    if down is not None:
-                        down.add(home)
-                    return None
-                log.warning("dropping owed link change %+d of inode %d: %s", item.delta, item.ino, e)
-        crash_point("shard.outbox.after_deliver")
-        await self.store.write(lambda t: t.delete_outbox(item.txid))
-        return node
+        async with self.locks.hold(b"outbox\0" + item.txid.encode()):
+            with self.store.read() as t:
+                if not t.outbox_has(item.txid):
+                    return None  # delivered meanwhile (the unlink's own call, or an earlier round)
+            node: Inode | None = None
+            applied_on: int | None = None
+            if home >= 0:
+                try:
+                    node, applied_on = await self.adjust_nlink(item.ino, item.delta, item.txid)
+                except FsError as e:
+                    if e.errno not in (errno.ENOENT, errno.EMLINK):
+                        log.debug("outbox %s for inode %d: shard %d: %s", item.txid, item.ino, home, e)
+                        if down is not None:
+                            down.add(home)
+                        return None
+                    log.warning("dropping owed link change %+d of inode %d: %s", item.delta, item.ino, e)
+            crash_point("shard.outbox.after_deliver")
+
+            def done(t: ShardTxn) -> None:
+                t.delete_outbox(item.txid)
+                if applied_on is not None:
+                    t.add_confirm(name_ops.APPLIED_NLINK, item.txid, applied_on)
+
+            await self.store.write(done)
+            if applied_on is not None:
+                self.confirms.noted(name_ops.APPLIED_NLINK, item.txid)
+            return node
 
     async def deliver_outbox(self, limit: int = 512) -> int:
         if not self.cluster.ready:
             return 0
-        with self.store.read() as t:
-            items = t.outbox(limit)
+        items = await asyncio.to_thread(self._read, lambda t: t.outbox(limit))
         down: set[int] = set()
         done = 0
         for item in items:
@@ -247,13 +327,16 @@ class CrossShard:
         """Finish (or drop) the intents left by a crash or an unreachable peer."""
         if not self.cluster.ready:
             return 0  # without a map no answer could be trusted to be definitive
-        with self.store.read() as t:
-            intents = t.intents()
+        intents = await asyncio.to_thread(self._read, lambda t: t.intents())
         finished = 0
-        for intent in intents:
-            if self.locks.held(intent.key()):
+        for listed in intents:
+            if self.locks.held(listed.key()):
                 continue  # a live request is driving it
-            async with self.locks.hold(intent.key()):
+            async with self.locks.hold(listed.key()):
+                with self.store.read() as t:
+                    intent = t.intent(listed.key())
+                if intent is None or intent.txid != listed.txid:
+                    continue  # finished meanwhile: its txid must not be sent again
                 try:
                     if intent.kind == "rename":
                         await self._finish_rename(intent)
@@ -267,3 +350,8 @@ class CrossShard:
                     else:
                         log.debug("%s %s still pending: %s", intent.kind, intent.txid, e)
         return finished
+
+    def _read(self, fn: Callable[[ShardTxn], T]) -> T:
+        """A read transaction, run on a worker thread by the background rounds."""
+        with self.store.read() as t:
+            return fn(t)

@@ -10,7 +10,9 @@ Link counts stay exact across shards: a link removed here from an inode
 that lives elsewhere becomes an outbox item written in the same transaction
 and delivered by txid (AdjustNlink is idempotent), and every RemoteLink and
 AdjustNlink records its txid with its reply in the ``applied`` log, in the
-same transaction as its effect.
+same transaction as its effect. The sender's transaction that ends its use
+of a txid (the intent or outbox item goes) notes that it owes the receiver
+the confirmation that lets it forget the record (store.py, ``confirm``).
 """
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ from superfs.shard.store import APPLIED_NLINK, APPLIED_REMOTE_LINK, ShardTxn, no
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
+# An applied-log reply meaning "this txid was refused for good" (a rename's
+# roll-forward found another target than the one its intent expected).
+REFUSED = b"refused"
 LINK_MAX = 65000
 LIST_DEFAULT = 1000
 LIST_MAX = 10000
@@ -158,17 +163,32 @@ def rename_local(t: ShardTxn, src_parent: int, src_raw: bytes, dst_parent: int, 
 
 def begin_rename(t: ShardTxn, src_parent: int, src_raw: bytes, dst_parent: int, dst_name: str, *,
                  flags: int, creds: CredsLike, guard: DirGuard, owners: dict[int, int],
-                 txid: str) -> Intent:
-    """Step 1 of a cross-shard rename: check the source and lock it with an intent."""
+                 txid: str, expect_ino: int) -> Intent:
+    """Step 1 of a cross-shard rename: check the source and lock it with an intent.
+
+    ``expect_ino`` is what the destination entry held when the caller asked
+    (0: nothing): the only target the rename may ever be completed onto.
+    """
     check_rename_flags(flags)
     ino, ftype = _rename_source(t, src_parent, src_raw, creds=creds, guard=guard, owners=owners)
-    intent = Intent("rename", txid, ino, ftype, src_parent, src_raw, dst_parent, dst_name, flags, now_ns())
+    intent = Intent("rename", txid, ino, ftype, src_parent, src_raw, dst_parent, dst_name, flags, now_ns(),
+                    expect_ino)
     t.put_intent(intent)
     return intent
 
 
-def finish_rename(t: ShardTxn, intent: Intent, replaced_ino: int) -> None:
-    """Step 3: the destination holds the name; drop the source and the intent."""
+def retarget_intent(t: ShardTxn, intent: Intent, expect_ino: int) -> Intent:
+    """The destination changed before the live request's RemoteLink was applied: expect the new one."""
+    current = t.intent(intent.key())
+    if current is None or current.txid != intent.txid:
+        raise FsError(errno.EAGAIN, "the rename's intent is gone")
+    current.expect_ino = expect_ino
+    t.put_intent(current)
+    return current
+
+
+def finish_rename(t: ShardTxn, intent: Intent, replaced_ino: int, peer: int) -> None:
+    """Step 3: the destination (shard ``peer``) holds the name; drop the source and the intent."""
     current = t.intent(intent.key())
     if current is None or current.txid != intent.txid:
         return  # finished already (by the roll-forward loop)
@@ -176,13 +196,21 @@ def finish_rename(t: ShardTxn, intent: Intent, replaced_ino: int) -> None:
     if found is not None and found[0] == intent.ino and replaced_ino != intent.ino:
         t.delete_entry(intent.parent, intent.raw_name)
     t.delete_intent(intent.key())
+    t.add_confirm(APPLIED_REMOTE_LINK, intent.txid, peer)
 
 
-def drop_intent(t: ShardTxn, intent: Intent) -> None:
-    """The other shard refused for good: forget the intent, leave the names as they were."""
+def drop_intent(t: ShardTxn, intent: Intent, recorded_on: int | None = None) -> None:
+    """The other shard refused for good: forget the intent, leave the names as they were.
+
+    ``recorded_on``: the shard that recorded its refusal under the txid (to be
+    confirmed like an applied step).
+    """
     current = t.intent(intent.key())
     if current is not None and current.txid == intent.txid:
         t.delete_intent(intent.key())
+        if recorded_on is not None:
+            t.add_confirm(APPLIED_REMOTE_LINK if intent.kind == "rename" else APPLIED_NLINK, intent.txid,
+                          recorded_on)
 
 
 def begin_link(t: ShardTxn, ino: int, parent: int, raw: bytes, txid: str) -> Intent:
@@ -193,8 +221,8 @@ def begin_link(t: ShardTxn, ino: int, parent: int, raw: bytes, txid: str) -> Int
     return intent
 
 
-def finish_link(t: ShardTxn, intent: Intent, ftype: int) -> int:
-    """Step 3: the home shard counted the link; insert the name.
+def finish_link(t: ShardTxn, intent: Intent, ftype: int, home: int) -> int:
+    """Step 3: the home shard (``home``) counted the link; insert the name.
 
     Returns 0, or the errno for the caller when the name cannot be inserted
     any more (only if the intent was lost); the extra link is then given
@@ -205,6 +233,7 @@ def finish_link(t: ShardTxn, intent: Intent, ftype: int) -> int:
         found = t.entry(intent.parent, intent.raw_name)
         return 0 if found is not None and found[0] == intent.ino else errno.EEXIST
     t.delete_intent(intent.key())
+    t.add_confirm(APPLIED_NLINK, intent.txid, home)
     err = errno.ENOENT if t.is_sealed(intent.parent) else 0
     if not err and t.entry(intent.parent, intent.raw_name) is not None:
         err = errno.EEXIST
@@ -216,13 +245,25 @@ def finish_link(t: ShardTxn, intent: Intent, ftype: int) -> int:
 
 
 def remote_link(t: ShardTxn, parent: int, raw: bytes, *, ino: int, ftype: int, replace: bool,
-                no_replace: bool, txid: str) -> int:
-    """Insert (or, for a rename, replace) an entry on behalf of another shard; by txid."""
+                no_replace: bool, txid: str, expect_ino: int | None = None,
+                record_refusal: bool = False) -> int | None:
+    """Insert (or, for a rename, replace) an entry on behalf of another shard; by txid.
+
+    Returns the replaced ino (0: none), or None when the entry does not hold
+    ``expect_ino`` (0: no entry) any more: nothing was changed, and with
+    ``record_refusal`` this txid is refused from now on (a rename rolled back).
+    """
     done = t.applied(APPLIED_REMOTE_LINK, txid)
     if done is not None:
-        return U64.unpack(done)[0]
+        return None if done == REFUSED else U64.unpack(done)[0]
     if ftype not in (REGULAR, SYMLINK):
         raise FsError(errno.EINVAL, "RemoteLink carries files and symlinks only")
+    if expect_ino is not None:
+        found = t.entry(parent, raw)
+        if (found[0] if found is not None else 0) != expect_ino:
+            if record_refusal:
+                t.record_applied(APPLIED_REMOTE_LINK, txid, REFUSED)
+            return None
     replaced, changed = _replace(t, parent, raw, ino, no_replace=no_replace or not replace, txid=txid)
     if changed:
         t.put_entry(parent, raw, ino, ftype)

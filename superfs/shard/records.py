@@ -243,9 +243,12 @@ class Intent:
     """A cross-shard operation in flight, keyed by the local entry it locks.
 
     kind "rename": the local entry is the source; ``dst_*`` is the entry to
-    create on the destination shard with RemoteLink. kind "link": the local
-    entry is the new name, to be inserted once the inode's home shard has
-    counted the extra link. Rare, so stored as JSON for readability.
+    create on the destination shard with RemoteLink, and ``expect_ino`` what
+    that entry held when the rename began (0: nothing; -1: not recorded, an
+    intent from before this was kept): the rename is rolled forward only onto
+    exactly that. kind "link": the local entry is the new name, to be
+    inserted once the inode's home shard has counted the extra link. Rare,
+    so stored as JSON for readability.
     """
 
     kind: str
@@ -258,6 +261,7 @@ class Intent:
     dst_name: str = ""
     flags: int = 0
     created_ns: int = 0
+    expect_ino: int = -1
 
     def key(self) -> bytes:
         return dentry_key(self.parent, self.raw_name)
@@ -266,7 +270,7 @@ class Intent:
         return json.dumps({
             "kind": self.kind, "txid": self.txid, "ino": self.ino, "ftype": self.ftype,
             "dst_parent": self.dst_parent, "dst_name": self.dst_name, "flags": self.flags,
-            "created_ns": self.created_ns,
+            "created_ns": self.created_ns, "expect": self.expect_ino,
         }).encode()
 
     @classmethod
@@ -274,4 +278,4 @@ class Intent:
         d = json.loads(raw)
         parent, raw_name = split_dentry_key(key)
         return cls(d["kind"], d["txid"], d["ino"], d["ftype"], parent, raw_name,
-                   d["dst_parent"], d["dst_name"], d["flags"], d["created_ns"])
+                   d["dst_parent"], d["dst_name"], d["flags"], d["created_ns"], d.get("expect", -1))

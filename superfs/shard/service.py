@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from typing import Iterable
+import time
+from typing import Any, Callable, Iterable, TypeVar
 
 import grpc
 
@@ -28,14 +29,16 @@ from superfs.perms import CredsLike
 from superfs.routing import is_dir_ino
 from superfs.shard import admin_ops, file_ops, name_ops, xattr_ops
 from superfs.shard.cluster import ClusterView
+from superfs.shard.confirms import forget_applied
 from superfs.shard.crossshard import CrossShard, new_txid
+from superfs.shard.inflight import OpTracker, tracked
 from superfs.shard.name_ops import DirGuard
 from superfs.shard.records import (
     DIRECTORY, REGULAR, Inode, OutboxItem, ReclaimItem, dentry_key, decode_name, encode_name,
 )
 from superfs.shard.reclaimer import Reclaimer
 from superfs.shard.seals import SealWaiter
-from superfs.shard.store import FileMetaStore, now_ns
+from superfs.shard.store import FileMetaStore, ShardTxn, now_ns
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
 
@@ -44,6 +47,9 @@ log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext
 MAX_TXID = 200
 LOCK_WAIT_S = 10.0
+MAX_FORGET = 10000   # txids per ForgetApplied
+MAX_TARGETED = 10000  # directories per DirsTargeted
+T = TypeVar("T")
 
 
 def attr_of(node: Inode) -> pb.Attr:
@@ -76,6 +82,25 @@ def _txid(txid: str) -> str:
     return txid
 
 
+def _before_deadline(context: Ctx, fn: Callable[[ShardTxn], T]) -> Callable[[ShardTxn], T]:
+    """``fn``, refused if the caller's deadline passed before its transaction runs.
+
+    For the idempotent steps (RemoteLink, AdjustNlink): a copy the sender gave
+    up on must not be applied after the sender confirmed the txid and the
+    receiver forgot it (see shard/confirms.py).
+    """
+    remaining = context.time_remaining()
+    if remaining is None:
+        return fn
+    deadline = time.monotonic() + remaining
+
+    def guarded(t: ShardTxn) -> T:
+        if time.monotonic() > deadline:
+            raise FsError(errno.ETIMEDOUT, "the caller's deadline passed before this step could run")
+        return fn(t)
+
+    return guarded
+
 class ShardServicer(pbg.ShardServiceServicer):
     """All ShardService RPCs of one shard.
 
@@ -90,7 +115,11 @@ class ShardServicer(pbg.ShardServiceServicer):
         self.cross = CrossShard(store, cluster)
         self.seals = SealWaiter(store, cluster)
         self.reclaimer = Reclaimer(store, cluster, self.cross, self.seals)
+        self.ops = OpTracker()
         self._background: asyncio.Task[None] | None = None
+        items, seals = store.write_now(lambda t: t.index_background_work())
+        if items or seals:
+            log.info("indexed %d queued reclaim items and %d seals for the background work", items, seals)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -152,6 +181,7 @@ class ShardServicer(pbg.ShardServiceServicer):
     # ---------------------------------------------------------------- files
 
     @rpc_handler
+    @tracked
     async def CreateFile(self, request: pb.CreateFileRequest, context: Ctx) -> pb.CreateFileReply:
         parent, name, creds = request.parent_ino, request.name, request.creds
         raw = names.check_name(name)
@@ -198,6 +228,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         return self._info(node, request.creds, data)
 
     @rpc_handler
+    @tracked
     async def SetAttr(self, request: pb.SetAttrRequest, context: Ctx) -> pb.Attr:
         r = request
         self.cluster.check_ino(r.ino)
@@ -209,6 +240,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         return attr_of(node)
 
     @rpc_handler
+    @tracked
     async def WriteInline(self, request: pb.WriteInlineRequest, context: Ctx) -> pb.Attr:
         r = request
         self.cluster.check_ino(r.ino)
@@ -227,16 +259,19 @@ class ShardServicer(pbg.ShardServiceServicer):
         return pb.DataReply(data=data)
 
     @rpc_handler
+    @tracked
     async def ConvertToChunked(self, request: pb.ConvertRequest, context: Ctx) -> pb.FileInfo:
         r = request
         self.cluster.check_ino(r.ino)
         chunk_size = r.chunk_size or self.cluster.map.chunk_size
+        await self.cluster.check_layout(list(r.layout), chunk_size)
         node = await self.store.write(lambda t: file_ops.convert_to_chunked(
             t, r.ino, creds=r.creds, layout=list(r.layout), expect_generation=r.expect_generation,
             chunk_size=chunk_size))
         return self._info(node, r.creds)
 
     @rpc_handler
+    @tracked
     async def SetSize(self, request: pb.SetSizeRequest, context: Ctx) -> pb.Attr:
         r = request
         self.cluster.check_ino(r.ino)
@@ -249,6 +284,7 @@ class ShardServicer(pbg.ShardServiceServicer):
     # ---------------------------------------------------------------- names
 
     @rpc_handler
+    @tracked
     async def Unlink(self, request: pb.UnlinkRequest, context: Ctx) -> pb.UnlinkReply:
         parent, creds = request.parent_ino, request.creds
         raw = names.check_name(request.name)
@@ -266,6 +302,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         return pb.UnlinkReply(ino=ino, nlink=nlink)
 
     @rpc_handler
+    @tracked
     async def Link(self, request: pb.LinkRequest, context: Ctx) -> pb.Attr:
         ino, parent, name, creds = request.ino, request.new_parent, request.new_name, request.creds
         raw = names.check_name(name)
@@ -285,6 +322,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         return attr_of(node)
 
     @rpc_handler
+    @tracked
     async def RenameFile(self, request: pb.RenameFileRequest, context: Ctx) -> pb.Empty:
         r, creds = request, request.creds
         src_raw = names.check_name(r.src_name)
@@ -308,8 +346,28 @@ class ShardServicer(pbg.ShardServiceServicer):
                 await self._check_remote_sticky(r, dst_guard, src_raw)
             await self.cross.rename(src_parent=r.src_parent, src_raw=src_raw, dst_parent=r.dst_parent,
                                     dst_name=r.dst_name, flags=r.flags, creds=creds, guard=src_guard,
-                                    owners=owners)
+                                    owners=owners, target=lambda: self._current_target(r))
         return pb.Empty()
+
+    async def _current_target(self, r: pb.RenameFileRequest) -> int:
+        """The inode the destination entry of a cross-shard rename names now (0: none).
+
+        When the destination's shard cannot be asked, 0: the rename may then
+        complete later only into a free name, never over a file (crossshard.py).
+        """
+        shard = self.cluster.shard_of_entry(r.dst_parent, r.dst_name)
+        try:
+            found = await self.cross.call_shard(shard, "LookupFile", pb.LookupFileRequest(
+                parent_ino=r.dst_parent, name=r.dst_name, creds=r.creds, cap=r.dst_cap))
+        except FsError as e:
+            if e.errno in (errno.EIO, errno.ETIMEDOUT, errno.EAGAIN):
+                log.debug("rename to %d/%s: destination shard %d unreachable (%s): expecting no entry",
+                          r.dst_parent, r.dst_name, shard, e)
+                return 0
+            if e.errno == errno.ENOENT:
+                return 0
+            raise
+        return int(found.entry.ino)
 
     async def _check_remote_sticky(self, r: pb.RenameFileRequest, guard: DirGuard, src_raw: bytes) -> None:
         """Sticky destination on another shard: may the caller replace what is there?"""
@@ -361,6 +419,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         return pb.XattrReply(names=found)
 
     @rpc_handler
+    @tracked
     async def SetXattr(self, request: pb.XattrRequest, context: Ctx) -> pb.Empty:
         r = request
         self.cluster.check_ino(r.ino)
@@ -368,6 +427,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         return pb.Empty()
 
     @rpc_handler
+    @tracked
     async def RemoveXattr(self, request: pb.XattrRequest, context: Ctx) -> pb.Empty:
         r = request
         self.cluster.check_ino(r.ino)
@@ -384,6 +444,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         return raw
 
     @rpc_handler
+    @tracked
     async def ReserveDirEntry(self, request: pb.DirEntryRequest, context: Ctx) -> pb.Empty:
         r = request
         raw = self._dir_entry(r)
@@ -392,6 +453,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         return pb.Empty()
 
     @rpc_handler
+    @tracked
     async def ReleaseDirEntry(self, request: pb.DirEntryRequest, context: Ctx) -> pb.Empty:
         r = request
         raw = self._dir_entry(r)
@@ -399,6 +461,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         return pb.Empty()
 
     @rpc_handler
+    @tracked
     async def SealDir(self, request: pb.SealRequest, context: Ctx) -> pb.SealReply:
         d = request.dir_ino
         if not is_dir_ino(d):
@@ -409,6 +472,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         return pb.SealReply(empty=empty)
 
     @rpc_handler
+    @tracked
     async def UnsealDir(self, request: pb.SealRequest, context: Ctx) -> pb.Empty:
         d = request.dir_ino
         await self.store.write(lambda t: name_ops.unseal_dir(t, d))
@@ -418,6 +482,7 @@ class ShardServicer(pbg.ShardServiceServicer):
     # ------------------------------------------------------ shard to shard
 
     @rpc_handler
+    @tracked
     async def RemoteLink(self, request: pb.RemoteLinkRequest, context: Ctx) -> pb.RemoteLinkReply:
         r = request
         raw = names.check_name(r.name)
@@ -425,22 +490,50 @@ class ShardServicer(pbg.ShardServiceServicer):
         txid = _txid(r.txid)
         self.cluster.ino_home(r.ino)
         await self._wait_free(r.parent_ino, raw)
-        replaced = await self.seals.run(lambda: self.store.write(lambda t: name_ops.remote_link(
+        crash_point("shard.remote_link.before_commit")
+        expect = int(r.expect_ino) if r.check_target else None
+        replaced = await self.seals.run(lambda: self.store.write(_before_deadline(context, lambda t: name_ops.remote_link(
             t, r.parent_ino, raw, ino=r.ino, ftype=r.type, replace=r.replace, no_replace=r.no_replace,
-            txid=txid)))
+            txid=txid, expect_ino=expect, record_refusal=r.record_refusal))))
+        if replaced is None:
+            raise FsError(errno.ECANCELED, f"{r.parent_ino}/{r.name} no longer names inode {r.expect_ino} "
+                                           "(0: nothing), as the rename expected: nothing changed")
         crash_point("shard.remote_link.after_commit")
         if replaced and replaced != r.ino:
             self.reclaimer.kick()  # the replaced inode may owe a link elsewhere
         return pb.RemoteLinkReply(replaced_ino=replaced)
 
     @rpc_handler
+    @tracked
     async def AdjustNlink(self, request: pb.NlinkRequest, context: Ctx) -> pb.Attr:
         r = request
         self.cluster.check_ino(r.ino)
         txid = _txid(r.txid)
-        node = await self.store.write(lambda t: name_ops.adjust_nlink(t, r.ino, r.delta, txid))
+        node = await self.store.write(_before_deadline(context, lambda t: name_ops.adjust_nlink(
+            t, r.ino, r.delta, txid)))
         crash_point("shard.adjust_nlink.after_commit")
         return attr_of(node)
+
+    @rpc_handler
+    async def ForgetApplied(self, request: pb.ForgetAppliedRequest, context: Ctx) -> pb.Empty:
+        links, nlinks = list(request.remote_links), list(request.nlinks)
+        if len(links) + len(nlinks) > MAX_FORGET:
+            raise FsError(errno.EINVAL, f"at most {MAX_FORGET} txids per ForgetApplied")
+        n = await forget_applied(self.store, [_txid(x) for x in links], [_txid(x) for x in nlinks])
+        log.debug("forgot %d idempotency records on the senders' word", n)
+        return pb.Empty()
+
+    @rpc_handler
+    async def DirsTargeted(self, request: pb.DirsTargetedRequest, context: Ctx) -> pb.DirsTargetedReply:
+        asked = set(request.dir_inos)
+        if len(asked) > MAX_TARGETED:
+            raise FsError(errno.EINVAL, f"at most {MAX_TARGETED} directories per DirsTargeted")
+        targeted = await asyncio.to_thread(self._targeted_dirs)
+        return pb.DirsTargetedReply(dir_inos=sorted(asked & targeted))
+
+    def _targeted_dirs(self) -> set[int]:
+        with self.store.read() as t:
+            return admin_ops.targeted_dirs(t)
 
     @rpc_handler
     async def Stats(self, request: pb.Empty, context: Ctx) -> pb.ShardStatsReply:
@@ -485,6 +578,8 @@ class ShardServicer(pbg.ShardServiceServicer):
         with self.store.read() as t:
             p = admin_ops.pending(t)
         return pb.ShardPendingReply(
+            applied_records=p.applied, unconfirmed=p.unconfirmed, ops_begun=self.ops.begun,
+            ops_low_water=self.ops.low_water,
             intents=[pb.ShardIntent(kind=i.kind, txid=i.txid, ino=i.ino, parent_ino=i.parent,
                                     name=decode_name(i.raw_name), dst_parent=i.dst_parent, dst_name=i.dst_name,
                                     created_ns=i.created_ns) for i in p.intents],
@@ -495,6 +590,7 @@ class ShardServicer(pbg.ShardServiceServicer):
             sealed_dirs=p.sealed)
 
     @rpc_handler
+    @tracked
     async def RemoveEntry(self, request: pb.RemoveEntryRequest, context: Ctx) -> pb.Empty:
         r = request
         raw = names.check_name(r.name)

@@ -9,17 +9,32 @@ dentries    parent ino (8, BE) + utf-8 name     ino (8) + type (1)
 inodes      inode_key(ino) (8)                  packed Inode (57 bytes + extras)
 inline      inode_key(ino) (8) + piece (2, BE)  the file's bytes, in page-sized pieces
 xattrs      ino (8, BE) + name                  value
-sealed      dir ino (8, BE)                     created_ns (8) [+ b"F" once final]
+sealed      dir ino (8, BE)                     created_ns (8) [+ b"F" + final_ns (8)]
+seal_work   due_ns (8, BE) + dir ino (8, BE)    b"P" (check if final) or b"C" (collect)
 counters    partition (4, BE)                   last inode sequence (8)
 intents     local dentry key                    Intent as JSON
 applied     kind (1) + txid                     created_ns (8) + reply bytes
+confirm     kind (1) + txid                     receiving shard id (4, BE)
 outbox      txid                                ino (8) + delta (4) + created_ns (8)
 reclaim     ino (8, BE) + from_size (8, BE)     chunk_size, generation, freed, layout
+reclaim_due due_ns (8, BE) + reclaim key (16)   failed attempts (4, BE)
 ==========  ==================================  ===================================
 
 A seal is *pending* while the dir server's rmdir (or rename over an empty
 directory) may still fail and unseal it, and *final* once the dir server
-said the directory is gone (see :class:`DirSealed` and shard/seals.py).
+said the directory is gone (see :class:`DirSealed` and shard/seals.py); a
+final seal is *collected* once nothing can name the directory any more.
+
+Background work is found through due-time indexes (``seal_work``,
+``reclaim_due``): a round reads what is due now, so it costs what is
+pending, not every seal or queued item ever made. An index entry is only a
+pointer; one whose record is gone or changed is dropped when it comes due.
+
+``applied`` records make RemoteLink and AdjustNlink apply once per txid.
+They are kept until the sending shard confirms that it will never send the
+txid again (ForgetApplied); the sender remembers what it owes that
+confirmation in ``confirm``, written in the transaction that ends its own
+use of the txid. No wall clock decides when a record may go.
 
 Keys start with the parent (or ino) in big-endian so one directory's entries,
 or one inode's xattrs or inline pieces, are one prefix range. Inode records are keyed by
@@ -38,13 +53,15 @@ from __future__ import annotations
 
 import errno
 import logging
-import time
+import struct
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
 import lmdb
 
+from superfs.capability import CAP_TTL_NS
 from superfs.errors import FsError
+from superfs.faults import wall_ns
 from superfs.lmdb_store import LmdbStore
 from superfs.routing import SEQ_MASK, make_file_ino
 from superfs.shard.records import (
@@ -57,10 +74,21 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DB_NAMES = ["dentries", "inodes", "inline", "xattrs", "sealed", "counters", "intents",
-            "applied", "outbox", "reclaim"]
+            "applied", "outbox", "reclaim", "confirm", "reclaim_due", "seal_work"]
 APPLIED_REMOTE_LINK = b"L"
 APPLIED_NLINK = b"N"
 SEAL_FINAL = b"F"
+SEAL_CHECK = b"P"    # seal_work: is the directory gone yet? (then the seal is final)
+SEAL_COLLECT = b"C"  # seal_work: may the final seal go?
+# A pending seal nobody asked about is checked this long after it was made.
+SEAL_CHECK_AFTER_NS = 30 * 10**9
+# A final seal is needed as long as a capability signed before the removal may
+# be presented (CAP_TTL_NS), plus a margin for the clocks of dir server and shard.
+SEAL_COLLECT_AFTER_NS = CAP_TTL_NS + 60 * 10**9
+SHRINK_LEFTOVER_AFTER_NS = 60 * 10**9
+DUE_KEY = struct.Struct(">Q")
+ATTEMPTS = struct.Struct(">I")
+SHARD_ID = struct.Struct(">I")
 
 
 class DirSealed(FsError):
@@ -79,7 +107,7 @@ class DirSealed(FsError):
 
 
 def now_ns() -> int:
-    return time.time_ns()
+    return wall_ns()
 
 
 class ShardTxn:
@@ -222,7 +250,7 @@ class ShardTxn:
         v = self.txn.get(u64(dir_ino), db=self.dbs["sealed"])
         if v is None:
             return None
-        return v[8:] == SEAL_FINAL, U64.unpack_from(v)[0]
+        return v[8:9] == SEAL_FINAL, U64.unpack_from(v)[0]
 
     def check_not_sealed(self, dir_ino: int) -> None:
         """Raise :class:`DirSealed` if no new name may go into ``dir_ino`` now."""
@@ -232,27 +260,65 @@ class ShardTxn:
 
     def seal(self, dir_ino: int) -> None:
         if self.seal_state(dir_ino) is None:
-            self.txn.put(u64(dir_ino), u64(now_ns()), db=self.dbs["sealed"])
+            now = now_ns()
+            self.txn.put(u64(dir_ino), u64(now), db=self.dbs["sealed"])
+            self.put_seal_work(now + SEAL_CHECK_AFTER_NS, dir_ino, SEAL_CHECK)
 
     def finalize_seal(self, dir_ino: int) -> None:
         """The dir server said ``dir_ino`` is gone: its seal can never be lifted."""
         state = self.seal_state(dir_ino)
         if state is not None and not state[0]:
-            self.txn.put(u64(dir_ino), u64(state[1]) + SEAL_FINAL, db=self.dbs["sealed"])
+            now = now_ns()
+            self.txn.put(u64(dir_ino), u64(state[1]) + SEAL_FINAL + u64(now), db=self.dbs["sealed"])
+            self.put_seal_work(now + SEAL_COLLECT_AFTER_NS, dir_ino, SEAL_COLLECT)
+
+    def collect_seal(self, dir_ino: int) -> bool:
+        """Forget the final seal of ``dir_ino`` (nothing can name the directory any more)."""
+        state = self.seal_state(dir_ino)
+        if state is None or not state[0]:
+            return False
+        self.txn.delete(u64(dir_ino), db=self.dbs["sealed"])
+        return True
+
+    def put_seal_work(self, due_ns: int, dir_ino: int, kind: bytes) -> None:
+        self.txn.put(DUE_KEY.pack(max(0, due_ns)) + u64(dir_ino), kind, db=self.dbs["seal_work"])
+
+    def delete_seal_work(self, due_ns: int, dir_ino: int) -> None:
+        self.txn.delete(DUE_KEY.pack(due_ns) + u64(dir_ino), db=self.dbs["seal_work"])
+
+    def seal_work(self, due_by_ns: int | None, limit: int) -> list[tuple[int, int, bytes]]:
+        """(due ns, dir ino, kind) of seal work due by ``due_by_ns`` (None: all), soonest first."""
+        out: list[tuple[int, int, bytes]] = []
+        with self.txn.cursor(db=self.dbs["seal_work"]) as cur:
+            for k, v in cur:
+                due = DUE_KEY.unpack_from(k)[0]
+                if len(out) >= limit or (due_by_ns is not None and due > due_by_ns):
+                    break
+                out.append((due, U64.unpack_from(k, 8)[0], bytes(v)))
+        return out
 
     def pending_seals(self, limit: int) -> list[tuple[int, int]]:
-        """(dir ino, sealed at ns) of seals not known to be final, up to ``limit``."""
+        """(dir ino, sealed at ns) of seals not known to be final, up to ``limit``.
+
+        Found through the work index: its check entries, not every seal ever made.
+        """
         out: list[tuple[int, int]] = []
-        with self.txn.cursor(db=self.dbs["sealed"]) as cur:
+        seen: set[int] = set()
+        with self.txn.cursor(db=self.dbs["seal_work"]) as cur:
             for k, v in cur:
-                if v[8:] != SEAL_FINAL:
-                    out.append((U64.unpack(k)[0], U64.unpack_from(v)[0]))
+                if v != SEAL_CHECK:
+                    continue
+                d = U64.unpack_from(k, 8)[0]
+                state = self.seal_state(d)
+                if state is not None and not state[0] and d not in seen:
+                    seen.add(d)
+                    out.append((d, state[1]))
                     if len(out) >= limit:
                         break
         return out
 
     def unseal(self, dir_ino: int) -> None:
-        self.txn.delete(u64(dir_ino), db=self.dbs["sealed"])
+        self.txn.delete(u64(dir_ino), db=self.dbs["sealed"])  # its work entries are dropped when due
 
     # ------------------------------------------------------ idempotency log
 
@@ -263,17 +329,25 @@ class ShardTxn:
     def record_applied(self, kind: bytes, txid: str, reply: bytes) -> None:
         self.txn.put(kind + txid.encode(), APPLIED_HEAD.pack(now_ns()) + reply, db=self.dbs["applied"])
 
-    def prune_applied(self, older_than_ns: int) -> int:
+    def forget_applied(self, kind: bytes, txids: list[str]) -> int:
+        """The sender of ``txids`` will never send them again: drop their records."""
         n = 0
-        with self.txn.cursor(db=self.dbs["applied"]) as cur:
-            cur.first()
-            while cur.key():
-                if APPLIED_HEAD.unpack_from(cur.value())[0] < older_than_ns:
-                    cur.delete()  # moves to the next record
-                    n += 1
-                elif not cur.next():
-                    break
+        for txid in txids:
+            if self.txn.delete(kind + txid.encode(), db=self.dbs["applied"]):
+                n += 1
         return n
+
+    def add_confirm(self, kind: bytes, txid: str, shard_id: int) -> None:
+        """Owe shard ``shard_id`` the confirmation that ``txid`` is never sent again."""
+        self.txn.put(kind + txid.encode(), SHARD_ID.pack(shard_id), db=self.dbs["confirm"])
+
+    def confirms(self, limit: int) -> list[tuple[bytes, str, int]]:
+        """(kind, txid, receiving shard) of confirmations owed, up to ``limit``."""
+        with self.txn.cursor(db=self.dbs["confirm"]) as cur:
+            return [(bytes(k[:1]), bytes(k[1:]).decode(), SHARD_ID.unpack(v)[0]) for k, v in _take(cur, limit)]
+
+    def delete_confirm(self, kind: bytes, txid: str) -> None:
+        self.txn.delete(kind + txid.encode(), db=self.dbs["confirm"])
 
     # ---------------------------------------------------------- work queues
 
@@ -284,17 +358,51 @@ class ShardTxn:
         with self.txn.cursor(db=self.dbs["outbox"]) as cur:
             return [OutboxItem.unpack(k, v) for k, v in _take(cur, limit)]
 
+    def outbox_has(self, txid: str) -> bool:
+        return self.txn.get(txid.encode(), db=self.dbs["outbox"]) is not None
+
     def delete_outbox(self, txid: str) -> None:
         self.txn.delete(txid.encode(), db=self.dbs["outbox"])
 
     def add_reclaim(self, node: Inode, from_size: int, *, freed: bool) -> ReclaimItem:
         item = ReclaimItem(node.ino, from_size, node.chunk_size, node.generation, freed, node.layout)
         self.txn.put(item.key(), item.pack(), db=self.dbs["reclaim"])
+        # a shrink is cut by its own request (reclaimer.py); the background only
+        # clears what a crash left, well after that request is over
+        self.schedule_reclaim(item.key(), 0 if freed else now_ns() + SHRINK_LEFTOVER_AFTER_NS, 0)
         return item
 
     def reclaim_items(self, limit: int) -> list[ReclaimItem]:
         with self.txn.cursor(db=self.dbs["reclaim"]) as cur:
             return [ReclaimItem.unpack(k, v) for k, v in _take(cur, limit)]
+
+    def schedule_reclaim(self, key: bytes, due_ns: int, attempts: int) -> None:
+        self.txn.put(DUE_KEY.pack(max(0, due_ns)) + key, ATTEMPTS.pack(attempts), db=self.dbs["reclaim_due"])
+
+    def due_reclaim(self, due_by_ns: int, limit: int) -> list[tuple[int, int, ReclaimItem | None, bytes]]:
+        """(due ns, attempts, item or None if gone, item key) of queued work due by ``due_by_ns``."""
+        out: list[tuple[int, int, ReclaimItem | None, bytes]] = []
+        rdb = self.dbs["reclaim"]
+        with self.txn.cursor(db=self.dbs["reclaim_due"]) as cur:
+            for k, v in cur:
+                due = DUE_KEY.unpack_from(k)[0]
+                if len(out) >= limit or due > due_by_ns:
+                    break
+                key = bytes(k[DUE_KEY.size:])
+                raw = self.txn.get(key, db=rdb)
+                out.append((due, ATTEMPTS.unpack(v)[0], None if raw is None else ReclaimItem.unpack(key, raw), key))
+        return out
+
+    def unschedule_reclaim(self, due_ns: int, key: bytes) -> None:
+        self.txn.delete(DUE_KEY.pack(due_ns) + key, db=self.dbs["reclaim_due"])
+
+    def update_reclaim(self, old: ReclaimItem, new: ReclaimItem) -> bool:
+        """Replace ``old`` by ``new`` (fewer servers left to do), unless another item took the key."""
+        key = old.key()
+        if self.txn.get(key, db=self.dbs["reclaim"]) != old.pack():
+            return False
+        self.txn.put(key, new.pack(), db=self.dbs["reclaim"])
+        return True
 
     def delete_reclaim(self, item: ReclaimItem) -> None:
         """Remove ``item`` from the queue, unless another item took its key meanwhile.
@@ -306,6 +414,27 @@ class ShardTxn:
         key = item.key()
         if self.txn.get(key, db=self.dbs["reclaim"]) == item.pack():
             self.txn.delete(key, db=self.dbs["reclaim"])
+
+    def index_background_work(self) -> tuple[int, int]:
+        """Build the due-time indexes for a store written before they existed; (items, seals) indexed.
+
+        Runs once, at start-up, when an index is empty but its records are not.
+        """
+        items = seals = 0
+        if self.count("reclaim") and not self.count("reclaim_due"):
+            with self.txn.cursor(db=self.dbs["reclaim"]) as cur:
+                for k, _ in cur:
+                    self.schedule_reclaim(bytes(k), 0, 0)
+                    items += 1
+        if self.count("sealed") and not self.count("seal_work"):
+            now = now_ns()
+            with self.txn.cursor(db=self.dbs["sealed"]) as cur:
+                for k, v in cur:
+                    final = v[8:9] == SEAL_FINAL
+                    self.put_seal_work(now + (SEAL_COLLECT_AFTER_NS if final else 0), U64.unpack(k)[0],
+                                       SEAL_COLLECT if final else SEAL_CHECK)
+                    seals += 1
+        return items, seals
 
     def intent(self, key: bytes) -> Intent | None:
         v = self.txn.get(key, db=self.dbs["intents"])

@@ -602,7 +602,7 @@ class ShardStatsReply(_message.Message):
     def __init__(self, files: _Optional[int] = ..., dentries: _Optional[int] = ..., inline_bytes: _Optional[int] = ..., logical_bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ...) -> None: ...
 
 class RemoteLinkRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "ino", "type", "replace", "no_replace", "txid")
+    __slots__ = ("parent_ino", "name", "ino", "type", "replace", "no_replace", "txid", "check_target", "expect_ino", "record_refusal")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     INO_FIELD_NUMBER: _ClassVar[int]
@@ -610,6 +610,9 @@ class RemoteLinkRequest(_message.Message):
     REPLACE_FIELD_NUMBER: _ClassVar[int]
     NO_REPLACE_FIELD_NUMBER: _ClassVar[int]
     TXID_FIELD_NUMBER: _ClassVar[int]
+    CHECK_TARGET_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_INO_FIELD_NUMBER: _ClassVar[int]
+    RECORD_REFUSAL_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     ino: int
@@ -617,7 +620,30 @@ class RemoteLinkRequest(_message.Message):
     replace: bool
     no_replace: bool
     txid: str
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., replace: _Optional[bool] = ..., no_replace: _Optional[bool] = ..., txid: _Optional[str] = ...) -> None: ...
+    check_target: bool
+    expect_ino: int
+    record_refusal: bool
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., replace: _Optional[bool] = ..., no_replace: _Optional[bool] = ..., txid: _Optional[str] = ..., check_target: _Optional[bool] = ..., expect_ino: _Optional[int] = ..., record_refusal: _Optional[bool] = ...) -> None: ...
+
+class ForgetAppliedRequest(_message.Message):
+    __slots__ = ("remote_links", "nlinks")
+    REMOTE_LINKS_FIELD_NUMBER: _ClassVar[int]
+    NLINKS_FIELD_NUMBER: _ClassVar[int]
+    remote_links: _containers.RepeatedScalarFieldContainer[str]
+    nlinks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, remote_links: _Optional[_Iterable[str]] = ..., nlinks: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DirsTargetedRequest(_message.Message):
+    __slots__ = ("dir_inos",)
+    DIR_INOS_FIELD_NUMBER: _ClassVar[int]
+    dir_inos: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, dir_inos: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class DirsTargetedReply(_message.Message):
+    __slots__ = ("dir_inos",)
+    DIR_INOS_FIELD_NUMBER: _ClassVar[int]
+    dir_inos: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, dir_inos: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RemoteLinkReply(_message.Message):
     __slots__ = ("replaced_ino",)
@@ -684,22 +710,30 @@ class ReadChunkReply(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., exists: _Optional[bool] = ...) -> None: ...
 
 class DeleteChunksRequest(_message.Message):
-    __slots__ = ("ino", "from_index", "to_index")
+    __slots__ = ("ino", "from_index", "to_index", "max_write_seq", "min_age_ns")
     INO_FIELD_NUMBER: _ClassVar[int]
     FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
     TO_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MAX_WRITE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MIN_AGE_NS_FIELD_NUMBER: _ClassVar[int]
     ino: int
     from_index: int
     to_index: int
-    def __init__(self, ino: _Optional[int] = ..., from_index: _Optional[int] = ..., to_index: _Optional[int] = ...) -> None: ...
+    max_write_seq: int
+    min_age_ns: int
+    def __init__(self, ino: _Optional[int] = ..., from_index: _Optional[int] = ..., to_index: _Optional[int] = ..., max_write_seq: _Optional[int] = ..., min_age_ns: _Optional[int] = ...) -> None: ...
 
 class TruncateChunkRequest(_message.Message):
-    __slots__ = ("key", "length")
+    __slots__ = ("key", "length", "max_write_seq", "min_age_ns")
     KEY_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_WRITE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MIN_AGE_NS_FIELD_NUMBER: _ClassVar[int]
     key: ChunkKey
     length: int
-    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., length: _Optional[int] = ...) -> None: ...
+    max_write_seq: int
+    min_age_ns: int
+    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., length: _Optional[int] = ..., max_write_seq: _Optional[int] = ..., min_age_ns: _Optional[int] = ...) -> None: ...
 
 class ListChunksRequest(_message.Message):
     __slots__ = ("after_ino", "after_index", "limit", "verify")
@@ -714,26 +748,34 @@ class ListChunksRequest(_message.Message):
     def __init__(self, after_ino: _Optional[int] = ..., after_index: _Optional[int] = ..., limit: _Optional[int] = ..., verify: _Optional[bool] = ...) -> None: ...
 
 class ChunkEntry(_message.Message):
-    __slots__ = ("key", "length", "corrupt", "checksum", "algorithm")
+    __slots__ = ("key", "length", "corrupt", "checksum", "algorithm", "written_ns", "write_seq")
     KEY_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     CORRUPT_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_NS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_SEQ_FIELD_NUMBER: _ClassVar[int]
     key: ChunkKey
     length: int
     corrupt: bool
     checksum: int
     algorithm: int
-    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., length: _Optional[int] = ..., corrupt: _Optional[bool] = ..., checksum: _Optional[int] = ..., algorithm: _Optional[int] = ...) -> None: ...
+    written_ns: int
+    write_seq: int
+    def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., length: _Optional[int] = ..., corrupt: _Optional[bool] = ..., checksum: _Optional[int] = ..., algorithm: _Optional[int] = ..., written_ns: _Optional[int] = ..., write_seq: _Optional[int] = ...) -> None: ...
 
 class ListChunksReply(_message.Message):
-    __slots__ = ("chunks", "more")
+    __slots__ = ("chunks", "more", "write_seq", "now_ns")
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
+    WRITE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    NOW_NS_FIELD_NUMBER: _ClassVar[int]
     chunks: _containers.RepeatedCompositeFieldContainer[ChunkEntry]
     more: bool
-    def __init__(self, chunks: _Optional[_Iterable[_Union[ChunkEntry, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+    write_seq: int
+    now_ns: int
+    def __init__(self, chunks: _Optional[_Iterable[_Union[ChunkEntry, _Mapping]]] = ..., more: _Optional[bool] = ..., write_seq: _Optional[int] = ..., now_ns: _Optional[int] = ...) -> None: ...
 
 class ChunkPiece(_message.Message):
     __slots__ = ("key", "offset", "truncate", "data", "cap")
@@ -750,16 +792,20 @@ class ChunkPiece(_message.Message):
     def __init__(self, key: _Optional[_Union[ChunkKey, _Mapping]] = ..., offset: _Optional[int] = ..., truncate: _Optional[bool] = ..., data: _Optional[bytes] = ..., cap: _Optional[_Union[ChunkCap, _Mapping]] = ...) -> None: ...
 
 class DataStatsReply(_message.Message):
-    __slots__ = ("chunks", "bytes", "db_bytes", "degraded")
+    __slots__ = ("chunks", "bytes", "db_bytes", "degraded", "write_seq", "now_ns")
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     DB_BYTES_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    WRITE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    NOW_NS_FIELD_NUMBER: _ClassVar[int]
     chunks: int
     bytes: int
     db_bytes: int
     degraded: bool
-    def __init__(self, chunks: _Optional[int] = ..., bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ..., degraded: _Optional[bool] = ...) -> None: ...
+    write_seq: int
+    now_ns: int
+    def __init__(self, chunks: _Optional[int] = ..., bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ..., degraded: _Optional[bool] = ..., write_seq: _Optional[int] = ..., now_ns: _Optional[int] = ...) -> None: ...
 
 class ListAllDirsRequest(_message.Message):
     __slots__ = ("after_ino", "limit")
@@ -886,16 +932,24 @@ class ReclaimEntry(_message.Message):
     def __init__(self, ino: _Optional[int] = ..., from_size: _Optional[int] = ..., freed: _Optional[bool] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class ShardPendingReply(_message.Message):
-    __slots__ = ("intents", "outbox", "reclaim", "sealed_dirs")
+    __slots__ = ("intents", "outbox", "reclaim", "sealed_dirs", "applied_records", "unconfirmed", "ops_begun", "ops_low_water")
     INTENTS_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_FIELD_NUMBER: _ClassVar[int]
     RECLAIM_FIELD_NUMBER: _ClassVar[int]
     SEALED_DIRS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    UNCONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    OPS_BEGUN_FIELD_NUMBER: _ClassVar[int]
+    OPS_LOW_WATER_FIELD_NUMBER: _ClassVar[int]
     intents: _containers.RepeatedCompositeFieldContainer[ShardIntent]
     outbox: _containers.RepeatedCompositeFieldContainer[OutboxEntry]
     reclaim: _containers.RepeatedCompositeFieldContainer[ReclaimEntry]
     sealed_dirs: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, intents: _Optional[_Iterable[_Union[ShardIntent, _Mapping]]] = ..., outbox: _Optional[_Iterable[_Union[OutboxEntry, _Mapping]]] = ..., reclaim: _Optional[_Iterable[_Union[ReclaimEntry, _Mapping]]] = ..., sealed_dirs: _Optional[_Iterable[int]] = ...) -> None: ...
+    applied_records: int
+    unconfirmed: int
+    ops_begun: int
+    ops_low_water: int
+    def __init__(self, intents: _Optional[_Iterable[_Union[ShardIntent, _Mapping]]] = ..., outbox: _Optional[_Iterable[_Union[OutboxEntry, _Mapping]]] = ..., reclaim: _Optional[_Iterable[_Union[ReclaimEntry, _Mapping]]] = ..., sealed_dirs: _Optional[_Iterable[int]] = ..., applied_records: _Optional[int] = ..., unconfirmed: _Optional[int] = ..., ops_begun: _Optional[int] = ..., ops_low_water: _Optional[int] = ...) -> None: ...
 
 class RemoveEntryRequest(_message.Message):
     __slots__ = ("parent_ino", "name", "ino", "drop_link")

@@ -1025,6 +1025,16 @@ class ShardServiceStub:
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.RemoveEntryRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ForgetApplied = channel.unary_unary(
+                '/superfs.v1.ShardService/ForgetApplied',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.ForgetAppliedRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DirsTargeted = channel.unary_unary(
+                '/superfs.v1.ShardService/DirsTargeted',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.DirsTargetedRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.DirsTargetedReply.FromString,
+                _registered_method=True)
 
 
 class ShardServiceServicer:
@@ -1200,6 +1210,19 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForgetApplied(self, request, context):
+        """Shard to shard, for the background work (daemon role only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DirsTargeted(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1342,6 +1365,16 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.RemoveEntry,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.RemoveEntryRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            ),
+            'ForgetApplied': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetApplied,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.ForgetAppliedRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            ),
+            'DirsTargeted': grpc.unary_unary_rpc_method_handler(
+                    servicer.DirsTargeted,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.DirsTargetedRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.DirsTargetedReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2100,6 +2133,60 @@ class ShardService:
             '/superfs.v1.ShardService/RemoveEntry',
             superfs_dot_v1_dot_superfs__pb2.RemoveEntryRequest.SerializeToString,
             superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetApplied(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/ForgetApplied',
+            superfs_dot_v1_dot_superfs__pb2.ForgetAppliedRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DirsTargeted(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/DirsTargeted',
+            superfs_dot_v1_dot_superfs__pb2.DirsTargetedRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.DirsTargetedReply.FromString,
             options,
             channel_credentials,
             insecure,
