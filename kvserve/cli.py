@@ -1,4 +1,5 @@
-"""``python -m kvserve``: run the daemon (``serve``) or replay a serving trace (``replay``)."""
+"""``python -m kvserve``: run the daemon (``serve``), replay a serving trace (``replay``),
+schedule a cluster over it (``conduct``, in kvserve/conductor/cli.py) or make a trace (``gen-trace``)."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,11 @@ kvserve: a KV-cache store for LLM serving, on SuperFS.
 Run a store and replay a trace against it:
   python -m kvserve serve --dram 2GiB --ready-file /tmp/kv.ready
   python -m kvserve replay ../shared/traces/synthetic_trace.jsonl --store 127.0.0.1:PORT
+
+Schedule a prefill/decode cluster over the cache (the conductor against
+baselines, simulated; or over running daemons with --live):
+  python -m kvserve gen-trace /tmp/trace.jsonl        # a synthetic trace, if you have none
+  python -m kvserve conduct /tmp/trace.jsonl          # see: python -m kvserve conduct --help
 
 Or just ask what a cache of a given size would save (no daemon):
   python -m kvserve replay TRACE.jsonl                  # unbounded: the best the trace allows
@@ -123,6 +129,9 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-shm", action="store_true", help="with --store: use gRPC even on the same host")
     r.add_argument("--progress-seconds", type=float, default=2.0, metavar="S", help="progress line interval")
     r.set_defaults(func=_replay)
+
+    from kvserve.conductor.cli import add_commands
+    add_commands(sub)
     return p
 
 
