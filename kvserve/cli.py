@@ -107,6 +107,8 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-shm", action="store_true", help="do not offer shared memory to same-host clients")
     s.add_argument("--no-prefault", action="store_true", help="allocate arena pages on first use, not at start")
     s.add_argument("--lease-seconds", type=float, help="how long a reader's lease lasts (default 10)")
+    s.add_argument("--attention-threads", type=int, metavar="N",
+                   help="threads computing one Attend batch (decode attention; default: one per CPU)")
     s.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics here (0: any port)")
     s.add_argument("--metrics-host", metavar="HOST", help="address of the metrics endpoint (default 127.0.0.1)")
     s.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
@@ -142,6 +144,7 @@ def _serve_config(args: argparse.Namespace) -> ServerConfig:
     for flag, key in [("listen", "listen"), ("ready_file", "ready_file"), ("dram", "dram_bytes"),
                       ("max_object", "max_object_bytes"), ("policy", "policy"), ("superfs_root", "superfs_root"),
                       ("superfs_capacity", "superfs_bytes"), ("lease_seconds", "lease_seconds"),
+                      ("attention_threads", "attention_threads"),
                       ("metrics_port", "metrics_port"), ("metrics_host", "metrics_host")]:
         value = getattr(args, flag)
         if value is not None:
