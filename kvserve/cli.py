@@ -21,13 +21,14 @@ REPLAY_NAMESPACE = "replay/bf16/default/tp0of1"
 MAIN_HELP = """\
 kvserve: a KV-cache store for LLM serving, on SuperFS.
 
-Run a store and replay a trace against it:
+Run a store and replay a trace against it (a Mooncake-format trace; make
+one with gen-trace, or take a public one from kvcache-ai/Mooncake):
   python -m kvserve serve --dram 2GiB --ready-file /tmp/kv.ready
-  python -m kvserve replay ../shared/traces/synthetic_trace.jsonl --store 127.0.0.1:PORT
+  python -m kvserve gen-trace /tmp/trace.jsonl
+  python -m kvserve replay /tmp/trace.jsonl --store 127.0.0.1:PORT
 
 Schedule a prefill/decode cluster over the cache (the conductor against
 baselines, simulated; or over running daemons with --live):
-  python -m kvserve gen-trace /tmp/trace.jsonl        # a synthetic trace, if you have none
   python -m kvserve conduct /tmp/trace.jsonl          # see: python -m kvserve conduct --help
 
 Or just ask what a cache of a given size would save (no daemon):
