@@ -101,6 +101,11 @@ def test_conduct_live_command_reports_what_was_measured(daemons: list[DaemonProc
     assert any("block loads" in m for m in report["measured"]) and "prefill compute" in report["modelled"]
     r, = report["results"]
     assert r["scheduler"] == "conductor" and r["completed"] + r["rejected"] == 120
+    # blocks the daemons cannot hold (the default model's are 160 MiB): a clear message, no traceback
+    p = subprocess.run([sys.executable, "-m", "kvserve", "conduct", str(path), "--live",
+                        ",".join(d.address for d in daemons)], cwd="/", env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode != 0 and "exceed the largest object" in p.stderr and "Traceback" not in p.stderr, p.stderr
     # a daemon that is not there: a clear message, no traceback
     p = subprocess.run([sys.executable, "-m", "kvserve", "conduct", str(path), "--live", "127.0.0.1:1"],
                        cwd="/", env=env, capture_output=True, text=True, timeout=120)

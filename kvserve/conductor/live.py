@@ -77,13 +77,22 @@ class LiveBackend:
             c.close()
 
     def cache_blocks(self) -> int:
-        """Blocks each daemon's DRAM holds (the smallest of them): the simulated cache size."""
+        """Blocks each daemon's DRAM holds (the smallest of them): the simulated cache size.
+
+        KvError if a daemon does not answer or cannot hold a block at all.
+        """
         sizes = []
-        for c in self.clients:
+        charge = -(-self.block_bytes // 4096) * 4096  # the arena's default page
+        for address, c in zip(self.addresses, self.clients):
             s = c.stats()
-            charge = -(-self.block_bytes // 4096) * 4096
+            if s.max_object_bytes < self.block_bytes:
+                raise KvError(f"blocks of {self.block_bytes} bytes ({self.cost.name}) exceed the largest object "
+                              f"{address} accepts ({s.max_object_bytes}): pick a smaller --model or "
+                              f"--kv-bytes-per-token, or serve with a larger --max-object")
             sizes.append(int(s.dram.capacity) // charge)
-        return max(1, min(sizes))
+        if min(sizes) < 2:
+            raise KvError(f"a daemon's DRAM holds fewer than 2 blocks of {self.block_bytes} bytes: give it more --dram")
+        return min(sizes)
 
     def policy(self) -> str:
         return str(self.clients[0].stats().policy)
