@@ -16,7 +16,7 @@ with the attention runs so that both see the same machine. Rows give tokens
 per second, the K/V bytes read per second, and the ratio to that limit.
 
     python bench/kvserve_attention.py [--contexts 1024,4096,16384] [--batch 16]
-        [--shapes llama3-8b,llama2-70b] [--repeats 5]
+        [--shapes llama3-8b,llama2-70b] [--repeats 5] [--batch-bytes 512MiB] [--kernel numpy|numba]
 
 Prints one JSON object per result; asserts nothing.
 """
@@ -30,6 +30,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != HERE]
 sys.path.insert(0, ROOT)
+
+# one BLAS thread, as the daemon has (python -m kvserve sets it): the figures are per core
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -45,6 +49,7 @@ from kvserve.attention.kernel import Segments  # noqa: E402
 from kvserve.attention.kernel import attend as kernel_attend  # noqa: E402
 from kvserve.attention.layout import KvLayout  # noqa: E402
 from kvserve.client import KvClient  # noqa: E402
+from kvserve.config import parse_size  # noqa: E402
 from kvserve.launch import DaemonProcess  # noqa: E402
 
 NS = "bench-attention/fp32/kvblock/tp0of1"
@@ -81,8 +86,9 @@ def one_shape(args: argparse.Namespace, c: KvClient, shape: str, context: int, s
     layout = KvLayout(layers=1, kv_heads=kv_heads, head_dim=head_dim, block_tokens=BLOCK_TOKENS)
     rng = np.random.default_rng(context)
     nblocks = context // BLOCK_TOKENS
+    batch = max(1, min(args.batch, args.batch_bytes // (nblocks * layout.block_bytes)))
     seqs, blocks = [], []
-    for s in range(args.batch):
+    for s in range(batch):
         keys = [rng.bytes(16) for _ in range(nblocks)]
         seqs.append(keys)
         for i, k in enumerate(keys):
@@ -93,8 +99,8 @@ def one_shape(args: argparse.Namespace, c: KvClient, shape: str, context: int, s
         statuses = c.put_batch([k for k, _ in part], [d for _, d in part])
         if not all(st.stored for st in statuses):
             raise SystemExit(f"the daemon refused blocks ({statuses}): give it more --dram")
-    q = rng.standard_normal((args.batch, q_heads, head_dim), dtype=np.float32)
-    kv_bytes = args.batch * nblocks * layout.block_bytes
+    q = rng.standard_normal((batch, q_heads, head_dim), dtype=np.float32)
+    kv_bytes = batch * nblocks * layout.block_bytes
     per_token = context * kv_heads * head_dim * 2 * 4
 
     res = attend(c, layout, q, seqs)  # warm: compiles the kernel in the daemon (numba, cached after)
@@ -115,23 +121,26 @@ def one_shape(args: argparse.Namespace, c: KvClient, shape: str, context: int, s
     slab = layout.slab_floats
     idx = np.arange(len(blocks), dtype=np.int64) * 2 * slab
     segs = Segments(np.arange(0, len(blocks) + 1, nblocks, dtype=np.int64), idx, idx + slab,
-                    np.full(len(blocks), BLOCK_TOKENS, dtype=np.int64))
-    local_out = kernel_attend(arena, np.zeros(0, np.float32), segs, q, kv_heads=kv_heads, head_dim=head_dim)
+                    np.full(len(blocks), BLOCK_TOKENS, dtype=np.int64),
+                    np.full(len(blocks), layout.head_stride, dtype=np.int64))
+    local_out = kernel_attend(arena, np.zeros(0, np.float32), segs, q, kv_heads=kv_heads, head_dim=head_dim,
+                              kernel=args.kernel)
     if not np.allclose(local_out, res.outputs, rtol=1e-4, atol=1e-5):
         raise SystemExit("the daemon's outputs differ from the in-process kernel's")
 
     def local() -> float:
         t0 = time.perf_counter()
-        kernel_attend(arena, np.zeros(0, np.float32), segs, q, kv_heads=kv_heads, head_dim=head_dim)
+        kernel_attend(arena, np.zeros(0, np.float32), segs, q, kv_heads=kv_heads, head_dim=head_dim,
+                      kernel=args.kernel)
         return time.perf_counter() - t0
 
     inproc, rate_local = best_of(args.repeats, local, src, dst)
     rate = max(rate_e2e, rate_local)
     limit = rate / per_token
     for mode, seconds in (("daemon_compute", compute), ("daemon_end_to_end", e2e), ("in_process", inproc)):
-        tps = args.batch / seconds
+        tps = batch / seconds
         emit({"name": "kvserve.attention", "mode": mode, "shape": shape, "q_heads": q_heads, "kv_heads": kv_heads,
-              "head_dim": head_dim, "context_tokens": context, "batch": args.batch, "threads": 1, "dtype": "float32",
+              "head_dim": head_dim, "context_tokens": context, "batch": batch, "threads": 1, "dtype": "float32", "kernel": args.kernel,
               "kv_bytes_per_token": per_token, "tokens_per_s": round(tps, 1),
               "kv_gb_per_s": round(kv_bytes / seconds / 1e9, 2), "copy_gb_per_s": round(rate / 1e9, 2),
               "roofline_tokens_per_s": round(limit, 1), "share_of_roofline": round(tps / limit, 3)})
@@ -141,15 +150,19 @@ def one_shape(args: argparse.Namespace, c: KvClient, shape: str, context: int, s
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--contexts", default="1024,4096,16384", help="context tokens per sequence")
-    p.add_argument("--batch", type=int, default=16, help="sequences per decode batch")
+    p.add_argument("--batch", type=int, default=16, help="sequences per decode batch (at most)")
+    p.add_argument("--batch-bytes", type=parse_size, default="512MiB",
+                   help="K/V bytes of one batch at most: fewer sequences for long contexts (default 512MiB)")
     p.add_argument("--shapes", default="llama3-8b,llama2-70b", help=f"of {','.join(SHAPES)}")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dram", default="1600MiB", help="the daemon's DRAM tier (holds one batch's blocks)")
+    p.add_argument("--kernel", choices=["numpy", "numba"], default="numpy", help="attention kernel (default numpy)")
     args = p.parse_args()
     src = np.ones(COPY_BYTES, dtype=np.uint8)
     dst = np.ones(COPY_BYTES, dtype=np.uint8)  # touched: no page faults in the copies
     with tempfile.TemporaryDirectory(prefix="kvserve-attention-") as tmp:
-        d = DaemonProcess(tmp, "kv", ["--dram", args.dram, "--attention-threads", "1", "--log-level", "WARNING"])
+        d = DaemonProcess(tmp, "kv", ["--dram", args.dram, "--attention-threads", "1", "--attention-kernel",
+                                      args.kernel, "--log-level", "WARNING"])
         d.start()
         try:
             with KvClient(d.address, NS, shm=True, timeout_s=120) as c:

@@ -110,6 +110,8 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lease-seconds", type=float, help="how long a reader's lease lasts (default 10)")
     s.add_argument("--attention-threads", type=int, metavar="N",
                    help="threads computing one Attend batch (decode attention; default: one per CPU)")
+    s.add_argument("--attention-kernel", choices=["numpy", "numba"],
+                   help="decode attention kernel (default numpy: BLAS products; numba: no BLAS, slower)")
     s.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics here (0: any port)")
     s.add_argument("--metrics-host", metavar="HOST", help="address of the metrics endpoint (default 127.0.0.1)")
     s.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
@@ -145,7 +147,7 @@ def _serve_config(args: argparse.Namespace) -> ServerConfig:
     for flag, key in [("listen", "listen"), ("ready_file", "ready_file"), ("dram", "dram_bytes"),
                       ("max_object", "max_object_bytes"), ("policy", "policy"), ("superfs_root", "superfs_root"),
                       ("superfs_capacity", "superfs_bytes"), ("lease_seconds", "lease_seconds"),
-                      ("attention_threads", "attention_threads"),
+                      ("attention_threads", "attention_threads"), ("attention_kernel", "attention_kernel"),
                       ("metrics_port", "metrics_port"), ("metrics_host", "metrics_host")]:
         value = getattr(args, flag)
         if value is not None:
@@ -168,6 +170,17 @@ def _serve_config(args: argparse.Namespace) -> ServerConfig:
     return load_config(args.config, flags) if args.config else config_from_mapping(flags)
 
 
+def _one_blas_thread() -> None:
+    """The console script imports numpy before it can set OPENBLAS_NUM_THREADS (``python -m kvserve``
+    does): limit BLAS at run time instead, if threadpoolctl is installed (see kvserve/attention/kernel.py)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        log.debug("threadpoolctl is not installed: BLAS threads as OPENBLAS_NUM_THREADS says")
+        return
+    threadpool_limits(1, user_api="blas")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from superfs.daemon import setup_logging
 
@@ -178,6 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:
         raise SystemExit(f"kvserve: {e}") from None
     setup_logging(args.log_level)
+    _one_blas_thread()
     asyncio.run(run(cfg))
     return 0
 

@@ -42,7 +42,7 @@ class KvServicer(pbg.KvServiceServicer):
         self.metrics = metrics
         self.piece = store.cfg.piece_bytes
         self.host_id = host_id()
-        self.attention = AttentionService(store, store.cfg.attention_threads)
+        self.attention = AttentionService(store, store.cfg.attention_threads, store.cfg.attention_kernel)
 
     def add_to(self, server: grpc.aio.Server) -> None:
         pbg.add_KvServiceServicer_to_server(self, server)

@@ -35,39 +35,43 @@ def reference(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 class Batch:
-    """Sequences of given lengths, cut into blocks of ``bt`` tokens laid out in one flat 'arena'
-    (blocks of all sequences interleaved, as a store would place them), the rest as tails."""
+    """Sequences of given lengths, cut into blocks of ``bt`` tokens laid out head-major in one flat
+    'arena' (blocks of all sequences interleaved, as a store would place them), the rest as tails."""
 
     def __init__(self, lengths: list[int], kv_heads: int, q_heads: int, head_dim: int, bt: int, seed: int = 0,
                  tails_in_gather: bool = True) -> None:
         rng = np.random.default_rng(seed)
         self.lengths, self.kvh, self.qh, self.d, self.bt = lengths, kv_heads, q_heads, head_dim, bt
-        row = kv_heads * head_dim
         self.k = [rng.standard_normal((n, kv_heads, head_dim), dtype=np.float32) for n in lengths]
         self.v = [rng.standard_normal((n, kv_heads, head_dim), dtype=np.float32) for n in lengths]
         self.q = rng.standard_normal((len(lengths), q_heads, head_dim), dtype=np.float32)
         arena: list[np.ndarray] = [np.zeros(17, dtype=np.float32)]  # an offset that is not 0
         gather: list[np.ndarray] = []
         pos, gpos = 17, 0
-        start, ks, vs, ns = [0], [], [], []
-        blocks = [[(i, j) for j in range(n // bt)] for i, n in enumerate(lengths)]
-        order = sorted((ij for seq in blocks for ij in seq), key=lambda ij: (ij[1], ij[0]))  # all block 0s, ...
+        start, ks, vs, ns, hss = [0], [], [], [], []
+
+        def head_major(x: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(-1)
+
         where = {}
-        for i, j in order:
+        blocks = sorted(((i, j) for i, n in enumerate(lengths) for j in range(n // bt)),
+                        key=lambda ij: (ij[1], ij[0]))  # block 0 of every sequence, then block 1, ...
+        for i, j in blocks:
             for kind, src in (("k", self.k[i]), ("v", self.v[i])):
-                arena.append(src[j * bt:(j + 1) * bt].reshape(-1))
+                arena.append(head_major(src[j * bt:(j + 1) * bt]))
                 where[(i, j, kind)] = pos
-                pos += bt * row
+                pos += arena[-1].size
         for i, n in enumerate(lengths):
             for j in range(n // bt):
                 ks.append(where[(i, j, "k")])
                 vs.append(where[(i, j, "v")])
                 ns.append(bt)
+                hss.append(bt * head_dim)
             tail = n % bt
             if tail:
                 lo = (n // bt) * bt
-                for kind, src, out in (("k", self.k[i], ks), ("v", self.v[i], vs)):
-                    data = src[lo:].reshape(-1)
+                for src, out in ((self.k[i], ks), (self.v[i], vs)):
+                    data = head_major(src[lo:])
                     if tails_in_gather:
                         gather.append(data)
                         out.append(-1 - gpos)
@@ -77,10 +81,11 @@ class Batch:
                         out.append(pos)
                         pos += data.size
                 ns.append(tail)
+                hss.append(tail * head_dim)
             start.append(len(ns))
         self.arena = np.concatenate(arena)
         self.gather = np.concatenate(gather) if gather else np.zeros(0, dtype=np.float32)
-        self.segs = Segments(*(np.array(x, dtype=np.int64) for x in (start, ks, vs, ns)))
+        self.segs = Segments(*(np.array(x, dtype=np.int64) for x in (start, ks, vs, ns, hss)))
 
     def run(self, kernel: str, threads: int = 1) -> np.ndarray:
         return attend(self.arena, self.gather, self.segs, self.q, kv_heads=self.kvh, head_dim=self.d,
@@ -126,22 +131,23 @@ def test_large_scores_do_not_overflow(kernel: str) -> None:
         np.testing.assert_allclose(out[i], b.expected(i), rtol=1e-3, atol=1e-4)
 
 
-def test_threads_and_kernels_agree() -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_threads_and_kernels_agree(kernel: str) -> None:
     b = Batch([33, 500, 17, 250, 1, 64, 77], 4, 16, 64, 32, seed=9)
-    one = b.run(KERNELS[-1], threads=1)
-    np.testing.assert_array_equal(one, b.run(KERNELS[-1], threads=3))
-    np.testing.assert_allclose(one, b.run("numpy"), rtol=2e-5, atol=2e-6)
+    one = b.run(kernel, threads=1)
+    np.testing.assert_array_equal(one, b.run(kernel, threads=3))
+    np.testing.assert_allclose(one, b.run(KERNELS[-1]), rtol=2e-5, atol=2e-6)
 
 
 def test_an_empty_sequence_gets_zeros_and_bad_shapes_are_refused() -> None:
-    segs = Segments(np.array([0, 0], dtype=np.int64), *(np.zeros(0, dtype=np.int64) for _ in range(3)))
+    segs = Segments(np.array([0, 0], dtype=np.int64), *(np.zeros(0, dtype=np.int64) for _ in range(4)))
     out = attend(np.zeros(4, np.float32), np.zeros(0, np.float32), segs, np.ones((1, 2, 2), np.float32),
                  kv_heads=1, head_dim=2)
     assert (out == 0).all()
     with pytest.raises(ValueError, match="not a multiple"):
         attend(np.zeros(4, np.float32), np.zeros(0, np.float32), segs, np.ones((1, 3, 2), np.float32),
                kv_heads=2, head_dim=2)
-    with pytest.raises(ValueError, match="kernel must be"):
+    with pytest.raises(ValueError, match="kernel must be one of"):
         attend(np.zeros(4, np.float32), np.zeros(0, np.float32), segs, np.ones((1, 2, 2), np.float32),
                kv_heads=1, head_dim=2, kernel="cuda")
 
@@ -153,7 +159,7 @@ def test_matches_torch_scaled_dot_product_attention(kv_heads: int, q_heads: int)
     import torch.nn.functional as F
 
     b = Batch([1, 255, 256, 257, 1000], kv_heads, q_heads, 64, 128, seed=11)
-    out = b.run(KERNELS[-1])
+    out = b.run("numpy")
     group = q_heads // kv_heads
     for i in range(len(b.lengths)):
         q = torch.from_numpy(b.q[i]).to(torch.float64)[:, None, :]                   # [hq, 1, d]
@@ -171,10 +177,11 @@ def test_layout_offsets_and_packing() -> None:
     raw = lay.pack(k, v)
     assert raw.nbytes == lay.block_bytes == 3 * 2 * 5 * 2 * 4 * 4
     floats = raw.view(np.float32)
-    for layer in range(3):
+    for layer in range(3):  # head-major slabs: head h's tokens at h * head_stride
         ko, vo = lay.k_offset(layer) // 4, lay.v_offset(layer) // 4
-        np.testing.assert_array_equal(floats[ko:ko + lay.slab_floats].reshape(5, 2, 4), k[layer])
-        np.testing.assert_array_equal(floats[vo:vo + lay.slab_floats].reshape(5, 2, 4), v[layer])
+        assert lay.head_stride == 5 * 4
+        np.testing.assert_array_equal(floats[ko:ko + lay.slab_floats].reshape(2, 5, 4), k[layer].transpose(1, 0, 2))
+        np.testing.assert_array_equal(floats[vo:vo + lay.slab_floats].reshape(2, 5, 4), v[layer].transpose(1, 0, 2))
     with pytest.raises(ValueError, match="layer 3"):
         lay.check_layer(3)
     with pytest.raises(ValueError, match="shape"):

@@ -19,6 +19,7 @@ import pytest
 import kvserve.attention.serve as serve_mod
 from kvserve import Namespace, block_hashes
 from kvserve.attention.client import attend
+from kvserve.attention.kernel import have_numba
 from kvserve.attention.layout import KvLayout
 from kvserve.client import KvClient
 from kvserve.config import ServerConfig
@@ -104,6 +105,18 @@ def test_attend_matches_full_attention(client: KvClient, q_heads: int, layer: in
     slab = LAYOUT.slab_floats * 4
     assert res.kv_bytes == 2 * (full_blocks * slab + tails * LAYOUT.row * 4)
     assert res.gathered_bytes == 2 * tails * LAYOUT.row * 4  # only the tails: the blocks were read in place
+
+
+@pytest.mark.skipif(not have_numba(), reason="numba is not installed")
+def test_a_daemon_with_the_numba_kernel_gives_the_same_outputs() -> None:
+    with ServerThread(ServerConfig(dram_bytes=8 * MiB, max_object_bytes=MiB, attention_kernel="numba",
+                                   attention_threads=2)) as srv, KvClient(srv.address, NS, shm=True) as c:
+        seqs = [Sequence(n, 70 + n) for n in (1, 12, 13, 24, 50, 7)]
+        put(c, seqs)
+        q = queries(len(seqs), 8, seed=7)
+        res = run(c, seqs, q, 1)
+        for i, s in enumerate(seqs):
+            np.testing.assert_allclose(res.outputs[i], s.expected(q[i], 1), rtol=2e-5, atol=2e-6)
 
 
 def test_a_missing_block_is_a_clear_miss_for_its_sequence_only(client: KvClient) -> None:

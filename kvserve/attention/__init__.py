@@ -7,8 +7,8 @@ its shared-memory arena, with grouped-query attention, and answers the
 outputs (``serve.py``). A block that is gone is a clear miss for its
 sequence, never a wrong output.
 
-* ``layout.py``: a block's bytes: float32 [layers, 2, block_tokens, kv_heads, head_dim]
-* ``kernel.py``: the batched kernel over in-place segments (numba, numpy fallback)
+* ``layout.py``: a block's bytes: float32 [layers, 2, kv_heads, block_tokens, head_dim]
+* ``kernel.py``: the batched kernel over in-place segments (numpy/BLAS; ``numba_kernel.py``)
 * ``serve.py``: the daemon's Attend: lease, locate slabs, compute in a worker thread
 * ``client.py``: build an Attend request from numpy arrays, decode the reply
 """

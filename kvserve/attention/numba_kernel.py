@@ -1,8 +1,9 @@
 """The numba kernel of kvserve.attention.kernel (see there): compiled on first use, cached on disk.
 
 Written with row slices and small inlined helpers: LLVM then drops the index
-checks and vectorizes each dot product and row update (measured here: 2.2 ->
-8.3 GB/s on one core against a first version indexing the arena directly).
+checks and vectorizes each dot product and row update (3.8x the rate of a
+first version indexing the arena directly), over each head's contiguous rows
+(head-major blocks).
 """
 # mypy: ignore-errors
 from __future__ import annotations
@@ -12,13 +13,12 @@ import numpy as np
 
 
 @numba.njit(nogil=True, fastmath=True, inline="always")
-def _scores(src, ko, n, qs, scores, kv_heads, head_dim, group):
-    """scores[hq, t] = qs[hq] . K[t, hq // group] for the segment's n tokens: one pass over K."""
-    row = kv_heads * head_dim
-    for t in range(n):
-        base = ko + t * row
-        for h in range(kv_heads):
-            krow = src[base + h * head_dim:base + (h + 1) * head_dim]
+def _scores(src, ko, n, hs, qs, scores, kv_heads, head_dim, group):
+    """scores[hq, t] = qs[hq] . K[hq // group, t] for the segment's n tokens: one pass over K."""
+    for h in range(kv_heads):
+        for t in range(n):
+            base = ko + h * hs + t * head_dim
+            krow = src[base:base + head_dim]
             for g in range(group):
                 hq = h * group + g
                 qrow = qs[hq]
@@ -48,13 +48,12 @@ def _softmax(scores, n, m, den, acc):
 
 
 @numba.njit(nogil=True, fastmath=True, inline="always")
-def _values(src, vo, n, scores, acc, kv_heads, head_dim, group):
-    """acc[hq] += p[hq, t] * V[t, hq // group]: one pass over V."""
-    row = kv_heads * head_dim
-    for t in range(n):
-        base = vo + t * row
-        for h in range(kv_heads):
-            vrow = src[base + h * head_dim:base + (h + 1) * head_dim]
+def _values(src, vo, n, hs, scores, acc, kv_heads, head_dim, group):
+    """acc[hq] += p[hq, t] * V[hq // group, t]: one pass over V."""
+    for h in range(kv_heads):
+        for t in range(n):
+            base = vo + h * hs + t * head_dim
+            vrow = src[base:base + head_dim]
             for g in range(group):
                 hq = h * group + g
                 p = scores[hq, t]
@@ -64,7 +63,7 @@ def _values(src, vo, n, scores, acc, kv_heads, head_dim, group):
 
 
 @numba.njit(nogil=True, fastmath=True, cache=True)
-def attend_numba(arena, gather, seg_start, seg_k, seg_v, seg_n, q, out, lo, hi,
+def attend_numba(arena, gather, seg_start, seg_k, seg_v, seg_n, seg_hs, q, out, lo, hi,
                  kv_heads, head_dim, scale, max_tokens):
     q_heads = q.shape[1]
     group = q_heads // kv_heads
@@ -86,15 +85,16 @@ def attend_numba(arena, gather, seg_start, seg_k, seg_v, seg_n, q, out, lo, hi,
                 continue
             ko = seg_k[s]
             vo = seg_v[s]
+            hs = seg_hs[s]
             if ko >= 0:
-                _scores(arena, ko, n, qs, scores, kv_heads, head_dim, group)
+                _scores(arena, ko, n, hs, qs, scores, kv_heads, head_dim, group)
             else:
-                _scores(gather, -1 - ko, n, qs, scores, kv_heads, head_dim, group)
+                _scores(gather, -1 - ko, n, hs, qs, scores, kv_heads, head_dim, group)
             _softmax(scores, n, m, den, acc)
             if vo >= 0:
-                _values(arena, vo, n, scores, acc, kv_heads, head_dim, group)
+                _values(arena, vo, n, hs, scores, acc, kv_heads, head_dim, group)
             else:
-                _values(gather, -1 - vo, n, scores, acc, kv_heads, head_dim, group)
+                _values(gather, -1 - vo, n, hs, scores, acc, kv_heads, head_dim, group)
         for hq in range(q_heads):
             inv = np.float32(1.0) / den[hq] if den[hq] > 0 else np.float32(0.0)
             for d in range(head_dim):

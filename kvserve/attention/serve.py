@@ -10,9 +10,10 @@ V slabs of the requested layer are located in the arena and handed to the
 kernel as offsets, read where they are: nothing is copied, except a slab
 that straddles two extents of the arena (rare: the allocator places
 same-size blocks in one run), a block held only outside DRAM, and the
-request's tail tokens, which go to a small gather buffer. The kernel runs in
-a worker thread (it releases the GIL), one batch at a time, so the daemon's
-event loop keeps serving gets and puts meanwhile.
+request's tail tokens, which go to a small gather buffer (turned head-major
+like the blocks). The kernel runs on worker threads (it releases the GIL),
+one batch at a time, so the daemon's event loop keeps serving gets and puts
+meanwhile.
 """
 from __future__ import annotations
 
@@ -79,9 +80,10 @@ class _Gather:
 
 
 class AttentionService:
-    def __init__(self, store: KvStore, threads: int = 0) -> None:
+    def __init__(self, store: KvStore, threads: int = 0, kernel: str = "numpy") -> None:
         self.store = store
         self.threads = threads or os.cpu_count() or 1
+        self.kernel = kernel
         arena = store.arena.view
         self.arena_bytes = arena
         self.arena_floats = arena[:arena.size - arena.size % 4].view(DTYPE)
@@ -115,7 +117,7 @@ class AttentionService:
                     self.arena_floats, gather.buffer(), segs, queries.reshape(batch, req.q_heads, req.head_dim),
                     kv_heads=layout.kv_heads, head_dim=layout.head_dim,
                     scale=req.scale if req.scale else 1.0 / math.sqrt(layout.head_dim),
-                    threads=self.threads, pool=self._pool))
+                    threads=self.threads, kernel=self.kernel, pool=self._pool))
                 seconds = time.perf_counter() - t0
         finally:
             self.store.release(found)
@@ -128,7 +130,7 @@ class AttentionService:
     def _segments(self, req: pb.AttendRequest, layout: KvLayout, by_key: dict[bytes, Found | None],
                   tail_k: np.ndarray, tail_v: np.ndarray) -> tuple[Segments, _Gather, list[pb.AttendResult], int]:
         gather = _Gather()
-        start, ks, vs, ns = [0], [], [], []
+        start, ks, vs, ns, hss = [0], [], [], [], []
         results = []
         slab = layout.slab_floats * DTYPE.itemsize
         k_off, v_off = layout.k_offset(req.layer), layout.v_offset(req.layer)
@@ -149,18 +151,20 @@ class AttentionService:
                     ks.append(self._slab(f, k_off, slab, gather))
                     vs.append(self._slab(f, v_off, slab, gather))
                     ns.append(layout.block_tokens)
+                    hss.append(layout.head_stride)
                     kv_bytes += 2 * slab
                 n = seq.tail_tokens
-                if n:
+                if n:  # token-major as sent; head-major like the blocks for the kernel
                     lo, hi = tail_pos * layout.row, (tail_pos + n) * layout.row
-                    ks.append(gather.add(tail_k[lo:hi]))
-                    vs.append(gather.add(tail_v[lo:hi]))
+                    shape = (n, layout.kv_heads, layout.head_dim)
+                    ks.append(gather.add(tail_k[lo:hi].reshape(shape).transpose(1, 0, 2).reshape(-1)))
+                    vs.append(gather.add(tail_v[lo:hi].reshape(shape).transpose(1, 0, 2).reshape(-1)))
                     ns.append(n)
+                    hss.append(n * layout.head_dim)
                     kv_bytes += 2 * n * layout.row * DTYPE.itemsize
             tail_pos += seq.tail_tokens
             start.append(len(ns))
-        segs = Segments(np.array(start, dtype=np.int64), np.array(ks, dtype=np.int64),
-                        np.array(vs, dtype=np.int64), np.array(ns, dtype=np.int64))
+        segs = Segments(*(np.array(x, dtype=np.int64) for x in (start, ks, vs, ns, hss)))
         return segs, gather, results, kv_bytes
 
     def _slab(self, f: Found, offset: int, length: int, gather: _Gather) -> int:
