@@ -15,7 +15,7 @@ what was measured and what modelled).
 
     python bench/kvserve_conduct.py TRACE.jsonl [TRACE2.jsonl ...] [--speeds 0.5,0.75,1,1.5]
         [--prefill 4] [--decode 2] [--model llama2-70b] [--ttft 30] [--tbt 0.1]
-        [--live 2 --live-limit 300 --live-model llama3.2-1b --live-dram 1GiB]
+        [--live 2 --live-limit 300 --live-model llama3.2-1b --live-dram 1GiB] [--skip-simulation]
 
 Prints one JSON object per result; asserts nothing.
 """
@@ -104,8 +104,9 @@ def main() -> None:
     p.add_argument("--live-model", choices=sorted(MODELS), default="llama3.2-1b")
     p.add_argument("--live-dram", default="1GiB")
     p.add_argument("--live-speed", type=float, default=1.0)
+    p.add_argument("--skip-simulation", action="store_true", help="only the live run")
     args = p.parse_args()
-    for path in args.traces:
+    for path in [] if args.skip_simulation else args.traces:
         simulate(args, path)
     if args.live:
         live(args, args.traces[0])
