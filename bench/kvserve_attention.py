@@ -140,7 +140,8 @@ def one_shape(args: argparse.Namespace, c: KvClient, shape: str, context: int, s
     for mode, seconds in (("daemon_compute", compute), ("daemon_end_to_end", e2e), ("in_process", inproc)):
         tps = batch / seconds
         emit({"name": "kvserve.attention", "mode": mode, "shape": shape, "q_heads": q_heads, "kv_heads": kv_heads,
-              "head_dim": head_dim, "context_tokens": context, "batch": batch, "threads": 1, "dtype": "float32", "kernel": args.kernel,
+              "head_dim": head_dim, "context_tokens": context, "batch": batch, "threads": 1, "dtype": "float32",
+              "kernel": args.kernel,
               "kv_bytes_per_token": per_token, "tokens_per_s": round(tps, 1),
               "kv_gb_per_s": round(kv_bytes / seconds / 1e9, 2), "copy_gb_per_s": round(rate / 1e9, 2),
               "roofline_tokens_per_s": round(limit, 1), "share_of_roofline": round(tps / limit, 3)})

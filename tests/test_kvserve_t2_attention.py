@@ -18,7 +18,7 @@ import pytest
 
 import kvserve.attention.serve as serve_mod
 from kvserve import Namespace, block_hashes
-from kvserve.attention.client import attend
+from kvserve.attention.client import AttendResult, attend
 from kvserve.attention.kernel import have_numba
 from kvserve.attention.layout import KvLayout
 from kvserve.client import KvClient
@@ -62,7 +62,8 @@ class Sequence:
         return reference(q, self.k[layer], self.v[layer])
 
 
-def run(c: KvClient, seqs: list[Sequence], q: np.ndarray, layer: int, keys: list[list[bytes]] | None = None):  # type: ignore[no-untyped-def]
+def run(c: KvClient, seqs: list[Sequence], q: np.ndarray, layer: int,
+        keys: list[list[bytes]] | None = None) -> AttendResult:
     return attend(c, LAYOUT, q, keys if keys is not None else [s.keys for s in seqs], layer=layer,
                   tails=[s.tail(layer) for s in seqs])
 

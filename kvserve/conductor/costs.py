@@ -82,7 +82,8 @@ class CostModel:
         return self.prefill_overhead_s + n * self.prefill_s_per_token + pairs * self.prefill_s_per_token_pair
 
     def decode_step_s(self, batch: int, context_tokens: int) -> float:
-        return self.decode_step_base_s + batch * self.decode_s_per_seq + context_tokens * self.decode_s_per_context_token
+        return (self.decode_step_base_s + batch * self.decode_s_per_seq
+                + context_tokens * self.decode_s_per_context_token)
 
     def load_s(self, local: int, pool: int, superfs: int) -> float:
         """Moving blocks to the GPUs of the instance that prefills: from its DRAM, the pool, SuperFS."""
