@@ -4,7 +4,10 @@ Keys are prefix-chained hashes of token blocks (:func:`block_hashes`); a
 daemon keeps objects in a DRAM tier (a shared-memory arena) over a SuperFS
 tier, and clients talk to one daemon (:class:`KvClient`) or to several that
 form one store (:class:`KvCluster`). ``python -m kvserve`` runs the daemon
-(``serve``) or replays a serving trace (``replay``).
+(``serve``), replays a serving trace (``replay``), schedules a prefill/decode
+cluster over the cache (``conduct``, :mod:`kvserve.conductor`) or writes a
+synthetic trace (``gen-trace``). :mod:`kvserve.attention` computes decode
+attention in the daemon over the blocks it holds.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``python -m kvserve``: run the daemon (``serve``) or replay a serving trace (``replay``)."""
+"""``python -m kvserve``: run the daemon (``serve``), replay a serving trace (``replay``),
+schedule a cluster over it (``conduct``, in kvserve/conductor/cli.py) or make a trace (``gen-trace``)."""
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,15 @@ REPLAY_NAMESPACE = "replay/bf16/default/tp0of1"
 MAIN_HELP = """\
 kvserve: a KV-cache store for LLM serving, on SuperFS.
 
-Run a store and replay a trace against it:
+Run a store and replay a trace against it (a Mooncake-format trace; make
+one with gen-trace, or take a public one from kvcache-ai/Mooncake):
   python -m kvserve serve --dram 2GiB --ready-file /tmp/kv.ready
-  python -m kvserve replay ../shared/traces/synthetic_trace.jsonl --store 127.0.0.1:PORT
+  python -m kvserve gen-trace /tmp/trace.jsonl
+  python -m kvserve replay /tmp/trace.jsonl --store 127.0.0.1:PORT
+
+Schedule a prefill/decode cluster over the cache (the conductor against
+baselines, simulated; or over running daemons with --live):
+  python -m kvserve conduct /tmp/trace.jsonl          # see: python -m kvserve conduct --help
 
 Or just ask what a cache of a given size would save (no daemon):
   python -m kvserve replay TRACE.jsonl                  # unbounded: the best the trace allows
@@ -101,6 +108,10 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-shm", action="store_true", help="do not offer shared memory to same-host clients")
     s.add_argument("--no-prefault", action="store_true", help="allocate arena pages on first use, not at start")
     s.add_argument("--lease-seconds", type=float, help="how long a reader's lease lasts (default 10)")
+    s.add_argument("--attention-threads", type=int, metavar="N",
+                   help="threads computing one Attend batch (decode attention; default: one per CPU)")
+    s.add_argument("--attention-kernel", choices=["numpy", "numba"],
+                   help="decode attention kernel (default numpy: BLAS products; numba: no BLAS, slower)")
     s.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics here (0: any port)")
     s.add_argument("--metrics-host", metavar="HOST", help="address of the metrics endpoint (default 127.0.0.1)")
     s.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
@@ -123,6 +134,9 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-shm", action="store_true", help="with --store: use gRPC even on the same host")
     r.add_argument("--progress-seconds", type=float, default=2.0, metavar="S", help="progress line interval")
     r.set_defaults(func=_replay)
+
+    from kvserve.conductor.cli import add_commands
+    add_commands(sub)
     return p
 
 
@@ -133,6 +147,7 @@ def _serve_config(args: argparse.Namespace) -> ServerConfig:
     for flag, key in [("listen", "listen"), ("ready_file", "ready_file"), ("dram", "dram_bytes"),
                       ("max_object", "max_object_bytes"), ("policy", "policy"), ("superfs_root", "superfs_root"),
                       ("superfs_capacity", "superfs_bytes"), ("lease_seconds", "lease_seconds"),
+                      ("attention_threads", "attention_threads"), ("attention_kernel", "attention_kernel"),
                       ("metrics_port", "metrics_port"), ("metrics_host", "metrics_host")]:
         value = getattr(args, flag)
         if value is not None:
@@ -155,6 +170,17 @@ def _serve_config(args: argparse.Namespace) -> ServerConfig:
     return load_config(args.config, flags) if args.config else config_from_mapping(flags)
 
 
+def _one_blas_thread() -> None:
+    """The console script imports numpy before it can set OPENBLAS_NUM_THREADS (``python -m kvserve``
+    does): limit BLAS at run time instead, if threadpoolctl is installed (see kvserve/attention/kernel.py)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        log.debug("threadpoolctl is not installed: BLAS threads as OPENBLAS_NUM_THREADS says")
+        return
+    threadpool_limits(1, user_api="blas")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from superfs.daemon import setup_logging
 
@@ -165,6 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:
         raise SystemExit(f"kvserve: {e}") from None
     setup_logging(args.log_level)
+    _one_blas_thread()
     asyncio.run(run(cfg))
     return 0
 

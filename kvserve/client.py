@@ -484,3 +484,12 @@ class KvClient(StoreApi):
 
     def stats(self) -> pb.StatsReply:
         return self._call(self._stub.Stats, pb.Empty())
+
+    def attend(self, request: pb.AttendRequest, kv_bytes: int = 0) -> pb.AttendReply:
+        """The Attend RPC (decode attention in the daemon); kvserve.attention.client builds the request.
+
+        ``kv_bytes`` (what the daemon will read) stretches the deadline like a transfer's.
+        """
+        if not request.namespace:
+            request.namespace = self.namespace
+        return self._call(self._stub.Attend, request, kv_bytes)

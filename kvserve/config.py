@@ -58,6 +58,8 @@ class ServerConfig:
     metrics_port: int | None = None        # Prometheus endpoint port; None: no endpoint, 0: any free port
     metrics_host: str = "127.0.0.1"
     piece_bytes: int = 512 * KiB           # bytes per streamed gRPC message (fits in L2: faster copies)
+    attention_threads: int = 0             # threads of one Attend batch (decode attention); 0: one per CPU
+    attention_kernel: str = "numpy"        # "numpy" (BLAS products) or "numba": see kvserve/attention/kernel.py
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -69,6 +71,10 @@ class ServerConfig:
         if self.max_object_bytes < 1 or self.max_object_bytes > self.dram_bytes:
             raise ValueError("max_object_bytes must be between 1 and dram_bytes "
                              "(an object is written into DRAM before it can go anywhere else)")
+        if self.attention_threads < 0:
+            raise ValueError("attention_threads cannot be negative (0: one per CPU)")
+        if self.attention_kernel not in ("numpy", "numba"):
+            raise ValueError(f"attention_kernel must be numpy or numba, not {self.attention_kernel!r}")
         if self.lease_seconds <= 0 or self.max_keys < 1 or self.piece_bytes < 4096:
             raise ValueError("lease_seconds, max_keys and piece_bytes must be positive (piece_bytes >= 4096)")
         if not self.superfs_root.startswith("/"):

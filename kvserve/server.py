@@ -90,6 +90,7 @@ async def _sweep(store: KvStore) -> None:
 
 async def _teardown(parts: Parts) -> None:
     parts.metrics.stop()
+    parts.servicer.attention.close()
     await parts.store.close()
     if parts.fs is not None:
         await parts.fs.close()

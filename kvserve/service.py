@@ -3,7 +3,8 @@
 Bulk bytes over gRPC travel as a stream of pieces (``piece_bytes`` each) so
 that no message holds a whole object and sending overlaps receiving. The
 same-host RPCs (Attach, Reserve, Commit, Lease, Release) only move
-placements: the bytes go through the shared-memory arena.
+placements: the bytes go through the shared-memory arena. Attend computes
+decode attention over blocks in the arena (kvserve/attention/serve.py).
 
 Exceptions become gRPC statuses in kvserve/errors.py; a put stream that
 breaks off leaves nothing behind (its reserved space is given back).
@@ -18,6 +19,7 @@ import grpc
 import xxhash
 
 from kvserve.arena import host_id
+from kvserve.attention.serve import AttentionService
 from kvserve.errors import BadRequest, Status, Tier, rpc_handler, stream_handler
 from kvserve.metrics import StoreMetrics
 from kvserve.dram import Slot
@@ -40,6 +42,7 @@ class KvServicer(pbg.KvServiceServicer):
         self.metrics = metrics
         self.piece = store.cfg.piece_bytes
         self.host_id = host_id()
+        self.attention = AttentionService(store, store.cfg.attention_threads, store.cfg.attention_kernel)
 
     def add_to(self, server: grpc.aio.Server) -> None:
         pbg.add_KvServiceServicer_to_server(self, server)
@@ -216,6 +219,15 @@ class KvServicer(pbg.KvServiceServicer):
         self._observe("lease", start)
         return pb.LeaseReply(lease=handle, placements=placements, lease_seconds=self.store.cfg.lease_seconds,
                              arena=self.store.arena.token)
+
+    # ---------------------------------------------------------- computation
+
+    @rpc_handler
+    async def Attend(self, request: pb.AttendRequest, context: grpc.aio.ServicerContext) -> pb.AttendReply:
+        start = time.perf_counter()
+        reply = await self.attention.attend(request)
+        self._observe("attend", start)
+        return reply
 
     @rpc_handler
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.Empty:

@@ -25,7 +25,7 @@ from kvserve.errors import Status, StoreUnavailable, Tier
 from kvserve.launch import DaemonProcess
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_kvserve_t1_replay import ROOT, TRACE, ideal  # noqa: E402
+from test_kvserve_t1_replay import ROOT, generated_trace, ideal  # noqa: E402
 
 NS = "llama/bf16/nhd/tp0of1"
 MiB = 1 << 20
@@ -162,13 +162,14 @@ def test_replay_against_two_daemons_reports_the_ideal(tmp_path: Path) -> None:
     ds = [DaemonProcess(str(tmp_path), f"kv{i}", ["--dram", "256MiB", "--log-level", "WARNING"]).start()
           for i in range(2)]
     try:
+        trace, _ = generated_trace(tmp_path, requests=400)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        p = subprocess.run([sys.executable, "-m", "kvserve", "replay", str(TRACE), "--limit", "400",
+        p = subprocess.run([sys.executable, "-m", "kvserve", "replay", str(trace), "--limit", "400",
                             "--store", ",".join(d.address for d in ds), "--progress-seconds", "0"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
         report = json.loads(p.stdout)
-        hit_blocks, blocks, hit_tokens, _ = ideal(TRACE, limit=400)
+        hit_blocks, blocks, hit_tokens, _ = ideal(trace, limit=400)
         assert report["mode"] == "drive" and report["blocks"] == blocks
         assert report["hits"]["dram"] == {"blocks": hit_blocks, "tokens": hit_tokens}
         assert report["wrong_data"] == 0 and report["evictions"]["dram"] == 0

@@ -24,7 +24,7 @@ from superfs.cli.launcher import LocalCluster
 from superfs.client import Client
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_kvserve_t1_replay import TRACE, ideal  # noqa: E402
+from test_kvserve_t1_replay import generated_trace, ideal  # noqa: E402
 
 NS = "llama/bf16/nhd/tp0of1"
 MiB = 1 << 20
@@ -136,10 +136,11 @@ def test_a_bounded_superfs_tier_evicts_files(cluster: LocalCluster, client: Clie
         assert all(g is None or g == v.tobytes() for g, v in zip(got, vals))  # misses, never wrong bytes
 
 
-def test_replay_dram_plus_superfs_hits_equal_the_ideal(cluster: LocalCluster, root: str) -> None:
+def test_replay_dram_plus_superfs_hits_equal_the_ideal(cluster: LocalCluster, root: str, tmp_path: Path) -> None:
     limit, block_bytes = 300, 2048
-    requests = load_trace(str(TRACE), limit=limit)
-    hit_blocks, _, hit_tokens, _ = ideal(Path(TRACE), limit=limit)
+    trace, _ = generated_trace(tmp_path, requests=limit)
+    requests = load_trace(str(trace), limit=limit)
+    hit_blocks, _, hit_tokens, _ = ideal(trace, limit=limit)
     dram = int(0.1 * summarize(requests).distinct_blocks) * 4096  # 10% of the distinct blocks (one page each)
     ns = "replay/bf16/default/tp0of1"
     cfg = config(cluster, root, dram_bytes=dram, max_object_bytes=block_bytes, policy="s3fifo")

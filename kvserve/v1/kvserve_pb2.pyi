@@ -267,6 +267,64 @@ class StatsReply(_message.Message):
     superfs_enabled: bool
     def __init__(self, dram: _Optional[_Union[TierStats, _Mapping]] = ..., superfs: _Optional[_Union[TierStats, _Mapping]] = ..., misses: _Optional[int] = ..., puts: _Optional[int] = ..., leases_active: _Optional[int] = ..., demotions_dropped: _Optional[int] = ..., policy: _Optional[str] = ..., max_object_bytes: _Optional[int] = ..., namespaces: _Optional[_Iterable[str]] = ..., superfs_enabled: _Optional[bool] = ...) -> None: ...
 
+class AttendSequence(_message.Message):
+    __slots__ = ("keys", "tail_tokens")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    TAIL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[bytes]
+    tail_tokens: int
+    def __init__(self, keys: _Optional[_Iterable[bytes]] = ..., tail_tokens: _Optional[int] = ...) -> None: ...
+
+class AttendRequest(_message.Message):
+    __slots__ = ("namespace", "layers", "kv_heads", "head_dim", "block_tokens", "q_heads", "layer", "scale", "sequences", "queries", "tail_k", "tail_v")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    KV_HEADS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_DIM_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    Q_HEADS_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    TAIL_K_FIELD_NUMBER: _ClassVar[int]
+    TAIL_V_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    layers: int
+    kv_heads: int
+    head_dim: int
+    block_tokens: int
+    q_heads: int
+    layer: int
+    scale: float
+    sequences: _containers.RepeatedCompositeFieldContainer[AttendSequence]
+    queries: bytes
+    tail_k: bytes
+    tail_v: bytes
+    def __init__(self, namespace: _Optional[str] = ..., layers: _Optional[int] = ..., kv_heads: _Optional[int] = ..., head_dim: _Optional[int] = ..., block_tokens: _Optional[int] = ..., q_heads: _Optional[int] = ..., layer: _Optional[int] = ..., scale: _Optional[float] = ..., sequences: _Optional[_Iterable[_Union[AttendSequence, _Mapping]]] = ..., queries: _Optional[bytes] = ..., tail_k: _Optional[bytes] = ..., tail_v: _Optional[bytes] = ...) -> None: ...
+
+class AttendResult(_message.Message):
+    __slots__ = ("status", "missing_block")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    status: ObjectStatus
+    missing_block: int
+    def __init__(self, status: _Optional[_Union[ObjectStatus, str]] = ..., missing_block: _Optional[int] = ...) -> None: ...
+
+class AttendReply(_message.Message):
+    __slots__ = ("outputs", "results", "kv_bytes", "gathered_bytes", "compute_seconds")
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    KV_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GATHERED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    outputs: bytes
+    results: _containers.RepeatedCompositeFieldContainer[AttendResult]
+    kv_bytes: int
+    gathered_bytes: int
+    compute_seconds: float
+    def __init__(self, outputs: _Optional[bytes] = ..., results: _Optional[_Iterable[_Union[AttendResult, _Mapping]]] = ..., kv_bytes: _Optional[int] = ..., gathered_bytes: _Optional[int] = ..., compute_seconds: _Optional[float] = ...) -> None: ...
+
 class ObjectHeader(_message.Message):
     __slots__ = ("version", "namespace", "key", "size", "checksum")
     VERSION_FIELD_NUMBER: _ClassVar[int]

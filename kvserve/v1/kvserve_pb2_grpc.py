@@ -89,6 +89,11 @@ class KvServiceStub:
                 request_serializer=kvserve_dot_v1_dot_kvserve__pb2.Empty.SerializeToString,
                 response_deserializer=kvserve_dot_v1_dot_kvserve__pb2.StatsReply.FromString,
                 _registered_method=True)
+        self.Attend = channel.unary_unary(
+                '/kvserve.v1.KvService/Attend',
+                request_serializer=kvserve_dot_v1_dot_kvserve__pb2.AttendRequest.SerializeToString,
+                response_deserializer=kvserve_dot_v1_dot_kvserve__pb2.AttendReply.FromString,
+                _registered_method=True)
 
 
 class KvServiceServicer:
@@ -160,6 +165,12 @@ class KvServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attend(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KvServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +228,11 @@ def add_KvServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=kvserve_dot_v1_dot_kvserve__pb2.Empty.FromString,
                     response_serializer=kvserve_dot_v1_dot_kvserve__pb2.StatsReply.SerializeToString,
+            ),
+            'Attend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Attend,
+                    request_deserializer=kvserve_dot_v1_dot_kvserve__pb2.AttendRequest.FromString,
+                    response_serializer=kvserve_dot_v1_dot_kvserve__pb2.AttendReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -516,6 +532,33 @@ class KvService:
             '/kvserve.v1.KvService/Stats',
             kvserve_dot_v1_dot_kvserve__pb2.Empty.SerializeToString,
             kvserve_dot_v1_dot_kvserve__pb2.StatsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvserve.v1.KvService/Attend',
+            kvserve_dot_v1_dot_kvserve__pb2.AttendRequest.SerializeToString,
+            kvserve_dot_v1_dot_kvserve__pb2.AttendReply.FromString,
             options,
             channel_credentials,
             insecure,
