@@ -23,6 +23,7 @@ from superfs.client.nodes import Node, to_stat
 from superfs.client.paths import PathResolver
 from superfs.client.rpc import Channels
 from superfs.errors import FsError, oserror
+from superfs.filetypes import SPECIAL_TYPES, type_of_mode
 from superfs.perms import R_OK, W_OK, allowed
 from superfs.v1 import superfs_pb2 as pb
 
@@ -211,6 +212,21 @@ class AsyncFs:
             raise FsError(errno.ENOENT if not target else errno.ENAMETOOLONG, "bad symlink target")
         parent, _, name = await self.paths.parent_of(path, self.creds)
         await self.meta.create(parent.ino, name, 0o777, self.creds, exclusive=True, symlink_target=target)
+
+    @_oserrors
+    async def mknod(self, path: str, mode: int = 0o600 | stat_mod.S_IFREG, device: int = 0) -> None:
+        """As os.mknod: a regular file, FIFO, socket, or (root only) device node."""
+        ftype = type_of_mode(mode)
+        if ftype not in SPECIAL_TYPES and ftype != pb.REGULAR:
+            raise FsError(errno.EINVAL if ftype != pb.DIRECTORY else errno.EPERM, "mknod makes files only")
+        if _dot_last(path) or not path.strip("/"):
+            raise FsError(errno.EEXIST, "file exists")
+        parent, _, name = await self.paths.parent_of(path, self.creds)
+        await self.meta.create(parent.ino, name, mode & ~self.umask & 0o7777, self.creds, exclusive=True,
+                               ftype=ftype, rdev=device)
+
+    async def mkfifo(self, path: str, mode: int = 0o666) -> None:
+        await self.mknod(path, stat_mod.S_IFIFO | (mode & 0o7777))
 
     @_oserrors
     async def readlink(self, path: str) -> str:

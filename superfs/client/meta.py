@@ -132,14 +132,16 @@ class MetaOps:
         return await self.get_file(ino, creds)
 
     async def create(self, parent: int, name: str, mode: int, creds: Creds, *, exclusive: bool = False,
-                     truncate: bool = False, data: bytes = b"", symlink_target: str = "") -> tuple[Node, bool]:
+                     truncate: bool = False, data: bytes = b"", symlink_target: str = "",
+                     ftype: int = 0, rdev: int = 0) -> tuple[Node, bool]:
+        """A regular file, a symlink (``symlink_target``) or a special file (``ftype``, ``rdev``)."""
         check_name(name)
-        ftype = pb.SYMLINK if symlink_target else pb.REGULAR
+        ftype = ftype or (pb.SYMLINK if symlink_target else pb.REGULAR)
 
         async def op(cap: pb.DirCap) -> pb.CreateFileReply:
             req = pb.CreateFileRequest(parent_ino=parent, name=name, mode=mode, type=ftype,
                                        symlink_target=symlink_target, exclusive=exclusive,
-                                       truncate=truncate, creds=creds.pb(), cap=cap, data=data)
+                                       truncate=truncate, creds=creds.pb(), cap=cap, data=data, rdev=rdev)
             return await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "CreateFile", req)
 
         reply = await self._with_cap(parent, creds, op)

@@ -11,6 +11,7 @@ import concurrent.futures
 import errno
 import os
 import posixpath
+import stat as stat_mod
 import threading
 from typing import Any, Coroutine, Iterator, TypeVar
 
@@ -184,6 +185,13 @@ class Client:
     def symlink(self, target: str, path: str) -> None:
         """Like os.symlink(src, dst): ``path`` will point at ``target``."""
         self._run(self._fs.symlink(path, target))
+
+    def mknod(self, path: str, mode: int = 0o600 | stat_mod.S_IFREG, device: int = 0) -> None:
+        """As os.mknod: a regular file, FIFO, socket, or (root only) device node."""
+        self._run(self._fs.mknod(path, mode, device))
+
+    def mkfifo(self, path: str, mode: int = 0o666) -> None:
+        self._run(self._fs.mkfifo(path, mode))
 
     def readlink(self, path: str) -> str:
         return self._run(self._fs.readlink(path))

@@ -40,13 +40,13 @@ from superfs.dirserver.shards import ShardOps
 from superfs.dirserver.store import DirStore, now_ns
 from superfs.errors import FsError
 from superfs.faults import crash_point
+from superfs.filetypes import FILE_TYPES
 from superfs.routing import ROOT_INO, is_dir_ino
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
-FILE_TYPES = (pb.REGULAR, pb.SYMLINK)
 # Failures that say nothing about the outcome (the shard may be down, slow, or
 # busy): the step is retried later. Any other refusal is final.
 TRANSIENT = frozenset({errno.EIO, errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR})

@@ -25,12 +25,12 @@ from collections import defaultdict
 from typing import Iterable
 
 from superfs import routing
+from superfs.filetypes import FILE_TYPES
 from superfs.fsck.findings import Finding
 from superfs.fsck.snapshot import Snapshot
 from superfs.routing import ROOT_INO, is_dir_ino
 from superfs.v1 import superfs_pb2 as pb
 
-FILE_TYPES = (pb.REGULAR, pb.SYMLINK)
 
 
 def check(snap: Snapshot) -> list[Finding]:

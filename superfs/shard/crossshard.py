@@ -64,7 +64,7 @@ def new_txid() -> str:
 
 def inode_of_attr(attr: pb.Attr) -> Inode:
     return Inode(attr.ino, attr.mode, attr.nlink, attr.uid, attr.gid, attr.size, attr.atime_ns,
-                 attr.mtime_ns, attr.ctime_ns, attr.generation)
+                 attr.mtime_ns, attr.ctime_ns, attr.generation, rdev=attr.rdev)
 
 
 class KeyLocks:

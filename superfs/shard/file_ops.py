@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from superfs import perms
 from superfs.errors import FsError
+from superfs.filetypes import DEVICE_TYPES, FILE_TYPES, fmt_of_type
 from superfs.perms import CredsLike
 from superfs.shard.records import DIRECTORY, REGULAR, SYMLINK, Inode, ReclaimItem
 from superfs.shard.store import ShardTxn, now_ns
@@ -78,11 +79,18 @@ def resize(t: ShardTxn, node: Inode, new_size: int, inline_threshold: int) -> Re
     return None
 
 
+def _not_regular(node: Inode) -> FsError | None:
+    """Bytes and sizes belong to regular files: EINVAL for anything else (as truncate(2))."""
+    if stat.S_ISREG(node.mode):
+        return None
+    return FsError(errno.EINVAL, "not a regular file")
+
+
 def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: int, ftype: int,
                 target: bytes, exclusive: bool, truncate: bool, creds: CredsLike, data: bytes,
-                inline_threshold: int) -> CreateResult:
-    if ftype not in (REGULAR, SYMLINK):
-        raise FsError(errno.EINVAL, "CreateFile makes regular files and symlinks only")
+                inline_threshold: int, rdev: int = 0) -> CreateResult:
+    if ftype not in FILE_TYPES:
+        raise FsError(errno.EINVAL, "CreateFile makes files, symlinks and special files, not directories")
     if ftype == SYMLINK:
         if not target:
             raise FsError(errno.ENOENT, "empty symlink target")
@@ -92,12 +100,12 @@ def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: i
     found = t.entry(parent, raw)
     if found is not None:
         ino, etype = found
-        if exclusive or ftype == SYMLINK:
+        if exclusive or ftype != REGULAR:
             raise FsError(errno.EEXIST, "file exists")
         if etype == DIRECTORY:
             raise FsError(errno.EISDIR, "a directory has that name")
-        if etype == SYMLINK:
-            raise FsError(errno.EEXIST, "a symlink has that name")
+        if etype != REGULAR:
+            raise FsError(errno.EEXIST, "a symlink or special file has that name")
         node = t.inode(ino)
         if node is None:
             return CreateResult(None, False, remote_ino=ino)
@@ -109,15 +117,19 @@ def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: i
             t.put_inode(node)
         return CreateResult(node, False, reclaim=reclaim)
     t.check_no_intent(parent, raw)
+    if ftype in DEVICE_TYPES and creds.uid != 0:
+        raise FsError(errno.EPERM, "only root may make device files")  # mknod(2): CAP_MKNOD
     if len(data) > inline_threshold:
         raise FsError(errno.EFBIG, "initial data exceeds the inline threshold")
     now = now_ns()
     if ftype == SYMLINK:
         fmode, size, data = stat.S_IFLNK | 0o777, len(target), b""
-    else:
+    elif ftype == REGULAR:
         fmode, size, target = stat.S_IFREG | (mode & 0o7777), len(data), b""
+    else:
+        fmode, size, target, data = fmt_of_type(ftype) | (mode & 0o7777), 0, b"", b""
     node = Inode(t.allocate_ino(partition), fmode, 1, creds.uid, creds.gid, size, now, now, now, 1,
-                 inline=True, symlink_target=target)
+                 inline=True, symlink_target=target, rdev=rdev if ftype in DEVICE_TYPES else 0)
     t.put_inode(node)
     t.put_inline(node.ino, data)
     t.put_entry(parent, raw, node.ino, ftype)
@@ -170,8 +182,9 @@ def set_attr(t: ShardTxn, ino: int, *, mask: int, mode: int, uid: int, gid: int,
         if creds.uid != node.uid or (gid != node.gid and gid != creds.gid and gid not in creds.groups):
             raise FsError(errno.EPERM, "chgrp: not the owner, or not a member of the group")
     if mask & SET_SIZE:
-        if stat.S_ISLNK(node.mode):
-            raise FsError(errno.EINVAL, "cannot truncate a symlink")
+        err = _not_regular(node)
+        if err is not None:
+            raise err
         perms.require(node.mode, node.uid, node.gid, creds, perms.W_OK, "truncate")
     if mask & (SET_ATIME | SET_MTIME) and not owner:
         raise FsError(errno.EPERM, "only the owner may set explicit times")
@@ -212,8 +225,9 @@ def set_attr(t: ShardTxn, ino: int, *, mask: int, mode: int, uid: int, gid: int,
 
 def _writable_inline(t: ShardTxn, ino: int, creds: CredsLike) -> Inode:
     node = t.require_inode(ino)
-    if stat.S_ISLNK(node.mode):
-        raise FsError(errno.EINVAL, "not a regular file")
+    err = _not_regular(node)
+    if err is not None:
+        raise err
     perms.require(node.mode, node.uid, node.gid, creds, perms.W_OK, "write")
     return node
 
@@ -244,8 +258,9 @@ def read_inline(t: ShardTxn, ino: int, *, offset: int, length: int, creds: Creds
     if length > MAX_IO:
         raise FsError(errno.EINVAL, f"read of {length} bytes exceeds {MAX_IO}")
     node = t.require_inode(ino)
-    if stat.S_ISLNK(node.mode):
-        raise FsError(errno.EINVAL, "not a regular file")
+    err = _not_regular(node)
+    if err is not None:
+        raise err
     perms.require(node.mode, node.uid, node.gid, creds, perms.R_OK, "read")
     if not node.inline:
         raise FsError(errno.EFBIG, "file is chunked: read from the data servers")

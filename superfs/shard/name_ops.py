@@ -18,8 +18,9 @@ import errno
 from dataclasses import dataclass
 
 from superfs.errors import FsError
+from superfs.filetypes import FILE_TYPES
 from superfs.perms import CredsLike, check_sticky
-from superfs.shard.records import DIRECTORY, REGULAR, SYMLINK, U64, Inode, Intent
+from superfs.shard.records import DIRECTORY, REGULAR, U64, Inode, Intent
 from superfs.shard.store import APPLIED_NLINK, APPLIED_REMOTE_LINK, ShardTxn, now_ns
 
 RENAME_NOREPLACE = 1
@@ -220,8 +221,8 @@ def remote_link(t: ShardTxn, parent: int, raw: bytes, *, ino: int, ftype: int, r
     done = t.applied(APPLIED_REMOTE_LINK, txid)
     if done is not None:
         return U64.unpack(done)[0]
-    if ftype not in (REGULAR, SYMLINK):
-        raise FsError(errno.EINVAL, "RemoteLink carries files and symlinks only")
+    if ftype not in FILE_TYPES:
+        raise FsError(errno.EINVAL, "RemoteLink carries files, symlinks and special files only")
     replaced, changed = _replace(t, parent, raw, ino, no_replace=no_replace or not replace, txid=txid)
     if changed:
         t.put_entry(parent, raw, ino, ftype)

@@ -12,7 +12,8 @@ Key and value formats (the sub-database layout is described in store.py):
 - dentry value ``ino (8) + type (1)``.
 - inode key    ``inode_key(ino)``: 8 bytes, sequence before partition.
 - inode value  ``INODE_HEAD`` then, for chunked files, ``chunk_size (4) +
-  count (2) + server ids (4 each)``; for symlinks, the target bytes.
+  count (2) + server ids (4 each)``; for symlinks, the target bytes; for
+  character and block devices, the device number (8).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import stat
 import struct
 from dataclasses import dataclass
 
+from superfs.filetypes import type_of_mode
 from superfs.routing import INO_PARTITION_SHIFT, SEQ_MASK
 from superfs.v1 import superfs_pb2 as pb
 
@@ -29,6 +31,7 @@ DIRECTORY = pb.DIRECTORY
 SYMLINK = pb.SYMLINK
 
 U64 = struct.Struct(">Q")
+RDEV = struct.Struct("<Q")
 PARTITION_KEY = struct.Struct(">I")
 DENTRY_VALUE = struct.Struct("<QB")
 # mode, nlink, uid, gid, size, atime, mtime, ctime, generation, flags
@@ -127,10 +130,15 @@ class Inode:
     chunk_size: int = 0
     layout: tuple[int, ...] = ()
     symlink_target: bytes = b""
+    rdev: int = 0  # character and block devices only
 
     @property
     def ftype(self) -> int:
-        return SYMLINK if stat.S_ISLNK(self.mode) else REGULAR
+        return type_of_mode(self.mode)
+
+    @property
+    def is_device(self) -> bool:
+        return stat.S_ISCHR(self.mode) or stat.S_ISBLK(self.mode)
 
     def pack(self) -> bytes:
         head = INODE_HEAD.pack(
@@ -140,6 +148,8 @@ class Inode:
         if not self.inline:
             ids = b"".join(SERVER_ID.pack(s) for s in self.layout)
             return head + CHUNKED_HEAD.pack(self.chunk_size, len(self.layout)) + ids
+        if self.is_device:
+            return head + RDEV.pack(self.rdev)
         return head + self.symlink_target
 
     @classmethod
@@ -151,6 +161,8 @@ class Inode:
             node.chunk_size, count = CHUNKED_HEAD.unpack_from(rest)
             off = CHUNKED_HEAD.size
             node.layout = tuple(SERVER_ID.unpack_from(rest, off + 4 * i)[0] for i in range(count))
+        elif node.is_device:
+            node.rdev = RDEV.unpack_from(rest)[0] if len(rest) >= RDEV.size else 0
         else:
             node.symlink_target = bytes(rest)
         return node

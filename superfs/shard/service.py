@@ -45,7 +45,7 @@ LOCK_WAIT_S = 10.0
 def attr_of(node: Inode) -> pb.Attr:
     return pb.Attr(ino=node.ino, mode=node.mode, nlink=node.nlink, uid=node.uid, gid=node.gid,
                    size=node.size, atime_ns=node.atime_ns, mtime_ns=node.mtime_ns,
-                   ctime_ns=node.ctime_ns, generation=node.generation)
+                   ctime_ns=node.ctime_ns, generation=node.generation, rdev=node.rdev)
 
 
 def file_info_of(node: Inode, data: bytes = b"") -> pb.FileInfo:
@@ -139,7 +139,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         res = await self.seals.run(lambda: self.store.write(lambda t: file_ops.create_file(
             t, parent=parent, raw=raw, partition=partition, mode=request.mode, ftype=ftype, target=target,
             exclusive=request.exclusive, truncate=request.truncate, creds=creds, data=request.data,
-            inline_threshold=threshold)))
+            inline_threshold=threshold, rdev=request.rdev)))
         if res.node is None:  # an existing name whose inode lives on another shard
             if request.truncate:
                 home = self.cluster.shard_of_ino(res.remote_ino)

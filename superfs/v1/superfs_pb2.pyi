@@ -13,10 +13,18 @@ class FileType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REGULAR: _ClassVar[FileType]
     DIRECTORY: _ClassVar[FileType]
     SYMLINK: _ClassVar[FileType]
+    FIFO: _ClassVar[FileType]
+    SOCKET: _ClassVar[FileType]
+    CHAR_DEVICE: _ClassVar[FileType]
+    BLOCK_DEVICE: _ClassVar[FileType]
 FILE_TYPE_UNSPECIFIED: FileType
 REGULAR: FileType
 DIRECTORY: FileType
 SYMLINK: FileType
+FIFO: FileType
+SOCKET: FileType
+CHAR_DEVICE: FileType
+BLOCK_DEVICE: FileType
 
 class Creds(_message.Message):
     __slots__ = ("uid", "gid", "groups")
@@ -29,7 +37,7 @@ class Creds(_message.Message):
     def __init__(self, uid: _Optional[int] = ..., gid: _Optional[int] = ..., groups: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Attr(_message.Message):
-    __slots__ = ("ino", "mode", "nlink", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns", "generation")
+    __slots__ = ("ino", "mode", "nlink", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns", "generation", "rdev")
     INO_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NLINK_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +48,7 @@ class Attr(_message.Message):
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     CTIME_NS_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    RDEV_FIELD_NUMBER: _ClassVar[int]
     ino: int
     mode: int
     nlink: int
@@ -50,7 +59,8 @@ class Attr(_message.Message):
     mtime_ns: int
     ctime_ns: int
     generation: int
-    def __init__(self, ino: _Optional[int] = ..., mode: _Optional[int] = ..., nlink: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
+    rdev: int
+    def __init__(self, ino: _Optional[int] = ..., mode: _Optional[int] = ..., nlink: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., generation: _Optional[int] = ..., rdev: _Optional[int] = ...) -> None: ...
 
 class DirCap(_message.Message):
     __slots__ = ("dir_ino", "uid", "rights", "sticky", "owner_uid", "expires_ns", "mac")
@@ -317,7 +327,7 @@ class FileInfo(_message.Message):
     def __init__(self, attr: _Optional[_Union[Attr, _Mapping]] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., inline: _Optional[bool] = ..., data: _Optional[bytes] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ...) -> None: ...
 
 class CreateFileRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data")
+    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data", "rdev")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -328,6 +338,7 @@ class CreateFileRequest(_message.Message):
     CREDS_FIELD_NUMBER: _ClassVar[int]
     CAP_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    RDEV_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     mode: int
@@ -338,7 +349,8 @@ class CreateFileRequest(_message.Message):
     creds: Creds
     cap: DirCap
     data: bytes
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    rdev: int
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ..., rdev: _Optional[int] = ...) -> None: ...
 
 class CreateFileReply(_message.Message):
     __slots__ = ("file", "created")

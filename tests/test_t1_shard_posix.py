@@ -1,0 +1,101 @@
+"""Tier 1: the POSIX rules the shard engine applies, on a temp dir, no network.
+
+Special files (FIFOs, sockets, devices) as metadata only: their type and
+device number survive the on-disk record; only root makes devices; bytes
+and sizes belong to regular files.
+"""
+from __future__ import annotations
+
+import errno
+import stat
+from typing import Any, Callable
+
+import pytest
+
+from superfs.errors import FsError
+from superfs.shard import file_ops, name_ops
+from superfs.shard.name_ops import DirGuard
+from superfs.shard.records import Inode, encode_name
+from superfs.shard.store import FileMetaStore, ShardTxn
+from superfs.v1 import superfs_pb2 as pb
+
+THRESHOLD = 4096
+ROOT = pb.Creds(uid=0, gid=0)
+ALICE = pb.Creds(uid=1000, gid=1000)
+
+
+@pytest.fixture
+def store(tmp_path: Any) -> Any:
+    s = FileMetaStore(str(tmp_path / "shard"), durable=False)
+    yield s
+    s.close()
+
+
+def w(store: FileMetaStore, fn: Callable[[ShardTxn], Any]) -> Any:
+    return store.write_now(fn)
+
+
+def errno_of(store: FileMetaStore, fn: Callable[[ShardTxn], Any]) -> int:
+    with pytest.raises(FsError) as ei:
+        w(store, fn)
+    return ei.value.errno
+
+
+def create(store: FileMetaStore, parent: int, name: str, ftype: int, *, creds: pb.Creds = ALICE,
+           mode: int = 0o644, rdev: int = 0, exclusive: bool = True) -> file_ops.CreateResult:
+    return w(store, lambda t: file_ops.create_file(
+        t, parent=parent, raw=encode_name(name), partition=3, mode=mode, ftype=ftype, target=b"",
+        exclusive=exclusive, truncate=False, creds=creds, data=b"", inline_threshold=THRESHOLD, rdev=rdev))
+
+
+@pytest.mark.parametrize("ftype,fmt", [(pb.FIFO, stat.S_IFIFO), (pb.SOCKET, stat.S_IFSOCK),
+                                       (pb.CHAR_DEVICE, stat.S_IFCHR), (pb.BLOCK_DEVICE, stat.S_IFBLK)])
+def test_special_files_are_stored_with_type_and_rdev(store: FileMetaStore, ftype: int, fmt: int) -> None:
+    dev = (8 << 8) | 1 if ftype in (pb.CHAR_DEVICE, pb.BLOCK_DEVICE) else 0
+    node = create(store, 10, "s", ftype, creds=ROOT, mode=0o4640, rdev=(8 << 8) | 1).node
+    assert node is not None
+    assert (node.mode, node.ftype, node.rdev, node.size, node.nlink) == (fmt | 0o4640, ftype, dev, 0, 1)
+    with store.read() as t:
+        again = t.inode(node.ino)
+        ino, etype, found, _ = file_ops.lookup_file(t, 10, b"s", False)
+    assert again == node and (ino, etype) == (node.ino, ftype)
+    assert Inode.unpack(node.ino, node.pack()) == node
+    # a second create of the name, exclusive or not, finds it taken
+    for exclusive in (True, False):
+        assert errno_of(store, lambda t: file_ops.create_file(
+            t, parent=10, raw=b"s", partition=3, mode=0o644, ftype=pb.REGULAR, target=b"", exclusive=exclusive,
+            truncate=False, creds=ROOT, data=b"", inline_threshold=THRESHOLD)) == errno.EEXIST
+
+
+def test_only_root_makes_devices(store: FileMetaStore) -> None:
+    for ftype in (pb.CHAR_DEVICE, pb.BLOCK_DEVICE):
+        with pytest.raises(FsError) as ei:
+            create(store, 10, "d", ftype, rdev=1)
+        assert ei.value.errno == errno.EPERM
+    assert create(store, 10, "f", pb.FIFO).created  # FIFOs and sockets are anyone's
+    assert create(store, 10, "s", pb.SOCKET).created
+    with pytest.raises(FsError) as ei:
+        create(store, 10, "x", pb.DIRECTORY)
+    assert ei.value.errno == errno.EINVAL
+
+
+def test_special_files_have_no_bytes(store: FileMetaStore) -> None:
+    node = create(store, 10, "f", pb.FIFO, mode=0o666).node
+    assert node is not None
+    ino = node.ino
+    assert errno_of(store, lambda t: file_ops.write_inline(
+        t, ino, offset=0, data=b"x", truncate_to_end=False, creds=ALICE, inline_threshold=THRESHOLD)) == errno.EINVAL
+    assert errno_of(store, lambda t: file_ops.read_inline(t, ino, offset=0, length=1, creds=ALICE)) == errno.EINVAL
+    assert errno_of(store, lambda t: file_ops.set_attr(
+        t, ino, mask=file_ops.SET_SIZE, mode=0, uid=0, gid=0, size=0, atime_ns=0, mtime_ns=0, creds=ALICE,
+        inline_threshold=THRESHOLD)) == errno.EINVAL
+    # but they have owners, modes and names like any file
+    node, _ = w(store, lambda t: file_ops.set_attr(
+        t, ino, mask=file_ops.SET_MODE, mode=0o600, uid=0, gid=0, size=0, atime_ns=0, mtime_ns=0, creds=ALICE,
+        inline_threshold=THRESHOLD))
+    assert node.mode == stat.S_IFIFO | 0o600
+    w(store, lambda t: name_ops.link(t, ino, 10, b"g"))
+    w(store, lambda t: name_ops.rename_local(t, 10, b"g", 11, b"h", flags=0, creds=ALICE, src_guard=DirGuard(),
+                                             dst_guard=DirGuard(), owners={}, txid="t1"))
+    assert w(store, lambda t: name_ops.remote_link(t, 12, b"r", ino=ino, ftype=pb.FIFO, replace=False,
+                                                   no_replace=True, txid="t2")) == 0
