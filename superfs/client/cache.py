@@ -9,10 +9,12 @@ capability inside a node is signed for one uid.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 
 from superfs.client.nodes import Node
+from superfs.v1 import superfs_pb2 as pb
 
 MAX_ENTRIES = 65536
 
@@ -59,6 +61,13 @@ class DirCache:
         self._by_path.move_to_end(key)
         while len(self._by_path) > self.max_entries:
             self._by_path.popitem(last=False)
+
+    def update_attr(self, ino: int, attr: pb.Attr) -> None:
+        """A change of a directory's times only: its cached nodes keep their capability
+        and lease, with the new attributes (a new Node: cached ones are never changed)."""
+        for key, node in list(self._by_ino.items()):
+            if key[0] == ino:
+                self._by_ino[key] = dataclasses.replace(node, attr=attr)
 
     def forget(self, ino: int) -> None:
         """Drop a directory this client changed (all uids, all its paths)."""

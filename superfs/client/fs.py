@@ -100,6 +100,7 @@ class AsyncFs:
         return self
 
     async def close(self) -> None:
+        await self.meta.touches.settle_all()
         await self.channels.close()
 
     # ------------------------------------------------------------------ stat
@@ -107,6 +108,8 @@ class AsyncFs:
     @_oserrors
     async def stat(self, path: str, *, follow_symlinks: bool = True) -> os.stat_result:
         node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
+        if node.is_dir:
+            node = await self.meta.getattr(node.ino, self.creds)  # after this client's own changes in it
         return to_stat(node.attr)
 
     async def lstat(self, path: str) -> os.stat_result:

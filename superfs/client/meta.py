@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 from superfs import routing
 from superfs.client.cache import DirCache
 from superfs.client.cluster import ClusterView
+from superfs.client.dirtimes import DirTouches
 from superfs.client.nodes import Node
 from superfs.client.rpc import call
 from superfs.errors import FsError
@@ -48,6 +49,7 @@ class MetaOps:
     def __init__(self, cluster: ClusterView, cache: DirCache) -> None:
         self.cluster = cluster
         self.cache = cache
+        self.touches = DirTouches(self._touch, cache.update_attr)
 
     @property
     def timeout(self) -> float:
@@ -128,6 +130,7 @@ class MetaOps:
 
     async def getattr(self, ino: int, creds: Creds) -> Node:
         if routing.is_dir_ino(ino):
+            await self.touches.settle(ino)  # its times after what this client did in it
             return await self.get_dir(ino, creds)
         return await self.get_file(ino, creds)
 
@@ -145,6 +148,8 @@ class MetaOps:
             return await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "CreateFile", req)
 
         reply = await self._with_cap(parent, creds, op)
+        if reply.created:
+            self.touches.changed(parent, creds.pb())
         return self.file_node(reply.file, parent, name), reply.created
 
     async def unlink(self, parent: int, name: str, creds: Creds) -> pb.UnlinkReply:
@@ -154,7 +159,9 @@ class MetaOps:
             req = pb.UnlinkRequest(parent_ino=parent, name=name, creds=creds.pb(), cap=cap)
             return await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "Unlink", req)
 
-        return await self._with_cap(parent, creds, op)
+        reply = await self._with_cap(parent, creds, op)
+        self.touches.changed(parent, creds.pb())
+        return reply
 
     async def link(self, ino: int, new_parent: int, new_name: str, creds: Creds) -> pb.Attr:
         check_name(new_name)
@@ -165,7 +172,9 @@ class MetaOps:
             req = pb.LinkRequest(ino=ino, new_parent=new_parent, new_name=new_name, creds=creds.pb(), cap=cap)
             return await self._shard_call(lambda: self.cluster.entry_shard(new_parent, new_name), "Link", req)
 
-        return await self._with_cap(new_parent, creds, op)
+        attr = await self._with_cap(new_parent, creds, op)
+        self.touches.changed(new_parent, creds.pb())
+        return attr
 
     async def rename(self, src_parent: int, src_name: str, dst_parent: int, dst_name: str,
                      creds: Creds, flags: int = 0) -> None:
@@ -197,16 +206,25 @@ class MetaOps:
             req.src_cap.CopyFrom((await self.get_dir(src_parent, creds)).cap)
             req.dst_cap.CopyFrom((await self.get_dir(dst_parent, creds)).cap)
             await self._shard_call(lambda: self.cluster.entry_shard(src_parent, src_name), "RenameFile", req)
+        self.touches.changed(src_parent, creds.pb())
+        if dst_parent != src_parent:
+            self.touches.changed(dst_parent, creds.pb())
 
     async def setattr(self, ino: int, creds: Creds, *, mask: int, mode: int = 0, uid: int = 0, gid: int = 0,
                       size: int = 0, atime_ns: int = 0, mtime_ns: int = 0) -> pb.Attr:
         req = pb.SetAttrRequest(ino=ino, mask=mask, mode=mode, uid=uid, gid=gid, size=size,
                                 atime_ns=atime_ns, mtime_ns=mtime_ns, creds=creds.pb())
         if routing.is_dir_ino(ino):
+            await self.touches.settle(ino)  # a late touch must not undo these times
             attr = await self.cluster.dir_call("SetDirAttr", req)
             self.cache.forget(ino)
             return attr
         return await self._shard_call(lambda: self.cluster.home_shard(ino), "SetAttr", req)
+
+    async def _touch(self, dir_ino: int, creds: pb.Creds) -> pb.Attr:
+        """mtime and ctime of a directory to the dir server's now (see dirtimes.py)."""
+        req = pb.SetAttrRequest(ino=dir_ino, mask=SET_MTIME_NOW, creds=creds)
+        return await self.cluster.dir_call("SetDirAttr", req)
 
     # --------------------------------------------------------------- listings
 
@@ -256,3 +274,4 @@ class MetaOps:
                            return_exceptions=True),
         )
         return {"dir": dir_stats, "shards": list(shard_stats), "data": list(data_stats)}
+

@@ -179,7 +179,19 @@ class CrossShard:
         crash_point("shard.rename.after_remote_link")
         await self.store.write(lambda t: name_ops.finish_rename(t, intent, replaced))
         crash_point("shard.rename.after_finish")
+        await self._renamed_elsewhere(intent)
         log.debug("rename %s: ino %d now at %d/%s", intent.txid, intent.ino, intent.dst_parent, intent.dst_name)
+
+    async def _renamed_elsewhere(self, intent: Intent) -> None:
+        """The renamed file's ctime, when its inode lives on neither shard of the rename
+        (the two steps moved it when it lives on theirs). Best effort: a ctime."""
+        try:
+            home = self.cluster.shard_of_ino(intent.ino)
+            if home in (self.cluster.shard_id, self.cluster.shard_of_entry(intent.dst_parent, intent.dst_name)):
+                return
+            await self.adjust_nlink(intent.ino, 0, f"{intent.txid}/ctime")  # moves ctime, once by txid
+        except FsError as e:
+            log.debug("rename %s: ctime of inode %d not moved: %s", intent.txid, intent.ino, e)
 
     # ------------------------------------------------------------------ link
 

@@ -32,10 +32,12 @@ LIST_MAX = 10000
 
 @dataclass(frozen=True)
 class DirGuard:
-    """The sticky-bit facts of a parent directory, from its verified capability."""
+    """The facts of a parent directory, from its verified capability: the sticky
+    bit, and the group a setgid directory gives new files (None: the creator's)."""
 
     sticky: bool = False
     owner_uid: int = 0
+    group: int | None = None
 
     def needs_owner(self, creds: CredsLike) -> bool:
         return self.sticky and creds.uid not in (0, self.owner_uid)
@@ -150,10 +152,7 @@ def rename_local(t: ShardTxn, src_parent: int, src_raw: bytes, dst_parent: int, 
         return
     t.put_entry(dst_parent, dst_raw, ino, ftype)
     t.delete_entry(src_parent, src_raw)
-    node = t.inode(ino)
-    if node is not None:
-        node.ctime_ns = now_ns()
-        t.put_inode(node)
+    _renamed(t, ino)
 
 
 def begin_rename(t: ShardTxn, src_parent: int, src_raw: bytes, dst_parent: int, dst_name: str, *,
@@ -175,7 +174,16 @@ def finish_rename(t: ShardTxn, intent: Intent, replaced_ino: int) -> None:
     found = t.entry(intent.parent, intent.raw_name)
     if found is not None and found[0] == intent.ino and replaced_ino != intent.ino:
         t.delete_entry(intent.parent, intent.raw_name)
+        _renamed(t, intent.ino)
     t.delete_intent(intent.key())
+
+
+def _renamed(t: ShardTxn, ino: int) -> None:
+    """A renamed file's ctime moves (as Linux's file systems do), if its inode is here."""
+    node = t.inode(ino)
+    if node is not None:
+        node.ctime_ns = now_ns()
+        t.put_inode(node)
 
 
 def drop_intent(t: ShardTxn, intent: Intent) -> None:
@@ -226,6 +234,7 @@ def remote_link(t: ShardTxn, parent: int, raw: bytes, *, ino: int, ftype: int, r
     replaced, changed = _replace(t, parent, raw, ino, no_replace=no_replace or not replace, txid=txid)
     if changed:
         t.put_entry(parent, raw, ino, ftype)
+        _renamed(t, ino)
     t.record_applied(APPLIED_REMOTE_LINK, txid, U64.pack(replaced))
     return replaced
 
