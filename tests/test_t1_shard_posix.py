@@ -99,3 +99,42 @@ def test_special_files_have_no_bytes(store: FileMetaStore) -> None:
                                              dst_guard=DirGuard(), owners={}, txid="t1"))
     assert w(store, lambda t: name_ops.remote_link(t, 12, b"r", ino=ino, ftype=pb.FIFO, replace=False,
                                                    no_replace=True, txid="t2")) == 0
+
+
+def test_setgid_parent_gives_its_group(store: FileMetaStore) -> None:
+    """``group`` (from a setgid directory's capability): new files take it; setgid is kept
+    only for a member of that group, as Linux's mode_strip_sgid."""
+    bob = pb.Creds(uid=1001, gid=1001, groups=[50])
+    for name, creds, mode, want in [("a", ALICE, 0o2755, 0o755), ("b", bob, 0o2755, 0o2755),
+                                    ("c", ALICE, 0o2644, 0o2644), ("d", ROOT, 0o2755, 0o2755)]:
+        node = w(store, lambda t: file_ops.create_file(
+            t, parent=10, raw=name.encode(), partition=3, mode=mode, ftype=pb.REGULAR, target=b"", exclusive=True,
+            truncate=False, creds=creds, data=b"", inline_threshold=THRESHOLD, group=50)).node
+        assert (node.uid, node.gid, stat.S_IMODE(node.mode)) == (creds.uid, 50, want), name
+    fifo = create(store, 10, "f", pb.FIFO, creds=ALICE)
+    assert fifo.node is not None and fifo.node.gid == ALICE.gid  # no group given: the creator's
+
+
+def test_a_writer_may_drop_setid_bits_only(store: FileMetaStore) -> None:
+    """The kernel's chmod before a non-owner's write or truncate (file_remove_privs): allowed for
+    whoever may write, for dropping setuid/setgid only; any other chmod stays the owner's."""
+    bob = pb.Creds(uid=1001, gid=1001, groups=[1000])  # in the group: chmod keeps setgid for him
+
+    def chmod(ino: int, mode: int, creds: pb.Creds) -> Inode:
+        return w(store, lambda t: file_ops.set_attr(
+            t, ino, mask=file_ops.SET_MODE, mode=mode, uid=0, gid=0, size=0, atime_ns=0, mtime_ns=0, creds=creds,
+            inline_threshold=THRESHOLD))[0]
+
+    writable = create(store, 10, "w", pb.REGULAR, mode=0o6777).node
+    readonly = create(store, 10, "r", pb.REGULAR, mode=0o6755).node
+    assert writable is not None and readonly is not None
+    assert stat.S_IMODE(chmod(writable.ino, 0o2777, bob).mode) == 0o2777   # setuid dropped
+    assert stat.S_IMODE(chmod(writable.ino, 0o0777, bob).mode) == 0o0777   # then setgid
+    assert stat.S_IMODE(chmod(writable.ino, 0o0777, bob).mode) == 0o0777   # nothing left: a no-op
+    for mode in (0o0775, 0o4777, 0o1777):                                  # anything else: EPERM
+        with pytest.raises(FsError) as ei:
+            chmod(writable.ino, mode, bob)
+        assert ei.value.errno == errno.EPERM
+    with pytest.raises(FsError) as ei:
+        chmod(readonly.ino, 0o0755, bob)                                   # may not write: EPERM
+    assert ei.value.errno == errno.EPERM

@@ -66,16 +66,27 @@ class MetaOps:
         return await call(getattr(stub_of(), method), request, self.timeout)
 
     async def _with_cap(self, dir_ino: int, creds: Creds, op: Callable[[pb.DirCap], Awaitable[T]]) -> T:
-        """Run ``op`` with the directory's capability; refresh it once if stale."""
+        """Run ``op`` with the directory's capability; refresh it once if stale.
+
+        A cached capability may also be older than a chmod or chown of the
+        directory made elsewhere: a refusal (EACCES) is retried once with a
+        fresh one if that grants different rights, so a cache never refuses
+        what the directory's current mode allows.
+        """
         node = await self.get_dir(dir_ino, creds)
+        old = node.cap or pb.DirCap()
         try:
-            return await op(node.cap or pb.DirCap())
+            return await op(old)
         except FsError as e:
-            if e.errno != errno.ESTALE:
+            if e.errno not in (errno.ESTALE, errno.EACCES):
                 raise
+            refused = e
         self.cache.forget(dir_ino)
         node = await self.get_dir(dir_ino, creds)
-        return await op(node.cap or pb.DirCap())
+        cap = node.cap or pb.DirCap()
+        if refused.errno == errno.EACCES and _same_rights(cap, old):
+            raise refused
+        return await op(cap)
 
     # ------------------------------------------------------------ directories
 
@@ -83,13 +94,14 @@ class MetaOps:
         return Node(ino=info.ino, attr=info.attr, type=pb.DIRECTORY, parent=info.parent_ino,
                     name=info.name, cap=cap, expires=time.monotonic() + lease_ns / 1e9)
 
-    async def get_dir(self, ino: int, creds: Creds) -> Node:
-        node = self.cache.get(ino, creds.uid)
+    async def get_dir(self, ino: int, creds: Creds, *, fresh: bool = False) -> Node:
+        """A directory's node, from the lease cache unless ``fresh`` (then it is renewed)."""
+        node = None if fresh else self.cache.get(ino, creds)
         if node is not None:
             return node
         reply = await self.cluster.dir_call("GetDir", pb.DirRequest(ino=ino, creds=creds.pb()))
         node = self.dir_node(reply.dir, reply.cap, reply.lease_ns)
-        self.cache.put(node, creds.uid)
+        self.cache.put(node, creds)
         return node
 
     async def mkdir(self, parent: int, name: str, mode: int, creds: Creds) -> Node:
@@ -109,14 +121,15 @@ class MetaOps:
     def file_node(self, info: pb.FileInfo, parent: int = 0, name: str = "") -> Node:
         return Node(ino=info.attr.ino, attr=info.attr, type=info.type, parent=parent, name=name, file=info)
 
-    async def lookup(self, parent: int, name: str, creds: Creds, *, want_data: bool = False) -> Node:
-        """The node named ``name`` in directory ``parent``: file, symlink or directory."""
+    async def lookup(self, parent: int, name: str, creds: Creds, *, want_data: bool = False,
+                     fresh: bool = False) -> Node:
+        """The node named ``name`` in directory ``parent``: file, symlink or directory
+        (``fresh``: a directory's attributes from the dir server, not the lease cache)."""
         check_name(name)
         req = pb.LookupFileRequest(parent_ino=parent, name=name, want_data=want_data, creds=creds.pb())
         reply = await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "LookupFile", req)
         if reply.entry.type == pb.DIRECTORY:
-            node = await self.get_dir(reply.entry.ino, creds)
-            return node
+            return await self.get_dir(reply.entry.ino, creds, fresh=fresh)
         if reply.has_file:
             return self.file_node(reply.file, parent, name)
         node = await self.get_file(reply.entry.ino, creds, want_data=want_data)
@@ -128,10 +141,10 @@ class MetaOps:
         info = await self._shard_call(lambda: self.cluster.home_shard(ino), "GetFile", req)
         return self.file_node(info)
 
-    async def getattr(self, ino: int, creds: Creds) -> Node:
+    async def getattr(self, ino: int, creds: Creds, *, fresh: bool = False) -> Node:
         if routing.is_dir_ino(ino):
             await self.touches.settle(ino)  # its times after what this client did in it
-            return await self.get_dir(ino, creds)
+            return await self.get_dir(ino, creds, fresh=fresh)
         return await self.get_file(ino, creds)
 
     async def create(self, parent: int, name: str, mode: int, creds: Creds, *, exclusive: bool = False,
@@ -199,12 +212,15 @@ class MetaOps:
         try:
             await self._shard_call(lambda: self.cluster.entry_shard(src_parent, src_name), "RenameFile", req)
         except FsError as e:
-            if e.errno != errno.ESTALE:
+            if e.errno not in (errno.ESTALE, errno.EACCES):
                 raise
             self.cache.forget(src_parent)
             self.cache.forget(dst_parent)
-            req.src_cap.CopyFrom((await self.get_dir(src_parent, creds)).cap)
-            req.dst_cap.CopyFrom((await self.get_dir(dst_parent, creds)).cap)
+            src_cap, dst_cap = (await self.get_dir(src_parent, creds)).cap, (await self.get_dir(dst_parent, creds)).cap
+            if e.errno == errno.EACCES and _same_rights(src_cap, req.src_cap) and _same_rights(dst_cap, req.dst_cap):
+                raise  # not a stale capability (see _with_cap)
+            req.src_cap.CopyFrom(src_cap)
+            req.dst_cap.CopyFrom(dst_cap)
             await self._shard_call(lambda: self.cluster.entry_shard(src_parent, src_name), "RenameFile", req)
         self.touches.changed(src_parent, creds.pb())
         if dst_parent != src_parent:
@@ -275,3 +291,8 @@ class MetaOps:
         )
         return {"dir": dir_stats, "shards": list(shard_stats), "data": list(data_stats)}
 
+
+def _same_rights(a: pb.DirCap | None, b: pb.DirCap | None) -> bool:
+    """Would a refusal under capability ``b`` be the same under ``a``?"""
+    a, b = a or pb.DirCap(), b or pb.DirCap()
+    return (a.rights, a.sticky, a.owner_uid) == (b.rights, b.sticky, b.owner_uid)

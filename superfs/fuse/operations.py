@@ -12,10 +12,14 @@ close, fsync or when a chunk's worth is buffered; ``open`` asks the servers
 for the file's current version, so what another mount wrote and closed
 before this open is what this open reads (the kernel's page cache is kept
 only if the version is unchanged). Names and attributes are cached by the
-kernel for ``entry_timeout``/``attr_timeout`` seconds (default 1 s) and
-directories by the client for the dir server's lease: a rename, chmod or
-new file made elsewhere may take that long to show up in ``stat``. Misses
-are not cached: a file created elsewhere is found by the next open.
+kernel for ``entry_timeout``/``attr_timeout`` seconds (default 1 s): a
+rename, chmod or new file made elsewhere may take that long to show up in
+``stat``. What the kernel asks about a directory is answered fresh from the
+dir server, not from the client's lease cache, because the kernel checks
+permissions against it; a capability cached under the lease that the shard
+refuses is renewed and the operation tried once more. So a chmod or chown
+of a directory made elsewhere is honoured within the kernel's timeout.
+Misses are not cached: a file created elsewhere is found by the next open.
 Inode operations on an inode that another client removed answer ESTALE, so
 the kernel looks the path up afresh.
 """
@@ -180,8 +184,11 @@ class SuperFsOperations(pyfuse3.Operations):
             raise _stale(e) from None
 
     async def _getattr(self, ino: int, creds: Creds) -> Node:
+        # fresh: the kernel asks when its own copy expired, and checks permissions
+        # against what we answer (default_permissions): a lease-cached directory
+        # could refuse what its current mode allows
         try:
-            return await self.meta.getattr(ino, creds)
+            return await self.meta.getattr(ino, creds, fresh=True)
         except FsError as e:
             raise _stale(e) from None
 
@@ -202,7 +209,7 @@ class SuperFsOperations(pyfuse3.Operations):
         elif self._hidden(parent_inode, sname):
             raise FsError(errno.ENOENT, "hidden")
         else:
-            node = await self.meta.lookup(parent_inode, sname, creds, want_data=True)
+            node = await self.meta.lookup(parent_inode, sname, creds, want_data=True, fresh=True)
             if node.file is not None:
                 self.inodes.note_name(parent_inode, sname, node.ino)
                 if node.is_symlink:
@@ -559,7 +566,7 @@ class SuperFsOperations(pyfuse3.Operations):
         if not routing.is_dir_ino(inode):
             raise FsError(errno.ENOTDIR, "not a directory")
         try:
-            node = await self.meta.get_dir(inode, creds)
+            node = await self.meta.get_dir(inode, creds, fresh=True)
         except FsError as e:
             raise _stale(e) from None
         if not allowed(node.attr.mode, node.attr.uid, node.attr.gid, creds, R_OK):

@@ -79,6 +79,10 @@ def resize(t: ShardTxn, node: Inode, new_size: int, inline_threshold: int) -> Re
     return None
 
 
+def _in_group(creds: CredsLike, gid: int) -> bool:
+    return creds.uid == 0 or creds.gid == gid or gid in creds.groups
+
+
 def _not_regular(node: Inode) -> FsError | None:
     """Bytes and sizes belong to regular files: EINVAL for anything else (as truncate(2))."""
     if stat.S_ISREG(node.mode):
@@ -88,7 +92,9 @@ def _not_regular(node: Inode) -> FsError | None:
 
 def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: int, ftype: int,
                 target: bytes, exclusive: bool, truncate: bool, creds: CredsLike, data: bytes,
-                inline_threshold: int, rdev: int = 0) -> CreateResult:
+                inline_threshold: int, rdev: int = 0, group: int | None = None) -> CreateResult:
+    """Create a file, symlink or special file; ``group``: the parent is setgid, and
+    new files take its group instead of the creator's (as on Linux)."""
     if ftype not in FILE_TYPES:
         raise FsError(errno.EINVAL, "CreateFile makes files, symlinks and special files, not directories")
     if ftype == SYMLINK:
@@ -128,7 +134,10 @@ def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: i
         fmode, size, target = stat.S_IFREG | (mode & 0o7777), len(data), b""
     else:
         fmode, size, target, data = fmt_of_type(ftype) | (mode & 0o7777), 0, b"", b""
-    node = Inode(t.allocate_ino(partition), fmode, 1, creds.uid, creds.gid, size, now, now, now, 1,
+    gid = creds.gid if group is None else group
+    if fmode & stat.S_ISGID and fmode & stat.S_IXGRP and not _in_group(creds, gid):
+        fmode &= ~stat.S_ISGID  # Linux's mode_strip_sgid: not for a group the creator is not in
+    node = Inode(t.allocate_ino(partition), fmode, 1, creds.uid, gid, size, now, now, now, 1,
                  inline=True, symlink_target=target, rdev=rdev if ftype in DEVICE_TYPES else 0)
     t.put_inode(node)
     t.put_inline(node.ino, data)
@@ -166,6 +175,18 @@ def get_file(t: ShardTxn, ino: int, want_data: bool, creds: CredsLike | None = N
     return node, _readable_data(t, node, want_data, creds)
 
 
+def _kills_privs(node: Inode, mode: int, creds: CredsLike) -> bool:
+    """A mode change that only drops setuid/setgid, by someone who may write the file.
+
+    The kernel drops them itself before a non-owner's write (file_remove_privs)
+    and sends it as a chmod: anyone who may write may do what a write does.
+    """
+    # (a truncate drops them before its chmod comes: then that chmod changes nothing)
+    old, new = node.mode & 0o7777, mode & 0o7777
+    return (new & ~old == 0 and (old ^ new) & ~(stat.S_ISUID | stat.S_ISGID) == 0
+            and perms.allowed(node.mode, node.uid, node.gid, creds, perms.W_OK))
+
+
 def set_attr(t: ShardTxn, ino: int, *, mask: int, mode: int, uid: int, gid: int, size: int,
              atime_ns: int, mtime_ns: int, creds: CredsLike,
              inline_threshold: int) -> tuple[Inode, ReclaimItem | None]:
@@ -174,7 +195,7 @@ def set_attr(t: ShardTxn, ino: int, *, mask: int, mode: int, uid: int, gid: int,
     node = t.require_inode(ino)
     owner = is_owner(node, creds)
     # check everything first, so that a refused request changes nothing
-    if mask & SET_MODE and not owner:
+    if mask & SET_MODE and not owner and not _kills_privs(node, mode, creds):
         raise FsError(errno.EPERM, "only the owner may chmod")
     if mask & SET_UID and creds.uid != 0 and (uid != node.uid or creds.uid != node.uid):
         raise FsError(errno.EPERM, "only root may change the owner")

@@ -95,7 +95,7 @@ class ShardServicer(pbg.ShardServiceServicer):
 
     def _cap(self, cap: pb.DirCap, dir_ino: int, creds: CredsLike) -> DirGuard:
         c = capability.verify(self.secret, cap, dir_ino=dir_ino, uid=creds.uid)
-        return DirGuard(c.sticky, c.owner_uid)
+        return DirGuard(c.sticky, c.owner_uid, c.gid if c.setgid else None)
 
     async def _wait_free(self, parent: int, raw: bytes) -> None:
         await self.cross.locks.wait_free(dentry_key(parent, raw), LOCK_WAIT_S)
@@ -131,7 +131,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         parent, name, creds = request.parent_ino, request.name, request.creds
         raw = names.check_name(name)
         partition = self.cluster.check_entry(parent, name)
-        self._cap(request.cap, parent, creds)
+        guard = self._cap(request.cap, parent, creds)
         threshold = self.cluster.inline_threshold
         ftype = request.type or REGULAR
         target = encode_name(request.symlink_target)
@@ -139,7 +139,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         res = await self.seals.run(lambda: self.store.write(lambda t: file_ops.create_file(
             t, parent=parent, raw=raw, partition=partition, mode=request.mode, ftype=ftype, target=target,
             exclusive=request.exclusive, truncate=request.truncate, creds=creds, data=request.data,
-            inline_threshold=threshold, rdev=request.rdev)))
+            inline_threshold=threshold, rdev=request.rdev, group=guard.group)))
         if res.node is None:  # an existing name whose inode lives on another shard
             if request.truncate:
                 home = self.cluster.shard_of_ino(res.remote_ino)

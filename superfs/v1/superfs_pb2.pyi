@@ -63,7 +63,7 @@ class Attr(_message.Message):
     def __init__(self, ino: _Optional[int] = ..., mode: _Optional[int] = ..., nlink: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., generation: _Optional[int] = ..., rdev: _Optional[int] = ...) -> None: ...
 
 class DirCap(_message.Message):
-    __slots__ = ("dir_ino", "uid", "rights", "sticky", "owner_uid", "expires_ns", "mac")
+    __slots__ = ("dir_ino", "uid", "rights", "sticky", "owner_uid", "expires_ns", "mac", "setgid", "gid")
     DIR_INO_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     RIGHTS_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,8 @@ class DirCap(_message.Message):
     OWNER_UID_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_NS_FIELD_NUMBER: _ClassVar[int]
     MAC_FIELD_NUMBER: _ClassVar[int]
+    SETGID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
     dir_ino: int
     uid: int
     rights: int
@@ -78,7 +80,9 @@ class DirCap(_message.Message):
     owner_uid: int
     expires_ns: int
     mac: bytes
-    def __init__(self, dir_ino: _Optional[int] = ..., uid: _Optional[int] = ..., rights: _Optional[int] = ..., sticky: _Optional[bool] = ..., owner_uid: _Optional[int] = ..., expires_ns: _Optional[int] = ..., mac: _Optional[bytes] = ...) -> None: ...
+    setgid: bool
+    gid: int
+    def __init__(self, dir_ino: _Optional[int] = ..., uid: _Optional[int] = ..., rights: _Optional[int] = ..., sticky: _Optional[bool] = ..., owner_uid: _Optional[int] = ..., expires_ns: _Optional[int] = ..., mac: _Optional[bytes] = ..., setgid: _Optional[bool] = ..., gid: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
     __slots__ = ("id", "address")
