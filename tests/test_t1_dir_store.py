@@ -411,8 +411,11 @@ async def test_xattr_rules(store: DirStore, coord: Coordinator) -> None:
         (attrs.set_xattr(d.ino, "", b"", 0, OWNER), errno.ERANGE),
         (attrs.set_xattr(d.ino, "u" * 256, b"", 0, OWNER), errno.ERANGE),
         (attrs.set_xattr(d.ino, "user.c", b"x" * 65537, 0, OWNER), errno.E2BIG),
-        (attrs.set_xattr(d.ino, "user.c", b"", 0, OTHER), errno.EPERM),
-        (attrs.remove_xattr(d.ino, "user.a", OTHER), errno.EPERM),
+        (attrs.set_xattr(d.ino, "user.c", b"", 0, OTHER), errno.EACCES),   # user.*: write permission
+        (attrs.remove_xattr(d.ino, "user.a", OTHER), errno.EACCES),
+        (attrs.set_xattr(d.ino, "trusted.c", b"", 0, OWNER), errno.EPERM),  # trusted.*: root's
+        (attrs.set_xattr(d.ino, "security.c", b"", 0, OWNER), errno.EPERM),  # security.*: root changes
+        (attrs.set_xattr(d.ino, "other.c", b"", 0, OWNER), errno.EOPNOTSUPP),
         (attrs.remove_xattr(d.ino, "user.zz", OWNER), errno.ENODATA),
         (attrs.set_xattr(9999, "user.c", b"", 0, OWNER), errno.ENOENT),
     ]
@@ -420,10 +423,19 @@ async def test_xattr_rules(store: DirStore, coord: Coordinator) -> None:
         with pytest.raises(FsError) as e:
             await aw
         assert e.value.errno == err, (aw, err)
-    for fn, args in [(attrs.get_xattr, (d.ino, "user.a", OTHER)), (attrs.list_xattrs, (d.ino, OTHER))]:
-        with pytest.raises(FsError) as e:
-            fn(*args)  # type: ignore[operator]
-        assert e.value.errno == errno.EACCES
+    with pytest.raises(FsError) as e:
+        attrs.get_xattr(d.ino, "user.a", OTHER)
+    assert e.value.errno == errno.EACCES
+    await attrs.set_xattr(d.ino, "trusted.t", b"t", 0, ROOT)
+    await attrs.set_xattr(d.ino, "security.s", b"s", 0, ROOT)
+    assert attrs.get_xattr(d.ino, "security.s", OTHER) == b"s"   # anyone reads security.*
+    with pytest.raises(FsError) as e:
+        attrs.get_xattr(d.ino, "trusted.t", OWNER)
+    assert e.value.errno == errno.ENODATA
+    assert attrs.list_xattrs(d.ino, OTHER) == ["security.s", "user.a", "user.b"]  # no permission, no trusted.*
+    assert "trusted.t" in attrs.list_xattrs(d.ino, ROOT)
+    await attrs.remove_xattr(d.ino, "trusted.t", ROOT)
+    await attrs.remove_xattr(d.ino, "security.s", ROOT)
     with pytest.raises(FsError) as e:
         attrs.get_xattr(d.ino, "user.none", OWNER)
     assert e.value.errno == errno.ENODATA

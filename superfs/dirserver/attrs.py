@@ -14,7 +14,7 @@ import stat
 
 import lmdb
 
-from superfs import perms
+from superfs import perms, xattr_perms
 from superfs.dirserver.store import DirStore, name_bytes, now_ns
 from superfs.errors import FsError
 from superfs.v1 import superfs_pb2 as pb
@@ -96,16 +96,16 @@ class DirAttrs:
         return await self.store.db.write(fn)
 
     def get_xattr(self, ino: int, name: str, creds: pb.Creds) -> bytes:
-        self._require_read(ino, creds)
         check_xattr_name(name)
+        self._allowed(self.store.need(ino), name, creds, write=False)
         value = self.store.get_xattr(ino, name)
         if value is None:
             raise FsError(errno.ENODATA, f"no xattr {name!r}")
         return value
 
     def list_xattrs(self, ino: int, creds: pb.Creds) -> list[str]:
-        self._require_read(ino, creds)
-        return self.store.list_xattrs(ino)
+        self.store.need(ino)
+        return [n for n in self.store.list_xattrs(ino) if xattr_perms.listed(n, creds)]
 
     async def set_xattr(self, ino: int, name: str, value: bytes, flags: int, creds: pb.Creds) -> None:
         check_xattr_name(name)
@@ -115,7 +115,7 @@ class DirAttrs:
             raise FsError(errno.EINVAL, f"bad xattr flags {flags}")
 
         def fn(txn: lmdb.Transaction) -> None:
-            d = self._owned_txn(txn, ino, creds)
+            d = self._allowed(self.store.need_txn(txn, ino), name, creds, write=True)
             exists = self.store.get_xattr_txn(txn, ino, name) is not None
             if flags & XATTR_CREATE and exists:
                 raise FsError(errno.EEXIST, f"xattr {name!r} exists")
@@ -131,7 +131,7 @@ class DirAttrs:
         check_xattr_name(name)
 
         def fn(txn: lmdb.Transaction) -> None:
-            d = self._owned_txn(txn, ino, creds)
+            d = self._allowed(self.store.need_txn(txn, ino), name, creds, write=True)
             if not self.store.remove_xattr_txn(txn, ino, name):
                 raise FsError(errno.ENODATA, f"no xattr {name!r}")
             d.attr.ctime_ns = now_ns()
@@ -139,12 +139,8 @@ class DirAttrs:
 
         await self.store.db.write(fn)
 
-    def _require_read(self, ino: int, creds: pb.Creds) -> None:
-        a = self.store.need(ino).attr
-        perms.require(a.mode, a.uid, a.gid, creds, perms.R_OK, "read xattrs")
-
-    def _owned_txn(self, txn: lmdb.Transaction, ino: int, creds: pb.Creds) -> pb.DirInfo:
-        d = self.store.need_txn(txn, ino)
-        if creds.uid not in (0, d.attr.uid):
-            raise FsError(errno.EPERM, "only the owner may change xattrs")
+    @staticmethod
+    def _allowed(d: pb.DirInfo, name: str, creds: pb.Creds, *, write: bool) -> pb.DirInfo:
+        a = d.attr
+        xattr_perms.check(name, mode=a.mode, uid=a.uid, gid=a.gid, creds=creds, write=write)
         return d

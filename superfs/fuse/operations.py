@@ -58,10 +58,11 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 ROOT_INO = pyfuse3.ROOT_INODE
-# Names in these namespaces are not stored: the kernel asks for
-# security.capability before every write(2), and answering that locally
-# saves a round trip per write.
-LOCAL_XATTR_PREFIXES = ("security.", "system.")
+# POSIX ACLs (system.*) are not supported: answered here, never stored.
+LOCAL_XATTR_PREFIXES = ("system.",)
+# The kernel asks for this before every write(2) to a file: an open file
+# remembers the answer (see OpenFile.caps), which saves a round trip per write.
+CAPS_XATTR = "security.capability"
 
 
 def fuse_op(fn: F) -> F:
@@ -617,11 +618,21 @@ class SuperFsOperations(pyfuse3.Operations):
         sname = os.fsdecode(name)
         if sname.startswith(LOCAL_XATTR_PREFIXES):
             raise FsError(pyfuse3.ENOATTR, "not stored")
+        of = self.handles.open_file(inode) if sname == CAPS_XATTR else None
+        if of is not None and of.caps_known:
+            if of.caps is None:
+                raise FsError(pyfuse3.ENOATTR, "no file capabilities")
+            return of.caps
         try:
             reply = await self.meta.xattr("GetXattr", inode, self.creds_of(ctx), sname)
         except FsError as e:
+            if of is not None and e.errno == pyfuse3.ENOATTR:
+                of.caps, of.caps_known = None, True
             raise _stale(e) from None
-        return bytes(reply.value)  # type: ignore[union-attr]
+        value = bytes(reply.value)  # type: ignore[union-attr]
+        if of is not None:
+            of.caps, of.caps_known = value, True
+        return value
 
     @fuse_op
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
@@ -629,6 +640,7 @@ class SuperFsOperations(pyfuse3.Operations):
         sname = os.fsdecode(name)
         if sname.startswith(LOCAL_XATTR_PREFIXES):
             raise FsError(errno.EOPNOTSUPP, f"{sname.split('.')[0]}.* attributes are not supported")
+        self._forget_caps(inode, sname)
         try:
             await self.meta.xattr("SetXattr", inode, self.creds_of(ctx), sname, bytes(value))
         except FsError as e:
@@ -648,7 +660,13 @@ class SuperFsOperations(pyfuse3.Operations):
         sname = os.fsdecode(name)
         if sname.startswith(LOCAL_XATTR_PREFIXES):
             raise FsError(pyfuse3.ENOATTR, "not stored")
+        self._forget_caps(inode, sname)
         try:
             await self.meta.xattr("RemoveXattr", inode, self.creds_of(ctx), sname)
         except FsError as e:
             raise _stale(e) from None
+
+    def _forget_caps(self, inode: int, name: str) -> None:
+        of = self.handles.open_file(inode) if name == CAPS_XATTR else None
+        if of is not None:
+            of.caps_known = False
