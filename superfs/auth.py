@@ -59,6 +59,8 @@ DAEMON_ONLY = frozenset({
     # permissions, remove names without a capability and flip a data server's degraded flag
     "ListAllDirs", "ListDirIntents", "SettleDirIntents", "RecountDir", "ScanEntries", "ScanInodes",
     "ListPending", "RunMaintenance", "RemoveEntry", "SetDegraded",
+    # RENAME_EXCHANGE steps of the dir server (they re-point names without a capability)
+    "RepointEntry",
 })
 
 

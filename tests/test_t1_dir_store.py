@@ -54,15 +54,18 @@ class FakeShards:
         self.crash_at: tuple[int, bool] | None = None
         self.down = False
         self.delay = 0.0
+        self.owners: dict[int, int] = {}  # file ino -> uid (default 0)
         self._next_file = DIR_INO_LIMIT + 1
 
     def shard_of(self, parent: int, name: str) -> int:
         return hash((parent, name)) % self.nshards
 
-    def add_file(self, parent: int, name: str, kind: int = pb.REGULAR) -> None:
+    def add_file(self, parent: int, name: str, kind: int = pb.REGULAR) -> int:
         assert parent not in self.sealed and (parent, name) not in self.entries
-        self.entries[(parent, name)] = (self._next_file, kind)
+        ino = self._next_file
+        self.entries[(parent, name)] = (ino, kind)
         self._next_file += 1
+        return ino
 
     async def _step(self, what: str, effect) -> object:  # type: ignore[no-untyped-def]
         self.calls.append(what)
@@ -113,6 +116,24 @@ class FakeShards:
             return None if have is None else have[1]
 
         return await self._step("lookup", effect)  # type: ignore[return-value]
+
+    async def entry(self, parent: int, name: str, creds: pb.Creds) -> tuple[int, int, int] | None:
+        def effect() -> tuple[int, int, int] | None:
+            have = self.entries.get((parent, name))
+            return None if have is None else (have[0], have[1], self.owners.get(have[0], 0))
+
+        return await self._step("lookup", effect)  # type: ignore[return-value]
+
+    async def repoint(self, parent: int, name: str, ino: int, ftype: int, new_ino: int, new_type: int) -> None:
+        def effect() -> None:
+            have = self.entries.get((parent, name))
+            if have == (new_ino, new_type):
+                return
+            if have != (ino, ftype):
+                raise FsError(errno.ENOENT, "the name changed")
+            self.entries[(parent, name)] = (new_ino, new_type)
+
+        await self._step("repoint", effect)
 
 
 @pytest.fixture
@@ -543,7 +564,7 @@ async def test_rename(store: DirStore, coord: Coordinator, shards: FakeShards) -
         ((ROOT_INO, "a", ROOT_INO, "full"), 0, errno.ENOTEMPTY),  # has a subdir
         ((ROOT_INO, "a", ROOT_INO, "x"), 0, errno.ENOTEMPTY),     # a shard has a file in it
         ((ROOT_INO, "a", ROOT_INO, "empty"), 1, errno.EEXIST),
-        ((ROOT_INO, "a", ROOT_INO, "empty"), 2, errno.EINVAL),    # EXCHANGE unsupported
+        ((ROOT_INO, "a", ROOT_INO, "empty"), 3, errno.EINVAL),    # NOREPLACE|EXCHANGE
         ((ROOT_INO, "a", ROOT_INO, "x" * 256), 0, errno.ENAMETOOLONG),
         ((ROOT_INO, "a", ROOT_INO, ".."), 0, errno.EINVAL),
         ((ROOT_INO, "a", 9999, "z"), 0, errno.ENOENT),

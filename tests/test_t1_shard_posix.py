@@ -138,3 +138,64 @@ def test_a_writer_may_drop_setid_bits_only(store: FileMetaStore) -> None:
     with pytest.raises(FsError) as ei:
         chmod(readonly.ino, 0o0755, bob)                                   # may not write: EPERM
     assert ei.value.errno == errno.EPERM
+
+
+# ------------------------------------------------------------ RENAME_EXCHANGE
+
+def test_exchange_on_one_shard(store: FileMetaStore) -> None:
+    a = create(store, 10, "a", pb.REGULAR).node
+    b = create(store, 11, "b", pb.SOCKET).node
+    assert a is not None and b is not None
+
+    def xchg(sp: int, sn: bytes, dp: int, dn: bytes, creds: pb.Creds = ALICE, guard: DirGuard = DirGuard()) -> None:
+        w(store, lambda t: name_ops.rename_local(t, sp, sn, dp, dn, flags=name_ops.RENAME_EXCHANGE, creds=creds,
+                                                 src_guard=DirGuard(), dst_guard=guard, owners={}, txid="x"))
+
+    xchg(10, b"a", 11, b"b")
+    with store.read() as t:
+        assert t.entry(10, b"a") == (b.ino, pb.SOCKET) and t.entry(11, b"b") == (a.ino, pb.REGULAR)
+        assert t.inode(a.ino).ctime_ns > a.ctime_ns  # type: ignore[union-attr]
+    for (sp, sn, dp, dn), want in [((10, b"a", 11, b"nope"), errno.ENOENT), ((10, b"nope", 11, b"b"), errno.ENOENT)]:
+        assert errno_of(store, lambda t: name_ops.rename_local(
+            t, sp, sn, dp, dn, flags=name_ops.RENAME_EXCHANGE, creds=ALICE, src_guard=DirGuard(),
+            dst_guard=DirGuard(), owners={}, txid="y")) == want
+    # sticky destination owned by someone else: EPERM, nothing changes
+    carol = pb.Creds(uid=1002, gid=1002)
+    create(store, 12, "c", pb.REGULAR, creds=carol)
+    assert errno_of(store, lambda t: name_ops.rename_local(
+        t, 10, b"a", 12, b"c", flags=name_ops.RENAME_EXCHANGE, creds=ALICE, src_guard=DirGuard(),
+        dst_guard=DirGuard(sticky=True, owner_uid=0), owners={}, txid="z")) == errno.EPERM
+    assert errno_of(store, lambda t: name_ops.check_rename_flags(3)) == errno.EINVAL
+
+
+def test_cross_shard_exchange_steps_are_idempotent(store: FileMetaStore) -> None:
+    """The destination's step by txid, the source's by its intent; a replay changes nothing."""
+    a = create(store, 10, "a", pb.REGULAR).node
+    b = create(store, 20, "b", pb.FIFO).node
+    assert a is not None and b is not None
+    intent = w(store, lambda t: name_ops.begin_rename(t, 10, b"a", 20, "b", flags=name_ops.RENAME_EXCHANGE,
+                                                      creds=ALICE, guard=DirGuard(), owners={}, txid="tx"))
+    for _ in range(2):  # the destination's step, then its replay
+        held = w(store, lambda t: name_ops.remote_exchange(t, 20, b"b", ino=a.ino, ftype=pb.REGULAR, txid="tx"))
+        assert held == (b.ino, pb.FIFO)
+    for _ in range(2):
+        w(store, lambda t: name_ops.finish_exchange(t, intent, b.ino, pb.FIFO))
+    with store.read() as t:
+        assert t.entry(10, b"a") == (b.ino, pb.FIFO) and t.entry(20, b"b") == (a.ino, pb.REGULAR)
+        assert t.intents() == []
+    assert errno_of(store, lambda t: name_ops.remote_exchange(t, 20, b"gone", ino=a.ino, ftype=pb.REGULAR,
+                                                              txid="t2")) == errno.ENOENT
+
+
+def test_repoint_entry(store: FileMetaStore) -> None:
+    f = create(store, 10, "f", pb.REGULAR).node
+    assert f is not None
+    for _ in range(2):  # idempotent
+        w(store, lambda t: name_ops.repoint_entry(t, 10, b"f", ino=f.ino, ftype=pb.REGULAR, new_ino=5,
+                                                  new_type=pb.DIRECTORY))
+    with store.read() as t:
+        assert t.entry(10, b"f") == (5, pb.DIRECTORY)
+    assert errno_of(store, lambda t: name_ops.repoint_entry(t, 10, b"f", ino=f.ino, ftype=pb.REGULAR, new_ino=6,
+                                                            new_type=pb.DIRECTORY)) == errno.ENOENT
+    assert errno_of(store, lambda t: name_ops.repoint_entry(t, 10, b"none", ino=1, ftype=pb.REGULAR, new_ino=6,
+                                                            new_type=pb.DIRECTORY)) == errno.ENOENT

@@ -496,7 +496,7 @@ def test_rename_local(store: FileMetaStore) -> None:
     c = create(store, 1, "c").node
     assert c is not None
     assert rename_errno(store, 1, "b", 1, "c", flags=1) == errno.EEXIST
-    assert rename_errno(store, 1, "b", 1, "c", flags=2) == errno.EINVAL
+    assert rename_errno(store, 1, "b", 1, "c", flags=3) == errno.EINVAL  # NOREPLACE|EXCHANGE
     assert rename_errno(store, 1, "b", 1, "c", flags=8) == errno.EINVAL
     assert rename_errno(store, 1, "nope", 1, "c") == errno.ENOENT
     w(store, lambda t: name_ops.reserve_dir(t, 1, b"dir", 300))

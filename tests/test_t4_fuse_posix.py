@@ -287,13 +287,6 @@ def test_rename(ldir: str, mdir: str) -> None:
     ])
 
 
-def test_rename_exchange_is_einval(mdir: str) -> None:
-    write(f"{mdir}/x", b"x")
-    write(f"{mdir}/y", b"y")
-    assert outcome(renameat2, f"{mdir}/x", f"{mdir}/y", RENAME_EXCHANGE) == "EINVAL"
-    assert read(f"{mdir}/x") == b"x" and read(f"{mdir}/y") == b"y"
-
-
 # ----------------------------------------------------------- links, symlinks
 
 def test_hard_links(ldir: str, mdir: str) -> None:

@@ -16,8 +16,11 @@ directory, and any attribute change of it (a ``tar`` or ``cp -a`` sets a
 directory's times after filling it: a late touch must not undo that), first
 sends the pending touch and waits for it. Other clients see the new times
 when their lease on the directory ends, as any other change of it. A
-client that dies with a touch pending loses it: the directory's times then
-lag its entries (its contents are never affected).
+client that dies with a touch pending loses it, and a touch the dir server
+does not answer (it is down) is dropped: the directory's times then lag its
+entries (its contents are never affected). Touches travel on their own
+channel (rpc.ISOLATED), so that one meeting a restarting dir server does not
+delay the caller's next operation.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from superfs.client.meta import (SET_ATIME, SET_ATIME_NOW, SET_GID, SET_MODE, SE
                                  SET_UID, Creds, MetaOps)
 from superfs.client.nodes import Node, to_stat
 from superfs.client.paths import PathResolver
-from superfs.client.rpc import Channels
+from superfs.client.rpc import ISOLATED, Channels
 from superfs.errors import FsError, oserror
 from superfs.filetypes import SPECIAL_TYPES, type_of_mode
 from superfs.perms import R_OK, W_OK, allowed
@@ -84,9 +84,10 @@ class AsyncFs:
     def __init__(self, dir_address: str, *, timeout_s: float = 5.0, creds: Creds | None = None,
                  umask: int = 0o022) -> None:
         self.channels = Channels(timeout_s)
+        self.background = Channels(timeout_s, options=ISOLATED)
         self.cluster = ClusterView(dir_address, self.channels)
         self.cache = DirCache()
-        self.meta = MetaOps(self.cluster, self.cache)
+        self.meta = MetaOps(self.cluster, self.cache, self.background)
         self.paths = PathResolver(self.meta)
         self.data = DataIO(self.cluster, self.meta)
         self.creds = creds or default_creds()
@@ -102,6 +103,7 @@ class AsyncFs:
     async def close(self) -> None:
         await self.meta.touches.settle_all()
         await self.channels.close()
+        await self.background.close()
 
     # ------------------------------------------------------------------ stat
 
@@ -188,11 +190,12 @@ class AsyncFs:
                           "cannot rename '.', '..' or '/'")
         sp, spath, sname = await self.paths.parent_of(src, self.creds)
         try:
-            dp, _, dname = await self.paths.parent_of(dst, self.creds)
+            dp, dpath, dname = await self.paths.parent_of(dst, self.creds)
         except FsError as e:
             raise oserror(e.errno, e.message, dst) from None
         await self.meta.rename(sp.ino, sname, dp.ino, dname, self.creds, flags)
         self.cache.forget_subtree(posixpath.join(spath, sname))
+        self.cache.forget_subtree(posixpath.join(dpath, dname))
 
     async def replace(self, src: str, dst: str) -> None:
         await self.rename(src, dst)

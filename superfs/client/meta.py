@@ -19,7 +19,7 @@ from superfs.client.cache import DirCache
 from superfs.client.cluster import ClusterView
 from superfs.client.dirtimes import DirTouches
 from superfs.client.nodes import Node
-from superfs.client.rpc import call
+from superfs.client.rpc import Channels, call
 from superfs.errors import FsError
 from superfs.names import check_name
 from superfs.v1 import superfs_pb2 as pb
@@ -31,6 +31,7 @@ LIST_PAGE = 1000
 # SetAttr mask bits (see the proto)
 SET_MODE, SET_UID, SET_GID, SET_SIZE, SET_ATIME, SET_MTIME, SET_ATIME_NOW, SET_MTIME_NOW = (
     1, 2, 4, 8, 16, 32, 64, 128)
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2(2) flags
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,10 @@ class Creds:
 class MetaOps:
     """Inode-level metadata operations over the cluster."""
 
-    def __init__(self, cluster: ClusterView, cache: DirCache) -> None:
+    def __init__(self, cluster: ClusterView, cache: DirCache, background: Channels | None = None) -> None:
         self.cluster = cluster
         self.cache = cache
+        self.background = background  # for calls off the caller's path (see rpc.ISOLATED)
         self.touches = DirTouches(self._touch, cache.update_attr)
 
     @property
@@ -191,18 +193,21 @@ class MetaOps:
 
     async def rename(self, src_parent: int, src_name: str, dst_parent: int, dst_name: str,
                      creds: Creds, flags: int = 0) -> None:
+        """rename(2), or renameat2(2) with ``flags`` RENAME_NOREPLACE or RENAME_EXCHANGE
+        (which swaps two existing names: through the shards for two files, through
+        the dir server as soon as one is a directory)."""
         check_name(src_name)
         check_name(dst_name)
-        if flags & 2:
-            raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
+            raise FsError(errno.EINVAL, f"bad rename flags {flags:#x}")
         src = await self.lookup(src_parent, src_name, creds)
-        if src.is_dir:
+        dst = await self.lookup(dst_parent, dst_name, creds) if flags & RENAME_EXCHANGE else None
+        if src.is_dir or (dst is not None and dst.is_dir):
             await self.cluster.dir_call("RenameDir", pb.RenameDirRequest(
                 src_parent=src_parent, src_name=src_name, dst_parent=dst_parent, dst_name=dst_name,
                 flags=flags, creds=creds.pb()))
-            self.cache.forget(src.ino)
-            self.cache.forget(src_parent)
-            self.cache.forget(dst_parent)
+            for ino in (src.ino, dst.ino if dst is not None else 0, src_parent, dst_parent):
+                self.cache.forget(ino)
             return
         src_dir = await self.get_dir(src_parent, creds)
         dst_dir = await self.get_dir(dst_parent, creds)
@@ -240,7 +245,10 @@ class MetaOps:
     async def _touch(self, dir_ino: int, creds: pb.Creds) -> pb.Attr:
         """mtime and ctime of a directory to the dir server's now (see dirtimes.py)."""
         req = pb.SetAttrRequest(ino=dir_ino, mask=SET_MTIME_NOW, creds=creds)
-        return await self.cluster.dir_call("SetDirAttr", req)
+        if self.background is None:
+            return await self.cluster.dir_call("SetDirAttr", req)  # type: ignore[no-any-return]
+        stub = self.background.dir(self.cluster.dir_address)
+        return await call(stub.SetDirAttr, req, self.timeout)  # type: ignore[no-any-return]
 
     # --------------------------------------------------------------- listings
 

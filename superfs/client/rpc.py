@@ -24,7 +24,7 @@ import errno
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator, TypeVar
+from typing import Any, Iterator, Sequence, TypeVar
 
 import grpc
 
@@ -47,6 +47,11 @@ CHANNEL_OPTIONS = GRPC_OPTIONS + [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+# For background calls (client/dirtimes.py): channels to one address share
+# their connection unless told not to, and a background call that meets a
+# daemon being restarted would put the connection the caller's next
+# operation needs into reconnect backoff (a fast EIO after the restart).
+ISOLATED = [("grpc.use_local_subchannel_pool", 1)]
 
 
 @dataclass(frozen=True)
@@ -115,8 +120,10 @@ class _AuthStub:
 class Channels:
     """One long-lived channel per daemon address, with typed stubs (cached)."""
 
-    def __init__(self, timeout_s: float = 5.0, security: ClientSecurity | None = None) -> None:
+    def __init__(self, timeout_s: float = 5.0, security: ClientSecurity | None = None,
+                 options: Sequence[tuple[str, Any]] = ()) -> None:
         self.timeout_s = timeout_s
+        self._options = CHANNEL_OPTIONS + list(options)
         self.security: ClientSecurity | None = security or _scoped.get() or _default
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[tuple[str, str], Any] = {}
@@ -135,9 +142,9 @@ class Channels:
             sec = self.security or self._resolve_security(address)
             if sec.tls is not None:
                 ch = grpc.aio.secure_channel(address, tls.channel_credentials(sec.tls),
-                                             options=CHANNEL_OPTIONS + tls.channel_options(sec.tls))
+                                             options=self._options + tls.channel_options(sec.tls))
             else:
-                ch = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+                ch = grpc.aio.insecure_channel(address, options=self._options)
             self._channels[address] = ch
         return ch
 

@@ -173,8 +173,9 @@ class Client:
 
     remove = unlink
 
-    def rename(self, src: str, dst: str) -> None:
-        self._run(self._fs.rename(src, dst))
+    def rename(self, src: str, dst: str, *, flags: int = 0) -> None:
+        """os.rename; ``flags`` as renameat2(2): RENAME_NOREPLACE (1) or RENAME_EXCHANGE (2)."""
+        self._run(self._fs.rename(src, dst, flags=flags))
 
     def replace(self, src: str, dst: str) -> None:
         self._run(self._fs.replace(src, dst))

@@ -33,7 +33,7 @@ from typing import Awaitable, NoReturn
 import lmdb
 
 from superfs import names, perms
-from superfs.dirserver import recovery
+from superfs.dirserver import exchange, recovery
 from superfs.dirserver.intents import Intent, IntentLog
 from superfs.dirserver.locks import DirLocks, dir_key
 from superfs.dirserver.shards import ShardOps
@@ -188,10 +188,11 @@ class Coordinator:
 
     async def rename_dir(self, src_parent: int, src_name: str, dst_parent: int, dst_name: str,
                          flags: int, creds: pb.Creds) -> None:
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
+            raise FsError(errno.EINVAL, f"bad rename flags {flags:#x}")
         if flags & RENAME_EXCHANGE:
-            raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
-        if flags & ~RENAME_NOREPLACE:
-            raise FsError(errno.EINVAL, f"unknown rename flags {flags:#x}")
+            await exchange.exchange(self, src_parent, src_name, dst_parent, dst_name, creds)
+            return
         names.check_name(src_name)
         names.check_name(dst_name)
         for _ in range(RETRIES):

@@ -332,13 +332,11 @@ class SuperFsOperations(pyfuse3.Operations):
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
                      flags: int, ctx: Any) -> None:
         self._writable()
-        if flags & pyfuse3.RENAME_EXCHANGE:
-            raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
         creds = self.creds_of(ctx)
         src, dst = os.fsdecode(name_old), os.fsdecode(name_new)
         if self._hidden(parent_inode_old, src) or self._hidden(parent_inode_new, dst):
             raise FsError(errno.EPERM, f"/{ORPHAN_DIR} is reserved")
-        if not flags & pyfuse3.RENAME_NOREPLACE:
+        if not flags & (pyfuse3.RENAME_NOREPLACE | pyfuse3.RENAME_EXCHANGE):  # exchange replaces nothing
             victim = await self._open_victim(parent_inode_new, dst, creds)
             if victim is not None:
                 moving = await self.meta.lookup(parent_inode_old, src, creds)

@@ -15,19 +15,21 @@ same transaction as its effect.
 from __future__ import annotations
 
 import errno
+import struct
 from dataclasses import dataclass
 
 from superfs.errors import FsError
 from superfs.filetypes import FILE_TYPES
 from superfs.perms import CredsLike, check_sticky
 from superfs.shard.records import DIRECTORY, REGULAR, U64, Inode, Intent
-from superfs.shard.store import APPLIED_NLINK, APPLIED_REMOTE_LINK, ShardTxn, now_ns
+from superfs.shard.store import APPLIED_EXCHANGE, APPLIED_NLINK, APPLIED_REMOTE_LINK, ShardTxn, now_ns
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 LINK_MAX = 65000
 LIST_DEFAULT = 1000
 LIST_MAX = 10000
+EXCHANGED = struct.Struct(">QB")  # an exchange's applied reply: the ino and type the entry held
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,10 @@ def _replace(t: ShardTxn, parent: int, raw: bytes, ino: int, *, no_replace: bool
 
 
 def check_rename_flags(flags: int) -> None:
-    if flags & RENAME_EXCHANGE:
-        raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
-    if flags & ~RENAME_NOREPLACE:
+    if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE):
         raise FsError(errno.EINVAL, f"unknown rename flags {flags:#x}")
+    if flags & RENAME_NOREPLACE and flags & RENAME_EXCHANGE:
+        raise FsError(errno.EINVAL, "RENAME_NOREPLACE and RENAME_EXCHANGE exclude each other")
 
 
 def _rename_source(t: ShardTxn, parent: int, raw: bytes, *, creds: CredsLike, guard: DirGuard,
@@ -137,8 +139,12 @@ def _rename_source(t: ShardTxn, parent: int, raw: bytes, *, creds: CredsLike, gu
 def rename_local(t: ShardTxn, src_parent: int, src_raw: bytes, dst_parent: int, dst_raw: bytes, *,
                  flags: int, creds: CredsLike, src_guard: DirGuard, dst_guard: DirGuard,
                  owners: dict[int, int], txid: str) -> None:
-    """Rename when both names live on this shard: one transaction."""
+    """Rename (or exchange) when both names live on this shard: one transaction."""
     check_rename_flags(flags)
+    if flags & RENAME_EXCHANGE:
+        exchange_local(t, src_parent, src_raw, dst_parent, dst_raw, creds=creds, src_guard=src_guard,
+                       dst_guard=dst_guard, owners=owners)
+        return
     ino, ftype = _rename_source(t, src_parent, src_raw, creds=creds, guard=src_guard, owners=owners)
     if (src_parent, src_raw) == (dst_parent, dst_raw):
         if flags & RENAME_NOREPLACE:
@@ -191,6 +197,82 @@ def drop_intent(t: ShardTxn, intent: Intent) -> None:
     current = t.intent(intent.key())
     if current is not None and current.txid == intent.txid:
         t.delete_intent(intent.key())
+
+
+# ------------------------------------------------------------- RENAME_EXCHANGE
+#
+# renameat2(RENAME_EXCHANGE) swaps what two existing names point at. Both on
+# this shard: one transaction. On two shards the source shard coordinates as
+# for a rename (crossshard.py): begin_rename writes the intent (with
+# RENAME_EXCHANGE in its flags), remote_exchange on the destination shard
+# points that entry at the source's inode and answers what it held
+# (idempotent by txid), finish_exchange points the source entry at that.
+# Anything with a directory is the dir server's (dirserver/exchange.py),
+# which re-points each name with repoint_entry.
+
+def exchange_local(t: ShardTxn, src_parent: int, src_raw: bytes, dst_parent: int, dst_raw: bytes, *,
+                   creds: CredsLike, src_guard: DirGuard, dst_guard: DirGuard, owners: dict[int, int]) -> None:
+    a_ino, a_type = _rename_source(t, src_parent, src_raw, creds=creds, guard=src_guard, owners=owners)
+    if (src_parent, src_raw) == (dst_parent, dst_raw):
+        return
+    b_ino, b_type = _rename_source(t, dst_parent, dst_raw, creds=creds, guard=dst_guard, owners=owners)
+    if a_ino == b_ino:
+        return  # two names of one file: nothing changes
+    t.put_entry(src_parent, src_raw, b_ino, b_type)
+    t.put_entry(dst_parent, dst_raw, a_ino, a_type)
+    _renamed(t, a_ino)
+    _renamed(t, b_ino)
+
+
+def remote_exchange(t: ShardTxn, parent: int, raw: bytes, *, ino: int, ftype: int, txid: str) -> tuple[int, int]:
+    """Step 2 of a cross-shard exchange: the entry takes (ino, ftype); returns what it held. By txid."""
+    done = t.applied(APPLIED_EXCHANGE, txid)
+    if done is not None:
+        return EXCHANGED.unpack(done)
+    if ftype not in FILE_TYPES:
+        raise FsError(errno.EINVAL, "an exchange through the shards carries files only")
+    old_ino, old_type = _file_entry(t, parent, raw)
+    if old_type == DIRECTORY:
+        raise FsError(errno.EISDIR, "a directory has that name now")  # exchanged through the dir server
+    t.check_no_intent(parent, raw)
+    if old_ino != ino:
+        t.put_entry(parent, raw, ino, ftype)
+        _renamed(t, ino)
+    t.record_applied(APPLIED_EXCHANGE, txid, EXCHANGED.pack(old_ino, old_type))
+    return old_ino, old_type
+
+
+def finish_exchange(t: ShardTxn, intent: Intent, ino: int, ftype: int) -> None:
+    """Step 3: the source entry takes what the destination held; the intent goes."""
+    current = t.intent(intent.key())
+    if current is None or current.txid != intent.txid:
+        return  # finished already (by the roll-forward loop)
+    found = t.entry(intent.parent, intent.raw_name)
+    if found is not None and found[0] == intent.ino and ino != intent.ino:
+        t.put_entry(intent.parent, intent.raw_name, ino, ftype)
+        _renamed(t, ino)
+    t.delete_intent(intent.key())
+
+
+def repoint_entry(t: ShardTxn, parent: int, raw: bytes, *, ino: int, ftype: int, new_ino: int,
+                  new_type: int) -> None:
+    """A dir server's exchange step: (parent, name) from (ino, ftype) to (new_ino, new_type).
+
+    Idempotent: done if the entry points there already. ENOENT if it holds
+    anything else (the file was removed or renamed meanwhile: the dir server
+    gives up); EAGAIN while a cross-shard operation holds the name.
+    """
+    found = t.entry(parent, raw)
+    if found == (new_ino, new_type):
+        return
+    if found is None:
+        raise FsError(errno.ENOENT, "the name is gone")
+    t.check_no_intent(parent, raw)
+    if found != (ino, ftype):
+        raise FsError(errno.ENOENT, "the name points elsewhere now")
+    t.put_entry(parent, raw, new_ino, new_type)
+    if new_type != DIRECTORY:
+        _renamed(t, new_ino)
 
 
 def begin_link(t: ShardTxn, ino: int, parent: int, raw: bytes, txid: str) -> Intent:

@@ -390,6 +390,11 @@ class ShardServicer(pbg.ShardServiceServicer):
         txid = _txid(r.txid)
         self.cluster.ino_home(r.ino)
         await self._wait_free(r.parent_ino, raw)
+        if r.exchange:
+            ino, ftype = await self.store.write(lambda t: name_ops.remote_exchange(
+                t, r.parent_ino, raw, ino=r.ino, ftype=r.type, txid=txid))
+            crash_point("shard.remote_exchange.after_commit")
+            return pb.RemoteLinkReply(replaced_ino=ino, replaced_type=ftype)  # type: ignore[arg-type]
         replaced = await self.seals.run(lambda: self.store.write(lambda t: name_ops.remote_link(
             t, r.parent_ino, raw, ino=r.ino, ftype=r.type, replace=r.replace, no_replace=r.no_replace,
             txid=txid)))
@@ -397,6 +402,16 @@ class ShardServicer(pbg.ShardServiceServicer):
         if replaced and replaced != r.ino:
             self.reclaimer.kick()  # the replaced inode may owe a link elsewhere
         return pb.RemoteLinkReply(replaced_ino=replaced)
+
+    @rpc_handler
+    async def RepointEntry(self, request: pb.RepointEntryRequest, context: Ctx) -> pb.Empty:
+        r = request
+        raw = names.check_name(r.name)
+        self.cluster.check_entry(r.parent_ino, r.name)
+        await self._wait_free(r.parent_ino, raw)
+        await self.store.write(lambda t: name_ops.repoint_entry(
+            t, r.parent_ino, raw, ino=r.ino, ftype=r.type, new_ino=r.new_ino, new_type=r.new_type))
+        return pb.Empty()
 
     @rpc_handler
     async def AdjustNlink(self, request: pb.NlinkRequest, context: Ctx) -> pb.Attr:

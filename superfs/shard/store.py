@@ -60,6 +60,7 @@ DB_NAMES = ["dentries", "inodes", "inline", "xattrs", "sealed", "counters", "int
             "applied", "outbox", "reclaim"]
 APPLIED_REMOTE_LINK = b"L"
 APPLIED_NLINK = b"N"
+APPLIED_EXCHANGE = b"X"
 SEAL_FINAL = b"F"
 
 

@@ -569,7 +569,7 @@ class ShardStatsReply(_message.Message):
     def __init__(self, files: _Optional[int] = ..., dentries: _Optional[int] = ..., inline_bytes: _Optional[int] = ..., logical_bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ...) -> None: ...
 
 class RemoteLinkRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "ino", "type", "replace", "no_replace", "txid")
+    __slots__ = ("parent_ino", "name", "ino", "type", "replace", "no_replace", "txid", "exchange")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     INO_FIELD_NUMBER: _ClassVar[int]
@@ -577,6 +577,7 @@ class RemoteLinkRequest(_message.Message):
     REPLACE_FIELD_NUMBER: _ClassVar[int]
     NO_REPLACE_FIELD_NUMBER: _ClassVar[int]
     TXID_FIELD_NUMBER: _ClassVar[int]
+    EXCHANGE_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     ino: int
@@ -584,13 +585,32 @@ class RemoteLinkRequest(_message.Message):
     replace: bool
     no_replace: bool
     txid: str
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., replace: _Optional[bool] = ..., no_replace: _Optional[bool] = ..., txid: _Optional[str] = ...) -> None: ...
+    exchange: bool
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., replace: _Optional[bool] = ..., no_replace: _Optional[bool] = ..., txid: _Optional[str] = ..., exchange: _Optional[bool] = ...) -> None: ...
 
 class RemoteLinkReply(_message.Message):
-    __slots__ = ("replaced_ino",)
+    __slots__ = ("replaced_ino", "replaced_type")
     REPLACED_INO_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_TYPE_FIELD_NUMBER: _ClassVar[int]
     replaced_ino: int
-    def __init__(self, replaced_ino: _Optional[int] = ...) -> None: ...
+    replaced_type: FileType
+    def __init__(self, replaced_ino: _Optional[int] = ..., replaced_type: _Optional[_Union[FileType, str]] = ...) -> None: ...
+
+class RepointEntryRequest(_message.Message):
+    __slots__ = ("parent_ino", "name", "ino", "type", "new_ino", "new_type")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NEW_INO_FIELD_NUMBER: _ClassVar[int]
+    NEW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    ino: int
+    type: FileType
+    new_ino: int
+    new_type: FileType
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., new_ino: _Optional[int] = ..., new_type: _Optional[_Union[FileType, str]] = ...) -> None: ...
 
 class NlinkRequest(_message.Message):
     __slots__ = ("ino", "delta", "txid")
