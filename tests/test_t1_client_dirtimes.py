@@ -83,3 +83,22 @@ def test_refused_touch_is_dropped_and_forget_cancels() -> None:
     refused, gone = asyncio.run(run())
     assert refused.touches == [10, 10] and refused.seen == {}
     assert gone.touches == []
+
+
+def test_overlay_answers_pending_changes_without_a_round_trip() -> None:
+    from superfs.client.nodes import Node
+
+    async def run() -> tuple[Node, Node, Node, FakeDirServer]:
+        srv = FakeDirServer()
+        t = DirTouches(srv.touch, srv.touched)
+        node = Node(ino=10, attr=pb.Attr(ino=10, mtime_ns=5, ctime_ns=5), type=pb.DIRECTORY)
+        untouched = t.overlay(node)
+        t.changed(10, CREDS)
+        pending = t.overlay(node)
+        await t.settle(10)
+        return untouched, pending, t.overlay(node), srv
+
+    untouched, pending, after, srv = asyncio.run(run())
+    assert untouched.attr.mtime_ns == 5 and after.attr.mtime_ns == 5  # nothing pending: as given
+    assert pending.attr.mtime_ns == pending.attr.ctime_ns > 5         # the time of the change
+    assert srv.touches == [10]

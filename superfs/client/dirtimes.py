@@ -11,10 +11,13 @@ changes made meanwhile are covered by one more, sent at once if somebody
 waits for the directory's attributes, else after ``DELAY_S``. A burst of
 creates in one directory thus costs a handful of touches, not one each.
 
-What this client reads is never older than what it did: a stat of a
-directory, and any attribute change of it (a ``tar`` or ``cp -a`` sets a
-directory's times after filling it: a late touch must not undo that), first
-sends the pending touch and waits for it. Other clients see the new times
+What this client reads is never older than what it did: while a touch of a
+directory is pending, its attributes are answered with mtime and ctime at the
+time of the last change (:meth:`DirTouches.overlay`, no round trip: the
+kernel asks for a directory's attributes after every create in it), and any
+attribute change of it first sends the pending touch and waits for it (a
+``tar`` or ``cp -a`` sets a directory's times after filling it: a late touch
+must not undo that). Other clients see the new times
 when their lease on the directory ends, as any other change of it. A
 client that dies with a touch pending loses it, and a touch the dir server
 does not answer (it is down) is dropped: the directory's times then lag its
@@ -25,11 +28,14 @@ delay the caller's next operation.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+from superfs.client.nodes import Node
 from superfs.errors import FsError
 from superfs.v1 import superfs_pb2 as pb
 
@@ -43,6 +49,7 @@ Touch = Callable[[int, pb.Creds], Awaitable[pb.Attr]]
 @dataclass
 class _Pending:
     creds: pb.Creds
+    changed_ns: int = 0                     # wall-clock time of the last change
     dirty: bool = True                      # a change not yet covered by a touch sent
     task: asyncio.Task[None] | None = None  # the touch loop of this directory
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -62,9 +69,19 @@ class DirTouches:
         p = self._pending.get(dir_ino)
         if p is None:
             p = self._pending[dir_ino] = _Pending(creds)
-        p.creds, p.dirty = creds, True
+        p.creds, p.dirty, p.changed_ns = creds, True, time.time_ns()
         if p.task is None:
             p.task = asyncio.get_running_loop().create_task(self._run(dir_ino, p))
+
+    def overlay(self, node: Node) -> Node:
+        """``node`` as it is after this client's pending changes in it (mtime and ctime)."""
+        p = self._pending.get(node.ino)
+        if p is None or node.attr.mtime_ns >= p.changed_ns:
+            return node
+        attr = pb.Attr()
+        attr.CopyFrom(node.attr)
+        attr.mtime_ns = attr.ctime_ns = p.changed_ns
+        return dataclasses.replace(node, attr=attr)
 
     async def settle(self, dir_ino: int) -> None:
         """Send ``dir_ino``'s pending touch now and wait until it is done."""

@@ -93,13 +93,15 @@ class MetaOps:
     # ------------------------------------------------------------ directories
 
     def dir_node(self, info: pb.DirInfo, cap: pb.DirCap | None, lease_ns: int) -> Node:
+        now = time.monotonic()
         return Node(ino=info.ino, attr=info.attr, type=pb.DIRECTORY, parent=info.parent_ino,
-                    name=info.name, cap=cap, expires=time.monotonic() + lease_ns / 1e9)
+                    name=info.name, cap=cap, expires=now + lease_ns / 1e9, fetched=now)
 
-    async def get_dir(self, ino: int, creds: Creds, *, fresh: bool = False) -> Node:
-        """A directory's node, from the lease cache unless ``fresh`` (then it is renewed)."""
-        node = None if fresh else self.cache.get(ino, creds)
-        if node is not None:
+    async def get_dir(self, ino: int, creds: Creds, *, max_age: float | None = None) -> Node:
+        """A directory's node, from the lease cache if it is at most ``max_age`` seconds old
+        (any age within the lease if None); else from the dir server, renewing the cache."""
+        node = self.cache.get(ino, creds)
+        if node is not None and (max_age is None or time.monotonic() - node.fetched <= max_age):
             return node
         reply = await self.cluster.dir_call("GetDir", pb.DirRequest(ino=ino, creds=creds.pb()))
         node = self.dir_node(reply.dir, reply.cap, reply.lease_ns)
@@ -124,14 +126,14 @@ class MetaOps:
         return Node(ino=info.attr.ino, attr=info.attr, type=info.type, parent=parent, name=name, file=info)
 
     async def lookup(self, parent: int, name: str, creds: Creds, *, want_data: bool = False,
-                     fresh: bool = False) -> Node:
+                     max_age: float | None = None) -> Node:
         """The node named ``name`` in directory ``parent``: file, symlink or directory
-        (``fresh``: a directory's attributes from the dir server, not the lease cache)."""
+        (a directory's from the cache only if at most ``max_age`` old, see get_dir)."""
         check_name(name)
         req = pb.LookupFileRequest(parent_ino=parent, name=name, want_data=want_data, creds=creds.pb())
         reply = await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "LookupFile", req)
         if reply.entry.type == pb.DIRECTORY:
-            return await self.get_dir(reply.entry.ino, creds, fresh=fresh)
+            return self.touches.overlay(await self.get_dir(reply.entry.ino, creds, max_age=max_age))
         if reply.has_file:
             return self.file_node(reply.file, parent, name)
         node = await self.get_file(reply.entry.ino, creds, want_data=want_data)
@@ -143,10 +145,10 @@ class MetaOps:
         info = await self._shard_call(lambda: self.cluster.home_shard(ino), "GetFile", req)
         return self.file_node(info)
 
-    async def getattr(self, ino: int, creds: Creds, *, fresh: bool = False) -> Node:
+    async def getattr(self, ino: int, creds: Creds, *, max_age: float | None = None) -> Node:
         if routing.is_dir_ino(ino):
-            await self.touches.settle(ino)  # its times after what this client did in it
-            return await self.get_dir(ino, creds, fresh=fresh)
+            # its times as they are after what this client did in it (see dirtimes.py)
+            return self.touches.overlay(await self.get_dir(ino, creds, max_age=max_age))
         return await self.get_file(ino, creds)
 
     async def create(self, parent: int, name: str, mode: int, creds: Creds, *, exclusive: bool = False,

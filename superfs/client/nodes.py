@@ -21,6 +21,7 @@ class Node:
     file: pb.FileInfo | None = None          # files only
     cap: pb.DirCap | None = None            # directories only
     expires: float = 0.0                    # lease end (monotonic), directories
+    fetched: float = 0.0                    # when the dir server answered (monotonic), directories
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -14,11 +14,12 @@ before this open is what this open reads (the kernel's page cache is kept
 only if the version is unchanged). Names and attributes are cached by the
 kernel for ``entry_timeout``/``attr_timeout`` seconds (default 1 s): a
 rename, chmod or new file made elsewhere may take that long to show up in
-``stat``. What the kernel asks about a directory is answered fresh from the
-dir server, not from the client's lease cache, because the kernel checks
-permissions against it; a capability cached under the lease that the shard
-refuses is renewed and the operation tried once more. So a chmod or chown
-of a directory made elsewhere is honoured within the kernel's timeout.
+``stat``. What the kernel asks about a directory comes from the client's
+lease cache only while that copy is younger than the kernel's timeout,
+because the kernel checks permissions against it; a capability cached under
+the lease that the shard refuses is renewed and the operation tried once
+more. So a chmod or chown of a directory made elsewhere is honoured within
+twice the kernel's timeout, not the lease.
 Misses are not cached: a file created elsewhere is found by the next open.
 Inode operations on an inode that another client removed answer ESTALE, so
 the kernel looks the path up afresh.
@@ -185,11 +186,13 @@ class SuperFsOperations(pyfuse3.Operations):
             raise _stale(e) from None
 
     async def _getattr(self, ino: int, creds: Creds) -> Node:
-        # fresh: the kernel asks when its own copy expired, and checks permissions
-        # against what we answer (default_permissions): a lease-cached directory
-        # could refuse what its current mode allows
+        # the kernel checks permissions against what we answer (default_permissions):
+        # a directory's attributes come from the lease cache only while younger than
+        # the kernel's own timeout, so a change made elsewhere counts within twice
+        # that, not the lease (the kernel asks after every create in a directory:
+        # the cache answers those)
         try:
-            return await self.meta.getattr(ino, creds, fresh=True)
+            return await self.meta.getattr(ino, creds, max_age=self.opts.attr_timeout)
         except FsError as e:
             raise _stale(e) from None
 
@@ -210,7 +213,8 @@ class SuperFsOperations(pyfuse3.Operations):
         elif self._hidden(parent_inode, sname):
             raise FsError(errno.ENOENT, "hidden")
         else:
-            node = await self.meta.lookup(parent_inode, sname, creds, want_data=True, fresh=True)
+            node = await self.meta.lookup(parent_inode, sname, creds, want_data=True,
+                                          max_age=self.opts.entry_timeout)
             if node.file is not None:
                 self.inodes.note_name(parent_inode, sname, node.ino)
                 if node.is_symlink:
@@ -565,7 +569,7 @@ class SuperFsOperations(pyfuse3.Operations):
         if not routing.is_dir_ino(inode):
             raise FsError(errno.ENOTDIR, "not a directory")
         try:
-            node = await self.meta.get_dir(inode, creds, fresh=True)
+            node = await self.meta.get_dir(inode, creds, max_age=self.opts.attr_timeout)
         except FsError as e:
             raise _stale(e) from None
         if not allowed(node.attr.mode, node.attr.uid, node.attr.gid, creds, R_OK):
