@@ -73,10 +73,10 @@ class DirCache:
 
     def forget(self, ino: int) -> None:
         """Drop a directory this client changed (all callers, all its paths)."""
-        for key in [k for k in self._by_ino if k[0] == ino]:
-            del self._by_ino[key]
-        for key in [k for k, v in self._by_path.items() if v == ino]:
-            del self._by_path[key]
+        for ikey in [k for k in self._by_ino if k[0] == ino]:
+            del self._by_ino[ikey]
+        for pkey in [k for k, v in self._by_path.items() if v == ino]:
+            del self._by_path[pkey]
 
     def forget_subtree(self, path: str) -> None:
         """Drop every cached path at or below ``path`` (after rename/rmdir)."""

@@ -58,8 +58,11 @@ class Side:
     def __init__(self, parent: pb.DirInfo, name: str, d: pb.DirInfo | None,
                  f: tuple[int, int, int] | None) -> None:
         self.parent, self.name, self.dir = parent, name, d
+        self.ino: int
+        self.ftype: int
+        self.owner: int
         if d is not None:
-            self.ino, self.ftype, self.owner = d.ino, pb.DIRECTORY, d.attr.uid
+            self.ino, self.ftype, self.owner = d.ino, int(pb.DIRECTORY), d.attr.uid
         else:
             assert f is not None
             self.ino, self.ftype, self.owner = f
