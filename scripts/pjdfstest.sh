@@ -55,8 +55,14 @@ if ! grep -q '^Files=' <<<"$report" || [ -z "$failed" ]; then
   exit 1
 fi
 if [ "$failed" -ne 0 ]; then
-  echo "pjdfstest: $failed failed subtests; the failing ones:"
-  grep -E '^not ok|\.t \.\.' "$log" | grep -B1 '^not ok' | grep -v '# TODO' | head -60
+  echo "pjdfstest: $failed failed subtests:"
+  sed -n '/^Test Summary Report/,$p' "$log" | head -40
+  # each failing file once more, verbosely, for the errno of each failure
+  work=$(mktemp -d "$state/mnt/again.XXXXXX") && chmod 0755 "$work"
+  for t in $(sed -n 's#^\(/[^ ]*\.t\) .*(Wstat.*#\1#p' "$log" | head -10); do
+    echo "--- again: $t"
+    (cd "$work" && prove -v "$t" 2>&1 | grep -E '^not ok' | grep -v '# TODO' | head -20) || true
+  done
   exit 1
 fi
 echo "pjdfstest: every subtest passed"

@@ -22,7 +22,7 @@ class FakeDirServer:
         self.fail = fail
         self.seen: dict[int, int] = {}
 
-    async def touch(self, ino: int, creds: pb.Creds) -> pb.Attr:
+    async def touch(self, ino: int, creds: pb.Creds, changed_ns: int) -> pb.Attr:
         await asyncio.sleep(0.005)  # a round trip
         self.touches.append(ino)
         if self.fail:

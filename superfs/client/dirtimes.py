@@ -4,8 +4,9 @@ on the shards and directory attributes on the dir server.
 
 A warm create is one shard round trip, and must stay one. So the client that
 changed a directory's entries tells the dir server afterwards, off the
-caller's path, with a "touch" (SetDirAttr with mtime and ctime set to the
-dir server's now, which needs the write permission the change needed too).
+caller's path, with a "touch" (SetDirAttr: mtime and ctime become at least
+the time of the change, by this client's clock and never past the dir
+server's; it needs the write permission the change needed too).
 Touches of one directory are coalesced: at most one is in flight, and the
 changes made meanwhile are covered by one more, sent at once if somebody
 waits for the directory's attributes, else after ``DELAY_S``. A burst of
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 DELAY_S = 0.05
 
-Touch = Callable[[int, pb.Creds], Awaitable[pb.Attr]]
+Touch = Callable[[int, pb.Creds, int], Awaitable[pb.Attr]]  # (dir ino, creds, time of the change)
 
 
 @dataclass
@@ -76,11 +77,13 @@ class DirTouches:
     def overlay(self, node: Node) -> Node:
         """``node`` as it is after this client's pending changes in it (mtime and ctime)."""
         p = self._pending.get(node.ino)
-        if p is None or node.attr.mtime_ns >= p.changed_ns:
+        if p is None or min(node.attr.mtime_ns, node.attr.ctime_ns) >= p.changed_ns:
             return node
+        # what the touch will make of them (see SetAttrRequest's mask 256)
         attr = pb.Attr()
         attr.CopyFrom(node.attr)
-        attr.mtime_ns = attr.ctime_ns = p.changed_ns
+        attr.mtime_ns = max(attr.mtime_ns, p.changed_ns)
+        attr.ctime_ns = max(attr.ctime_ns, p.changed_ns)
         return dataclasses.replace(node, attr=attr)
 
     async def settle(self, dir_ino: int) -> None:
@@ -117,7 +120,7 @@ class DirTouches:
                 if not p.waiters:
                     p.wake.clear()
                 try:
-                    attr = await self._touch(dir_ino, p.creds)
+                    attr = await self._touch(dir_ino, p.creds, p.changed_ns)
                 except FsError as e:
                     # the directory went away, or the caller lost its write permission
                     # since: its times are no longer this client's to move

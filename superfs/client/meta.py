@@ -31,6 +31,7 @@ LIST_PAGE = 1000
 # SetAttr mask bits (see the proto)
 SET_MODE, SET_UID, SET_GID, SET_SIZE, SET_ATIME, SET_MTIME, SET_ATIME_NOW, SET_MTIME_NOW = (
     1, 2, 4, 8, 16, 32, 64, 128)
+SET_ENTRIES_CHANGED = 256  # directories: names created or removed at mtime_ns (see dirtimes.py)
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2(2) flags
 
 
@@ -244,9 +245,10 @@ class MetaOps:
             return attr
         return await self._shard_call(lambda: self.cluster.home_shard(ino), "SetAttr", req)
 
-    async def _touch(self, dir_ino: int, creds: pb.Creds) -> pb.Attr:
-        """mtime and ctime of a directory to the dir server's now (see dirtimes.py)."""
-        req = pb.SetAttrRequest(ino=dir_ino, mask=SET_MTIME_NOW, creds=creds)
+    async def _touch(self, dir_ino: int, creds: pb.Creds, changed_ns: int) -> pb.Attr:
+        """A directory's mtime and ctime to (at least) the time of this client's last change
+        in it (see dirtimes.py)."""
+        req = pb.SetAttrRequest(ino=dir_ino, mask=SET_ENTRIES_CHANGED, mtime_ns=changed_ns, creds=creds)
         if self.background is None:
             return await self.cluster.dir_call("SetDirAttr", req)  # type: ignore[no-any-return]
         stub = self.background.dir(self.cluster.dir_address)

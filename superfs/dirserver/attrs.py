@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # SetAttrRequest.mask bits (see the proto)
 SET_MODE, SET_UID, SET_GID, SET_SIZE = 1, 2, 4, 8
 SET_ATIME, SET_MTIME, SET_ATIME_NOW, SET_MTIME_NOW = 16, 32, 64, 128
+SET_ENTRIES_CHANGED = 256  # a client created/removed names in it at mtime_ns (client/dirtimes.py)
 
 XATTR_CREATE, XATTR_REPLACE = 1, 2
 XATTR_NAME_MAX = 255
@@ -52,9 +53,18 @@ def apply_setattr(a: pb.Attr, req: pb.SetAttrRequest, t: int) -> None:
         raise FsError(errno.EPERM, "only the owner may change the mode")
     if mask & (SET_ATIME | SET_MTIME) and not owner:
         raise FsError(errno.EPERM, "only the owner may set explicit times")
-    if mask & (SET_ATIME_NOW | SET_MTIME_NOW) and not owner and not perms.allowed(
+    if mask & (SET_ATIME_NOW | SET_MTIME_NOW | SET_ENTRIES_CHANGED) and not owner and not perms.allowed(
             a.mode, a.uid, a.gid, c, perms.W_OK):
         raise FsError(errno.EACCES, "need write permission to touch")
+    if mask & SET_ENTRIES_CHANGED:
+        if mask != SET_ENTRIES_CHANGED:
+            raise FsError(errno.EINVAL, "entries-changed (256) goes alone")
+        # max: touches may arrive late and out of order, and never move times back;
+        # min: a client's clock must not push them into the future
+        changed = min(req.mtime_ns, t)
+        a.mtime_ns = max(a.mtime_ns, changed)
+        a.ctime_ns = max(a.ctime_ns, changed)
+        return
     if mask & SET_UID:
         a.uid = req.uid
     if mask & SET_GID:
