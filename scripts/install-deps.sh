@@ -12,9 +12,17 @@ for tool in git rsync sqlite3 setpriv; do
 done
 # 'ip' (network namespaces, veth, bridges) for the network-cut test (tests/test_t5_netns.py)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# building pjdfstest (scripts/pjdfstest.sh) when CI has the suite beside the checkout
+if [ -d ../shared/pjdfstest ]; then
+  for tool in autoreconf automake make gcc prove; do
+    command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
+  done
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   # setpriv comes from util-linux; map the tool name to its package
   pkgs=("${need_apt[@]/setpriv/util-linux}")
+  pkgs=("${pkgs[@]/autoreconf/autoconf}")
+  pkgs=("${pkgs[@]/prove/perl}")
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing: ${pkgs[*]}"

@@ -71,6 +71,8 @@ DAEMON_ONLY = frozenset({
     "ListChunks", "DeleteChunks", "TruncateChunk",
     # shard to shard: forgetting idempotency records, asking which removed directories are still targeted
     "ForgetApplied", "DirsTargeted",
+    # RENAME_EXCHANGE steps of the dir server (they re-point names without a capability)
+    "RepointEntry",
 })
 
 

@@ -41,14 +41,15 @@ _CHUNK_TAG = b"superfs-chunk-cap\0"  # a chunk MAC can never verify as a directo
 
 def _payload(cap: pb.DirCap) -> bytes:
     return struct.pack(
-        ">QII?Iq", cap.dir_ino, cap.uid, cap.rights, cap.sticky, cap.owner_uid, cap.expires_ns
+        ">QII?Iq?I", cap.dir_ino, cap.uid, cap.rights, cap.sticky, cap.owner_uid, cap.expires_ns,
+        cap.setgid, cap.gid,
     )
 
 
 def sign(secret: bytes, *, dir_ino: int, uid: int, rights: int, sticky: bool, owner_uid: int,
-         ttl_ns: int = CAP_TTL_NS) -> pb.DirCap:
+         ttl_ns: int = CAP_TTL_NS, setgid: bool = False, gid: int = 0) -> pb.DirCap:
     cap = pb.DirCap(dir_ino=dir_ino, uid=uid, rights=rights, sticky=sticky, owner_uid=owner_uid,
-                    expires_ns=time.time_ns() + ttl_ns)
+                    expires_ns=time.time_ns() + ttl_ns, setgid=setgid, gid=gid if setgid else 0)
     cap.mac = hmac.new(secret, _payload(cap), hashlib.sha256).digest()
     return cap
 

@@ -355,7 +355,7 @@ async def test_rename_dir(cluster: Cluster) -> None:
         (ren(ROOT_INO, "a", ROOT_INO, "busy"), errno.ENOTEMPTY),  # a shard says so
         (ren(ROOT_INO, "a", ROOT_INO, "f"), errno.ENOTDIR),
         (ren(ROOT_INO, "a", ROOT_INO, "empty", 1), errno.EEXIST),
-        (ren(ROOT_INO, "a", ROOT_INO, "empty", 2), errno.EINVAL),
+        (ren(ROOT_INO, "a", ROOT_INO, "empty", 3), errno.EINVAL),  # NOREPLACE|EXCHANGE
         (ren(ROOT_INO, "f", ROOT_INO, "g"), errno.ENOTDIR),
         (ren(ROOT_INO, "none", ROOT_INO, "g"), errno.ENOENT),
         (ren(ROOT_INO, "a", 31337, "g"), errno.ENOENT),

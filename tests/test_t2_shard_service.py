@@ -437,11 +437,30 @@ async def test_cross_shard_rename_refused(cl: Cluster) -> None:
         await cl.rename(DIR, src, DIR, name_on(1, DIR, "dd"))
     assert ei.value.errno == errno.EISDIR
     with pytest.raises(FsError) as ei:
-        await cl.rename(DIR, src, DIR, dst, flags=2)
+        await cl.rename(DIR, src, DIR, name_on(1, DIR, "dd"), flags=2)  # exchange with a directory: not ours
+    assert ei.value.errno == errno.EISDIR
+    with pytest.raises(FsError) as ei:
+        await cl.rename(DIR, src, DIR, name_on(1, DIR, "nope"), flags=2)
+    assert ei.value.errno == errno.ENOENT
+    with pytest.raises(FsError) as ei:
+        await cl.rename(DIR, src, DIR, dst, flags=3)
     assert ei.value.errno == errno.EINVAL
     assert (await cl.lookup(DIR, src)).has_file
     with cl.stores[0].read() as t:
         assert t.intents() == []
+
+
+async def test_cross_shard_exchange(cl: Cluster) -> None:
+    src, dst = name_on(0, DIR, "xs"), name_on(1, DIR2, "xd")
+    a = (await cl.create(DIR, src)).file.attr.ino
+    b = (await cl.create(DIR2, dst, type=pb.SYMLINK, symlink_target="t")).file.attr.ino
+    await cl.rename(DIR, src, DIR2, dst, flags=2)
+    got_src, got_dst = await cl.lookup(DIR, src), await cl.lookup(DIR2, dst)
+    assert (got_src.entry.ino, got_src.entry.type) == (b, pb.SYMLINK)
+    assert (got_dst.entry.ino, got_dst.entry.type) == (a, pb.REGULAR)
+    for store in cl.stores:
+        with store.read() as t:
+            assert t.intents() == []
 
 
 async def test_cross_shard_rename_to_sticky_dir(cl: Cluster) -> None:

@@ -45,9 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--read-ahead-kb", type=int, default=DEFAULT_READ_AHEAD_KB, metavar="KB",
                    help=f"the kernel's read-ahead for the mount, so sequential reads arrive in big "
                         f"requests (default {DEFAULT_READ_AHEAD_KB}; 0 keeps FUSE's 128; needs root)")
-    p.add_argument("--allow-other", action="store_true",
-                   help="let users other than the mounting one use the mount (root mounts, or "
-                        "user_allow_other in /etc/fuse.conf)")
+    p.add_argument("--allow-other", action=argparse.BooleanOptionalAction, default=None,
+                   help="let users other than the mounting one use the mount, as any local file "
+                        "system does (default: on when root mounts; other users need user_allow_other "
+                        "in /etc/fuse.conf)")
     p.add_argument("--log", metavar="FILE", help="log here instead of stderr")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     p.add_argument("--fuse-debug", action="store_true",
@@ -71,8 +72,8 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
            "--read-ahead-kb", str(args.read_ahead_kb)]
     if args.read_only:
         out.append("--read-only")
-    if args.allow_other:
-        out.append("--allow-other")
+    if args.allow_other is not None:
+        out.append("--allow-other" if args.allow_other else "--no-allow-other")
     if args.fuse_debug:
         out.append("--fuse-debug")
     return out
@@ -103,10 +104,16 @@ def cmd_mount(args: argparse.Namespace) -> int:
     mount_mod.setup_logging(args.log, args.log_level)
     opts = MountOptions(mountpoint=mountpoint, dir_address=address, attr_timeout=args.attr_timeout,
                         entry_timeout=args.entry_timeout, read_only=args.read_only,
-                        allow_other=args.allow_other, rpc_timeout_s=args.rpc_timeout,
+                        allow_other=default_allow_other(args.allow_other), rpc_timeout_s=args.rpc_timeout,
                         fuse_debug=args.fuse_debug, read_ahead_kb=args.read_ahead_kb)
     with security_scope(security):  # channels the mount opens carry these credentials
         return mount_mod.run_foreground(opts)
+
+
+def default_allow_other(flag: bool | None) -> bool:
+    """Other users may use a mount that root made (as they use any local file system,
+    with permissions checked); a user's own mount stays private unless asked."""
+    return flag if flag is not None else os.geteuid() == 0
 
 
 def cmd_umount(args: argparse.Namespace) -> int:

@@ -21,9 +21,10 @@ from superfs.client.meta import (SET_ATIME, SET_ATIME_NOW, SET_GID, SET_MODE, SE
                                  SET_UID, Creds, MetaOps)
 from superfs.client.nodes import Node, to_stat
 from superfs.client.paths import PathResolver
-from superfs.client.rpc import Channels
+from superfs.client.rpc import ISOLATED, Channels
 from superfs.errors import FsError, oserror
 from superfs.faults import pause_point
+from superfs.filetypes import SPECIAL_TYPES, type_of_mode
 from superfs.perms import R_OK, W_OK, allowed
 from superfs.v1 import superfs_pb2 as pb
 
@@ -84,9 +85,10 @@ class AsyncFs:
     def __init__(self, dir_address: str, *, timeout_s: float = 5.0, creds: Creds | None = None,
                  umask: int = 0o022) -> None:
         self.channels = Channels(timeout_s)
+        self.background = Channels(timeout_s, options=ISOLATED)
         self.cluster = ClusterView(dir_address, self.channels)
         self.cache = DirCache()
-        self.meta = MetaOps(self.cluster, self.cache)
+        self.meta = MetaOps(self.cluster, self.cache, self.background)
         self.paths = PathResolver(self.meta)
         self.data = DataIO(self.cluster, self.meta)
         self.creds = creds or default_creds()
@@ -100,13 +102,17 @@ class AsyncFs:
         return self
 
     async def close(self) -> None:
+        await self.meta.touches.settle_all()
         await self.channels.close()
+        await self.background.close()
 
     # ------------------------------------------------------------------ stat
 
     @_oserrors
     async def stat(self, path: str, *, follow_symlinks: bool = True) -> os.stat_result:
         node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
+        if node.is_dir:
+            node = await self.meta.getattr(node.ino, self.creds)  # after this client's own changes in it
         return to_stat(node.attr)
 
     async def lstat(self, path: str) -> os.stat_result:
@@ -185,11 +191,12 @@ class AsyncFs:
                           "cannot rename '.', '..' or '/'")
         sp, spath, sname = await self.paths.parent_of(src, self.creds)
         try:
-            dp, _, dname = await self.paths.parent_of(dst, self.creds)
+            dp, dpath, dname = await self.paths.parent_of(dst, self.creds)
         except FsError as e:
             raise oserror(e.errno, e.message, dst) from None
         await self.meta.rename(sp.ino, sname, dp.ino, dname, self.creds, flags)
         self.cache.forget_subtree(posixpath.join(spath, sname))
+        self.cache.forget_subtree(posixpath.join(dpath, dname))
 
     async def replace(self, src: str, dst: str) -> None:
         await self.rename(src, dst)
@@ -212,6 +219,21 @@ class AsyncFs:
             raise FsError(errno.ENOENT if not target else errno.ENAMETOOLONG, "bad symlink target")
         parent, _, name = await self.paths.parent_of(path, self.creds)
         await self.meta.create(parent.ino, name, 0o777, self.creds, exclusive=True, symlink_target=target)
+
+    @_oserrors
+    async def mknod(self, path: str, mode: int = 0o600 | stat_mod.S_IFREG, device: int = 0) -> None:
+        """As os.mknod: a regular file, FIFO, socket, or (root only) device node."""
+        ftype = type_of_mode(mode)
+        if ftype not in SPECIAL_TYPES and ftype != pb.REGULAR:
+            raise FsError(errno.EINVAL if ftype != pb.DIRECTORY else errno.EPERM, "mknod makes files only")
+        if _dot_last(path) or not path.strip("/"):
+            raise FsError(errno.EEXIST, "file exists")
+        parent, _, name = await self.paths.parent_of(path, self.creds)
+        await self.meta.create(parent.ino, name, mode & ~self.umask & 0o7777, self.creds, exclusive=True,
+                               ftype=ftype, rdev=device)
+
+    async def mkfifo(self, path: str, mode: int = 0o666) -> None:
+        await self.mknod(path, stat_mod.S_IFIFO | (mode & 0o7777))
 
     @_oserrors
     async def readlink(self, path: str) -> str:

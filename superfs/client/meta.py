@@ -19,8 +19,9 @@ from typing import Any, Awaitable, Callable, TypeVar
 from superfs import routing
 from superfs.client.cache import DirCache
 from superfs.client.cluster import ClusterView
+from superfs.client.dirtimes import DirTouches
 from superfs.client.nodes import Node
-from superfs.client.rpc import call
+from superfs.client.rpc import Channels, call
 from superfs.errors import FsError
 from superfs.names import check_name
 from superfs.v1 import superfs_pb2 as pb
@@ -32,6 +33,8 @@ LIST_PAGE = 1000
 # SetAttr mask bits (see the proto)
 SET_MODE, SET_UID, SET_GID, SET_SIZE, SET_ATIME, SET_MTIME, SET_ATIME_NOW, SET_MTIME_NOW = (
     1, 2, 4, 8, 16, 32, 64, 128)
+SET_ENTRIES_CHANGED = 256  # directories: names created or removed at mtime_ns (see dirtimes.py)
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2(2) flags
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,11 @@ class Creds:
 class MetaOps:
     """Inode-level metadata operations over the cluster."""
 
-    def __init__(self, cluster: ClusterView, cache: DirCache) -> None:
+    def __init__(self, cluster: ClusterView, cache: DirCache, background: Channels | None = None) -> None:
         self.cluster = cluster
         self.cache = cache
+        self.background = background  # for calls off the caller's path (see rpc.ISOLATED)
+        self.touches = DirTouches(self._touch, cache.update_attr)
 
     @property
     def timeout(self) -> float:
@@ -66,30 +71,44 @@ class MetaOps:
         return await call(getattr(stub_of(), method), request, self.timeout)
 
     async def _with_cap(self, dir_ino: int, creds: Creds, op: Callable[[pb.DirCap], Awaitable[T]]) -> T:
-        """Run ``op`` with the directory's capability; refresh it once if stale."""
+        """Run ``op`` with the directory's capability; refresh it once if stale.
+
+        A cached capability may also be older than a chmod or chown of the
+        directory made elsewhere: a refusal (EACCES) is retried once with a
+        fresh one if that grants different rights, so a cache never refuses
+        what the directory's current mode allows.
+        """
         node = await self.get_dir(dir_ino, creds)
+        old = node.cap or pb.DirCap()
         try:
-            return await op(node.cap or pb.DirCap())
+            return await op(old)
         except FsError as e:
-            if e.errno != errno.ESTALE:
+            if e.errno not in (errno.ESTALE, errno.EACCES):
                 raise
+            refused = e
         self.cache.forget(dir_ino)
         node = await self.get_dir(dir_ino, creds)
-        return await op(node.cap or pb.DirCap())
+        cap = node.cap or pb.DirCap()
+        if refused.errno == errno.EACCES and _same_rights(cap, old):
+            raise refused
+        return await op(cap)
 
     # ------------------------------------------------------------ directories
 
     def dir_node(self, info: pb.DirInfo, cap: pb.DirCap | None, lease_ns: int) -> Node:
+        now = time.monotonic()
         return Node(ino=info.ino, attr=info.attr, type=pb.DIRECTORY, parent=info.parent_ino,
-                    name=info.name, cap=cap, expires=time.monotonic() + lease_ns / 1e9)
+                    name=info.name, cap=cap, expires=now + lease_ns / 1e9, fetched=now)
 
-    async def get_dir(self, ino: int, creds: Creds) -> Node:
-        node = self.cache.get(ino, creds.uid)
-        if node is not None:
+    async def get_dir(self, ino: int, creds: Creds, *, max_age: float | None = None) -> Node:
+        """A directory's node, from the lease cache if it is at most ``max_age`` seconds old
+        (any age within the lease if None); else from the dir server, renewing the cache."""
+        node = self.cache.get(ino, creds)
+        if node is not None and (max_age is None or time.monotonic() - node.fetched <= max_age):
             return node
         reply = await self.cluster.dir_call("GetDir", pb.DirRequest(ino=ino, creds=creds.pb()))
         node = self.dir_node(reply.dir, reply.cap, reply.lease_ns)
-        self.cache.put(node, creds.uid)
+        self.cache.put(node, creds)
         return node
 
     async def mkdir(self, parent: int, name: str, mode: int, creds: Creds) -> Node:
@@ -109,8 +128,10 @@ class MetaOps:
     def file_node(self, info: pb.FileInfo, parent: int = 0, name: str = "") -> Node:
         return Node(ino=info.attr.ino, attr=info.attr, type=info.type, parent=parent, name=name, file=info)
 
-    async def lookup(self, parent: int, name: str, creds: Creds, *, want_data: bool = False) -> Node:
-        """The node named ``name`` in directory ``parent``: file, symlink or directory."""
+    async def lookup(self, parent: int, name: str, creds: Creds, *, want_data: bool = False,
+                     max_age: float | None = None) -> Node:
+        """The node named ``name`` in directory ``parent``: file, symlink or directory
+        (a directory's from the cache only if at most ``max_age`` old, see get_dir)."""
         check_name(name)
 
         async def op(cap: pb.DirCap) -> pb.LookupFileReply:
@@ -120,8 +141,7 @@ class MetaOps:
 
         reply = await self._with_cap(parent, creds, op)
         if reply.entry.type == pb.DIRECTORY:
-            node = await self.get_dir(reply.entry.ino, creds)
-            return node
+            return self.touches.overlay(await self.get_dir(reply.entry.ino, creds, max_age=max_age))
         if reply.has_file:
             return self.file_node(reply.file, parent, name)
         node = await self.get_file(reply.entry.ino, creds, want_data=want_data)
@@ -133,23 +153,28 @@ class MetaOps:
         info = await self._shard_call(lambda: self.cluster.home_shard(ino), "GetFile", req)
         return self.file_node(info)
 
-    async def getattr(self, ino: int, creds: Creds) -> Node:
+    async def getattr(self, ino: int, creds: Creds, *, max_age: float | None = None) -> Node:
         if routing.is_dir_ino(ino):
-            return await self.get_dir(ino, creds)
+            # its times as they are after what this client did in it (see dirtimes.py)
+            return self.touches.overlay(await self.get_dir(ino, creds, max_age=max_age))
         return await self.get_file(ino, creds)
 
     async def create(self, parent: int, name: str, mode: int, creds: Creds, *, exclusive: bool = False,
-                     truncate: bool = False, data: bytes = b"", symlink_target: str = "") -> tuple[Node, bool]:
+                     truncate: bool = False, data: bytes = b"", symlink_target: str = "",
+                     ftype: int = 0, rdev: int = 0) -> tuple[Node, bool]:
+        """A regular file, a symlink (``symlink_target``) or a special file (``ftype``, ``rdev``)."""
         check_name(name)
-        ftype = pb.SYMLINK if symlink_target else pb.REGULAR
+        ftype = ftype or (pb.SYMLINK if symlink_target else pb.REGULAR)
 
         async def op(cap: pb.DirCap) -> pb.CreateFileReply:
             req = pb.CreateFileRequest(parent_ino=parent, name=name, mode=mode, type=ftype,
                                        symlink_target=symlink_target, exclusive=exclusive,
-                                       truncate=truncate, creds=creds.pb(), cap=cap, data=data)
+                                       truncate=truncate, creds=creds.pb(), cap=cap, data=data, rdev=rdev)
             return await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "CreateFile", req)
 
         reply = await self._with_cap(parent, creds, op)
+        if reply.created:
+            self.touches.changed(parent, creds.pb())
         return self.file_node(reply.file, parent, name), reply.created
 
     async def unlink(self, parent: int, name: str, creds: Creds) -> pb.UnlinkReply:
@@ -159,7 +184,9 @@ class MetaOps:
             req = pb.UnlinkRequest(parent_ino=parent, name=name, creds=creds.pb(), cap=cap)
             return await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "Unlink", req)
 
-        return await self._with_cap(parent, creds, op)
+        reply = await self._with_cap(parent, creds, op)
+        self.touches.changed(parent, creds.pb())
+        return reply
 
     async def link(self, ino: int, new_parent: int, new_name: str, creds: Creds) -> pb.Attr:
         check_name(new_name)
@@ -170,22 +197,27 @@ class MetaOps:
             req = pb.LinkRequest(ino=ino, new_parent=new_parent, new_name=new_name, creds=creds.pb(), cap=cap)
             return await self._shard_call(lambda: self.cluster.entry_shard(new_parent, new_name), "Link", req)
 
-        return await self._with_cap(new_parent, creds, op)
+        attr = await self._with_cap(new_parent, creds, op)
+        self.touches.changed(new_parent, creds.pb())
+        return attr
 
     async def rename(self, src_parent: int, src_name: str, dst_parent: int, dst_name: str,
                      creds: Creds, flags: int = 0) -> None:
+        """rename(2), or renameat2(2) with ``flags`` RENAME_NOREPLACE or RENAME_EXCHANGE
+        (which swaps two existing names: through the shards for two files, through
+        the dir server as soon as one is a directory)."""
         check_name(src_name)
         check_name(dst_name)
-        if flags & 2:
-            raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
+            raise FsError(errno.EINVAL, f"bad rename flags {flags:#x}")
         src = await self.lookup(src_parent, src_name, creds)
-        if src.is_dir:
+        dst = await self.lookup(dst_parent, dst_name, creds) if flags & RENAME_EXCHANGE else None
+        if src.is_dir or (dst is not None and dst.is_dir):
             await self.cluster.dir_call("RenameDir", pb.RenameDirRequest(
                 src_parent=src_parent, src_name=src_name, dst_parent=dst_parent, dst_name=dst_name,
                 flags=flags, creds=creds.pb()))
-            self.cache.forget(src.ino)
-            self.cache.forget(src_parent)
-            self.cache.forget(dst_parent)
+            for ino in (src.ino, dst.ino if dst is not None else 0, src_parent, dst_parent):
+                self.cache.forget(ino)
             return
         src_dir = await self.get_dir(src_parent, creds)
         dst_dir = await self.get_dir(dst_parent, creds)
@@ -195,23 +227,39 @@ class MetaOps:
         try:
             await self._shard_call(lambda: self.cluster.entry_shard(src_parent, src_name), "RenameFile", req)
         except FsError as e:
-            if e.errno != errno.ESTALE:
+            if e.errno not in (errno.ESTALE, errno.EACCES):
                 raise
             self.cache.forget(src_parent)
             self.cache.forget(dst_parent)
-            req.src_cap.CopyFrom((await self.get_dir(src_parent, creds)).cap)
-            req.dst_cap.CopyFrom((await self.get_dir(dst_parent, creds)).cap)
+            src_cap, dst_cap = (await self.get_dir(src_parent, creds)).cap, (await self.get_dir(dst_parent, creds)).cap
+            if e.errno == errno.EACCES and _same_rights(src_cap, req.src_cap) and _same_rights(dst_cap, req.dst_cap):
+                raise  # not a stale capability (see _with_cap)
+            req.src_cap.CopyFrom(src_cap)
+            req.dst_cap.CopyFrom(dst_cap)
             await self._shard_call(lambda: self.cluster.entry_shard(src_parent, src_name), "RenameFile", req)
+        self.touches.changed(src_parent, creds.pb())
+        if dst_parent != src_parent:
+            self.touches.changed(dst_parent, creds.pb())
 
     async def setattr(self, ino: int, creds: Creds, *, mask: int, mode: int = 0, uid: int = 0, gid: int = 0,
                       size: int = 0, atime_ns: int = 0, mtime_ns: int = 0) -> pb.Attr:
         req = pb.SetAttrRequest(ino=ino, mask=mask, mode=mode, uid=uid, gid=gid, size=size,
                                 atime_ns=atime_ns, mtime_ns=mtime_ns, creds=creds.pb())
         if routing.is_dir_ino(ino):
+            await self.touches.settle(ino)  # a late touch must not undo these times
             attr = await self.cluster.dir_call("SetDirAttr", req)
             self.cache.forget(ino)
             return attr
         return await self._shard_call(lambda: self.cluster.home_shard(ino), "SetAttr", req)
+
+    async def _touch(self, dir_ino: int, creds: pb.Creds, changed_ns: int) -> pb.Attr:
+        """A directory's mtime and ctime to (at least) the time of this client's last change
+        in it (see dirtimes.py)."""
+        req = pb.SetAttrRequest(ino=dir_ino, mask=SET_ENTRIES_CHANGED, mtime_ns=changed_ns, creds=creds)
+        if self.background is None:
+            return await self.cluster.dir_call("SetDirAttr", req)  # type: ignore[no-any-return]
+        stub = self.background.dir(self.cluster.dir_address)
+        return await call(stub.SetDirAttr, req, self.timeout)  # type: ignore[no-any-return]
 
     # --------------------------------------------------------------- listings
 
@@ -290,3 +338,9 @@ class MetaOps:
                            return_exceptions=True),
         )
         return {"dir": dir_stats, "shards": list(shard_stats), "data": list(data_stats)}
+
+
+def _same_rights(a: pb.DirCap | None, b: pb.DirCap | None) -> bool:
+    """Would a refusal under capability ``b`` be the same under ``a``?"""
+    a, b = a or pb.DirCap(), b or pb.DirCap()
+    return (a.rights, a.sticky, a.owner_uid) == (b.rights, b.sticky, b.owner_uid)

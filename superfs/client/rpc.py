@@ -26,7 +26,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import grpc
 
@@ -51,6 +51,11 @@ CHANNEL_OPTIONS = GRPC_OPTIONS + [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+# For background calls (client/dirtimes.py): channels to one address share
+# their connection unless told not to, and a background call that meets a
+# daemon being restarted would put the connection the caller's next
+# operation needs into reconnect backoff (a fast EIO after the restart).
+ISOLATED = [("grpc.use_local_subchannel_pool", 1)]
 
 
 _SERVICE_OF = {"dir": "DirService", "shard": "ShardService", "data": "DataService"}
@@ -155,10 +160,11 @@ class Channels:
     """
 
     def __init__(self, timeout_s: float = 5.0, security: ClientSecurity | None = None,
-                 transport: str = "session") -> None:
+                 transport: str = "session", options: Sequence[tuple[str, Any]] = ()) -> None:
         if transport not in ("session", "grpc"):
             raise ValueError(f"transport must be 'session' or 'grpc', not {transport!r}")
         self.timeout_s = timeout_s
+        self._options = CHANNEL_OPTIONS + list(options)
         self.security: ClientSecurity | None = security or _scoped.get() or _default
         self.transport = transport
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -213,9 +219,9 @@ class Channels:
             sec = self.security or self._resolve_security(address)
             if sec.tls is not None:
                 ch = grpc.aio.secure_channel(address, tls.channel_credentials(sec.tls),
-                                             options=CHANNEL_OPTIONS + tls.channel_options(sec.tls))
+                                             options=self._options + tls.channel_options(sec.tls))
             else:
-                ch = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+                ch = grpc.aio.insecure_channel(address, options=self._options)
             self._channels[address] = ch
         return ch
 

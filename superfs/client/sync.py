@@ -11,6 +11,7 @@ import concurrent.futures
 import errno
 import os
 import posixpath
+import stat as stat_mod
 import threading
 from typing import Any, Coroutine, Iterator, TypeVar
 
@@ -172,8 +173,9 @@ class Client:
 
     remove = unlink
 
-    def rename(self, src: str, dst: str) -> None:
-        self._run(self._fs.rename(src, dst))
+    def rename(self, src: str, dst: str, *, flags: int = 0) -> None:
+        """os.rename; ``flags`` as renameat2(2): RENAME_NOREPLACE (1) or RENAME_EXCHANGE (2)."""
+        self._run(self._fs.rename(src, dst, flags=flags))
 
     def replace(self, src: str, dst: str) -> None:
         self._run(self._fs.replace(src, dst))
@@ -184,6 +186,13 @@ class Client:
     def symlink(self, target: str, path: str) -> None:
         """Like os.symlink(src, dst): ``path`` will point at ``target``."""
         self._run(self._fs.symlink(path, target))
+
+    def mknod(self, path: str, mode: int = 0o600 | stat_mod.S_IFREG, device: int = 0) -> None:
+        """As os.mknod: a regular file, FIFO, socket, or (root only) device node."""
+        self._run(self._fs.mknod(path, mode, device))
+
+    def mkfifo(self, path: str, mode: int = 0o666) -> None:
+        self._run(self._fs.mkfifo(path, mode))
 
     def readlink(self, path: str) -> str:
         return self._run(self._fs.readlink(path))

@@ -1,8 +1,8 @@
 """The shard calls the dir server makes as coordinator, behind one small interface.
 
 :class:`ShardOps` is what the coordinator needs from the shards: reserve and
-release directory entries, seal and unseal a directory everywhere, and ask
-whether a name is a file. :class:`ShardClient` implements it over gRPC with
+release directory entries, seal and unseal a directory everywhere, ask
+whether a name is a file (and which), and re-point a name (RENAME_EXCHANGE). :class:`ShardClient` implements it over gRPC with
 :mod:`superfs.client.rpc`; tests may substitute an in-memory fake with the
 same methods. Every call is idempotent by ino on the shard side, which is
 what lets recovery simply repeat a step.
@@ -18,6 +18,7 @@ from superfs import capability, perms
 from superfs.client.rpc import Channels, call
 from superfs.dirserver.cluster_map import ClusterRegistry
 from superfs.errors import FsError
+from superfs.routing import ino_partition
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,14 @@ class ShardOps(Protocol):
 
     async def file_type(self, parent: int, name: str, creds: pb.Creds) -> int | None:
         """The FileType of the entry (parent, name) on its shard, or None if there is none."""
+
+    async def entry(self, parent: int, name: str, creds: pb.Creds) -> tuple[int, int, int] | None:
+        """(ino, FileType, owner uid) of the file named (parent, name), or None if there is none
+        (a directory's reservation answers its ino, DIRECTORY and uid 0)."""
+
+    async def repoint(self, parent: int, name: str, ino: int, ftype: int, new_ino: int, new_type: int) -> None:
+        """Make (parent, name) point at (new_ino, new_type) if it points at (ino, ftype)
+        (or already does); ENOENT if it holds anything else."""
 
 
 class ShardClient:
@@ -73,18 +82,42 @@ class ShardClient:
         await self._everywhere("UnsealDir", dir_ino)
 
     async def file_type(self, parent: int, name: str, creds: pb.Creds) -> int | None:
+        reply = await self._lookup(parent, name, creds)
+        return None if reply is None else int(reply.entry.type)
+
+    async def _lookup(self, parent: int, name: str, creds: pb.Creds) -> pb.LookupFileReply | None:
         stub = self._stub_for_entry(parent, name)
         # the coordinator checked that creds may search parent (and reach it) before asking
         cap = capability.sign(self.secret, dir_ino=parent, uid=creds.uid, rights=perms.X_OK, sticky=False,
                               owner_uid=0)
         req = pb.LookupFileRequest(parent_ino=parent, name=name, creds=creds, cap=cap)
         try:
-            reply = await call(stub.LookupFile, req, self.timeout_s)  # type: ignore[attr-defined]
+            return await call(stub.LookupFile, req, self.timeout_s)  # type: ignore[attr-defined,no-any-return]
         except FsError as e:
             if e.errno == errno.ENOENT:
                 return None
             raise
-        return int(reply.entry.type)
+
+    async def entry(self, parent: int, name: str, creds: pb.Creds) -> tuple[int, int, int] | None:
+        reply = await self._lookup(parent, name, creds)
+        if reply is None:
+            return None
+        ino, ftype = int(reply.entry.ino), int(reply.entry.type)
+        if ftype == pb.DIRECTORY:
+            return ino, ftype, 0
+        if reply.has_file:
+            return ino, ftype, int(reply.file.attr.uid)
+        # a name for an inode whose home is another shard (renamed or linked across shards)
+        home = self.registry.map.partition_shard[ino_partition(ino)]
+        stub = self.channels.shard(self.registry.shard_address(home))
+        info = await call(stub.GetFile, pb.GetFileRequest(ino=ino, creds=creds), self.timeout_s)  # type: ignore[attr-defined]
+        return ino, ftype, int(info.attr.uid)
+
+    async def repoint(self, parent: int, name: str, ino: int, ftype: int, new_ino: int, new_type: int) -> None:
+        stub = self._stub_for_entry(parent, name)
+        req = pb.RepointEntryRequest(parent_ino=parent, name=name, ino=ino, type=ftype,  # type: ignore[arg-type]
+                                     new_ino=new_ino, new_type=new_type)  # type: ignore[arg-type]
+        await call(stub.RepointEntry, req, self.timeout_s)  # type: ignore[attr-defined]
 
     async def _everywhere(self, method: str, dir_ino: int) -> list[pb.SealReply]:
         """Call ``method`` on every shard in parallel; wait for all, then raise the first error."""

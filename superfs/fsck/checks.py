@@ -32,13 +32,13 @@ from collections import defaultdict
 from typing import Callable, Iterable
 
 from superfs import routing
+from superfs.filetypes import FILE_TYPES
 from superfs.fsck.findings import Finding
 from superfs.fsck.snapshot import Snapshot
 from superfs.fsck.spill import U64
 from superfs.routing import ROOT_INO, is_dir_ino
 from superfs.v1 import superfs_pb2 as pb
 
-FILE_TYPES = (pb.REGULAR, pb.SYMLINK)
 Sink = Callable[[Finding], None]
 
 

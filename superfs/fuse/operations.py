@@ -12,10 +12,15 @@ close, fsync or when a chunk's worth is buffered; ``open`` asks the servers
 for the file's current version, so what another mount wrote and closed
 before this open is what this open reads (the kernel's page cache is kept
 only if the version is unchanged). Names and attributes are cached by the
-kernel for ``entry_timeout``/``attr_timeout`` seconds (default 1 s) and
-directories by the client for the dir server's lease: a rename, chmod or
-new file made elsewhere may take that long to show up in ``stat``. Misses
-are not cached: a file created elsewhere is found by the next open.
+kernel for ``entry_timeout``/``attr_timeout`` seconds (default 1 s): a
+rename, chmod or new file made elsewhere may take that long to show up in
+``stat``. What the kernel asks about a directory comes from the client's
+lease cache only while that copy is younger than the kernel's timeout,
+because the kernel checks permissions against it; a capability cached under
+the lease that the shard refuses is renewed and the operation tried once
+more. So a chmod or chown of a directory made elsewhere is honoured within
+twice the kernel's timeout, not the lease.
+Misses are not cached: a file created elsewhere is found by the next open.
 Inode operations on an inode that another client removed answer ESTALE, so
 the kernel looks the path up afresh.
 """
@@ -36,6 +41,7 @@ from superfs.client.fs import AsyncFs
 from superfs.client.meta import SET_SIZE, Creds
 from superfs.client.nodes import Node
 from superfs.errors import FsError
+from superfs.filetypes import type_of_mode
 from superfs.fuse import setattrs
 from superfs.fuse.creds import CredsOf
 from superfs.fuse.dirhandles import DirHandleTable
@@ -53,10 +59,11 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 ROOT_INO = pyfuse3.ROOT_INODE
-# Names in these namespaces are not stored: the kernel asks for
-# security.capability before every write(2), and answering that locally
-# saves a round trip per write.
-LOCAL_XATTR_PREFIXES = ("security.", "system.")
+# POSIX ACLs (system.*) are not supported: answered here, never stored.
+LOCAL_XATTR_PREFIXES = ("system.",)
+# The kernel asks for this before every write(2) to a file: an open file
+# remembers the answer (see OpenFile.caps), which saves a round trip per write.
+CAPS_XATTR = "security.capability"
 
 
 def fuse_op(fn: F) -> F:
@@ -179,8 +186,13 @@ class SuperFsOperations(pyfuse3.Operations):
             raise _stale(e) from None
 
     async def _getattr(self, ino: int, creds: Creds) -> Node:
+        # the kernel checks permissions against what we answer (default_permissions):
+        # a directory's attributes come from the lease cache only while younger than
+        # the kernel's own timeout, so a change made elsewhere counts within twice
+        # that, not the lease (the kernel asks after every create in a directory:
+        # the cache answers those)
         try:
-            return await self.meta.getattr(ino, creds)
+            return await self.meta.getattr(ino, creds, max_age=self.opts.attr_timeout)
         except FsError as e:
             raise _stale(e) from None
 
@@ -201,7 +213,8 @@ class SuperFsOperations(pyfuse3.Operations):
         elif self._hidden(parent_inode, sname):
             raise FsError(errno.ENOENT, "hidden")
         else:
-            node = await self.meta.lookup(parent_inode, sname, creds, want_data=True)
+            node = await self.meta.lookup(parent_inode, sname, creds, want_data=True,
+                                          max_age=self.opts.entry_timeout)
             if node.file is not None:
                 self.inodes.note_name(parent_inode, sname, node.ino)
                 if node.is_symlink:
@@ -263,10 +276,12 @@ class SuperFsOperations(pyfuse3.Operations):
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any
                     ) -> pyfuse3.EntryAttributes:
         self._writable()
-        if not stat_mod.S_ISREG(mode):
-            raise FsError(errno.EPERM, "SuperFS stores regular files, directories and symlinks only")
+        ftype = type_of_mode(mode)
+        if ftype == pb.DIRECTORY:
+            raise FsError(errno.EPERM, "mknod cannot make a directory")
+        # the kernel checked CAP_MKNOD for devices already; the shard checks again (library clients)
         node, _ = await self.meta.create(parent_inode, os.fsdecode(name), mode & 0o7777, self.creds_of(ctx),
-                                         exclusive=True)
+                                         exclusive=True, ftype=ftype, rdev=rdev)
         return self._node_entry(node, count=True)
 
     @fuse_op
@@ -321,13 +336,11 @@ class SuperFsOperations(pyfuse3.Operations):
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
                      flags: int, ctx: Any) -> None:
         self._writable()
-        if flags & pyfuse3.RENAME_EXCHANGE:
-            raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
         creds = self.creds_of(ctx)
         src, dst = os.fsdecode(name_old), os.fsdecode(name_new)
         if self._hidden(parent_inode_old, src) or self._hidden(parent_inode_new, dst):
             raise FsError(errno.EPERM, f"/{ORPHAN_DIR} is reserved")
-        if not flags & pyfuse3.RENAME_NOREPLACE:
+        if not flags & (pyfuse3.RENAME_NOREPLACE | pyfuse3.RENAME_EXCHANGE):  # exchange replaces nothing
             victim = await self._open_victim(parent_inode_new, dst, creds)
             if victim is not None:
                 moving = await self.meta.lookup(parent_inode_old, src, creds)
@@ -556,7 +569,7 @@ class SuperFsOperations(pyfuse3.Operations):
         if not routing.is_dir_ino(inode):
             raise FsError(errno.ENOTDIR, "not a directory")
         try:
-            node = await self.meta.get_dir(inode, creds)
+            node = await self.meta.get_dir(inode, creds, max_age=self.opts.attr_timeout)
         except FsError as e:
             raise _stale(e) from None
         if not allowed(node.attr.mode, node.attr.uid, node.attr.gid, creds, R_OK):
@@ -598,11 +611,21 @@ class SuperFsOperations(pyfuse3.Operations):
         sname = os.fsdecode(name)
         if sname.startswith(LOCAL_XATTR_PREFIXES):
             raise FsError(pyfuse3.ENOATTR, "not stored")
+        of = self.handles.open_file(inode) if sname == CAPS_XATTR else None
+        if of is not None and of.caps_known:
+            if of.caps is None:
+                raise FsError(pyfuse3.ENOATTR, "no file capabilities")
+            return of.caps
         try:
             reply = await self.meta.xattr("GetXattr", inode, self.creds_of(ctx), sname)
         except FsError as e:
+            if of is not None and e.errno == pyfuse3.ENOATTR:
+                of.caps, of.caps_known = None, True
             raise _stale(e) from None
-        return bytes(reply.value)  # type: ignore[union-attr]
+        value = bytes(reply.value)  # type: ignore[union-attr]
+        if of is not None:
+            of.caps, of.caps_known = value, True
+        return value
 
     @fuse_op
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
@@ -610,6 +633,7 @@ class SuperFsOperations(pyfuse3.Operations):
         sname = os.fsdecode(name)
         if sname.startswith(LOCAL_XATTR_PREFIXES):
             raise FsError(errno.EOPNOTSUPP, f"{sname.split('.')[0]}.* attributes are not supported")
+        self._forget_caps(inode, sname)
         try:
             await self.meta.xattr("SetXattr", inode, self.creds_of(ctx), sname, bytes(value))
         except FsError as e:
@@ -629,7 +653,13 @@ class SuperFsOperations(pyfuse3.Operations):
         sname = os.fsdecode(name)
         if sname.startswith(LOCAL_XATTR_PREFIXES):
             raise FsError(pyfuse3.ENOATTR, "not stored")
+        self._forget_caps(inode, sname)
         try:
             await self.meta.xattr("RemoveXattr", inode, self.creds_of(ctx), sname)
         except FsError as e:
             raise _stale(e) from None
+
+    def _forget_caps(self, inode: int, name: str) -> None:
+        of = self.handles.open_file(inode) if name == CAPS_XATTR else None
+        if of is not None:
+            of.caps_known = False

@@ -275,6 +275,11 @@ class ShardRpc:
         reply = await self.caller.call("ShardService/DirsTargeted", request, pb.DirsTargetedReply, timeout_s)
         return reply  # type: ignore[no-any-return]
 
+    async def repoint_entry(self, request: pb.RepointEntryRequest,
+                            timeout_s: float | None = None) -> pb.Empty:
+        reply = await self.caller.call("ShardService/RepointEntry", request, pb.Empty, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
 
 class DataRpc:
     """DataService: every unary method, typed."""

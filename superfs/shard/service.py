@@ -55,7 +55,7 @@ T = TypeVar("T")
 def attr_of(node: Inode) -> pb.Attr:
     return pb.Attr(ino=node.ino, mode=node.mode, nlink=node.nlink, uid=node.uid, gid=node.gid,
                    size=node.size, atime_ns=node.atime_ns, mtime_ns=node.mtime_ns,
-                   ctime_ns=node.ctime_ns, generation=node.generation)
+                   ctime_ns=node.ctime_ns, generation=node.generation, rdev=node.rdev)
 
 
 def file_info_of(node: Inode, data: bytes = b"") -> pb.FileInfo:
@@ -141,7 +141,7 @@ class ShardServicer(pbg.ShardServiceServicer):
 
     def _cap(self, cap: pb.DirCap, dir_ino: int, creds: CredsLike) -> DirGuard:
         c = capability.verify(self.secret, cap, dir_ino=dir_ino, uid=creds.uid)
-        return DirGuard(c.sticky, c.owner_uid)
+        return DirGuard(c.sticky, c.owner_uid, c.gid if c.setgid else None)
 
     def _info(self, node: Inode, creds: CredsLike, data: bytes = b"", *, created: bool = False) -> pb.FileInfo:
         """A FileInfo for ``creds``, with its chunk capability (none when it holds no right)."""
@@ -186,7 +186,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         parent, name, creds = request.parent_ino, request.name, request.creds
         raw = names.check_name(name)
         partition = self.cluster.check_entry(parent, name)
-        self._cap(request.cap, parent, creds)
+        guard = self._cap(request.cap, parent, creds)
         threshold = self.cluster.inline_threshold
         ftype = request.type or REGULAR
         target = encode_name(request.symlink_target)
@@ -194,7 +194,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         res = await self.seals.run(lambda: self.store.write(lambda t: file_ops.create_file(
             t, parent=parent, raw=raw, partition=partition, mode=request.mode, ftype=ftype, target=target,
             exclusive=request.exclusive, truncate=request.truncate, creds=creds, data=request.data,
-            inline_threshold=threshold)))
+            inline_threshold=threshold, rdev=request.rdev, group=guard.group)))
         if res.node is None:  # an existing name whose inode lives on another shard
             if request.truncate:
                 home = self.cluster.shard_of_ino(res.remote_ino)
@@ -490,6 +490,11 @@ class ShardServicer(pbg.ShardServiceServicer):
         txid = _txid(r.txid)
         self.cluster.ino_home(r.ino)
         await self._wait_free(r.parent_ino, raw)
+        if r.exchange:
+            ino, ftype = await self.store.write(_before_deadline(context, lambda t: name_ops.remote_exchange(
+                t, r.parent_ino, raw, ino=r.ino, ftype=r.type, txid=txid)))
+            crash_point("shard.remote_exchange.after_commit")
+            return pb.RemoteLinkReply(replaced_ino=ino, replaced_type=ftype)  # type: ignore[arg-type]
         crash_point("shard.remote_link.before_commit")
         expect = int(r.expect_ino) if r.check_target else None
         replaced = await self.seals.run(lambda: self.store.write(_before_deadline(context, lambda t: name_ops.remote_link(
@@ -502,6 +507,17 @@ class ShardServicer(pbg.ShardServiceServicer):
         if replaced and replaced != r.ino:
             self.reclaimer.kick()  # the replaced inode may owe a link elsewhere
         return pb.RemoteLinkReply(replaced_ino=replaced)
+
+    @rpc_handler
+    @tracked
+    async def RepointEntry(self, request: pb.RepointEntryRequest, context: Ctx) -> pb.Empty:
+        r = request
+        raw = names.check_name(r.name)
+        self.cluster.check_entry(r.parent_ino, r.name)
+        await self._wait_free(r.parent_ino, raw)
+        await self.store.write(lambda t: name_ops.repoint_entry(
+            t, r.parent_ino, raw, ino=r.ino, ftype=r.type, new_ino=r.new_ino, new_type=r.new_type))
+        return pb.Empty()
 
     @rpc_handler
     @tracked

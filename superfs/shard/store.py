@@ -77,6 +77,7 @@ DB_NAMES = ["dentries", "inodes", "inline", "xattrs", "sealed", "counters", "int
             "applied", "outbox", "reclaim", "confirm", "reclaim_due", "seal_work"]
 APPLIED_REMOTE_LINK = b"L"
 APPLIED_NLINK = b"N"
+APPLIED_EXCHANGE = b"X"
 SEAL_FINAL = b"F"
 SEAL_CHECK = b"P"    # seal_work: is the directory gone yet? (then the seal is final)
 SEAL_COLLECT = b"C"  # seal_work: may the final seal go?

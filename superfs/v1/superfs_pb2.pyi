@@ -13,6 +13,10 @@ class FileType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REGULAR: _ClassVar[FileType]
     DIRECTORY: _ClassVar[FileType]
     SYMLINK: _ClassVar[FileType]
+    FIFO: _ClassVar[FileType]
+    SOCKET: _ClassVar[FileType]
+    CHAR_DEVICE: _ClassVar[FileType]
+    BLOCK_DEVICE: _ClassVar[FileType]
 
 class WrittenState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -23,6 +27,10 @@ FILE_TYPE_UNSPECIFIED: FileType
 REGULAR: FileType
 DIRECTORY: FileType
 SYMLINK: FileType
+FIFO: FileType
+SOCKET: FileType
+CHAR_DEVICE: FileType
+BLOCK_DEVICE: FileType
 WRITTEN_UNKNOWN: WrittenState
 WRITTEN_SUPERSET: WrittenState
 WRITTEN_EXACT: WrittenState
@@ -38,7 +46,7 @@ class Creds(_message.Message):
     def __init__(self, uid: _Optional[int] = ..., gid: _Optional[int] = ..., groups: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Attr(_message.Message):
-    __slots__ = ("ino", "mode", "nlink", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns", "generation")
+    __slots__ = ("ino", "mode", "nlink", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns", "generation", "rdev")
     INO_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NLINK_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +57,7 @@ class Attr(_message.Message):
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     CTIME_NS_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    RDEV_FIELD_NUMBER: _ClassVar[int]
     ino: int
     mode: int
     nlink: int
@@ -59,10 +68,11 @@ class Attr(_message.Message):
     mtime_ns: int
     ctime_ns: int
     generation: int
-    def __init__(self, ino: _Optional[int] = ..., mode: _Optional[int] = ..., nlink: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
+    rdev: int
+    def __init__(self, ino: _Optional[int] = ..., mode: _Optional[int] = ..., nlink: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., generation: _Optional[int] = ..., rdev: _Optional[int] = ...) -> None: ...
 
 class DirCap(_message.Message):
-    __slots__ = ("dir_ino", "uid", "rights", "sticky", "owner_uid", "expires_ns", "mac")
+    __slots__ = ("dir_ino", "uid", "rights", "sticky", "owner_uid", "expires_ns", "mac", "setgid", "gid")
     DIR_INO_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     RIGHTS_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +80,8 @@ class DirCap(_message.Message):
     OWNER_UID_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_NS_FIELD_NUMBER: _ClassVar[int]
     MAC_FIELD_NUMBER: _ClassVar[int]
+    SETGID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
     dir_ino: int
     uid: int
     rights: int
@@ -77,7 +89,9 @@ class DirCap(_message.Message):
     owner_uid: int
     expires_ns: int
     mac: bytes
-    def __init__(self, dir_ino: _Optional[int] = ..., uid: _Optional[int] = ..., rights: _Optional[int] = ..., sticky: _Optional[bool] = ..., owner_uid: _Optional[int] = ..., expires_ns: _Optional[int] = ..., mac: _Optional[bytes] = ...) -> None: ...
+    setgid: bool
+    gid: int
+    def __init__(self, dir_ino: _Optional[int] = ..., uid: _Optional[int] = ..., rights: _Optional[int] = ..., sticky: _Optional[bool] = ..., owner_uid: _Optional[int] = ..., expires_ns: _Optional[int] = ..., mac: _Optional[bytes] = ..., setgid: _Optional[bool] = ..., gid: _Optional[int] = ...) -> None: ...
 
 class ChunkCap(_message.Message):
     __slots__ = ("ino", "rights", "expires_ns", "mac")
@@ -356,7 +370,7 @@ class FileInfo(_message.Message):
     def __init__(self, attr: _Optional[_Union[Attr, _Mapping]] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., inline: _Optional[bool] = ..., data: _Optional[bytes] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., chunk_cap: _Optional[_Union[ChunkCap, _Mapping]] = ..., written: _Optional[_Iterable[_Union[ChunkRange, _Mapping]]] = ..., written_state: _Optional[_Union[WrittenState, str]] = ...) -> None: ...
 
 class CreateFileRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data")
+    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data", "rdev")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -367,6 +381,7 @@ class CreateFileRequest(_message.Message):
     CREDS_FIELD_NUMBER: _ClassVar[int]
     CAP_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    RDEV_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     mode: int
@@ -377,7 +392,8 @@ class CreateFileRequest(_message.Message):
     creds: Creds
     cap: DirCap
     data: bytes
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    rdev: int
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ..., rdev: _Optional[int] = ...) -> None: ...
 
 class CreateFileReply(_message.Message):
     __slots__ = ("file", "created")
@@ -602,7 +618,7 @@ class ShardStatsReply(_message.Message):
     def __init__(self, files: _Optional[int] = ..., dentries: _Optional[int] = ..., inline_bytes: _Optional[int] = ..., logical_bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ...) -> None: ...
 
 class RemoteLinkRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "ino", "type", "replace", "no_replace", "txid", "check_target", "expect_ino", "record_refusal")
+    __slots__ = ("parent_ino", "name", "ino", "type", "replace", "no_replace", "txid", "check_target", "expect_ino", "record_refusal", "exchange")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     INO_FIELD_NUMBER: _ClassVar[int]
@@ -613,6 +629,7 @@ class RemoteLinkRequest(_message.Message):
     CHECK_TARGET_FIELD_NUMBER: _ClassVar[int]
     EXPECT_INO_FIELD_NUMBER: _ClassVar[int]
     RECORD_REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    EXCHANGE_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     ino: int
@@ -623,7 +640,8 @@ class RemoteLinkRequest(_message.Message):
     check_target: bool
     expect_ino: int
     record_refusal: bool
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., replace: _Optional[bool] = ..., no_replace: _Optional[bool] = ..., txid: _Optional[str] = ..., check_target: _Optional[bool] = ..., expect_ino: _Optional[int] = ..., record_refusal: _Optional[bool] = ...) -> None: ...
+    exchange: bool
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., replace: _Optional[bool] = ..., no_replace: _Optional[bool] = ..., txid: _Optional[str] = ..., check_target: _Optional[bool] = ..., expect_ino: _Optional[int] = ..., record_refusal: _Optional[bool] = ..., exchange: _Optional[bool] = ...) -> None: ...
 
 class ForgetAppliedRequest(_message.Message):
     __slots__ = ("remote_links", "nlinks")
@@ -646,10 +664,28 @@ class DirsTargetedReply(_message.Message):
     def __init__(self, dir_inos: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RemoteLinkReply(_message.Message):
-    __slots__ = ("replaced_ino",)
+    __slots__ = ("replaced_ino", "replaced_type")
     REPLACED_INO_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_TYPE_FIELD_NUMBER: _ClassVar[int]
     replaced_ino: int
-    def __init__(self, replaced_ino: _Optional[int] = ...) -> None: ...
+    replaced_type: FileType
+    def __init__(self, replaced_ino: _Optional[int] = ..., replaced_type: _Optional[_Union[FileType, str]] = ...) -> None: ...
+
+class RepointEntryRequest(_message.Message):
+    __slots__ = ("parent_ino", "name", "ino", "type", "new_ino", "new_type")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NEW_INO_FIELD_NUMBER: _ClassVar[int]
+    NEW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    ino: int
+    type: FileType
+    new_ino: int
+    new_type: FileType
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., new_ino: _Optional[int] = ..., new_type: _Optional[_Union[FileType, str]] = ...) -> None: ...
 
 class NlinkRequest(_message.Message):
     __slots__ = ("ino", "delta", "txid")

@@ -1035,6 +1035,11 @@ class ShardServiceStub:
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.DirsTargetedRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.DirsTargetedReply.FromString,
                 _registered_method=True)
+        self.RepointEntry = channel.unary_unary(
+                '/superfs.v1.ShardService/RepointEntry',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.RepointEntryRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class ShardServiceServicer:
@@ -1223,6 +1228,13 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RepointEntry(self, request, context):
+        """daemons only: RENAME_EXCHANGE steps
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1375,6 +1387,11 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.DirsTargeted,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.DirsTargetedRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.DirsTargetedReply.SerializeToString,
+            ),
+            'RepointEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepointEntry,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.RepointEntryRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2187,6 +2204,33 @@ class ShardService:
             '/superfs.v1.ShardService/DirsTargeted',
             superfs_dot_v1_dot_superfs__pb2.DirsTargetedRequest.SerializeToString,
             superfs_dot_v1_dot_superfs__pb2.DirsTargetedReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepointEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/RepointEntry',
+            superfs_dot_v1_dot_superfs__pb2.RepointEntryRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
