@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from chukonu.engine import stats
+
 log = logging.getLogger(__name__)
 
 FLUSH_ROWS = 1 << 20   # a partial aggregate merges its buffered input past this many rows
@@ -29,6 +31,12 @@ class AggFn:
     fn: str
     arg: int | None         # column of the pre-projection after the keys (None for count(*))
     ignore_nulls: bool = False
+    arg2: int | None = None           # the second input (corr(x, y), max_by(x, ord))
+    option_items: tuple = ()          # (name, value) pairs: percentage, delimiter ...
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.option_items)
 
     @property
     def col(self) -> int:
@@ -38,11 +46,21 @@ class AggFn:
 
     @property
     def state_width(self) -> int:
+        if stats.handles(self.fn):
+            return stats.WIDTH[self.fn]
         return 2 if self.fn == "avg" else 1
 
     @property
     def listy(self) -> bool:
-        return self.fn in ("collect_list", "collect_set", "count_distinct")
+        return self.fn in LIST_STATES or self.fn in SET_STATES
+
+    @property
+    def distinct_state(self) -> bool:
+        return self.fn in SET_STATES
+
+
+LIST_STATES = {"collect_list"} | stats.LIST_FNS
+SET_STATES = {"collect_set", "count_distinct"} | stats.SET_FNS
 
 
 def _nested(t: pa.DataType) -> bool:
@@ -184,8 +202,10 @@ def partial(pre: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
             states.append(results[slot])
         elif f.fn in ("first", "last"):
             states.append(g.first(values[f.col], f.ignore_nulls, last=f.fn == "last"))
+        elif stats.handles(f.fn):
+            states.extend(stats.partial(f.fn, g, [values[f.col]] + ([values[f.arg2]] if f.arg2 is not None else [])))
         else:
-            states.append(g.collect(values[f.col], distinct=f.fn != "collect_list", merge=False))
+            states.append(g.collect(values[f.col], distinct=f.distinct_state, merge=False))
     return _state_table(g, states, n_keys, fns)
 
 
@@ -218,6 +238,8 @@ def merge(states: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
             plan.append(("avg", len(specs) - 2))
         elif f.fn in ("first", "last"):
             plan.append(("first", j))
+        elif stats.handles(f.fn):
+            plan.append(("stats", j))
         else:
             plan.append(("collect", j))
         j += f.state_width
@@ -230,8 +252,10 @@ def merge(states: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
             out.extend([results[slot], results[slot + 1]])
         elif kind == "first":
             out.append(g.first(values[slot], f.ignore_nulls, last=f.fn == "last"))
+        elif kind == "stats":
+            out.extend(stats.merge(f.fn, g, values[slot:slot + f.state_width]))
         else:
-            out.append(g.collect(values[slot], distinct=f.fn != "collect_list", merge=True))
+            out.append(g.collect(values[slot], distinct=f.distinct_state, merge=True))
     return _state_table(g, out, n_keys, fns)
 
 
@@ -257,6 +281,10 @@ def finalize(states: pa.Table, n_keys: int, fns: list[AggFn], state_types: list[
             if v.null_count:
                 v = pc.if_else(pc.is_null(v), pa.scalar([], v.type), v)
             out.append(v)
+        elif stats.handles(f.fn):
+            out.append(stats.finalize(f.fn, values[j:j + f.state_width], None))
+        elif f.listy:
+            out.append(stats.final_list(f.fn, v, f.options, v.type.value_type))
         else:
             out.append(v)
         j += f.state_width

@@ -42,6 +42,7 @@ class EvalCtx:
     partition_index: int = 0
     row_offset: int = 0            # rows of this partition before this batch, at this operator
     input_file: str = ""
+    lambdas: dict[str, Any] = field(default_factory=dict)   # lambda variables of higher-order functions
 
 
 class Expr:
@@ -479,3 +480,13 @@ def result_type(bound: Expr, schema: Sequence[Attr]) -> pa.DataType:
 
 def contains(expr: Expr, kind: type) -> bool:
     return any(isinstance(e, kind) for e in expr.walk())
+
+
+def has_aggregate(expr: Expr) -> bool:
+    """Whether ``expr`` has an aggregate call outside any window expression (``sum(x) OVER w`` is not one)."""
+    if isinstance(expr, AggCall):
+        return True
+    if type(expr).__name__ == "WindowExpr":
+        return any(has_aggregate(k) for k in expr.children()[1:]) or any(
+            has_aggregate(k) for k in expr.children()[0].children())
+    return any(has_aggregate(k) for k in expr.children())

@@ -248,6 +248,22 @@ class Join(Plan):
         return f"Join {self.spec.how} keys={self.spec.left_keys}/{self.spec.right_keys}"
 
 
+class Window(Plan):
+    """Window functions sharing one PARTITION BY / ORDER BY: the child's columns plus one per function."""
+
+    kind = "Window"
+
+    def __init__(self, child: Plan, partition: list[Expr], orders: list[Expr], calls: list[Any],
+                 schema: Schema) -> None:
+        super().__init__([child])
+        self.partition, self.orders, self.calls = partition, orders, calls   # bound to child.schema
+        self.schema = self.tag(schema)
+
+    def describe(self) -> str:
+        return (f"Window [{', '.join(c.fn for c in self.calls)}] partition by "
+                f"[{', '.join(p.name() for p in self.partition)}] order by [{', '.join(o.name() for o in self.orders)}]")
+
+
 class DropDuplicates(Plan):
     """distinct() and dropDuplicates(subset): the first row of each key, in input order."""
 

@@ -52,6 +52,19 @@ class ShuffleJoin:
         return join_tables(left, right, self.spec, self.out_schema)
 
 
+class WindowTask:
+    """Reduce side of a window: all rows of some window partitions in, the same rows plus results out."""
+
+    def __init__(self, node: P.Window, out_schema: pa.Schema) -> None:
+        self.partition, self.orders, self.calls, self.out_schema = node.partition, node.orders, node.calls, out_schema
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        from chukonu.engine.window import compute
+        out = compute(table, self.partition, self.orders, self.calls)
+        return pa.Table.from_arrays([c if c.type == f.type else c.cast(f.type)
+                                     for c, f in zip(out.columns, self.out_schema)], schema=self.out_schema)
+
+
 class RddCombine:
     """combineByKey's per-partition step: fold (key, value) pairs into (key, combiner)."""
 
@@ -260,6 +273,20 @@ class Planner:
         lg, rg = self._coalesced(lfiles, rfiles)
         fn = ShuffleJoin(spec, out)
         return [BlockingPartition([FilesPartition(a, ls), FilesPartition(b, rs)], fn, [ls, rs]) for a, b in zip(lg, rg)]
+
+    def _Window(self, node: P.Window) -> list[Partition]:
+        child = node.children[0]
+        schema = self._arrow(child)
+        parts = self.partitions(child)
+        if node.partition:
+            n = self.engine.shuffle_partitions
+            files = self.shuffle(parts, HashPartitioner(node.partition, n), schema, "window", n)
+            groups = self._coalesced(files)[0]
+        else:
+            files = self.shuffle(parts, SinglePartitioner(), schema, "window", 1)
+            groups = [[f for fl in files for f in fl]]
+        fn = WindowTask(node, self._arrow(node))
+        return [BlockingPartition([FilesPartition(g, schema)], fn, [schema]) for g in groups]
 
     def _collect_table(self, node: P.Plan, schema: pa.Schema) -> pa.Table:
         results = self.engine.run_stage("broadcast", self.partitions(node), lambda i: CollectSink())

@@ -14,9 +14,11 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from chukonu.engine import plan as P
+from chukonu.engine import stats
 from chukonu.engine.aggregate import AggFn, finalize, state_schema
 from chukonu.engine.expressions import (AggCall, Alias, Attr, BoundRef, Call, ColRef, Expr, Generator, Lit, Star,
-                                        bind, common_type, contains, resolve_column, result_type)
+                                        bind, common_type, contains, has_aggregate, resolve_column,
+                                        result_type)
 from chukonu.errors import AnalysisException, unsupported
 
 # ------------------------------------------------------------------- project
@@ -37,9 +39,12 @@ def expand_star(exprs: Sequence[Expr], schema: Sequence[Attr]) -> list[Expr]:
 
 
 def project(child: P.Plan, exprs: Sequence[Expr]) -> P.Project:
+    exprs = expand_star(exprs, child.schema)
+    from chukonu.sql.window import has_window, plan_windows
+    if any(has_window(e) for e in exprs):
+        child, exprs = plan_windows(child, exprs)
     schema = child.schema
-    exprs = expand_star(exprs, schema)
-    if any(contains(e, AggCall) for e in exprs):
+    if any(has_aggregate(e) for e in exprs):
         raise AnalysisException("aggregate functions are only allowed in agg() or a select of aggregates only")
     gens = [e for e in exprs if contains(e, Generator)]
     if len(gens) > 1:
@@ -91,20 +96,29 @@ def filter_(child: P.Plan, condition: Expr) -> P.Filter:
 
 # ----------------------------------------------------------------- aggregate
 
-_AGG_NAMES = {"count", "sum", "min", "max", "avg", "first", "last", "collect_list", "collect_set"}
+_AGG_NAMES = {"count", "sum", "min", "max", "avg", "first", "last", "collect_list", "collect_set"} | \
+    set(stats.WIDTH) | stats.LIST_FNS | stats.SET_FNS
+_DISTINCT = {"count": "count_distinct", "sum": "sum_distinct", "avg": "avg_distinct", "collect_list": "collect_set",
+             "collect_set": "collect_set", "listagg": "listagg_distinct", "min": "min", "max": "max",
+             "approx_count_distinct": "approx_count_distinct"}
 
 
-def _agg_fn(call: AggCall, arg: int | None) -> AggFn:
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _agg_fn(call: AggCall, arg: int | None, arg2: int | None = None) -> AggFn:
     fn = call.fn
     if fn not in _AGG_NAMES:
         raise unsupported(f"aggregate function {fn}")
+    items = tuple(sorted((k, _hashable(v)) for k, v in call.options.items() if k != "ignorenulls"))
     if call.distinct:
-        if fn != "count":
+        if fn not in _DISTINCT:
             raise unsupported(f"{fn}(DISTINCT ...)")
-        return AggFn("count_distinct", arg)
+        return AggFn(_DISTINCT[fn], arg, option_items=items)
     if fn == "count" and arg is None:
         return AggFn("count_all", None)
-    return AggFn(fn, arg, bool(call.options.get("ignorenulls", False)))
+    return AggFn(fn, arg, bool(call.options.get("ignorenulls", False)), arg2, items)
 
 
 class _Placeholder(Expr):
@@ -170,8 +184,15 @@ def aggregate(child: P.Plan, keys: Sequence[Expr], aggs: Sequence[Expr]) -> P.Ag
         if contains(b, AggCall):
             raise AnalysisException("aggregate functions cannot be nested")
         pre.append(b)
-        pre_attrs.append(Attr(f"v{len(fns)}", result_type(b, schema)))
-        fns.append(_agg_fn(c, len(pre) - len(keys) - 1))
+        pre_attrs.append(Attr(f"v{len(pre_attrs)}", result_type(b, schema)))
+        first_arg = len(pre) - len(keys) - 1
+        second = None
+        if len(c.args) > 1:
+            b2 = bind(c.args[1], schema)
+            pre.append(b2)
+            pre_attrs.append(Attr(f"v{len(pre_attrs)}", result_type(b2, schema)))
+            second = len(pre) - len(keys) - 1
+        fns.append(_agg_fn(c, first_arg, second))
     if not pre:   # a batch without columns has no rows either: keep one column to count rows by
         pre.append(Lit(0))
         pre_attrs.append(Attr("__rows", pa.int64()))

@@ -204,7 +204,9 @@ class Column:
     # ------------------------------------------------------------ unsupported
 
     def over(self, window: Any = None) -> "Column":
-        raise unsupported("Column.over (window functions)")
+        from chukonu.engine.window import WindowExpr, WindowSpec as Spec
+        spec = window._spec if window is not None else Spec()
+        return Column(WindowExpr(self.expr, spec))
 
     def withField(self, fieldName: str, col: "Column") -> "Column":
         raise unsupported("Column.withField")

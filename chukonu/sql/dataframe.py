@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import pyarrow as pa
 
 from chukonu.engine import plan as P
-from chukonu.engine.expressions import Alias, BoundRef, Cast, ColRef, Expr, Lit, SortOrder, Star, contains, AggCall
+from chukonu.engine.expressions import Alias, BoundRef, Cast, ColRef, Expr, Lit, SortOrder, Star, has_aggregate
 from chukonu.engine.sinks import CollectSink, CountSink, ForeachSink
 from chukonu.errors import AnalysisException, unsupported
 from chukonu.row import Row
@@ -99,7 +99,7 @@ class DataFrame:
 
     def select(self, *cols: Any) -> "DataFrame":
         exprs = [to_expr(c) for c in _flatten(cols)]
-        if exprs and any(contains(e, AggCall) for e in exprs):
+        if exprs and any(has_aggregate(e) for e in exprs):
             return self._new(analysis.aggregate(self._plan, [], exprs))
         return self._new(analysis.project(self._plan, exprs))
 

@@ -1,4 +1,4 @@
-"""``pyspark.sql.functions`` for chukonu: build Columns; the kernels do the work.
+"""Core of ``pyspark.sql.functions``: columns, literals, conditionals, basic strings, arrays, math, aggregates, UDFs.
 
 Arguments follow PySpark: a string is a column name, ``lit`` makes a
 literal. Any other name PySpark has and chukonu does not raises
@@ -305,7 +305,6 @@ def countDistinct(c: Any, *cols: Any) -> Column:
 
 
 count_distinct = countDistinct
-approx_count_distinct = countDistinct
 
 
 def sum(c: Any) -> Column:  # noqa: A001
@@ -373,10 +372,6 @@ def broadcast(df: Any) -> Any:
     return df._hint("broadcast")
 
 
-def expr(text: str) -> Column:
-    raise unsupported("functions.expr (SQL expression strings)", "build the expression with Column operators")
-
-
 # ------------------------------------------------------------------------ UDFs
 
 def udf(f: Callable[..., Any] | Any = None, returnType: Any = "string", *, useArrow: bool | None = None) -> Any:
@@ -402,9 +397,3 @@ def pandas_udf(f: Callable[..., Any] | Any = None, returnType: Any = None, funct
 def _is_type(x: Any) -> bool:
     from chukonu.sql.types import DataType
     return isinstance(x, (DataType, str)) or isinstance(x, type) and issubclass(x, DataType)
-
-
-def __getattr__(name: str) -> Any:
-    if name.startswith("_"):
-        raise AttributeError(name)
-    raise unsupported(f"pyspark.sql.functions.{name}")
