@@ -33,6 +33,7 @@ class Attr:
     name: str
     type: pa.DataType
     origins: frozenset[int] = frozenset()
+    qualifiers: frozenset[str] = frozenset()   # table aliases it can be named by: df.alias("a"), SQL FROM t a
 
 
 @dataclass
@@ -429,6 +430,19 @@ def unify_types(arrays: list[pa.Array]) -> list[pa.Array]:
 def resolve_column(name: str, schema: Sequence[Attr], plan_id: int | None = None) -> int:
     """The position of column ``name`` in ``schema`` (exact name first, then case-insensitive)."""
     unquoted = name.strip("`")
+    if "." in name and not name.startswith("`"):
+        qual, _, rest = name.partition(".")
+        rest = rest.strip("`")
+        if any(qual.lower() in {q.lower() for q in a.qualifiers} for a in schema):
+            hits = [i for i, a in enumerate(schema) if qual.lower() in {q.lower() for q in a.qualifiers}
+                    and a.name.lower() == rest.lower()]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                exact = [i for i in hits if schema[i].name == rest]
+                if len(exact) == 1:
+                    return exact[0]
+                raise AnalysisException(f"[AMBIGUOUS_REFERENCE] Reference `{name}` is ambiguous")
     for matcher in (lambda a: a.name == unquoted, lambda a: a.name.lower() == unquoted.lower()):
         hits = [i for i, a in enumerate(schema) if matcher(a)]
         if len(hits) > 1 and plan_id is not None:

@@ -44,7 +44,7 @@ class Plan:
         self.children = list(children)
 
     def tag(self, attrs: Sequence[Attr]) -> Schema:
-        return tuple(Attr(a.name, a.type, a.origins | {self.id}) for a in attrs)
+        return tuple(Attr(a.name, a.type, a.origins | {self.id}, a.qualifiers) for a in attrs)
 
     def describe(self) -> str:
         return self.kind
@@ -156,6 +156,20 @@ class Hint(Plan):
 
     def describe(self) -> str:
         return f"Hint {self.name}"
+
+
+class SubqueryAlias(Plan):
+    """df.alias("a") / ``FROM t AS a``: the same rows, whose columns can now be named ``a.x``."""
+
+    kind = "SubqueryAlias"
+
+    def __init__(self, child: Plan, alias: str) -> None:
+        super().__init__([child])
+        self.alias = alias
+        self.schema = tuple(Attr(a.name, a.type, a.origins | {self.id}, frozenset({alias})) for a in child.schema)
+
+    def describe(self) -> str:
+        return f"SubqueryAlias {self.alias}"
 
 
 class Limit(Plan):

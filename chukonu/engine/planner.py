@@ -183,6 +183,9 @@ class Planner:
     def _Hint(self, node: P.Hint) -> list[Partition]:
         return self.partitions(node.children[0])
 
+    def _SubqueryAlias(self, node: P.SubqueryAlias) -> list[Partition]:
+        return self.partitions(node.children[0])
+
     def _Coalesce(self, node: P.Coalesce) -> list[Partition]:
         parts = self.partitions(node.children[0])
         if len(parts) <= node.n:
@@ -256,6 +259,10 @@ class Planner:
         ls, rs = self._arrow(left), self._arrow(right)
         hint_r = isinstance(right, P.Hint) and right.name == "broadcast"
         hint_l = isinstance(left, P.Hint) and left.name == "broadcast"
+        while isinstance(right, P.SubqueryAlias):
+            right = right.children[0]
+        while isinstance(left, P.SubqueryAlias):
+            left = left.children[0]
         small_r = isinstance(right, P.LocalRelation) and right.nbytes <= self.engine.broadcast_threshold
         if spec.how == "cross" or (spec.how in ("inner", "left", "left_semi", "left_anti") and (hint_r or small_r)):
             build = self._collect_table(right, rs)

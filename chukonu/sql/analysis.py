@@ -77,8 +77,10 @@ def project(child: P.Plan, exprs: Sequence[Expr]) -> P.Project:
             raise AnalysisException("a generator (explode) must be at the top of a select expression")
         t = result_type(b, schema)
         name = _output_name(e) if not isinstance(b, BoundRef) or isinstance(e, Alias) else schema[b.index].name
-        origins = schema[b.index].origins if isinstance(b, BoundRef) and not isinstance(e, Alias) else frozenset()
-        attrs.append(Attr(name, pa.string() if pa.types.is_large_string(t) else t, origins))
+        passthrough = isinstance(b, BoundRef) and not isinstance(e, Alias)
+        origins = schema[b.index].origins if passthrough else frozenset()
+        quals = schema[b.index].qualifiers if passthrough else frozenset()
+        attrs.append(Attr(name, pa.string() if pa.types.is_large_string(t) else t, origins, quals))
         bound.append(b)
     return P.Project(child, bound, tuple(attrs))
 
@@ -166,7 +168,9 @@ def aggregate(child: P.Plan, keys: Sequence[Expr], aggs: Sequence[Expr]) -> P.Ag
         name = _output_name(k) if not isinstance(b, BoundRef) or isinstance(k, Alias) else schema[b.index].name
         pre.append(b)
         pre_attrs.append(Attr(f"k{i}", t))
-        key_attrs.append(Attr(name, t, schema[b.index].origins if isinstance(b, BoundRef) else frozenset()))
+        plain = isinstance(b, BoundRef)
+        key_attrs.append(Attr(name, t, schema[b.index].origins if plain else frozenset(),
+                              schema[b.index].qualifiers if plain and not isinstance(k, Alias) else frozenset()))
     calls: list[AggCall] = []
     outer: list[Expr] = []
     for a in aggs:
@@ -298,7 +302,7 @@ def join(left: P.Plan, right: P.Plan, on: Any, how: str) -> P.Join:
     else:
         attrs = list(ls) + list(rs)
     node = P.Join(left, right, spec, ())
-    node.schema = tuple(Attr(a.name, a.type, a.origins | {node.id}) for a in attrs)
+    node.schema = tuple(Attr(a.name, a.type, a.origins | {node.id}, a.qualifiers) for a in attrs)
     return node
 
 

@@ -26,6 +26,13 @@ def lit_expr(x: Any) -> Expr:
     return x.expr if isinstance(x, Column) else Lit(x)
 
 
+def literal_value(x: Any) -> Any:
+    """The Python value of a literal Column (``lit(3)``); anything else as it is."""
+    if isinstance(x, Column) and isinstance(x.expr, Lit):
+        return x.expr.value
+    return x
+
+
 class Column:
     def __init__(self, expr: Expr) -> None:
         self.expr = expr

@@ -104,10 +104,8 @@ class DataFrame:
         return self._new(analysis.project(self._plan, exprs))
 
     def selectExpr(self, *exprs: str) -> "DataFrame":
-        names = _flatten(exprs)
-        if all(isinstance(e, str) and e.replace("_", "").isalnum() or e == "*" for e in names):
-            return self.select(*names)
-        raise unsupported("DataFrame.selectExpr with SQL expressions", "use select() with Columns")
+        from chukonu.sql.sqlexpr import parse_expression
+        return self.select(*[parse_expression(e) for e in _flatten(exprs)])
 
     def withColumns(self, colsMap: dict[str, Column]) -> "DataFrame":
         names = self.columns
@@ -162,7 +160,8 @@ class DataFrame:
 
     def filter(self, condition: Any) -> "DataFrame":
         if isinstance(condition, str):
-            raise unsupported("DataFrame.filter with a SQL string", "use a Column condition")
+            from chukonu.sql.sqlexpr import parse_expression
+            condition = parse_expression(condition)
         return self._new(analysis.filter_(self._plan, to_expr(condition)))
 
     where = filter
@@ -407,13 +406,20 @@ class DataFrame:
     # ------------------------------------------------------------- unsupported
 
     def createOrReplaceTempView(self, name: str) -> None:
-        raise unsupported("DataFrame.createOrReplaceTempView (SQL)")
+        self.sparkSession._catalog.register(name, self, replace=True)
 
-    createTempView = createOrReplaceTempView
-    createGlobalTempView = createOrReplaceTempView
+    def createTempView(self, name: str) -> None:
+        self.sparkSession._catalog.register(name, self, replace=False)
+
+    def createGlobalTempView(self, name: str) -> None:
+        self.sparkSession._catalog.register(f"global_temp.{name}", self, replace=False)
+
+    def createOrReplaceGlobalTempView(self, name: str) -> None:
+        self.sparkSession._catalog.register(f"global_temp.{name}", self, replace=True)
 
     def alias(self, alias: str) -> "DataFrame":
-        raise unsupported("DataFrame.alias", "use df[\"column\"] to tell a join's sides apart")
+        """The same rows, whose columns can be named ``alias.column`` (self-joins, SQL)."""
+        return self._new(P.SubqueryAlias(self._plan, alias))
 
 
 def _spark_name(t: pa.DataType) -> str:

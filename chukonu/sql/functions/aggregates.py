@@ -169,18 +169,19 @@ def cume_dist() -> Column:
 
 
 def ntile(n: int) -> Column:
-    return Column(WindowFunction("ntile", [], {"n": int(n)}))
+    return Column(WindowFunction("ntile", [], {"n": int(_value(n))}))
 
 
 def lag(col: Any, offset: int = 1, default: Any = None) -> Column:
-    args = [to_expr(col)] + ([lit_expr(default)] if default is not None else [])
-    return Column(WindowFunction("lag", args, {"offset": int(offset)}))
+    args = [to_expr(col)] + ([lit_expr(default)] if _value(default) is not None else [])
+    return Column(WindowFunction("lag", args, {"offset": int(_value(offset))}))
 
 
 def lead(col: Any, offset: int = 1, default: Any = None) -> Column:
-    args = [to_expr(col)] + ([lit_expr(default)] if default is not None else [])
-    return Column(WindowFunction("lead", args, {"offset": int(offset)}))
+    args = [to_expr(col)] + ([lit_expr(default)] if _value(default) is not None else [])
+    return Column(WindowFunction("lead", args, {"offset": int(_value(offset))}))
 
 
 def nth_value(col: Any, offset: int, ignoreNulls: bool | None = False) -> Column:
-    return Column(WindowFunction("nth_value", [to_expr(col)], {"n": int(offset), "ignore_nulls": bool(ignoreNulls)}))
+    return Column(WindowFunction("nth_value", [to_expr(col)], {"n": int(_value(offset)),
+                                                               "ignore_nulls": bool(_value(ignoreNulls))}))

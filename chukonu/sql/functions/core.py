@@ -11,7 +11,7 @@ from typing import Any, Callable
 from chukonu.engine.expressions import (AggCall, CaseWhen, Call, ColRef, Generator, InputFileName, Lit, MonotonicId,
                                         PartitionId, Rand, SortOrder, Star)
 from chukonu.errors import unsupported
-from chukonu.sql.column import Column, lit_expr, to_expr
+from chukonu.sql.column import Column, lit_expr, literal_value, to_expr
 
 
 def col(name: str) -> Column:
@@ -28,7 +28,8 @@ def lit(value: Any) -> Column:
 
 
 def _call(fn: str, *cols: Any, **options: Any) -> Column:
-    return Column(Call(fn, [to_expr(c) for c in cols], options))
+    # options are values; a literal Column (from SQL, or lit() in PySpark 4 style) is unwrapped
+    return Column(Call(fn, [to_expr(c) for c in cols], {k: literal_value(v) for k, v in options.items()}))
 
 
 def _agg(fn: str, c: Any, distinct: bool = False, **options: Any) -> Column:
@@ -279,7 +280,7 @@ def exp(c: Any) -> Column:
 def log(arg1: Any, arg2: Any = None) -> Column:
     if arg2 is None:
         return _call("log", arg1)
-    return _call("log", arg2, base=float(arg1))
+    return _call("log", arg2, base=float(literal_value(arg1)))
 
 
 def pow(c1: Any, c2: Any) -> Column:  # noqa: A001

@@ -10,11 +10,12 @@ import random as _random
 from typing import Any
 
 from chukonu.engine.expressions import CaseWhen, Call, Lit, Rand
-from chukonu.sql.column import Column, lit_expr, to_expr
+from chukonu.sql.column import Column, lit_expr, literal_value, to_expr
 
 
 def _call(fn: str, *cols: Any, **options: Any) -> Column:
-    return Column(Call(fn, [to_expr(c) for c in cols], options))
+    # options are values; a literal Column (from SQL, or lit() in PySpark 4 style) is unwrapped
+    return Column(Call(fn, [to_expr(c) for c in cols], {k: literal_value(v) for k, v in options.items()}))
 
 
 def _calll(fn: str, col: Any, *values: Any, **options: Any) -> Column:
