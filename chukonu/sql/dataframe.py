@@ -243,6 +243,41 @@ class DataFrame:
     def crossJoin(self, other: "DataFrame") -> "DataFrame":
         return self._new(analysis.join(self._plan, other._plan, None, "cross"))
 
+    def rollup(self, *cols: Any) -> "GroupedData":
+        from chukonu.sql.group import GroupedData
+        keys = [to_expr(c) for c in _flatten(cols)]
+        return GroupedData(self, keys, [keys[:i] for i in range(len(keys), -1, -1)])
+
+    def cube(self, *cols: Any) -> "GroupedData":
+        import itertools
+        from chukonu.sql.group import GroupedData
+        keys = [to_expr(c) for c in _flatten(cols)]
+        sets = [[k for k, keep in zip(keys, mask) if keep]
+                for mask in itertools.product([True, False], repeat=len(keys))]
+        return GroupedData(self, keys, sets)
+
+    def describe(self, *cols: Any) -> "DataFrame":
+        from chukonu.sql.stat import describe
+        return describe(self, _flatten(cols))
+
+    def summary(self, *statistics: str) -> "DataFrame":
+        from chukonu.sql.stat import _DEFAULT, summary
+        return summary(self, list(statistics) or _DEFAULT)
+
+    @property
+    def stat(self) -> Any:
+        from chukonu.sql.stat import DataFrameStatFunctions
+        return DataFrameStatFunctions(self)
+
+    def corr(self, col1: str, col2: str, method: str = "pearson") -> Any:
+        return self.stat.corr(col1, col2, method)
+
+    def cov(self, col1: str, col2: str) -> Any:
+        return self.stat.cov(col1, col2)
+
+    def approxQuantile(self, col: Any, probabilities: list[float], relativeError: float) -> Any:
+        return self.stat.approxQuantile(col, probabilities, relativeError)
+
     def groupBy(self, *cols: Any) -> "GroupedData":
         from chukonu.sql.group import GroupedData
         return GroupedData(self, [to_expr(c) for c in _flatten(cols)])
@@ -439,8 +474,7 @@ class DataFrameNaFunctions:
 
 
 _UNSUPPORTED = {
-    "rollup", "cube", "pivot", "observe", "describe", "summary", "crosstab", "freqItems", "approxQuantile", "corr",
-    "cov", "stat", "withWatermark", "writeStream", "isStreaming", "to_koalas", "pandas_api", "exceptAll",
+    "observe", "crosstab", "freqItems", "withWatermark", "writeStream", "isStreaming", "to_koalas", "pandas_api", "exceptAll",
     "subtract", "intersect", "intersectAll", "randomSplit", "colRegex", "writeTo", "mergeInto", "inputFiles",
     "sameSemantics", "semanticHash", "melt", "unpivot", "groupingSets", "lateralJoin", "asTable",
 }
