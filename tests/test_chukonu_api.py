@@ -271,14 +271,16 @@ def test_udf_error_names_the_partition_and_cause(spark):
 
 
 def test_unsupported_calls_name_themselves(spark, people):
-    with pytest.raises(NotImplementedError, match="percentile_approx"):
-        F.percentile_approx("score", 0.5)
-    with pytest.raises(NotImplementedError, match="DataFrame.rollup"):
-        people.rollup("id")
-    with pytest.raises(NotImplementedError, match="SparkSession.sql"):
-        spark.sql("select 1")
-    with pytest.raises(NotImplementedError, match="Column.over"):
-        F.col("id").over(None)
+    with pytest.raises(NotImplementedError, match="xpath_string"):
+        F.xpath_string("name", "a/b")
+    with pytest.raises(NotImplementedError, match="DataFrame.crosstab"):
+        people.crosstab("id", "name")
+    with pytest.raises(NotImplementedError, match="SQL statement INSERT"):
+        spark.sql("insert into t values (1)")
+    with pytest.raises(NotImplementedError, match="SQL function no_such_fn"):
+        spark.sql("select no_such_fn(1)")
+    with pytest.raises(NotImplementedError, match="array_sort with a comparator"):
+        F.array_sort("id", lambda a, b: a - b)
     with pytest.raises(NotImplementedError, match="RDD.sortByKey"):
         spark.sparkContext.parallelize([(1, 2)]).sortByKey()
 

@@ -174,16 +174,15 @@ class HigherOrder(Expr):
         mask = pc.or_(pc.is_null(a), pc.is_null(b))
         return pa.ListArray.from_arrays(pa.array(offsets), out, mask=mask)
 
-    def _map_parts(self, m: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray]:
-        keys = pc.list_flatten(pc.map_keys(m))
-        vals = pc.list_flatten(pc.map_values(m))
-        parents = pc.list_parent_indices(pc.map_keys(m)).to_numpy().astype(np.int64)
-        return keys, vals, parents
+    @staticmethod
+    def _map_parts(m: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray]:
+        keys, vals, lengths = map_entries(m)
+        return keys, vals, np.repeat(np.arange(len(m), dtype=np.int64), lengths)
 
     def _map_rebuild(self, m: pa.Array, keys: pa.Array, vals: pa.Array, keep: np.ndarray | None = None) -> pa.Array:
-        lengths = pc.fill_null(pc.list_value_length(pc.map_keys(m)), 0).to_numpy(zero_copy_only=False)
+        lengths = map_entries(m)[2]
         if keep is not None:
-            parents = pc.list_parent_indices(pc.map_keys(m)).to_numpy()
+            parents = np.repeat(np.arange(len(m), dtype=np.int64), lengths)
             lengths = np.bincount(parents[keep], minlength=len(m)) if len(parents) else np.zeros(len(m), np.int64)
             keys, vals = keys.filter(pa.array(keep)), vals.filter(pa.array(keep))
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
@@ -204,6 +203,13 @@ class HigherOrder(Expr):
         keys, vals, parents = self._map_parts(values[0])
         cond = fill_null_false(self._inner(batch, ctx, parents, [keys, vals]))
         return self._map_rebuild(values[0], keys, vals, cond.to_numpy(zero_copy_only=False))
+
+
+def map_entries(m: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    """(keys, values, entries per row) of a map array; Arrow's list kernels do not take maps."""
+    offsets = m.offsets.to_numpy()
+    start, end = int(offsets[0]), int(offsets[-1])
+    return m.keys.slice(start, end - start), m.items.slice(start, end - start), np.diff(offsets).astype(np.int64)
 
 
 def _elements(a: pa.Array, parents: np.ndarray, pos: np.ndarray, lengths: np.ndarray) -> pa.Array:

@@ -63,7 +63,10 @@ class GroupedData:
                 if not isinstance(inner, AggCall):
                     raise unsupported("pivot with an expression of aggregates", "aggregate functions only")
                 args = [CaseWhen([(cond, Lit(1) if isinstance(a, Lit) else a)], None) for a in inner.args[:1]]
-                call = AggCall(inner.fn, args + inner.args[1:], inner.distinct, inner.options)
+                call: Expr = AggCall(inner.fn, args + inner.args[1:], inner.distinct, inner.options)
+                # a (group, value) cell without rows is null whatever the aggregate (count too), as in Spark
+                rows = AggCall("count", [CaseWhen([(cond, Lit(1))], None)], False, {})
+                call = CaseWhen([(Call("gt", [rows, Lit(0)]), call)], None)
                 label = _pivot_label(v)
                 name = label if len(items) == 1 else f"{label}_{e.names[0] if isinstance(e, Alias) else e.name()}"
                 out.append(Alias(call, (name,)))

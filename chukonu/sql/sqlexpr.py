@@ -187,8 +187,9 @@ def call_by_name(name: str, args: list[Any], distinct: bool = False) -> Column:
         return F.count("*")
     if low in ("first", "last", "first_value", "last_value") and len(cols) == 2:
         return getattr(F, low)(cols[0], bool(_lit_value(cols[1])))
-    fn = getattr(F, low, None) if not low.startswith("_") else None
-    if fn is None:
+    fn = vars(F).get(low) if not low.startswith("_") else None
+    if fn is None or not callable(fn) or isinstance(fn, type) or not getattr(fn, "__module__", "").startswith(
+            "chukonu.sql.functions"):
         raise unsupported(f"SQL function {name}")
     return fn(*cols)
 

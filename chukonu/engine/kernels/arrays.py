@@ -85,7 +85,10 @@ def array_contains(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     hit = pc.fill_null(pc.equal(flat, value), False).to_numpy(zero_copy_only=False)
     parents = pc.list_parent_indices(a).to_numpy()
     found = np.bincount(parents[hit], minlength=n) > 0 if len(parents) else np.zeros(n, dtype=bool)
-    return pa.array(found, mask=pc.is_null(a).to_numpy(zero_copy_only=False))
+    # no match but a null element: unknown (null), as SQL's IN
+    nulls = pc.is_null(flat).to_numpy(zero_copy_only=False)
+    has_null = np.bincount(parents[nulls], minlength=n) > 0 if len(parents) else np.zeros(n, dtype=bool)
+    return pa.array(found, mask=pc.is_null(a).to_numpy(zero_copy_only=False) | (~found & has_null))
 
 
 @kernel("array_distinct")

@@ -233,9 +233,10 @@ def months_between(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     months = (y1 - y2) * 12 + (m1 - m2)
     last1 = day1 == _month_days(y1, m1)
     last2 = day2 == _month_days(y2, m2)
-    us1 = t1.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False) % 86_400_000_000
-    us2 = t2.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False) % 86_400_000_000
-    secs = ((day1 - day2) * 86400 + (us1 - us2) / 1e6)
+    # whole seconds of the day, as Spark's monthsBetween drops the microseconds
+    s1 = t1.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False) % 86_400_000_000 // 1_000_000
+    s2 = t2.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False) % 86_400_000_000 // 1_000_000
+    secs = (day1 - day2) * 86400 + (s1 - s2)
     frac = months + secs / (31 * 86400.0)
     out = np.where((day1 == day2) | (last1 & last2), months.astype(np.float64), frac)
     if o.get("round", True):

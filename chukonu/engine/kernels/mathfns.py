@@ -223,8 +223,6 @@ def bit_count(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     counts = np.zeros(len(x), dtype=np.int32)
     for shift in range(0, 64, 8):
         counts += _POPCOUNT8[((x >> np.uint64(shift)) & np.uint64(0xFF)).astype(np.int64)]
-    if pa.types.is_int32(a.type):   # a negative int has 32 bits, not 64
-        counts = np.where(x >> np.uint64(63) == 1, counts - 32, counts)
     return pa.array(counts, mask=a.is_null().to_numpy(zero_copy_only=False))
 
 

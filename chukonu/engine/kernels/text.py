@@ -186,7 +186,7 @@ def split_part(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
 
 
 def _rx(pattern: Any) -> re.Pattern:
-    return re.compile(str(pattern))
+    return re.compile(str(pattern), re.ASCII)   # Java's \w, \d and \s are ASCII-only
 
 
 @kernel("regexp_count")
@@ -276,7 +276,8 @@ def format_number(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     def one(x: Any) -> str | None:
         if d < 0:
             return None
-        q = decimal.Decimal(repr(x) if isinstance(x, float) else str(x)).quantize(
+        # the exact binary value, rounded half-even, as Java's DecimalFormat does
+        q = decimal.Decimal(x if isinstance(x, float) else str(x)).quantize(
             decimal.Decimal(1).scaleb(-d), rounding=decimal.ROUND_HALF_EVEN)
         return f"{q:,.{d}f}"
     return per_row(one, [as_array(v[0], n)], pa.string())
@@ -374,11 +375,11 @@ def mask(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     def one(s: str) -> str:
         out = []
         for ch in s:
-            if "A" <= ch <= "Z" and up is not None:
+            if ch.isupper() and up is not None:
                 out.append(up)
-            elif "a" <= ch <= "z" and low is not None:
+            elif ch.islower() and low is not None:
                 out.append(low)
-            elif "0" <= ch <= "9" and dig is not None:
+            elif ch.isdigit() and dig is not None:
                 out.append(dig)
             elif other is not None and not ch.isalnum():
                 out.append(other)

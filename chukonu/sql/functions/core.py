@@ -300,8 +300,13 @@ def count(c: Any) -> Column:
 
 
 def countDistinct(c: Any, *cols: Any) -> Column:
-    if cols:
-        return _agg("count", struct(c, *cols), distinct=True)
+    if cols:   # distinct tuples of non-null values: a row with any null column is not counted
+        parts = [c, *cols]
+        all_set = None
+        for p in parts:
+            t = Column(to_expr(p)).isNotNull()
+            all_set = t if all_set is None else all_set & t
+        return _agg("count", when(all_set, struct(*parts)), distinct=True)
     return _agg("count", c, distinct=True)
 
 
