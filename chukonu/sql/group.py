@@ -60,10 +60,7 @@ class GroupedData:
             cond: Expr = Call("is_null", [col]) if v is None else Call("eq", [col, Lit(v)])
             for e in items:
                 inner = e.child if isinstance(e, Alias) else e
-                if not isinstance(inner, AggCall):
-                    raise unsupported("pivot with an expression of aggregates", "aggregate functions only")
-                args = [CaseWhen([(cond, Lit(1) if isinstance(a, Lit) else a)], None) for a in inner.args[:1]]
-                call: Expr = AggCall(inner.fn, args + inner.args[1:], inner.distinct, inner.options)
+                call: Expr = _restrict(inner, cond)
                 # a (group, value) cell without rows is null whatever the aggregate (count too), as in Spark
                 rows = AggCall("count", [CaseWhen([(cond, Lit(1))], None)], False, {})
                 call = CaseWhen([(Call("gt", [rows, Lit(0)]), call)], None)
@@ -154,6 +151,15 @@ class GroupedData:
             found = [r[0] for r in self._df.select(Column(col)).distinct().collect()]
             values = sorted(found, key=lambda v: (v is not None, v))
         return GroupedData(self._df, self._keys, self._sets, (col, list(values)))
+
+
+def _restrict(e: Expr, cond: Expr) -> Expr:
+    """``e`` with every aggregate seeing only the rows where ``cond`` holds (one pivot value)."""
+    if isinstance(e, AggCall):
+        args = [CaseWhen([(cond, Lit(1) if isinstance(a, Lit) else a)], None) for a in e.args[:1]]
+        return AggCall(e.fn, args + e.args[1:], e.distinct, e.options)
+    kids = e.children()
+    return e.with_children([_restrict(k, cond) for k in kids]) if kids else e
 
 
 def _is_grouping(e: Expr) -> bool:

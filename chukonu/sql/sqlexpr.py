@@ -171,7 +171,7 @@ def call_by_name(name: str, args: list[Any], distinct: bool = False) -> Column:
     """``name(args)`` as SQL would call it: SQL-only spellings first, then pyspark.sql.functions."""
     low = name.lower()
     F = _F()
-    cols = [a if isinstance(a, Column) else Column(Lit(a)) for a in args]
+    cols = [a if isinstance(a, Column) or callable(a) else Column(Lit(a)) for a in args]
     if distinct:
         if low == "count":
             return F.countDistinct(*cols)
@@ -267,6 +267,8 @@ class ExprTranslator:
             return c.like(pattern) if isinstance(node, exp.Like) else c.ilike(pattern)
         if isinstance(node, exp.RegexpLike):
             return self.col(node.this).rlike(_lit_value(self.col(node.expression)))
+        if isinstance(node, exp.IntDiv):
+            return Column(Call("int_div", [self.col(node.this).expr, self.col(node.expression).expr]))
         if isinstance(node, exp.DPipe):
             return F.concat(self.col(node.this), self.col(node.expression))
         if isinstance(node, exp.Dot):

@@ -266,6 +266,8 @@ def _replace(e: Expr, aggs: dict[str, str], keys: dict[str, str], outputs: set[s
     if isinstance(e, AggCall):
         label = e.name() + repr(sorted(e.options.items())) + str(e.distinct)
         return ColRef(aggs[label])
+    if isinstance(e, ColRef) and outputs is not None and e.column.lower() in outputs:
+        return e     # ORDER BY a name the select outputs
     if not isinstance(e, (Alias, Lit)) and e.name() in keys and not isinstance(e, Star):
         return ColRef(keys[e.name()])
     if type(e).__name__ == "WindowExpr":

@@ -47,6 +47,8 @@ def summary(df: "DataFrame", stats: list[str], cols: list[str] | None = None) ->
         for n in names:
             numeric = _numeric(types[n])
             c = F.col(n)
+            if pa.types.is_string(types[n]) and (s in ("mean", "stddev") or s.endswith("%")):
+                c, numeric = c.cast("double"), True    # Spark reads numbers out of string columns here
             if s == "count":
                 aggs.append(F.count(c))
             elif s == "mean" and numeric:

@@ -99,6 +99,9 @@ def spark_cast(a: pa.Array, to: pa.DataType) -> pa.Array:
     src_string = pa.types.is_string(a.type) or pa.types.is_large_string(a.type)
     if pa.types.is_string(to) or pa.types.is_large_string(to):
         return _to_string(a) if not src_string else a.cast(to)
+    if src_string and (pa.types.is_timestamp(to) or pa.types.is_date(to)):
+        from chukonu.engine.kernels.datetime_fmt import parse_dates, parse_timestamp_strings
+        return parse_dates(a) if pa.types.is_date(to) else parse_timestamp_strings(a).cast(to)
     if src_string:
         return _from_string(a, to)
     if pa.types.is_floating(a.type) and pa.types.is_integer(to):

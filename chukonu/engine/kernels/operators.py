@@ -34,14 +34,34 @@ def _null_where_zero(b: Any) -> Any:
     return pc.if_else(zero, pa.scalar(None, b.type), b)
 
 
+def _date_plus_days(d: Any, days: Any, sign: int) -> Any:
+    """date ± integer days (Spark's date + 1), as date32 arithmetic on the day numbers."""
+    k = days.cast(pa.int32())
+    return pc.add(d.cast(pa.int32()), k if sign > 0 else pc.negate(k)).cast(pa.date32())
+
+
 @kernel("add", _binary_label("add"))
 def add(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
-    return pc.add(v[0], v[1])
+    a, b = v
+    if pa.types.is_date32(a.type) and pa.types.is_integer(b.type):
+        return _date_plus_days(a, b, 1)
+    if pa.types.is_integer(a.type) and pa.types.is_date32(b.type):
+        return _date_plus_days(b, a, 1)
+    return pc.add(a, b)
 
 
 @kernel("subtract", _binary_label("subtract"))
 def subtract(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
-    return pc.subtract(v[0], v[1])
+    a, b = v
+    if pa.types.is_date32(a.type) and pa.types.is_integer(b.type):
+        return _date_plus_days(a, b, -1)
+    return pc.subtract(a, b)
+
+
+@kernel("int_div", lambda a, o: f"({a[0]} div {a[1]})")
+def int_div(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
+    a, b = (x.cast(pa.int64()) for x in v)
+    return pc.divide(a, _null_where_zero(b))     # integer division truncates toward zero, as Java's
 
 
 @kernel("multiply", _binary_label("multiply"))
