@@ -164,11 +164,25 @@ def _sessions(engines: list[str]) -> dict[str, Any]:
     return made
 
 
+def _plain(v: Any) -> Any:
+    if hasattr(v, "to_pydatetime"):     # Spark writes INT96 timestamps: pandas Timestamps, naive UTC
+        v = v.to_pydatetime()
+    if isinstance(v, dt.datetime) and v.tzinfo is not None:
+        v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return v
+
+
 def _same(a_dir: str, b_dir: str) -> bool:
-    a = pq.read_table(a_dir).to_pylist()
-    b = pq.read_table(b_dir).to_pylist()
-    key = lambda r: repr(sorted(r.items()))  # noqa: E731
-    return sorted(a, key=key) == sorted(b, key=key)
+    """Equal rows, in any order; doubles equal within a relative 1e-9."""
+    def rows(d: str) -> list[tuple]:
+        t = pq.read_table(d)
+        out = [tuple(_plain(v) for v in r.values()) for r in t.to_pylist()]
+        return sorted(out, key=lambda r: repr(tuple(round(v, 6) if isinstance(v, float) else v for v in r)))
+    a, b = rows(a_dir), rows(b_dir)
+    return len(a) == len(b) and all(
+        len(x) == len(y) and all(p == q or (isinstance(p, float) and isinstance(q, float) and
+                                            math.isclose(p, q, rel_tol=1e-9)) for p, q in zip(x, y))
+        for x, y in zip(a, b))
 
 
 def main(argv: list[str] | None = None) -> int:

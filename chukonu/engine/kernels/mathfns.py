@@ -99,6 +99,9 @@ def bround(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     a = as_array(v[0], n)
     if pa.types.is_integer(a.type) and o.get("scale", 0) >= 0:
         return a
+    if pa.types.is_floating(a.type):
+        from chukonu.engine.kernels.operators import decimal_round
+        return decimal_round(a, o.get("scale", 0), half_even=True)
     return pc.round(a, ndigits=o.get("scale", 0), round_mode="half_to_even")
 
 

@@ -231,13 +231,41 @@ def abs_(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     return pc.abs(v[0])
 
 
+def decimal_round(a: Any, scale: int, half_even: bool) -> Any:
+    """Round doubles as Spark does: on the shortest decimal form (BigDecimal(Double.toString(x))).
+
+    ``x * 10**d`` can land a hair below a tie that the decimal form has (2.675 * 100 is
+    267.49999999999997), so values within a few ulps of .5 count as ties; the rounded integer is then
+    divided by the exact power of ten, which IEEE division rounds correctly (Arrow multiplies by 0.01
+    and can be one ulp off).
+    """
+    arr = a if isinstance(a, pa.Array) else pa.array([a.as_py()], a.type)
+    x = arr.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
+    p = 10.0 ** abs(scale)
+    with np.errstate(all="ignore"):
+        y = np.abs(x * p if scale >= 0 else x / p)
+        lo = np.floor(y)
+        frac = y - lo
+        tie = np.abs(frac - 0.5) <= 4 * np.spacing(np.maximum(y, 1.0))
+        up = np.where(tie, (lo % 2 == 1) if half_even else True, frac > 0.5)
+        k = np.copysign(lo + up, x)
+        out = k / p if scale >= 0 else k * p
+        out = np.where(np.isfinite(x), out, x)
+    res = pa.array(out, pa.float64(), mask=arr.is_null().to_numpy(zero_copy_only=False)).cast(arr.type)
+    return res if isinstance(a, pa.Array) else res[0]
+
+
 @kernel("round")
 def round_(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     a = v[0]
-    if pa.types.is_integer(a.type) and o.get("scale", 0) >= 0:
-        return a
-    # Spark rounds HALF_UP: away from zero
-    return pc.round(a, ndigits=o.get("scale", 0), round_mode="half_towards_infinity")
+    scale = o.get("scale", 0)
+    if pa.types.is_integer(a.type):
+        if scale >= 0:
+            return a
+        return pc.round(a, ndigits=scale, round_mode="half_towards_infinity")
+    if pa.types.is_floating(a.type):
+        return decimal_round(a, scale, half_even=False)   # Spark rounds HALF_UP: away from zero
+    return pc.round(a, ndigits=scale, round_mode="half_towards_infinity")
 
 
 @kernel("floor")
