@@ -41,6 +41,6 @@ def _show(v: Any) -> str:
 
 # the kernel modules register themselves on import
 from chukonu.engine.kernels import (arrays, casts, collections, datetimes, hashes, jsonfns, mathfns,  # noqa: E402,F401
-                                    murmur3, operators, strings, text)
+                                    murmur3, operators, session, strings, text)
 
 __all__ = ["KERNELS", "display_name", "kernel"]

@@ -16,7 +16,8 @@ from chukonu.sql.functions.collection import *  # noqa: F401,F403
 from chukonu.sql.functions.core import *  # noqa: F401,F403
 from chukonu.sql.functions.dates import *  # noqa: F401,F403
 from chukonu.sql.functions.scalar import *  # noqa: F401,F403
-from chukonu.sql.functions import aggregates, collection, core, dates, scalar
+from chukonu.sql.functions.session_fns import *  # noqa: F401,F403
+from chukonu.sql.functions import aggregates, collection, core, dates, scalar, session_fns
 
 
 def expr(str: str) -> Any:  # noqa: A002 - PySpark's parameter name
@@ -34,7 +35,8 @@ def call_function(funcName: str, *cols: Any) -> Any:
 def __getattr__(name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
-    raise unsupported(f"pyspark.sql.functions.{name}")
+    from chukonu.support import SKIPPED_FUNCTIONS
+    raise unsupported(f"pyspark.sql.functions.{name}", SKIPPED_FUNCTIONS.get(name, ""))
 
 
-_MODULES = (core, scalar, dates, collection, aggregates)
+MODULES = (core, scalar, dates, collection, aggregates, session_fns)

@@ -66,10 +66,10 @@ def least(*cols: Any) -> Column:
 
 
 def nanvl(c1: Any, c2: Any) -> Column:
-    return when(isnan(c1), to_col(c2)).otherwise(to_col(c1))
+    return when(isnan(c1), _to_col(c2)).otherwise(_to_col(c1))
 
 
-def to_col(c: Any) -> Column:
+def _to_col(c: Any) -> Column:
     return Column(to_expr(c))
 
 

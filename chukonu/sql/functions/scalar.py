@@ -272,10 +272,10 @@ def like(str: Any, pattern: Any, escapeChar: Any = None) -> Column:  # noqa: A00
 
 def ilike(str: Any, pattern: Any, escapeChar: Any = None) -> Column:  # noqa: A002
     p = pattern.expr.value if isinstance(pattern, Column) and isinstance(pattern.expr, Lit) else pattern
-    return Column(Call("like", [Call("lower", [to_expr(str)])], {"pattern": str_lower(p)}))
+    return Column(Call("like", [Call("lower", [to_expr(str)])], {"pattern": _str_lower(p)}))
 
 
-def str_lower(p: Any) -> Any:
+def _str_lower(p: Any) -> Any:
     return p.lower() if isinstance(p, builtins.str) else p
 
 
