@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threshold", type=float, default=0.7, help="Jaccard similarity threshold (default: 0.7)")
     d.add_argument("--num-perm", type=int, default=256, help="MinHash permutations (default: 256)")
     d.add_argument("--ngram", type=int, default=5, help="words per shingle (default: 5)")
+    d.add_argument("--tokenizer", default="bytes", choices=["bytes", "nonword"],
+                   help="words: 'bytes' = runs of [0-9A-Za-z_] or bytes >= 0x80, ASCII-lowercased (default); "
+                   "'nonword' = lowercased text split on Unicode \\W, as text-dedup/datatrove-style references")
     d.add_argument("--seed", type=int, default=42, help="seed of the permutations (default: 42)")
     d.add_argument("--bands", type=int, default=None, help="LSH bands (default: chosen for the threshold)")
     d.add_argument("--rows", type=int, default=None, help="rows per band (default: chosen for the threshold)")
@@ -82,7 +85,8 @@ def run_dedup(args: argparse.Namespace) -> dict[str, object]:
         df = spark.read.format(fmt).load(args.input)
         kept, stats = minhash_dedup(df, column=args.column, threshold=args.threshold, num_perm=args.num_perm,
                                     ngram=args.ngram, seed=args.seed, bands=args.bands, rows=args.rows,
-                                    verify=args.verify, num_partitions=args.shuffle_partitions, return_stats=True)
+                                    verify=args.verify, num_partitions=args.shuffle_partitions, return_stats=True,
+                                    tokenizer=args.tokenizer)
         kept.write.mode(args.mode).format(args.output_format or fmt).save(args.output)
         jobs = spark.jobs
         return {"input": args.input, "output": args.output, "candidate_pairs": stats.candidate_pairs,
