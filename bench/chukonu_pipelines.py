@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROW_BYTES = 64          # about this many parquet bytes per event row (measured on this generator)
+ROW_BYTES = 26          # about this many parquet bytes per event row (measured on this generator)
 EVENT_TYPES = ["view", "click", "cart", "buy", "share"]
 
 

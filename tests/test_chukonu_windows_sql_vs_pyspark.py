@@ -161,6 +161,8 @@ def test_sql_strings_in_the_dataframe_api(pair):
 
 
 def _both(pair, build):
+    PF = importlib.import_module("pyspark.sql.functions")
+    CF = importlib.import_module("chukonu.sql.functions")
     a, b = sorted_rows(build(pair[0], PF)), sorted_rows(build(pair[1], CF))
     assert rows_equal(a, b), f"\nspark   {a[:10]}\nchukonu {b[:10]}"
     return a

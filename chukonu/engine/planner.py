@@ -105,6 +105,56 @@ def coalesce_groups(sizes: list[int], target: int) -> list[list[int]]:
     return groups
 
 
+def _key_names(keys: list[Any], schema: tuple) -> set[str] | None:
+    """The column names of keys that are plain column references (None if any is an expression)."""
+    if not keys or not all(isinstance(k, BoundRef) for k in keys):
+        return None
+    return {schema[k.index].name for k in keys}
+
+
+def partitioned_by(node: P.Plan) -> set[str] | None:
+    """Columns such that all rows equal on them are in the same partition of ``node`` (None: unknown).
+
+    True of a Window's or an Aggregate's output (hash-shuffled by their keys, reduce partitions only
+    ever merged whole) and of a keyed repartition, and it survives narrow nodes that pass the
+    columns through under the same names.
+    """
+    if isinstance(node, P.Window):
+        return _key_names(node.partition, node.children[0].schema)
+    if isinstance(node, P.Aggregate):
+        if not node.spec.n_keys:
+            return None
+        return {a.name for a in node.schema[:node.spec.n_keys]}
+    if isinstance(node, P.Repartition):
+        return _key_names(node.keys, node.children[0].schema)
+    if isinstance(node, (P.Filter, P.SubqueryAlias, P.Hint)):
+        return partitioned_by(node.children[0])
+    if isinstance(node, P.Project):
+        below = partitioned_by(node.children[0])
+        if below is None:
+            return None
+        child_schema = node.children[0].schema
+        out: set[str] = set()
+        for name in below:   # each key column must come through unchanged (perhaps renamed)
+            hits = [node.schema[i].name for i, e in enumerate(node.exprs)
+                    if isinstance(_unalias(e), BoundRef) and child_schema[_unalias(e).index].name == name]
+            if not hits:
+                return None
+            out.add(hits[0])
+        return out
+    return None
+
+
+def _unalias(e: Any) -> Any:
+    from chukonu.engine.expressions import Alias
+    return e.child if isinstance(e, Alias) else e
+
+
+def _clustered(child: P.Plan, keys: set[str] | None) -> bool:
+    below = partitioned_by(child)
+    return bool(keys) and below is not None and bool(below) and below <= keys  # type: ignore[operator]
+
+
 class Planner:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
@@ -240,14 +290,17 @@ class Planner:
         parts = [p.then(ProjectOp(spec.pre, pre_schema), PartialAggOp(spec.n_keys, spec.fns, pre_schema))
                  for p in self.partitions(child)]
         states = state_schema(pre_schema, spec.n_keys, spec.fns)
+        final = FinalAggregate(spec.n_keys, spec.fns, states.types[spec.n_keys:])
+        post = ProjectOp(spec.post, self._arrow(node))
+        if spec.n_keys and _clustered(child, _key_names(spec.pre[:spec.n_keys], child.schema)):
+            # every group's rows are in one task already: aggregate there, no shuffle
+            return [BlockingPartition([p], final, [states]).then(post) for p in parts]
         if spec.n_keys:
             n = self.engine.shuffle_partitions
             partitioner: Any = HashPartitioner([BoundRef(i, f"k{i}") for i in range(spec.n_keys)], n)
         else:
             n, partitioner = 1, SinglePartitioner()
         files = self.shuffle(parts, partitioner, states, "aggregate", n)
-        final = FinalAggregate(spec.n_keys, spec.fns, states.types[spec.n_keys:])
-        post = ProjectOp(spec.post, self._arrow(node))
         groups = self._coalesced(files)[0] if spec.n_keys else [[f for fl in files for f in fl]]
         return [BlockingPartition([FilesPartition(g, states)], final, [states]).then(post)
                 for g in groups]
@@ -285,6 +338,11 @@ class Planner:
         child = node.children[0]
         schema = self._arrow(child)
         parts = self.partitions(child)
+        fn = WindowTask(node, self._arrow(node))
+        if _clustered(child, _key_names(node.partition, child.schema)):
+            # the rows of each window partition already share a task (an earlier window or aggregate
+            # shuffled by a subset of these keys): no shuffle, as Spark's EnsureRequirements decides
+            return [BlockingPartition([p], fn, [schema]) for p in parts]
         if node.partition:
             n = self.engine.shuffle_partitions
             files = self.shuffle(parts, HashPartitioner(node.partition, n), schema, "window", n)
@@ -292,7 +350,6 @@ class Planner:
         else:
             files = self.shuffle(parts, SinglePartitioner(), schema, "window", 1)
             groups = [[f for fl in files for f in fl]]
-        fn = WindowTask(node, self._arrow(node))
         return [BlockingPartition([FilesPartition(g, schema)], fn, [schema]) for g in groups]
 
     def _collect_table(self, node: P.Plan, schema: pa.Schema) -> pa.Table:

@@ -47,11 +47,34 @@ class GroupedData:
         if not exprs:
             raise ValueError("agg needs at least one aggregate expression")
         items = [e.expr if isinstance(e, Column) else e for e in exprs]
+        if self._pivot is not None and self._sets is None:
+            return self._pivot_two_stage(items)
         if self._pivot is not None:
             items = self._pivoted(items)
         if self._sets is not None:
             return self._grouping_sets(items)
         return self._df._new(analysis.aggregate(self._df._plan, self._keys, items))
+
+    def _pivot_two_stage(self, items: list[Expr]) -> "DataFrame":
+        """Aggregate by (keys, pivot value) once, then lay the few result rows out as columns.
+
+        One aggregation over the data instead of one masked aggregate per pivot value; a (group,
+        value) cell without rows comes out null whatever the aggregate, as in Spark.
+        """
+        col, values = self._pivot  # type: ignore[misc]
+        df = self._df
+        key_names = [k.names[0] if isinstance(k, Alias) else k.name() for k in self._keys]
+        stage1 = df._new(analysis.aggregate(df._plan, list(self._keys) + [Alias(col, ("__pivot",))],
+                                            [Alias(e.child if isinstance(e, Alias) else e, (f"__v{j}",))
+                                             for j, e in enumerate(items)]))
+        cells = []
+        for v in values:
+            cond = F.col("__pivot").isNull() if v is None else F.col("__pivot") == Column(Lit(v))
+            label = _pivot_label(v)
+            for j, e in enumerate(items):
+                name = label if len(items) == 1 else f"{label}_{e.names[0] if isinstance(e, Alias) else e.name()}"
+                cells.append(F.first(F.when(cond, F.col(f"__v{j}")), ignorenulls=True).alias(name))
+        return stage1.groupBy(*[F.col(n) for n in key_names]).agg(*cells)
 
     def _pivoted(self, items: list[Expr]) -> list[Expr]:
         col, values = self._pivot  # type: ignore[misc]
