@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         if not os.path.isdir(data):
             write_events(data, rows, files=max(2, int(args.gb * 16)))
         in_bytes = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data))
+        rows = sum(pq.read_metadata(os.path.join(data, f)).num_rows for f in os.listdir(data))
         made = _sessions(engines)
         for name in args.pipelines.split(","):
             secs: dict[str, float] = {}

@@ -79,6 +79,8 @@ SQL_UNSUPPORTED = [
     "statements other than SELECT (INSERT, CREATE, ...)", "EXCEPT, INTERSECT", "subqueries in expressions "
     "(scalar, IN, EXISTS)", "GROUP BY ROLLUP/CUBE/GROUPING SETS in SQL (use df.rollup / df.cube)",
     "INTERVAL values", "WITH RECURSIVE", "parameter markers (spark.sql(query, args))",
+    "ANSI mode: chukonu computes Spark's non-ANSI results (x / 0 is null, a bad cast is null) whatever "
+    "spark.sql.ansi.enabled says", "session time zones other than UTC (dates and times are computed in UTC)",
 ]
 
 
