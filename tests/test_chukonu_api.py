@@ -273,8 +273,8 @@ def test_udf_error_names_the_partition_and_cause(spark):
 def test_unsupported_calls_name_themselves(spark, people):
     with pytest.raises(NotImplementedError, match="xpath_string"):
         F.xpath_string("name", "a/b")
-    with pytest.raises(NotImplementedError, match="DataFrame.crosstab"):
-        people.crosstab("id", "name")
+    with pytest.raises(NotImplementedError, match="DataFrame.freqItems"):
+        people.freqItems(["id"])
     with pytest.raises(NotImplementedError, match="SQL statement INSERT"):
         spark.sql("insert into t values (1)")
     with pytest.raises(NotImplementedError, match="SQL function no_such_fn"):

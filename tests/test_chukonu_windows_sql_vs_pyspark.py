@@ -111,6 +111,12 @@ QUERIES = [
     "SELECT k, sort_array(collect_set(i % 2)) AS parity, percentile_approx(x, 0.5) AS med, stddev(x) AS sd, "
     "corr(x, y) AS c FROM t GROUP BY k",
     "SELECT DISTINCT k, b FROM t",
+    "SELECT k, b, count(*) AS n, grouping(k) AS gk, grouping_id() AS g FROM t GROUP BY ROLLUP(k, b)",
+    "SELECT k, sum(i) AS s FROM t GROUP BY CUBE(k)",
+    "SELECT k, b FROM t EXCEPT SELECT k, b FROM t WHERE i > 0",
+    "SELECT k, b FROM t INTERSECT SELECT k, b FROM t WHERE x > 5",
+    "SELECT k, b FROM t EXCEPT ALL SELECT k, b FROM t WHERE i > 10",
+    "SELECT k, b FROM t INTERSECT ALL SELECT k, b FROM t WHERE i < 0",
     "SELECT 1 + 2 AS three, 'a' || 'b' AS ab, CAST('12' AS INT) + 1 AS thirteen, 7 / 2 AS half, 7 DIV 2 AS q",
 ]
 
@@ -195,6 +201,18 @@ def test_describe_and_summary(pair):
                   lambda df: df.select("i", "x").summary("count", "min", "25%", "75%", "max")):
         a, b = _numbers(sorted_rows(build(pair[0]))), _numbers(sorted_rows(build(pair[1])))
         assert rows_equal(a, b), f"\nspark   {a}\nchukonu {b}"
+
+
+def test_set_operations_and_reshaping(pair):
+    def half(df, F):
+        return df.filter(F.col("i") > 0).select("k", "b")
+    _both(pair, lambda df, F: df.select("k", "b").subtract(half(df, F)))
+    _both(pair, lambda df, F: df.select("k", "b").exceptAll(half(df, F)))
+    _both(pair, lambda df, F: df.select("k", "b").intersect(half(df, F)))
+    _both(pair, lambda df, F: df.select("k", "b").intersectAll(half(df, F)))
+    _both(pair, lambda df, F: df.select("id", "x", "y").unpivot("id", ["x", "y"], "var", "val"))
+    _both(pair, lambda df, F: df.select("id", "x", "y").melt(["id"], None, "var", "val"))
+    _both(pair, lambda df, F: df.crosstab("k", "b"))
 
 
 def test_alias_self_join(pair):

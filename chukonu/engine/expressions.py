@@ -108,6 +108,16 @@ class Star(Expr):
 
 
 @dataclass(repr=False)
+class RegexStar(Star):
+    """df.colRegex("`a.*`"): every column whose whole name matches, expanded by select()."""
+
+    pattern: Any = None
+
+    def name(self) -> str:
+        return f"`{self.pattern.pattern}`"
+
+
+@dataclass(repr=False)
 class Lit(Expr):
     value: Any
     type: pa.DataType | None = None

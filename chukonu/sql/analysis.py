@@ -16,7 +16,7 @@ import pyarrow as pa
 from chukonu.engine import plan as P
 from chukonu.engine import stats
 from chukonu.engine.aggregate import AggFn, finalize, state_schema
-from chukonu.engine.expressions import (AggCall, Alias, Attr, BoundRef, Call, ColRef, Expr, Generator, Lit, Star,
+from chukonu.engine.expressions import (AggCall, Alias, Attr, BoundRef, Call, ColRef, Expr, Generator, Lit, RegexStar, Star,
                                         bind, common_type, contains, has_aggregate, resolve_column,
                                         result_type)
 from chukonu.errors import AnalysisException, unsupported
@@ -31,7 +31,9 @@ def _output_name(e: Expr) -> str:
 def expand_star(exprs: Sequence[Expr], schema: Sequence[Attr]) -> list[Expr]:
     out: list[Expr] = []
     for e in exprs:
-        if isinstance(e, Star):
+        if isinstance(e, RegexStar):
+            out.extend(BoundRef(i, a.name) for i, a in enumerate(schema) if e.pattern.fullmatch(a.name))
+        elif isinstance(e, Star):
             out.extend(BoundRef(i, a.name) for i, a in enumerate(schema))
         else:
             out.append(e)

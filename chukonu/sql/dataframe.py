@@ -278,6 +278,42 @@ class DataFrame:
     def approxQuantile(self, col: Any, probabilities: list[float], relativeError: float) -> Any:
         return self.stat.approxQuantile(col, probabilities, relativeError)
 
+    # ---------------------------------------------------------- reshaping
+
+    def subtract(self, other: "DataFrame") -> "DataFrame":
+        from chukonu.sql.reshape import subtract
+        return subtract(self, other)
+
+    def exceptAll(self, other: "DataFrame") -> "DataFrame":
+        from chukonu.sql.reshape import except_all
+        return except_all(self, other)
+
+    def intersect(self, other: "DataFrame") -> "DataFrame":
+        from chukonu.sql.reshape import intersect
+        return intersect(self, other)
+
+    def intersectAll(self, other: "DataFrame") -> "DataFrame":
+        from chukonu.sql.reshape import intersect_all
+        return intersect_all(self, other)
+
+    def unpivot(self, ids: Any, values: Any, variableColumnName: str, valueColumnName: str) -> "DataFrame":
+        from chukonu.sql.reshape import unpivot
+        return unpivot(self, ids, values, variableColumnName, valueColumnName)
+
+    melt = unpivot
+
+    def crosstab(self, col1: str, col2: str) -> "DataFrame":
+        from chukonu.sql.reshape import crosstab
+        return crosstab(self, col1, col2)
+
+    def randomSplit(self, weights: list[float], seed: int | None = None) -> list["DataFrame"]:
+        from chukonu.sql.reshape import random_split
+        return random_split(self, weights, seed)
+
+    def colRegex(self, colName: str) -> Column:
+        from chukonu.sql.reshape import col_regex
+        return col_regex(self, colName)
+
     def groupBy(self, *cols: Any) -> "GroupedData":
         from chukonu.sql.group import GroupedData
         return GroupedData(self, [to_expr(c) for c in _flatten(cols)])
@@ -474,7 +510,6 @@ class DataFrameNaFunctions:
 
 
 _UNSUPPORTED = {
-    "observe", "crosstab", "freqItems", "withWatermark", "writeStream", "isStreaming", "to_koalas", "pandas_api", "exceptAll",
-    "subtract", "intersect", "intersectAll", "randomSplit", "colRegex", "writeTo", "mergeInto", "inputFiles",
-    "sameSemantics", "semanticHash", "melt", "unpivot", "groupingSets", "lateralJoin", "asTable",
+    "observe", "freqItems", "withWatermark", "writeStream", "isStreaming", "to_koalas", "pandas_api", "writeTo",
+    "mergeInto", "inputFiles", "sameSemantics", "semanticHash", "groupingSets", "lateralJoin", "asTable",
 }

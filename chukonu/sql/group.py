@@ -122,11 +122,13 @@ class GroupedData:
         inner = e.child if isinstance(e, Alias) else e
         assert isinstance(inner, AggCall)
         names = [k.name() for k in self._keys]
+        inner_names = [(k.child if isinstance(k, Alias) else k).name() for k in self._keys]
 
         def rolled(arg: Expr) -> int:
-            if arg.name() not in names:
-                raise AnalysisException(f"[GROUPING_COLUMN_MISMATCH] {arg.name()} is not a grouping column")
-            return 0 if id(self._keys[names.index(arg.name())]) in members else 1
+            for table in (names, inner_names):
+                if arg.name() in table:
+                    return 0 if id(self._keys[table.index(arg.name())]) in members else 1
+            raise AnalysisException(f"[GROUPING_COLUMN_MISMATCH] {arg.name()} is not a grouping column")
         if inner.fn == "grouping":
             value: Expr = Cast(Lit(rolled(inner.args[0])), pa.int8())
         else:

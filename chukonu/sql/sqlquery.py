@@ -56,7 +56,13 @@ class QueryTranslator:
                 out = out.distinct()
             return self._order_limit(out, node, None)
         if isinstance(node, (exp.Except, exp.Intersect)):
-            raise unsupported(f"SQL {node.key.upper()}")
+            left, right = self.query(node.this), self.query(node.expression)
+            every = node.args.get("distinct") is False
+            if isinstance(node, exp.Except):
+                out = left.exceptAll(right) if every else left.subtract(right)
+            else:
+                out = left.intersectAll(right) if every else left.intersect(right)
+            return self._order_limit(out, node, None)
         if isinstance(node, exp.Subquery):
             return self.query(node.this)
         if isinstance(node, exp.Select):
@@ -138,7 +144,16 @@ class QueryTranslator:
         from chukonu.sql import functions as F
         group = node.args.get("group")
         keys: list[Expr] = []
+        sets_kind = None
         for g in (group.expressions if group is not None else []):
+            if isinstance(g, (exp.Rollup, exp.Cube)):
+                if keys or sets_kind:
+                    raise unsupported("SQL GROUP BY mixing plain keys with ROLLUP/CUBE", "use df.rollup/df.cube")
+                sets_kind = "rollup" if isinstance(g, exp.Rollup) else "cube"
+                keys.extend(tx.translate(e) for e in g.expressions)
+                continue
+            if sets_kind:
+                raise unsupported("SQL GROUP BY mixing plain keys with ROLLUP/CUBE", "use df.rollup/df.cube")
             if isinstance(g, exp.Literal) and not g.is_string:
                 keys.append(_unalias(items[int(g.this) - 1]))
                 continue
@@ -149,9 +164,8 @@ class QueryTranslator:
                         if not any(a.name.lower() == k.column.lower() for a in df._plan.schema):
                             k = it.child
             keys.append(k)
-        for kind in ("rollup", "cube"):
-            if group is not None and group.args.get(kind):
-                raise unsupported(f"SQL GROUP BY {kind.upper()}", f"use df.{kind}()")
+        if group is not None and group.args.get("grouping_sets"):
+            raise unsupported("SQL GROUP BY GROUPING SETS", "use df.rollup() or df.cube()")
         having = node.args.get("having")
         having_e = tx.translate(having.this) if having is not None else None
         aggs: dict[str, AggCall] = {}
@@ -159,7 +173,8 @@ class QueryTranslator:
             _collect_aggs(e, aggs)
         key_names = [f"__k{i}" for i in range(len(keys))]
         agg_names = {label: f"__a{i}" for i, label in enumerate(aggs)}
-        grouped = df.groupBy(*[Column(Alias(k, (nm,))) for k, nm in zip(keys, key_names)])
+        key_cols = [Column(Alias(k, (nm,))) for k, nm in zip(keys, key_names)]
+        grouped = getattr(df, sets_kind)(*key_cols) if sets_kind else df.groupBy(*key_cols)
         agg_cols = [Column(Alias(a, (agg_names[label],))) for label, a in aggs.items()]
         if not agg_cols:
             agg_cols = [F.count("*").alias("__rows")]
@@ -232,7 +247,8 @@ class QueryTranslator:
 
     def _order_limit(self, df: "DataFrame", node: exp.Expression, orders: list[Column] | None,
                      _unused: Any = None) -> "DataFrame":
-        if orders is None and node.args.get("order") is not None and isinstance(node, exp.Union):
+        if orders is None and node.args.get("order") is not None and isinstance(node, (exp.Union, exp.Except,
+                                                                                          exp.Intersect)):
             tx = ExprTranslator()
             orders = self._resolve_orders(df, [tx.order_item(o) for o in node.args["order"].expressions], [])
         if orders:
