@@ -70,14 +70,16 @@ SQL_SUPPORTED = [
     "WHERE, GROUP BY (expressions, ordinals, select aliases), HAVING, aggregates with DISTINCT",
     "window functions with OVER (PARTITION BY ... ORDER BY ... ROWS/RANGE frames) and WINDOW clauses",
     "ORDER BY (output names, ordinals, input columns, NULLS FIRST/LAST), LIMIT",
-    "UNION and UNION ALL",
+    "UNION [ALL], EXCEPT [ALL], INTERSECT [ALL]; GROUP BY ROLLUP(...) / CUBE(...)",
+    "subqueries: in FROM, `x [NOT] IN (SELECT ...)` in WHERE (semi / null-aware anti join), uncorrelated "
+    "scalar subqueries (run once, as Spark runs them)",
     "CASE, IF, CAST, IN (list), BETWEEN, LIKE, ILIKE, RLIKE, IS [NOT] NULL, <=>, ||, DIV, EXTRACT, "
     "TRIM/SUBSTRING syntax, typed literals (DATE '...', TIMESTAMP '...'), lambdas (`x -> x + 1`)",
     "every function in the list below, by its SQL name",
 ]
 SQL_UNSUPPORTED = [
-    "statements other than SELECT (INSERT, CREATE, ...)", "EXCEPT, INTERSECT", "subqueries in expressions "
-    "(scalar, IN, EXISTS)", "GROUP BY ROLLUP/CUBE/GROUPING SETS in SQL (use df.rollup / df.cube)",
+    "statements other than SELECT (INSERT, CREATE, ...)", "correlated subqueries, EXISTS, IN (subquery) "
+    "outside a WHERE conjunct", "GROUPING SETS, and plain keys mixed with ROLLUP/CUBE in one GROUP BY",
     "INTERVAL values", "WITH RECURSIVE", "parameter markers (spark.sql(query, args))",
     "ANSI mode: chukonu computes Spark's non-ANSI results (x / 0 is null, a bad cast is null) whatever "
     "spark.sql.ansi.enabled says", "session time zones other than UTC (dates and times are computed in UTC)",

@@ -111,6 +111,10 @@ QUERIES = [
     "SELECT k, sort_array(collect_set(i % 2)) AS parity, percentile_approx(x, 0.5) AS med, stddev(x) AS sd, "
     "corr(x, y) AS c FROM t GROUP BY k",
     "SELECT DISTINCT k, b FROM t",
+    "SELECT id FROM t WHERE k IN (SELECT k FROM u WHERE label <> 'Zed') AND i > 0",
+    "SELECT id FROM t WHERE k NOT IN (SELECT k FROM u)",
+    "SELECT id FROM t WHERE i NOT IN (SELECT i FROM t WHERE id < 5)",
+    "SELECT id, x - (SELECT avg(x) FROM t) AS dx FROM t WHERE y > (SELECT percentile_approx(y, 0.5) FROM t)",
     "SELECT k, b, count(*) AS n, grouping(k) AS gk, grouping_id() AS g FROM t GROUP BY ROLLUP(k, b)",
     "SELECT k, sum(i) AS s FROM t GROUP BY CUBE(k)",
     "SELECT k, b FROM t EXCEPT SELECT k, b FROM t WHERE i > 0",

@@ -202,9 +202,11 @@ class ExprTranslator:
     """
 
     def __init__(self, star: Callable[[str | None], list[Expr]] | None = None,
-                 windows: dict[str, exp.Expression] | None = None) -> None:
+                 windows: dict[str, exp.Expression] | None = None,
+                 scalar_subquery: Callable[[exp.Expression], Any] | None = None) -> None:
         self.star = star
         self.windows = windows or {}
+        self.scalar_subquery = scalar_subquery
         self.lambdas: dict[str, LambdaVar] = {}
 
     def translate(self, node: exp.Expression) -> Expr:
@@ -284,8 +286,10 @@ class ExprTranslator:
             return getattr(F, inner.name.lower())(*args, True)
         if isinstance(node, exp.Lambda):
             raise AnalysisException("a lambda function is only allowed as a function argument")
+        if isinstance(node, exp.Subquery) and self.scalar_subquery is not None:
+            return Column(Lit(self.scalar_subquery(node.this)))
         if isinstance(node, (exp.Subquery, exp.Exists)):
-            raise unsupported("SQL subqueries in expressions")
+            raise unsupported("SQL subqueries in expressions (other than scalar ones and WHERE x [NOT] IN (SELECT ...))")
         if isinstance(node, exp.Interval):
             raise unsupported("SQL INTERVAL outside date arithmetic")
         if isinstance(node, exp.Anonymous):

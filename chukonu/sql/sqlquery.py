@@ -93,10 +93,21 @@ class QueryTranslator:
         for j in node.args.get("joins") or []:
             df = self._join(df, j)
         windows = {w.name: w for w in node.args.get("windows") or []}
-        tx = ExprTranslator(star=lambda q: self._star(df, q), windows=windows)
+        tx = ExprTranslator(star=lambda q: self._star(df, q), windows=windows, scalar_subquery=self._scalar)
         where = node.args.get("where")
         if where is not None:
-            df = df.filter(tx.col(where.this))
+            rest = []
+            for part in _conjuncts(where.this):
+                inner = part.this if isinstance(part, exp.Not) else part
+                if isinstance(inner, exp.In) and inner.args.get("query") is not None:
+                    df = self._in_subquery(df, tx, inner, negated=isinstance(part, exp.Not))
+                else:
+                    rest.append(part)
+            if rest:
+                cond = rest[0]
+                for r in rest[1:]:
+                    cond = exp.And(this=cond, expression=r)
+                df = df.filter(tx.col(cond))
         items = [tx.translate(e) for e in node.expressions]
         items = [x for e in items for x in (e.exprs if isinstance(e, _Expanded) else [e])]
         group = node.args.get("group")
@@ -111,6 +122,35 @@ class QueryTranslator:
             out = df.select(*[Column(e) for e in items]).distinct()
             return self._order_limit(out, node, order_cols, None)
         return self._project_order_limit(df, node, items, order_cols)
+
+    def _scalar(self, query: exp.Expression) -> Any:
+        """An uncorrelated scalar subquery, run now (Spark runs it as its own job too)."""
+        rows = QueryTranslator(self.session, self.ctes).query(query).limit(2).collect()
+        if len(rows) > 1:
+            raise AnalysisException("[SCALAR_SUBQUERY_TOO_MANY_ROWS] More than one row returned by a subquery "
+                                    "used as an expression.")
+        if rows and len(rows[0]) != 1:
+            raise AnalysisException("[INVALID_SUBQUERY_EXPRESSION] a scalar subquery must return one column")
+        return rows[0][0] if rows else None
+
+    def _in_subquery(self, df: "DataFrame", tx: ExprTranslator, node: exp.In, negated: bool) -> "DataFrame":
+        """``x IN (SELECT y ...)`` as a left semi join; ``NOT IN`` as a null-aware anti join."""
+        from chukonu.sql import functions as F
+        sub = QueryTranslator(self.session, self.ctes).query(node.args["query"].this
+                                                             if isinstance(node.args["query"], exp.Subquery)
+                                                             else node.args["query"])
+        if len(sub.columns) != 1:
+            raise AnalysisException("[INVALID_SUBQUERY_EXPRESSION] IN (subquery) needs exactly one column")
+        right = sub.select(F.col(sub.columns[0]).alias("__in"))
+        left = df.withColumn("__ink", tx.col(node.this))
+        if not negated:
+            return left.join(right, F.col("__ink") == F.col("__in"), "left_semi").drop("__ink")
+        # NOT IN: a null on either side makes the predicate unknown (row dropped); an empty subquery keeps all
+        nulls = right.agg(F.max(F.col("__in").isNull().cast("int")).alias("__nulls"))
+        kept = left.filter(F.col("__ink").isNotNull()).join(right, F.col("__ink") == F.col("__in"), "left_anti")
+        kept = kept.crossJoin(nulls).filter(F.coalesce(F.col("__nulls"), F.lit(0)) == 0).drop("__nulls")
+        empty = right.limit(1).count() == 0
+        return (left if empty else kept).drop("__ink")
 
     def _star(self, df: "DataFrame", qualifier: str | None) -> list[Expr]:
         attrs = df._plan.schema
@@ -257,6 +297,14 @@ class QueryTranslator:
         if limit is not None:
             df = df.limit(int(limit.expression.this))
         return df
+
+
+def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
+    if isinstance(node, exp.And):
+        return _conjuncts(node.this) + _conjuncts(node.expression)
+    if isinstance(node, exp.Paren):
+        return _conjuncts(node.this)
+    return [node]
 
 
 def _unalias(e: Expr) -> Expr:
