@@ -352,7 +352,7 @@ class ExprTranslator:
         return call_by_name(name, cols, distinct)
 
     def _window(self, node: exp.Window) -> Column:
-        from chukonu.sql.window import Window, WindowSpec
+        from chukonu.sql.window import WindowSpec
         func = self.col(node.this)
         base = node
         if isinstance(node.args.get("alias"), exp.Identifier) and not node.args.get("partition_by") \

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
