@@ -164,25 +164,39 @@ def _sessions(engines: list[str]) -> dict[str, Any]:
     return made
 
 
-def _plain(v: Any) -> Any:
-    if hasattr(v, "to_pydatetime"):     # Spark writes INT96 timestamps: pandas Timestamps, naive UTC
-        v = v.to_pydatetime()
-    if isinstance(v, dt.datetime) and v.tzinfo is not None:
-        v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return v
+def _canonical(path: str) -> pa.Table:
+    """An output read back with comparable types (Spark writes INT96 timestamps: naive nanoseconds),
+    sorted by every column, doubles rounded to 6 decimals for the sort only."""
+    import pyarrow.compute as pc
+    t = pq.read_table(path)
+    cols = []
+    for c in t.columns:
+        c = c.combine_chunks()
+        if pa.types.is_timestamp(c.type):
+            c = c.cast(pa.timestamp(c.type.unit)) if c.type.tz else c
+            c = c.cast(pa.timestamp("us"))
+        cols.append(c)
+    t = pa.table(cols, names=t.column_names)
+    keys = [pc.round(c, 6) if pa.types.is_floating(c.type) else c for c in t.columns]
+    order = pc.sort_indices(pa.table(keys, names=[f"k{i}" for i in range(len(keys))]),
+                            sort_keys=[(f"k{i}", "ascending") for i in range(len(keys))])
+    return t.take(order)
 
 
 def _same(a_dir: str, b_dir: str) -> bool:
-    """Equal rows, in any order; doubles equal within a relative 1e-9."""
-    def rows(d: str) -> list[tuple]:
-        t = pq.read_table(d)
-        out = [tuple(_plain(v) for v in r.values()) for r in t.to_pylist()]
-        return sorted(out, key=lambda r: repr(tuple(round(v, 6) if isinstance(v, float) else v for v in r)))
-    a, b = rows(a_dir), rows(b_dir)
-    return len(a) == len(b) and all(
-        len(x) == len(y) and all(p == q or (isinstance(p, float) and isinstance(q, float) and
-                                            math.isclose(p, q, rel_tol=1e-9)) for p, q in zip(x, y))
-        for x, y in zip(a, b))
+    """Equal rows in any order, compared column by column; doubles equal within a relative 1e-9."""
+    a, b = _canonical(a_dir), _canonical(b_dir)
+    if a.num_rows != b.num_rows or a.num_columns != b.num_columns:
+        return False
+    for x, y in zip(a.columns, b.columns):
+        if pa.types.is_floating(x.type) and pa.types.is_floating(y.type):
+            xs = x.to_numpy(zero_copy_only=False).astype(float)
+            ys = y.to_numpy(zero_copy_only=False).astype(float)
+            if not np.allclose(xs, ys, rtol=1e-9, atol=0, equal_nan=True):
+                return False
+        elif not x.equals(y.cast(x.type) if x.type != y.type else y):
+            return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -304,3 +304,28 @@ def test_rdd_save_as_text_file_and_text_file(spark, tmp_path):
     assert sorted(sc.textFile(out).collect()) == ["a=1", "b=2", "c=3"]
     with pytest.raises(AnalysisException, match="already exists"):
         sc.parallelize([1]).saveAsTextFile(out)
+
+
+def test_scans_read_only_the_columns_the_query_uses(spark, tmp_path):
+    from chukonu.engine.planner import Planner
+    from chukonu.engine.pruning import needed_columns, scan_columns
+    pq.write_table(pa.table({"id": [1, 2, 3], "k": ["a", "b", "a"], "s": ["x", "y", None], "v": [1.0, 2.0, 3.0]}),
+                   tmp_path / "t.parquet")
+    df = spark.read.parquet(str(tmp_path / "t.parquet"))
+    q = df.withColumn("u", F.upper("s")).filter(F.col("id") > 1).groupBy("k").agg(F.sum("v").alias("sv"))
+    plan = q._plan
+    scan = plan
+    while scan.children:
+        scan = scan.children[0]
+    assert scan_columns(scan, needed_columns(plan)) == ["id", "k", "v"]
+    assert sorted(q.collect()) == [Row(k="a", sv=3.0), Row(k="b", sv=2.0)]
+    parts = Planner(spark._engine).partitions(df.select("k")._plan)
+    assert parts[0].parent.reader.read_columns == {"k"}
+
+
+def test_an_output_nobody_reads_is_not_computed(spark):
+    def boom(s):
+        raise ValueError("computed a column nobody reads")
+    df = spark.createDataFrame([(1, "a"), (2, None)], "id long, s string")
+    got = df.withColumn("b", F.udf(boom, "string")("s")).select("id").collect()
+    assert got == [Row(id=1), Row(id=2)]

@@ -159,8 +159,12 @@ class Planner:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self._memo: dict[int, list[Partition]] = {}
+        self._needs: dict[int, set[int]] | None = None   # columns used per node, from the first (root) node
 
     def partitions(self, node: P.Plan) -> list[Partition]:
+        if self._needs is None:
+            from chukonu.engine.pruning import needed_columns
+            self._needs = needed_columns(node)
         got = self._memo.get(node.id)
         if got is None:
             got = self._plan(node)
@@ -206,7 +210,10 @@ class Planner:
         return [TablePartition(t) for t in node.partitions]
 
     def _FileScan(self, node: P.FileScan) -> list[Partition]:
-        return [ScanPartition(node.reader, s) for s in node.splits]
+        from chukonu.engine.pruning import scan_columns
+        cols = scan_columns(node, self._needs or {})
+        reader = node.reader.pruned(cols) if cols is not None and hasattr(node.reader, "pruned") else node.reader
+        return [ScanPartition(reader, s) for s in node.splits]
 
     def _Range(self, node: P.Range) -> list[Partition]:
         count = max(0, math.ceil((node.end - node.start) / node.step))
@@ -219,7 +226,13 @@ class Planner:
         return parts
 
     def _Project(self, node: P.Project) -> list[Partition]:
-        op = ProjectOp(node.exprs, self._arrow(node))
+        from chukonu.engine.expressions import Alias, Generator, Lit
+        from chukonu.engine.pruning import unused_outputs
+        unused = unused_outputs(node, self._needs or {})
+        exprs = [Cast(Lit(None), a.type) if i in unused and not isinstance(
+            e.child if isinstance(e, Alias) else e, Generator) else e
+            for i, (e, a) in enumerate(zip(node.exprs, node.schema))]   # nobody reads it: do not compute it
+        op = ProjectOp(exprs, self._arrow(node))
         return [p.then(op) for p in self.partitions(node.children[0])]
 
     def _Filter(self, node: P.Filter) -> list[Partition]:
