@@ -110,31 +110,40 @@ class Grouped:
             self.global_agg = False
         surrogate = [(pa.array([repr(v) for v in k.to_pylist()], type=pa.string()) if _nested(k.type) else k)
                      for k in keys]
-        codes = group_codes(surrogate, n)
-        self.num_groups = int(codes.max()) + 1 if n else 0
-        self.order = np.argsort(codes, kind="stable")
-        self.lengths = np.bincount(codes, minlength=self.num_groups).astype(np.int64)
-        self.starts = np.cumsum(self.lengths) - self.lengths
-        first_rows = pa.array(self.order[self.starts]) if self.num_groups else pa.array([], pa.int64())
-        self.keys = [] if self.global_agg else [k.take(first_rows) for k in keys]
-        self.gid_sorted = np.repeat(np.arange(self.num_groups, dtype=np.int64), self.lengths)
-        self.first_rows = first_rows
+        self.codes = group_codes(surrogate, n)     # the group of each row, groups in first-seen order
+        self.num_groups = int(self.codes.max()) + 1 if n else 0
+        self.lengths = np.bincount(self.codes, minlength=self.num_groups).astype(np.int64)
+        self.first_rows = pa.array(self._pick(np.arange(n, dtype=np.int64), last=False))
+        self.keys = [] if self.global_agg else [k.take(self.first_rows) for k in keys]
+        self._order: np.ndarray | None = None
+
+    def _pick(self, rows: np.ndarray, last: bool) -> np.ndarray:
+        """Per group, the first (or last) of ``rows`` (ascending row numbers) in it; -1 if none."""
+        index = np.full(self.num_groups, -1, dtype=np.int64)
+        if last:
+            index[self.codes[rows]] = rows            # the last write of a group wins
+        else:
+            index[self.codes[rows[::-1]]] = rows[::-1]
+        return index
+
+    @property
+    def order(self) -> np.ndarray:
+        """Row numbers grouped by group, input order kept inside a group (computed when first needed)."""
+        if self._order is None:
+            from chukonu.native.grouping import counting_order
+            self._order = counting_order(self.codes, self.num_groups)
+        return self._order
+
+    @property
+    def gid_sorted(self) -> np.ndarray:
+        return np.repeat(np.arange(self.num_groups, dtype=np.int64), self.lengths)
 
     def first(self, values: pa.Array, ignore_nulls: bool, last: bool = False) -> pa.Array:
-        taken = values.take(pa.array(self.order))
-        gid = self.gid_sorted
-        if ignore_nulls:
-            keep = pc.is_valid(taken).to_numpy(zero_copy_only=False)
-            taken, gid = taken.filter(pa.array(keep)), gid[keep]
-        if len(gid) == 0:
-            return pa.nulls(self.num_groups, values.type)
-        if last:
-            marks = np.flatnonzero(np.r_[gid[1:] != gid[:-1], True])
-        else:
-            marks = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
-        index = np.full(self.num_groups, -1, dtype=np.int64)
-        index[gid[marks]] = marks
-        return taken.take(pa.array(index, mask=index < 0))
+        rows = np.arange(self.n, dtype=np.int64)
+        if ignore_nulls and values.null_count:
+            rows = rows[pc.is_valid(values).to_numpy(zero_copy_only=False)]
+        index = self._pick(rows, last)
+        return values.take(pa.array(index, mask=index < 0))
 
     def collect(self, values: pa.Array, distinct: bool, merge: bool) -> pa.Array:
         """One list per group: the non-null values (or, merging, the states' lists concatenated)."""
@@ -159,11 +168,10 @@ class Grouped:
                     keep_list.append(k not in seen)
                     seen.add(k)
                 keep = np.array(keep_list, dtype=bool)
-            else:
-                t = pa.table({"g": gid, "v": taken, "i": np.arange(len(gid))})
-                firsts = t.group_by(["g", "v"], use_threads=False).aggregate([("i", "min")])
-                keep = np.zeros(len(gid), dtype=bool)
-                keep[firsts.column("i_min").to_numpy()] = True
+            else:   # first occurrence of each (group, value), by hashing their codes
+                import pandas as pd
+                vcode, card = _codes(taken)
+                keep = ~pd.Series(gid * max(card, 1) + vcode).duplicated().to_numpy()
             taken, gid = taken.filter(pa.array(keep)), gid[keep]
         counts = np.bincount(gid, minlength=self.num_groups) if len(gid) else np.zeros(self.num_groups, np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -176,8 +184,7 @@ def _hash_aggs(grouped: Grouped, columns: list[pa.Array], specs: list[tuple[int,
     """Arrow hash aggregates of value columns, aligned with ``grouped``'s groups."""
     if not specs:
         return []
-    gid = np.empty(grouped.n, dtype=np.int64)
-    gid[grouped.order] = grouped.gid_sorted
+    gid = grouped.codes
     names = ["g"] + [f"v{j}" for j in range(len(specs))]
     table = pa.table([pa.array(gid)] + [columns[c] for c, _, _ in specs], names=names)
     aggs = [(f"v{j}", how, opts) if opts is not None else (f"v{j}", how) for j, (_, how, opts) in enumerate(specs)]

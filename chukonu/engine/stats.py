@@ -43,9 +43,7 @@ def handles(fn: str) -> bool:
 
 
 def _gid(g: Any) -> np.ndarray:
-    gid = np.empty(g.n, dtype=np.int64)
-    gid[g.order] = g.gid_sorted
-    return gid
+    return g.codes
 
 
 def _f64(a: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,12 @@ from chukonu.sql.functions.scalar import *  # noqa: F401,F403
 from chukonu.sql.functions.session_fns import *  # noqa: F401,F403
 from chukonu.sql.functions import aggregates, collection, core, dates, scalar, session_fns
 
+# the family modules' own imports (time, inspect, builtins) are not functions of this module
+for _name, _value in list(globals().items()):
+    if type(_value).__name__ == "module" and _name not in ("aggregates", "collection", "core", "dates", "scalar",
+                                                          "session_fns"):
+        del globals()[_name]
+
 
 def expr(str: str) -> Any:  # noqa: A002 - PySpark's parameter name
     """A Column from a Spark SQL expression string: ``expr("upper(name) AS n")``."""
