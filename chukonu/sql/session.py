@@ -116,6 +116,10 @@ class SparkSession:
         self._conf_values = values
         self.conf = RuntimeConfig(values)
         self._engine = Engine(values)
+        zone = values.get("spark.sql.session.timeZone")
+        if zone is not None and zone.upper() not in ("UTC", "GMT", "Z", "ETC/UTC", "+00:00", "UTC+0"):
+            log.warning("chukonu computes dates and times in UTC; spark.sql.session.timeZone=%s is not applied",
+                        zone)
         self._stopped = False
         self._sc: Any = None
         from chukonu.sql.catalog import Catalog
