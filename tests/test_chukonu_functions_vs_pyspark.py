@@ -310,3 +310,34 @@ def test_at_least_300_functions_are_compared():
     from test_chukonu_windows_sql_vs_pyspark import WINDOW_FUNCTIONS
     covered |= WINDOW_FUNCTIONS & names
     assert len(covered) >= 300, (len(covered), sorted(names - covered))
+
+
+def test_ansi_mode_errors_and_results_match(sessions):
+    """With spark.sql.ansi.enabled=true both engines fail with the same error class, and agree otherwise."""
+    spark, ch = sessions
+    rows = [(1, 0, "12", 2 ** 62), (2, 3, "x", 5)]
+    schema = "a long, b long, s string, big long"
+    failing = {"DIVIDE_BY_ZERO": lambda F: F.col("a") / F.col("b"),
+               "REMAINDER_BY_ZERO": lambda F: F.col("a") % F.col("b"),
+               "CAST_INVALID_INPUT": lambda F: F.col("s").cast("int"),
+               "ARITHMETIC_OVERFLOW": lambda F: F.col("big") * 4,
+               "INVALID_ARRAY_INDEX_IN_ELEMENT_AT": lambda F: F.element_at(F.array("a", "b"), 3)}
+    ok = [("try_divide", lambda F: F.try_divide("a", "b")), ("try_cast", lambda F: F.col("s").try_cast("int")),
+          ("plus", lambda F: F.col("a") + F.col("b"))]
+    import pyspark.sql.functions as PF
+
+    import chukonu.sql.functions as CF
+    for s in (spark, ch):
+        s.conf.set("spark.sql.ansi.enabled", "true")
+    try:
+        for error, build in failing.items():
+            for s, F in ((spark, PF), (ch, CF)):
+                with pytest.raises(Exception) as info:
+                    s.createDataFrame(rows, schema).select(build(F)).collect()
+                assert error.split("/")[0] in str(info.value), (error, s)
+        a = sorted_rows(spark.createDataFrame(rows, schema).select(*[b(PF) for _, b in ok]))
+        b = sorted_rows(ch.createDataFrame(rows, schema).select(*[b(CF) for _, b in ok]))
+        assert rows_equal(a, b)
+    finally:
+        for s in (spark, ch):
+            s.conf.set("spark.sql.ansi.enabled", "false")

@@ -44,6 +44,7 @@ class EvalCtx:
     row_offset: int = 0            # rows of this partition before this batch, at this operator
     input_file: str = ""
     lambdas: dict[str, Any] = field(default_factory=dict)   # lambda variables of higher-order functions
+    ansi: bool = False             # spark.sql.ansi.enabled: errors instead of nulls (division by zero, bad casts)
 
 
 class Expr:
@@ -219,19 +220,21 @@ class Cast(Expr):
     child: Expr
     to: pa.DataType
     label: str = ""
+    tolerant: bool = False     # try_cast: malformed input is null even in ANSI mode
 
     def children(self) -> list[Expr]:
         return [self.child]
 
     def with_children(self, children: list[Expr]) -> Expr:
-        return Cast(children[0], self.to, self.label)
+        return Cast(children[0], self.to, self.label, self.tolerant)
 
     def name(self) -> str:
         return f"CAST({self.child.name()} AS {self.label or self.to})"
 
     def evaluate(self, batch: pa.RecordBatch, ctx: EvalCtx) -> Any:
         from chukonu.engine.kernels.casts import spark_cast
-        return spark_cast(as_array(self.child.evaluate(batch, ctx), batch.num_rows), self.to)
+        return spark_cast(as_array(self.child.evaluate(batch, ctx), batch.num_rows), self.to,
+                          ansi=ctx.ansi and not self.tolerant)
 
 
 @dataclass(repr=False)

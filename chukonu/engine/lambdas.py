@@ -76,7 +76,7 @@ class HigherOrder(Expr):
         lambdas = dict(ctx.lambdas)
         for p, b in zip(self.params, bindings):
             lambdas[p.key] = b
-        sub = EvalCtx(ctx.partition_index, ctx.row_offset, ctx.input_file, lambdas)
+        sub = EvalCtx(ctx.partition_index, ctx.row_offset, ctx.input_file, lambdas, ctx.ansi)
         return as_array(self.body.evaluate(inner, sub), len(parents))
 
     @staticmethod
@@ -157,7 +157,7 @@ class HigherOrder(Expr):
             lambdas = dict(ctx.lambdas)
             lambdas[self.finish_params[0].key] = acc
             acc = as_array(self.finish.evaluate(batch, EvalCtx(ctx.partition_index, ctx.row_offset, ctx.input_file,
-                                                               lambdas)), n)
+                                                               lambdas, ctx.ansi)), n)
         return pc.if_else(pc.is_null(a), pa.scalar(None, acc.type), acc)
 
     def _zip_with(self, batch: pa.RecordBatch, ctx: EvalCtx, values: list[pa.Array], n: int) -> Any:

@@ -42,7 +42,7 @@ class HashPartitioner(Partitioner):
         self.keys, self.n = list(keys), n
 
     def assign(self, batch: pa.RecordBatch, tc: Any, offset: int) -> np.ndarray:
-        ctx = EvalCtx(tc.partition, offset, tc.input_file)
+        ctx = EvalCtx(tc.partition, offset, tc.input_file, ansi=getattr(tc, "ansi", False))
         cols = [as_array(k.evaluate(batch, ctx), batch.num_rows) for k in self.keys]
         return partition_ids(cols, self.n)
 
@@ -70,7 +70,7 @@ class RangePartitioner(Partitioner):
 
     def assign(self, batch: pa.RecordBatch, tc: Any, offset: int) -> np.ndarray:
         from chukonu.engine.sorting import range_partition_ids
-        ctx = EvalCtx(tc.partition, offset, tc.input_file)
+        ctx = EvalCtx(tc.partition, offset, tc.input_file, ansi=getattr(tc, "ansi", False))
         keys = [as_array(o.evaluate(batch, ctx), batch.num_rows) for o in self.orders]
         return range_partition_ids(keys, self.boundaries, self.orders)
 

@@ -47,7 +47,7 @@ def sort_keys_table(keys: Sequence[pa.Array], orders: Sequence[SortOrder], tag: 
 
 def evaluate_keys(table: pa.Table, orders: Sequence[Expr], tc: Any = None) -> list[pa.Array]:
     batch = one_batch(table)
-    ctx = EvalCtx(getattr(tc, "partition", 0), 0, getattr(tc, "input_file", ""))
+    ctx = EvalCtx(getattr(tc, "partition", 0), 0, getattr(tc, "input_file", ""), ansi=getattr(tc, "ansi", False))
     return [as_array(o.evaluate(batch, ctx), batch.num_rows) for o in orders]
 
 

@@ -110,6 +110,12 @@ class Column:
 
     astype = cast
 
+    def try_cast(self, dataType: Any) -> "Column":
+        """cast that gives null for malformed input even in ANSI mode."""
+        c = self.cast(dataType).expr
+        assert isinstance(c, Cast)
+        return Column(Cast(c.child, c.to, c.label, tolerant=True))
+
     # -------------------------------------------------------------- predicates
 
     def isNull(self) -> "Column":

@@ -251,7 +251,10 @@ class ExprTranslator:
                 return inner.isNull()
             return inner.eqNullSafe(self.col(node.expression))
         if isinstance(node, (exp.Cast, exp.TryCast)):
-            return self.col(node.this).cast(node.to.sql(dialect="spark"))
+            target = node.to.sql(dialect="spark")
+            inner = self.col(node.this)
+            # sqlglot reads Spark's CAST as TryCast too; only TRY_CAST carries safe=True
+            return inner.try_cast(target) if node.args.get("safe") else inner.cast(target)
         if isinstance(node, exp.Case):
             return self._case(node)
         if isinstance(node, exp.If):

@@ -29,6 +29,27 @@ def _is_int(v: Any) -> bool:
     return pa.types.is_integer(v.type)
 
 
+def _ansi_zero_check(b: Any, o: dict, ctx: Any, remainder: bool = False) -> None:
+    """ANSI mode (not for try_ functions): a zero divisor anywhere is an error, not a null."""
+    if getattr(ctx, "ansi", False) and not o.get("try"):
+        zero = pc.equal(b, pa.scalar(0, b.type)) if not pa.types.is_null(b.type) else pa.scalar(False)
+        if pc.any(zero).as_py() if isinstance(zero, (pa.Array, pa.ChunkedArray)) else zero.as_py():
+            from chukonu.errors import divide_by_zero
+            raise divide_by_zero(remainder)
+
+
+def _ansi_overflow(fn: Any, a: Any, b: Any, o: dict, ctx: Any) -> Any:
+    """ANSI mode: integer arithmetic that overflows is an error ([ARITHMETIC_OVERFLOW])."""
+    if not getattr(ctx, "ansi", False) or o.get("try") or not (_is_int(a) and _is_int(b)):
+        return None
+    try:
+        return {"add": pc.add_checked, "subtract": pc.subtract_checked, "multiply": pc.multiply_checked}[fn](a, b)
+    except pa.ArrowInvalid:
+        from chukonu.errors import SparkArithmeticException
+        raise SparkArithmeticException(f"[ARITHMETIC_OVERFLOW] integer overflow in {fn}. Use 'try_{fn}' to "
+                                       f"tolerate overflow and return NULL instead.") from None
+
+
 def _null_where_zero(b: Any) -> Any:
     zero = pc.equal(b, pa.scalar(0, b.type) if not pa.types.is_null(b.type) else pa.scalar(None))
     return pc.if_else(zero, pa.scalar(None, b.type), b)
@@ -47,7 +68,8 @@ def add(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
         return _date_plus_days(a, b, 1)
     if pa.types.is_integer(a.type) and pa.types.is_date32(b.type):
         return _date_plus_days(b, a, 1)
-    return pc.add(a, b)
+    checked = _ansi_overflow("add", a, b, o, ctx)
+    return checked if checked is not None else pc.add(a, b)
 
 
 @kernel("subtract", _binary_label("subtract"))
@@ -55,29 +77,34 @@ def subtract(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     a, b = v
     if pa.types.is_date32(a.type) and pa.types.is_integer(b.type):
         return _date_plus_days(a, b, -1)
-    return pc.subtract(a, b)
+    checked = _ansi_overflow("subtract", a, b, o, ctx)
+    return checked if checked is not None else pc.subtract(a, b)
 
 
 @kernel("int_div", lambda a, o: f"({a[0]} div {a[1]})")
 def int_div(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     a, b = (x.cast(pa.int64()) for x in v)
+    _ansi_zero_check(b, o, ctx)
     return pc.divide(a, _null_where_zero(b))     # integer division truncates toward zero, as Java's
 
 
 @kernel("multiply", _binary_label("multiply"))
 def multiply(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
-    return pc.multiply(v[0], v[1])
+    checked = _ansi_overflow("multiply", v[0], v[1], o, ctx)
+    return checked if checked is not None else pc.multiply(v[0], v[1])
 
 
 @kernel("divide", _binary_label("divide"))
 def divide(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     a, b = (x.cast(pa.float64()) for x in v)
+    _ansi_zero_check(b, o, ctx)
     return pc.divide(a, _null_where_zero(b))
 
 
 @kernel("mod", _binary_label("mod"))
 def mod(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     a, b = v
+    _ansi_zero_check(b, o, ctx, remainder=True)
     if _is_int(a) and _is_int(b):
         b = _null_where_zero(b)
         # Arrow's integer divide truncates toward zero, as Java's does

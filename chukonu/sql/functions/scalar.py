@@ -141,11 +141,11 @@ def try_multiply(left: Any, right: Any) -> Column:
 
 
 def try_divide(left: Any, right: Any) -> Column:
-    return _call("divide", left, right)
+    return Column(Call("divide", [to_expr(left), to_expr(right)], {"try": True}, label=None))
 
 
 def try_mod(left: Any, right: Any) -> Column:
-    return _call("mod", left, right)
+    return Column(Call("mod", [to_expr(left), to_expr(right)], {"try": True}))
 
 
 # ---------------------------------------------------------------- conditionals
