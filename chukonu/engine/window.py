@@ -27,7 +27,9 @@ from chukonu.errors import AnalysisException, unsupported
 
 RANKING = {"row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile"}
 OFFSET = {"lag", "lead", "nth_value"}
-FRAMED_AGGS = {"count", "count_all", "sum", "avg", "min", "max", "first", "last", "collect_list", "collect_set"}
+MOMENT_AGGS = {"stddev_samp", "stddev_pop", "var_samp", "var_pop"}
+FRAMED_AGGS = {"count", "count_all", "sum", "avg", "min", "max", "first", "last", "collect_list",
+               "collect_set"} | MOMENT_AGGS
 
 
 @dataclass(frozen=True)
@@ -295,6 +297,20 @@ def _framed(fn: str, x: pa.Array | None, lo: np.ndarray, hi: np.ndarray, n: int,
             with np.errstate(all="ignore"):
                 return pa.array(s / np.maximum(count, 1), pa.float64(), mask=count == 0)
         return pa.array(s, mask=count == 0)
+    if fn in MOMENT_AGGS:
+        vals = pc.fill_null(x.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+        # shifted by the mean so the prefix sums of squares do not cancel catastrophically
+        shift = float(vals[valid].mean()) if valid.any() else 0.0
+        d = np.where(valid, vals - shift, 0.0)
+        s1 = np.r_[0.0, np.cumsum(d)]
+        s2 = np.r_[0.0, np.cumsum(d * d)]
+        a, b = s1[hi] - s1[lo], s2[hi] - s2[lo]
+        with np.errstate(all="ignore"):
+            m2 = np.maximum(b - a * a / np.maximum(count, 1), 0.0)
+            samp = fn.endswith("samp")
+            v = m2 / (count - 1) if samp else m2 / count
+            out = np.sqrt(v) if fn.startswith("stddev") else v
+        return pa.array(out, pa.float64(), mask=(count <= 1) if samp else (count == 0))
     if fn in ("min", "max"):
         t = x.type
         if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_date(t) or pa.types.is_timestamp(t) \
