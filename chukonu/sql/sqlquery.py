@@ -120,7 +120,7 @@ class QueryTranslator:
             df, items, order_cols = self._aggregate(df, node, tx, items, order_cols)
         if node.args.get("distinct") is not None:
             out = df.select(*[Column(e) for e in items]).distinct()
-            return self._order_limit(out, node, order_cols, None)
+            return self._order_limit(out, node, order_cols)
         return self._project_order_limit(df, node, items, order_cols)
 
     def _scalar(self, query: exp.Expression) -> Any:
@@ -285,8 +285,7 @@ class QueryTranslator:
                               else SortOrder(inner, True, None)))
         return out
 
-    def _order_limit(self, df: "DataFrame", node: exp.Expression, orders: list[Column] | None,
-                     _unused: Any = None) -> "DataFrame":
+    def _order_limit(self, df: "DataFrame", node: exp.Expression, orders: list[Column] | None) -> "DataFrame":
         if orders is None and node.args.get("order") is not None and isinstance(node, (exp.Union, exp.Except,
                                                                                           exp.Intersect)):
             tx = ExprTranslator()

@@ -17,7 +17,7 @@ from chukonu.sql.functions.core import *  # noqa: F401,F403
 from chukonu.sql.functions.dates import *  # noqa: F401,F403
 from chukonu.sql.functions.scalar import *  # noqa: F401,F403
 from chukonu.sql.functions.session_fns import *  # noqa: F401,F403
-from chukonu.sql.functions import aggregates, collection, core, dates, scalar, session_fns
+from chukonu.sql.functions import aggregates, collection, core, dates, scalar, session_fns  # noqa: F401
 
 # the family modules' own imports (time, inspect, builtins) are not functions of this module
 for _name, _value in list(globals().items()):
@@ -44,5 +44,3 @@ def __getattr__(name: str) -> Any:
     from chukonu.support import SKIPPED_FUNCTIONS
     raise unsupported(f"pyspark.sql.functions.{name}", SKIPPED_FUNCTIONS.get(name, ""))
 
-
-MODULES = (core, scalar, dates, collection, aggregates, session_fns)
