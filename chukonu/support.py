@@ -129,7 +129,7 @@ def render_markdown() -> str:
     for name, reason in SKIPPED_FUNCTIONS.items():
         by_reason.setdefault(reason, []).append(name)
     parts = [BEGIN, "",
-             f"**{len(funcs)} functions** of `pyspark.sql.functions` (compared with real PySpark in "
+             f"**{len(funcs)} functions** of `pyspark.sql.functions` (most compared with real PySpark in "
              f"`tests/test_chukonu_functions_vs_pyspark.py`):", "", _wrap(funcs), "",
              f"**DataFrame methods** ({len(df_yes)}):", "", _wrap(df_yes), "",
              "**`spark.sql`** (sqlglot's Spark dialect, translated into chukonu's plan):", ""]

@@ -130,6 +130,23 @@ CONDITIONALS = [
     ("lit", lambda F: F.lit(3)), ("col", lambda F: F.col("k")), ("column", lambda F: F.column("i")),
     ("expr", lambda F: F.expr("i * 2 + id")), ("struct", lambda F: F.struct("k", "i")),
     ("named_struct", lambda F: F.named_struct(F.lit("a"), "k", F.lit("b"), "x")),
+    ("to_base32", lambda F: F.to_base32("s")), ("from_base32", lambda F: F.from_base32(F.to_base32("s"))),
+    ("to_binary", lambda F: F.to_binary(F.hex("s"), F.lit("hex"))),
+    ("try_to_binary", lambda F: F.try_to_binary(F.lit("abc"), F.lit("utf-8"))),
+    ("make_valid_utf8", lambda F: F.make_valid_utf8("s")), ("validate_utf8", lambda F: F.validate_utf8("s")),
+    ("try_validate_utf8", lambda F: F.try_validate_utf8("s")),
+    ("try_parse_url", lambda F: F.try_parse_url(F.concat(F.lit("https://x.org/a?k="), "k"), F.lit("HOST"))),
+    ("try_url_decode", lambda F: F.try_url_decode(F.url_encode("s"))),
+    ("make_timestamp_ntz", lambda F: F.hour(F.make_timestamp_ntz(F.lit(2024), F.lit(2), F.lit(29), F.col("id") % 24,
+                                                                 F.lit(1), F.lit(2.5)))),
+    ("try_make_timestamp", lambda F: F.try_make_timestamp(F.lit(2024), F.lit(2), F.col("id") % 31 + 1, F.lit(3),
+                                                          F.lit(4), F.lit(5.0))),
+    ("shiftLeft", lambda F: F.shiftLeft("i", 1)), ("shiftRight", lambda F: F.shiftRight("i", 1)),
+    ("shiftRightUnsigned", lambda F: F.shiftRightUnsigned("id", 2)), ("bitwiseNOT", lambda F: F.bitwiseNOT("i")),
+    ("negate", lambda F: F.negate("x")), ("current_database", lambda F: F.current_database()),
+    ("current_catalog", lambda F: F.current_catalog()), ("current_schema", lambda F: F.current_schema()),
+    ("current_timezone", lambda F: F.current_timezone()),
+    ("current_date", lambda F: F.datediff(F.current_date(), F.lit("2020-01-01")) > 0),
 ]
 
 DATES = [
@@ -283,6 +300,9 @@ AGGREGATES = [
     ("collect_set", lambda F: F.sort_array(F.collect_set("s"))), ("array_agg", lambda F: F.array_sort(F.array_agg("i"))),
     ("mode", lambda F: F.mode(F.col("id") % 3)), ("listagg", lambda F: F.length(F.listagg("k", F.lit(",")))),
     ("string_agg", lambda F: F.length(F.string_agg("s"))),
+    ("any_value", lambda F: F.any_value(F.lit(7))),
+    ("listagg_distinct", lambda F: F.length(F.listagg_distinct("k"))),
+    ("string_agg_distinct", lambda F: F.length(F.string_agg_distinct("b"))),
 ]
 
 
