@@ -329,3 +329,19 @@ def test_an_output_nobody_reads_is_not_computed(spark):
     df = spark.createDataFrame([(1, "a"), (2, None)], "id long, s string")
     got = df.withColumn("b", F.udf(boom, "string")("s")).select("id").collect()
     assert got == [Row(id=1), Row(id=2)]
+
+
+def test_sql_errors_name_the_problem(spark, people):
+    people.createOrReplaceTempView("people")
+    with pytest.raises(AnalysisException, match="PARSE_SYNTAX_ERROR"):
+        spark.sql("SELEC id FROM people")
+    with pytest.raises(AnalysisException, match="TABLE_OR_VIEW_NOT_FOUND"):
+        spark.sql("SELECT * FROM nobody")
+    with pytest.raises(AnalysisException, match="UNRESOLVED_COLUMN"):
+        spark.sql("SELECT nope FROM people")
+    with pytest.raises(AnalysisException, match="MISSING_AGGREGATION"):
+        spark.sql("SELECT name, count(*) FROM people GROUP BY id")
+    with pytest.raises(AnalysisException, match="TEMP_TABLE_OR_VIEW_ALREADY_EXISTS"):
+        people.createTempView("people")
+    assert spark.catalog.tableExists("people") and spark.catalog.dropTempView("people")
+    assert not spark.catalog.tableExists("people")
