@@ -198,10 +198,51 @@ _COUNT_VALID = pc.CountOptions(mode="only_valid")
 _COUNT_ALL = pc.CountOptions(mode="all")
 
 
+_SIMPLE = {"count", "count_all", "sum", "min", "max", "avg"}
+
+
+class _DirectGroups:
+    """Groups found by one Arrow hash aggregation over the keys themselves (count/sum/min/max/avg only).
+
+    Those aggregates need no per-group row lists, so Arrow's group_by computes keys and results in one
+    pass; the general path (Grouped) first numbers the groups for first/last/collect/statistics.
+    """
+
+    global_agg = False
+
+    def __init__(self, keys: list[pa.Array]) -> None:
+        self.key_arrays = keys
+        self.keys: list[pa.Array] = []
+        self.num_groups = 0
+
+    def hash_aggs(self, columns: list[pa.Array], specs: list[tuple[int, str, Any]]) -> list[pa.Array]:
+        names = [f"k{i}" for i in range(len(self.key_arrays))]
+        vnames = [f"v{j}" for j in range(len(specs))]
+        table = pa.table(self.key_arrays + [columns[c] for c, _, _ in specs], names=names + vnames)
+        aggs = [(f"v{j}", how, opts) if opts is not None else (f"v{j}", how)
+                for j, (_, how, opts) in enumerate(specs)]
+        out = table.group_by(names, use_threads=False).aggregate(aggs)
+        self.keys = [out.column(nm).combine_chunks() for nm in names]
+        self.num_groups = out.num_rows
+        return [out.column(f"v{j}_{how}").combine_chunks() for j, (_, how, _o) in enumerate(specs)]
+
+
+def _groups(keys: list[pa.Array], n: int, fns: list[AggFn]) -> Any:
+    if keys and all(f.fn in _SIMPLE for f in fns) and not any(_nested(k.type) for k in keys):
+        return _DirectGroups(keys)
+    return Grouped(keys, n)
+
+
+def _aggs(g: Any, columns: list[pa.Array], specs: list[tuple[int, str, Any]]) -> list[pa.Array]:
+    if isinstance(g, _DirectGroups):
+        return g.hash_aggs(columns, specs)
+    return _hash_aggs(g, columns, specs)
+
+
 def partial(pre: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
     """The partial states of ``pre`` (keys first, then aggregate inputs): one row per key."""
     cols = [pre.column(i).combine_chunks() for i in range(pre.num_columns)]
-    g = Grouped(cols[:n_keys], pre.num_rows)
+    g = _groups(cols[:n_keys], pre.num_rows, fns)
     values = cols[n_keys:]
     specs: list[tuple[int, str, Any]] = []
     slots: list[Any] = []
@@ -224,7 +265,7 @@ def partial(pre: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
     avg_args = {f.col for f in fns if f.fn == "avg"}
     extra = [pa.array(np.zeros(pre.num_rows, dtype=np.int8))] + [
         v.cast(pa.float64()) if i in avg_args else v for i, v in enumerate(values)]
-    results = _hash_aggs(g, values + extra, specs)
+    results = _aggs(g, values + extra, specs)
     states: list[pa.Array] = []
     for f, slot in zip(fns, slots):
         if f.fn == "avg":
@@ -240,7 +281,7 @@ def partial(pre: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
     return _state_table(g, states, n_keys, fns)
 
 
-def _state_table(g: Grouped, states: list[pa.Array], n_keys: int, fns: list[AggFn]) -> pa.Table:
+def _state_table(g: Any, states: list[pa.Array], n_keys: int, fns: list[AggFn]) -> pa.Table:
     names = [f"k{i}" for i in range(n_keys)] + [f"s{j}" for j in range(len(states))]
     if g.global_agg and n_keys == 0:
         return pa.table(states, names=names) if states else pa.table({"__rows": pa.array(
@@ -251,7 +292,7 @@ def _state_table(g: Grouped, states: list[pa.Array], n_keys: int, fns: list[AggF
 def merge(states: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
     """Partial states (several rows per key) merged into one row per key."""
     cols = [states.column(i).combine_chunks() for i in range(states.num_columns)]
-    g = Grouped(cols[:n_keys], states.num_rows)
+    g = _groups(cols[:n_keys], states.num_rows, fns)
     values = cols[n_keys:]
     specs: list[tuple[int, str, Any]] = []
     plan: list[Any] = []
@@ -274,7 +315,7 @@ def merge(states: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
         else:
             plan.append(("collect", j))
         j += f.state_width
-    results = _hash_aggs(g, values, specs)
+    results = _aggs(g, values, specs)
     out: list[pa.Array] = []
     for f, (kind, slot) in zip(fns, plan):
         if kind == "hash":
