@@ -45,6 +45,8 @@ ENV = "SUPERFS_CRASH_AT"
 EXIT_CODE = 137
 
 POINTS = frozenset({
+    # shard: a lease holder's batch is committed, its answer not sent
+    "shard.batch.after_commit",
     # dir server (coordinator of directory operations)
     "dir.mkdir.after_intent", "dir.mkdir.after_reserve",
     "dir.rmdir.after_intent", "dir.rmdir.after_seal", "dir.rmdir.after_commit",

@@ -45,6 +45,7 @@ class Want(enum.IntEnum):
 
 
 LEASES = (Want.SHARED, Want.EXCLUSIVE)
+PRUNE_AT = 64  # holders of capabilities per directory before the expired ones are dropped
 
 
 @dataclass
@@ -127,10 +128,12 @@ class LeaseTable:
         elif want == Want.SHARED:
             if d.exclusive != holder:
                 d.shared.add(holder)
-        elif want == Want.READ:
-            d.read_caps[holder] = now + self.cap_ttl_s
         else:
-            d.write_caps[holder] = now + self.cap_ttl_s
+            caps = d.read_caps if want == Want.READ else d.write_caps
+            caps[holder] = now + self.cap_ttl_s
+            if len(caps) > PRUNE_AT:
+                for h in [h for h, t in caps.items() if t <= now]:
+                    del caps[h]
         if want in LEASES:
             self.by_holder.setdefault(holder, set()).add(dir_ino)
 

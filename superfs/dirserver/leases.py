@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 RECALL_METHOD = "Client/RecallLease"
 RECALL_TIMEOUT_S = 5.0
 LEASE_TTL_S = 10.0   # a holder that has not heard from the dir server for this long drops its leases
+TIDY_EVERY_S = 30.0  # directories with nothing held are forgotten this often
 
 Fence = Callable[[int, int], Awaitable[None]]  # (dir ino, epoch): push to every shard
 
@@ -50,6 +51,7 @@ class LeaseManager:
         self.lease_ttl_s = lease_ttl_s
         self.sessions: dict[Holder, ServerSession] = {}
         self._recalls: dict[tuple[int, Holder], asyncio.Task[None]] = {}
+        self._next_tidy = 0.0
         self.recalled = 0
         self.revoked = 0
         self.fences = 0
@@ -58,6 +60,10 @@ class LeaseManager:
         """Wait until ``holder`` may have ``want`` on ``dir_ino``; the epoch to sign into its capability."""
         if session is not None and want in (Want.SHARED, Want.EXCLUSIVE):
             self.sessions[holder] = session
+        now = time.monotonic()
+        if now > self._next_tidy:
+            self._next_tidy = now + TIDY_EVERY_S
+            self.table.forget_idle(now)
         while True:
             d = self.table.decide(dir_ino, holder, want, time.monotonic())
             if isinstance(d, Grant):

@@ -89,7 +89,7 @@ class ShardClient:
         stub = self._stub_for_entry(parent, name)
         # the coordinator checked that creds may search parent (and reach it) before asking
         cap = capability.sign(self.secret, dir_ino=parent, uid=creds.uid, rights=perms.X_OK, sticky=False,
-                              owner_uid=0)
+                              owner_uid=0, epoch=capability.DAEMON_EPOCH)
         req = pb.LookupFileRequest(parent_ino=parent, name=name, creds=creds, cap=cap)
         try:
             return await call(stub.LookupFile, req, self.timeout_s)  # type: ignore[attr-defined,no-any-return]
@@ -118,6 +118,17 @@ class ShardClient:
         req = pb.RepointEntryRequest(parent_ino=parent, name=name, ino=ino, type=ftype,  # type: ignore[arg-type]
                                      new_ino=new_ino, new_type=new_type)  # type: ignore[arg-type]
         await call(stub.RepointEntry, req, self.timeout_s)  # type: ignore[attr-defined]
+
+    async def fence_all(self, dir_ino: int, epoch: int) -> None:
+        """Every shard refuses capabilities of ``dir_ino`` older than ``epoch`` (a lease was taken away)."""
+        req = pb.DirFenceRequest(dir_ino=dir_ino, epoch=epoch)
+        addresses = [self.registry.shard_address(s) for s in self.registry.all_shards()]
+        results = await asyncio.gather(
+            *(call(self.channels.shard(a).SetDirFence, req, self.timeout_s) for a in addresses),
+            return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r if isinstance(r, FsError) else FsError(errno.EIO, f"fence failed: {r!r}")
 
     async def _everywhere(self, method: str, dir_ino: int) -> list[pb.SealReply]:
         """Call ``method`` on every shard in parallel; wait for all, then raise the first error."""

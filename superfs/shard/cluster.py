@@ -63,6 +63,10 @@ class ClusterView:
                      self.shard_id, cmap.epoch, len(self._owned), cmap.num_partitions)
 
     @property
+    def owned_partitions(self) -> frozenset[int]:
+        return self._owned
+
+    @property
     def ready(self) -> bool:
         """Has a cluster map been adopted?"""
         return self._map is not None

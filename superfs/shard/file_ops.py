@@ -108,9 +108,14 @@ def _not_regular(node: Inode) -> FsError | None:
 
 def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: int, ftype: int,
                 target: bytes, exclusive: bool, truncate: bool, creds: CredsLike, data: bytes,
-                inline_threshold: int, rdev: int = 0, group: int | None = None) -> CreateResult:
+                inline_threshold: int, rdev: int = 0, group: int | None = None, ino: int = 0,
+                holder: bytes = b"", time_ns: int = 0) -> CreateResult:
     """Create a file, symlink or special file; ``group``: the parent is setgid, and
-    new files take its group instead of the creator's (as on Linux)."""
+    new files take its group instead of the creator's (as on Linux).
+
+    ``ino``: a lease holder's create made ahead (ApplyBatch), as the inode number
+    this shard delegated to ``holder``, at ``time_ns`` (never later than now).
+    """
     if ftype not in FILE_TYPES:
         raise FsError(errno.EINVAL, "CreateFile makes files, symlinks and special files, not directories")
     if ftype == SYMLINK:
@@ -144,6 +149,10 @@ def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: i
     if len(data) > inline_threshold:
         raise FsError(errno.EFBIG, "initial data exceeds the inline threshold")
     now = now_ns()
+    if time_ns:
+        now = min(time_ns, now)
+    if ino:
+        t.claim_delegated(partition, holder, ino)
     if ftype == SYMLINK:
         fmode, size, data = stat.S_IFLNK | 0o777, len(target), b""
     elif ftype == REGULAR:
@@ -153,7 +162,7 @@ def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: i
     gid = creds.gid if group is None else group
     if fmode & stat.S_ISGID and fmode & stat.S_IXGRP and not _in_group(creds, gid):
         fmode &= ~stat.S_ISGID  # Linux's mode_strip_sgid: not for a group the creator is not in
-    node = Inode(t.allocate_ino(partition), fmode, 1, creds.uid, gid, size, now, now, now, 1,
+    node = Inode(ino or t.allocate_ino(partition), fmode, 1, creds.uid, gid, size, now, now, now, 1,
                  inline=True, symlink_target=target, rdev=rdev if ftype in DEVICE_TYPES else 0)
     t.put_inode(node)
     t.put_inline(node.ino, data)

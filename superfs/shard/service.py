@@ -26,11 +26,13 @@ from superfs import capability, names, perms
 from superfs.errors import FsError, rpc_handler
 from superfs.faults import crash_point
 from superfs.perms import CredsLike
-from superfs.routing import is_dir_ino
+from superfs.routing import is_dir_ino, make_file_ino
 from superfs.shard import admin_ops, file_ops, name_ops, xattr_ops
+from superfs.shard.batch import apply_batch
 from superfs.shard.cluster import ClusterView
 from superfs.shard.confirms import forget_applied
 from superfs.shard.crossshard import CrossShard, new_txid
+from superfs.shard.fences import Fences
 from superfs.shard.inflight import OpTracker, tracked
 from superfs.shard.name_ops import DirGuard
 from superfs.shard.records import (
@@ -76,6 +78,18 @@ def chunk_rights(node: Inode, creds: CredsLike, *, created: bool = False) -> int
     return perms.rights(node.mode, node.uid, node.gid, creds) & capability.CHUNK_RIGHTS
 
 
+MAX_DELEGATE = 1 << 16
+MAX_DELEGATE_PARTITIONS = 1 << 20
+
+
+def _holder_of(context: Ctx) -> bytes:
+    """The lease holder a call comes from: its session (numbers are delegated to one session)."""
+    session = getattr(context, "session", None)
+    if session is None:
+        raise FsError(errno.EOPNOTSUPP, "delegated inode numbers and batches travel on a session only")
+    return bytes(session.session_id)
+
+
 def _txid(txid: str) -> str:
     if not txid or len(txid) > MAX_TXID:
         raise FsError(errno.EINVAL, f"txid must be 1..{MAX_TXID} characters")
@@ -116,6 +130,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         self.seals = SealWaiter(store, cluster)
         self.reclaimer = Reclaimer(store, cluster, self.cross, self.seals)
         self.ops = OpTracker()
+        self.fences = Fences(store)
         self._background: asyncio.Task[None] | None = None
         items, seals = store.write_now(lambda t: t.index_background_work())
         if items or seals:
@@ -140,8 +155,14 @@ class ShardServicer(pbg.ShardServiceServicer):
     # -------------------------------------------------------------- helpers
 
     def _cap(self, cap: pb.DirCap, dir_ino: int, creds: CredsLike) -> DirGuard:
-        c = capability.verify(self.secret, cap, dir_ino=dir_ino, uid=creds.uid)
+        c = self._verify_dir(cap, dir_ino, creds.uid, perms.W_OK | perms.X_OK)
         return DirGuard(c.sticky, c.owner_uid, c.gid if c.setgid else None)
+
+    def _verify_dir(self, cap: pb.DirCap, dir_ino: int, uid: int, want: int) -> pb.DirCap:
+        """The directory capability, checked: signature, user, rights, and the directory's lease fence."""
+        c = capability.verify(self.secret, cap, dir_ino=dir_ino, uid=uid, want=want)
+        self.fences.check(dir_ino, c.epoch)
+        return c
 
     def _info(self, node: Inode, creds: CredsLike, data: bytes = b"", *, created: bool = False) -> pb.FileInfo:
         """A FileInfo for ``creds``, with its chunk capability (none when it holds no right)."""
@@ -210,8 +231,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         raw = names.check_name(request.name)
         self.cluster.check_entry(request.parent_ino, request.name)
         # the last directory of a path is searched too, like every one above it
-        capability.verify(self.secret, request.cap, dir_ino=request.parent_ino, uid=request.creds.uid,
-                          want=perms.X_OK)
+        self._verify_dir(request.cap, request.parent_ino, request.creds.uid, perms.X_OK)
         with self.store.read() as t:
             ino, ftype, node, data = file_ops.lookup_file(t, request.parent_ino, raw, request.want_data,
                                                          request.creds)
@@ -390,8 +410,7 @@ class ShardServicer(pbg.ShardServiceServicer):
 
     @rpc_handler
     async def ListFiles(self, request: pb.ListFilesRequest, context: Ctx) -> pb.ListFilesReply:
-        capability.verify(self.secret, request.cap, dir_ino=request.parent_ino, uid=request.creds.uid,
-                          want=perms.R_OK)
+        self._verify_dir(request.cap, request.parent_ino, request.creds.uid, perms.R_OK)
         after = encode_name(request.after)
         with self.store.read() as t:
             entries, nodes, more = name_ops.list_files(t, request.parent_ino, after, request.limit,
@@ -529,6 +548,35 @@ class ShardServicer(pbg.ShardServiceServicer):
             t, r.ino, r.delta, txid)))
         crash_point("shard.adjust_nlink.after_commit")
         return attr_of(node)
+
+    # ------------------------------------------------------ directory leases
+
+    @rpc_handler
+    async def SetDirFence(self, request: pb.DirFenceRequest, context: Ctx) -> pb.Empty:
+        if not is_dir_ino(request.dir_ino):
+            raise FsError(errno.EINVAL, f"{request.dir_ino} is not a directory inode")
+        await self.fences.raise_to(request.dir_ino, request.epoch)
+        return pb.Empty()
+
+    @rpc_handler
+    async def DelegateInodes(self, request: pb.DelegateRequest, context: Ctx) -> pb.DelegateReply:
+        holder = _holder_of(context)
+        count = request.count
+        if not 0 < count <= MAX_DELEGATE or len(request.partitions) > MAX_DELEGATE_PARTITIONS:
+            raise FsError(errno.EINVAL, f"1..{MAX_DELEGATE} numbers for at most {MAX_DELEGATE_PARTITIONS} "
+                                        "partitions at a time")
+        parts = sorted(set(request.partitions))
+        for p in parts:
+            if p not in self.cluster.owned_partitions:
+                raise FsError(errno.ESTALE, f"partition {p} is not on shard {self.cluster.shard_id}")
+        firsts = await self.store.write(lambda t: [t.delegate_inos(p, holder, count) for p in parts])
+        return pb.DelegateReply(ranges=[pb.InoRange(partition=p, first=make_file_ino(p, f), count=count)
+                                        for p, f in zip(parts, firsts)])
+
+    @rpc_handler
+    @tracked
+    async def ApplyBatch(self, request: pb.BatchRequest, context: Ctx) -> pb.BatchReply:
+        return await apply_batch(self, request, _holder_of(context))
 
     @rpc_handler
     async def ForgetApplied(self, request: pb.ForgetAppliedRequest, context: Ctx) -> pb.Empty:

@@ -72,7 +72,7 @@ class Attr(_message.Message):
     def __init__(self, ino: _Optional[int] = ..., mode: _Optional[int] = ..., nlink: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., generation: _Optional[int] = ..., rdev: _Optional[int] = ...) -> None: ...
 
 class DirCap(_message.Message):
-    __slots__ = ("dir_ino", "uid", "rights", "sticky", "owner_uid", "expires_ns", "mac", "setgid", "gid")
+    __slots__ = ("dir_ino", "uid", "rights", "sticky", "owner_uid", "expires_ns", "mac", "setgid", "gid", "epoch")
     DIR_INO_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     RIGHTS_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class DirCap(_message.Message):
     MAC_FIELD_NUMBER: _ClassVar[int]
     SETGID_FIELD_NUMBER: _ClassVar[int]
     GID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     dir_ino: int
     uid: int
     rights: int
@@ -91,7 +92,8 @@ class DirCap(_message.Message):
     mac: bytes
     setgid: bool
     gid: int
-    def __init__(self, dir_ino: _Optional[int] = ..., uid: _Optional[int] = ..., rights: _Optional[int] = ..., sticky: _Optional[bool] = ..., owner_uid: _Optional[int] = ..., expires_ns: _Optional[int] = ..., mac: _Optional[bytes] = ..., setgid: _Optional[bool] = ..., gid: _Optional[int] = ...) -> None: ...
+    epoch: int
+    def __init__(self, dir_ino: _Optional[int] = ..., uid: _Optional[int] = ..., rights: _Optional[int] = ..., sticky: _Optional[bool] = ..., owner_uid: _Optional[int] = ..., expires_ns: _Optional[int] = ..., mac: _Optional[bytes] = ..., setgid: _Optional[bool] = ..., gid: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class ChunkCap(_message.Message):
     __slots__ = ("ino", "rights", "expires_ns", "mac")
@@ -335,6 +337,42 @@ class DirStatsReply(_message.Message):
     db_bytes: int
     def __init__(self, directories: _Optional[int] = ..., db_bytes: _Optional[int] = ...) -> None: ...
 
+class LeaseRequest(_message.Message):
+    __slots__ = ("dir_ino", "want", "creds")
+    DIR_INO_FIELD_NUMBER: _ClassVar[int]
+    WANT_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    dir_ino: int
+    want: int
+    creds: Creds
+    def __init__(self, dir_ino: _Optional[int] = ..., want: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class LeaseReply(_message.Message):
+    __slots__ = ("mode", "dir", "epoch", "ttl_ns")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    DIR_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TTL_NS_FIELD_NUMBER: _ClassVar[int]
+    mode: int
+    dir: DirAttrReply
+    epoch: int
+    ttl_ns: int
+    def __init__(self, mode: _Optional[int] = ..., dir: _Optional[_Union[DirAttrReply, _Mapping]] = ..., epoch: _Optional[int] = ..., ttl_ns: _Optional[int] = ...) -> None: ...
+
+class ReleaseLeaseRequest(_message.Message):
+    __slots__ = ("dir_inos",)
+    DIR_INOS_FIELD_NUMBER: _ClassVar[int]
+    dir_inos: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, dir_inos: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RecallLeaseRequest(_message.Message):
+    __slots__ = ("dir_ino", "epoch")
+    DIR_INO_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    dir_ino: int
+    epoch: int
+    def __init__(self, dir_ino: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
+
 class Dentry(_message.Message):
     __slots__ = ("name", "ino", "type")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -370,7 +408,7 @@ class FileInfo(_message.Message):
     def __init__(self, attr: _Optional[_Union[Attr, _Mapping]] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., inline: _Optional[bool] = ..., data: _Optional[bytes] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., chunk_cap: _Optional[_Union[ChunkCap, _Mapping]] = ..., written: _Optional[_Iterable[_Union[ChunkRange, _Mapping]]] = ..., written_state: _Optional[_Union[WrittenState, str]] = ...) -> None: ...
 
 class CreateFileRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data", "rdev")
+    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data", "rdev", "ino", "time_ns")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -382,6 +420,8 @@ class CreateFileRequest(_message.Message):
     CAP_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     RDEV_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     mode: int
@@ -393,7 +433,9 @@ class CreateFileRequest(_message.Message):
     cap: DirCap
     data: bytes
     rdev: int
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ..., rdev: _Optional[int] = ...) -> None: ...
+    ino: int
+    time_ns: int
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ..., rdev: _Optional[int] = ..., ino: _Optional[int] = ..., time_ns: _Optional[int] = ...) -> None: ...
 
 class CreateFileReply(_message.Message):
     __slots__ = ("file", "created")
@@ -696,6 +738,74 @@ class NlinkRequest(_message.Message):
     delta: int
     txid: str
     def __init__(self, ino: _Optional[int] = ..., delta: _Optional[int] = ..., txid: _Optional[str] = ...) -> None: ...
+
+class DirFenceRequest(_message.Message):
+    __slots__ = ("dir_ino", "epoch")
+    DIR_INO_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    dir_ino: int
+    epoch: int
+    def __init__(self, dir_ino: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class DelegateRequest(_message.Message):
+    __slots__ = ("partitions", "count", "creds")
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    partitions: _containers.RepeatedScalarFieldContainer[int]
+    count: int
+    creds: Creds
+    def __init__(self, partitions: _Optional[_Iterable[int]] = ..., count: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class InoRange(_message.Message):
+    __slots__ = ("partition", "first", "count")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    first: int
+    count: int
+    def __init__(self, partition: _Optional[int] = ..., first: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
+class DelegateReply(_message.Message):
+    __slots__ = ("ranges",)
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    ranges: _containers.RepeatedCompositeFieldContainer[InoRange]
+    def __init__(self, ranges: _Optional[_Iterable[_Union[InoRange, _Mapping]]] = ...) -> None: ...
+
+class BatchOp(_message.Message):
+    __slots__ = ("create", "unlink", "write")
+    CREATE_FIELD_NUMBER: _ClassVar[int]
+    UNLINK_FIELD_NUMBER: _ClassVar[int]
+    WRITE_FIELD_NUMBER: _ClassVar[int]
+    create: CreateFileRequest
+    unlink: UnlinkRequest
+    write: WriteInlineRequest
+    def __init__(self, create: _Optional[_Union[CreateFileRequest, _Mapping]] = ..., unlink: _Optional[_Union[UnlinkRequest, _Mapping]] = ..., write: _Optional[_Union[WriteInlineRequest, _Mapping]] = ...) -> None: ...
+
+class BatchRequest(_message.Message):
+    __slots__ = ("ops",)
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    ops: _containers.RepeatedCompositeFieldContainer[BatchOp]
+    def __init__(self, ops: _Optional[_Iterable[_Union[BatchOp, _Mapping]]] = ...) -> None: ...
+
+class BatchResult(_message.Message):
+    __slots__ = ("errno_name", "message", "file", "unlink")
+    ERRNO_NAME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    UNLINK_FIELD_NUMBER: _ClassVar[int]
+    errno_name: str
+    message: str
+    file: FileInfo
+    unlink: UnlinkReply
+    def __init__(self, errno_name: _Optional[str] = ..., message: _Optional[str] = ..., file: _Optional[_Union[FileInfo, _Mapping]] = ..., unlink: _Optional[_Union[UnlinkReply, _Mapping]] = ...) -> None: ...
+
+class BatchReply(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchResult, _Mapping]]] = ...) -> None: ...
 
 class ChunkKey(_message.Message):
     __slots__ = ("ino", "index")
