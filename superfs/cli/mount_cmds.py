@@ -49,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="let users other than the mounting one use the mount, as any local file "
                         "system does (default: on when root mounts; other users need user_allow_other "
                         "in /etc/fuse.conf)")
+    p.add_argument("--leases", action=argparse.BooleanOptionalAction, default=True,
+                   help="take directory leases: in a directory this mount creates files in, lookups, "
+                        "creates, small writes and unlinks are answered at once and sent in batches; "
+                        "others see them as soon as they look (default on; --no-leases: every operation "
+                        "waits for the servers, close-to-open)")
     p.add_argument("--log", metavar="FILE", help="log here instead of stderr")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     p.add_argument("--fuse-debug", action="store_true",
@@ -76,6 +81,8 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         out.append("--allow-other" if args.allow_other else "--no-allow-other")
     if args.fuse_debug:
         out.append("--fuse-debug")
+    if not args.leases:
+        out.append("--no-leases")
     return out
 
 
@@ -105,7 +112,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     opts = MountOptions(mountpoint=mountpoint, dir_address=address, attr_timeout=args.attr_timeout,
                         entry_timeout=args.entry_timeout, read_only=args.read_only,
                         allow_other=default_allow_other(args.allow_other), rpc_timeout_s=args.rpc_timeout,
-                        fuse_debug=args.fuse_debug, read_ahead_kb=args.read_ahead_kb)
+                        fuse_debug=args.fuse_debug, read_ahead_kb=args.read_ahead_kb, leases=args.leases)
     with security_scope(security):  # channels the mount opens carry these credentials
         return mount_mod.run_foreground(opts)
 

@@ -22,9 +22,10 @@ must not undo that). Other clients see the new times
 when their lease on the directory ends, as any other change of it. A
 client that dies with a touch pending loses it, and a touch the dir server
 does not answer (it is down) is dropped: the directory's times then lag its
-entries (its contents are never affected). Touches travel on their own
-channel (rpc.ISOLATED), so that one meeting a restarting dir server does not
-delay the caller's next operation.
+entries (its contents are never affected). Touches travel on the client's
+session to the dir server like every call (a session never holds one call up
+behind another), so the dir server sees them come from the client that may
+hold the directory's lease.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from superfs.client.meta import (SET_ATIME, SET_ATIME_NOW, SET_GID, SET_MODE, SE
                                  SET_UID, Creds, MetaOps)
 from superfs.client.nodes import Node, to_stat
 from superfs.client.paths import PathResolver
-from superfs.client.rpc import ISOLATED, Channels
+from superfs.client.rpc import Channels
 from superfs.errors import FsError, oserror
 from superfs.faults import pause_point
 from superfs.filetypes import SPECIAL_TYPES, type_of_mode
@@ -85,10 +85,12 @@ class AsyncFs:
     def __init__(self, dir_address: str, *, timeout_s: float = 5.0, creds: Creds | None = None,
                  umask: int = 0o022) -> None:
         self.channels = Channels(timeout_s)
-        self.background = Channels(timeout_s, options=ISOLATED)
         self.cluster = ClusterView(dir_address, self.channels)
         self.cache = DirCache()
-        self.meta = MetaOps(self.cluster, self.cache, self.background)
+        # directory-time touches travel on the process's session to the dir server like every call:
+        # a session never holds one call up behind another, and the dir server must see them come from
+        # the client that holds the directory's lease (another channel would be another client)
+        self.meta = MetaOps(self.cluster, self.cache)
         self.paths = PathResolver(self.meta)
         self.data = DataIO(self.cluster, self.meta)
         self.creds = creds or default_creds()
@@ -104,7 +106,6 @@ class AsyncFs:
     async def close(self) -> None:
         await self.meta.touches.settle_all()
         await self.channels.close()
-        await self.background.close()
 
     # ------------------------------------------------------------------ stat
 

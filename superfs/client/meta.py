@@ -317,6 +317,29 @@ class MetaOps:
                 return out
             after = reply.entries[-1].name
 
+    # ------------------------------------------------------------------ leases
+
+    async def acquire_lease(self, dir_ino: int, creds: Creds, *, exclusive: bool = True) -> pb.LeaseReply:
+        """Ask the dir server for a lease on ``dir_ino`` (on this process's session; it may call back)."""
+        req = pb.LeaseRequest(dir_ino=dir_ino, want=2 if exclusive else 1, creds=creds.pb())
+        reply = await self.cluster.dir_call("AcquireLease", req)
+        return reply  # type: ignore[return-value]
+
+    async def release_leases(self, dir_inos: list[int], grants: list[int] | None = None) -> None:
+        """Give leases back (``grants``, parallel: only those grants, a later one stays)."""
+        await self.cluster.dir_call("ReleaseLease", pb.ReleaseLeaseRequest(dir_inos=dir_inos, grants=grants or []))
+
+    async def delegate_inodes(self, shard: int, partitions: list[int], count: int) -> list[pb.InoRange]:
+        """Inode numbers of ``partitions`` (all on ``shard``) to create files with ahead."""
+        stub = self.cluster.channels.shard(self.cluster._shard_address(shard))
+        reply = await call(stub.DelegateInodes, pb.DelegateRequest(partitions=partitions, count=count), self.timeout)
+        return list(reply.ranges)
+
+    async def apply_batch(self, shard: int, request: pb.BatchRequest) -> pb.BatchReply:
+        """Changes made ahead under leases, applied by ``shard`` in one group commit."""
+        stub = self.cluster.channels.shard(self.cluster._shard_address(shard))
+        return await call(stub.ApplyBatch, request, self.timeout)  # type: ignore[no-any-return]
+
     # ----------------------------------------------------------------- xattrs
 
     async def xattr(self, method: str, ino: int, creds: Creds, name: str = "", value: bytes = b"",

@@ -26,7 +26,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, Sequence, TypeVar
 
 import grpc
 
@@ -171,6 +171,8 @@ class Channels:
         self._stubs: dict[tuple[str, str], Any] = {}
         self._session_of: dict[str, str] = {}      # gRPC address -> session address
         self._sessions: dict[str, Session] = {}
+        # calls daemons may make to this process on its sessions (method -> handler): a lease recall
+        self.handlers: dict[str, Callable[[bytes], Awaitable[bytes]]] = {}
         self.on_unreachable: Callable[[], None] | None = None  # a session's daemon could not be reached
         self.calls = 0  # RPCs issued (benchmarks count dir-server round trips)
 
@@ -198,7 +200,8 @@ class Channels:
             ctx = tls.client_ssl_context(sec.tls) if sec.tls is not None else None
             host = dial.rpartition(":")[0].strip("[]")
             s = self._sessions[dial] = Session(dial, token=sec.token, ssl_context=ctx,
-                                               server_hostname=(sec.tls.server_name or host) if sec.tls else None)
+                                               server_hostname=(sec.tls.server_name or host) if sec.tls else None,
+                                               handlers=self.handlers)
             s.on_unreachable = self._unreachable
         return s
 

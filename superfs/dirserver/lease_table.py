@@ -65,6 +65,7 @@ class DirLeases:
 class Grant:
     epoch: int        # the epoch to sign into the capability
     fence: bool       # push this epoch to every shard before answering
+    number: int = 0   # leases: this grant's number (a recall names it; capabilities: 0)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class LeaseTable:
         self.cap_ttl_s = cap_ttl_s
         self.dirs: dict[int, DirLeases] = {}
         self.by_holder: dict[Holder, set[int]] = {}
+        self.grants: dict[tuple[int, Holder], int] = {}   # (dir, holder) -> its lease's grant number
+        self._next_grant = 1
 
     def state(self, dir_ino: int) -> DirLeases:
         d = self.dirs.get(dir_ino)
@@ -119,7 +122,14 @@ class LeaseTable:
             d.read_caps.clear()   # signed before the fence: refused by the shards from now on
             d.write_caps.clear()
         self._record(d, dir_ino, holder, want, now)
-        return Grant(d.epoch, fence)
+        number = 0
+        if want in LEASES:
+            number = self.grants[(dir_ino, holder)] = self._next_grant
+            self._next_grant += 1
+        return Grant(d.epoch, fence, number)
+
+    def grant_of(self, dir_ino: int, holder: Holder) -> int:
+        return self.grants.get((dir_ino, holder), 0)
 
     def _record(self, d: DirLeases, dir_ino: int, holder: Holder, want: Want, now: float) -> None:
         if want == Want.EXCLUSIVE:
@@ -137,8 +147,12 @@ class LeaseTable:
         if want in LEASES:
             self.by_holder.setdefault(holder, set()).add(dir_ino)
 
-    def release(self, dir_ino: int, holder: Holder) -> None:
-        """The holder gave the lease back (answered a recall, or let it go)."""
+    def release(self, dir_ino: int, holder: Holder, grant: int = 0) -> None:
+        """The holder gave the lease back (answered a recall, or let it go); with ``grant``, only
+        if that is still the grant it holds (a later one stays)."""
+        if grant and self.grants.get((dir_ino, holder)) != grant:
+            return
+        self.grants.pop((dir_ino, holder), None)
         d = self.dirs.get(dir_ino)
         if d is None:
             return

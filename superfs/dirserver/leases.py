@@ -29,12 +29,13 @@ from typing import Awaitable, Callable
 
 from superfs.dirserver.lease_table import Grant, Holder, LeaseTable, Recall, Want
 from superfs.errors import FsError
+from superfs.rpc.methods import RECALL_LEASE
 from superfs.rpc.server import ServerSession
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-RECALL_METHOD = "Client/RecallLease"
+RECALL_METHOD = RECALL_LEASE
 RECALL_TIMEOUT_S = 5.0
 LEASE_TTL_S = 10.0   # a holder that has not heard from the dir server for this long drops its leases
 TIDY_EVERY_S = 30.0  # directories with nothing held are forgotten this often
@@ -56,8 +57,8 @@ class LeaseManager:
         self.revoked = 0
         self.fences = 0
 
-    async def use(self, dir_ino: int, holder: Holder, want: Want, session: ServerSession | None = None) -> int:
-        """Wait until ``holder`` may have ``want`` on ``dir_ino``; the epoch to sign into its capability."""
+    async def use(self, dir_ino: int, holder: Holder, want: Want, session: ServerSession | None = None) -> Grant:
+        """Wait until ``holder`` may have ``want`` on ``dir_ino``; the grant (epoch to sign, lease number)."""
         if session is not None and want in (Want.SHARED, Want.EXCLUSIVE):
             self.sessions[holder] = session
         now = time.monotonic()
@@ -69,12 +70,12 @@ class LeaseManager:
             if isinstance(d, Grant):
                 if d.fence:
                     await self._fence(dir_ino, d.epoch)
-                return d.epoch
+                return d
             assert isinstance(d, Recall)
             await asyncio.gather(*(self._recall_once(dir_ino, h) for h in d.holders))
 
-    def release(self, dir_ino: int, holder: Holder) -> None:
-        self.table.release(dir_ino, holder)
+    def release(self, dir_ino: int, holder: Holder, grant: int = 0) -> None:
+        self.table.release(dir_ino, holder, grant)
 
     def session_gone(self, holder: Holder) -> None:
         """The holder's session ended for good (it closed it): its leases go, no fence needed."""
@@ -95,14 +96,14 @@ class LeaseManager:
         if self.table.mode_of(dir_ino, holder) is None:
             return  # let go meanwhile
         session = self.sessions.get(holder)
+        grant = self.table.grant_of(dir_ino, holder)
         started = time.monotonic()
         try:
             if session is None:
                 raise FsError(errno.EIO, "no session to the holder")
-            await session.call_client(RECALL_METHOD, pb.RecallLeaseRequest(dir_ino=dir_ino,
-                                                                             epoch=self.table.epoch(dir_ino)),
-                                      pb.Empty, self.recall_timeout_s)
-            self.table.release(dir_ino, holder)
+            await session.call_client(RECALL_METHOD, pb.RecallLeaseRequest(
+                dir_ino=dir_ino, epoch=self.table.epoch(dir_ino), grant=grant), pb.Empty, self.recall_timeout_s)
+            self.table.release(dir_ino, holder, grant)
             self.recalled += 1
             log.debug("lease on %d recalled from %s in %.1f ms", dir_ino, holder.hex()[:8],
                       (time.monotonic() - started) * 1000)
@@ -115,8 +116,8 @@ class LeaseManager:
         wait = last + self.lease_ttl_s - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        if self.table.mode_of(dir_ino, holder) is None:
-            return
+        if self.table.mode_of(dir_ino, holder) is None or self.table.grant_of(dir_ino, holder) != grant:
+            return  # let go, or holds a later grant, meanwhile
         epoch = self.table.revoke(dir_ino, holder)
         self.revoked += 1
         await self._fence(dir_ino, epoch)

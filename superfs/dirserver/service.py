@@ -100,8 +100,8 @@ class DirServicer(pbg.DirServiceServicer):
         if not cap.mac:
             return
         want = Want.WRITE if cap.rights & perms.W_OK else Want.READ
-        epoch = await self.leases.use(cap.dir_ino, _holder(context), want)
-        cap.CopyFrom(capability.resign(self.secret, cap, epoch))
+        grant = await self.leases.use(cap.dir_ino, _holder(context), want)
+        cap.CopyFrom(capability.resign(self.secret, cap, grant.epoch))
 
     async def _recall_for(self, context: Ctx, *dirs: int) -> None:
         """A change of these directories' entries or attributes: other clients' leases on them go first."""
@@ -126,15 +126,17 @@ class DirServicer(pbg.DirServiceServicer):
             mode, want = 0, Want.WRITE if dir_reply.cap.rights & perms.W_OK else Want.READ
         else:
             mode, want = int(request.want), Want(request.want)
-        epoch = await self.leases.use(request.dir_ino, holder, want, session)
-        dir_reply.cap.CopyFrom(capability.resign(self.secret, dir_reply.cap, epoch))
-        return pb.LeaseReply(mode=mode, dir=dir_reply, epoch=epoch, ttl_ns=int(self.leases.lease_ttl_s * 1e9))
+        grant = await self.leases.use(request.dir_ino, holder, want, session)
+        dir_reply.cap.CopyFrom(capability.resign(self.secret, dir_reply.cap, grant.epoch))
+        return pb.LeaseReply(mode=mode, dir=dir_reply, epoch=grant.epoch, grant=grant.number,
+                             ttl_ns=int(self.leases.lease_ttl_s * 1e9))
 
     @rpc_handler
     async def ReleaseLease(self, request: pb.ReleaseLeaseRequest, context: Ctx) -> pb.Empty:
         holder = _holder(context)
-        for d in request.dir_inos:
-            self.leases.release(d, holder)
+        grants = list(request.grants)
+        for i, d in enumerate(request.dir_inos):
+            self.leases.release(d, holder, grants[i] if i < len(grants) else 0)
         return pb.Empty()
 
     @rpc_handler

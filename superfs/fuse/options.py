@@ -17,6 +17,7 @@ class MountOptions:
     rpc_timeout_s: float = 5.0
     fuse_debug: bool = False      # libfuse prints every request and reply (to the log)
     read_ahead_kb: int = DEFAULT_READ_AHEAD_KB  # the kernel's read-ahead (0: leave its default)
+    leases: bool = True           # take directory leases: creates, unlinks and lookups answered here
 
 
 def fuse_options(opts: MountOptions) -> set[str]:

@@ -72,7 +72,7 @@ class Session:
         self.token = token
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname if ssl_context is not None else None
-        self.handlers = dict(handlers or {})
+        self.handlers = handlers if handlers is not None else {}  # shared: the owner may add to it later
         self.session_id = os.urandom(16)
         self.boot_id: bytes | None = None
         self._conn: _ClientConnection | None = None

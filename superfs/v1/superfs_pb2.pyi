@@ -348,30 +348,36 @@ class LeaseRequest(_message.Message):
     def __init__(self, dir_ino: _Optional[int] = ..., want: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
 
 class LeaseReply(_message.Message):
-    __slots__ = ("mode", "dir", "epoch", "ttl_ns")
+    __slots__ = ("mode", "dir", "epoch", "ttl_ns", "grant")
     MODE_FIELD_NUMBER: _ClassVar[int]
     DIR_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     TTL_NS_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
     mode: int
     dir: DirAttrReply
     epoch: int
     ttl_ns: int
-    def __init__(self, mode: _Optional[int] = ..., dir: _Optional[_Union[DirAttrReply, _Mapping]] = ..., epoch: _Optional[int] = ..., ttl_ns: _Optional[int] = ...) -> None: ...
+    grant: int
+    def __init__(self, mode: _Optional[int] = ..., dir: _Optional[_Union[DirAttrReply, _Mapping]] = ..., epoch: _Optional[int] = ..., ttl_ns: _Optional[int] = ..., grant: _Optional[int] = ...) -> None: ...
 
 class ReleaseLeaseRequest(_message.Message):
-    __slots__ = ("dir_inos",)
+    __slots__ = ("dir_inos", "grants")
     DIR_INOS_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
     dir_inos: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, dir_inos: _Optional[_Iterable[int]] = ...) -> None: ...
+    grants: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, dir_inos: _Optional[_Iterable[int]] = ..., grants: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RecallLeaseRequest(_message.Message):
-    __slots__ = ("dir_ino", "epoch")
+    __slots__ = ("dir_ino", "epoch", "grant")
     DIR_INO_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
     dir_ino: int
     epoch: int
-    def __init__(self, dir_ino: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
+    grant: int
+    def __init__(self, dir_ino: _Optional[int] = ..., epoch: _Optional[int] = ..., grant: _Optional[int] = ...) -> None: ...
 
 class Dentry(_message.Message):
     __slots__ = ("name", "ino", "type")
