@@ -6,13 +6,13 @@ bridge. Taking a daemon's veth down drops its packets (a cut link, not a
 refusal). Used by tests/test_t5_netns.py (network cuts) and
 tests/test_t6_netns.py (a multi-host style deployment with TLS and tokens).
 
-The addresses come from the documentation ranges (RFC 5737), never from a
-private range a real network may use: a /27 that nothing on this host
-routes to, holds or names. A whole range is passed over when anything here
-uses it otherwise (on these machines 192.0.2.0/24 is the uplink and the
-package proxy is at 203.0.113.80, so 198.51.100.0/24 is the one used), and
-two runs at once take different /27s (a lock, and each run's bridge
-holding its own).
+The addresses come from a documentation range (RFC 5737), never from a
+private range a real network may use: a /27 of 198.51.100.0/24 that nothing
+on this host routes to, holds or names, and two runs at once take different
+/27s (a lock, and each run's bridge holding its own). The other two
+documentation ranges are not used: on these machines 192.0.2.0/24 is the
+uplink and the package proxy answers at 203.0.113.80 (found through DNS, so
+no local check would see it), and a bridge there would capture that traffic.
 """
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def why_not() -> str | None:
     return None
 
 
-DOC_RANGES = [ipaddress.IPv4Network(n) for n in ("198.51.100.0/24", "192.0.2.0/24", "203.0.113.0/24")]
+# 192.0.2.0/24 and 203.0.113.0/24 carry this machine's own traffic (see above)
+DOC_RANGES = [ipaddress.IPv4Network("198.51.100.0/24")]
 SUBNET_PREFIX = 27  # 30 addresses: the bridge and up to 29 hosts
 LOCK = "/run/lock/superfs-netns.lock" if os.path.isdir("/run/lock") else "/tmp/superfs-netns.lock"
 _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?:/(\d{1,2}))?(?![\d.])")
