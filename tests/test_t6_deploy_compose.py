@@ -135,9 +135,14 @@ def engine() -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="module")
-def cluster(engine: Engine) -> Iterator[dict[str, object]]:
+def image(engine: Engine) -> str:
     took = build_images()
     print(f"deploy/build-images.sh: {took:.0f} s")
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def cluster(image: str) -> Iterator[dict[str, object]]:
     compose("down", "-v", "--remove-orphans", check=False)  # a run killed half-way left it up
     busy = ports_in_use()
     if busy:
@@ -182,7 +187,7 @@ print(h.hexdigest())
 """
 
 
-def test_the_image_holds_this_checkout_and_a_rebuild_comes_from_cache(cluster):
+def test_the_image_holds_this_checkout_and_a_rebuild_comes_from_cache(image):
     image_id = run("docker", "image", "inspect", "-f", "{{.Id}}", IMAGE).stdout.strip()
     build_images()  # nothing changed since the fixture built it: every step cached, the same image
     assert run("docker", "image", "inspect", "-f", "{{.Id}}", IMAGE).stdout.strip() == image_id
@@ -191,6 +196,26 @@ def test_the_image_holds_this_checkout_and_a_rebuild_comes_from_cache(cluster):
                     "print(os.path.dirname(superfs.__file__))')\"", SOURCES).stdout.strip()
     here = run(sys.executable, "-c", SOURCES, os.path.join(ROOT, "superfs")).stdout.strip()
     assert installed == here  # what pip installed in the image is this checkout's superfs/
+
+
+# what needs an extra, in the image (pip install superfs, no extras) -> the extra it must name
+WITHOUT_EXTRAS = [
+    ("echo '{\"text\": \"a b\"}' > /tmp/in.jsonl && exec chukonu dedup /tmp/in.jsonl /tmp/out", "chukonu", 2),
+    ("exec kvserve serve --attention-kernel numba --ready-file /tmp/ready", "kvserve", 2),
+    ("exec python3 -c 'import ckpt.dcp'", "torch", 1),
+    ("exec python3 -c 'import superfs.fsspec_fs'", "fsspec", 1),
+]
+
+
+@pytest.mark.parametrize("script, extra, status", WITHOUT_EXTRAS)
+def test_an_install_without_extras_names_the_one_to_install(image, script, extra, status):
+    r = run("docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c", f"cd /tmp && {script}",
+            check=False, timeout=300)
+    assert r.returncode == status, (r.returncode, r.stderr)
+    last = r.stderr.strip().splitlines()[-1]
+    assert f"pip install 'superfs[{extra}]'" in last, r.stderr
+    if status == 2:  # a command: that one line only
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def make_tree() -> dict[str, bytes]:
