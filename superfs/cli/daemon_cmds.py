@@ -1,4 +1,4 @@
-"""``superfs dir-server | shard | data-server``: run one daemon in the foreground.
+"""``superfs dir-server | shard | data-server``: run one daemon in the foreground; ``check-ready``.
 
 These are what systemd units, containers and ``superfs up`` run. Settings
 come from the cluster file (``--config FILE``; see
@@ -7,6 +7,8 @@ flags say everything. Secrets (the cluster secret, tokens, TLS keys) are
 only ever read from files, never taken from a flag's value.
 
 A bad setting is one line on stderr naming the key, and exit status 2.
+``superfs check-ready FILE`` is the health check of a daemon started with
+``--ready-file FILE`` (containers: deploy/docker-compose.yml).
 """
 from __future__ import annotations
 
