@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+from superfs.extras import MissingExtra, exit_status
+
 log = logging.getLogger(__name__)
 
 
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dedup":
         try:
             result = run_dedup(args)
+        except MissingExtra as e:  # pip install superfs without [chukonu]
+            return exit_status("chukonu dedup", e)
         except (FileNotFoundError, ValueError) as e:
             print(f"chukonu dedup: {e}", file=sys.stderr)
             return 2

@@ -6,7 +6,9 @@ config names a metrics port. Exported:
 
 * ``superfs_rpc_requests_total{method,code}``: requests served, by gRPC status
 * ``superfs_rpc_duration_seconds{method}``: latency histogram per RPC
-* ``superfs_rpc_errors_total{method,errno}``: failed requests by errno name
+* ``superfs_rpc_errors_total{method,errno}``: failed requests by errno name (EIO, ETIMEDOUT, ...)
+* ``superfs_rpc_answers_total{method,errno}``: requests answered with an errno POSIX expects
+  (ENOENT, EEXIST, ENOTEMPTY, EACCES, ...: superfs.errors.EXPECTED_ERRNOS), which are not failures
 * ``superfs_lmdb_bytes``, ``superfs_lmdb_entries{db}``: store size on disk and
   entries per sub-database
 * ``superfs_lmdb_commits_total``, ``superfs_lmdb_committed_ops_total``,
@@ -38,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from superfs.errors import ERRNO_KEY
+from superfs.errors import ERRNO_KEY, EXPECTED_NAMES
 from superfs.interception import Behaviour, is_generator
 
 if TYPE_CHECKING:
@@ -65,6 +67,9 @@ class DaemonMetrics:
                                  ["method"], registry=self.registry, buckets=LATENCY_BUCKETS)
         self.errors = Counter("superfs_rpc_errors", "Failed requests, by method and errno",
                               ["method", "errno"], registry=self.registry)
+        self.answers = Counter("superfs_rpc_answers", "Requests answered with an expected errno "
+                               "(ENOENT, EEXIST, ENOTEMPTY, ...), by method and errno",
+                               ["method", "errno"], registry=self.registry)
         self._server: Any = None
         self.url: str | None = None
 
@@ -104,7 +109,7 @@ class DaemonMetrics:
                 if key == ERRNO_KEY:
                     err = str(value)
         self.requests.labels(method, code).inc()
-        self.errors.labels(method, err).inc()
+        (self.answers if err in EXPECTED_NAMES else self.errors).labels(method, err).inc()
 
     def serve(self, listen: str) -> str:
         """Start the HTTP endpoint (a thread) on host:port; returns its URL."""

@@ -1,4 +1,4 @@
-"""``superfs dir-server | shard | data-server``: run one daemon in the foreground.
+"""``superfs dir-server | shard | data-server``: run one daemon in the foreground; ``check-ready``.
 
 These are what systemd units, containers and ``superfs up`` run. Settings
 come from the cluster file (``--config FILE``; see
@@ -7,19 +7,23 @@ flags say everything. Secrets (the cluster secret, tokens, TLS keys) are
 only ever read from files, never taken from a flag's value.
 
 A bad setting is one line on stderr naming the key, and exit status 2.
+``superfs check-ready FILE`` is the health check of a daemon started with
+``--ready-file FILE`` (containers: deploy/docker-compose.yml).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 from typing import Any, Callable
 
 from superfs import auth, config, config_file, private_files, tls
 from superfs.client import rpc
-from superfs.daemon import setup_logging
+from superfs.daemon import read_ready_file, setup_logging
 from superfs.errors import FsError
+from superfs.procs import pid_alive
 
 EXIT_CONFIG = 2
 
@@ -75,6 +79,35 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--secret-file", help="file holding the cluster secret (verifies chunk capabilities)")
     p.add_argument("--advertise", help="address other hosts use to reach this server")
     p.set_defaults(func=run_data_server)
+
+    p = sub.add_parser("check-ready", help="exit 0 if the daemon that writes a ready file serves now",
+                       description="A health check for containers and supervisors: exit 0 when the daemon "
+                                   "started with --ready-file FILE has written it (it does so once serving), "
+                                   "its process is alive and its address accepts connections; else print why "
+                                   "not and exit 1. Keep FILE on a file system that a restart empties (a tmpfs), "
+                                   "so a killed daemon's file is not taken for a new one's.")
+    p.add_argument("ready_file", metavar="FILE")
+    p.add_argument("--timeout", type=float, default=2.0, metavar="S", help="connect timeout (default 2)")
+    p.set_defaults(func=cmd_check_ready)
+
+
+def cmd_check_ready(args: argparse.Namespace) -> int:
+    info = read_ready_file(args.ready_file)
+    if info is None:
+        print(f"not ready: {args.ready_file} does not exist yet (the daemon writes it once serving)")
+        return 1
+    pid, address = info.get("pid"), str(info.get("address", ""))
+    if not isinstance(pid, int) or not pid_alive(pid):
+        print(f"not ready: process {pid} of {args.ready_file} is not running")
+        return 1
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=args.timeout).close()
+    except (OSError, ValueError) as e:
+        print(f"not ready: {address} does not accept connections ({getattr(e, 'strerror', None) or e})")
+        return 1
+    print(f"ready: pid {pid} serving on {address}")
+    return 0
 
 
 def load_cluster_file(args: argparse.Namespace, **overrides: Any) -> config_file.ClusterFile:

@@ -29,6 +29,8 @@ from superfs.v1 import superfs_pb2 as pb
 T = TypeVar("T")
 
 LIST_PAGE = 1000
+# what a call to a shard that is down or cut off ends with (superfs/rpc/client.py)
+SHARD_DOWN = (errno.EIO, errno.ETIMEDOUT)
 
 # SetAttr mask bits (see the proto)
 SET_MODE, SET_UID, SET_GID, SET_SIZE, SET_ATIME, SET_MTIME, SET_ATIME_NOW, SET_MTIME_NOW = (
@@ -111,6 +113,19 @@ class MetaOps:
         self.cache.put(node, creds)
         return node
 
+    async def lookup_dir(self, parent: int, name: str, creds: Creds) -> Node | None:
+        """Directory ``name`` of ``parent`` as the dir server has it, or None if it has no such directory."""
+        try:
+            reply = await self.cluster.dir_call(
+                "LookupDir", pb.LookupDirRequest(parent_ino=parent, name=name, creds=creds.pb()))
+        except FsError as e:
+            if e.errno != errno.ENOENT:
+                raise
+            return None
+        node = self.dir_node(reply.dir, reply.cap, reply.lease_ns)
+        self.cache.put(node, creds.uid)
+        return node
+
     async def mkdir(self, parent: int, name: str, mode: int, creds: Creds) -> Node:
         check_name(name)
         info = await self.cluster.dir_call(
@@ -139,7 +154,17 @@ class MetaOps:
                                        cap=cap)
             return await self._shard_call(lambda: self.cluster.entry_shard(parent, name), "LookupFile", req)
 
-        reply = await self._with_cap(parent, creds, op)
+        try:
+            reply = await self._with_cap(parent, creds, op)
+        except FsError as e:
+            if e.errno not in SHARD_DOWN:
+                raise
+            # the shard holding the name's entry does not answer; if the name is a directory, the
+            # dir server knows it on its own, so a subtree stays reachable while one shard is down
+            node = await self.lookup_dir(parent, name, creds)
+            if node is None:
+                raise  # not a directory: the name, if it exists, is on the shard that is down
+            return node
         if reply.entry.type == pb.DIRECTORY:
             return self.touches.overlay(await self.get_dir(reply.entry.ino, creds, max_age=max_age))
         if reply.has_file:

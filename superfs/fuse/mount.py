@@ -29,7 +29,7 @@ import time
 import pyfuse3
 import pyfuse3.asyncio
 
-from superfs.procs import pid_alive as _pid_alive
+from superfs.procs import pid_alive as _pid_alive, python_module
 from superfs.client.fs import AsyncFs
 from superfs.fuse.creds import ROOT
 from superfs.fuse.operations import SuperFsOperations
@@ -206,7 +206,7 @@ def spawn_mount(mountpoint: str, dir_address: str, state_dir: str, extra_args: l
     logfile = os.path.abspath(log_path(state_dir, mountpoint))
     os.makedirs(os.path.dirname(logfile), exist_ok=True)
     os.makedirs(os.path.join(state_dir, "run"), exist_ok=True)
-    cmd = [sys.executable, "-m", "superfs.cli.main", "mount", mountpoint, "--address", dir_address,
+    cmd = [*python_module("superfs.cli.main"), "mount", mountpoint, "--address", dir_address,
            "--foreground", "--log", logfile] + list(extra_args or [])
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

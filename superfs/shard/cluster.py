@@ -21,7 +21,7 @@ from superfs.v1 import superfs_pb2 as pb
 log = logging.getLogger(__name__)
 
 REFRESH_MIN_INTERVAL_S = 0.2  # a burst of failing peer calls asks the dir server once
-UNKNOWN_PEER_REFRESH_S = 2.0  # a peer missing from the map: ask again at most this often
+UNKNOWN_PEER_REFRESH_S = 0.25  # a peer missing from the map: ask again at most this often
 
 
 class ClusterView:
@@ -169,8 +169,9 @@ class ClusterView:
         if len(set(layout)) != len(layout):
             raise FsError(errno.EINVAL, f"layout {layout} names a data server twice")
         unknown = [s for s in layout if s not in self._data]
-        if unknown:
-            await self.refresh_if_older(UNKNOWN_PEER_REFRESH_S)  # it may have registered just now
+        if unknown:  # it may have registered just now, after our last fetch: wait out the rate limit, ask
+            await asyncio.sleep(max(0.0, UNKNOWN_PEER_REFRESH_S - (time.monotonic() - self._last_refresh)))
+            await self.refresh_if_older(UNKNOWN_PEER_REFRESH_S)
             unknown = [s for s in layout if s not in self._data]
         if unknown:
             raise FsError(errno.EINVAL, f"layout names data server(s) {unknown}, which the cluster map "
