@@ -332,7 +332,7 @@ class _Connection(asyncio.Protocol):
             return
         self.session = self.server.attach(self, bytes(hello.session_id), grant)
         self.send(frames.encode(spb.Frame(kind=frames.WELCOME, version=frames.VERSION,
-                                          boot_id=self.server.boot_id)))
+                                          boot_id=self.server.boot_id, max_frame=self.server.max_frame)))
 
     def _reply_error(self, cid: int, err: int, message: str) -> bytes:
         return frames.encode(spb.Frame(kind=frames.REPLY, id=cid, errno_name=errno.errorcode.get(err, "EIO"),
