@@ -74,7 +74,8 @@ async def keep_map_fresh(cluster: ClusterView, address: str) -> None:
 async def run(cfg: ShardConfig) -> None:
     """Serve one shard until SIGTERM/SIGINT."""
     secret = read_secret(cfg.secret_file)
-    store = FileMetaStore(cfg.data_dir, durable=cfg.durability != ASYNC)
+    store = FileMetaStore(cfg.data_dir, durable=cfg.durability != ASYNC,
+                          map_size=cfg.metadata_max_bytes or None)
     channels = Channels(cfg.rpc_timeout_s)
     cluster = ClusterView(cfg.shard_id, channels, dir_server=cfg.dir_server, timeout_s=cfg.rpc_timeout_s)
     servicer = ShardServicer(store, cluster, secret)
