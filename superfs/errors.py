@@ -81,6 +81,17 @@ _ERRNO_OF_TRANSPORT: dict[grpc.StatusCode, int] = {
 }
 
 
+# The dir server's answer to a call that waits for another client's directory lease to be recalled
+# longer than the caller's deadline allows (a holder that stopped answering loses its lease only
+# after the lease's lifetime): nothing was done, and the client library asks again (client/rpc.py).
+LEASE_WAIT = "waiting for another client's lease on the directory"
+LEASE_WAIT_MAX_S = 60.0  # the longest a client keeps asking (several lease lifetimes)
+
+
+def is_lease_wait(err: "FsError") -> bool:
+    return err.errno == errno.EAGAIN and err.message.startswith(LEASE_WAIT)
+
+
 # gRPC's refusal of a call beyond a server's maximum_concurrent_rpcs (grpc/_server.py): nothing ran.
 OVERLOADED_DETAILS = "Concurrent RPC limit exceeded"
 

@@ -45,8 +45,10 @@ ENV = "SUPERFS_CRASH_AT"
 EXIT_CODE = 137
 
 POINTS = frozenset({
-    # shard: a lease holder's batch is committed, its answer not sent
-    "shard.batch.after_commit",
+    # shard: a lease holder's batch is committed, its answer not sent; or half applied, not committed
+    "shard.batch.after_commit", "shard.batch.mid_apply",
+    # client (the mount): a batch's answer arrived, nobody told yet
+    "client.batch.after_reply",
     # dir server (coordinator of directory operations)
     "dir.mkdir.after_intent", "dir.mkdir.after_reserve",
     "dir.rmdir.after_intent", "dir.rmdir.after_seal", "dir.rmdir.after_commit",

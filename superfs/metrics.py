@@ -281,9 +281,9 @@ class ReplicaHealth(Collector):
 Background = Callable[[], Any]
 
 
-def dir_server_metrics(store: Any, registry: Any, channels: Any,
-                       timeout_s: float) -> tuple[list[Collector], list[Background]]:
-    """Collectors and background probe of the dir server (DirStore, ClusterRegistry, Channels)."""
+def dir_server_metrics(store: Any, registry: Any, channels: Any, timeout_s: float,
+                       leases: Any = None) -> tuple[list[Collector], list[Background]]:
+    """Collectors and background probe of the dir server (DirStore, ClusterRegistry, Channels, LeaseManager)."""
     from superfs.client.rpc import call
     from superfs.v1 import superfs_pb2 as pb
 
@@ -291,7 +291,20 @@ def dir_server_metrics(store: Any, registry: Any, channels: Any,
         return call(channels.data(address).Stats, pb.Empty(), min(timeout_s, 2.0))
 
     health = ReplicaHealth(lambda: registry.map, probe)
-    return [LmdbCollector(store.db), health], [health.run]
+    collectors: list[Collector] = [LmdbCollector(store.db), health]
+    if leases is not None:
+        collectors.append(FiguresCollector(lease_figures(leases)))
+    return collectors, [health.run]
+
+
+def lease_figures(leases: Any) -> Callable[[], list[tuple[str, str, float]]]:
+    """The dir server's LeaseManager: directory leases held, recalled, revoked and fenced."""
+    def fn() -> list[tuple[str, str, float]]:
+        return [("superfs_leases_held", "Directory leases clients hold now", leases.table.held()),
+                ("superfs_leases_recalled", "Leases given back on recall since start", leases.recalled),
+                ("superfs_leases_revoked", "Leases taken from holders that did not answer a recall", leases.revoked),
+                ("superfs_lease_fences", "Fences pushed to the shards (a directory's epoch raised)", leases.fences)]
+    return fn
 
 
 def shard_metrics(store: Any) -> list[Collector]:

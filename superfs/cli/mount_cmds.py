@@ -15,7 +15,7 @@ import sys
 from superfs.client.local import default_state_dir, local_dir_address
 from superfs.config import DEFAULT_RPC_TIMEOUT_S
 from superfs.fuse import mount as mount_mod
-from superfs.fuse.options import MountOptions
+from superfs.fuse.options import BATCH_DELAY_MS, MountOptions
 from superfs.fuse.readahead import DEFAULT_READ_AHEAD_KB
 
 
@@ -54,6 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "creates, small writes and unlinks are answered at once and sent in batches; "
                         "others see them as soon as they look (default on; --no-leases: every operation "
                         "waits for the servers, close-to-open)")
+    p.add_argument("--batch-delay-ms", type=float, default=BATCH_DELAY_MS, metavar="MS",
+                   help=f"under a lease, the longest a change made ahead waits before it is sent to its "
+                        f"shard (default {BATCH_DELAY_MS:g}); a crash of the mount loses at most this "
+                        f"much, and fsync sends at once")
     p.add_argument("--log", metavar="FILE", help="log here instead of stderr")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     p.add_argument("--fuse-debug", action="store_true",
@@ -74,7 +78,7 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
     """Flags the background process gets again."""
     out = ["--attr-timeout", str(args.attr_timeout), "--entry-timeout", str(args.entry_timeout),
            "--rpc-timeout", str(args.rpc_timeout), "--log-level", args.log_level,
-           "--read-ahead-kb", str(args.read_ahead_kb)]
+           "--read-ahead-kb", str(args.read_ahead_kb), "--batch-delay-ms", str(args.batch_delay_ms)]
     if args.read_only:
         out.append("--read-only")
     if args.allow_other is not None:
@@ -105,6 +109,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
         print(f"superfs: {e}", file=sys.stderr)
         return 2
     mountpoint = os.path.abspath(args.mountpoint)
+    if not 0 <= args.batch_delay_ms <= 60_000:
+        print("superfs: --batch-delay-ms must be between 0 and 60000", file=sys.stderr)
+        return 2
     if not args.foreground:
         extra = _passthrough(args) + (["--config", os.path.abspath(args.config)] if args.config else [])
         return mount_mod.spawn_mount(mountpoint, address, state, extra)
@@ -112,7 +119,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
     opts = MountOptions(mountpoint=mountpoint, dir_address=address, attr_timeout=args.attr_timeout,
                         entry_timeout=args.entry_timeout, read_only=args.read_only,
                         allow_other=default_allow_other(args.allow_other), rpc_timeout_s=args.rpc_timeout,
-                        fuse_debug=args.fuse_debug, read_ahead_kb=args.read_ahead_kb, leases=args.leases)
+                        fuse_debug=args.fuse_debug, read_ahead_kb=args.read_ahead_kb, leases=args.leases,
+                        batch_delay_ms=args.batch_delay_ms)
     with security_scope(security):  # channels the mount opens carry these credentials
         return mount_mod.run_foreground(opts)
 

@@ -2,8 +2,8 @@
 
 A lease holder (superfs/client/leases.py) answers creates, writes and
 unlinks at once and queues them here, one queue per shard. A queue is sent
-as one ApplyBatch (one message, one group commit on the shard) when it holds
-``max_ops`` changes, ``delay_s`` after its first change (so a burst of
+as one ApplyBatch (one message, one group commit on the shard; at most
+``max_ops`` changes and about ``max_bytes``) when it holds ``max_ops`` changes, ``delay_s`` after its first change (so a burst of
 creates travels together), or when someone needs it sent: an fsync, a
 recall of the lease, an unmount (:meth:`Batcher.flush`). At most one batch
 per shard is on the wire at a time, so a shard applies the changes of one
@@ -13,8 +13,9 @@ Each change is a :class:`Pending`: until its batch leaves, the holder may
 still change it (a small file's bytes ride with its create when it is
 closed before the batch leaves) or withdraw it (a file created and removed
 before anything was sent costs the servers nothing). Once answered, its
-``result`` says how it went; a failure is kept by the holder and reported at
-the next fsync of the file or of its directory, and logged.
+``result`` says how it went; a failure is logged, reported to ``on_failed``
+(the holder gives the directory's lease back, so that what it shows is what
+the shard has), and by the next fsync of the file or of its directory.
 """
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from superfs.errors import FsError
+from superfs.faults import crash_point
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 DELAY_S = 0.003
 MAX_OPS = 256
+MAX_BYTES = 64 * 1024   # a shard takes requests of its inline threshold (or an xattr value) and some
 
 Send = Callable[[int, pb.BatchRequest], Awaitable[pb.BatchReply]]
 
@@ -41,6 +44,7 @@ class Pending:
 
     shard: int
     op: pb.BatchOp
+    dir_ino: int = 0      # the leased directory the change was made in
     sent: bool = False
     withdrawn: bool = False
     result: pb.BatchResult | None = None
@@ -65,16 +69,20 @@ class _Queue:
 
 
 class Batcher:
-    def __init__(self, send: Send, *, delay_s: float = DELAY_S, max_ops: int = MAX_OPS) -> None:
+    def __init__(self, send: Send, *, delay_s: float = DELAY_S, max_ops: int = MAX_OPS,
+                 max_bytes: int = MAX_BYTES,
+                 on_failed: Callable[[Pending, FsError], None] = lambda _p, _e: None) -> None:
         self.send = send
+        self.max_bytes = max_bytes
+        self.on_failed = on_failed
         self.delay_s = delay_s
         self.max_ops = max_ops
         self._queues: dict[int, _Queue] = {}
         self.batches = 0
         self.ops = 0
 
-    def add(self, shard: int, op: pb.BatchOp) -> Pending:
-        p = Pending(shard, op)
+    def add(self, shard: int, op: pb.BatchOp, dir_ino: int = 0) -> Pending:
+        p = Pending(shard, op, dir_ino)
         q = self._queues.setdefault(shard, _Queue())
         q.waiting.append(p)
         if len(q.waiting) >= self.max_ops:
@@ -121,7 +129,8 @@ class Batcher:
     async def _drain(self, shard: int, q: _Queue) -> None:
         try:
             while q.waiting:
-                batch, q.waiting = q.waiting[:self.max_ops], q.waiting[self.max_ops:]
+                n = self._take(q.waiting)
+                batch, q.waiting = q.waiting[:n], q.waiting[n:]
                 for p in batch:
                     p.sent = True
                 await self._send_one(shard, batch)
@@ -129,6 +138,16 @@ class Batcher:
             q.sender = None
             if q.waiting:  # added while the last one was answered
                 self._start(shard, q)
+
+    def _take(self, waiting: list[Pending]) -> int:
+        """How many of ``waiting`` go in the next batch: at most ``max_ops``, and ``max_bytes`` unless
+        one change alone is larger (a shard takes a message as large as its biggest single request)."""
+        size = 0
+        for i, p in enumerate(waiting[:self.max_ops]):
+            size += p.op.ByteSize() + 8
+            if size > self.max_bytes and i > 0:
+                return i
+        return min(len(waiting), self.max_ops)
 
     async def _send_one(self, shard: int, batch: list[Pending]) -> None:
         req = pb.BatchRequest(ops=[p.op for p in batch])
@@ -138,23 +157,27 @@ class Batcher:
             log.warning("a batch of %d changes to shard %d failed: %s", len(batch), shard, e)
             for p in batch:
                 p.error = e
-                p.done.set()
-            return
+            reply = None
         except Exception as e:  # noqa: BLE001 - every change must learn its fate
             log.exception("a batch of %d changes to shard %d failed", len(batch), shard)
             for p in batch:
                 p.error = FsError(errno.EIO, f"batch failed: {e!r}")
-                p.done.set()
-            return
-        self.batches += 1
-        self.ops += len(batch)
-        results = list(reply.results)
-        for i, p in enumerate(batch):
-            if i < len(results):
-                p.result = results[i]
-                if results[i].errno_name:
-                    log.warning("a change made ahead was refused by shard %d: %s %s", shard,
-                                results[i].errno_name, results[i].message)
-            else:
-                p.error = FsError(errno.EIO, "the shard answered fewer results than changes")
+            reply = None
+        if reply is not None:
+            crash_point("client.batch.after_reply")
+            self.batches += 1
+            self.ops += len(batch)
+            results = list(reply.results)
+            for i, p in enumerate(batch):
+                if i < len(results):
+                    p.result = results[i]
+                    if results[i].errno_name:
+                        log.warning("a change made ahead was refused by shard %d: %s %s", shard,
+                                    results[i].errno_name, results[i].message)
+                else:
+                    p.error = FsError(errno.EIO, "the shard answered fewer results than changes")
+        for p in batch:
             p.done.set()
+            err = p.failed
+            if err is not None:
+                self.on_failed(p, err)

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 EXCLUSIVE = 2
 TTL_MARGIN_S = 2.0   # drop leases this long before the dir server could take them
 MAX_ENTRIES = 20000  # a directory with more names is not leased (its table would cost too much)
+MAX_KEPT_ERRORS = 4   # failures kept per directory for its next fsyncdir (the first is reported)
 
 
 @dataclass(eq=False)
@@ -48,6 +49,21 @@ class Entry:
     data: bytearray | None = None     # a small file's whole content, when this client knows it
     ops: list[Pending] = field(default_factory=list)   # changes made ahead, oldest first
     created_here: bool = False
+    failures: list[FsError] = field(default_factory=list)  # changes of it the shard refused, oldest first
+    lost: bool = False                # its create was refused: the file does not exist
+
+    def collect(self) -> None:
+        """Move the answered changes out of ``ops``; keep what was refused in ``failures``."""
+        waiting = []
+        for p in self.ops:
+            if not p.done.is_set():
+                waiting.append(p)
+                continue
+            err = p.failed
+            if err is not None:
+                self.failures.append(err)
+                self.lost = self.lost or p.op.WhichOneof("op") == "create"
+        self.ops = waiting
 
     def unsent_create(self) -> Pending | None:
         for p in self.ops:
@@ -66,7 +82,6 @@ class DirLease:
     caps: dict[tuple[int, int, tuple[int, ...]], pb.DirCap] = field(default_factory=dict)
     names: dict[str, Entry] = field(default_factory=dict)
     gone: list[Entry] = field(default_factory=list)        # unlinked ahead, their unlink not answered yet
-    errors: list[FsError] = field(default_factory=list)   # failures of changes made ahead, for fsyncdir
 
     def pending(self) -> list[Pending]:
         return [p for e in (*self.names.values(), *self.gone) for p in e.ops if not p.done.is_set()]
@@ -81,10 +96,18 @@ class LeaseTable:
         self.dirs: dict[int, DirLease] = {}
         self.ttl_s = 10.0
         self.last_heard = time.monotonic()   # from the dir server (its session), kept by whoever pings
-        self.orphan_errors: dict[int, FsError] = {}   # ino -> a failed change of a file no longer in a table
+        self.errors: dict[int, list[FsError]] = {}   # dir -> failures of changes made ahead there, for fsyncdir
 
-    def valid(self) -> bool:
-        return time.monotonic() - self.last_heard < self.ttl_s - TTL_MARGIN_S
+    def valid(self, at: float | None = None) -> bool:
+        return (time.monotonic() if at is None else at) - self.last_heard < self.ttl_s - TTL_MARGIN_S
+
+    async def heard(self, sent: float) -> None:
+        """The dir server answered a request sent at ``sent``. If the leases had lapsed before
+        it was sent (this process was stopped, the network cut), the dir server may have
+        given them away: they are dropped first, never revived by the late answer."""
+        if self.dirs and not self.valid(sent):
+            await self.drop_all("the dir server was not heard from in time")
+        self.last_heard = max(self.last_heard, sent)
 
     def get(self, dir_ino: int) -> DirLease | None:
         lease = self.dirs.get(dir_ino)
@@ -120,10 +143,6 @@ class LeaseTable:
             return
         await self.batcher.flush({p.shard for p in pending})
         await asyncio.gather(*(p.done.wait() for p in pending))
-        for p in pending:
-            err = p.failed
-            if err is not None:
-                lease.errors.append(err)
         lease.gone = [e for e in lease.gone if any(not p.done.is_set() for p in e.ops)]
 
     async def release(self, dir_ino: int) -> DirLease | None:
@@ -136,10 +155,6 @@ class LeaseTable:
             await self.flush(lease)
         if self.dirs.get(dir_ino) is lease:
             del self.dirs[dir_ino]
-        for name, e in lease.names.items():
-            err = next((p.failed for p in e.ops if p.failed is not None), None)
-            if err is not None:
-                self.orphan_errors[e.ino] = err
         self.on_drop(lease)
         return lease
 
@@ -161,12 +176,17 @@ class LeaseTable:
         for d in list(self.dirs):
             await self.release(d)
 
+    def failed(self, dir_ino: int, err: FsError) -> None:
+        """A change made ahead in ``dir_ino`` failed: the next fsyncdir reports it (kept after the lease)."""
+        kept = self.errors.setdefault(dir_ino, [])
+        if len(kept) < MAX_KEPT_ERRORS:
+            kept.append(err)
+
     def check_error(self, dir_ino: int) -> FsError | None:
-        """The first failure of a change made ahead in ``dir_ino`` not reported yet (fsyncdir), if any."""
-        lease = self.dirs.get(dir_ino)
-        if lease is None or not lease.errors:
-            return None
-        return lease.errors.pop(0)
+        """The first failure of a change made ahead in ``dir_ino`` since the last fsyncdir, if any (one
+        report covers them all, as Linux reports a write-back error once)."""
+        kept = self.errors.pop(dir_ino, None)
+        return kept[0] if kept else None
 
 
 def no_lease() -> FsError:

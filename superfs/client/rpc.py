@@ -33,7 +33,7 @@ import grpc
 from superfs import auth, tls
 from superfs.config import SecurityConfig, TlsConfig
 from superfs.rpc.options import GRPC_OPTIONS
-from superfs.errors import FsError, errno_of_rpc_error, is_overloaded
+from superfs.errors import LEASE_WAIT_MAX_S, FsError, errno_of_rpc_error, is_lease_wait, is_overloaded
 from superfs.rpc.client import Session
 from superfs.rpc.methods import METHODS
 from superfs.v1 import superfs_pb2_grpc as pbg
@@ -273,13 +273,22 @@ async def call(method: Any, request: Any, timeout_s: float) -> Any:
 
     A daemon at its limit of calls in progress refuses a call before running
     it (see config.ServerLimits): such a call is sent again, with backoff,
-    until its deadline.
+    until its deadline. A call the dir server could not start because another
+    client's directory lease is still being recalled is sent again with a fresh
+    deadline, for up to LEASE_WAIT_MAX_S (a holder that stopped answering loses
+    its lease within the lease's lifetime).
     """
     deadline = time.monotonic() + timeout_s
+    lease_deadline = time.monotonic() + LEASE_WAIT_MAX_S
     pause = 0.005
     while True:
         try:
             return await method(request, timeout=max(0.001, deadline - time.monotonic()))
+        except FsError as e:
+            if is_lease_wait(e) and time.monotonic() < lease_deadline:
+                deadline = time.monotonic() + timeout_s  # nothing ran: a fresh call, a fresh deadline
+                continue
+            raise
         except grpc.aio.AioRpcError as e:
             if is_overloaded(e) and time.monotonic() + pause < deadline:
                 await asyncio.sleep(pause)

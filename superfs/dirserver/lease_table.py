@@ -172,6 +172,10 @@ class LeaseTable:
         d.epoch += 1
         return d.epoch
 
+    def held(self) -> int:
+        """Leases held now, shared and exclusive."""
+        return len(self.grants)
+
     def held_by(self, holder: Holder) -> set[int]:
         return set(self.by_holder.get(holder, ()))
 

@@ -28,7 +28,8 @@ import time
 from typing import Awaitable, Callable
 
 from superfs.dirserver.lease_table import Grant, Holder, LeaseTable, Recall, Want
-from superfs.errors import FsError
+from superfs.deadlines import call_deadline
+from superfs.errors import LEASE_WAIT, FsError
 from superfs.rpc.methods import RECALL_LEASE
 from superfs.rpc.server import ServerSession
 from superfs.v1 import superfs_pb2 as pb
@@ -39,6 +40,7 @@ RECALL_METHOD = RECALL_LEASE
 RECALL_TIMEOUT_S = 5.0
 LEASE_TTL_S = 10.0   # a holder that has not heard from the dir server for this long drops its leases
 TIDY_EVERY_S = 30.0  # directories with nothing held are forgotten this often
+ANSWER_MARGIN_S = 0.5  # a caller waiting on a recall hears EAGAIN this long before its deadline
 
 Fence = Callable[[int, int], Awaitable[None]]  # (dir ino, epoch): push to every shard
 
@@ -65,6 +67,7 @@ class LeaseManager:
         if now > self._next_tidy:
             self._next_tidy = now + TIDY_EVERY_S
             self.table.forget_idle(now)
+        deadline = call_deadline.get()
         while True:
             d = self.table.decide(dir_ino, holder, want, time.monotonic())
             if isinstance(d, Grant):
@@ -72,7 +75,17 @@ class LeaseManager:
                     await self._fence(dir_ino, d.epoch)
                 return d
             assert isinstance(d, Recall)
-            await asyncio.gather(*(self._recall_once(dir_ino, h) for h in d.holders))
+            recalls = asyncio.gather(*(self._recall_once(dir_ino, h) for h in d.holders))
+            if deadline is None:
+                await recalls
+                continue
+            # a holder that does not answer is revoked only after its lease's lifetime: answer the
+            # caller before it stops waiting (nothing was done; the client asks again), recalls go on
+            try:
+                await asyncio.wait_for(asyncio.shield(recalls), deadline - time.monotonic() - ANSWER_MARGIN_S)
+            except asyncio.TimeoutError:
+                recalls.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
+                raise FsError(errno.EAGAIN, f"{LEASE_WAIT} {dir_ino}; try again") from None
 
     def release(self, dir_ino: int, holder: Holder, grant: int = 0) -> None:
         self.table.release(dir_ino, holder, grant)

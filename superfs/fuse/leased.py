@@ -20,8 +20,9 @@ this mount; other clients see it as soon as they look (their look recalls
 the lease, which first sends what is pending). Changes wait here at most
 ``batcher.DELAY_S`` before they leave, and at most one batch per shard is on
 the wire. A change the shard refuses (a full shard, a fenced lease) is
-reported by the next fsync of the file or of its directory, and logged. A
-crash of the mount loses the changes not sent yet (a few milliseconds'
+reported by the next fsync of the file or of its directory, and logged,
+and the directory's lease is given back at once (this mount then shows
+what the shard has: a refused create is not there). A crash of the mount loses the changes not sent yet (a few milliseconds'
 worth); kill -9 of a shard loses none that was answered.
 
 Files that outgrow the inline threshold, and every other operation on a
@@ -43,7 +44,7 @@ import pyfuse3
 
 from superfs import routing
 from superfs.names import check_name
-from superfs.client.batcher import Batcher
+from superfs.client.batcher import DELAY_S, Batcher, Pending
 from superfs.client.fs import AsyncFs
 from superfs.client.inopool import InoPool
 from superfs.client.leases import MAX_ENTRIES, DirLease, Entry, LeaseTable
@@ -68,6 +69,7 @@ class LocalHandle:
     creds: Creds
     flags: int
     dirty: bool = False
+    seen: int = 0        # failures of its file reported to this handle (Linux reports each once per open file)
 
 
 def creds_key(creds: Creds) -> tuple[int, int, tuple[int, ...]]:
@@ -75,11 +77,11 @@ def creds_key(creds: Creds) -> tuple[int, int, tuple[int, ...]]:
 
 
 class LeasedDirs:
-    def __init__(self, fs: AsyncFs) -> None:
+    def __init__(self, fs: AsyncFs, *, batch_delay_s: float = DELAY_S) -> None:
         self.fs = fs
         self.meta = fs.meta
         self.cluster = fs.cluster
-        self.batcher = Batcher(self._send_batch)
+        self.batcher = Batcher(self._send_batch, delay_s=batch_delay_s, on_failed=self._failed)
         self.table = LeaseTable(self.batcher, on_drop=self._forget_kernel)
         self.pool = InoPool(self._delegate, self._partitions_of, self._shard_of_partition)
         self.files: dict[int, tuple[int, str]] = {}    # ino of a file made here -> (dir, name)
@@ -111,11 +113,12 @@ class LeasedDirs:
 
     async def _acquire(self, dir_ino: int, creds: Creds) -> DirLease | None:
         try:
+            sent = time.monotonic()
             reply = await self.meta.acquire_lease(dir_ino, creds)
             if reply.mode != 2:
                 self._refused[dir_ino] = time.monotonic() + REFUSED_FOR_S
                 return None
-            self.table.last_heard = time.monotonic()
+            await self.table.heard(sent)
             listing, more = await self.meta.list_dir_page(dir_ino, creds, limit=MAX_ENTRIES, with_attrs=True)
             if more:  # too big to keep whole: give it back
                 self._refused[dir_ino] = time.monotonic() + 60.0
@@ -162,7 +165,7 @@ class LeasedDirs:
             sent = time.monotonic()
             try:
                 await self.cluster.refresh()
-                self.table.last_heard = sent
+                await self.table.heard(sent)
             except FsError as e:
                 log.debug("dir server ping: %s", e)
             if not self.table.valid():
@@ -181,6 +184,15 @@ class LeasedDirs:
                                                ignore_enoent=True)
             except Exception as err:  # noqa: BLE001 - best effort: the kernel's timeout ends it anyway
                 log.debug("invalidate_entry %d/%s: %r", lease.dir_ino, name, err)
+
+    def _failed(self, p: Pending, err: FsError) -> None:
+        """A change made ahead was refused: fsyncdir will say so, and the directory's lease goes back,
+        so that this mount shows what the shard has (the kernel forgets what it was told)."""
+        if not p.dir_ino:
+            return
+        self.table.failed(p.dir_ino, err)
+        if p.dir_ino in self.table.dirs and not self._closing:
+            asyncio.get_running_loop().create_task(self.give_back(p.dir_ino))
 
     async def shutdown(self) -> None:
         self._closing = True
@@ -249,7 +261,7 @@ class LeasedDirs:
                                                     ino=ino, time_ns=now))
         shard = self.cluster.map.partition_shard[partition]
         e = Entry(ino, pb.REGULAR, attr, bytearray(), created_here=True)
-        e.ops.append(self.batcher.add(shard, op))
+        e.ops.append(self.batcher.add(shard, op, parent))
         lease.names[name] = e
         self.files[ino] = (parent, name)
         lease.attr.mtime_ns = lease.attr.ctime_ns = now
@@ -274,7 +286,7 @@ class LeasedDirs:
     def _handle(self, e: Entry, parent: int, name: str, creds: Creds, flags: int) -> LocalHandle:
         fh = self._next_fh
         self._next_fh += 1
-        h = self.handles[fh] = LocalHandle(fh, e, parent, name, creds, flags)
+        h = self.handles[fh] = LocalHandle(fh, e, parent, name, creds, flags, seen=len(e.failures))
         return h
 
     # --------------------------------------------------------------- unlinks
@@ -303,7 +315,7 @@ class LeasedDirs:
         partition = routing.entry_partition(parent, name, self.cluster.map.num_partitions)
         shard = self.cluster.map.partition_shard[partition]
         p = self.batcher.add(shard, pb.BatchOp(unlink=pb.UnlinkRequest(parent_ino=parent, name=name,
-                                                                       creds=creds.pb(), cap=cap)))
+                                                                       creds=creds.pb(), cap=cap)), parent)
         del lease.names[name]
         self.files.pop(e.ino, None)
         e.ops.append(p)
@@ -338,9 +350,11 @@ class LeasedDirs:
         lease = self.table.get(h.parent)
         return lease is not None and lease.names.get(h.name) is h.entry
 
-    async def handover(self, fh: int) -> tuple[LocalHandle, bytes | None]:
+    async def handover(self, fh: int) -> tuple[LocalHandle, bytes | None, FsError | None]:
         """Stop serving ``fh`` from memory: its file's changes sent so far are answered; what it wrote
-        since (the whole content, or None if nothing) is for the caller to write the ordinary way."""
+        since (the whole content, or None if nothing) is for the caller to write the ordinary way, and
+        a refused change not reported to this handle yet for the caller to report (``entry.lost``: the
+        file's create was refused, it does not exist)."""
         h = self.handles.pop(fh)
         e = h.entry
         data = bytes(e.data) if h.dirty and e.data is not None else None
@@ -348,8 +362,8 @@ class LeasedDirs:
         if data is not None and create is not None and self.live_entry(h):
             create.op.create.data = data  # rides with the create after all
             data = None
-        await self._settle(e)
-        return h, data
+        await self._answered(e)
+        return h, None if e.lost else data, self._unreported(h)
 
     def live_entry(self, h: LocalHandle) -> bool:
         lease = self.table.get(h.parent)
@@ -401,7 +415,7 @@ class LeasedDirs:
         partition = routing.ino_partition(e.ino)
         shard = self.cluster.map.partition_shard[partition]
         e.ops.append(self.batcher.add(shard, pb.BatchOp(write=pb.WriteInlineRequest(
-            ino=e.ino, offset=0, data=bytes(e.data), truncate_to_end=True, creds=h.creds.pb()))))
+            ino=e.ino, offset=0, data=bytes(e.data), truncate_to_end=True, creds=h.creds.pb())), h.parent))
 
     def release(self, fh: int) -> None:
         self.flush(fh)
@@ -411,25 +425,36 @@ class LeasedDirs:
         """Send the file's changes and report how they went."""
         h = self.handles[fh]
         self.flush(fh)
-        await self._settle(h.entry)
+        await self._answered(h.entry)
+        self._report(h)
 
-    async def _settle(self, e: Entry) -> None:
+    async def _answered(self, e: Entry) -> None:
+        """Send the changes of ``e`` still waiting, and wait until all of them are answered."""
         waiting = [p for p in e.ops if not p.done.is_set() and not p.withdrawn]
         if waiting:
             await self.batcher.flush({p.shard for p in waiting})
             await asyncio.gather(*(p.done.wait() for p in waiting))
-        for p in e.ops:
-            err = p.failed
-            if err is not None:
-                e.ops = [q for q in e.ops if q is not p]
-                raise FsError(err.errno, f"a change made ahead failed: {err.message}")
-        e.ops = [p for p in e.ops if not p.done.is_set()]
+        e.collect()
+
+    @staticmethod
+    def _unreported(h: LocalHandle) -> FsError | None:
+        """The latest refused change of ``h``'s file not reported to ``h`` yet, if any (now it is)."""
+        failures = h.entry.failures
+        if len(failures) <= h.seen:
+            return None
+        h.seen = len(failures)
+        err = failures[-1]
+        return FsError(err.errno, f"a change made ahead failed: {err.message}")
+
+    def _report(self, h: LocalHandle) -> None:
+        err = self._unreported(h)
+        if err is not None:
+            raise err
 
     async def fsyncdir(self, dir_ino: int) -> None:
         lease = self.table.dirs.get(dir_ino)
-        if lease is None:
-            return
-        await self.table.flush(lease)
+        if lease is not None:
+            await self.table.flush(lease)
         err = self.table.check_error(dir_ino)
         if err is not None:
             raise FsError(err.errno, f"a change made ahead failed: {err.message}")
@@ -452,7 +477,7 @@ class LeasedDirs:
         e = lease.names.get(where[1]) if lease is not None else None
         if e is not None:
             try:
-                await self._settle(e)
+                await self._answered(e)  # failures are the open handles' to report
             finally:
                 e.created_here = False
                 e.data = None

@@ -127,8 +127,9 @@ class SuperFsOperations(pyfuse3.Operations):
         self.orphans = Orphans(fs)
         self.statfs_cache = StatfsCache(fs)
         # directories this mount holds an exclusive lease on: answered from memory (leased.py)
-        self.leased: LeasedDirs | None = LeasedDirs(fs) if opts.leases and not opts.read_only else None
+        self.leased: LeasedDirs | None = LeasedDirs(fs, batch_delay_s=opts.batch_delay_ms / 1000) if opts.leases and not opts.read_only else None
         self._redirect: dict[int, int] = {}  # a file served from memory that moved to the ordinary path
+        self._owed: dict[int, FsError] = {}  # such a handle -> a refused change of its file, not reported yet
         if self.leased is not None:
             fs.cluster.channels.handlers[RECALL_LEASE] = self.leased.recall
 
@@ -211,11 +212,17 @@ class SuperFsOperations(pyfuse3.Operations):
                     await self._materialize(fh)
             await self.leased.settle_file(ino)
 
-    async def _materialize(self, fh: int) -> int:
+    async def _materialize(self, fh: int) -> int | None:
         """A handle served from memory moves to the ordinary path: its file grew past what is kept in
-        memory, is changed some other way, or its directory's lease ended while it was open."""
+        memory, is changed some other way, or its directory's lease ended while it was open. A refused
+        change of its file is owed to this handle's next flush or fsync; None: its file's create was
+        refused (there is nothing to open)."""
         assert self.leased is not None
-        h, unsent = await self.leased.handover(fh)
+        h, unsent, owed = await self.leased.handover(fh)
+        if owed is not None:
+            self._owed[fh] = owed
+        if h.entry.lost:
+            return None
         ino = h.entry.ino
         if h.entry.created_here and self.leased.files.get(ino) is not None:
             await self.leased.settle_file(ino)
@@ -634,6 +641,8 @@ class SuperFsOperations(pyfuse3.Operations):
     async def read(self, fh: int, off: int, size: int) -> bytes:
         if await self._local(fh) is not None:
             return self.leased.read(fh, off, size)  # type: ignore[union-attr]
+        if self._dropped(fh):
+            raise FsError(errno.EIO, "the file's create was refused (fsync or close reports why)")
         h = self.handles.get(self._fh(fh))
         return await h.file.read(off, size, h.creds, h)
 
@@ -644,7 +653,9 @@ class SuperFsOperations(pyfuse3.Operations):
             n = self.leased.write(fh, off, buf)  # type: ignore[union-attr]
             if n is not None:
                 return n
-            fh = await self._materialize(fh)  # outgrew what is served from memory
+            await self._materialize(fh)  # outgrew what is served from memory
+        if self._dropped(fh):
+            raise FsError(errno.EIO, "the file's create was refused (fsync or close reports why)")
         h = self.handles.get(self._fh(fh))
         return await h.file.write(off, buf, h.creds)
 
@@ -668,6 +679,9 @@ class SuperFsOperations(pyfuse3.Operations):
         if await self._local(fh) is not None:
             self.leased.flush(fh)  # type: ignore[union-attr]
             return
+        self._report_owed(fh)
+        if self._dropped(fh):
+            return
         await self._flush(self._fh(fh))
 
     @fuse_op
@@ -676,15 +690,32 @@ class SuperFsOperations(pyfuse3.Operations):
         if await self._local(fh) is not None:
             await self.leased.fsync(fh)  # type: ignore[union-attr]
             return
+        self._report_owed(fh)
+        if self._dropped(fh):
+            return
         await self._flush(self._fh(fh))
+
+    def _dropped(self, fh: int) -> bool:
+        """A handle once served from memory whose file's create was refused: nothing to send or read."""
+        return fh >= LOCAL_FH_BASE and fh not in self._redirect
+
+    def _report_owed(self, fh: int) -> None:
+        """A refused change made ahead, reported to the handle it was made through, once (as Linux
+        reports a write-back error once per open file)."""
+        err = self._owed.pop(fh, None)
+        if err is not None:
+            raise err
 
     @fuse_op
     async def release(self, fh: int) -> None:
         if await self._local(fh) is not None:
             self.leased.release(fh)  # type: ignore[union-attr]
             return
-        if fh >= LOCAL_FH_BASE and fh not in self._redirect:
-            return  # served from memory, and its move to the ordinary path failed (reported then)
+        owed = self._owed.pop(fh, None)
+        if owed is not None:
+            log.warning("release: a change made ahead through handle %d was refused: %s", fh, owed)
+        if self._dropped(fh):
+            return  # its file's create was refused
         fh = self._redirect.pop(fh, fh)
         try:
             await self._flush(fh)

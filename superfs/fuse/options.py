@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from superfs.client.batcher import DELAY_S
 from superfs.fuse.readahead import DEFAULT_READ_AHEAD_KB
+
+BATCH_DELAY_MS = DELAY_S * 1000
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,7 @@ class MountOptions:
     fuse_debug: bool = False      # libfuse prints every request and reply (to the log)
     read_ahead_kb: int = DEFAULT_READ_AHEAD_KB  # the kernel's read-ahead (0: leave its default)
     leases: bool = True           # take directory leases: creates, unlinks and lookups answered here
+    batch_delay_ms: float = BATCH_DELAY_MS   # the longest a change made ahead under a lease waits before it is sent
 
 
 def fuse_options(opts: MountOptions) -> set[str]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import errno
 import logging
+
+import lmdb
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -70,12 +72,16 @@ async def apply_batch(svc: Any, request: pb.BatchRequest, holder: bytes) -> pb.B
             except FsError as e:
                 child.abort()
                 out.append(("err", e))
+            except lmdb.MapFullError:
+                child.abort()
+                out.append(("err", FsError(errno.ENOSPC, "metadata store is full")))
             except BaseException:
                 child.abort()
                 raise
             else:
                 child.commit()
                 out.append((p.kind, value))
+                crash_point("shard.batch.mid_apply")  # (at its N-th passage) nothing of it is committed
         return out
 
     done = await svc.store.write(run)
