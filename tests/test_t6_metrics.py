@@ -130,11 +130,11 @@ def test_replica_health_is_unknown_until_every_data_server_was_probed() -> None:
 
     servers = [SimpleNamespace(id=1, address="a"), SimpleNamespace(id=2, address="b")]
     cmap = SimpleNamespace(shards=[], data_servers=servers, replicas=2)
-    down = {"b"}
+    down = {2}
 
-    async def probe(address: str) -> None:
-        if address in down:
-            raise ConnectionError(address)
+    async def probe(server_id: int) -> None:
+        if server_id in down:
+            raise ConnectionError(server_id)
 
     health = ReplicaHealth(lambda: cmap, probe)
 

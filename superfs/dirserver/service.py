@@ -12,7 +12,6 @@ import logging
 
 import grpc
 
-from superfs.client.rpc import Channels
 from superfs.config import DirServerConfig
 from superfs.dirserver.attrs import DirAttrs
 from superfs.dirserver.cluster_map import ClusterRegistry
@@ -23,6 +22,8 @@ from superfs.dirserver.namespace import Namespace
 from superfs.dirserver.shards import ShardClient, ShardOps
 from superfs.dirserver.store import DirStore
 from superfs.errors import rpc_handler
+from superfs.rpc.channels import Channels
+from superfs.rpc.cluster_map import ClusterView
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
 
@@ -43,11 +44,17 @@ class DirServicer(pbg.DirServiceServicer):
         self.cfg = cfg
         self.store = store
         self.registry = ClusterRegistry(store, cfg)
-        self.channels = Channels(cfg.rpc_timeout_s)
+        self.channels = Channels(cfg.rpc_timeout_s, transport="grpc")  # daemons call each other on gRPC
+        # the dir server's routing to shards and data servers: the one view, over its own registry
+        self.view = ClusterView(self.channels, cluster_map=self.registry.map, source=self._current_map)
+        self.registry.on_change = self.view.adopt
         self.namespace = Namespace(store, secret, cfg.dir_lease_s)
         self.attrs = DirAttrs(store)
         self.coordinator = Coordinator(
-            store, shards or ShardClient(self.registry, self.channels, cfg.rpc_timeout_s, secret))
+            store, shards or ShardClient(self.view, secret))
+
+    async def _current_map(self) -> pb.ClusterMap:
+        return self.registry.map
 
     async def close(self) -> None:
         await self.channels.close()

@@ -28,7 +28,7 @@ from superfs.faults import crash_point
 from superfs.perms import CredsLike
 from superfs.routing import is_dir_ino
 from superfs.shard import admin_ops, file_ops, name_ops, xattr_ops
-from superfs.shard.cluster import ClusterView
+from superfs.shard.cluster import ShardCluster
 from superfs.shard.confirms import forget_applied
 from superfs.shard.crossshard import CrossShard, new_txid
 from superfs.shard.inflight import OpTracker, tracked
@@ -108,7 +108,7 @@ class ShardServicer(pbg.ShardServiceServicer):
     (main.run). ``secret`` verifies directory capabilities and signs chunk capabilities.
     """
 
-    def __init__(self, store: FileMetaStore, cluster: ClusterView, secret: bytes) -> None:
+    def __init__(self, store: FileMetaStore, cluster: ShardCluster, secret: bytes) -> None:
         self.store = store
         self.cluster = cluster
         self.secret = secret
@@ -158,7 +158,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         home = self.cluster.shard_of_ino(ino)
         if home == self.cluster.shard_id:
             raise FsError(errno.ENOENT, f"entry points at missing inode {ino}")
-        return await self.cross.call_shard(home, "GetFile", pb.GetFileRequest(ino=ino, creds=creds))
+        return await self.cluster.shard(home).get_file(pb.GetFileRequest(ino=ino, creds=creds))
 
     async def _owners(self, guard: DirGuard, creds: pb.Creds, entries: Iterable[tuple[int, bytes]]) -> dict[int, int]:
         """Owners of remote inodes that a sticky-directory check will need."""
@@ -198,7 +198,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         if res.node is None:  # an existing name whose inode lives on another shard
             if request.truncate:
                 home = self.cluster.shard_of_ino(res.remote_ino)
-                await self.cross.call_shard(home, "SetAttr", pb.SetAttrRequest(
+                await self.cluster.shard(home).set_attr(pb.SetAttrRequest(
                     ino=res.remote_ino, mask=file_ops.SET_SIZE, size=0, creds=creds))
             return pb.CreateFileReply(file=await self._remote_file(res.remote_ino, creds), created=False)
         await self._after_shrink(res.reclaim)
@@ -357,7 +357,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         """
         shard = self.cluster.shard_of_entry(r.dst_parent, r.dst_name)
         try:
-            found = await self.cross.call_shard(shard, "LookupFile", pb.LookupFileRequest(
+            found = await self.cluster.shard(shard).lookup_file(pb.LookupFileRequest(
                 parent_ino=r.dst_parent, name=r.dst_name, creds=r.creds, cap=r.dst_cap))
         except FsError as e:
             if e.errno in (errno.EIO, errno.ETIMEDOUT, errno.EAGAIN):
@@ -373,7 +373,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         """Sticky destination on another shard: may the caller replace what is there?"""
         shard = self.cluster.shard_of_entry(r.dst_parent, r.dst_name)
         try:
-            found = await self.cross.call_shard(shard, "LookupFile", pb.LookupFileRequest(
+            found = await self.cluster.shard(shard).lookup_file(pb.LookupFileRequest(
                 parent_ino=r.dst_parent, name=r.dst_name, creds=r.creds, cap=r.dst_cap))
         except FsError as e:
             if e.errno == errno.ENOENT:
