@@ -23,8 +23,8 @@ when their lease on the directory ends, as any other change of it. A
 client that dies with a touch pending loses it, and a touch the dir server
 does not answer (it is down) is dropped: the directory's times then lag its
 entries (its contents are never affected). Touches travel on their own
-channel (rpc.ISOLATED), so that one meeting a restarting dir server does not
-delay the caller's next operation.
+channel (``ISOLATED`` in superfs/rpc/channels.py), so that one meeting a
+restarting dir server does not delay the caller's next operation.
 """
 from __future__ import annotations
 

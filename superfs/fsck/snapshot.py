@@ -267,9 +267,9 @@ async def scan_data(admin: AdminClient, snap: Snapshot) -> None:
 async def _scan_shard(admin: AdminClient, snap: Snapshot, shard_id: int) -> None:
     try:
         pending = await admin.pending(shard_id)
-        async for page in admin.scan_pages(shard_id, "ScanEntries", "entries"):
+        async for page in admin.entry_pages(shard_id):
             snap.add_entries(shard_id, page)
-        async for page in admin.scan_pages(shard_id, "ScanInodes", "files"):
+        async for page in admin.inode_pages(shard_id):
             snap.add_inodes(shard_id, page)
         after = await admin.pending(shard_id)
     except FsError as e:
