@@ -83,7 +83,7 @@ _ERRNO_OF_TRANSPORT: dict[grpc.StatusCode, int] = {
 
 # The dir server's answer to a call that waits for another client's directory lease to be recalled
 # longer than the caller's deadline allows (a holder that stopped answering loses its lease only
-# after the lease's lifetime): nothing was done, and the client library asks again (client/rpc.py).
+# after the lease's lifetime): nothing was done, and the client library asks again (rpc/caller.py).
 LEASE_WAIT = "waiting for another client's lease on the directory"
 LEASE_WAIT_MAX_S = 60.0  # the longest a client keeps asking (several lease lifetimes)
 

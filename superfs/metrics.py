@@ -225,7 +225,7 @@ class ReplicaHealth(Collector):
     every few seconds; a scrape reports the latest results.
     """
 
-    def __init__(self, cluster_map: Callable[[], Any], probe: Callable[[str], Any],
+    def __init__(self, cluster_map: Callable[[], Any], probe: Callable[[int], Any],
                  interval_s: float = PROBE_INTERVAL_S) -> None:
         self.cluster_map = cluster_map
         self.probe = probe
@@ -235,14 +235,14 @@ class ReplicaHealth(Collector):
     async def probe_once(self) -> None:
         servers = list(self.cluster_map().data_servers)
 
-        async def one(address: str) -> bool:
+        async def one(server_id: int) -> bool:
             try:
-                await self.probe(address)
+                await self.probe(server_id)
                 return True
             except Exception:  # noqa: BLE001 - any failure means unreachable
                 return False
 
-        results = await asyncio.gather(*(one(s.address) for s in servers))
+        results = await asyncio.gather(*(one(s.id) for s in servers))
         self.reachable = {s.id: ok for s, ok in zip(servers, results)}
 
     def probed_all(self) -> bool:
@@ -281,14 +281,14 @@ class ReplicaHealth(Collector):
 Background = Callable[[], Any]
 
 
-def dir_server_metrics(store: Any, registry: Any, channels: Any, timeout_s: float,
+def dir_server_metrics(store: Any, registry: Any, view: Any, timeout_s: float,
                        leases: Any = None) -> tuple[list[Collector], list[Background]]:
-    """Collectors and background probe of the dir server (DirStore, ClusterRegistry, Channels, LeaseManager)."""
-    from superfs.client.rpc import call
+    """Collectors and background probe of the dir server (DirStore, ClusterRegistry, its ClusterView,
+    LeaseManager)."""
     from superfs.v1 import superfs_pb2 as pb
 
-    def probe(address: str) -> Any:
-        return call(channels.data(address).Stats, pb.Empty(), min(timeout_s, 2.0))
+    def probe(server_id: int) -> Any:
+        return view.data(server_id).stats(pb.Empty(), min(timeout_s, 2.0))
 
     health = ReplicaHealth(lambda: registry.map, probe)
     collectors: list[Collector] = [LmdbCollector(store.db), health]

@@ -65,7 +65,7 @@ SHARD_OF = """
 import asyncio, json, os, sys
 from superfs.client import resolve
 from superfs.client.admin import AdminClient
-from superfs.client.rpc import security_scope
+from superfs.rpc.security import security_scope
 address, security, _ = resolve(config="/etc/superfs/cluster.toml")
 async def main():
     admin = await AdminClient.connect(address)

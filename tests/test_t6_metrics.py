@@ -48,7 +48,7 @@ def test_every_daemon_serves_metrics_and_records_them_in_its_ready_file(metrics_
         assert read_ready_file(metrics_cluster.path("run", f"{name}.ready"))["metrics"] == url  # type: ignore[index]
         with urllib.request.urlopen(url, timeout=10) as r:
             text = r.read().decode()
-        assert "superfs_lmdb_bytes" in text and f'superfs_daemon_info{{daemon="superfs-' in text
+        assert "superfs_lmdb_bytes" in text and 'superfs_daemon_info{daemon="superfs-' in text
         assert "process_resident_memory_bytes" in text
 
 
@@ -158,11 +158,11 @@ def test_replica_health_is_unknown_until_every_data_server_was_probed() -> None:
 
     servers = [SimpleNamespace(id=1, address="a"), SimpleNamespace(id=2, address="b")]
     cmap = SimpleNamespace(shards=[], data_servers=servers, replicas=2)
-    down = {"b"}
+    down = {2}
 
-    async def probe(address: str) -> None:
-        if address in down:
-            raise ConnectionError(address)
+    async def probe(server_id: int) -> None:
+        if server_id in down:
+            raise ConnectionError(server_id)
 
     health = ReplicaHealth(lambda: cmap, probe)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import contextmanager

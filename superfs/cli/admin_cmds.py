@@ -8,7 +8,7 @@ import sys
 from superfs.cli.launcher import LocalCluster
 from superfs.client import resolve
 from superfs.client.admin import AdminClient
-from superfs.client.rpc import ClientSecurity, security_scope
+from superfs.rpc.security import ClientSecurity, security_scope
 from superfs.client.local import default_state_dir
 from superfs.errors import FsError
 from superfs.client.sizing import UNSIZED_DEADLINE_S

@@ -20,10 +20,10 @@ import sys
 from typing import Any, Callable
 
 from superfs import auth, config, config_file, private_files, tls
-from superfs.client import rpc
 from superfs.daemon import read_ready_file, setup_logging
 from superfs.errors import FsError
 from superfs.procs import pid_alive
+from superfs.rpc.security import ClientSecurity, set_default_security
 
 EXIT_CONFIG = 2
 
@@ -121,14 +121,14 @@ def fail(message: str, status: int = EXIT_CONFIG) -> int:
     return status
 
 
-def _checked(build: Callable[[], Any]) -> tuple[Any, rpc.ClientSecurity]:
+def _checked(build: Callable[[], Any]) -> tuple[Any, ClientSecurity]:
     """Build a daemon config and check the files it names; ConfigError on any problem."""
     cfg = build()
     try:
         if cfg.security.tls is not None:
             tls.check(cfg.security.tls, server=True)
         auth.Authenticator.from_config(cfg.security)
-        client = rpc.ClientSecurity.from_config(cfg.security)
+        client = ClientSecurity.from_config(cfg.security)
     except (tls.TlsError, auth.AuthError, FsError) as e:
         raise config_file.ConfigError(getattr(e, "message", None) or str(e)) from None
     if getattr(cfg, "secret_file", None):
@@ -150,7 +150,7 @@ def _run(build: Callable[[], Any], run: Callable[[Any], Any], log_level: str) ->
     except config_file.ConfigError as e:
         return fail(str(e))
     setup_logging(log_level)
-    rpc.set_default_security(client)  # how this daemon authenticates to the others
+    set_default_security(client)  # how this daemon authenticates to the others
     try:
         asyncio.run(run(cfg))
     except (tls.TlsError, auth.AuthError) as e:

@@ -91,8 +91,7 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
-    from superfs.client import resolve
-    from superfs.client.rpc import security_scope
+    from superfs.client import resolve, security_scope
 
     state = args.state_dir or default_state_dir()
     security = None

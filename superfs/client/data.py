@@ -35,13 +35,12 @@ from typing import Awaitable, Callable, Iterable, TypeVar
 
 from superfs import chunkranges
 from superfs.client import streams
-from superfs.client.cluster import ClusterView
 from superfs.client.meta import SET_SIZE, Creds, MetaOps
 from superfs.client.nodes import Node
-from superfs.client.rpc import call
 from superfs.errors import FsError
 from superfs.faults import pause_point
 from superfs.perms import R_OK, W_OK
+from superfs.rpc.cluster_map import ClusterView
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -75,7 +74,7 @@ class DataIO:
 
     @property
     def timeout(self) -> float:
-        return self.cluster.timeout
+        return self.cluster.timeout_s
 
     # ----------------------------------------------------------- capabilities
 
@@ -114,7 +113,7 @@ class DataIO:
         ino = info.attr.ino
         if info.inline:
             req = pb.ReadInlineRequest(ino=ino, offset=offset, length=length, creds=creds.pb())
-            reply = await self.meta._shard_call(lambda: self.cluster.home_shard(ino), "ReadInline", req)
+            reply = await self.cluster.home_shard(ino).read_inline(req)
             return reply.data
         for _ in range(length // info.chunk_size + 2):
             try:
@@ -155,11 +154,11 @@ class DataIO:
             key = pb.ChunkKey(ino=ino, index=index)
             try:
                 if length >= streams.STREAM_MIN:
-                    data, exists = await streams.read_chunk(self.cluster.data_server(sid), key, off, length,
+                    data, exists = await streams.read_chunk(self.cluster.data_streams(sid), key, off, length,
                                                             self.timeout, cap)
                 else:
                     req = pb.ReadChunkRequest(key=key, offset=off, length=length, cap=cap)
-                    reply = await call(self.cluster.data_server(sid).ReadChunk, req, self.timeout)
+                    reply = await self.cluster.data(sid).read_chunk(req, self.timeout)
                     data, exists = reply.data, reply.exists
             except FsError as e:
                 if e.errno in (errno.EACCES, errno.ESTALE):
@@ -204,8 +203,7 @@ class DataIO:
         if info.inline and end <= threshold:
             req = pb.WriteInlineRequest(ino=info.attr.ino, offset=offset, data=bytes(data), creds=creds.pb())
             try:
-                attr = await self.meta._shard_call(lambda: self.cluster.home_shard(info.attr.ino),
-                                                   "WriteInline", req)
+                attr = await self.cluster.home_shard(info.attr.ino).write_inline(req)
                 info.attr.CopyFrom(attr)
                 return end
             except FsError as e:
@@ -236,12 +234,12 @@ class DataIO:
             key = pb.ChunkKey(ino=ino, index=idx)
             if take >= streams.STREAM_MIN:
                 for sid in self.cluster.replicas_of(ino, idx, list(info.layout)):
-                    jobs.append(streams.write_chunk(self.cluster.data_server(sid), key, off, piece, self.timeout,
+                    jobs.append(streams.write_chunk(self.cluster.data_streams(sid), key, off, piece, self.timeout,
                                                     cap))
             else:
                 req = pb.WriteChunkRequest(key=key, offset=off, data=bytes(piece), cap=cap)
                 for sid in self.cluster.replicas_of(ino, idx, list(info.layout)):
-                    jobs.append(call(self.cluster.data_server(sid).WriteChunk, req, self.timeout))
+                    jobs.append(self.cluster.data(sid).write_chunk(req, self.timeout))
             pos += take
         await asyncio.gather(*jobs)
 
@@ -264,7 +262,7 @@ class DataIO:
         written = [pb.ChunkRange(start=a, end=b) for a, b in chunkranges.normalize(node.unreported)]
         req = pb.SetSizeRequest(ino=info.attr.ino, size=end, creds=creds.pb(), written=written,
                                 reports_written=True, seen_generation=node.unreported_generation)
-        attr = await self.meta._shard_call(lambda: self.cluster.home_shard(info.attr.ino), "SetSize", req)
+        attr = await self.cluster.home_shard(info.attr.ino).set_size(req)
         info.attr.CopyFrom(attr)
         del node.unreported[:reported]  # writes that finished meanwhile go with the next commit
 
@@ -297,8 +295,7 @@ class DataIO:
             req = pb.ConvertRequest(ino=node.ino, creds=creds.pb(), layout=layout,
                                     expect_generation=info.attr.generation, chunk_size=chunk_size)
             try:
-                converted = await self.meta._shard_call(lambda: self.cluster.home_shard(node.ino),
-                                                        "ConvertToChunked", req)
+                converted = await self.cluster.home_shard(node.ino).convert_to_chunked(req)
             except FsError as e:
                 if e.errno == errno.EAGAIN:
                     continue  # someone wrote meanwhile: copy again

@@ -103,15 +103,15 @@ class RawFile(io.RawIOBase):
         ahead = self._prefetch
         self._prefetch = None
         if ahead is not None and ahead[0] == pos and ahead[1] == length:
-            data = self._client._wait(ahead[2])
+            data = self._client.wait(ahead[2])
         else:
             if ahead is not None:
                 ahead[2].cancel()
-            data = self._client._run(self._client._fs.read_at(self._node, pos, length))
+            data = self._client.run(self._client.aio.read_at(self._node, pos, length))
         info = self._node.file
         if len(data) == length and info is not None and not info.inline and pos + length < self._size():
             self._prefetch = (pos + length, length,
-                              self._client._submit(self._client._fs.read_at(self._node, pos + length, length)))
+                              self._client.submit(self._client.aio.read_at(self._node, pos + length, length)))
         return data
 
     def readall(self) -> bytes:
@@ -145,20 +145,20 @@ class RawFile(io.RawIOBase):
             while self._pending and (len(self._pending) >= WRITE_BEHIND or
                                      any(s < end and start < e for s, e, _ in self._pending)):
                 self._reap(block=True)
-            fut = self._client._submit(
-                self._client._fs.write_at(self._node, start, bytes(data), defer_size=True))
+            fut = self._client.submit(
+                self._client.aio.write_at(self._node, start, bytes(data), defer_size=True))
             with self._state:
                 self._pending.append((start, end, fut))
                 self._wrote(end)
         else:
             self._drain()
-            end = self._client._run(self._client._fs.write_at(self._node, start, data, defer_size=True))
+            end = self._client.run(self._client.aio.write_at(self._node, start, data, defer_size=True))
             with self._state:
                 self._wrote(end)
         self._pos = end
         chunked = self._node.file is not None and not self._node.file.inline
         if chunked and self._sizer is None:  # inline bytes are sized by the write itself
-            self._sizer = self._client._submit(self._size_soon())
+            self._sizer = self._client.submit(self._size_soon())
         return len(data)
 
     def _wrote(self, end: int) -> None:
@@ -185,7 +185,7 @@ class RawFile(io.RawIOBase):
                     end, writes = self._end, self._writes
                 for fut in pending:
                     await asyncio.wrap_future(fut)
-                await self._client._fs.commit_size(self._node, end)
+                await self._client.aio.commit_size(self._node, end)
                 with self._state:
                     if self._writes == writes:
                         self._dirty = False
@@ -221,7 +221,7 @@ class RawFile(io.RawIOBase):
             raise io.UnsupportedOperation("file not open for writing")
         self.flush()
         size = self._pos if size is None else size
-        self._client._run(self._client._truncate_node(self._node, size))
+        self._client.run(self._client.aio.truncate_node(self._node, size))
         self._end = size
         return size
 
@@ -232,7 +232,7 @@ class RawFile(io.RawIOBase):
                 _, _, fut = self._pending.pop(0)
             block = False
             try:
-                self._client._wait(fut)
+                self._client.wait(fut)
             except BaseException as e:
                 self._failed = self._failed or e
                 self._drain(raise_errors=False)
@@ -245,7 +245,7 @@ class RawFile(io.RawIOBase):
             with self._state:
                 _, _, fut = self._pending.pop(0)
             try:
-                self._client._wait(fut)
+                self._client.wait(fut)
             except BaseException as e:  # noqa: BLE001 - reported below
                 first = first or e
         if first is not None:
@@ -260,7 +260,7 @@ class RawFile(io.RawIOBase):
         with self._state:
             dirty, end, writes = self._dirty, self._end, self._writes
         if dirty:
-            self._client._run(self._client._fs.commit_size(self._node, end))
+            self._client.run(self._client.aio.commit_size(self._node, end))
             with self._state:
                 if self._writes == writes:
                     self._dirty = False
@@ -288,12 +288,12 @@ class RawFile(io.RawIOBase):
 
     def fstat(self) -> os.stat_result:
         self.flush()
-        self._client._run(self._client._fs.refresh_node(self._node))
+        self._client.run(self._client.aio.refresh_node(self._node))
         return to_stat(self._node.attr)
 
     @property
     def chunk_size(self) -> int:
-        return self._client._fs.cluster.map.chunk_size or DEFAULT_BUFFER
+        return self._client.layout.chunk_size or DEFAULT_BUFFER
 
     def _size(self) -> int:
         return max(self._end, self._node.attr.size)

@@ -25,7 +25,7 @@ import errno
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Callable
 
 from superfs.client.batcher import Batcher, Pending
 from superfs.errors import FsError
@@ -78,6 +78,7 @@ class DirLease:
     epoch: int
     attr: pb.Attr
     grant: int = 0   # the dir server's number for this grant (recalls name it)
+    origin: bytes = b""   # the boot of the dir server that granted it (a restarted one knows nothing of it)
     closing: bool = False   # being given back: nothing new is made ahead under it
     caps: dict[tuple[int, int, tuple[int, ...]], pb.DirCap] = field(default_factory=dict)
     names: dict[str, Entry] = field(default_factory=dict)
@@ -119,13 +120,13 @@ class LeaseTable:
         return lease
 
     def adopt(self, reply: pb.LeaseReply, listing: list[tuple[pb.Dentry, pb.FileInfo | None]],
-              creds_key: tuple[int, int, tuple[int, ...]]) -> DirLease | None:
+              creds_key: tuple[int, int, tuple[int, ...]], origin: bytes = b"") -> DirLease | None:
         """A granted lease and the directory's full listing, taken after the grant."""
         if reply.mode != EXCLUSIVE:
             return None
         self.ttl_s = reply.ttl_ns / 1e9 or self.ttl_s
         d = reply.dir.dir
-        lease = DirLease(d.ino, reply.epoch, d.attr, reply.grant)
+        lease = DirLease(d.ino, reply.epoch, d.attr, reply.grant, origin)
         lease.caps[creds_key] = reply.dir.cap
         for entry, info in listing:
             lease.names[entry.name] = Entry(entry.ino, int(entry.type), info.attr if info is not None else None,
@@ -169,6 +170,14 @@ class LeaseTable:
             log.debug("lease on %d (epoch %d) recalled: %d names dropped in %.1f ms", dir_ino, lease.epoch,
                       len(lease.names),
                       (time.monotonic() - started) * 1000)
+
+    async def drop_granted_before(self, origin: bytes, why: str) -> None:
+        """Drop the leases a dir server other than boot ``origin`` granted (it restarted since)."""
+        stale = [d for d, lease in self.dirs.items() if lease.origin != origin]
+        if stale:
+            log.info("dropping %d directory leases: %s", len(stale), why)
+        for d in stale:
+            await self.release(d)
 
     async def drop_all(self, why: str) -> None:
         if self.dirs:

@@ -34,7 +34,7 @@ class PathResolver:
             node = self.cache.get_path(path, creds)
             if node is not None:
                 return node, path
-        reply = await self.cluster.dir_call("Resolve", pb.ResolveRequest(path=path, creds=creds.pb()))
+        reply = await self.cluster.dir.resolve(pb.ResolveRequest(path=path, creds=creds.pb()))
         walked = "/"
         deepest: Node | None = None
         for i, info in enumerate(reply.dirs):

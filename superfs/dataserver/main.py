@@ -14,11 +14,11 @@ import os
 import grpc
 
 from superfs import daemon, metrics
-from superfs.client.rpc import Channels
 from superfs.config import ASYNC, DURABLE, MESSAGE_HEADROOM, DataServerConfig, read_secret
 from superfs.dataserver.chunk_store import ChunkStore
 from superfs.dataserver.registration import DEFAULT_WAIT_S, Registrar
 from superfs.dataserver.service import DataServicer
+from superfs.rpc.channels import Channels
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ async def run(cfg: DataServerConfig, *, register_wait_s: float = DEFAULT_WAIT_S)
     chunks = ChunkStore.open(os.path.join(cfg.data_dir, STORE_DIR), durable=cfg.durability != ASYNC)
     servicer = DataServicer(chunks, read_secret(cfg.secret_file),
                             max_write=cfg.limits.max_message_bytes - MESSAGE_HEADROOM)
-    channels = Channels(timeout_s=cfg.rpc_timeout_s)
+    channels = Channels(timeout_s=cfg.rpc_timeout_s, transport="grpc")  # daemons call each other on gRPC
     registrar = Registrar(channels, cfg.dir_server, cfg.server_id, timeout_s=cfg.rpc_timeout_s,
                           new_store=chunks.is_new(),
                           on_store_checked=lambda lost: chunks.settle_identity(cfg.server_id, lost))

@@ -15,7 +15,6 @@ import time
 import grpc
 
 from superfs import capability, perms
-from superfs.client.rpc import Channels
 from superfs.config import DirServerConfig
 from superfs.dirserver.attrs import DirAttrs
 from superfs.dirserver.cluster_map import ClusterRegistry
@@ -28,6 +27,8 @@ from superfs.dirserver.namespace import Namespace
 from superfs.dirserver.shards import ShardClient, ShardOps
 from superfs.dirserver.store import DirStore
 from superfs.errors import FsError, rpc_handler
+from superfs.rpc.channels import Channels
+from superfs.rpc.cluster_map import ClusterView
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
 
@@ -48,16 +49,22 @@ class DirServicer(pbg.DirServiceServicer):
         self.cfg = cfg
         self.store = store
         self.registry = ClusterRegistry(store, cfg)
-        self.channels = Channels(cfg.rpc_timeout_s)
+        self.channels = Channels(cfg.rpc_timeout_s, transport="grpc")  # daemons call each other on gRPC
+        # the dir server's routing to shards and data servers: the one view, over its own registry
+        self.view = ClusterView(self.channels, cluster_map=self.registry.map, source=self._current_map)
+        self.registry.on_change = self.view.adopt
         self.namespace = Namespace(store, secret, cfg.dir_lease_s)
         self.attrs = DirAttrs(store)
-        shard_ops = shards or ShardClient(self.registry, self.channels, cfg.rpc_timeout_s, secret)
+        shard_ops = shards or ShardClient(self.view, secret)
         self.coordinator = Coordinator(store, shard_ops)
         self.secret = secret
         base = next_lease_base(store)
         self.leases = LeaseManager(LeaseTable(base, capability.CAP_TTL_NS / 1e9), shard_ops.fence_all)
         # restarted: holders of leases granted before may not have noticed yet; the first start has none
         self.lease_grace_until = time.monotonic() + (self.leases.lease_ttl_s if base > 1 << 32 else 0.0)
+
+    async def _current_map(self) -> pb.ClusterMap:
+        return self.registry.map
 
     async def close(self) -> None:
         await self.channels.close()

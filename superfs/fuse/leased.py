@@ -42,7 +42,6 @@ from typing import Any
 
 import pyfuse3
 
-from superfs import routing
 from superfs.names import check_name
 from superfs.client.batcher import DELAY_S, Batcher, Pending
 from superfs.client.fs import AsyncFs
@@ -131,10 +130,10 @@ class LeasedDirs:
         if reply.grant and self._recalled.get(dir_ino, 0) >= reply.grant:
             # recalled before its grant reached us (the recall was answered for it): not ours
             return None
-        lease = self.table.adopt(reply, listing, creds_key(creds))
+        lease = self.table.adopt(reply, listing, creds_key(creds), self._dir_server_boot())
         if lease is not None:
             self._ping_soon()
-            for shard in set(self.cluster.map.partition_shard):
+            for shard in set(self.cluster.partition_shards()):
                 self.pool.fill_soon(shard)
         return lease
 
@@ -165,12 +164,18 @@ class LeasedDirs:
             sent = time.monotonic()
             try:
                 await self.cluster.refresh()
+                await self.table.drop_granted_before(self._dir_server_boot(), "the dir server restarted")
                 await self.table.heard(sent)
             except FsError as e:
                 log.debug("dir server ping: %s", e)
             if not self.table.valid():
                 await self.table.drop_all("the dir server does not answer")
             await asyncio.sleep(PING_EVERY_S)
+
+    def _dir_server_boot(self) -> bytes:
+        """Which run of the dir server this client's session reaches (changes when it restarts)."""
+        s = self.fs.channels.session(self.cluster.dir_address) if self.cluster.dir_address else None
+        return (s.boot_id or b"") if s is not None else b""
 
     def _forget_kernel(self, lease: DirLease) -> None:
         """The lease ended: the kernel must ask again about everything it cached from it."""
@@ -232,7 +237,7 @@ class LeasedDirs:
             if flags & os.O_EXCL:
                 raise FsError(errno.EEXIST, "file exists")
             return None  # open the existing one the ordinary way
-        partition = routing.entry_partition(parent, name, self.cluster.map.num_partitions)
+        partition = self.cluster.entry_partition(parent, name)
         ino = await self.pool.take_waiting(partition)
         cap = await self._cap(lease, creds)
         if cap is None:
@@ -259,7 +264,7 @@ class LeasedDirs:
         op = pb.BatchOp(create=pb.CreateFileRequest(parent_ino=parent, name=name, mode=mode & 0o7777,
                                                     type=pb.REGULAR, exclusive=True, creds=creds.pb(), cap=cap,
                                                     ino=ino, time_ns=now))
-        shard = self.cluster.map.partition_shard[partition]
+        shard = self._shard_of_partition(partition)
         e = Entry(ino, pb.REGULAR, attr, bytearray(), created_here=True)
         e.ops.append(self.batcher.add(shard, op, parent))
         lease.names[name] = e
@@ -312,8 +317,7 @@ class LeasedDirs:
         cap = await self._cap(lease, creds)
         if cap is None or self.table.get(parent) is not lease or lease.names.get(name) is not e:
             return False  # recalled while this waited: the ordinary path
-        partition = routing.entry_partition(parent, name, self.cluster.map.num_partitions)
-        shard = self.cluster.map.partition_shard[partition]
+        shard = self.cluster.shard_of_entry(parent, name)
         p = self.batcher.add(shard, pb.BatchOp(unlink=pb.UnlinkRequest(parent_ino=parent, name=name,
                                                                        creds=creds.pb(), cap=cap)), parent)
         del lease.names[name]
@@ -380,7 +384,7 @@ class LeasedDirs:
         e = h.entry
         assert e.data is not None and e.attr is not None
         end = off + len(buf)
-        if end > self.cluster.map.inline_threshold:
+        if end > self.cluster.inline_threshold:
             return None
         if off > len(e.data):
             e.data.extend(bytes(off - len(e.data)))
@@ -412,8 +416,7 @@ class LeasedDirs:
         where = self.files.get(e.ino)
         if lease is None or where is None:
             return
-        partition = routing.ino_partition(e.ino)
-        shard = self.cluster.map.partition_shard[partition]
+        shard = self.cluster.shard_of_ino(e.ino)
         e.ops.append(self.batcher.add(shard, pb.BatchOp(write=pb.WriteInlineRequest(
             ino=e.ino, offset=0, data=bytes(e.data), truncate_to_end=True, creds=h.creds.pb())), h.parent))
 
@@ -492,10 +495,10 @@ class LeasedDirs:
         return await self.meta.delegate_inodes(shard, partitions, count)
 
     def _partitions_of(self, shard: int) -> list[int]:
-        return [p for p, s in enumerate(self.cluster.map.partition_shard) if s == shard]
+        return self.cluster.partitions_of(shard)
 
     def _shard_of_partition(self, partition: int) -> int:
-        return int(self.cluster.map.partition_shard[partition])
+        return self.cluster.shard_of_partition(partition)
 
     def kernel_timeout(self) -> float:
         return KERNEL_TIMEOUT_S

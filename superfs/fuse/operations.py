@@ -31,7 +31,6 @@ import errno
 import functools
 import logging
 import os
-import stat as stat_mod
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import pyfuse3
@@ -166,7 +165,7 @@ class SuperFsOperations(pyfuse3.Operations):
 
     @property
     def _threshold(self) -> int:
-        return self.fs.cluster.map.inline_threshold
+        return self.fs.layout.inline_threshold
 
     def _entry(self, attr: pb.Attr, *, count: bool) -> pyfuse3.EntryAttributes:
         ino = attr.ino
@@ -532,8 +531,8 @@ class SuperFsOperations(pyfuse3.Operations):
     def _open_file(self, node: Node) -> OpenFile:
         of = self.handles.open_file(node.ino)
         if of is None:
-            cmap = self.fs.cluster.map
-            of = OpenFile(node, self.data, self.meta, cmap.chunk_size, cmap.inline_threshold)
+            layout = self.fs.layout
+            of = OpenFile(node, self.data, self.meta, layout.chunk_size, layout.inline_threshold)
             of.refresh(node)
         return of
 
@@ -789,12 +788,11 @@ class SuperFsOperations(pyfuse3.Operations):
                 raise FsError(pyfuse3.ENOATTR, "no file capabilities")
             return of.caps
         try:
-            reply = await self.meta.xattr("GetXattr", inode, self.creds_of(ctx), sname)
+            value = await self.meta.get_xattr(inode, self.creds_of(ctx), sname)
         except FsError as e:
             if of is not None and e.errno == pyfuse3.ENOATTR:
                 of.caps, of.caps_known = None, True
             raise _stale(e) from None
-        value = bytes(reply.value)  # type: ignore[union-attr]
         if of is not None:
             of.caps, of.caps_known = value, True
         return value
@@ -808,7 +806,7 @@ class SuperFsOperations(pyfuse3.Operations):
             raise FsError(errno.EOPNOTSUPP, f"{sname.split('.')[0]}.* attributes are not supported")
         self._forget_caps(inode, sname)
         try:
-            await self.meta.xattr("SetXattr", inode, self.creds_of(ctx), sname, bytes(value))
+            await self.meta.set_xattr(inode, self.creds_of(ctx), sname, bytes(value))
         except FsError as e:
             raise _stale(e) from None
 
@@ -817,10 +815,10 @@ class SuperFsOperations(pyfuse3.Operations):
         if self.leased is not None and self.leased.attr(inode) is not None:
             return []
         try:
-            reply = await self.meta.xattr("ListXattr", inode, self.creds_of(ctx))
+            names = await self.meta.list_xattr(inode, self.creds_of(ctx))
         except FsError as e:
             raise _stale(e) from None
-        return [os.fsencode(n) for n in reply.names]  # type: ignore[union-attr]
+        return [os.fsencode(n) for n in names]
 
     @fuse_op
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
@@ -831,7 +829,7 @@ class SuperFsOperations(pyfuse3.Operations):
             raise FsError(pyfuse3.ENOATTR, "not stored")
         self._forget_caps(inode, sname)
         try:
-            await self.meta.xattr("RemoveXattr", inode, self.creds_of(ctx), sname)
+            await self.meta.remove_xattr(inode, self.creds_of(ctx), sname)
         except FsError as e:
             raise _stale(e) from None
 

@@ -50,6 +50,11 @@ MAX_FRAME = 256 * 1024 * 1024  # replies come from trusted daemons; bounded all 
 Handler = Callable[[bytes], Awaitable[bytes]]
 
 
+class CallNotSent(FsError):
+    """The call never left this process: its daemon could not be reached. Sending it
+    elsewhere (the daemon moved) cannot apply it twice."""
+
+
 @dataclass
 class _Call:
     id: int
@@ -179,7 +184,8 @@ class Session:
                 if c.mutation and c.sent_boot is not None and c.deadline > now:
                     waiting = True
                     continue
-                c.future.set_exception(FsError(err.errno, err.message))
+                failed = CallNotSent if c.sent_boot is None else FsError
+                c.future.set_exception(failed(err.errno, err.message))
             if not waiting:
                 return
             await asyncio.sleep(delay)

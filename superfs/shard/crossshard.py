@@ -46,13 +46,13 @@ import errno
 import logging
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from superfs.errors import FsError
 from superfs.faults import crash_point
 from superfs.perms import CredsLike
 from superfs.shard import name_ops
-from superfs.shard.cluster import ClusterView
+from superfs.shard.cluster import ShardCluster
 from superfs.shard.confirms import AppliedConfirmer
 from superfs.shard.name_ops import DirGuard
 from superfs.shard.records import Inode, Intent, OutboxItem, dentry_key, encode_name
@@ -135,14 +135,11 @@ class KeyLocks:
 class CrossShard:
     """Runs the network steps between the transactions of cross-shard operations."""
 
-    def __init__(self, store: FileMetaStore, cluster: ClusterView) -> None:
+    def __init__(self, store: FileMetaStore, cluster: ShardCluster) -> None:
         self.store = store
         self.cluster = cluster
         self.locks = KeyLocks()
         self.confirms = AppliedConfirmer(store, cluster)
-
-    async def call_shard(self, shard_id: int, method: str, request: Any) -> Any:
-        return await self.cluster.call_peer("shard", shard_id, method, request)
 
     # ------------------------------------------------------ idempotent steps
 
@@ -173,7 +170,7 @@ class CrossShard:
                                        txid=intent.txid, check_target=check, expect_ino=max(0, intent.expect_ino),
                                        record_refusal=final)
             try:
-                reply = await self.call_shard(target, "RemoteLink", req)
+                reply = await self.cluster.shard(target).remote_link(req)
                 return int(reply.replaced_ino), target
             except FsError as e:
                 if e.errno == errno.ECANCELED:
@@ -185,7 +182,7 @@ class CrossShard:
                     continue
                 if e.errno != errno.ESTALE or attempt - busy >= ESTALE_RETRIES - 1:
                     raise
-                await self.cluster.refresh()
+                await self.cluster.refresh_quietly()
         raise AssertionError("unreachable")
 
     async def adjust_nlink(self, ino: int, delta: int, txid: str) -> tuple[Inode, int]:
@@ -195,12 +192,12 @@ class CrossShard:
             if home == self.cluster.shard_id:
                 return await self.store.write(lambda t: name_ops.adjust_nlink(t, ino, delta, txid)), home
             try:
-                attr = await self.call_shard(home, "AdjustNlink", pb.NlinkRequest(ino=ino, delta=delta, txid=txid))
+                attr = await self.cluster.shard(home).adjust_nlink(pb.NlinkRequest(ino=ino, delta=delta, txid=txid))
                 return inode_of_attr(attr), home
             except FsError as e:
                 if e.errno != errno.ESTALE or attempt == ESTALE_RETRIES - 1:
                     raise
-                await self.cluster.refresh()
+                await self.cluster.refresh_quietly()
         raise AssertionError("unreachable")
 
     # ---------------------------------------------------------------- rename
@@ -240,7 +237,7 @@ class CrossShard:
             req = pb.RemoteLinkRequest(parent_ino=intent.dst_parent, name=intent.dst_name, ino=intent.ino,
                                        type=intent.ftype, exchange=True, txid=intent.txid)
             try:
-                reply = await self.call_shard(target, "RemoteLink", req)
+                reply = await self.cluster.shard(target).remote_link(req)
                 return int(reply.replaced_ino), int(reply.replaced_type)
             except FsError as e:
                 if e.errno == errno.EAGAIN and busy < BUSY_RETRIES:
@@ -249,7 +246,7 @@ class CrossShard:
                     continue
                 if e.errno != errno.ESTALE or attempt - busy >= ESTALE_RETRIES - 1:
                     raise
-                await self.cluster.refresh()
+                await self.cluster.refresh_quietly()
         raise AssertionError("unreachable")
 
     async def _finish_exchange(self, intent: Intent, fresh: bool) -> None:
@@ -276,7 +273,8 @@ class CrossShard:
         except TargetChanged as e:
             if fresh:
                 raise
-            await self.store.write(lambda t: name_ops.drop_intent(t, intent, recorded_on=e.shard))
+            recorded_on = e.shard
+            await self.store.write(lambda t: name_ops.drop_intent(t, intent, recorded_on=recorded_on))
             log.info("rolled rename %s back: its destination %d/%s holds another file than when it began",
                      intent.txid, intent.dst_parent, intent.dst_name)
             raise

@@ -18,7 +18,7 @@ import asyncio
 import errno
 import logging
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 import grpc
 
@@ -29,7 +29,7 @@ from superfs.perms import CredsLike
 from superfs.routing import is_dir_ino, make_file_ino
 from superfs.shard import admin_ops, file_ops, name_ops, xattr_ops
 from superfs.shard.batch import apply_batch
-from superfs.shard.cluster import ClusterView
+from superfs.shard.cluster import ShardCluster
 from superfs.shard.confirms import forget_applied
 from superfs.shard.crossshard import CrossShard, new_txid
 from superfs.shard.fences import Fences
@@ -122,7 +122,7 @@ class ShardServicer(pbg.ShardServiceServicer):
     (main.run). ``secret`` verifies directory capabilities and signs chunk capabilities.
     """
 
-    def __init__(self, store: FileMetaStore, cluster: ClusterView, secret: bytes) -> None:
+    def __init__(self, store: FileMetaStore, cluster: ShardCluster, secret: bytes) -> None:
         self.store = store
         self.cluster = cluster
         self.secret = secret
@@ -179,7 +179,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         home = self.cluster.shard_of_ino(ino)
         if home == self.cluster.shard_id:
             raise FsError(errno.ENOENT, f"entry points at missing inode {ino}")
-        return await self.cross.call_shard(home, "GetFile", pb.GetFileRequest(ino=ino, creds=creds))
+        return await self.cluster.shard(home).get_file(pb.GetFileRequest(ino=ino, creds=creds))
 
     async def _owners(self, guard: DirGuard, creds: pb.Creds, entries: Iterable[tuple[int, bytes]]) -> dict[int, int]:
         """Owners of remote inodes that a sticky-directory check will need."""
@@ -219,7 +219,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         if res.node is None:  # an existing name whose inode lives on another shard
             if request.truncate:
                 home = self.cluster.shard_of_ino(res.remote_ino)
-                await self.cross.call_shard(home, "SetAttr", pb.SetAttrRequest(
+                await self.cluster.shard(home).set_attr(pb.SetAttrRequest(
                     ino=res.remote_ino, mask=file_ops.SET_SIZE, size=0, creds=creds))
             return pb.CreateFileReply(file=await self._remote_file(res.remote_ino, creds), created=False)
         await self._after_shrink(res.reclaim)
@@ -377,7 +377,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         """
         shard = self.cluster.shard_of_entry(r.dst_parent, r.dst_name)
         try:
-            found = await self.cross.call_shard(shard, "LookupFile", pb.LookupFileRequest(
+            found = await self.cluster.shard(shard).lookup_file(pb.LookupFileRequest(
                 parent_ino=r.dst_parent, name=r.dst_name, creds=r.creds, cap=r.dst_cap))
         except FsError as e:
             if e.errno in (errno.EIO, errno.ETIMEDOUT, errno.EAGAIN):
@@ -393,7 +393,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         """Sticky destination on another shard: may the caller replace what is there?"""
         shard = self.cluster.shard_of_entry(r.dst_parent, r.dst_name)
         try:
-            found = await self.cross.call_shard(shard, "LookupFile", pb.LookupFileRequest(
+            found = await self.cluster.shard(shard).lookup_file(pb.LookupFileRequest(
                 parent_ino=r.dst_parent, name=r.dst_name, creds=r.creds, cap=r.dst_cap))
         except FsError as e:
             if e.errno == errno.ENOENT:
@@ -639,9 +639,13 @@ class ShardServicer(pbg.ShardServiceServicer):
         return self._pending_reply()
 
     def _pending_reply(self) -> pb.ShardPendingReply:
+        owned = self.cluster.owned_partitions if self.cluster.ready else frozenset()
         with self.store.read() as t:
             p = admin_ops.pending(t)
+            counters = admin_ops.counters(t, owned)
         return pb.ShardPendingReply(
+            counters=[pb.PartitionCounter(partition=part, last=last, delegated_end=end, delegations=n)
+                      for part, last, end, n in counters],
             applied_records=p.applied, unconfirmed=p.unconfirmed, ops_begun=self.ops.begun,
             ops_low_water=self.ops.low_water,
             intents=[pb.ShardIntent(kind=i.kind, txid=i.txid, ino=i.ino, parent_ino=i.parent,

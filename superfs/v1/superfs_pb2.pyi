@@ -1084,7 +1084,7 @@ class ReclaimEntry(_message.Message):
     def __init__(self, ino: _Optional[int] = ..., from_size: _Optional[int] = ..., freed: _Optional[bool] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class ShardPendingReply(_message.Message):
-    __slots__ = ("intents", "outbox", "reclaim", "sealed_dirs", "applied_records", "unconfirmed", "ops_begun", "ops_low_water")
+    __slots__ = ("intents", "outbox", "reclaim", "sealed_dirs", "applied_records", "unconfirmed", "ops_begun", "ops_low_water", "counters")
     INTENTS_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_FIELD_NUMBER: _ClassVar[int]
     RECLAIM_FIELD_NUMBER: _ClassVar[int]
@@ -1093,6 +1093,7 @@ class ShardPendingReply(_message.Message):
     UNCONFIRMED_FIELD_NUMBER: _ClassVar[int]
     OPS_BEGUN_FIELD_NUMBER: _ClassVar[int]
     OPS_LOW_WATER_FIELD_NUMBER: _ClassVar[int]
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
     intents: _containers.RepeatedCompositeFieldContainer[ShardIntent]
     outbox: _containers.RepeatedCompositeFieldContainer[OutboxEntry]
     reclaim: _containers.RepeatedCompositeFieldContainer[ReclaimEntry]
@@ -1101,7 +1102,20 @@ class ShardPendingReply(_message.Message):
     unconfirmed: int
     ops_begun: int
     ops_low_water: int
-    def __init__(self, intents: _Optional[_Iterable[_Union[ShardIntent, _Mapping]]] = ..., outbox: _Optional[_Iterable[_Union[OutboxEntry, _Mapping]]] = ..., reclaim: _Optional[_Iterable[_Union[ReclaimEntry, _Mapping]]] = ..., sealed_dirs: _Optional[_Iterable[int]] = ..., applied_records: _Optional[int] = ..., unconfirmed: _Optional[int] = ..., ops_begun: _Optional[int] = ..., ops_low_water: _Optional[int] = ...) -> None: ...
+    counters: _containers.RepeatedCompositeFieldContainer[PartitionCounter]
+    def __init__(self, intents: _Optional[_Iterable[_Union[ShardIntent, _Mapping]]] = ..., outbox: _Optional[_Iterable[_Union[OutboxEntry, _Mapping]]] = ..., reclaim: _Optional[_Iterable[_Union[ReclaimEntry, _Mapping]]] = ..., sealed_dirs: _Optional[_Iterable[int]] = ..., applied_records: _Optional[int] = ..., unconfirmed: _Optional[int] = ..., ops_begun: _Optional[int] = ..., ops_low_water: _Optional[int] = ..., counters: _Optional[_Iterable[_Union[PartitionCounter, _Mapping]]] = ...) -> None: ...
+
+class PartitionCounter(_message.Message):
+    __slots__ = ("partition", "last", "delegated_end", "delegations")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    DELEGATED_END_FIELD_NUMBER: _ClassVar[int]
+    DELEGATIONS_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    last: int
+    delegated_end: int
+    delegations: int
+    def __init__(self, partition: _Optional[int] = ..., last: _Optional[int] = ..., delegated_end: _Optional[int] = ..., delegations: _Optional[int] = ...) -> None: ...
 
 class RemoveEntryRequest(_message.Message):
     __slots__ = ("parent_ino", "name", "ino", "drop_link")
