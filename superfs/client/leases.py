@@ -80,6 +80,7 @@ class DirLease:
     grant: int = 0   # the dir server's number for this grant (recalls name it)
     origin: bytes = b""   # the boot of the dir server that granted it (a restarted one knows nothing of it)
     closing: bool = False   # being given back: nothing new is made ahead under it
+    making: set[str] = field(default_factory=set)   # subdirectories being made by the dir server now
     caps: dict[tuple[int, int, tuple[int, ...]], pb.DirCap] = field(default_factory=dict)
     names: dict[str, Entry] = field(default_factory=dict)
     gone: list[Entry] = field(default_factory=list)        # unlinked ahead, their unlink not answered yet

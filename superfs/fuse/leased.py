@@ -48,6 +48,7 @@ from superfs.client.fs import AsyncFs
 from superfs.client.inopool import InoPool
 from superfs.client.leases import MAX_ENTRIES, DirLease, Entry, LeaseTable
 from superfs.client.meta import Creds
+from superfs.client.nodes import Node
 from superfs.errors import FsError
 from superfs.v1 import superfs_pb2 as pb
 
@@ -118,6 +119,11 @@ class LeasedDirs:
                 self._refused[dir_ino] = time.monotonic() + REFUSED_FOR_S
                 return None
             await self.table.heard(sent)
+            # This mount may still be giving back an earlier grant of the same directory (the dir
+            # server grants its holder again at once): its changes must be in the listing.
+            old = self.table.dirs.get(dir_ino)
+            while old is not None and old.closing and old.pending():
+                await self.table.flush(old)
             listing, more = await self.meta.list_dir_page(dir_ino, creds, limit=MAX_ENTRIES, with_attrs=True)
             if more:  # too big to keep whole: give it back
                 self._refused[dir_ino] = time.monotonic() + 60.0
@@ -237,6 +243,8 @@ class LeasedDirs:
             if flags & os.O_EXCL:
                 raise FsError(errno.EEXIST, "file exists")
             return None  # open the existing one the ordinary way
+        if name in lease.making:
+            return None  # a mkdir of the name is on its way: the servers decide which one wins
         partition = self.cluster.entry_partition(parent, name)
         ino = await self.pool.take_waiting(partition)
         cap = await self._cap(lease, creds)
@@ -324,7 +332,70 @@ class LeasedDirs:
         self.files.pop(e.ino, None)
         e.ops.append(p)
         lease.gone.append(e)
+        if e.attr is None or e.attr.nlink != 1:
+            # the file lives on under another name, whose stat must show one link less at once
+            await self.table.flush(lease)
+            if p.failed is not None:
+                raise p.failed
         return True
+
+    def linked(self, ino: int, attr: pb.Attr) -> None:
+        """``ino`` got another name: the tables that know it learn its new link count (an unlink
+        of one of its names then waits for its answer, see ``unlink``)."""
+        for lease in self.table.dirs.values():
+            for e in lease.names.values():
+                if e.ino == ino and e.attr is not None:
+                    e.attr.CopyFrom(attr)
+
+    # ---------------------------------------------------------- directories
+
+    async def mkdir(self, parent: int, name: str, mode: int, creds: Creds) -> Node | None:
+        """Make a subdirectory of a leased directory, keeping the lease; None: not leased.
+
+        The dir server makes it (a holder's own change recalls nothing), so this saves the
+        lookup the kernel sends first and the lease's return and retaking; the table learns
+        the name. A pending unlink could be of the same name: what is pending goes first."""
+        check_name(name)
+        lease = await self.want(parent, creds)
+        if lease is None or lease.closing:
+            return None
+        if name in lease.names or name in lease.making:
+            raise FsError(errno.EEXIST, "file exists")
+        if lease.gone:
+            await self.table.flush(lease)
+            if self.table.get(parent) is not lease or name in lease.names:
+                return None
+        lease.making.add(name)
+        try:
+            node = await self.meta.mkdir(parent, name, mode, creds)
+        finally:
+            lease.making.discard(name)
+        if self.table.get(parent) is lease:
+            lease.names[name] = Entry(node.ino, pb.DIRECTORY, None)
+            lease.attr.mtime_ns = lease.attr.ctime_ns = node.attr.ctime_ns
+            lease.attr.nlink += 1
+        return node
+
+    def subdir(self, parent: int, name: str) -> int | None:
+        """The inode of subdirectory ``name`` of a leased directory (FsError if the table says there
+        is none); None: not leased, ask."""
+        e = self.lookup(parent, name)
+        if e is None:
+            return None
+        if e.ftype != pb.DIRECTORY:
+            raise FsError(errno.ENOTDIR, "not a directory")
+        return e.ino
+
+    def removed_dir(self, parent: int, name: str, ino: int) -> None:
+        """Subdirectory ``name`` (inode ``ino``) of ``parent`` is gone: the table forgets it."""
+        lease = self.table.get(parent)
+        if lease is None:
+            return
+        e = lease.names.get(name)
+        if e is not None and e.ino == ino:
+            del lease.names[name]
+            lease.attr.mtime_ns = lease.attr.ctime_ns = time.time_ns()
+            lease.attr.nlink = max(2, lease.attr.nlink - 1)
 
     # ---------------------------------------------------------------- files
 

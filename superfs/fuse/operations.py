@@ -349,8 +349,11 @@ class SuperFsOperations(pyfuse3.Operations):
     @fuse_op
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any) -> pyfuse3.EntryAttributes:
         self._writable()
-        await self._unlease(parent_inode)
-        node = await self.meta.mkdir(parent_inode, os.fsdecode(name), mode & 0o7777, self.creds_of(ctx))
+        sname, creds = os.fsdecode(name), self.creds_of(ctx)
+        node = await self.leased.mkdir(parent_inode, sname, mode & 0o7777, creds) if self.leased else None
+        if node is None:
+            await self._unlease(parent_inode)
+            node = await self.meta.mkdir(parent_inode, sname, mode & 0o7777, creds)
         return self._node_entry(node, count=True)
 
     @fuse_op
@@ -359,8 +362,14 @@ class SuperFsOperations(pyfuse3.Operations):
         sname = os.fsdecode(name)
         if self._hidden(parent_inode, sname):
             raise FsError(errno.ENOENT, "hidden")
-        await self._unlease(parent_inode, *self._leased_children(parent_inode))
+        child = self.leased.subdir(parent_inode, sname) if self.leased is not None else None
+        if child is None:  # which directory the name is, is not known here: every lease it could be
+            await self._unlease(parent_inode, *self._leased_children(parent_inode))
+        else:  # a leased parent keeps its lease (the dir server recalls nothing from its holder)
+            await self._unlease(child)
         await self.meta.rmdir(parent_inode, sname, self.creds_of(ctx))
+        if child is not None and self.leased is not None:
+            self.leased.removed_dir(parent_inode, sname, child)
 
     @fuse_op
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any
@@ -393,6 +402,8 @@ class SuperFsOperations(pyfuse3.Operations):
         await self._unlease(new_parent_inode)
         attr = await self.meta.link(inode, new_parent_inode, sname, self.creds_of(ctx))
         self.inodes.note_name(new_parent_inode, sname, inode)
+        if self.leased is not None:
+            self.leased.linked(inode, attr)
         return self._entry(attr, count=True)
 
     async def _open_victim(self, parent: int, name: str, creds: Creds) -> Node | None:
