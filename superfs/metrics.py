@@ -294,6 +294,22 @@ def shard_metrics(store: Any) -> list[Collector]:
     return [LmdbCollector(store.lmdb)]
 
 
-def data_server_metrics(chunks: Any) -> list[Collector]:
-    """A data server's ChunkStore."""
-    return [LmdbCollector(chunks.store), FiguresCollector(chunk_figures(chunks))]
+def byte_path_figures(server: Any) -> Callable[[], list[tuple[str, str, float]]]:
+    """A data server's ByteServer: requests served, chained forwards, repaired blocks, dropped connections."""
+    def fn() -> list[tuple[str, str, float]]:
+        return [("superfs_bytes_reads", "Chunk reads served on the byte path", server.reads),
+                ("superfs_bytes_writes", "Chunk writes served on the byte path", server.writes),
+                ("superfs_bytes_forwarded", "Chained writes forwarded to the next replica", server.forwarded),
+                ("superfs_bytes_repaired_blocks", "Corrupt blocks repaired from another replica",
+                 server.repaired_blocks),
+                ("superfs_bytes_dropped", "Byte-path connections dropped (garbage, stalls, over the limit)",
+                 server.dropped)]
+    return fn
+
+
+def data_server_metrics(chunks: Any, byte_server: Any = None) -> list[Collector]:
+    """A data server's ChunkStore (and its byte path)."""
+    out: list[Collector] = [LmdbCollector(chunks.store), FiguresCollector(chunk_figures(chunks))]
+    if byte_server is not None:
+        out.append(FiguresCollector(byte_path_figures(byte_server)))
+    return out

@@ -9,6 +9,7 @@ import time
 from superfs import routing
 from superfs.client.rpc import Channels, call
 from superfs.errors import FsError
+from superfs.rpc.bytepath import ByteTarget
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
 
@@ -24,6 +25,7 @@ class ClusterView:
         self.map = pb.ClusterMap()
         self._shards: dict[int, str] = {}
         self._data: dict[int, str] = {}
+        self._bytes: dict[int, ByteTarget] = {}
         self._refreshed = 0.0
         self._lock = asyncio.Lock()
         self.dir_calls = 0  # RPCs sent to the dir server (benchmarks report it)
@@ -53,6 +55,11 @@ class ClusterView:
             self.map = m
             self._shards = {s.id: s.address for s in m.shards}
             self._data = {d.id: d.address for d in m.data_servers}
+            fresh = {d.id: ByteTarget(d.bytes_address, d.bytes_local) for d in m.data_servers if d.bytes_address}
+            for sid, old in self._bytes.items():
+                if fresh.get(sid) != old:
+                    self.channels.forget_byte_target(old)  # restarted or moved: its old connections are dead
+            self._bytes = fresh
             self.channels.learn_sessions({self.dir_address: m.dir_session_address,
                                           **{s.address: s.session_address for s in m.shards},
                                           **{d.address: d.session_address for d in m.data_servers}})
@@ -89,6 +96,10 @@ class ClusterView:
             return self.channels.data(self._data[server_id])
         except KeyError:
             raise FsError(errno.EIO, f"data server {server_id} is not in the cluster map") from None
+
+    def byte_target(self, server_id: int) -> ByteTarget | None:
+        """Where data server ``server_id`` takes chunk bytes (None: it has no byte path; use gRPC)."""
+        return self._bytes.get(server_id)
 
     def data_server_ids(self) -> list[int]:
         return sorted(self._data)

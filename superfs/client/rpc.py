@@ -19,6 +19,7 @@ server that address is (see :mod:`superfs.client.local`), else only
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import errno
@@ -34,6 +35,7 @@ from superfs import auth, tls
 from superfs.config import SecurityConfig, TlsConfig
 from superfs.rpc.options import GRPC_OPTIONS
 from superfs.errors import FsError, errno_of_rpc_error, is_overloaded
+from superfs.rpc.bytepath import BytePool, ByteSecurity, ByteTarget
 from superfs.rpc.client import Session
 from superfs.rpc.methods import METHODS
 from superfs.v1 import superfs_pb2_grpc as pbg
@@ -54,6 +56,7 @@ CHANNEL_OPTIONS = GRPC_OPTIONS + [
 
 
 _SERVICE_OF = {"dir": "DirService", "shard": "ShardService", "data": "DataService"}
+BYTE_WORKERS = 64  # byte-path calls in flight at once per process (each blocks one thread)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,12 @@ class ClientSecurity:
     @property
     def metadata(self) -> tuple[tuple[str, str], ...] | None:
         return auth.token_metadata(self.token) if self.token else None
+
+    def byte_security(self) -> ByteSecurity:
+        """The same credentials for the byte path (superfs/rpc/bytepath.py)."""
+        ctx = tls.client_ssl_context(self.tls) if self.tls is not None else None
+        return ByteSecurity(token=self.token, ssl_context=ctx,
+                            server_name=self.tls.server_name if self.tls is not None else None)
 
 
 _scoped: contextvars.ContextVar[ClientSecurity | None] = contextvars.ContextVar("superfs_security", default=None)
@@ -167,6 +176,8 @@ class Channels:
         self._sessions: dict[str, Session] = {}
         self.on_unreachable: Callable[[], None] | None = None  # a session's daemon could not be reached
         self.calls = 0  # RPCs issued (benchmarks count dir-server round trips)
+        self._byte_pool: BytePool | None = None
+        self._byte_workers: concurrent.futures.ThreadPoolExecutor | None = None
 
     def learn_sessions(self, endpoints: dict[str, str]) -> None:
         """Session endpoints of daemons by their gRPC address (the host dialled, the session port)."""
@@ -195,6 +206,26 @@ class Channels:
                                                server_hostname=(sec.tls.server_name or host) if sec.tls else None)
             s.on_unreachable = self._unreachable
         return s
+
+    def byte_pool(self, address_hint: str) -> BytePool:
+        """Connections to data servers' byte paths (superfs/rpc/bytepath.py), with this process's credentials."""
+        if self._byte_pool is None:
+            sec = self.security or self._resolve_security(address_hint)
+            self._byte_pool = BytePool(sec.byte_security())
+        return self._byte_pool
+
+    def forget_byte_target(self, target: ByteTarget) -> None:
+        """A data server restarted or moved: drop the idle connections to where it was."""
+        if self._byte_pool is not None:
+            self._byte_pool.forget(target)
+
+    @property
+    def byte_workers(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The threads byte-path calls block on (the event loop never does)."""
+        if self._byte_workers is None:
+            self._byte_workers = concurrent.futures.ThreadPoolExecutor(
+                max_workers=BYTE_WORKERS, thread_name_prefix="superfs-bytes")
+        return self._byte_workers
 
     def _unreachable(self) -> None:
         if self.on_unreachable is not None:
@@ -242,6 +273,12 @@ class Channels:
         return self._stub("data", pbg.DataServiceStub, address)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
+        if self._byte_pool is not None:
+            self._byte_pool.close()
+            self._byte_pool = None
+        if self._byte_workers is not None:
+            self._byte_workers.shutdown(wait=False, cancel_futures=True)
+            self._byte_workers = None
         for s in self._sessions.values():
             await s.close()
         self._sessions.clear()

@@ -497,17 +497,19 @@ class ChunkStore:
     # --------------------------------------------------------------- writes
 
     def begin_write(self, ino: int, index: int, offset: int, length: int, truncate: bool = False,
-                    chunk_size: int = 0) -> WritePlan:
+                    chunk_size: int = 0, *, budget: bool = True) -> WritePlan:
         """Plan a write of ``length`` bytes at ``offset``: feed them to the plan, then commit it.
 
         ``chunk_size``: the file's chunk size, so that a chunk written in
-        pieces gets a slot it grows into. Blocking (verifies and copies kept bytes).
+        pieces gets a slot it grows into. ``budget``: admitted against the
+        write budget (not a forward within a chain, whose first server did).
+        Blocking (waits for the budget; verifies and copies kept bytes).
         """
         key = _check_key(ino, index)
         _check_extent("write end", offset + length)
         if chunk_size < 0 or chunk_size > fmt.MAX_CHUNK:
             raise FsError(errno.EINVAL, f"chunk size {chunk_size} is outside 0..{fmt.MAX_CHUNK}")
-        return WritePlan(self, key, offset, offset + length, truncate, chunk_size)
+        return WritePlan(self, key, offset, offset + length, truncate, chunk_size, budget=budget)
 
     def write_now(self, ino: int, index: int, offset: int, data: bytes | bytearray | memoryview,
                   truncate: bool = False, chunk_size: int = 0) -> int:

@@ -120,7 +120,7 @@ class WritePlan:
     """One write, planned: feed it exactly ``end - offset`` bytes, then commit (or abort)."""
 
     def __init__(self, store: "ChunkStore", key: bytes, offset: int, end: int, truncate: bool, slot_hint: int,
-                 spare: "Spare | None" = None) -> None:
+                 spare: "Spare | None" = None, *, budget: bool = True) -> None:
         self.store = store
         self.key = key
         self.offset = offset
@@ -134,7 +134,8 @@ class WritePlan:
         self._new_slot = False
         self.spared = False
         try:
-            self._stack.enter_context(store.write_budget.admit(end))
+            if budget:
+                self._stack.enter_context(store.write_budget.admit(end))
             store.locks.acquire(key)
             self._stack.callback(store.locks.release, key)
             self._stack.enter_context(store.slots.pinned())
