@@ -99,17 +99,26 @@ class ByteServer:
 
     # ------------------------------------------------------------- lifecycle
 
-    def start(self, host: str, port: int = 0, *, local: bool = True) -> tuple[str, str]:
-        """Listen; returns (host:port, local socket name or "")."""
+    def start(self, host: str, port: int = 0, *, local: bool | str = True) -> tuple[str, str]:
+        """Listen; returns (host:port, local socket name or "").
+
+        ``local``: the abstract Unix socket's name (stable across restarts, so
+        clients find a restarted server where they knew it), True for a random
+        one, False for none. A name already taken on this host gets a random one.
+        """
         tcp = socket.create_server((host.strip("[]") or "0.0.0.0", port), reuse_port=False, backlog=128,
                                    family=socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET)
         self._listen(tcp)
         bound = tcp.getsockname()[1]
         self.address = f"{host}:{bound}"
         if local:
-            name = f"superfs-bytes-{os.urandom(8).hex()}"
+            name = local if isinstance(local, str) else f"superfs-bytes-{os.urandom(8).hex()}"
             u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            u.bind("\0" + name)
+            try:
+                u.bind("\0" + name)
+            except OSError:
+                name = f"superfs-bytes-{os.urandom(8).hex()}"
+                u.bind("\0" + name)
             u.listen(128)
             self._listen(u)
             self.local = name
@@ -362,17 +371,21 @@ class ByteServer:
         fwd = bpb.ByteRequest(op=bf.WRITE, key=req.key, offset=req.offset, length=req.length,
                               truncate=req.truncate, cap=req.cap, chunk_size=req.chunk_size, chain=req.chain[1:],
                               timeout_ms=req.timeout_ms, forwarded=True)
-        try:
-            conn, _ = self.forward.acquire(target, deadline)
-        except FsError as e:
-            return None, e, target.address
-        try:
-            conn.start(fwd, deadline)
-        except (OSError, bf.ByteTimeout) as e:
-            conn.close()
-            return None, FsError(errno.EIO, f"cannot send to it: {e}"), target.address
-        self.forwarded += 1
-        return conn, None, target.address
+        for attempt in (0, 1):
+            try:
+                conn, pooled = self.forward.acquire(target, deadline)
+            except FsError as e:
+                return None, e, target.address
+            try:
+                conn.start(fwd, deadline)
+            except (OSError, bf.ByteTimeout) as e:
+                conn.close()
+                if pooled and attempt == 0:
+                    continue  # closed while idle (the next server restarted): once more, afresh
+                return None, FsError(errno.EIO, f"cannot send to it: {e}"), target.address
+            self.forwarded += 1
+            return conn, None, target.address
+        raise AssertionError("unreachable")
 
     def _finish_downstream(self, down: Any, deadline: float) -> FsError | None:
         try:

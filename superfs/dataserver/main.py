@@ -12,6 +12,7 @@ layout (bytes in LMDB) are moved into slot files in the background.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 
@@ -59,14 +60,16 @@ async def run(cfg: DataServerConfig, *, register_wait_s: float = DEFAULT_WAIT_S)
         advertise = cfg.advertise or address
         registrar.session_address = daemon.advertised_session(advertise, session_address)
         host = cfg.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"
+        # the local socket's name follows the store, so a restarted server is found where it was
+        local = "superfs-bytes-" + hashlib.sha256(os.path.abspath(cfg.data_dir).encode()).hexdigest()[:20]
         try:
-            bytes_address, registrar.bytes_local = byte_server.start(host, cfg.bytes_port)
+            bytes_address, registrar.bytes_local = byte_server.start(host, cfg.bytes_port, local=local)
         except OSError as e:
             if not cfg.bytes_port:
                 raise
             log.warning("data server %d: cannot listen for the byte path on port %d (%s); using a free port",
                         cfg.server_id, cfg.bytes_port, e.strerror or e)
-            bytes_address, registrar.bytes_local = byte_server.start(host, 0)
+            bytes_address, registrar.bytes_local = byte_server.start(host, 0, local=local)
         registrar.bytes_address = daemon.advertised_session(advertise, bytes_address)
         log.info("data server %d: byte path on %s and local socket @%s", cfg.server_id,
                  registrar.bytes_address, registrar.bytes_local)

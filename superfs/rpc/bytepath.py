@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -113,6 +114,15 @@ class ByteConnection:
         bf.recv_into(self.sock, view, deadline)
         self.broken = False
 
+    def alive(self) -> bool:
+        """Still open at the other end, as far as can be told without waiting (an idle connection)."""
+        if isinstance(self.sock, ssl.SSLSocket):
+            return True  # TLS may have records pending (session tickets): a call finds out, and is retried
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        # readable while idle: EOF (closed by the server), or bytes nobody asked for; either way unusable
+        return not poller.poll(0)
+
     def abort(self) -> None:
         """Make a call in progress on another thread fail at once (the connection is dropped)."""
         self.broken = True
@@ -192,13 +202,24 @@ class BytePool:
 
     def acquire(self, target: ByteTarget, deadline: float) -> tuple[ByteConnection, bool]:
         """(a connection, whether it came from the pool)."""
+        conn: ByteConnection | None
         with self._lock:
             if self._closed:
                 raise FsError(errno.EIO, "byte path closed")
             idle = self._idle.get(target)
-            if idle:
-                return idle.pop(), True
+            stale = []
+            while idle:
+                conn = idle.pop()
+                if conn.alive():
+                    break
+                stale.append(conn)
+            else:
+                conn = None
             use_local = target not in self._no_local
+        for c in stale:
+            c.close()
+        if conn is not None:
+            return conn, True
         conn = connect(target, self.security, deadline, use_local=use_local)
         with self._lock:
             self.opened += 1
