@@ -35,6 +35,7 @@ class ChunkIO:
     def __init__(self, cluster: ClusterView) -> None:
         self.cluster = cluster
         self.repaired = 0  # blocks data servers repaired from a peer while serving our reads
+        self._hop_cache: dict[tuple[int, ...], list[bpb.ByteHop]] = {}
 
     @property
     def timeout(self) -> float:
@@ -46,10 +47,20 @@ class ChunkIO:
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(self.cluster.channels.byte_workers, lambda: fn(*args, on_conn=holder))
         try:
-            return await asyncio.shield(fut)
+            return await fut
         except asyncio.CancelledError:
-            holder.cancel()
+            holder.cancel()  # the worker's call fails at once; its outcome goes nowhere
             raise
+
+    def _hops(self, peers: list[int]) -> list[bpb.ByteHop]:
+        key = tuple(peers)
+        hops = self._hop_cache.get(key)
+        if hops is None:
+            hops = [t.hop() for t in (self.cluster.byte_target(p) for p in peers) if t is not None]
+            if len(self._hop_cache) > 1024:
+                self._hop_cache.clear()
+            self._hop_cache[key] = hops
+        return hops
 
     def _pool(self) -> Any:
         return self.cluster.channels.byte_pool(self.cluster.dir_address)
@@ -67,14 +78,32 @@ class ChunkIO:
         key = pb.ChunkKey(ino=ino, index=index)
         if target is None:
             return await self._grpc_read_into(sid, key, offset, view, cap)
-        hops = [t.hop() for t in (self.cluster.byte_target(p) for p in peers) if t is not None]
-        req = bpb.ByteRequest(key=key, offset=offset, length=len(view), cap=cap, peers=hops)
+        req = bpb.ByteRequest(key=key, offset=offset, length=len(view), cap=cap, peers=self._hops(peers))
         exists, n, repaired = await self._blocking(self._pool().read_into, target, req, view, self.timeout)
+        self._note_repaired(sid, ino, index, repaired)
+        return exists, n
+
+    def read_into_now(self, sid: int, ino: int, index: int, offset: int, view: memoryview, cap: pb.ChunkCap,
+                      peers: list[int]) -> tuple[bool, int] | None:
+        """:meth:`read_into` on the calling thread (blocking), for callers that are not the event loop.
+
+        None when the server has no byte path (the caller takes the async way). Thread-safe: it
+        touches only the cluster map (read) and the connection pool.
+        """
+        target = self.cluster.byte_target(sid)
+        if target is None:
+            return None
+        req = bpb.ByteRequest(key=pb.ChunkKey(ino=ino, index=index), offset=offset, length=len(view), cap=cap,
+                              peers=self._hops(peers))
+        exists, n, repaired = self._pool().read_into(target, req, view, self.timeout)
+        self._note_repaired(sid, ino, index, repaired)
+        return exists, n
+
+    def _note_repaired(self, sid: int, ino: int, index: int, repaired: list[int]) -> None:
         if repaired:
             self.repaired += len(repaired)
             log.warning("data server %d repaired %d corrupt block(s) of chunk %d/%d from a replica while "
                         "serving a read", sid, len(repaired), ino, index)
-        return exists, n
 
     async def _grpc_read_into(self, sid: int, key: pb.ChunkKey, offset: int, view: memoryview,
                               cap: pb.ChunkCap) -> tuple[bool, int]:
@@ -117,3 +146,4 @@ class ChunkIO:
         else:
             await call(stub.WriteChunk, pb.WriteChunkRequest(key=key, offset=offset, data=bytes(data), cap=cap),
                        self.timeout)
+

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import time
 from typing import Awaitable, Callable, Iterable, TypeVar
 
 from superfs import chunkranges
@@ -169,10 +170,42 @@ class DataIO:
                     view[at:at + n] = bytes(n)  # a hole: zeros, without a data-server call
         if wanted:  # a read of holes only needs neither a capability nor a data server
             async def read_all(cap: pb.ChunkCap) -> None:
+                if len(wanted) == 1:
+                    idx, off, at, n = wanted[0]
+                    await self._read_chunk(info, idx, off, view[at:at + n], cap)
+                    return
                 await asyncio.gather(*(self._read_chunk(info, idx, off, view[at:at + n], cap)
                                        for idx, off, at, n in wanted))
 
             await self._with_chunk_cap(info, R_OK, creds, read_all)
+
+    def read_into_now(self, info: pb.FileInfo, offset: int, view: memoryview) -> int | None:
+        """A read within one written chunk, done on the calling thread (not the event loop's): no
+        hop to the loop and to a byte worker. None when it cannot be done so (an inline file, a
+        hole, several chunks, no usable capability, no byte path, any failure): then the caller
+        reads with :meth:`read_into`, which handles all of those."""
+        cap = info.chunk_cap
+        if info.inline or not cap.mac or not cap.rights & R_OK or cap.expires_ns < time.time_ns() + 1_000_000_000:
+            return None
+        length = min(len(view), max(0, info.attr.size - offset))
+        cs = info.chunk_size
+        if length <= 0 or offset < 0 or offset // cs != (offset + length - 1) // cs:
+            return None
+        index, off = divmod(offset, cs)
+        if info.written_state == pb.WRITTEN_UNKNOWN or not chunkranges.covers(_ranges(info.written), index):
+            return None
+        ino = info.attr.ino
+        replicas = self.cluster.replicas_of(ino, index, list(info.layout))
+        try:
+            got = self.chunk_io.read_into_now(replicas[0], ino, index, off, view[:length], cap, replicas[1:])
+        except FsError:
+            return None
+        if got is None or not got[0]:
+            return None
+        n = got[1]
+        if n < length:
+            view[n:length] = bytes(length - n)  # a short chunk inside the file: the rest is a hole
+        return length
 
     async def _read_chunk(self, info: pb.FileInfo, index: int, off: int, view: memoryview, cap: pb.ChunkCap) -> None:
         ino = info.attr.ino

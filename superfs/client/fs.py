@@ -351,6 +351,14 @@ class AsyncFs:
         except FsError as e:
             raise oserror(e.errno, e.message) from None
 
+    def read_into_now(self, node: Node, offset: int, buf: Any) -> int | None:
+        """:meth:`read_into` on the calling thread, for a read within one chunk; None when the
+        read needs the event loop (then call :meth:`read_into`). For synchronous callers."""
+        info = node.file
+        if info is None:
+            return None
+        return self.data.read_into_now(info, offset, memoryview(buf).cast("B"))
+
     async def write_at(self, node: Node, offset: int, data: bytes | memoryview, *,
                        defer_size: bool = False) -> int:
         try:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import mmap
 import os
 import socket
 import ssl
@@ -179,21 +180,21 @@ class ByteServer:
     def _serve(self, raw: socket.socket, peer: str) -> None:
         sock = raw
         try:
-            if raw.family == socket.AF_INET or raw.family == socket.AF_INET6:
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            bf.tune(raw)
             if self.ssl_context is not None:
                 raw.settimeout(self.frame_timeout_s)
                 sock = self.ssl_context.wrap_socket(raw, server_side=True)
-            grant = self._hello(sock, peer)
-            scratch = bytearray(0)
-            buf = bytearray(self.piece)
+            wire = bf.Wire(sock)
+            grant = self._hello(wire, peer)
+            scratch = mmap.mmap(-1, BLOCK)
+            buf = mmap.mmap(-1, self.piece)  # page-aligned: pieces go to disk around the page cache
             while not self._closed:
-                req = bf.recv_message(sock, bpb.ByteRequest, time.monotonic() + self.idle_timeout_s,
-                                      rest_s=self.frame_timeout_s)
+                req = wire.read_message(bpb.ByteRequest, time.monotonic() + self.idle_timeout_s,
+                                        rest_s=self.frame_timeout_s)
                 if req.op == bf.READ:
-                    scratch = self._read(sock, req, scratch)
+                    scratch = self._read(wire, req, scratch)
                 elif req.op == bf.WRITE:
-                    self._write(sock, req, buf, grant)
+                    self._write(wire, req, buf, grant)
                 else:
                     raise _Drop(f"unexpected request {req.op}")
         except bf.PeerClosed as e:
@@ -224,8 +225,9 @@ class ByteServer:
         self.dropped += 1
         log.info("%s byte path: dropped the connection from %s: %s", self.name, peer, why)
 
-    def _hello(self, sock: socket.socket, peer: str) -> Grant:
-        hello = bf.recv_message(sock, bpb.ByteRequest, time.monotonic() + self.frame_timeout_s)
+    def _hello(self, wire: bf.Wire, peer: str) -> Grant:
+        hello = wire.read_message(bpb.ByteRequest, time.monotonic() + self.frame_timeout_s)
+        sock = wire.sock
         if hello.op != bf.HELLO:
             raise _Drop("the first message was not HELLO")
         grant = Grant("no authentication configured")
@@ -235,9 +237,9 @@ class ByteServer:
                                             sock if isinstance(sock, ssl.SSLSocket) else None)
             except Refused as r:
                 log.info("%s byte path: refused %s: %s", self.name, peer, r.message)
-                bf.send(sock, bf.errno_reply(hello.id, r.errno, r.message), self._send_deadline())
+                wire.send(bf.errno_reply(hello.id, r.errno, r.message), self._send_deadline())
                 raise _Drop("refused") from None
-        bf.send(sock, bpb.ByteReply(id=hello.id, version=bf.VERSION), self._send_deadline())
+        wire.send(bpb.ByteReply(id=hello.id, version=bf.VERSION), self._send_deadline())
         return grant
 
     def _send_deadline(self, nbytes: int = 0) -> float:
@@ -245,7 +247,7 @@ class ByteServer:
 
     # ------------------------------------------------------------------ reads
 
-    def _read(self, sock: socket.socket, req: bpb.ByteRequest, scratch: bytearray) -> bytearray:
+    def _read(self, wire: bf.Wire, req: bpb.ByteRequest, scratch: mmap.mmap) -> mmap.mmap:
         key = req.key
         repaired: list[int] = []
         try:
@@ -253,7 +255,7 @@ class ByteServer:
             if req.length > MAX_CHUNK:
                 raise FsError(errno.EINVAL, f"read of {req.length} bytes is larger than a chunk")
             if len(scratch) < min(req.length + BLOCK, SCRATCH_MAX):
-                scratch = bytearray(min(req.length + BLOCK, SCRATCH_MAX))
+                scratch = mmap.mmap(-1, min(req.length + BLOCK, SCRATCH_MAX))  # page-aligned
             try:
                 view = self.chunks.read_view(key.ino, key.index, req.offset, req.length, scratch)
             except CorruptBlocks as c:
@@ -263,14 +265,14 @@ class ByteServer:
                 if self.chunks.degraded:
                     raise FsError(errno.EIO, f"chunk {key.ino}:{key.index} is not here: this server lost its "
                                              "chunks and `superfs repair` has not re-created them yet")
-                bf.send(sock, bpb.ByteReply(id=req.id, exists=False), self._send_deadline())
+                wire.send(bpb.ByteReply(id=req.id, exists=False), self._send_deadline())
                 return scratch
         except FsError as e:
-            bf.send(sock, bf.errno_reply(req.id, e.errno, e.message), self._send_deadline())
+            wire.send(bf.errno_reply(req.id, e.errno, e.message), self._send_deadline())
             return scratch
         self.reads += 1
-        bf.send(sock, bpb.ByteReply(id=req.id, exists=True, length=len(view), repaired=repaired),
-                self._send_deadline(len(view)), view)
+        wire.send(bpb.ByteReply(id=req.id, exists=True, length=len(view), repaired=repaired),
+                  self._send_deadline(len(view)), view)
         return scratch
 
     def _repair(self, req: bpb.ByteRequest, corrupt: CorruptBlocks) -> list[int]:
@@ -301,12 +303,12 @@ class ByteServer:
 
     # ----------------------------------------------------------------- writes
 
-    def _write(self, sock: socket.socket, req: bpb.ByteRequest, buf: bytearray, grant: Grant) -> None:
+    def _write(self, wire: bf.Wire, req: bpb.ByteRequest, buf: mmap.mmap, grant: Grant) -> None:
         key = req.key
         n = req.length
         if n > MAX_CHUNK:
-            bf.send(sock, bf.errno_reply(req.id, errno.EINVAL, f"write of {n} bytes is larger than a chunk"),
-                    self._send_deadline())
+            wire.send(bf.errno_reply(req.id, errno.EINVAL, f"write of {n} bytes is larger than a chunk"),
+                      self._send_deadline())
             raise _Drop(f"announced a payload of {n} bytes")
         deadline = self._send_deadline(n)
         if req.timeout_ms:
@@ -318,8 +320,8 @@ class ByteServer:
             plan = self.chunks.begin_write(key.ino, key.index, req.offset, n, req.truncate, req.chunk_size,
                                            budget=not trusted_forward)
         except FsError as e:
-            self._drain(sock, n, buf, deadline)
-            bf.send(sock, bf.errno_reply(req.id, e.errno, e.message), self._send_deadline())
+            self._drain(wire, n, buf, deadline)
+            wire.send(bf.errno_reply(req.id, e.errno, e.message), self._send_deadline())
             return
         down, down_err, hop = self._open_downstream(req, deadline)
         view = memoryview(buf)
@@ -328,7 +330,7 @@ class ByteServer:
             while got < n:
                 k = min(len(view), n - got)
                 piece = view[:k]
-                bf.recv_into(sock, piece, deadline)
+                wire.read_payload(piece, deadline)
                 if down is not None:
                     try:
                         down.send_piece(piece, deadline)
@@ -336,7 +338,7 @@ class ByteServer:
                         down_err = FsError(errno.EIO, f"lost the connection to the next replica: {e}")
                         down.close()
                         down = None
-                plan.feed(piece)
+                plan.feed(piece, aligned=True)
                 got += k
                 if got >= n // 2:
                     crash_point("data.chain_write.mid_payload")
@@ -362,7 +364,7 @@ class ByteServer:
                                    f"replica {hop} did not take the write: {down_err.message}")
         else:
             reply = bpb.ByteReply(id=req.id, length=length)
-        bf.send(sock, reply, self._send_deadline())
+        wire.send(reply, self._send_deadline())
 
     def _open_downstream(self, req: bpb.ByteRequest, deadline: float) -> tuple[Any, FsError | None, str]:
         if not req.chain:
@@ -401,10 +403,10 @@ class ByteServer:
         finally:
             self.forward.release(down)
 
-    def _drain(self, sock: socket.socket, n: int, buf: bytearray, deadline: float) -> None:
+    def _drain(self, wire: bf.Wire, n: int, buf: mmap.mmap, deadline: float) -> None:
         """Read and drop a refused write's payload, so the connection stays usable."""
         view = memoryview(buf)
         while n > 0:
             k = min(n, len(view))
-            bf.recv_into(sock, view[:k], deadline)
+            wire.read_payload(view[:k], deadline)
             n -= k

@@ -39,6 +39,7 @@ import asyncio
 import concurrent.futures
 import errno
 import logging
+import mmap
 import os
 import time
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ from superfs.dataserver import blocks, legacy
 from superfs.dataserver import chunk_format as fmt
 from superfs.dataserver.byte_budget import ByteBudget
 from superfs.dataserver.chunk_writes import KeyLocks, WritePlan, cut, repair
-from superfs.dataserver.slots import Slot, SlotFiles
+from superfs.dataserver.slots import RESERVE_BYTES, Slot, SlotFiles
 from superfs.errors import FsError
 from superfs.lmdb_store import LmdbStore
 
@@ -202,11 +203,13 @@ class ChunkStore:
                      "moved into slot files as they are written or migrated", store.path, legacy)
 
     @classmethod
-    def open(cls, path: str, *, durable: bool = True, **kwargs: Any) -> "ChunkStore":
+    def open(cls, path: str, *, durable: bool = True, reserve_bytes: int = RESERVE_BYTES,
+             **kwargs: Any) -> "ChunkStore":
+        """``reserve_bytes``: freed slot space kept allocated for fast reuse (see ``slots``)."""
         # headers are small and random: no kernel read-ahead for the index
         store = LmdbStore(path, [DB_HEAD, DB_DATA, DB_META], durable=durable, readahead=False)
         try:
-            slots = SlotFiles(os.path.join(path, SLOT_DIR), durable=durable)
+            slots = SlotFiles(os.path.join(path, SLOT_DIR), durable=durable, reserve_bytes=reserve_bytes)
             chunks = cls(store, slots, **kwargs)
         except BaseException:
             store.close()
@@ -323,13 +326,18 @@ class ChunkStore:
         legacy.verify(self.store.path, key, head, body)
 
     def _read_blocks(self, key: bytes, head: fmt.ChunkHead, start: int, stop: int,
-                     scratch: bytearray | None = None) -> memoryview:
-        """The verified bytes [start, stop) of a slot chunk (start block-aligned, stop <= length)."""
+                     scratch: Any = None) -> memoryview:
+        """The verified bytes [start, stop) of a slot chunk (start block-aligned, stop <= length).
+
+        ``scratch``: a buffer to read into if large enough; an ``mmap`` (page-aligned) lets a
+        large read go around the page cache.
+        """
         assert head.slot is not None
         n = stop - start
-        buf = scratch if scratch is not None and len(scratch) >= n else bytearray(n)
+        use = scratch is not None and len(scratch) >= n
+        buf = scratch if use else bytearray(n)
         view = memoryview(buf)[:n]
-        self.slots.pread_into(head.slot, start, view)
+        self.slots.pread_into(head.slot, start, view, aligned=use and isinstance(scratch, mmap.mmap))
         bad = blocks.bad_blocks(view, start >> head.block_log2, head.sums, head.block)
         if bad:
             ino, index = fmt.split_key(key)
@@ -360,7 +368,7 @@ class ChunkStore:
     # ---------------------------------------------------------------- reads
 
     def read_view(self, ino: int, index: int, offset: int, length: int,
-                  scratch: bytearray | None = None) -> memoryview | None:
+                  scratch: Any = None) -> memoryview | None:
         """Verified bytes [offset, offset+length) of a chunk, short at its end; None if absent.
 
         Only the blocks the range touches are read and hashed. The view may

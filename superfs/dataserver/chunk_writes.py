@@ -165,16 +165,20 @@ class WritePlan:
         in_place = (old is not None and not old.legacy and old.block_log2 == blocks.BLOCK_LOG2
                     and self.offset >= old_len and self.end <= old.slot.size  # type: ignore[union-attr]
                     and old_len >= store.high_water.get(old.slot, old_len))  # type: ignore[arg-type]
+        clean = False
         if in_place:
             self.slot = old.slot  # type: ignore[union-attr]
+            store.slots.prepare(self.slot, old_len, self.end)
         else:
-            self.slot = store.slots.allocate(slot_class(max(lay.new_len, self.slot_hint, store.default_slot)))
+            self.slot, clean = store.slots.allocate(
+                slot_class(max(lay.new_len, self.slot_hint, store.default_slot)))
             self._new_slot = True
+            store.slots.prepare(self.slot, 0, lay.new_len)
             self._copy_kept(old, before, after)
         self._pos = lay.start
         for piece in zero_pieces(self.offset - lay.start):  # a gap past the old end reads as zeros
             self.summer.feed(piece)
-            if not self._new_slot:  # a fresh slot is zeros already
+            if not clean:  # a clean slot is zeros already; a dirty one, or our own, is not
                 store.slots.pwrite(self.slot, self._pos, piece)
             self._pos += len(piece)
         self._kept_sums = self._sums_kept(old)
@@ -215,13 +219,13 @@ class WritePlan:
 
     # ----------------------------------------------------------------- bytes
 
-    def feed(self, piece: bytes | bytearray | memoryview) -> None:
-        """The next bytes of the write, in order."""
+    def feed(self, piece: bytes | bytearray | memoryview, *, aligned: bool = False) -> None:
+        """The next bytes of the write, in order (``aligned``: from a page-aligned buffer)."""
         n = len(piece)
         if self._fed + n > self.end - self.offset:
             raise FsError(errno.EINVAL, "more bytes than the write announced")
         assert self.slot is not None
-        self.store.slots.pwrite(self.slot, self._pos, piece)
+        self.store.slots.pwrite(self.slot, self._pos, piece, aligned=aligned)
         self.summer.feed(piece)
         self._pos += n
         self._fed += n

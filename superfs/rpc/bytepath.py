@@ -72,6 +72,7 @@ class ByteConnection:
 
     def __init__(self, sock: socket.socket, target: ByteTarget, local: bool) -> None:
         self.sock = sock
+        self.wire = bf.Wire(sock)
         self.target = target
         self.local = local
         self.broken = False
@@ -84,8 +85,8 @@ class ByteConnection:
         req.id = self._next_id
         self._next_id += 1
         self.broken = True  # until the reply header is in: a failure midway leaves it unusable
-        bf.send(self.sock, req, deadline, payload)
-        reply = bf.recv_message(self.sock, bpb.ByteReply, deadline)
+        self.wire.send(req, deadline, payload)
+        reply = self.wire.read_message(bpb.ByteReply, deadline)
         if reply.id != req.id:
             raise bf.FrameError(f"reply {reply.id} to request {req.id}")
         self.broken = False
@@ -97,13 +98,13 @@ class ByteConnection:
         self._next_id += 1
         self.broken = True
         self._pending = req.id
-        bf.send(self.sock, req, deadline)
+        self.wire.send(req, deadline)
 
     def send_piece(self, piece: memoryview, deadline: float) -> None:
-        bf.send_parts(self.sock, [piece], deadline)
+        self.wire.send_parts([piece], deadline)
 
     def finish(self, deadline: float) -> bpb.ByteReply:
-        reply = bf.recv_message(self.sock, bpb.ByteReply, deadline)
+        reply = self.wire.read_message(bpb.ByteReply, deadline)
         if reply.id != self._pending:
             raise bf.FrameError(f"reply {reply.id} to request {self._pending}")
         self.broken = False
@@ -111,12 +112,12 @@ class ByteConnection:
 
     def recv_into(self, view: memoryview, deadline: float) -> None:
         self.broken = True
-        bf.recv_into(self.sock, view, deadline)
+        self.wire.read_payload(view, deadline)
         self.broken = False
 
     def alive(self) -> bool:
         """Still open at the other end, as far as can be told without waiting (an idle connection)."""
-        if isinstance(self.sock, ssl.SSLSocket):
+        if isinstance(self.sock, ssl.SSLSocket) or self.wire.buffered:
             return True  # TLS may have records pending (session tickets): a call finds out, and is retried
         poller = select.poll()
         poller.register(self.sock, select.POLLIN | select.POLLERR | select.POLLHUP)
@@ -142,6 +143,7 @@ class ByteConnection:
 def _open_socket(target: ByteTarget, use_local: bool, deadline: float) -> tuple[socket.socket, bool]:
     if use_local and target.local:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        bf.tune(s)
         s.settimeout(max(0.001, min(CONNECT_TIMEOUT_S, deadline - time.monotonic())))
         try:
             s.connect("\0" + target.local)
@@ -151,7 +153,7 @@ def _open_socket(target: ByteTarget, use_local: bool, deadline: float) -> tuple[
     host, _, port = target.address.rpartition(":")
     s = socket.create_connection((host.strip("[]"), int(port)),
                                  timeout=max(0.001, min(CONNECT_TIMEOUT_S, deadline - time.monotonic())))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    bf.tune(s)
     return s, False
 
 
