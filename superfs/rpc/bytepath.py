@@ -35,7 +35,7 @@ from superfs.v1 import bytes_pb2 as bpb
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 3.0
-MAX_IDLE_PER_TARGET = 16
+MAX_IDLE_PER_TARGET = 64   # as many as a process has byte workers: no reconnecting under load
 
 
 @dataclass(frozen=True)

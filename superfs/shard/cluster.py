@@ -166,7 +166,9 @@ class ClusterView:
             raise FsError(errno.EINVAL, f"layout {layout} names a data server twice")
         unknown = [s for s in layout if s not in self._data]
         if unknown:
-            await self.refresh_if_older(UNKNOWN_PEER_REFRESH_S)  # it may have registered just now
+            # it may have registered just now (a cluster that just started: this shard fetched its map
+            # before the last data server registered); a refusal here fails a client's write, so ask
+            await self.refresh()
             unknown = [s for s in layout if s not in self._data]
         if unknown:
             raise FsError(errno.EINVAL, f"layout names data server(s) {unknown}, which the cluster map "
