@@ -35,9 +35,10 @@ LINGER_S = 0.002           # a writer with less than a batch waits this long for
 
 
 class Demoter:
-    def __init__(self, tier: SuperFsTier, limit_bytes: int, concurrency: int) -> None:
+    def __init__(self, tier: SuperFsTier, limit_bytes: int, concurrency: int, batch_bytes: int = BATCH_BYTES) -> None:
         self.tier = tier
         self.limit_bytes = limit_bytes
+        self.batch_bytes = batch_bytes
         self.max_writers = max(1, min(concurrency, BATCH_WRITERS))
         self._pending: dict[ObjectId, tuple[bytes, int]] = {}
         self._queue: deque[ObjectId] = deque()
@@ -85,7 +86,7 @@ class Demoter:
     def _take(self) -> list[tuple[ObjectId, bytes, int]]:
         batch: list[tuple[ObjectId, bytes, int]] = []
         size = 0
-        while self._queue and (not batch or size + len(self._pending[self._queue[0]][0]) <= BATCH_BYTES):
+        while self._queue and (not batch or size + len(self._pending[self._queue[0]][0]) <= self.batch_bytes):
             oid = self._queue.popleft()
             data, checksum = self._pending[oid]
             self._queued_bytes -= len(data)
@@ -105,7 +106,7 @@ class Demoter:
 
     async def _write_batches(self) -> None:
         while self._queue:
-            if self._queued_bytes < BATCH_BYTES and len(self._writers) > 1 and not self._closing:
+            if self._queued_bytes < self.batch_bytes and len(self._writers) > 1 and not self._closing:
                 await asyncio.sleep(LINGER_S)  # let the next evictions join this batch
             batch = self._take()
             if not batch:

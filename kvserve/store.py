@@ -61,7 +61,8 @@ class KvStore:
         self.arena = arena
         self.dram = DramTier(arena, cfg.page_bytes, make_policy(cfg.policy))
         self.sfs = sfs
-        self.demoter = Demoter(sfs, cfg.demote_inflight_bytes, cfg.demote_concurrency) if sfs else None
+        self.demoter = Demoter(sfs, cfg.demote_inflight_bytes, cfg.demote_concurrency,
+                               cfg.demote_batch_bytes) if sfs else None
         self.leases: TtlTable[list[DramObject]] = TtlTable(cfg.lease_seconds)
         self.reservations: TtlTable[list[Slot]] = TtlTable(cfg.lease_seconds)
         self._namespaces = frozenset(cfg.namespaces)

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 DEFAULT_BUFFER = 1 << 20
 WRITE_BEHIND = 8  # chunk writes in flight per file
-READ_AHEAD = 2    # reads in flight ahead of a sequential reader
+READ_AHEAD = 4    # reads in flight ahead of a sequential reader
 
 
 def parse_mode(mode: str) -> tuple[int, bool]:
