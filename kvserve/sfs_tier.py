@@ -166,12 +166,12 @@ class SuperFsTier:
             await self._unlink(path)
             return 0
         added = 0
-        for e in entries:
-            oid = (e.namespace, e.key)
-            if oid in self.index or not self.index.fits_ever(e.size):
+        for entry in entries:
+            oid = (entry.namespace, entry.key)
+            if oid in self.index or not self.index.fits_ever(entry.size):
                 continue
-            self.index.add(oid, e.size)
-            self._where[oid] = Where(name, e.offset, e.size, e.checksum)
+            self.index.add(oid, entry.size)
+            self._where[oid] = Where(name, entry.offset, entry.size, entry.checksum)
             added += 1
         if added:
             self._live[name] = added
@@ -224,11 +224,11 @@ class SuperFsTier:
                 self._space.notify_all()
         self.counters.segments_written += 1
         live = 0
-        for (i, (oid, data, _)), e in zip(todo, entries):
+        for (i, (oid, _, _)), entry in zip(todo, entries):
             if oid not in self.index:  # (written concurrently by another batch: that copy counts)
-                self.index.add(oid, e.size)
-                self._where[oid] = Where(name, e.offset, e.size, e.checksum)
-                self.counters.bytes_written += e.size
+                self.index.add(oid, entry.size)
+                self._where[oid] = Where(name, entry.offset, entry.size, entry.checksum)
+                self.counters.bytes_written += entry.size
                 live += 1
             held[i] = True
         if live:

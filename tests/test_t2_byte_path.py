@@ -284,3 +284,36 @@ def test_many_clients_at_once(nodes: list[Node]) -> None:
     for t in threads:
         t.join(120)
     assert not errors
+
+
+@pytest.mark.parametrize("path", ["unix", "tcp"])
+def test_tls_with_client_certificates_on_both_paths(tmp_path: Path, path: str) -> None:
+    from superfs import tls
+    from superfs.config import SecurityConfig, TlsConfig
+    from test_t6_auth import make_pki
+
+    pki = make_pki(str(tmp_path), ["node", "client"])
+    server_tls = TlsConfig(ca_file=pki["ca.crt"], cert_file=pki["node.crt"], key_file=pki["node.key"],
+                           require_client_cert=True)
+    n = Node(tmp_path, "tlsd", ssl_context=tls.server_ssl_context(server_tls),
+             authenticator=auth.Authenticator.from_config(SecurityConfig(tls=server_tls)))
+    target = n.target if path == "unix" else n.tcp_only
+    try:
+        good = BytePool(ByteSecurity(ssl_context=tls.client_ssl_context(TlsConfig(
+            ca_file=pki["ca.crt"], cert_file=pki["client.crt"], key_file=pki["client.key"])),
+            server_name="localhost"))
+        anonymous = BytePool(ByteSecurity(ssl_context=tls.client_ssl_context(TlsConfig(ca_file=pki["ca.crt"])),
+                                          server_name="localhost"))
+        try:
+            data = os.urandom(PIECE * 3 + 5)
+            assert write(good, target, 0, 0, data) == len(data)
+            assert read(good, target, 0, 0, len(data) + 10) == data
+            assert (good.local_opened > 0) == (path == "unix")
+            with pytest.raises(FsError) as e:
+                read(anonymous, target, 0, 0, 10)
+            assert e.value.errno in (errno.EACCES, errno.EIO)  # refused in the handshake or at HELLO
+        finally:
+            good.close()
+            anonymous.close()
+    finally:
+        n.close()

@@ -136,7 +136,7 @@ class RawFile(io.RawIOBase):
 
     def readall(self) -> bytes:
         self._drain()
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             buf = bytearray(16 << 20)
             n = self._read_into(self._pos, memoryview(buf))

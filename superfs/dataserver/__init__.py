@@ -7,6 +7,7 @@ Layers, pointing down:
 - ``service``: ``DataServicer``, the gRPC ``DataService``: decode, call the store, encode.
 - ``chunk_store``: ``ChunkStore``, the engine (no gRPC): an LMDB index over slot files.
 - ``chunk_writes``: planning, feeding and committing a write; cuts; block repair.
+- ``chunk_listing``: paged (verified) listings and batched deletes over the index.
 - ``slots``: ``SlotFiles``, chunk bytes in fixed-size slots of large sparse files.
 - ``blocks``: checksums per 64 KiB block.
 - ``legacy``: chunks of stores from before slot files (bytes in LMDB), and moving them.

@@ -47,7 +47,7 @@ from typing import Any
 
 import lmdb
 
-from superfs.dataserver import blocks, legacy
+from superfs.dataserver import blocks, chunk_listing, legacy
 from superfs.dataserver import chunk_format as fmt
 from superfs.dataserver.byte_budget import ByteBudget
 from superfs.dataserver.chunk_writes import KeyLocks, WritePlan, cut, repair
@@ -309,7 +309,7 @@ class ChunkStore:
                                      time.time_ns(), self._write_seq), db=self.head_db)
         if old is not None and old.legacy:
             txn.delete(key, db=self.data_db)
-        self._count(txn, 0 if old is not None else 1, length - (old.length if old is not None else 0))
+        self.count(txn, 0 if old is not None else 1, length - (old.length if old is not None else 0))
 
     def note_length(self, slot: Slot, length: int) -> None:
         if length > self.high_water.get(slot, 0):
@@ -357,6 +357,7 @@ class ChunkStore:
                 with self.store.env.begin(buffers=True) as txn:
                     body = txn.get(key, db=self.data_db)
                     self._verify_legacy(key, head, body)
+                    assert body is not None
                     out = bytes(body[start:have])
             else:
                 b0 = start >> head.block_log2 << head.block_log2
@@ -385,6 +386,7 @@ class ChunkStore:
                 if head.legacy:
                     body = txn.get(key, db=self.data_db)  # a memoryview of the map: no copy
                     self._verify_legacy(key, head, body)
+                    assert body is not None
                     end = min(offset + length, head.length)
                     return memoryview(bytes(body[offset:end]) if offset < end else b"")
             end = min(offset + length, head.length)
@@ -417,66 +419,8 @@ class ChunkStore:
     def list_now(
         self, after_ino: int = 0, after_index: int = 0, limit: int = 0, verify: bool = False
     ) -> tuple[list[ChunkInfo], bool]:
-        """One page of chunks in key order; returns (entries, more).
-
-        Cursor: entries strictly after the key (after_ino, after_index), unless
-        both are 0, then from the start (ino 0 never holds chunks). To page,
-        pass the last entry's (ino, index) back. ``limit`` 0 means 1000 and is
-        capped at 10000. With ``verify`` every listed chunk is re-hashed and
-        flagged ``corrupt`` on mismatch; such a page also ends (with
-        more=True) once about 1 GiB has been hashed.
-        """
-        if not (0 <= after_ino <= MAX_U64 and 0 <= after_index <= MAX_U64):
-            raise FsError(errno.EINVAL, "bad listing cursor")
-        limit = LIST_DEFAULT if limit <= 0 else min(limit, LIST_MAX)
-        out: list[ChunkInfo] = []
-        heads: list[tuple[bytes, fmt.ChunkHead | None]] = []
-        more = False
-        with self.slots.pinned():
-            with self.store.env.begin(buffers=True) as txn:
-                cur = txn.cursor(db=self.head_db)
-                if after_ino == 0 and after_index == 0:
-                    positioned = cur.first()
-                else:
-                    start = fmt.chunk_key(after_ino, after_index)
-                    positioned = cur.set_range(start)
-                    if positioned and bytes(cur.key()) == start:
-                        positioned = cur.next()
-                hashed = 0
-                while positioned:
-                    if len(heads) >= limit or (verify and hashed >= VERIFY_BUDGET_BYTES):
-                        more = True
-                        break
-                    key = bytes(cur.key())
-                    try:
-                        head: fmt.ChunkHead | None = self._decode_head(key, cur.value())
-                    except FsError:
-                        head = None
-                    heads.append((key, head))
-                    if verify and head is not None:
-                        hashed += head.length
-                    positioned = cur.next()
-            for key, head in heads:
-                ino, index = fmt.split_key(key)
-                if head is None:
-                    out.append(ChunkInfo(ino, index, 0, corrupt=True))
-                    continue
-                corrupt = verify and not self._is_intact(key, head)
-                out.append(ChunkInfo(ino, index, head.length, corrupt, head.checksum, head.algorithm,
-                                     head.written_ns, head.write_seq))
-        return out, more
-
-    def _is_intact(self, key: bytes, head: fmt.ChunkHead) -> bool:
-        try:
-            if head.legacy:
-                with self.store.env.begin(buffers=True) as txn:
-                    self._verify_legacy(key, head, txn.get(key, db=self.data_db))
-            else:
-                for pos in range(0, head.length, 4 << 20):
-                    self._read_blocks(key, head, pos, min(head.length, pos + (4 << 20)))
-        except FsError:
-            return False
-        return True
+        """One page of chunks in key order; returns (entries, more). See :func:`chunk_listing.list_page`."""
+        return chunk_listing.list_page(self, after_ino, after_index, limit, verify)
 
     async def list(
         self, after_ino: int = 0, after_index: int = 0, limit: int = 0, verify: bool = False
@@ -591,7 +535,7 @@ class ChunkStore:
         while True:
             freed: list[Slot] = []
             n, more, start = await self.store.write(
-                lambda txn: self._delete_fn(txn, ino, start, stop, spare, freed))
+                lambda txn: chunk_listing.delete_batch(self, txn, ino, start, stop, spare, freed))
             for slot in freed:
                 self.forget_slot(slot)
             total += n
@@ -600,48 +544,8 @@ class ChunkStore:
         log.debug("deleted %d chunks of ino %d from index %d", total, ino, from_index)
         return total
 
-    def _delete_fn(self, txn: lmdb.Transaction, ino: int, start: bytes, stop: bytes | None,
-                   spare: Spare, freed: list[Slot]) -> tuple[int, bool, bytes]:
-        """(writer thread) one bounded batch: (deleted, more to do, where the next batch starts)."""
-        del freed[:]  # a batch retried after a failed commit starts over
-        prefix = fmt.ino_prefix(ino)
-        cur = txn.cursor(db=self.head_db)
-        deleted = dropped = seen = spared = 0
-        now = time.time_ns()
-        positioned = cur.set_range(start)
-        while positioned:
-            key = cur.key()
-            if key[: fmt.INO_PREFIX_SIZE] != prefix or (stop is not None and bytes(key) >= stop):
-                break
-            if seen >= DELETE_BATCH:
-                self._count(txn, -deleted, -dropped)
-                return deleted, True, bytes(key)
-            seen += 1
-            try:
-                head = fmt.decode_head(cur.value())
-            except FsError:
-                # A damaged header: the data record's size (if any) keeps the totals right.
-                body = txn.get(key, db=self.data_db)
-                dropped += len(body) if body is not None else 0
-            else:
-                if spare is not NO_SPARE and spare.protects(head, now):
-                    spared += 1
-                    positioned = cur.next()
-                    continue
-                dropped += head.length
-                if head.slot is not None:
-                    freed.append(head.slot)
-            txn.delete(key, db=self.data_db)
-            deleted += 1
-            positioned = cur.delete()  # moves to the next record
-            if positioned and not cur.key():
-                break  # deleted the last record of the sub-database
-        self._count(txn, -deleted, -dropped)
-        if spared:
-            log.info("left %d chunk(s) of ino %d alone: written since the caller's scan, or recently", spared, ino)
-        return deleted, False, start
-
-    def _count(self, txn: lmdb.Transaction, d_chunks: int, d_bytes: int) -> None:
+    def count(self, txn: lmdb.Transaction, d_chunks: int, d_bytes: int) -> None:
+        """(writer thread) move the chunk count and byte total, in the mutation's transaction."""
         if d_chunks == 0 and d_bytes == 0:
             return
         chunks = fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta_db)) + d_chunks

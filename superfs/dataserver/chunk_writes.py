@@ -167,19 +167,20 @@ class WritePlan:
                     and old_len >= store.high_water.get(old.slot, old_len))  # type: ignore[arg-type]
         clean = False
         if in_place:
-            self.slot = old.slot  # type: ignore[union-attr]
-            store.slots.prepare(self.slot, old_len, self.end)
+            assert old is not None and old.slot is not None
+            slot = self.slot = old.slot
+            store.slots.prepare(slot, old_len, self.end)
         else:
-            self.slot, clean = store.slots.allocate(
-                slot_class(max(lay.new_len, self.slot_hint, store.default_slot)))
+            slot, clean = store.slots.allocate(slot_class(max(lay.new_len, self.slot_hint, store.default_slot)))
+            self.slot = slot
             self._new_slot = True
-            store.slots.prepare(self.slot, 0, lay.new_len)
+            store.slots.prepare(slot, 0, lay.new_len)
             self._copy_kept(old, before, after)
         self._pos = lay.start
         for piece in zero_pieces(self.offset - lay.start):  # a gap past the old end reads as zeros
             self.summer.feed(piece)
             if not clean:  # a clean slot is zeros already; a dirty one, or our own, is not
-                store.slots.pwrite(self.slot, self._pos, piece)
+                store.slots.pwrite(slot, self._pos, piece)
             self._pos += len(piece)
         self._kept_sums = self._sums_kept(old)
 
