@@ -326,6 +326,7 @@ class ByteServer:
         down, down_err, hop = self._open_downstream(req, deadline)
         view = memoryview(buf)
         got = 0
+        local_err: FsError | None = None
         try:
             while got < n:
                 k = min(len(view), n - got)
@@ -338,7 +339,12 @@ class ByteServer:
                         down_err = FsError(errno.EIO, f"lost the connection to the next replica: {e}")
                         down.close()
                         down = None
-                plan.feed(piece, aligned=True)
+                if local_err is None:
+                    try:
+                        plan.feed(piece, aligned=True)
+                    except OSError as e:  # the disk refused (ENOSPC, EIO): take the rest, then say so
+                        local_err = FsError(e.errno or errno.EIO, f"cannot write the chunk here: {e}")
+                        plan.abort()
                 got += k
                 if got >= n // 2:
                     crash_point("data.chain_write.mid_payload")
@@ -347,12 +353,14 @@ class ByteServer:
             if down is not None:
                 down.close()
             raise
-        local_err: FsError | None = None
         length = 0
         try:
-            length = plan.commit()
+            if local_err is None:
+                length = plan.commit()
         except FsError as e:
             local_err = e
+        except OSError as e:
+            local_err = FsError(e.errno or errno.EIO, f"cannot make the chunk durable here: {e}")
         crash_point("data.chain_write.after_commit")
         if down is not None:
             down_err = self._finish_downstream(down, deadline)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import errno
 import logging
 import mmap
@@ -488,12 +489,17 @@ class ChunkStore:
 
     async def write(self, ino: int, index: int, offset: int, data: bytes | bytearray | memoryview,
                     truncate: bool = False, chunk_size: int = 0) -> int:
-        """:meth:`write_now` on a writer thread."""
+        """:meth:`write_now` on a writer thread.
+
+        Serving a session call with a deadline (superfs/deadlines.py), the write
+        is not recorded once that deadline has passed: ETIMEDOUT, nothing changed.
+        """
         _check_key(ino, index)
         _check_extent("write end", offset + len(data))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writers, self.write_now, ino, index, offset, data, truncate,
-                                          chunk_size)
+        ctx = contextvars.copy_context()  # the call's deadline goes with it to the thread
+        return await loop.run_in_executor(self._writers, lambda: ctx.run(
+            self.write_now, ino, index, offset, data, truncate, chunk_size))
 
     def truncate_now(self, ino: int, index: int, length: int, spare: Spare = NO_SPARE) -> bool:
         key = _check_key(ino, index)
@@ -508,7 +514,9 @@ class ChunkStore:
         _check_key(ino, index)
         _check_extent("chunk length", length)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writers, self.truncate_now, ino, index, length, spare)
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(self._writers, lambda: ctx.run(
+            self.truncate_now, ino, index, length, spare))
 
     def repair_blocks(self, ino: int, index: int, head: fmt.ChunkHead, fixed: dict[int, bytes]) -> int:
         """Write back blocks found corrupt, with bytes from another replica; how many were repaired.

@@ -38,6 +38,7 @@ import lmdb
 from superfs.dataserver import blocks
 from superfs.dataserver import chunk_format as fmt
 from superfs.dataserver.slots import Slot, slot_class
+from superfs.deadlines import call_deadline
 from superfs.errors import FsError
 
 if TYPE_CHECKING:
@@ -247,6 +248,9 @@ class WritePlan:
                 raise FsError(errno.EIO, f"internal error: {len(sums) // 8} block sums for {lay.new_len} bytes")
             store.slots.sync(slot)
             old_len = lay.old.length if lay.old is not None else 0
+            deadline = call_deadline.get()
+            if deadline is not None and time.monotonic() > deadline:
+                raise FsError(errno.ETIMEDOUT, "the caller stopped waiting before this write could be recorded")
             try:
                 length = store.lmdb.write_now(lambda txn: self._record(txn, slot, sums))
             except Conflict:
