@@ -12,7 +12,8 @@ config names a metrics port. Exported:
 * ``superfs_lmdb_commits_total``, ``superfs_lmdb_committed_ops_total``,
   ``superfs_lmdb_ops_per_commit``: group commit (ops/commits = mean batch size;
   ``rate(ops)/rate(commits)`` over any window)
-* data servers: ``superfs_data_chunks``, ``superfs_data_bytes``
+* data servers: ``superfs_data_chunks``, ``superfs_data_bytes``, ``superfs_data_disk_bytes``;
+  their byte path: ``superfs_bytes_{reads,writes,forwarded,repaired_blocks,dropped}``
 * the dir server: ``superfs_cluster_servers{kind}`` (registered),
   ``superfs_data_servers_reachable``, ``superfs_replicas``,
   ``superfs_replica_health`` (reachable data servers / R, capped at 1: below 1,
@@ -209,7 +210,9 @@ def chunk_figures(chunks: Any) -> Callable[[], list[tuple[str, str, float]]]:
     def fn() -> list[tuple[str, str, float]]:
         s = chunks.stats()
         return [("superfs_data_chunks", "Chunks held by this data server", s.chunks),
-                ("superfs_data_bytes", "Chunk bytes held by this data server", s.bytes)]
+                ("superfs_data_bytes", "Chunk bytes held by this data server", s.bytes),
+                ("superfs_data_disk_bytes", "Bytes its chunk store takes on disk (slot files and LMDB index)",
+                 s.db_bytes)]
     return fn
 
 
