@@ -45,6 +45,28 @@ def _rebuild_task_failed(message: str, stage: int, partition: int, cause_type: s
 PythonException = TaskFailedError
 
 
+class SparkArithmeticException(ChukonuError, ArithmeticError):
+    """ANSI mode: division by zero or an integer overflow (Spark's error class leads the message)."""
+
+
+class SparkNumberFormatException(ChukonuError, ValueError):
+    """ANSI mode: a cast of malformed input ([CAST_INVALID_INPUT])."""
+
+
+class SparkArrayIndexOutOfBoundsException(ChukonuError, IndexError):
+    """ANSI mode: element_at past the end of an array ([INVALID_ARRAY_INDEX_IN_ELEMENT_AT])."""
+
+
+def divide_by_zero(remainder: bool = False) -> SparkArithmeticException:
+    if remainder:
+        return SparkArithmeticException(
+            "[REMAINDER_BY_ZERO] Remainder by zero. Use `try_mod` to tolerate divisor being 0 and return NULL "
+            "instead. If necessary set \"spark.sql.ansi.enabled\" to \"false\" to bypass this error.")
+    return SparkArithmeticException(
+        "[DIVIDE_BY_ZERO] Division by zero. Use `try_divide` to tolerate divisor being 0 and return NULL instead. "
+        "If necessary set \"spark.sql.ansi.enabled\" to \"false\" to bypass this error.")
+
+
 def unsupported(call: str, hint: str = "") -> NotImplementedError:
     """The NotImplementedError for a PySpark call chukonu does not provide."""
     msg = f"{call} is not supported by chukonu"

@@ -59,22 +59,21 @@ class FileChunks:
 
 def file_chunks(client: Any, path: str) -> FileChunks:
     """The chunk map of ``path`` (one path resolution on the cluster)."""
-    node = client._run(client.aio.paths.resolve(path, client.creds))[0]
+    node = client.node_of(path)
     info = node.file
     if info is None:
         raise IsADirectoryError(path)
-    cluster = client.aio.cluster
+    layout = client.layout
     return FileChunks(path=path, ino=int(node.ino), size=int(info.attr.size),
-                      chunk_size=int(info.chunk_size or cluster.map.chunk_size),
+                      chunk_size=int(info.chunk_size or layout.chunk_size),
                       inline=bool(info.inline), layout=tuple(int(x) for x in info.layout),
-                      replicas_per_chunk=int(cluster.map.replicas or 1))
+                      replicas_per_chunk=int(layout.replicas))
 
 
 def data_servers(client: Any) -> dict[int, str]:
     """Data server id -> address, from the client's cluster map."""
-    cluster = client.aio.cluster
-    return {int(d.id): str(d.address) for d in cluster.map.data_servers}
+    return {int(i): str(a) for i, a in client.layout.data_servers.items()}
 
 
 def cluster_chunk_size(client: Any) -> int:
-    return int(client.aio.cluster.map.chunk_size)
+    return int(client.layout.chunk_size)

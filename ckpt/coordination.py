@@ -27,6 +27,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable
 
 from ckpt.catalog import COORD_DIR
+from superfs.extras import require
 from ckpt.errors import CoordinationError, PlanError
 from ckpt.storage import Storage, join
 
@@ -211,6 +212,7 @@ class TorchCoordinator(Coordinator):
     """Agreement through a torch.distributed process group (gloo or nccl) instead of files."""
 
     def __init__(self, group: Any = None) -> None:
+        require("torch", "ckpt.TorchCoordinator")
         import torch.distributed as dist
 
         self.dist = dist

@@ -30,14 +30,21 @@ import uuid
 from typing import Any, Iterator
 
 import numpy as np
-import torch
-from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkStorageMetadata, Metadata,
-                                                   MetadataIndex, StorageMeta, TensorProperties,
-                                                   TensorStorageMetadata)
-from torch.distributed.checkpoint.planner import (LoadItemType, LoadPlan, LoadPlanner, SavePlan, SavePlanner,
-                                                  WriteItemType)
-from torch.distributed.checkpoint.storage import StorageReader, StorageWriter, WriteResult
-from torch.futures import Future
+
+from superfs.extras import require
+
+try:
+    import torch
+    from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkStorageMetadata, Metadata,
+                                                       MetadataIndex, StorageMeta, TensorProperties,
+                                                       TensorStorageMetadata)
+    from torch.distributed.checkpoint.planner import (LoadItemType, LoadPlan, LoadPlanner, SavePlan,
+                                                      SavePlanner, WriteItemType)
+    from torch.distributed.checkpoint.storage import StorageReader, StorageWriter, WriteResult
+    from torch.futures import Future
+except ModuleNotFoundError:
+    require("torch", "ckpt.dcp (PyTorch DCP adapters)")  # torch missing: one line naming the extra
+    raise
 
 from ckpt.boxes import Box
 from ckpt.catalog import clean_after_commit, read_manifest, resolve, set_latest, step_dir

@@ -11,10 +11,9 @@ servers are the least loaded so far. Skipped indices stay candidates, so
 the file has only a few holes at the end, and every rank's load is even
 to within about one chunk per server.
 
-This is the only module that reaches into the client's routing state
-(``AsyncFs.cluster`` and a node's ``file.layout``); a public placement
-call in the client (e.g. ``Client.chunk_locations(path)``) would replace
-``placement_of``.
+Where chunks live comes from the client's public surface: ``AsyncFs.layout``
+(replicas, and which servers hold each chunk of a file's layout) and the
+open node's ``file.layout``.
 """
 from __future__ import annotations
 
@@ -46,9 +45,9 @@ def placement_of(fs: Any, node: Any) -> FilePlacement | None:
         return None
     layout = list(info.layout)
     ino = int(node.ino)
-    cluster = fs.cluster
-    return FilePlacement(ino, int(info.chunk_size), tuple(layout), int(cluster.map.replicas or 1),
-                         lambda index: cluster.replicas_of(ino, index, layout))
+    where = fs.layout
+    return FilePlacement(ino, int(info.chunk_size), tuple(layout), int(where.replicas),
+                         lambda index: where.replicas_of(ino, index, layout))
 
 
 def balanced_chunk_map(n_chunks: int, placement: FilePlacement) -> list[int] | None:

@@ -133,7 +133,7 @@ class SuperFsFileWriter(FileWriter):
         fs = conn.fs
         self.node = conn.run(fs.open_node(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
         self.placement: FilePlacement | None = None
-        if size > fs.cluster.map.inline_threshold:
+        if size > fs.layout.inline_threshold:
             conn.run(fs.truncate(path, size))  # becomes chunked now, with its layout
             self.node = conn.run(fs.open_node(path, os.O_WRONLY))
             self.placement = placement_of(fs, self.node)

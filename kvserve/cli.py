@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any, Sequence
 
+from superfs.extras import MissingExtra, exit_status, require
+
 from kvserve.config import ServerConfig, config_from_mapping, load_config, parse_size
 from kvserve.policy import POLICIES
 
@@ -190,6 +192,8 @@ def _serve(args: argparse.Namespace) -> int:
         cfg = _serve_config(args)
     except (ValueError, OSError) as e:
         raise SystemExit(f"kvserve: {e}") from None
+    if cfg.attention_kernel == "numba":  # refuse before serving, not at the first request
+        require("kvserve", "the numba attention kernel")
     setup_logging(args.log_level)
     _one_blas_thread()
     asyncio.run(run(cfg))
@@ -273,7 +277,10 @@ def _drive(args: argparse.Namespace, requests: Sequence[Any], progress: Any) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except MissingExtra as e:  # pip install superfs without [kvserve]
+        return exit_status("kvserve", e)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from typing import Any
 
 from superfs.daemon import read_ready_file
+from superfs.procs import python_module
 
 from kvserve.config import ServerConfig
 from kvserve.server import KvServer
@@ -94,7 +94,7 @@ class DaemonProcess:
         env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kvserve", "serve", "--ready-file", self.ready_file, *self.args],
+                [*python_module("kvserve"), "serve", "--ready-file", self.ready_file, *self.args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=ROOT,
                 start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S

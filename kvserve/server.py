@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import grpc
 from superfs import config_file, daemon
-from superfs.client import AsyncFs, ClientSecurity
-from superfs.client.rpc import security_scope
+from superfs.client import AsyncFs, ClientSecurity, security_scope
 from superfs.errors import FsError
 
 from kvserve.arena import Arena

@@ -69,8 +69,12 @@ DAEMON_ONLY = frozenset({
     # (and its ordered cut after a shrink), repair and fsck; reading and writing bytes needs a chunk
     # capability instead (superfs/capability.py)
     "ListChunks", "DeleteChunks", "TruncateChunk",
+    # the dir server fences a directory whose lease it took from a silent holder
+    "SetDirFence",
     # shard to shard: forgetting idempotency records, asking which removed directories are still targeted
     "ForgetApplied", "DirsTargeted",
+    # RENAME_EXCHANGE steps of the dir server (they re-point names without a capability)
+    "RepointEntry",
 })
 
 

@@ -32,6 +32,8 @@ from superfs.perms import R_OK, W_OK, X_OK
 from superfs.v1 import superfs_pb2 as pb
 
 CAP_TTL_NS = 30_000_000_000
+# the epoch of capabilities daemons sign for their own calls: past every fence
+DAEMON_EPOCH = (1 << 63) - 1
 # A chunk capability lives as long as a client may keep using a FileInfo
 # without asking the shard again; an expired one costs one GetFile.
 CHUNK_CAP_TTL_NS = 60_000_000_000
@@ -41,16 +43,28 @@ _CHUNK_TAG = b"superfs-chunk-cap\0"  # a chunk MAC can never verify as a directo
 
 def _payload(cap: pb.DirCap) -> bytes:
     return struct.pack(
-        ">QII?Iq", cap.dir_ino, cap.uid, cap.rights, cap.sticky, cap.owner_uid, cap.expires_ns
+        ">QII?Iq?IQ", cap.dir_ino, cap.uid, cap.rights, cap.sticky, cap.owner_uid, cap.expires_ns,
+        cap.setgid, cap.gid, cap.epoch,
     )
 
 
 def sign(secret: bytes, *, dir_ino: int, uid: int, rights: int, sticky: bool, owner_uid: int,
-         ttl_ns: int = CAP_TTL_NS) -> pb.DirCap:
+         ttl_ns: int = CAP_TTL_NS, setgid: bool = False, gid: int = 0, epoch: int = 0) -> pb.DirCap:
+    """``epoch``: the directory's lease epoch now (shards refuse a capability below their fence)."""
     cap = pb.DirCap(dir_ino=dir_ino, uid=uid, rights=rights, sticky=sticky, owner_uid=owner_uid,
-                    expires_ns=time.time_ns() + ttl_ns)
+                    expires_ns=time.time_ns() + ttl_ns, setgid=setgid, gid=gid if setgid else 0,
+                    epoch=epoch)
     cap.mac = hmac.new(secret, _payload(cap), hashlib.sha256).digest()
     return cap
+
+
+def resign(secret: bytes, cap: pb.DirCap, epoch: int) -> pb.DirCap:
+    """``cap`` signed again with the directory's lease ``epoch`` (the dir server learns it after checking)."""
+    new = pb.DirCap()
+    new.CopyFrom(cap)
+    new.epoch = epoch
+    new.mac = hmac.new(secret, _payload(new), hashlib.sha256).digest()
+    return new
 
 
 def verify(secret: bytes, cap: pb.DirCap, *, dir_ino: int, uid: int, want: int = W_OK | X_OK) -> pb.DirCap:

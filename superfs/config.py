@@ -127,6 +127,7 @@ class ShardConfig:
     security: SecurityConfig = SecurityConfig()
     limits: ServerLimits = ServerLimits.for_shard(DEFAULT_INLINE_THRESHOLD)
     session_port: int = 0                 # session endpoint (superfs/rpc) on the listen host; 0: any free port
+    metadata_max_bytes: int = 0           # the metadata store's cap (LMDB map size), then ENOSPC; 0: none
 
 
 @dataclass(frozen=True)

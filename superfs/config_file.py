@@ -29,6 +29,7 @@ An example (every key is optional except where a daemon needs it)::
     address = "10.0.0.2:7100"
     data_dir = "/var/lib/superfs/shard-0"
     metrics_port = 9401
+    metadata_max_mb = 0             # the most its metadata store may hold, then ENOSPC; 0 or absent: no limit
 
     [[data_servers]]
     id = 0
@@ -89,6 +90,7 @@ class NodeSettings:
     metrics_port: int = 0   # 0: no metrics endpoint
     session_port: int = 0   # the session endpoint's port on the listen host; 0: any free one
     bytes_port: int = 0     # data servers: the byte path's port on the listen host; 0: any free one
+    metadata_max_mb: int = 0  # shards: the most their metadata store may hold (then ENOSPC); 0: no limit
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ _TOP = {"cluster", "cache", "dir_server", "shards", "data_servers", "tls", "auth
 _CLUSTER = {"name", "durability", "replicas", "inline_threshold", "chunk_size", "partitions",
             "rpc_timeout_s", "secret_file"}
 _CACHE = {"dir_lease_s", "attr_timeout_s", "entry_timeout_s"}
-_NODE = {"id", "address", "listen", "data_dir", "metrics_port", "session_port"}
+_NODE = {"id", "address", "listen", "data_dir", "metrics_port", "session_port", "metadata_max_mb"}
 _DATA_NODE = _NODE | {"bytes_port"}
 _TLS = {"ca_file", "cert_file", "key_file", "require_client_cert", "server_name", "daemon_names"}
 _AUTH = {"token_file", "tokens_file"}
@@ -214,7 +216,8 @@ def _node(t: object, name: str, base: str | None, *, with_id: bool, data: bool =
                         data_dir=_path(t, "data_dir", f"{name}.data_dir", base),
                         metrics_port=_int(t, "metrics_port", f"{name}.metrics_port", 0, 0, 65535),
                         session_port=_int(t, "session_port", f"{name}.session_port", 0, 0, 65535),
-                        bytes_port=_int(t, "bytes_port", f"{name}.bytes_port", 0, 0, 65535))
+                        bytes_port=_int(t, "bytes_port", f"{name}.bytes_port", 0, 0, 65535),
+                        metadata_max_mb=_int(t, "metadata_max_mb", f"{name}.metadata_max_mb", 0, 0, 1 << 30))
 
 
 def _nodes(raw: dict[str, Any], key: str, base: str | None) -> tuple[NodeSettings, ...]:
@@ -397,7 +400,8 @@ def shard_config(cf: ClusterFile, shard_id: int, *, listen: str | None = None, d
                                 advertise=advertise, metrics_port=metrics_port, dir_server=dir_server)
     return config.ShardConfig(shard_id=shard_id, ready_file=ready_file,
                               secret_file=_need(cf.secret_file, "cluster.secret_file", "--secret-file"),
-                              limits=config.ServerLimits.for_shard(cf.inline_threshold), **settings)
+                              limits=config.ServerLimits.for_shard(cf.inline_threshold),
+                              metadata_max_bytes=(node.metadata_max_mb if node else 0) << 20, **settings)
 
 
 def data_server_config(cf: ClusterFile, server_id: int, *, listen: str | None = None,
@@ -463,6 +467,8 @@ def _node_dict(n: NodeSettings, *, with_id: bool) -> dict[str, Any]:
         d["session_port"] = n.session_port
     if n.bytes_port:
         d["bytes_port"] = n.bytes_port
+    if n.metadata_max_mb:
+        d["metadata_max_mb"] = n.metadata_max_mb
     return d
 
 

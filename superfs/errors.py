@@ -59,6 +59,16 @@ _STATUS_OF_ERRNO: dict[int, grpc.StatusCode] = {
     errno.EAGAIN: grpc.StatusCode.UNAVAILABLE,
 }
 
+# errnos that answer a request the way POSIX says to (the name is not there, is there already, the
+# directory is not empty, the caller may not, the capability needs refreshing): what clients cause
+# every day (cp and ls look up missing names all the time). Metrics and 'superfs status' count them
+# apart from failures, which every other errno is (EIO, ETIMEDOUT, ENOSPC, EAGAIN, ...).
+EXPECTED_ERRNOS = frozenset({
+    errno.ENOENT, errno.ENODATA, errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR, errno.EXDEV,
+    errno.ENAMETOOLONG, errno.ELOOP, errno.ERANGE, errno.EINVAL, errno.EACCES, errno.EPERM, errno.ESTALE,
+})
+EXPECTED_NAMES = frozenset(errno.errorcode[e] for e in EXPECTED_ERRNOS)
+
 # gRPC codes raised by the transport itself (no errno in the metadata).
 _ERRNO_OF_TRANSPORT: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: errno.EIO,
@@ -69,6 +79,17 @@ _ERRNO_OF_TRANSPORT: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAUTHENTICATED: errno.EACCES,
     grpc.StatusCode.PERMISSION_DENIED: errno.EACCES,
 }
+
+
+# The dir server's answer to a call that waits for another client's directory lease to be recalled
+# longer than the caller's deadline allows (a holder that stopped answering loses its lease only
+# after the lease's lifetime): nothing was done, and the client library asks again (rpc/caller.py).
+LEASE_WAIT = "waiting for another client's lease on the directory"
+LEASE_WAIT_MAX_S = 60.0  # the longest a client keeps asking (several lease lifetimes)
+
+
+def is_lease_wait(err: "FsError") -> bool:
+    return err.errno == errno.EAGAIN and err.message.startswith(LEASE_WAIT)
 
 
 # gRPC's refusal of a call beyond a server's maximum_concurrent_rpcs (grpc/_server.py): nothing ran.

@@ -45,14 +45,21 @@ ENV = "SUPERFS_CRASH_AT"
 EXIT_CODE = 137
 
 POINTS = frozenset({
+    # shard: a lease holder's batch is committed, its answer not sent; or half applied, not committed
+    "shard.batch.after_commit", "shard.batch.mid_apply",
+    # client (the mount): a batch's answer arrived, nobody told yet
+    "client.batch.after_reply",
     # dir server (coordinator of directory operations)
     "dir.mkdir.after_intent", "dir.mkdir.after_reserve",
     "dir.rmdir.after_intent", "dir.rmdir.after_seal", "dir.rmdir.after_commit",
     "dir.renamedir.after_intent", "dir.renamedir.after_seal_replaced",
     "dir.renamedir.after_reserve", "dir.renamedir.after_commit",
+    "dir.exchange.after_intent", "dir.exchange.after_first", "dir.exchange.after_second",
+    "dir.exchange.after_commit",
     # file-metadata shards
     "shard.rename.after_intent", "shard.rename.after_remote_link", "shard.rename.after_finish",
     "shard.remote_link.before_commit", "shard.remote_link.after_commit",
+    "shard.exchange.after_remote", "shard.exchange.after_finish", "shard.remote_exchange.after_commit",
     "shard.link.after_intent", "shard.link.after_adjust", "shard.adjust_nlink.after_commit",
     "shard.unlink.after_commit", "shard.outbox.after_deliver",
     "shard.seal.after_commit",

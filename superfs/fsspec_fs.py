@@ -24,9 +24,14 @@ import re
 import stat as stat_mod
 from typing import Any
 
-from fsspec.spec import AbstractFileSystem
-
 from superfs.client import connect
+from superfs.extras import require
+
+try:
+    from fsspec.spec import AbstractFileSystem
+except ModuleNotFoundError:
+    require("fsspec", "superfs:// for fsspec")  # fsspec missing: one line naming the extra
+    raise
 
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
 

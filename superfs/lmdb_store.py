@@ -166,6 +166,9 @@ class LmdbStore:
                     child = self.env.begin(write=True, parent=txn)
                     try:
                         result = fn(child)
+                    except lmdb.MapFullError:  # this change alone does not fit; the others may
+                        child.abort()
+                        outcomes.append((done, False, FsError(errno.ENOSPC, "metadata store is full")))
                     except BaseException as e:  # noqa: BLE001 - reported to the caller
                         child.abort()
                         outcomes.append((done, False, e))
@@ -174,10 +177,10 @@ class LmdbStore:
                         outcomes.append((done, True, result))
             # the with-block committed (and, in durable mode, fsynced)
         except lmdb.MapFullError:
-            outcomes = [(done, False, FsError(28, "metadata store is full")) for _, done in batch]
+            outcomes = [(done, False, FsError(errno.ENOSPC, "metadata store is full")) for _, done in batch]
         except lmdb.Error as e:
             log.error("LMDB commit failed in %s: %s", self.path, e)
-            outcomes = [(done, False, FsError(5, f"commit failed: {e}")) for _, done in batch]
+            outcomes = [(done, False, FsError(errno.EIO, f"commit failed: {e}")) for _, done in batch]
         self.batches += 1
         self.batched_ops += len(batch)
         for done, ok, value in outcomes:

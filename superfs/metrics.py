@@ -6,7 +6,9 @@ config names a metrics port. Exported:
 
 * ``superfs_rpc_requests_total{method,code}``: requests served, by gRPC status
 * ``superfs_rpc_duration_seconds{method}``: latency histogram per RPC
-* ``superfs_rpc_errors_total{method,errno}``: failed requests by errno name
+* ``superfs_rpc_errors_total{method,errno}``: failed requests by errno name (EIO, ETIMEDOUT, ...)
+* ``superfs_rpc_answers_total{method,errno}``: requests answered with an errno POSIX expects
+  (ENOENT, EEXIST, ENOTEMPTY, EACCES, ...: superfs.errors.EXPECTED_ERRNOS), which are not failures
 * ``superfs_lmdb_bytes``, ``superfs_lmdb_entries{db}``: store size on disk and
   entries per sub-database
 * ``superfs_lmdb_commits_total``, ``superfs_lmdb_committed_ops_total``,
@@ -39,7 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from superfs.errors import ERRNO_KEY
+from superfs.errors import ERRNO_KEY, EXPECTED_NAMES
 from superfs.interception import Behaviour, is_generator
 
 if TYPE_CHECKING:
@@ -66,6 +68,9 @@ class DaemonMetrics:
                                  ["method"], registry=self.registry, buckets=LATENCY_BUCKETS)
         self.errors = Counter("superfs_rpc_errors", "Failed requests, by method and errno",
                               ["method", "errno"], registry=self.registry)
+        self.answers = Counter("superfs_rpc_answers", "Requests answered with an expected errno "
+                               "(ENOENT, EEXIST, ENOTEMPTY, ...), by method and errno",
+                               ["method", "errno"], registry=self.registry)
         self._server: Any = None
         self.url: str | None = None
 
@@ -105,7 +110,7 @@ class DaemonMetrics:
                 if key == ERRNO_KEY:
                     err = str(value)
         self.requests.labels(method, code).inc()
-        self.errors.labels(method, err).inc()
+        (self.answers if err in EXPECTED_NAMES else self.errors).labels(method, err).inc()
 
     def serve(self, listen: str) -> str:
         """Start the HTTP endpoint (a thread) on host:port; returns its URL."""
@@ -223,7 +228,7 @@ class ReplicaHealth(Collector):
     every few seconds; a scrape reports the latest results.
     """
 
-    def __init__(self, cluster_map: Callable[[], Any], probe: Callable[[str], Any],
+    def __init__(self, cluster_map: Callable[[], Any], probe: Callable[[int], Any],
                  interval_s: float = PROBE_INTERVAL_S) -> None:
         self.cluster_map = cluster_map
         self.probe = probe
@@ -233,14 +238,14 @@ class ReplicaHealth(Collector):
     async def probe_once(self) -> None:
         servers = list(self.cluster_map().data_servers)
 
-        async def one(address: str) -> bool:
+        async def one(server_id: int) -> bool:
             try:
-                await self.probe(address)
+                await self.probe(server_id)
                 return True
             except Exception:  # noqa: BLE001 - any failure means unreachable
                 return False
 
-        results = await asyncio.gather(*(one(s.address) for s in servers))
+        results = await asyncio.gather(*(one(s.id) for s in servers))
         self.reachable = {s.id: ok for s, ok in zip(servers, results)}
 
     def probed_all(self) -> bool:
@@ -279,17 +284,30 @@ class ReplicaHealth(Collector):
 Background = Callable[[], Any]
 
 
-def dir_server_metrics(store: Any, registry: Any, channels: Any,
-                       timeout_s: float) -> tuple[list[Collector], list[Background]]:
-    """Collectors and background probe of the dir server (DirStore, ClusterRegistry, Channels)."""
-    from superfs.client.rpc import call
+def dir_server_metrics(store: Any, registry: Any, view: Any, timeout_s: float,
+                       leases: Any = None) -> tuple[list[Collector], list[Background]]:
+    """Collectors and background probe of the dir server (DirStore, ClusterRegistry, its ClusterView,
+    LeaseManager)."""
     from superfs.v1 import superfs_pb2 as pb
 
-    def probe(address: str) -> Any:
-        return call(channels.data(address).Stats, pb.Empty(), min(timeout_s, 2.0))
+    def probe(server_id: int) -> Any:
+        return view.data(server_id).stats(pb.Empty(), min(timeout_s, 2.0))
 
     health = ReplicaHealth(lambda: registry.map, probe)
-    return [LmdbCollector(store.db), health], [health.run]
+    collectors: list[Collector] = [LmdbCollector(store.db), health]
+    if leases is not None:
+        collectors.append(FiguresCollector(lease_figures(leases)))
+    return collectors, [health.run]
+
+
+def lease_figures(leases: Any) -> Callable[[], list[tuple[str, str, float]]]:
+    """The dir server's LeaseManager: directory leases held, recalled, revoked and fenced."""
+    def fn() -> list[tuple[str, str, float]]:
+        return [("superfs_leases_held", "Directory leases clients hold now", leases.table.held()),
+                ("superfs_leases_recalled", "Leases given back on recall since start", leases.recalled),
+                ("superfs_leases_revoked", "Leases taken from holders that did not answer a recall", leases.revoked),
+                ("superfs_lease_fences", "Fences pushed to the shards (a directory's epoch raised)", leases.fences)]
+    return fn
 
 
 def shard_metrics(store: Any) -> list[Collector]:

@@ -1,7 +1,28 @@
-"""Whether a process is alive: shared by the launcher and the FUSE mount."""
+"""Processes: whether one is alive, and how to start a Python module as one.
+
+Shared by the launcher, the FUSE mount, the benchmarks and the companions.
+"""
 from __future__ import annotations
 
 import os
+import sys
+
+# Python 3.10 has no -P: drop sys.path[0] (the working directory) by hand, then run the module
+_NO_CWD = ("import runpy, sys; del sys.path[0]; m = sys.argv.pop(1); sys.argv[0] = m; "
+           "runpy.run_module(m, run_name='__main__', alter_sys=True)")
+
+
+def python_module(module: str) -> list[str]:
+    """argv running ``python -m module`` with the working directory left off sys.path.
+
+    ``python -m`` puts the working directory first on sys.path, so a directory
+    there named like a package (a mountpoint called ``superfs``, a checkout)
+    would be imported instead of the installed one; every child interpreter
+    must be immune to where its caller stands.
+    """
+    if sys.version_info >= (3, 11):
+        return [sys.executable, "-P", "-m", module]
+    return [sys.executable, "-c", _NO_CWD, module]
 
 
 def pid_alive(pid: int) -> bool:

@@ -4,7 +4,8 @@ A mount is ``python -m superfs.cli.main mount MP --foreground`` in its own
 process, exactly as a user or systemd runs it; a test waits for
 ``os.path.ismount`` (never a sleep). Mountpoints live under a directory
 every uid can traverse, so tests can run commands as another user, and the
-mounts pass ``--allow-other`` for the same reason.
+mounts pass ``--allow-other`` for the same reason (``defaults=True``: no
+option but the address, as ``superfs up --mount`` mounts).
 
 No mount is ever left behind: fixtures unmount at teardown, and an atexit
 hook unmounts whatever is still registered if a test run is interrupted.
@@ -67,8 +68,10 @@ def _term_with_parent() -> None:
 class MountProcess:
     """One ``superfs mount --foreground`` process."""
 
-    def __init__(self, mountpoint: str, address: str, log_path: str, extra: list[str] | None = None) -> None:
+    def __init__(self, mountpoint: str, address: str, log_path: str, extra: list[str] | None = None,
+                 defaults: bool = False) -> None:
         self.mountpoint = mountpoint
+        self.defaults = defaults
         self.address = address
         self.log_path = log_path
         self.extra = list(extra or [])
@@ -79,8 +82,10 @@ class MountProcess:
         os.makedirs(self.mountpoint, exist_ok=True)
         os.chmod(self.mountpoint, 0o755)
         cmd = [sys.executable, "-m", "superfs.cli.main", "mount", self.mountpoint, "--address", self.address,
-               "--foreground", "--allow-other", "--log", self.log_path,
-               "--rpc-timeout", "20"] + self.extra  # slow is not wrong: CI machines are often loaded
+               "--foreground", "--log", self.log_path]
+        if not self.defaults:
+            cmd += ["--allow-other", "--rpc-timeout", "20"]  # slow is not wrong: CI machines are often loaded
+        cmd += self.extra
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=open(self.log_path + ".stderr", "ab"), start_new_session=True,
                                      preexec_fn=_term_with_parent)
@@ -205,10 +210,10 @@ def mount_root() -> Iterator[str]:
 def mount_factory(fuse_cluster: LocalCluster, mount_root: str) -> Iterator[Callable[..., MountProcess]]:
     made: list[MountProcess] = []
 
-    def make(name: str = "mnt", extra: list[str] | None = None) -> MountProcess:
+    def make(name: str = "mnt", extra: list[str] | None = None, defaults: bool = False) -> MountProcess:
         mp = os.path.join(mount_root, name)
         m = MountProcess(mp, str(fuse_cluster.config["dir_server"]),
-                         os.path.join(mount_root, f"{name}.log"), extra)
+                         os.path.join(mount_root, f"{name}.log"), extra, defaults)
         made.append(m)
         return m.start()
 

@@ -271,14 +271,16 @@ def test_udf_error_names_the_partition_and_cause(spark):
 
 
 def test_unsupported_calls_name_themselves(spark, people):
-    with pytest.raises(NotImplementedError, match="percentile_approx"):
-        F.percentile_approx("score", 0.5)
-    with pytest.raises(NotImplementedError, match="DataFrame.rollup"):
-        people.rollup("id")
-    with pytest.raises(NotImplementedError, match="SparkSession.sql"):
-        spark.sql("select 1")
-    with pytest.raises(NotImplementedError, match="Column.over"):
-        F.col("id").over(None)
+    with pytest.raises(NotImplementedError, match="xpath_string"):
+        F.xpath_string("name", "a/b")
+    with pytest.raises(NotImplementedError, match="DataFrame.freqItems"):
+        people.freqItems(["id"])
+    with pytest.raises(NotImplementedError, match="SQL statement INSERT"):
+        spark.sql("insert into t values (1)")
+    with pytest.raises(NotImplementedError, match="SQL function no_such_fn"):
+        spark.sql("select no_such_fn(1)")
+    with pytest.raises(NotImplementedError, match="array_sort with a comparator"):
+        F.array_sort("id", lambda a, b: a - b)
     with pytest.raises(NotImplementedError, match="RDD.sortByKey"):
         spark.sparkContext.parallelize([(1, 2)]).sortByKey()
 
@@ -302,3 +304,44 @@ def test_rdd_save_as_text_file_and_text_file(spark, tmp_path):
     assert sorted(sc.textFile(out).collect()) == ["a=1", "b=2", "c=3"]
     with pytest.raises(AnalysisException, match="already exists"):
         sc.parallelize([1]).saveAsTextFile(out)
+
+
+def test_scans_read_only_the_columns_the_query_uses(spark, tmp_path):
+    from chukonu.engine.planner import Planner
+    from chukonu.engine.pruning import needed_columns, scan_columns
+    pq.write_table(pa.table({"id": [1, 2, 3], "k": ["a", "b", "a"], "s": ["x", "y", None], "v": [1.0, 2.0, 3.0]}),
+                   tmp_path / "t.parquet")
+    df = spark.read.parquet(str(tmp_path / "t.parquet"))
+    q = df.withColumn("u", F.upper("s")).filter(F.col("id") > 1).groupBy("k").agg(F.sum("v").alias("sv"))
+    plan = q._plan
+    scan = plan
+    while scan.children:
+        scan = scan.children[0]
+    assert scan_columns(scan, needed_columns(plan)) == ["id", "k", "v"]
+    assert sorted(q.collect()) == [Row(k="a", sv=3.0), Row(k="b", sv=2.0)]
+    parts = Planner(spark._engine).partitions(df.select("k")._plan)
+    assert parts[0].parent.reader.read_columns == {"k"}
+
+
+def test_an_output_nobody_reads_is_not_computed(spark):
+    def boom(s):
+        raise ValueError("computed a column nobody reads")
+    df = spark.createDataFrame([(1, "a"), (2, None)], "id long, s string")
+    got = df.withColumn("b", F.udf(boom, "string")("s")).select("id").collect()
+    assert got == [Row(id=1), Row(id=2)]
+
+
+def test_sql_errors_name_the_problem(spark, people):
+    people.createOrReplaceTempView("people")
+    with pytest.raises(AnalysisException, match="PARSE_SYNTAX_ERROR"):
+        spark.sql("SELEC id FROM people")
+    with pytest.raises(AnalysisException, match="TABLE_OR_VIEW_NOT_FOUND"):
+        spark.sql("SELECT * FROM nobody")
+    with pytest.raises(AnalysisException, match="UNRESOLVED_COLUMN"):
+        spark.sql("SELECT nope FROM people")
+    with pytest.raises(AnalysisException, match="MISSING_AGGREGATION"):
+        spark.sql("SELECT name, count(*) FROM people GROUP BY id")
+    with pytest.raises(AnalysisException, match="TEMP_TABLE_OR_VIEW_ALREADY_EXISTS"):
+        people.createTempView("people")
+    assert spark.catalog.tableExists("people") and spark.catalog.dropTempView("people")
+    assert not spark.catalog.tableExists("people")

@@ -197,3 +197,34 @@ def test_cli_help_and_bad_input(tmp_path):
     assert run_cli("dedup", "--help").returncode == 0
     done = run_cli("dedup", str(tmp_path / "missing"), str(tmp_path / "out"), "--progress", "off")
     assert done.returncode == 2 and "missing" in done.stderr and "Traceback" not in done.stderr
+
+
+# --------------------------------------------------------------- tokenizers
+
+def test_nonword_tokenizer_matches_the_python_split_reference(spark):
+    """tokenizer="nonword" is text-dedup's re.split(r"\\W", text.lower()), with the same shingles and bands."""
+    texts = ["Hello, World! “Quoted” text — with dashes,, and émigré CAFÉ.", "", None, "a b", "ÜBER straße_1 x"]
+    config = MinHashConfig(tokenizer="nonword", ngram=2)
+    a, b = config.permutations()
+    _, keys, has = signatures(pa.array(texts), config, keep_signatures=False)
+    for t, k, h in zip(texts, keys, has):
+        want = reference.document_bands(t, config, a, b)
+        assert ([int(x) - (1 << 64) if x >= 1 << 63 else int(x) for x in k] if h else []) == want
+    assert reference.words("“Quoted”, CAFÉ", "nonword") == [b"", b"quoted", b"", b"", "café".encode()]
+    assert reference.words("“Quoted”, CAFÉ", "bytes") == ["“quoted”".encode(), "cafÉ".encode()]
+    with pytest.raises(ValueError, match="tokenizer"):
+        MinHashConfig(tokenizer="spaces")
+
+
+def test_tokenizers_differ_on_non_ascii_case_and_agree_with_their_references(spark):
+    """Copies that differ only in the case of non-ASCII words are duplicates for "nonword" (Unicode
+    lowercasing), not for "bytes" (ASCII lowercasing); each tokenizer keeps what its reference keeps."""
+    base = [" ".join(w + "é" for w in t.split(" ")) for t in generate(80, dup_fraction=0.0, seed=9).texts]
+    shouted = [" ".join(w.upper() if i % 3 == 1 else w for i, w in enumerate(t.split(" "))) for t in base[:25]]
+    texts = base + shouted
+    kept = {}
+    for tok in ("bytes", "nonword"):
+        got = kept_ids(minhash_dedup(frame(spark, texts), threshold=0.7, tokenizer=tok))
+        assert got == set(reference.dedup(texts, MinHashConfig(threshold=0.7, tokenizer=tok)))
+        kept[tok] = len(got)
+    assert kept["nonword"] <= len(base) < kept["bytes"]

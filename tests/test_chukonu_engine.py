@@ -111,3 +111,24 @@ def test_worker_death_reruns_the_task_elsewhere(spark, tmp_path):
     assert rerun and rerun[0].attempt == 1 and rerun[0].worker != lost[0].worker
     alive = [w for w in spark._engine.backend.workers() if w.alive]
     assert len(alive) == 1
+
+
+def test_windows_and_aggregates_reuse_a_shuffle_by_a_subset_of_their_keys(spark):
+    """lag, a running sum and groupBy(user, session) after one shuffle by user, as Spark plans it; same rows
+    as with a fresh shuffle before every step."""
+    from chukonu.sql.window import Window
+    df = spark.createDataFrame([(i % 7, (i * 37) % 1001, float(i % 5)) for i in range(300)], "u long, t long, v double")
+    w = Window.partitionBy("u").orderBy("t")
+
+    def sessions(d, reshuffle):
+        step = (lambda x: x.repartition(5, "t")) if reshuffle else (lambda x: x)
+        g = step(d.withColumn("p", F.lag("t").over(w)))
+        g = g.withColumn("f", F.when(F.col("p").isNull() | (F.col("t") - F.col("p") > 30), 1).otherwise(0))
+        n = step(g.withColumn("s", F.sum("f").over(w.rowsBetween(Window.unboundedPreceding, 0))))
+        return n.groupBy("u", "s").agg(F.count("*").alias("c"), F.sum("v").alias("sv"))
+
+    before = len(spark.jobs)
+    got = sorted(sessions(df, False).collect())
+    stages = [s.name for j in spark.jobs[before:] for s in j.stages]
+    assert stages.count("window") == 1 and "aggregate" not in stages
+    assert got == sorted(sessions(df, True).collect()) and len(got) > 7

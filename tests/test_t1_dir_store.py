@@ -54,15 +54,18 @@ class FakeShards:
         self.crash_at: tuple[int, bool] | None = None
         self.down = False
         self.delay = 0.0
+        self.owners: dict[int, int] = {}  # file ino -> uid (default 0)
         self._next_file = DIR_INO_LIMIT + 1
 
     def shard_of(self, parent: int, name: str) -> int:
         return hash((parent, name)) % self.nshards
 
-    def add_file(self, parent: int, name: str, kind: int = pb.REGULAR) -> None:
+    def add_file(self, parent: int, name: str, kind: int = pb.REGULAR) -> int:
         assert parent not in self.sealed and (parent, name) not in self.entries
-        self.entries[(parent, name)] = (self._next_file, kind)
+        ino = self._next_file
+        self.entries[(parent, name)] = (ino, kind)
         self._next_file += 1
+        return ino
 
     async def _step(self, what: str, effect) -> object:  # type: ignore[no-untyped-def]
         self.calls.append(what)
@@ -113,6 +116,24 @@ class FakeShards:
             return None if have is None else have[1]
 
         return await self._step("lookup", effect)  # type: ignore[return-value]
+
+    async def entry(self, parent: int, name: str, creds: pb.Creds) -> tuple[int, int, int] | None:
+        def effect() -> tuple[int, int, int] | None:
+            have = self.entries.get((parent, name))
+            return None if have is None else (have[0], have[1], self.owners.get(have[0], 0))
+
+        return await self._step("lookup", effect)  # type: ignore[return-value]
+
+    async def repoint(self, parent: int, name: str, ino: int, ftype: int, new_ino: int, new_type: int) -> None:
+        def effect() -> None:
+            have = self.entries.get((parent, name))
+            if have == (new_ino, new_type):
+                return
+            if have != (ino, ftype):
+                raise FsError(errno.ENOENT, "the name changed")
+            self.entries[(parent, name)] = (new_ino, new_type)
+
+        await self._step("repoint", effect)
 
 
 @pytest.fixture
@@ -426,8 +447,11 @@ async def test_xattr_rules(store: DirStore, coord: Coordinator) -> None:
         (attrs.set_xattr(d.ino, "", b"", 0, OWNER), errno.ERANGE),
         (attrs.set_xattr(d.ino, "u" * 256, b"", 0, OWNER), errno.ERANGE),
         (attrs.set_xattr(d.ino, "user.c", b"x" * 65537, 0, OWNER), errno.E2BIG),
-        (attrs.set_xattr(d.ino, "user.c", b"", 0, OTHER), errno.EPERM),
-        (attrs.remove_xattr(d.ino, "user.a", OTHER), errno.EPERM),
+        (attrs.set_xattr(d.ino, "user.c", b"", 0, OTHER), errno.EACCES),   # user.*: write permission
+        (attrs.remove_xattr(d.ino, "user.a", OTHER), errno.EACCES),
+        (attrs.set_xattr(d.ino, "trusted.c", b"", 0, OWNER), errno.EPERM),  # trusted.*: root's
+        (attrs.set_xattr(d.ino, "security.c", b"", 0, OWNER), errno.EPERM),  # security.*: root changes
+        (attrs.set_xattr(d.ino, "other.c", b"", 0, OWNER), errno.EOPNOTSUPP),
         (attrs.remove_xattr(d.ino, "user.zz", OWNER), errno.ENODATA),
         (attrs.set_xattr(9999, "user.c", b"", 0, OWNER), errno.ENOENT),
     ]
@@ -435,10 +459,19 @@ async def test_xattr_rules(store: DirStore, coord: Coordinator) -> None:
         with pytest.raises(FsError) as e:
             await aw
         assert e.value.errno == err, (aw, err)
-    for fn, args in [(attrs.get_xattr, (d.ino, "user.a", OTHER)), (attrs.list_xattrs, (d.ino, OTHER))]:
-        with pytest.raises(FsError) as e:
-            fn(*args)  # type: ignore[operator]
-        assert e.value.errno == errno.EACCES
+    with pytest.raises(FsError) as e:
+        attrs.get_xattr(d.ino, "user.a", OTHER)
+    assert e.value.errno == errno.EACCES
+    await attrs.set_xattr(d.ino, "trusted.t", b"t", 0, ROOT)
+    await attrs.set_xattr(d.ino, "security.s", b"s", 0, ROOT)
+    assert attrs.get_xattr(d.ino, "security.s", OTHER) == b"s"   # anyone reads security.*
+    with pytest.raises(FsError) as e:
+        attrs.get_xattr(d.ino, "trusted.t", OWNER)
+    assert e.value.errno == errno.ENODATA
+    assert attrs.list_xattrs(d.ino, OTHER) == ["security.s", "user.a", "user.b"]  # no permission, no trusted.*
+    assert "trusted.t" in attrs.list_xattrs(d.ino, ROOT)
+    await attrs.remove_xattr(d.ino, "trusted.t", ROOT)
+    await attrs.remove_xattr(d.ino, "security.s", ROOT)
     with pytest.raises(FsError) as e:
         attrs.get_xattr(d.ino, "user.none", OWNER)
     assert e.value.errno == errno.ENODATA
@@ -546,7 +579,7 @@ async def test_rename(store: DirStore, coord: Coordinator, shards: FakeShards) -
         ((ROOT_INO, "a", ROOT_INO, "full"), 0, errno.ENOTEMPTY),  # has a subdir
         ((ROOT_INO, "a", ROOT_INO, "x"), 0, errno.ENOTEMPTY),     # a shard has a file in it
         ((ROOT_INO, "a", ROOT_INO, "empty"), 1, errno.EEXIST),
-        ((ROOT_INO, "a", ROOT_INO, "empty"), 2, errno.EINVAL),    # EXCHANGE unsupported
+        ((ROOT_INO, "a", ROOT_INO, "empty"), 3, errno.EINVAL),    # NOREPLACE|EXCHANGE
         ((ROOT_INO, "a", ROOT_INO, "x" * 256), 0, errno.ENAMETOOLONG),
         ((ROOT_INO, "a", ROOT_INO, ".."), 0, errno.EINVAL),
         ((ROOT_INO, "a", 9999, "z"), 0, errno.ENOENT),

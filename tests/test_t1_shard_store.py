@@ -512,7 +512,7 @@ def test_rename_local(store: FileMetaStore) -> None:
     c = create(store, 1, "c").node
     assert c is not None
     assert rename_errno(store, 1, "b", 1, "c", flags=1) == errno.EEXIST
-    assert rename_errno(store, 1, "b", 1, "c", flags=2) == errno.EINVAL
+    assert rename_errno(store, 1, "b", 1, "c", flags=3) == errno.EINVAL  # NOREPLACE|EXCHANGE
     assert rename_errno(store, 1, "b", 1, "c", flags=8) == errno.EINVAL
     assert rename_errno(store, 1, "nope", 1, "c") == errno.ENOENT
     w(store, lambda t: name_ops.reserve_dir(t, 1, b"dir", 300))
@@ -763,9 +763,18 @@ def test_xattrs(store: FileMetaStore) -> None:
     assert err(lambda t: xattr_ops.set_xattr(t, ino, "u" * 256, b"2", 0, ALICE)) == errno.ERANGE
     assert err(lambda t: xattr_ops.set_xattr(t, ino, "user.big", b"x" * 65537, 0, ALICE)) == errno.E2BIG
     setx("user.max", b"x" * 65536)
-    assert err(lambda t: xattr_ops.set_xattr(t, ino, "user.a", b"2", 0, BOB)) == errno.EPERM
+    assert err(lambda t: xattr_ops.set_xattr(t, ino, "user.a", b"2", 0, BOB)) == errno.EACCES  # needs write
     assert err(lambda t: xattr_ops.get_xattr(t, ino, "user.a", CAROL)) == errno.EACCES
-    assert err(lambda t: xattr_ops.remove_xattr(t, ino, "user.a", BOB)) == errno.EPERM
+    assert err(lambda t: xattr_ops.remove_xattr(t, ino, "user.a", BOB)) == errno.EACCES
+    assert err(lambda t: xattr_ops.set_xattr(t, ino, "trusted.a", b"2", 0, ALICE)) == errno.EPERM
+    assert err(lambda t: xattr_ops.set_xattr(t, ino, "security.a", b"2", 0, ALICE)) == errno.EPERM
+    assert err(lambda t: xattr_ops.set_xattr(t, ino, "x.a", b"2", 0, ALICE)) == errno.EOPNOTSUPP
+    setx("trusted.t", b"t", creds=ROOT)
+    setx("security.s", b"s", creds=ROOT)
+    assert r(store, lambda t: xattr_ops.get_xattr(t, ino, "security.s", CAROL)) == b"s"
+    assert err(lambda t: xattr_ops.get_xattr(t, ino, "trusted.t", ALICE)) == errno.ENODATA
+    assert "trusted.t" not in r(store, lambda t: xattr_ops.list_xattr(t, ino, CAROL))
+    assert "trusted.t" in r(store, lambda t: xattr_ops.list_xattr(t, ino, ROOT))
     w(store, lambda t: xattr_ops.remove_xattr(t, ino, "user.a", ROOT))
     assert err(lambda t: xattr_ops.remove_xattr(t, ino, "user.a", ALICE)) == errno.ENODATA
     assert err(lambda t: xattr_ops.get_xattr(t, ino + 1, "user.a", ALICE)) == errno.ENOENT

@@ -1,8 +1,9 @@
 """Tier 2: DataService over real gRPC, in-process on 127.0.0.1:0.
 
 The servicer runs in a grpc.aio server in this process; calls go through
-generated stubs and ``superfs.client.rpc.call``, so errors are checked the way
-the client library will see them: a gRPC status whose trailing metadata
+the typed wrappers of ``superfs.rpc.channels.Channels`` (gRPC unary calls
+here) and the streamed chunk RPCs, so errors are checked the way the client
+library will see them: a gRPC status whose trailing metadata
 carries the errno name, rebuilt into ``FsError``. Also covers registration
 with a (fake) dir server and the daemon entry point ``run(cfg)``.
 """
@@ -21,7 +22,6 @@ import pytest
 
 from superfs import capability
 from superfs.client import streams
-from superfs.client.rpc import Channels, call
 from superfs.config import DataServerConfig
 from superfs.daemon import GRPC_OPTIONS, read_ready_file
 from superfs.dataserver import main as data_main
@@ -30,6 +30,7 @@ from superfs.dataserver.chunk_store import ChunkStore
 from superfs.dataserver.registration import Registrar
 from superfs.dataserver.service import DataServicer
 from superfs.errors import ERRNO_KEY, FsError
+from superfs.rpc.channels import Channels
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
 
@@ -44,7 +45,7 @@ def cap(ino: int = INO, rights: int = 6, ttl_ns: int = capability.CHUNK_CAP_TTL_
 
 
 class DataServer:
-    """A DataServicer on a real grpc.aio server, with a client stub."""
+    """A DataServicer on a real grpc.aio server, with its typed wrapper and streaming stub."""
 
     def __init__(self, tmp: Path) -> None:
         self.chunks = ChunkStore.open(str(tmp / "chunks"))
@@ -53,7 +54,8 @@ class DataServer:
         port = self.server.add_insecure_port("127.0.0.1:0")
         self.address = f"127.0.0.1:{port}"
         self.channels = Channels(timeout_s=TIMEOUT)
-        self.stub = self.channels.data(self.address)
+        self.rpc = self.channels.data(self.address)
+        self.streams = self.channels.data_streams(self.address)
 
     async def stop(self) -> None:
         await self.channels.close()
@@ -74,19 +76,14 @@ def key(index: int, ino: int = INO) -> pb.ChunkKey:
 
 
 async def write(ds: DataServer, index: int, data: bytes, offset: int = 0, truncate: bool = False) -> int:
-    reply = await call(
-        ds.stub.WriteChunk,
-        pb.WriteChunkRequest(key=key(index), offset=offset, data=data, truncate=truncate, cap=cap()),
-        TIMEOUT,
-    )
+    reply = await ds.rpc.write_chunk(
+        pb.WriteChunkRequest(key=key(index), offset=offset, data=data, truncate=truncate, cap=cap()), TIMEOUT)
     return reply.length
 
 
 async def read(ds: DataServer, index: int, offset: int, length: int, ino: int = INO) -> pb.ReadChunkReply:
-    return await call(
-        ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(index, ino), offset=offset, length=length, cap=cap(ino)),
-        TIMEOUT
-    )
+    return await ds.rpc.read_chunk(
+        pb.ReadChunkRequest(key=key(index, ino), offset=offset, length=length, cap=cap(ino)), TIMEOUT)
 
 
 async def expect_errno(err: int, coro: object) -> None:
@@ -114,11 +111,11 @@ async def test_offsets_gaps_and_truncate(ds: DataServer) -> None:
     assert await write(ds, 1, b"Z", offset=0) == 13
     assert await write(ds, 1, b"end", offset=4, truncate=True) == 7
     assert (await read(ds, 1, 0, 100)).data == b"Z" + bytes(3) + b"end"
-    await call(ds.stub.TruncateChunk, pb.TruncateChunkRequest(key=key(1), length=2), TIMEOUT)
+    await ds.rpc.truncate_chunk(pb.TruncateChunkRequest(key=key(1), length=2), TIMEOUT)
     assert (await read(ds, 1, 0, 100)).data == b"Z\0"
-    await call(ds.stub.TruncateChunk, pb.TruncateChunkRequest(key=key(1), length=5), TIMEOUT)
+    await ds.rpc.truncate_chunk(pb.TruncateChunkRequest(key=key(1), length=5), TIMEOUT)
     assert (await read(ds, 1, 0, 100)).data == b"Z" + bytes(4)
-    await call(ds.stub.TruncateChunk, pb.TruncateChunkRequest(key=key(77), length=5), TIMEOUT)
+    await ds.rpc.truncate_chunk(pb.TruncateChunkRequest(key=key(77), length=5), TIMEOUT)
     assert not (await read(ds, 77, 0, 1)).exists
 
 
@@ -143,27 +140,24 @@ async def test_concurrent_writers(ds: DataServer) -> None:
 async def test_delete_list_and_stats(ds: DataServer) -> None:
     for i in range(5):
         await write(ds, i, b"%d" % i * 10)
-    stats = await call(ds.stub.Stats, pb.Empty(), TIMEOUT)
+    stats = await ds.rpc.stats(pb.Empty(), TIMEOUT)
     assert (stats.chunks, stats.bytes) == (5, 50) and stats.db_bytes > 0
 
     seen = []
     after = (0, 0)
     while True:
-        reply = await call(
-            ds.stub.ListChunks,
-            pb.ListChunksRequest(after_ino=after[0], after_index=after[1], limit=2, verify=True),
-            TIMEOUT,
-        )
+        reply = await ds.rpc.list_chunks(
+            pb.ListChunksRequest(after_ino=after[0], after_index=after[1], limit=2, verify=True), TIMEOUT)
         seen += [(c.key.ino, c.key.index, c.length, c.corrupt) for c in reply.chunks]
         if not reply.more:
             break
         after = (reply.chunks[-1].key.ino, reply.chunks[-1].key.index)
     assert seen == [(INO, i, 10, False) for i in range(5)]
 
-    await call(ds.stub.DeleteChunks, pb.DeleteChunksRequest(ino=INO, from_index=2), TIMEOUT)
-    await call(ds.stub.DeleteChunks, pb.DeleteChunksRequest(ino=INO, from_index=2), TIMEOUT)  # idempotent
+    await ds.rpc.delete_chunks(pb.DeleteChunksRequest(ino=INO, from_index=2), TIMEOUT)
+    await ds.rpc.delete_chunks(pb.DeleteChunksRequest(ino=INO, from_index=2), TIMEOUT)  # idempotent
     assert [(await read(ds, i, 0, 1)).exists for i in range(5)] == [True, True, False, False, False]
-    stats = await call(ds.stub.Stats, pb.Empty(), TIMEOUT)
+    stats = await ds.rpc.stats(pb.Empty(), TIMEOUT)
     assert (stats.chunks, stats.bytes) == (2, 20)
 
 
@@ -180,23 +174,23 @@ async def test_bytes_move_only_with_a_capability_for_their_inode_and_right(ds: D
                (cap(ino=INO + 1), errno.EACCES), (cap(ttl_ns=-1), errno.ESTALE)]
     for bad, err in refused:
         for attempt in (
-            call(ds.stub.WriteChunk, pb.WriteChunkRequest(key=key(0), data=b"mallory", cap=bad), TIMEOUT),
-            call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=100, cap=bad), TIMEOUT),
-            streams.write_chunk(ds.stub, key(0), 0, memoryview(b"m" * 600_000), TIMEOUT, bad),
-            streams.read_chunk(ds.stub, key(0), 0, 100, TIMEOUT, bad),
+            ds.rpc.write_chunk(pb.WriteChunkRequest(key=key(0), data=b"mallory", cap=bad), TIMEOUT),
+            ds.rpc.read_chunk(pb.ReadChunkRequest(key=key(0), length=100, cap=bad), TIMEOUT),
+            streams.write_chunk(ds.streams, key(0), 0, memoryview(b"m" * 600_000), TIMEOUT, bad),
+            streams.read_chunk(ds.streams, key(0), 0, 100, TIMEOUT, bad),
         ):
             await expect_errno(err, attempt)
     read_only = cap(rights=4)
-    await expect_errno(errno.EACCES, call(ds.stub.WriteChunk, pb.WriteChunkRequest(
+    await expect_errno(errno.EACCES, ds.rpc.write_chunk(pb.WriteChunkRequest(
         key=key(0), data=b"mallory", cap=read_only), TIMEOUT))
-    await expect_errno(errno.EACCES, streams.write_chunk(ds.stub, key(0), 0, memoryview(b"m" * 600_000),
+    await expect_errno(errno.EACCES, streams.write_chunk(ds.streams, key(0), 0, memoryview(b"m" * 600_000),
                                                          TIMEOUT, read_only))
     write_only = cap(rights=2)
-    await expect_errno(errno.EACCES, call(ds.stub.ReadChunk, pb.ReadChunkRequest(
+    await expect_errno(errno.EACCES, ds.rpc.read_chunk(pb.ReadChunkRequest(
         key=key(0), length=100, cap=write_only), TIMEOUT))
-    reply = await call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=100, cap=read_only), TIMEOUT)
+    reply = await ds.rpc.read_chunk(pb.ReadChunkRequest(key=key(0), length=100, cap=read_only), TIMEOUT)
     assert reply.data == b"owner's bytes"  # unchanged, and the server still serves
-    assert await streams.read_chunk(ds.stub, key(0), 0, 100, TIMEOUT, read_only) == (b"owner's bytes", True)
+    assert await streams.read_chunk(ds.streams, key(0), 0, 100, TIMEOUT, read_only) == (b"owner's bytes", True)
 
 
 # ----------------------------------------------------------------- bad input
@@ -205,22 +199,22 @@ async def test_bytes_move_only_with_a_capability_for_their_inode_and_right(ds: D
 async def test_bad_input_is_einval_and_server_keeps_serving(ds: DataServer) -> None:
     await write(ds, 0, b"fine")
     bad = [
-        call(ds.stub.WriteChunk, pb.WriteChunkRequest(key=key(0), offset=2**62, data=b"x", cap=cap()), TIMEOUT),
-        call(ds.stub.WriteChunk, pb.WriteChunkRequest(key=key(0), offset=2**64 - 1, data=b"x", cap=cap()), TIMEOUT),
-        call(ds.stub.WriteChunk, pb.WriteChunkRequest(key=key(0), offset=MAX_CHUNK, data=b"x", cap=cap()), TIMEOUT),
-        call(ds.stub.WriteChunk, pb.WriteChunkRequest(data=b"no key", cap=cap(0)), TIMEOUT),  # ino 0
-        call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=2**31, cap=cap()), TIMEOUT),
-        call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=2**32 - 1, cap=cap()), TIMEOUT),
-        call(ds.stub.ReadChunk, pb.ReadChunkRequest(key=key(0), offset=2**64 - 1, length=1, cap=cap()), TIMEOUT),
-        call(ds.stub.ReadChunk, pb.ReadChunkRequest(length=1, cap=cap(0)), TIMEOUT),
-        call(ds.stub.TruncateChunk, pb.TruncateChunkRequest(key=key(0), length=2**63), TIMEOUT),
-        call(ds.stub.DeleteChunks, pb.DeleteChunksRequest(ino=0), TIMEOUT),
+        ds.rpc.write_chunk(pb.WriteChunkRequest(key=key(0), offset=2**62, data=b"x", cap=cap()), TIMEOUT),
+        ds.rpc.write_chunk(pb.WriteChunkRequest(key=key(0), offset=2**64 - 1, data=b"x", cap=cap()), TIMEOUT),
+        ds.rpc.write_chunk(pb.WriteChunkRequest(key=key(0), offset=MAX_CHUNK, data=b"x", cap=cap()), TIMEOUT),
+        ds.rpc.write_chunk(pb.WriteChunkRequest(data=b"no key", cap=cap(0)), TIMEOUT),  # ino 0
+        ds.rpc.read_chunk(pb.ReadChunkRequest(key=key(0), length=2**31, cap=cap()), TIMEOUT),
+        ds.rpc.read_chunk(pb.ReadChunkRequest(key=key(0), length=2**32 - 1, cap=cap()), TIMEOUT),
+        ds.rpc.read_chunk(pb.ReadChunkRequest(key=key(0), offset=2**64 - 1, length=1, cap=cap()), TIMEOUT),
+        ds.rpc.read_chunk(pb.ReadChunkRequest(length=1, cap=cap(0)), TIMEOUT),
+        ds.rpc.truncate_chunk(pb.TruncateChunkRequest(key=key(0), length=2**63), TIMEOUT),
+        ds.rpc.delete_chunks(pb.DeleteChunksRequest(ino=0), TIMEOUT),
     ]
     for coro in bad:
         await expect_errno(errno.EINVAL, coro)
     # nothing changed, and the server still answers
     assert (await read(ds, 0, 0, 100)).data == b"fine"
-    stats = await call(ds.stub.Stats, pb.Empty(), TIMEOUT)
+    stats = await ds.rpc.stats(pb.Empty(), TIMEOUT)
     assert (stats.chunks, stats.bytes) == (1, 4)
 
 
@@ -232,7 +226,7 @@ async def test_oversized_write_is_einval(ds: DataServer) -> None:
 
 async def test_errors_travel_as_status_with_errno_metadata(ds: DataServer) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await ds.stub.ReadChunk(pb.ReadChunkRequest(key=key(0), length=2**31, cap=cap()), timeout=TIMEOUT)
+        await ds.streams.ReadChunk(pb.ReadChunkRequest(key=key(0), length=2**31, cap=cap()), timeout=TIMEOUT)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (ERRNO_KEY, "EINVAL") in tuple(exc.value.trailing_metadata())
 
@@ -257,13 +251,13 @@ async def test_corrupt_chunk_is_eio_over_the_wire(tmp_path: Path, caplog: pytest
     try:
         with caplog.at_level(logging.ERROR, logger="superfs.dataserver"):
             with pytest.raises(grpc.aio.AioRpcError) as exc:
-                await d.stub.ReadChunk(pb.ReadChunkRequest(key=key(3), offset=100_000, length=10, cap=cap()),
-                                       timeout=TIMEOUT)
+                await d.streams.ReadChunk(pb.ReadChunkRequest(key=key(3), offset=100_000, length=10, cap=cap()),
+                                          timeout=TIMEOUT)
         assert exc.value.code() == grpc.StatusCode.DATA_LOSS
         assert (ERRNO_KEY, "EIO") in tuple(exc.value.trailing_metadata())
         assert any(f"ino={INO} index=3" in r.getMessage() for r in caplog.records)
         await expect_errno(errno.EIO, read(d, 3, 100_000, 10))
-        reply = await call(d.stub.ListChunks, pb.ListChunksRequest(verify=True), TIMEOUT)
+        reply = await d.rpc.list_chunks(pb.ListChunksRequest(verify=True), TIMEOUT)
         assert [(c.key.index, c.corrupt) for c in reply.chunks] == [(3, True)]
     finally:
         await d.stop()
@@ -368,8 +362,8 @@ async def test_run_serves_registers_and_stops_on_sigterm(
         channels = Channels(timeout_s=TIMEOUT)
         try:
             stub = channels.data(address)
-            await call(stub.WriteChunk, pb.WriteChunkRequest(key=key(0), data=b"via run", cap=cap()), TIMEOUT)
-            reply = await call(stub.ReadChunk, pb.ReadChunkRequest(key=key(0), length=100, cap=cap()), TIMEOUT)
+            await stub.write_chunk(pb.WriteChunkRequest(key=key(0), data=b"via run", cap=cap()), TIMEOUT)
+            reply = await stub.read_chunk(pb.ReadChunkRequest(key=key(0), length=100, cap=cap()), TIMEOUT)
             assert reply.data == b"via run"
         finally:
             await channels.close()

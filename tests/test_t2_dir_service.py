@@ -15,19 +15,20 @@ import signal
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable
 
 import grpc
 import pytest
 
 from superfs import capability, daemon
-from superfs.client.rpc import Channels, call
 from superfs.config import DirServerConfig
 from superfs.dirserver import recovery
 from superfs.dirserver.main import run
 from superfs.dirserver.service import DirServicer
 from superfs.dirserver.store import DirStore
 from superfs.errors import FsError, rpc_handler
+from superfs.rpc.channels import Channels
+from superfs.rpc.stubs import DirRpc
 from superfs.routing import ROOT_INO
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
@@ -126,31 +127,29 @@ class Cluster:
     channels: Channels = field(default_factory=lambda: Channels(TIMEOUT))
 
     @property
-    def stub(self) -> pbg.DirServiceStub:
+    def stub(self) -> DirRpc:
         return self.channels.dir(self.address)
 
-    async def rpc(self, method: str, request: Any) -> Any:
-        return await call(getattr(self.stub, method), request, TIMEOUT)
-
-    async def err(self, method: str, request: Any) -> int:
+    @staticmethod
+    async def err(call: Awaitable[Any]) -> int:
         with pytest.raises(FsError) as e:
-            await self.rpc(method, request)
+            await call
         return e.value.errno
 
     def shard_of(self, parent: int, name: str) -> FakeShard:
-        return self.shards[self.servicer.registry.shard_of_entry(parent, name)]
+        return self.shards[self.servicer.view.shard_of_entry(parent, name)]
 
     def add_file(self, parent: int, name: str, kind: int = pb.REGULAR) -> None:
         self.shard_of(parent, name).entries[(parent, name)] = (1 << 41 | len(name), kind)
 
     def name_on(self, shard: int, parent: int, prefix: str) -> str:
         for i in range(1000):
-            if self.servicer.registry.shard_of_entry(parent, f"{prefix}{i}") == shard:
+            if self.servicer.view.shard_of_entry(parent, f"{prefix}{i}") == shard:
                 return f"{prefix}{i}"
         raise AssertionError("no name found")
 
     async def mkdir(self, parent: int, name: str, mode: int = 0o755, creds: pb.Creds = OWNER) -> pb.DirInfo:
-        return await self.rpc("Mkdir", pb.MkdirRequest(parent_ino=parent, name=name, mode=mode, creds=creds))
+        return await self.stub.mkdir(pb.MkdirRequest(parent_ino=parent, name=name, mode=mode, creds=creds))
 
     def assert_consistent(self) -> None:
         """Each directory is reserved under its name on exactly its shard; no intent is left."""
@@ -198,7 +197,7 @@ async def cluster(tmp_path: Any) -> AsyncIterator[Cluster]:
         await sh.start()
     c = await open_dir_server(str(tmp_path), shards)
     for sh in shards:
-        await c.rpc("RegisterServer", pb.RegisterServerRequest(
+        await c.stub.register_server(pb.RegisterServerRequest(
             kind="shard", server=pb.ServerInfo(id=sh.sid, address=sh.address)))
     yield c
     await close_dir_server(c)
@@ -211,20 +210,20 @@ async def cluster(tmp_path: Any) -> AsyncIterator[Cluster]:
 async def test_cluster_map_over_rpc_and_across_restart(tmp_path: Any) -> None:
     shards = [FakeShard(i) for i in range(2)]
     c = await open_dir_server(str(tmp_path), shards, replicas=3, inline_threshold=1234)
-    m = await c.rpc("GetClusterMap", pb.GetClusterMapRequest())
+    m = await c.stub.get_cluster_map(pb.GetClusterMapRequest())
     assert m.epoch == 1 and m.num_partitions == 64 and not m.shards and m.replicas == 3
     assert list(m.partition_shard) == [p % 2 for p in range(64)] and m.inline_threshold == 1234
     reg = lambda kind, sid, addr: pb.RegisterServerRequest(kind=kind, server=pb.ServerInfo(id=sid, address=addr))
-    m = await c.rpc("RegisterServer", reg("shard", 1, "127.0.0.1:7001"))
+    m = await c.stub.register_server(reg("shard", 1, "127.0.0.1:7001"))
     assert m.epoch == 2 and [(s.id, s.address) for s in m.shards] == [(1, "127.0.0.1:7001")]
-    assert (await c.rpc("RegisterServer", reg("shard", 1, "127.0.0.1:7001"))).epoch == 2
-    m = await c.rpc("RegisterServer", reg("data", 5, "127.0.0.1:8005"))
+    assert (await c.stub.register_server(reg("shard", 1, "127.0.0.1:7001"))).epoch == 2
+    m = await c.stub.register_server(reg("data", 5, "127.0.0.1:8005"))
     assert m.epoch == 3 and m.data_servers[0].address == "127.0.0.1:8005"
     for bad in [reg("shard", 2, "127.0.0.1:1"), reg("meta", 0, "127.0.0.1:1"), reg("data", 1, "")]:
-        assert await c.err("RegisterServer", bad) == errno.EINVAL
+        assert await c.err(c.stub.register_server(bad)) == errno.EINVAL
     await close_dir_server(c)
     c = await open_dir_server(str(tmp_path), shards, replicas=3, inline_threshold=1234)
-    assert await c.rpc("GetClusterMap", pb.GetClusterMapRequest()) == m
+    assert await c.stub.get_cluster_map(pb.GetClusterMapRequest()) == m
     await close_dir_server(c)
 
 
@@ -239,19 +238,19 @@ async def test_mkdir_lookup_resolve_list(cluster: Cluster) -> None:
     b = await c.mkdir(a.ino, "b", 0o700)
     assert (await c.mkdir(a.ino, "n" * 255)).name == "n" * 255
     c.add_file(a.ino, "file")
-    r = await c.rpc("Resolve", pb.ResolveRequest(path="/a/b/../b/file.txt/x", creds=OWNER))
+    r = await c.stub.resolve(pb.ResolveRequest(path="/a/b/../b/file.txt/x", creds=OWNER))
     assert [d.ino for d in r.dirs] == [ROOT_INO, a.ino, b.ino] and list(r.remaining) == ["file.txt", "x"]
     assert r.lease_ns == int(c.cfg.dir_lease_s * 1e9)
     capability.verify(SECRET, r.cap, dir_ino=b.ino, uid=OWNER.uid)
     assert r.cap.rights == 7 and r.cap.owner_uid == OWNER.uid and not r.cap.sticky
-    r = await c.rpc("Resolve", pb.ResolveRequest(path="/a/file", creds=OWNER))
+    r = await c.stub.resolve(pb.ResolveRequest(path="/a/file", creds=OWNER))
     assert [d.ino for d in r.dirs] == [ROOT_INO, a.ino] and list(r.remaining) == ["file"]
-    got = await c.rpc("LookupDir", pb.LookupDirRequest(parent_ino=a.ino, name="é" * 127, creds=OWNER))
+    got = await c.stub.lookup_dir(pb.LookupDirRequest(parent_ino=a.ino, name="é" * 127, creds=OWNER))
     assert got.dir == long and got.cap.dir_ino == long.ino
-    assert (await c.rpc("GetDir", pb.DirRequest(ino=b.ino, creds=OWNER))).dir.name == "b"
-    page = await c.rpc("ListDirs", pb.ListDirsRequest(ino=a.ino, limit=2, creds=OWNER))
+    assert (await c.stub.get_dir(pb.DirRequest(ino=b.ino, creds=OWNER))).dir.name == "b"
+    page = await c.stub.list_dirs(pb.ListDirsRequest(ino=a.ino, limit=2, creds=OWNER))
     assert [d.name for d in page.dirs] == ["b", "n" * 255] and page.more
-    page = await c.rpc("ListDirs", pb.ListDirsRequest(ino=a.ino, after="n" * 255, creds=OWNER))
+    page = await c.stub.list_dirs(pb.ListDirsRequest(ino=a.ino, after="n" * 255, creds=OWNER))
     assert [d.name for d in page.dirs] == ["é" * 127] and not page.more
     mk = lambda parent, name, creds=OWNER: pb.MkdirRequest(parent_ino=parent, name=name, mode=0o755, creds=creds)
     for req, err in [
@@ -263,20 +262,20 @@ async def test_mkdir_lookup_resolve_list(cluster: Cluster) -> None:
         (mk(987654, "x"), errno.ENOENT),               # missing parent
         (mk(ROOT_INO, "theirs", OTHER), errno.EACCES),  # root is 0o755, owned by OWNER
     ]:
-        assert await c.err("Mkdir", req) == err, req
+        assert await c.err(c.stub.mkdir(req)) == err, req
     for method, req, err in [
-        ("LookupDir", pb.LookupDirRequest(parent_ino=a.ino, name="file", creds=OWNER), errno.ENOENT),
-        ("LookupDir", pb.LookupDirRequest(parent_ino=b.ino, name="x", creds=OTHER), errno.EACCES),
-        ("LookupDir", pb.LookupDirRequest(parent_ino=a.ino, name="x" * 256, creds=OWNER), errno.ENAMETOOLONG),
-        ("GetDir", pb.DirRequest(ino=424242, creds=OWNER), errno.ENOENT),
-        ("Resolve", pb.ResolveRequest(path="/a/b/c", creds=OTHER), errno.EACCES),
-        ("Resolve", pb.ResolveRequest(path="/a/" + "x" * 256, creds=OWNER), errno.ENAMETOOLONG),
-        ("ListDirs", pb.ListDirsRequest(ino=b.ino, creds=OTHER), errno.EACCES),
-        ("ListDirs", pb.ListDirsRequest(ino=55555, creds=OWNER), errno.ENOENT),
+        (c.stub.lookup_dir, pb.LookupDirRequest(parent_ino=a.ino, name="file", creds=OWNER), errno.ENOENT),
+        (c.stub.lookup_dir, pb.LookupDirRequest(parent_ino=b.ino, name="x", creds=OTHER), errno.EACCES),
+        (c.stub.lookup_dir, pb.LookupDirRequest(parent_ino=a.ino, name="x" * 256, creds=OWNER), errno.ENAMETOOLONG),
+        (c.stub.get_dir, pb.DirRequest(ino=424242, creds=OWNER), errno.ENOENT),
+        (c.stub.resolve, pb.ResolveRequest(path="/a/b/c", creds=OTHER), errno.EACCES),
+        (c.stub.resolve, pb.ResolveRequest(path="/a/" + "x" * 256, creds=OWNER), errno.ENAMETOOLONG),
+        (c.stub.list_dirs, pb.ListDirsRequest(ino=b.ino, creds=OTHER), errno.EACCES),
+        (c.stub.list_dirs, pb.ListDirsRequest(ino=55555, creds=OWNER), errno.ENOENT),
     ]:
-        assert await c.err(method, req) == err, (method, req)
+        assert await c.err(method(req)) == err, (method, req)
     # OTHER may search and list a (0o755): its capability there grants R|X only, and shards would see it
-    r = await c.rpc("Resolve", pb.ResolveRequest(path="/a", creds=OTHER))
+    r = await c.stub.resolve(pb.ResolveRequest(path="/a", creds=OTHER))
     assert r.cap.rights == 5
     with pytest.raises(FsError) as e:
         capability.verify(SECRET, r.cap, dir_ino=a.ino, uid=OTHER.uid)
@@ -286,7 +285,7 @@ async def test_mkdir_lookup_resolve_list(cluster: Cluster) -> None:
     forged.rights = 7
     with pytest.raises(FsError):
         capability.verify(SECRET, forged, dir_ino=a.ino, uid=OTHER.uid)
-    stats = await c.rpc("Stats", pb.Empty())
+    stats = await c.stub.stats(pb.Empty())
     assert stats.directories == 5 and stats.db_bytes > 0
     c.shards[0].entries = {k: v for k, v in c.shards[0].entries.items() if v[1] == pb.DIRECTORY}
     c.shards[1].entries = {k: v for k, v in c.shards[1].entries.items() if v[1] == pb.DIRECTORY}
@@ -297,7 +296,7 @@ async def test_concurrent_mkdirs_in_one_directory(cluster: Cluster) -> None:
     c = cluster
     made = await asyncio.gather(*(c.mkdir(ROOT_INO, f"d{i:03}") for i in range(100)))
     assert len({d.ino for d in made}) == 100
-    root = (await c.rpc("GetDir", pb.DirRequest(ino=ROOT_INO, creds=OWNER))).dir
+    root = (await c.stub.get_dir(pb.DirRequest(ino=ROOT_INO, creds=OWNER))).dir
     assert root.attr.nlink == 102
     dup = await asyncio.gather(*(c.mkdir(ROOT_INO, "same") for _ in range(5)), return_exceptions=True)
     assert sum(isinstance(d, pb.DirInfo) for d in dup) == 1
@@ -319,17 +318,17 @@ async def test_rmdir(cluster: Cluster) -> None:
         (rm(a.ino, "b", OTHER), errno.EACCES), (rm(ROOT_INO, "."), errno.EINVAL),
         (rm(ROOT_INO, "x" * 256), errno.ENAMETOOLONG),
     ]:
-        assert await c.err("Rmdir", req) == err, req
+        assert await c.err(c.stub.rmdir(req)) == err, req
     # a shard holds a file inside b: not empty, and b is unsealed again on every shard
     c.add_file(b.ino, "inner")
-    assert await c.err("Rmdir", rm(a.ino, "b")) == errno.ENOTEMPTY
+    assert await c.err(c.stub.rmdir(rm(a.ino, "b"))) == errno.ENOTEMPTY
     assert all(b.ino not in sh.sealed for sh in c.shards)
     del c.shard_of(b.ino, "inner").entries[(b.ino, "inner")]
-    await c.rpc("Rmdir", rm(a.ino, "b"))
+    await c.stub.rmdir(rm(a.ino, "b"))
     assert all(b.ino in sh.sealed for sh in c.shards)  # no file can appear in it any more
-    assert await c.err("GetDir", pb.DirRequest(ino=b.ino, creds=OWNER)) == errno.ENOENT
-    assert (await c.rpc("GetDir", pb.DirRequest(ino=a.ino, creds=OWNER))).dir.attr.nlink == 2
-    await c.rpc("Rmdir", rm(ROOT_INO, "a"))
+    assert await c.err(c.stub.get_dir(pb.DirRequest(ino=b.ino, creds=OWNER))) == errno.ENOENT
+    assert (await c.stub.get_dir(pb.DirRequest(ino=a.ino, creds=OWNER))).dir.attr.nlink == 2
+    await c.stub.rmdir(rm(ROOT_INO, "a"))
     del c.shard_of(ROOT_INO, "f").entries[(ROOT_INO, "f")]
     c.assert_consistent()
 
@@ -355,7 +354,7 @@ async def test_rename_dir(cluster: Cluster) -> None:
         (ren(ROOT_INO, "a", ROOT_INO, "busy"), errno.ENOTEMPTY),  # a shard says so
         (ren(ROOT_INO, "a", ROOT_INO, "f"), errno.ENOTDIR),
         (ren(ROOT_INO, "a", ROOT_INO, "empty", 1), errno.EEXIST),
-        (ren(ROOT_INO, "a", ROOT_INO, "empty", 2), errno.EINVAL),
+        (ren(ROOT_INO, "a", ROOT_INO, "empty", 3), errno.EINVAL),  # NOREPLACE|EXCHANGE
         (ren(ROOT_INO, "f", ROOT_INO, "g"), errno.ENOTDIR),
         (ren(ROOT_INO, "none", ROOT_INO, "g"), errno.ENOENT),
         (ren(ROOT_INO, "a", 31337, "g"), errno.ENOENT),
@@ -363,18 +362,18 @@ async def test_rename_dir(cluster: Cluster) -> None:
         (ren(ROOT_INO, "a", ROOT_INO, "g" * 256), errno.ENAMETOOLONG),
         (ren(ROOT_INO, "a", ROOT_INO, "g", 0, OTHER), errno.EACCES),
     ]:
-        assert await c.err("RenameDir", req) == err, req
+        assert await c.err(c.stub.rename_dir(req)) == err, req
     assert all(busy.ino not in sh.sealed for sh in c.shards)
-    await c.rpc("RenameDir", ren(ROOT_INO, "a", ROOT_INO, "a"))  # onto itself
-    await c.rpc("RenameDir", ren(a.ino, "b", ROOT_INO, "b2"))
-    r = await c.rpc("Resolve", pb.ResolveRequest(path="/b2", creds=OWNER))
+    await c.stub.rename_dir(ren(ROOT_INO, "a", ROOT_INO, "a"))  # onto itself
+    await c.stub.rename_dir(ren(a.ino, "b", ROOT_INO, "b2"))
+    r = await c.stub.resolve(pb.ResolveRequest(path="/b2", creds=OWNER))
     assert r.dirs[-1].ino == b.ino and not r.remaining
-    await c.rpc("RenameDir", ren(ROOT_INO, "b2", ROOT_INO, "empty"))  # replaces the empty dir
-    assert await c.err("GetDir", pb.DirRequest(ino=empty.ino, creds=OWNER)) == errno.ENOENT
-    got = await c.rpc("LookupDir", pb.LookupDirRequest(parent_ino=ROOT_INO, name="empty", creds=OWNER))
+    await c.stub.rename_dir(ren(ROOT_INO, "b2", ROOT_INO, "empty"))  # replaces the empty dir
+    assert await c.err(c.stub.get_dir(pb.DirRequest(ino=empty.ino, creds=OWNER))) == errno.ENOENT
+    got = await c.stub.lookup_dir(pb.LookupDirRequest(parent_ino=ROOT_INO, name="empty", creds=OWNER))
     assert got.dir.ino == b.ino
-    await c.rpc("RenameDir", ren(ROOT_INO, "empty", full.ino, "deeper"))
-    r = await c.rpc("Resolve", pb.ResolveRequest(path="/full/deeper", creds=OWNER))
+    await c.stub.rename_dir(ren(ROOT_INO, "empty", full.ino, "deeper"))
+    r = await c.stub.resolve(pb.ResolveRequest(path="/full/deeper", creds=OWNER))
     assert [d.ino for d in r.dirs] == [ROOT_INO, full.ino, b.ino]
     for sh in c.shards:
         sh.entries = {k: v for k, v in sh.entries.items() if v[1] == pb.DIRECTORY}
@@ -387,27 +386,30 @@ async def test_setattr_and_xattrs(cluster: Cluster) -> None:
     c = cluster
     d = await c.mkdir(ROOT_INO, "d", 0o750)
     sa = lambda creds, **kw: pb.SetAttrRequest(ino=d.ino, creds=creds, **kw)
-    a = await c.rpc("SetDirAttr", sa(OWNER, mask=1, mode=0o1777))
+    a = await c.stub.set_dir_attr(sa(OWNER, mask=1, mode=0o1777))
     assert a.mode == stat.S_IFDIR | 0o1777 and a.ctime_ns >= d.attr.ctime_ns
-    assert (await c.rpc("GetDir", pb.DirRequest(ino=d.ino, creds=OTHER))).cap.sticky
+    assert (await c.stub.get_dir(pb.DirRequest(ino=d.ino, creds=OTHER))).cap.sticky
     for req, err in [(sa(OTHER, mask=1, mode=0o700), errno.EPERM), (sa(OWNER, mask=2, uid=1), errno.EPERM),
                      (sa(OWNER, mask=8, size=1), errno.EISDIR), (sa(OTHER, mask=16, atime_ns=1), errno.EPERM)]:
-        assert await c.err("SetDirAttr", req) == err, req
-    assert (await c.rpc("SetDirAttr", sa(ROOT, mask=2 | 4, uid=7, gid=8))).uid == 7
+        assert await c.err(c.stub.set_dir_attr(req)) == err, req
+    assert (await c.stub.set_dir_attr(sa(ROOT, mask=2 | 4, uid=7, gid=8))).uid == 7
     x = lambda name, value=b"", flags=0, creds=ROOT: pb.XattrRequest(ino=d.ino, name=name, value=value,
                                                                       flags=flags, creds=creds)
-    await c.rpc("SetDirXattr", x("user.k", b"v", 1))
-    assert (await c.rpc("GetDirXattr", x("user.k"))).value == b"v"
-    assert list((await c.rpc("ListDirXattr", x(""))).names) == ["user.k"]
+    await c.stub.set_dir_xattr(x("user.k", b"v", 1))
+    assert (await c.stub.get_dir_xattr(x("user.k"))).value == b"v"
+    assert list((await c.stub.list_dir_xattr(x(""))).names) == ["user.k"]
     for method, req, err in [
-        ("SetDirXattr", x("user.k", b"w", 1), errno.EEXIST), ("SetDirXattr", x("user.n", b"w", 2), errno.ENODATA),
-        ("SetDirXattr", x("u" * 256), errno.ERANGE), ("SetDirXattr", x("user.big", b"b" * 65537), errno.E2BIG),
-        ("SetDirXattr", x("user.k", b"w", 0, OWNER), errno.EPERM), ("GetDirXattr", x("user.zz"), errno.ENODATA),
-        ("RemoveDirXattr", x("user.zz"), errno.ENODATA),
+        (c.stub.set_dir_xattr, x("user.k", b"w", 1), errno.EEXIST),
+        (c.stub.set_dir_xattr, x("user.n", b"w", 2), errno.ENODATA),
+        (c.stub.set_dir_xattr, x("u" * 256), errno.ERANGE),
+        (c.stub.set_dir_xattr, x("user.big", b"b" * 65537), errno.E2BIG),
+        (c.stub.set_dir_xattr, x("user.k", b"w", 0, OWNER), errno.EPERM),
+        (c.stub.get_dir_xattr, x("user.zz"), errno.ENODATA),
+        (c.stub.remove_dir_xattr, x("user.zz"), errno.ENODATA),
     ]:
-        assert await c.err(method, req) == err, (method, req)
-    await c.rpc("RemoveDirXattr", x("user.k"))
-    assert list((await c.rpc("ListDirXattr", x(""))).names) == []
+        assert await c.err(method(req)) == err, (method, req)
+    await c.stub.remove_dir_xattr(x("user.k"))
+    assert list((await c.stub.list_dir_xattr(x(""))).names) == []
 
 
 # ------------------------------------------- failures, intents and recovery
@@ -417,17 +419,17 @@ async def test_down_shard_fails_fast_and_recovery_finishes(cluster: Cluster) -> 
     up_name, down_name = c.name_on(0, ROOT_INO, "up"), c.name_on(1, ROOT_INO, "down")
     await c.shards[1].stop()
     t0 = time.monotonic()
-    assert await c.err("Mkdir", pb.MkdirRequest(parent_ino=ROOT_INO, name=down_name, mode=0o755,
-                                                creds=OWNER)) in (errno.EIO, errno.ETIMEDOUT)
+    assert await c.err(c.stub.mkdir(pb.MkdirRequest(parent_ino=ROOT_INO, name=down_name, mode=0o755,
+                                                creds=OWNER))) in (errno.EIO, errno.ETIMEDOUT)
     assert time.monotonic() - t0 < TIMEOUT + 1.0
     # what does not need the down shard keeps working
     await c.mkdir(ROOT_INO, up_name)
-    assert (await c.rpc("Resolve", pb.ResolveRequest(path="/" + up_name, creds=OWNER))).dirs[-1].name == up_name
+    assert (await c.stub.resolve(pb.ResolveRequest(path="/" + up_name, creds=OWNER))).dirs[-1].name == up_name
     assert len(c.servicer.coordinator.intents.all()) == 1  # the mkdir's, waiting to be undone
     assert await recovery.recover_all(c.servicer.coordinator) == 1
     # the shard comes back on another port and re-registers
     await c.shards[1].start()
-    await c.rpc("RegisterServer", pb.RegisterServerRequest(
+    await c.stub.register_server(pb.RegisterServerRequest(
         kind="shard", server=pb.ServerInfo(id=1, address=c.shards[1].address)))
     assert await recovery.recover_all(c.servicer.coordinator) == 0
     await c.mkdir(ROOT_INO, down_name)
@@ -440,7 +442,7 @@ async def test_rename_rolls_forward_after_failed_step_and_restart(tmp_path: Any)
         await sh.start()
     c = await open_dir_server(str(tmp_path), shards)
     for sh in shards:
-        await c.rpc("RegisterServer", pb.RegisterServerRequest(
+        await c.stub.register_server(pb.RegisterServerRequest(
             kind="shard", server=pb.ServerInfo(id=sh.sid, address=sh.address)))
     a = await c.mkdir(ROOT_INO, "a")
     dst = await c.mkdir(ROOT_INO, "dst")
@@ -448,7 +450,7 @@ async def test_rename_rolls_forward_after_failed_step_and_restart(tmp_path: Any)
     # 1. the destination reservation fails: the caller sees EIO, the intent stays
     c.shard_of(dst.ino, "a2").fail["ReserveDirEntry"] = 1
     req = pb.RenameDirRequest(src_parent=ROOT_INO, src_name="a", dst_parent=dst.ino, dst_name="a2", creds=OWNER)
-    assert await c.err("RenameDir", req) == errno.EIO
+    assert await c.err(c.stub.rename_dir(req)) == errno.EIO
     assert [i.op for i in c.servicer.coordinator.intents.all()] == ["renamedir"]
     # the dir server restarts; recovery (the daemon's background loop) rolls it forward
     await close_dir_server(c)
@@ -459,22 +461,22 @@ async def test_rename_rolls_forward_after_failed_step_and_restart(tmp_path: Any)
             break
         await asyncio.sleep(0.02)
     task.cancel()
-    r = await c.rpc("Resolve", pb.ResolveRequest(path="/dst/a2/sub", creds=OWNER))
+    r = await c.stub.resolve(pb.ResolveRequest(path="/dst/a2/sub", creds=OWNER))
     assert [d.name for d in r.dirs] == ["", "dst", "a2", "sub"]
     c.assert_consistent()
     # 2. the second shard call of a rename (releasing the old name) fails after the commit:
     #    the rename succeeded; the old name is released by recovery
     c.shard_of(dst.ino, "a2").fail["ReleaseDirEntry"] = 1
-    await c.rpc("RenameDir", pb.RenameDirRequest(src_parent=dst.ino, src_name="a2", dst_parent=ROOT_INO,
+    await c.stub.rename_dir(pb.RenameDirRequest(src_parent=dst.ino, src_name="a2", dst_parent=ROOT_INO,
                                                  dst_name="back", creds=OWNER))
     assert c.shard_of(dst.ino, "a2").entries.get((dst.ino, "a2")) == (a.ino, pb.DIRECTORY)
     assert await recovery.recover_all(c.servicer.coordinator) == 0
     c.assert_consistent()
     # 3. rmdir whose seal fails on one shard: EIO, unsealed again, the directory stays
     c.shards[1].fail["SealDir"] = 1
-    assert await c.err("Rmdir", pb.RmdirRequest(parent_ino=ROOT_INO, name="dst", creds=OWNER)) == errno.EIO
+    assert await c.err(c.stub.rmdir(pb.RmdirRequest(parent_ino=ROOT_INO, name="dst", creds=OWNER))) == errno.EIO
     c.assert_consistent()
-    await c.rpc("Rmdir", pb.RmdirRequest(parent_ino=ROOT_INO, name="dst", creds=OWNER))
+    await c.stub.rmdir(pb.RmdirRequest(parent_ino=ROOT_INO, name="dst", creds=OWNER))
     c.assert_consistent()
     await close_dir_server(c)
     for sh in shards:
@@ -494,7 +496,7 @@ async def test_run_serves_recovers_and_stops_on_sigterm(tmp_path: Any) -> None:
                           shards=1, num_partitions=8, rpc_timeout_s=TIMEOUT)
     channels = Channels(TIMEOUT)
 
-    async def start() -> tuple[asyncio.Task[None], pbg.DirServiceStub]:
+    async def start() -> tuple[asyncio.Task[None], DirRpc]:
         task = asyncio.create_task(run(cfg))
         for _ in range(500):
             info = daemon.read_ready_file(ready)
@@ -510,24 +512,24 @@ async def test_run_serves_recovers_and_stops_on_sigterm(tmp_path: Any) -> None:
         assert not os.path.exists(ready)
 
     task, stub = await start()
-    await call(stub.RegisterServer, pb.RegisterServerRequest(
+    await stub.register_server(pb.RegisterServerRequest(
         kind="shard", server=pb.ServerInfo(id=0, address=shard.address)), TIMEOUT)
-    root = await call(stub.GetDir, pb.DirRequest(ino=ROOT_INO, creds=PROCESS), TIMEOUT)
+    root = await stub.get_dir(pb.DirRequest(ino=ROOT_INO, creds=PROCESS), TIMEOUT)
     assert (root.dir.attr.uid, root.dir.attr.gid) == (PROCESS.uid, PROCESS.gid)  # whoever started it
     assert root.dir.attr.mode == stat.S_IFDIR | 0o755
-    d = await call(stub.Mkdir, pb.MkdirRequest(parent_ino=ROOT_INO, name="kept", mode=0o755, creds=PROCESS),
+    d = await stub.mkdir(pb.MkdirRequest(parent_ino=ROOT_INO, name="kept", mode=0o755, creds=PROCESS),
                    TIMEOUT)
     shard.fail["ReserveDirEntry"] = 1
     with pytest.raises(FsError):
-        await call(stub.Mkdir, pb.MkdirRequest(parent_ino=ROOT_INO, name="lost", mode=0o755, creds=PROCESS),
+        await stub.mkdir(pb.MkdirRequest(parent_ino=ROOT_INO, name="lost", mode=0o755, creds=PROCESS),
                    TIMEOUT)
     await stop(task)
     await channels.close()
     task, stub = await start()
-    r = await call(stub.Resolve, pb.ResolveRequest(path="/kept", creds=PROCESS), TIMEOUT)
+    r = await stub.resolve(pb.ResolveRequest(path="/kept", creds=PROCESS), TIMEOUT)
     assert r.dirs[-1].ino == d.ino
     capability.verify(SECRET, r.cap, dir_ino=d.ino, uid=PROCESS.uid)
-    m = await call(stub.GetClusterMap, pb.GetClusterMapRequest(), TIMEOUT)
+    m = await stub.get_cluster_map(pb.GetClusterMapRequest(), TIMEOUT)
     assert m.shards[0].address == shard.address
     # the background recovery undid the failed mkdir's intent on its own
     for _ in range(300):

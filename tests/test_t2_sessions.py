@@ -173,3 +173,23 @@ async def test_tokens_are_checked_and_garbage_is_dropped(tmp_path):
         await s.close()
     finally:
         await server.close()
+
+
+async def test_a_request_larger_than_the_daemon_takes_is_refused_alone(served):
+    """The daemon's WELCOME says how large a frame it takes; a larger call fails with EFBIG on the client
+    (sent, it would end the connection and every call on it), and the session goes on."""
+    _, server, address = served
+    s = Session(address)
+    try:
+        await s.call("ShardService/GetFile", pb.GetFileRequest(ino=1), pb.FileInfo, 5.0)  # welcomed
+        assert s.max_frame == server.max_frame
+        big = pb.WriteInlineRequest(ino=5, data=b"x" * server.max_frame)
+        slow = asyncio.ensure_future(s.call("ShardService/GetFile", pb.GetFileRequest(ino=6), pb.FileInfo, 5.0))
+        with pytest.raises(FsError) as e:
+            await s.call("ShardService/WriteInline", big, pb.FileInfo, 5.0)
+        assert e.value.errno == errno.EFBIG and "larger than" in e.value.message
+        assert (await slow).attr.ino == 6
+        assert (await s.call("ShardService/GetFile", pb.GetFileRequest(ino=7), pb.FileInfo, 5.0)).attr.ino == 7
+        assert s.reconnects == 0
+    finally:
+        await s.close()

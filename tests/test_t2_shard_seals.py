@@ -38,7 +38,7 @@ def sealed(cl: Cluster, shard: int) -> int:  # noqa: F811
 async def test_seals_are_collected_unless_an_intent_elsewhere_still_targets_the_directory(
         cl: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     for d in range(FIRST, FIRST + N_DIRS):
-        assert (await cl.rpc(0, "SealDir", pb.SealRequest(dir_ino=d))).empty
+        assert (await cl.shard(0).seal_dir(pb.SealRequest(dir_ino=d))).empty
     # shard 1 holds a rename into directory FIRST that it has not finished (its destination shard is 0)
     intent = Intent("rename", "stuck", 0x10000000001, REGULAR, DIR, b"src", FIRST, "dst", 0, 0)
     cl.stores[1].write_now(lambda t: t.put_intent(intent))
@@ -62,7 +62,7 @@ async def test_seals_are_collected_unless_an_intent_elsewhere_still_targets_the_
 async def test_a_background_round_costs_what_is_due_not_every_seal_ever_made(
         cl: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     for d in range(FIRST, FIRST + N_DIRS):
-        await cl.rpc(0, "SealDir", pb.SealRequest(dir_ino=d))
+        await cl.shard(0).seal_dir(pb.SealRequest(dir_ino=d))
     seals = cl.servicers[0].seals
     advance(monkeypatch, 1)
     first: Any = await seals.background_round()

@@ -17,14 +17,13 @@ from t5_support import with_admin
 
 from superfs import routing
 from superfs.client import connect
-from superfs.client.rpc import call
 from superfs.v1 import superfs_pb2 as pb
 
 CS = SMALL_CHUNK
 
 
 def _replicas(c, path: str, index: int) -> tuple[int, list[int]]:
-    node = c._run(c.aio.paths.resolve(path, c.creds))[0]
+    node = c.node_of(path)
     return node.ino, routing.chunk_replicas(node.ino, index, list(node.file.layout), 2)
 
 
@@ -85,8 +84,8 @@ def test_a_file_without_a_record_of_its_writes_reads_as_before(cluster_factory):
         c.write_bytes("/old", data)
         ino, replicas = _replicas(c, "/old", 1)
         req = pb.SetSizeRequest(ino=ino, size=2 * CS, creds=pb.Creds())  # as an old client sends it
-        c._run(call(c.aio.cluster.home_shard(ino).SetSize, req, 5.0))
-        info = c._run(c.aio.meta.get_file(ino, c.creds)).file
+        c.run(c.aio.cluster.home_shard(ino).set_size(req, 5.0))
+        info = c.run(c.aio.meta.get_file(ino, c.creds)).file
         assert info.written_state == pb.WRITTEN_UNKNOWN
         _delete(cluster, ino, 1, replicas)
         assert c.read_bytes("/old") == data[:CS] + bytes(CS)

@@ -267,7 +267,7 @@ def test_lookup_never_hands_unreadable_bytes_to_another_uid(cluster, client, wor
     client.chmod(f"{workdir}/private", 0o600)
     with connect(str(cluster.config["dir_server"]), creds=Creds(4321, 4321)) as other:
         parent = other.stat(workdir).st_ino
-        node = other._run(other.aio.meta.lookup(parent, "private", other.creds, want_data=True))
+        node = other.run(other.aio.meta.lookup(parent, "private", other.creds, want_data=True))
         assert node.file.data == b"" and node.attr.size == len(b"not for you")
         with pytest.raises(PermissionError):
             other.read_bytes(f"{workdir}/private")

@@ -20,7 +20,7 @@ from conftest import SMALL_CHUNK
 
 from superfs import capability, routing
 from superfs.client import Client, connect
-from superfs.client.rpc import call
+from superfs.rpc.caller import grpc_call
 from superfs.errors import FsError
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
@@ -109,7 +109,7 @@ def test_corrupt_chunk_is_never_returned(cluster_factory):
     data = (pattern * (SMALL_CHUNK // len(pattern)))[:SMALL_CHUNK]
     with connect(str(cluster.config["dir_server"])) as c:
         c.write_bytes("/victim", data)
-        node = c._run(c.aio.paths.resolve("/victim", c.creds))[0]
+        node = c.node_of("/victim")
         first, second = routing.chunk_replicas(node.ino, 0, list(node.file.layout), 2)
     _corrupt(cluster, first, pattern)
     with connect(str(cluster.config["dir_server"])) as c:
@@ -142,7 +142,7 @@ async def _hostile(address: str, shard: str, data: str, secret: bytes) -> None:
     ]
     for method, req, allowed in cases:
         with pytest.raises(FsError) as e:
-            await call(method, req, 10.0)
+            await grpc_call(method, req, 10.0)
         assert e.value.errno in allowed, (req, e.value)
     raw = ch.unary_unary("/superfs.v1.ShardService/CreateFile")  # bytes in, bytes out
     with pytest.raises(grpc.aio.AioRpcError):
@@ -150,10 +150,10 @@ async def _hostile(address: str, shard: str, data: str, secret: bytes) -> None:
     wrong_type = ch.unary_unary("/superfs.v1.ShardService/GetFile")
     with pytest.raises(grpc.aio.AioRpcError):  # field 1 as a string where a varint belongs
         await wrong_type(b"\x0a\x03abc", timeout=5)
-    await call(s.Stats, pb.Empty(), 5.0)  # still serving
-    await call(d.Stats, pb.Empty(), 5.0)
-    await call(pbg.DirServiceStub(grpc.aio.insecure_channel(address)).GetClusterMap,
-               pb.GetClusterMapRequest(), 5.0)
+    await grpc_call(s.Stats, pb.Empty(), 5.0)  # still serving
+    await grpc_call(d.Stats, pb.Empty(), 5.0)
+    await grpc_call(pbg.DirServiceStub(grpc.aio.insecure_channel(address)).GetClusterMap,
+                    pb.GetClusterMapRequest(), 5.0)
     await ch.close()
     await dch.close()
 

@@ -3,8 +3,8 @@
 For each operation: its success cases and the errno of each failure case.
 Where Linux's local behaviour is the reference, the same script runs on a
 local directory and on the mount and the outcomes must be equal; where
-SuperFS deliberately differs (FIFOs, RENAME_EXCHANGE) the expected errno is
-asserted directly. Permission cases run as another uid in a forked child.
+SuperFS deliberately differs the expected errno is asserted directly.
+Special files, ownership and times have their own files (test_t4_fuse_*). Permission cases run as another uid in a forked child.
 """
 from __future__ import annotations
 
@@ -101,21 +101,6 @@ def test_open_and_create(ldir: str, mdir: str) -> None:
         ("O_DIRECTORY on file", lambda b: os.close(os.open(f"{b}/f", os.O_RDONLY | os.O_DIRECTORY))),
         ("listing", lambda b: sorted(os.listdir(b))),
     ])
-
-
-def test_mknod(ldir: str, mdir: str) -> None:
-    os.mknod(f"{mdir}/reg", 0o640 | stat.S_IFREG)
-    assert stat.S_ISREG(os.stat(f"{mdir}/reg").st_mode) and perm(f"{mdir}/reg") == 0o640 & ~_umask()
-    assert outcome(os.mkfifo, f"{mdir}/fifo") == "EPERM"
-    assert outcome(os.mknod, f"{mdir}/sock", 0o600 | stat.S_IFSOCK) == "EPERM"
-    assert outcome(os.mknod, f"{mdir}/reg", 0o600 | stat.S_IFREG) == "EEXIST"
-    assert not os.path.exists(f"{mdir}/fifo")
-
-
-def _umask() -> int:
-    u = os.umask(0)
-    os.umask(u)
-    return u
 
 
 # ----------------------------------------------------------------- read/write
@@ -300,13 +285,6 @@ def test_rename(ldir: str, mdir: str) -> None:
         ("noreplace free", lambda b: (renameat2(f"{b}/n1", f"{b}/n3", RENAME_NOREPLACE), read(f"{b}/n3"))),
         ("tree", lambda b: sorted((os.path.relpath(t, b), sorted(ds), sorted(fs)) for t, ds, fs in os.walk(b))),
     ])
-
-
-def test_rename_exchange_is_einval(mdir: str) -> None:
-    write(f"{mdir}/x", b"x")
-    write(f"{mdir}/y", b"y")
-    assert outcome(renameat2, f"{mdir}/x", f"{mdir}/y", RENAME_EXCHANGE) == "EINVAL"
-    assert read(f"{mdir}/x") == b"x" and read(f"{mdir}/y") == b"y"
 
 
 # ----------------------------------------------------------- links, symlinks

@@ -292,13 +292,13 @@ def test_shard_down_fails_bounded_and_mount_survives(two: tuple[MountProcess, Mo
                                                       fuse_cluster: Any) -> None:
     """With a shard down, what needs it fails with EIO/ETIMEDOUT in bounded time;
     the rest works; the mount keeps serving and recovers when the shard is back."""
-    a, _ = two
+    a, b = two
     a.expect_errors = True
     d = f"{a.mountpoint}/shard-down"
     os.mkdir(d)
     names = [f"f{i}" for i in range(24)]
-    for n in names:
-        put(f"{d}/{n}", n.encode())
+    for n in names:  # made through the other mount: mount a holds nothing of them in memory (leased.py)
+        put(f"{b.mountpoint}/shard-down/{n}", n.encode())
     time.sleep(1.2)  # let the kernel's 1 s entry/attr caches expire: every open below asks the mount
     fuse_cluster.kill("shard-1")
     try:

@@ -38,7 +38,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 def _replicas(cluster: LocalCluster, path: str) -> tuple[int, list[int]]:
     """(ino, [primary, tail] of chunk 0) of a chunked file."""
     with connect(str(cluster.config["dir_server"])) as c:
-        node = c._run(c.aio.paths.resolve(path, c.creds))[0]
+        node = c.run(c.aio.paths.resolve(path, c.creds))[0]
         return node.ino, routing.chunk_replicas(node.ino, 0, list(node.file.layout), 2)
 
 

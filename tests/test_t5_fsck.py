@@ -67,13 +67,13 @@ def test_fsck_finds_each_planted_inconsistency_and_repair_fixes_it(cluster_facto
 
     async def plant(admin):
         def shard_stub(parent: int, name: str):
-            return admin._shard(admin.shard_of_entry(parent, name))
+            return admin.cluster.shard(admin.shard_of_entry(parent, name))
         # a name pointing at an inode that does not exist
-        await shard_stub(ino["/d1"], "dangling").RemoteLink(pb.RemoteLinkRequest(
+        await shard_stub(ino["/d1"], "dangling").remote_link(pb.RemoteLinkRequest(
             parent_ino=ino["/d1"], name="dangling", ino=ghost_file, type=pb.REGULAR, txid="plant-1"))
         # a file in a directory that does not exist (its inode counts that link)
         await admin.adjust_nlink(ino["/d2/f3"], +1)
-        await shard_stub(999_999, "lost").RemoteLink(pb.RemoteLinkRequest(
+        await shard_stub(999_999, "lost").remote_link(pb.RemoteLinkRequest(
             parent_ino=999_999, name="lost", ino=ino["/d2/f3"], type=pb.REGULAR, txid="plant-2"))
         # an inode whose only name is gone; an inode counting two links too many
         await admin.remove_entry(ino["/d1"], "orphan", ino["/d1/orphan"], drop_link=False)
@@ -82,11 +82,11 @@ def test_fsck_finds_each_planted_inconsistency_and_repair_fixes_it(cluster_facto
         await admin.release_dir_entry(1, "d4", ino["/d4"])
         await admin.reserve_dir_entry(1, "ghost", 999_998)
         # a live directory sealed on one shard
-        await admin._shard(0).SealDir(pb.SealRequest(dir_ino=ino["/d3"]))
+        await admin.cluster.shard(0).seal_dir(pb.SealRequest(dir_ino=ino["/d3"]))
         # chunks of no file; a lost replica; a diverging replica; a misplaced replica
         with open(cluster.path("secret"), "rb") as f:  # no shard signs for a file that does not exist
             cap = capability.sign_chunk(f.read().strip(), ino=leaked, rights=6)
-        await admin._data(layout[0]).WriteChunk(pb.WriteChunkRequest(
+        await admin.cluster.data(layout[0]).write_chunk(pb.WriteChunkRequest(
             key=pb.ChunkKey(ino=leaked, index=0), data=b"leaked", cap=cap))
         await admin.delete_chunks(reps1[1], ino["/d1/f1"], from_index=1, to_index=2)
         await admin.put_chunk(reps0[1], ino["/d1/f1"], 0, blob("junk", SMALL_CHUNK))

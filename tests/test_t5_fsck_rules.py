@@ -41,6 +41,7 @@ class Model:
     chunks: dict[int, dict[tuple[int, int], pb.ChunkEntry]] = field(default_factory=dict)
     data_stats: dict[int, pb.DataStatsReply] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)
+    counters: dict[int, list[pb.PartitionCounter]] = field(default_factory=dict)
 
     def snapshot(self) -> Snapshot:
         snap = Snapshot(cmap=cmap(), verified=True, dirs_scanned=True)
@@ -56,6 +57,7 @@ class Model:
         snap.pending = dict(self.pending)
         snap.data_stats = dict(self.data_stats)
         snap.unreachable = dict(self.unreachable)
+        snap.counters = dict(self.counters)
         return snap
 
 
@@ -207,3 +209,25 @@ def test_a_scan_that_failed_half_way_is_not_judged_on_what_it_had_read():
     del b.s.pending[home]  # its records were spilled, then the shard stopped answering
     b.s.unreachable[f"shard {home}"] = "down"
     assert b.kinds() == ["unreachable"]
+
+
+def test_an_inode_or_a_delegated_range_past_its_partitions_counter_is_reported():
+    """A counter behind what it handed out would give a number twice (to a create, or to a lease holder's
+    batch); counters as each partition's owner reports them after the scan."""
+    b = Builder()
+    b.dir(2, 1, "d")
+    ino = b.file(2, "f")
+    part = routing.ino_partition(ino)
+    owner = [0, 1, 0, 1][part]
+    b.s.counters = {s: [pb.PartitionCounter(partition=p, last=b.seq) for p in range(PARTS) if [0, 1, 0, 1][p] == s]
+                    for s in (0, 1)}
+    assert b.kinds() == []
+    b.s.counters[owner][part // 2].last = b.seq - 1            # the counter is behind the inode
+    assert b.kinds() == ["counter-behind"]
+    b.s.counters[owner][part // 2].last = b.seq
+    b.s.counters[owner][part // 2].delegated_end = b.seq + 10  # numbers up to seq + 9 delegated, not counted
+    assert b.kinds() == ["counter-behind"]
+    b.s.counters[owner][part // 2].last = b.seq + 9
+    assert b.kinds() == []
+    b.s.counters[1 - owner] = [pb.PartitionCounter(partition=part, last=0)]  # not its partition: not believed
+    assert b.kinds() == []

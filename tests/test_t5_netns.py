@@ -1,8 +1,8 @@
 """A network cut, with Linux network namespaces: each daemon on its own host and address.
 
 Every daemon runs in its own network namespace, joined to the test's (the
-client's) namespace by a veth pair on one bridge, with its own 10.x.y.z
-address. Cutting a daemon off is ``ip link set <its veth> down``: its
+client's) namespace by a veth pair on one bridge, with its own address of
+a documentation range (tests/netns_support.py). Cutting a daemon off is ``ip link set <its veth> down``: its
 packets are dropped, not refused, exactly like a dead link or a partition,
 so callers can only learn it from their deadlines. Then:
 
@@ -37,7 +37,7 @@ class NetnsCluster(NamespacedCluster):
     """Two shards and two data servers, each a host of its own; links can be cut."""
 
     def __init__(self, state_dir: str) -> None:
-        super().__init__(state_dir, prefix="s5", second_octet=100, octets=100)
+        super().__init__(state_dir, prefix="s5")
 
     def init_netns(self, *, shards: int, data_servers: int, replicas: int) -> None:
         names = ["dir"] + [f"shard-{i}" for i in range(shards)] + [f"data-{i}" for i in range(data_servers)]

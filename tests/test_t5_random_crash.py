@@ -120,7 +120,7 @@ class Worker:
 
         self.inos.pop(path, None)
         try:
-            self.c._run(go())
+            self.c.run(go())
         finally:
             if path in self.inos:
                 self.journal.append([time.time(), "ino", path, self.inos[path]])

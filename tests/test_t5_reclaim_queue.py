@@ -18,7 +18,6 @@ from t5_support import address, blob, chunks_of, home_shard, ino_of, restart, wa
 from superfs import routing
 from superfs.client import connect
 from superfs.client.admin import ROOT
-from superfs.client.rpc import call
 from superfs.errors import FsError
 from superfs.shard.records import Inode
 from superfs.shard.store import FileMetaStore
@@ -96,7 +95,7 @@ def test_convert_to_chunked_refuses_a_layout_the_cluster_map_does_not_back(clust
         info = await admin.get_file(ino)
         req = pb.ConvertRequest(ino=ino, creds=ROOT.pb(), layout=layout, chunk_size=SMALL_CHUNK,
                                 expect_generation=info.attr.generation)
-        return await call(admin._shard(shard).ConvertToChunked, req, admin.timeout)
+        return await admin.cluster.shard(shard).convert_to_chunked(req)
 
     with pytest.raises(FsError) as e:
         with_admin(cluster, convert)

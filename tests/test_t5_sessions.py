@@ -62,7 +62,7 @@ def test_a_daemon_killed_or_stopped_under_64_calls_ends_each_call_and_the_sessio
         fs = c.aio
         c.mkdir("/d")
         c.write_bytes("/d/warm", b"w")
-        sessions = fs.cluster.channels._sessions
+        sessions = fs.channels.sessions()
         assert sessions, "the client uses sessions"
         pid = shard_pid(cluster, 0)
 
@@ -72,7 +72,7 @@ def test_a_daemon_killed_or_stopped_under_64_calls_ends_each_call_and_the_sessio
             os.kill(pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
             return await task
 
-        outcomes = c._run(run())
+        outcomes = c.run(run())
         assert len(outcomes) == 64
         for outcome, took in outcomes:
             assert outcome in ("ok", "EIO", "ETIMEDOUT"), outcomes
@@ -112,13 +112,13 @@ def test_an_exclusive_create_sent_again_after_a_forced_reconnect_is_applied_once
             for i in range(100):
                 task = asyncio.ensure_future(create_and_cut(i))
                 await asyncio.sleep(0.0005 * (i % 5))
-                for s in fs.cluster.channels._sessions.values():
+                for s in fs.channels.sessions():
                     if s._conn is not None and s._conn.ready:
                         s._conn.close()  # the connection dies with the create in flight, or just after
                         cuts += 1
                 await task
             return cuts
 
-        cuts = c._run(run())
+        cuts = c.run(run())
         assert cuts >= 50  # most creates had their connection cut under them
         assert sorted(c.listdir("/x")) == sorted(["warm"] + [f"n{i}" for i in range(100)])

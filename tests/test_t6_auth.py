@@ -23,7 +23,8 @@ import pytest
 from superfs import auth
 from superfs.cli.launcher import LocalCluster, free_port
 from superfs.client import Creds, connect
-from superfs.client.rpc import Channels, ClientSecurity, call
+from superfs.rpc.channels import Channels
+from superfs.rpc.security import ClientSecurity
 from superfs.errors import FsError
 from superfs.v1 import superfs_pb2 as pb
 
@@ -151,7 +152,7 @@ def test_no_credential_is_refused_clearly_and_changes_nothing(token_cluster):
         try:
             stub = channels.dir(str(cluster.config["dir_server"]))
             with pytest.raises(FsError) as err:
-                await call(stub.Mkdir, pb.MkdirRequest(parent_ino=1, name="sneaky", mode=0o777, creds=pb.Creds()), 5)
+                await stub.mkdir(pb.MkdirRequest(parent_ino=1, name="sneaky", mode=0o777, creds=pb.Creds()), 5)
             assert err.value.errno == errno.EACCES
         finally:
             await channels.close()
@@ -222,7 +223,7 @@ def test_daemon_rpcs_need_the_daemon_role(token_cluster):
     async def seal(token: str | None) -> int | None:
         channels = Channels(5.0, security=ClientSecurity(token=token))
         try:
-            await call(channels.shard(shard).UnsealDir, pb.SealRequest(dir_ino=1 << 30), 5)
+            await channels.shard(shard).unseal_dir(pb.SealRequest(dir_ino=1 << 30), 5)
             return None
         except FsError as e:
             return e.errno
@@ -374,20 +375,21 @@ async def test_streamed_chunk_rpcs_need_a_token_and_a_chunk_capability(tmp_path)
         data = os.urandom(3 * (1 << 20) + 5)  # several pieces each way
         anonymous, alice = Channels(10.0, security=ClientSecurity()), \
             Channels(10.0, security=ClientSecurity(token=TOKENS["alice"]))
+        nobody, mine = anonymous.data_streams(address), alice.data_streams(address)
         try:
             for attempt, err in (
-                (lambda: streams.write_chunk(anonymous.data(address), key, 0, memoryview(data), 10.0, cap),
+                (lambda: streams.write_chunk(nobody, key, 0, memoryview(data), 10.0, cap),
                  errno.EACCES),
-                (lambda: streams.read_chunk(anonymous.data(address), key, 0, len(data), 10.0, cap), errno.EACCES),
-                (lambda: streams.write_chunk(alice.data(address), key, 0, memoryview(data), 10.0), errno.EACCES),
-                (lambda: streams.read_chunk(alice.data(address), key, 0, len(data), 10.0), errno.EACCES),
+                (lambda: streams.read_chunk(nobody, key, 0, len(data), 10.0, cap), errno.EACCES),
+                (lambda: streams.write_chunk(mine, key, 0, memoryview(data), 10.0), errno.EACCES),
+                (lambda: streams.read_chunk(mine, key, 0, len(data), 10.0), errno.EACCES),
             ):
                 with pytest.raises(FsError) as e:
                     await attempt()
                 assert e.value.errno == err
-            assert await streams.read_chunk(alice.data(address), key, 0, 10, 10.0, cap) == (b"", False)
-            assert await streams.write_chunk(alice.data(address), key, 0, memoryview(data), 10.0, cap) == len(data)
-            assert await streams.read_chunk(alice.data(address), key, 0, len(data), 10.0, cap) == (data, True)
+            assert await streams.read_chunk(mine, key, 0, 10, 10.0, cap) == (b"", False)
+            assert await streams.write_chunk(mine, key, 0, memoryview(data), 10.0, cap) == len(data)
+            assert await streams.read_chunk(mine, key, 0, len(data), 10.0, cap) == (data, True)
         finally:
             await anonymous.close()
             await alice.close()

@@ -23,7 +23,8 @@ import pytest
 from superfs import capability, config_file, routing
 from superfs.cli.launcher import LocalCluster
 from superfs.client import Creds, connect
-from superfs.client.rpc import Channels, ClientSecurity, call
+from superfs.rpc.channels import Channels
+from superfs.rpc.security import ClientSecurity
 from superfs.client import streams
 from superfs.errors import FsError
 from superfs.v1 import superfs_pb2 as pb
@@ -123,7 +124,7 @@ async def errno_of(aw: Awaitable[Any]) -> int | None:
 
 
 class Raw:
-    """Raw stubs carrying one token (no client library in between)."""
+    """Typed wrappers carrying one token (no client library in between)."""
 
     def __init__(self, token: str) -> None:
         self.channels = Channels(10.0, security=ClientSecurity(token=token))
@@ -137,6 +138,9 @@ class Raw:
     def data(self, address: str) -> Any:
         return self.channels.data(address)
 
+    def data_streams(self, address: str) -> Any:
+        return self.channels.data_streams(address)
+
     async def close(self) -> None:
         await self.channels.close()
 
@@ -149,7 +153,7 @@ async def alice_raw() -> Any:
 
 
 async def cluster_map(raw: Raw, c: Cluster) -> pb.ClusterMap:
-    return await call(raw.dir(c).GetClusterMap, pb.GetClusterMapRequest(), 10)
+    return await raw.dir(c).get_cluster_map(pb.GetClusterMapRequest(), 10)
 
 
 def shard_of_entry(m: pb.ClusterMap, c: Cluster, parent: int, name: str) -> str:
@@ -177,11 +181,11 @@ def root_bytes_unchanged(c: Cluster) -> None:
 async def test_data_servers_refuse_listing_deleting_and_truncating_to_a_user_token(c, alice_raw):
     for address in c.data:
         stub = alice_raw.data(address)
-        assert await errno_of(call(stub.ListChunks, pb.ListChunksRequest(limit=100), 10)) == errno.EPERM
-        assert await errno_of(call(stub.DeleteChunks, pb.DeleteChunksRequest(ino=c.ino["/rootonly"]), 10)) \
+        assert await errno_of(stub.list_chunks(pb.ListChunksRequest(limit=100), 10)) == errno.EPERM
+        assert await errno_of(stub.delete_chunks(pb.DeleteChunksRequest(ino=c.ino["/rootonly"]), 10)) \
             == errno.EPERM
         req = pb.TruncateChunkRequest(key=pb.ChunkKey(ino=c.ino["/rootonly"], index=0), length=1)
-        assert await errno_of(call(stub.TruncateChunk, req, 10)) == errno.EPERM
+        assert await errno_of(stub.truncate_chunk(req, 10)) == errno.EPERM
     root_bytes_unchanged(c)
 
 
@@ -189,8 +193,8 @@ async def test_data_servers_refuse_reads_and_writes_without_a_valid_chunk_capabi
     ino = c.ino["/rootonly"]
     m = await cluster_map(alice_raw, c)
     # a capability alice may legitimately hold: read-only, for root's 0644 file
-    readable = await call(alice_raw.shard(shard_of_ino(m, c.ino["/readable"])).GetFile,
-                          pb.GetFileRequest(ino=c.ino["/readable"], creds=ALICE.pb()), 10)
+    readable = await alice_raw.shard(shard_of_ino(m, c.ino["/readable"])).get_file(
+        pb.GetFileRequest(ino=c.ino["/readable"], creds=ALICE.pb()), 10)
     assert readable.chunk_cap.rights == 4  # R_OK only
     mine_cap = readable.chunk_cap
     forged = pb.ChunkCap(ino=ino, rights=6, expires_ns=time.time_ns() + 10**12, mac=os.urandom(32))
@@ -206,18 +210,19 @@ async def test_data_servers_refuse_reads_and_writes_without_a_valid_chunk_capabi
             if cap is not None:
                 rd.cap.CopyFrom(cap)
                 wr.cap.CopyFrom(cap)
-            assert await errno_of(call(stub.ReadChunk, rd, 10)) == errno.EACCES, cap
-            assert await errno_of(call(stub.WriteChunk, wr, 10)) == errno.EACCES, cap
-            assert await errno_of(streams.read_chunk(stub, key, 0, 100, 10, cap)) == errno.EACCES
+            assert await errno_of(stub.read_chunk(rd, 10)) == errno.EACCES, cap
+            assert await errno_of(stub.write_chunk(wr, 10)) == errno.EACCES, cap
+            bulk = alice_raw.data_streams(address)
+            assert await errno_of(streams.read_chunk(bulk, key, 0, 100, 10, cap)) == errno.EACCES
             # (within the daemon's message limit: a chunk of this test cluster plus headroom)
-            assert await errno_of(streams.write_chunk(stub, key, 0, memoryview(b"p" * 100_000), 10, cap)) \
+            assert await errno_of(streams.write_chunk(bulk, key, 0, memoryview(b"p" * 100_000), 10, cap)) \
                 == errno.EACCES
         # a read capability does not allow writing the file it is for
         key = pb.ChunkKey(ino=c.ino["/readable"], index=0)
         wr = pb.WriteChunkRequest(key=key, offset=0, data=b"pwned", cap=mine_cap)
-        assert await errno_of(call(stub.WriteChunk, wr, 10)) == errno.EACCES
+        assert await errno_of(stub.write_chunk(wr, 10)) == errno.EACCES
         rd = pb.ReadChunkRequest(key=key, offset=0, length=4, cap=mine_cap)
-        reply = await call(stub.ReadChunk, rd, 10)
+        reply = await stub.read_chunk(rd, 10)
         assert reply.data == BIG[:4] or not reply.exists  # the replica may live on the other server
     root_bytes_unchanged(c)
 
@@ -227,7 +232,7 @@ async def test_an_expired_chunk_capability_is_estale(c, alice_raw):
     expired = capability.sign_chunk(c.secret(), ino=ino, rights=4, ttl_ns=-10**9)
     for address in c.data:
         rd = pb.ReadChunkRequest(key=pb.ChunkKey(ino=ino, index=0), offset=0, length=4, cap=expired)
-        assert await errno_of(call(alice_raw.data(address).ReadChunk, rd, 10)) == errno.ESTALE
+        assert await errno_of(alice_raw.data(address).read_chunk(rd, 10)) == errno.ESTALE
 
 
 # ---------------------------------------------------------------------- shards
@@ -236,21 +241,21 @@ async def test_shards_refuse_by_inode_reads_writes_and_truncates_of_a_private_fi
     m = await cluster_map(alice_raw, c)
     ino, small = c.ino["/rootonly"], c.ino["/rootonly-small"]
     stub, small_stub = alice_raw.shard(shard_of_ino(m, ino)), alice_raw.shard(shard_of_ino(m, small))
-    info = await call(stub.GetFile, pb.GetFileRequest(ino=ino, want_data=True, creds=ALICE.pb()), 10)
+    info = await stub.get_file(pb.GetFileRequest(ino=ino, want_data=True, creds=ALICE.pb()), 10)
     assert info.chunk_cap.rights & 6 == 0 and info.data == b""
-    info = await call(small_stub.GetFile, pb.GetFileRequest(ino=small, want_data=True, creds=ALICE.pb()), 10)
+    info = await small_stub.get_file(pb.GetFileRequest(ino=small, want_data=True, creds=ALICE.pb()), 10)
     assert info.data == b"" and info.chunk_cap.rights & 6 == 0
     attempts: list[tuple[Callable[[], Awaitable[Any]], int]] = [
-        (lambda: call(small_stub.ReadInline, pb.ReadInlineRequest(ino=small, length=10, creds=ALICE.pb()), 10),
+        (lambda: small_stub.read_inline(pb.ReadInlineRequest(ino=small, length=10, creds=ALICE.pb()), 10),
          errno.EACCES),
-        (lambda: call(small_stub.WriteInline, pb.WriteInlineRequest(ino=small, data=b"x", creds=ALICE.pb()), 10),
+        (lambda: small_stub.write_inline(pb.WriteInlineRequest(ino=small, data=b"x", creds=ALICE.pb()), 10),
          errno.EACCES),
-        (lambda: call(stub.SetAttr, pb.SetAttrRequest(ino=ino, mask=8, size=0, creds=ALICE.pb()), 10), errno.EACCES),
-        (lambda: call(stub.SetSize, pb.SetSizeRequest(ino=ino, size=1 << 30, creds=ALICE.pb()), 10), errno.EACCES),
-        (lambda: call(small_stub.ConvertToChunked, pb.ConvertRequest(
+        (lambda: stub.set_attr(pb.SetAttrRequest(ino=ino, mask=8, size=0, creds=ALICE.pb()), 10), errno.EACCES),
+        (lambda: stub.set_size(pb.SetSizeRequest(ino=ino, size=1 << 30, creds=ALICE.pb()), 10), errno.EACCES),
+        (lambda: small_stub.convert_to_chunked(pb.ConvertRequest(
             ino=small, layout=[0], chunk_size=CHUNK, creds=ALICE.pb()), 10), errno.EACCES),
-        (lambda: call(stub.GetXattr, pb.XattrRequest(ino=ino, name="user.x", creds=ALICE.pb()), 10), errno.EACCES),
-        (lambda: call(stub.SetAttr, pb.SetAttrRequest(ino=ino, mask=1, mode=0o666, creds=ALICE.pb()), 10),
+        (lambda: stub.get_xattr(pb.XattrRequest(ino=ino, name="user.x", creds=ALICE.pb()), 10), errno.EACCES),
+        (lambda: stub.set_attr(pb.SetAttrRequest(ino=ino, mask=1, mode=0o666, creds=ALICE.pb()), 10),
          errno.EPERM),
     ]
     for attempt, want in attempts:
@@ -261,8 +266,8 @@ async def test_shards_refuse_by_inode_reads_writes_and_truncates_of_a_private_fi
 async def test_shards_refuse_listing_and_lookups_in_directories_alice_cannot_read_or_reach(c, alice_raw):
     m = await cluster_map(alice_raw, c)
     dstub = alice_raw.dir(c)
-    secret_cap = (await call(dstub.GetDir, pb.DirRequest(ino=c.ino["/secret"], creds=ALICE.pb()), 10)).cap
-    private_cap = (await call(dstub.GetDir, pb.DirRequest(ino=c.ino["/private"], creds=ALICE.pb()), 10)).cap
+    secret_cap = (await dstub.get_dir(pb.DirRequest(ino=c.ino["/secret"], creds=ALICE.pb()), 10)).cap
+    private_cap = (await dstub.get_dir(pb.DirRequest(ino=c.ino["/private"], creds=ALICE.pb()), 10)).cap
     assert private_cap.rights & 4 == 0  # 0711: searchable, not readable
     for address in c.shards:  # each shard holds some of /secret's names
         stub = alice_raw.shard(address)
@@ -271,7 +276,7 @@ async def test_shards_refuse_listing_and_lookups_in_directories_alice_cannot_rea
             req = pb.ListFilesRequest(parent_ino=d, with_attrs=True, creds=ALICE.pb())
             if cap is not None:
                 req.cap.CopyFrom(cap)
-            assert await errno_of(call(stub.ListFiles, req, 10)) == errno.EACCES
+            assert await errno_of(stub.list_files(req, 10)) == errno.EACCES
     touched = set()
     for i in range(8):
         name = f"f{i}"
@@ -281,7 +286,7 @@ async def test_shards_refuse_listing_and_lookups_in_directories_alice_cannot_rea
             req = pb.LookupFileRequest(parent_ino=c.ino["/secret"], name=name, want_data=True, creds=ALICE.pb())
             if cap is not None:
                 req.cap.CopyFrom(cap)
-            assert await errno_of(call(alice_raw.shard(address).LookupFile, req, 10)) == errno.EACCES
+            assert await errno_of(alice_raw.shard(address).lookup_file(req, 10)) == errno.EACCES
     assert touched == set(c.shards)
 
 
@@ -289,33 +294,33 @@ async def test_no_name_can_be_made_or_removed_in_an_unreachable_directory(c, ali
     m = await cluster_map(alice_raw, c)
     dstub = alice_raw.dir(c)
     pub = c.ino["/secret/pub"]  # 0777, but inside root's 0700 /secret
-    reply = await call(dstub.GetDir, pb.DirRequest(ino=pub, creds=ALICE.pb()), 10)
+    reply = await dstub.get_dir(pb.DirRequest(ino=pub, creds=ALICE.pb()), 10)
     assert reply.cap.rights == 0
-    assert await errno_of(call(dstub.LookupDir, pb.LookupDirRequest(
+    assert await errno_of(dstub.lookup_dir(pb.LookupDirRequest(
         parent_ino=c.ino["/secret"], name="pub", creds=ALICE.pb()), 10)) == errno.EACCES
-    assert await errno_of(call(dstub.ListDirs, pb.ListDirsRequest(ino=pub, creds=ALICE.pb()), 10)) == errno.EACCES
-    assert await errno_of(call(dstub.Mkdir, pb.MkdirRequest(
+    assert await errno_of(dstub.list_dirs(pb.ListDirsRequest(ino=pub, creds=ALICE.pb()), 10)) == errno.EACCES
+    assert await errno_of(dstub.mkdir(pb.MkdirRequest(
         parent_ino=pub, name="planted", mode=0o777, creds=ALICE.pb()), 10)) == errno.EACCES
     req = pb.CreateFileRequest(parent_ino=pub, name="planted", mode=0o644, type=pb.REGULAR, creds=ALICE.pb(),
                                cap=reply.cap)
-    assert await errno_of(call(alice_raw.shard(shard_of_entry(m, c, pub, "planted")).CreateFile, req, 10)) \
+    assert await errno_of(alice_raw.shard(shard_of_entry(m, c, pub, "planted")).create_file(req, 10)) \
         == errno.EACCES
-    secret_cap = (await call(dstub.GetDir, pb.DirRequest(ino=c.ino["/secret"], creds=ALICE.pb()), 10)).cap
+    secret_cap = (await dstub.get_dir(pb.DirRequest(ino=c.ino["/secret"], creds=ALICE.pb()), 10)).cap
     req = pb.UnlinkRequest(parent_ino=c.ino["/secret"], name="small", creds=ALICE.pb(), cap=secret_cap)
     address = shard_of_entry(m, c, c.ino["/secret"], "small")
-    assert await errno_of(call(alice_raw.shard(address).Unlink, req, 10)) == errno.EACCES
+    assert await errno_of(alice_raw.shard(address).unlink(req, 10)) == errno.EACCES
     root_bytes_unchanged(c)
 
 
 async def test_link_follows_protected_hardlinks(c, alice_raw):
     m = await cluster_map(alice_raw, c)
     home = c.ino["/home/alice"]
-    cap = (await call(alice_raw.dir(c).GetDir, pb.DirRequest(ino=home, creds=ALICE.pb()), 10)).cap
+    cap = (await alice_raw.dir(c).get_dir(pb.DirRequest(ino=home, creds=ALICE.pb()), 10)).cap
     for i, victim in enumerate(("/rootonly", "/rootonly-small", "/readable", "/secret/small")):
         for n in range(6):  # names landing on each shard: local and cross-shard links alike
             name = f"stolen-{i}-{n}"
             req = pb.LinkRequest(ino=c.ino[victim], new_parent=home, new_name=name, creds=ALICE.pb(), cap=cap)
-            assert await errno_of(call(alice_raw.shard(shard_of_entry(m, c, home, name)).Link, req, 10)) \
+            assert await errno_of(alice_raw.shard(shard_of_entry(m, c, home, name)).link(req, 10)) \
                 == errno.EPERM, (victim, name)
     with connect(config=c.config("alice"), creds=ALICE) as alice:
         assert not [n for n in alice.listdir("/home/alice") if n.startswith("stolen")]
@@ -331,16 +336,16 @@ async def test_link_follows_protected_hardlinks(c, alice_raw):
 async def test_dir_server_hands_out_no_capability_for_an_unreachable_directory(c, alice_raw):
     dstub = alice_raw.dir(c)
     for ino in (c.ino["/secret"], c.ino["/secret/pub"]):
-        reply = await call(dstub.GetDir, pb.DirRequest(ino=ino, creds=ALICE.pb()), 10)
+        reply = await dstub.get_dir(pb.DirRequest(ino=ino, creds=ALICE.pb()), 10)
         assert reply.cap.rights & 6 == 0  # no W, no R (on /secret/pub not even X)
-    hidden = await call(dstub.GetDir, pb.DirRequest(ino=c.ino["/secret/pub"], creds=ALICE.pb()), 10)
+    hidden = await dstub.get_dir(pb.DirRequest(ino=c.ino["/secret/pub"], creds=ALICE.pb()), 10)
     assert hidden.cap.rights == 0 and hidden.dir.name == ""  # no names from below /secret by inode number
-    assert await errno_of(call(dstub.ListDirs, pb.ListDirsRequest(ino=c.ino["/secret"], creds=ALICE.pb()), 10)) \
+    assert await errno_of(dstub.list_dirs(pb.ListDirsRequest(ino=c.ino["/secret"], creds=ALICE.pb()), 10)) \
         == errno.EACCES
-    assert await errno_of(call(dstub.ListAllDirs, pb.ListAllDirsRequest(), 10)) == errno.EPERM
-    assert await errno_of(call(dstub.Resolve, pb.ResolveRequest(path="/secret/pub", creds=ALICE.pb()), 10)) \
+    assert await errno_of(dstub.list_all_dirs(pb.ListAllDirsRequest(), 10)) == errno.EPERM
+    assert await errno_of(dstub.resolve(pb.ResolveRequest(path="/secret/pub", creds=ALICE.pb()), 10)) \
         == errno.EACCES
-    home = await call(dstub.GetDir, pb.DirRequest(ino=c.ino["/home/alice"], creds=ALICE.pb()), 10)
+    home = await dstub.get_dir(pb.DirRequest(ino=c.ino["/home/alice"], creds=ALICE.pb()), 10)
     assert home.cap.rights == 7  # her own, reachable: R|W|X
 
 
@@ -390,7 +395,7 @@ def test_alice_works_normally_with_her_own_chunked_files(c):
 
 async def test_the_library_fetches_a_fresh_chunk_capability_when_one_expired(c):
     from superfs.client.fs import AsyncFs
-    from superfs.client.rpc import security_scope
+    from superfs.client import security_scope
 
     with security_scope(ClientSecurity(token=TOKENS["alice"])):
         fs = AsyncFs(c.dir, creds=ALICE)

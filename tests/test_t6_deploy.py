@@ -10,6 +10,10 @@
   schema (as vendored by the check-jsonschema package), or ``docker compose
   config`` where that plugin exists; every command is a real CLI
   subcommand; the cluster file baked into the image matches the services.
+
+These are the checks that need no Docker engine. The files run for real in
+tests/test_t6_deploy_compose.py (docker compose) and
+tests/test_t6_deploy_systemd.py (the units under systemd).
 """
 from __future__ import annotations
 
@@ -341,17 +345,32 @@ def test_compose_runs_the_cluster_it_promises_with_real_commands():
             assert any(v.endswith(":/var/lib/superfs") for v in svc["volumes"]), name
             assert svc["depends_on"]["secrets"]["condition"] == "service_completed_successfully"
 
-    # the image's cluster file describes exactly these services
+    # the image's cluster file describes exactly these services, on the host's network
     cf = config_file.load(os.path.join(DEPLOY, "docker", "cluster.toml"))
-    assert cf.dir_server is not None and cf.dir_server.address.split(":")[0] == "dir"
-    for name, svc in services.items():
+    assert cf.dir_server is not None
+    nodes = {"dir": cf.dir_server} | {f"shard-{n.id}": n for n in cf.shards} | \
+        {f"data-{n.id}": n for n in cf.data_servers}
+    assert set(nodes) == {n for n, s in services.items() if s["command"][0] in ("dir-server", "shard", "data-server")}
+    ports: list[int] = []
+    for name, node in nodes.items():
+        svc = services[name]
         cmd = svc["command"]
-        assert "--config" not in cmd or cmd[cmd.index("--config") + 1] == "/etc/superfs/cluster.toml"
-        if cmd[0] in ("shard", "data-server"):
-            node = (cf.shards if cmd[0] == "shard" else cf.data_servers)[int(cmd[cmd.index("--id") + 1])]
-            assert node.address.split(":")[0] == name
-    assert {f"shard-{n.id}" for n in cf.shards} | {f"data-{n.id}" for n in cf.data_servers} | {"dir"} == \
-        {n for n, s in services.items() if s["command"][0] in ("dir-server", "shard", "data-server")}
+        assert cmd[cmd.index("--config") + 1] == "/etc/superfs/cluster.toml"
+        if "--id" in cmd:
+            assert int(cmd[cmd.index("--id") + 1]) == node.id
+        assert svc["network_mode"] == "host" and node.address.startswith("127.0.0.1:"), name
+        # health from the daemon's own readiness: the ready file it writes, in a tmpfs a restart empties
+        ready = cmd[cmd.index("--ready-file") + 1]
+        assert svc["healthcheck"]["test"] == ["CMD", "superfs", "check-ready", ready], name
+        assert os.path.dirname(ready) in svc["tmpfs"], name
+        grpc_port = int(node.address.rpartition(":")[2])
+        # gRPC P, session P+1, P+2 kept for the data servers' bulk endpoint, metrics apart
+        assert node.session_port == grpc_port + 1 and node.metrics_port, name
+        ports += [grpc_port, grpc_port + 1, grpc_port + 2, node.metrics_port]
+    assert len(ports) == len(set(ports)), sorted(ports)  # one host network: no two daemons share a port
+    for name in ("client",):
+        deps = services[name]["depends_on"]
+        assert all(deps[n]["condition"] == "service_healthy" for n in nodes), deps
     for path in (cf.secret_file, cf.auth.tokens_file):
         assert path and path.startswith("/etc/superfs/secrets/")  # what make-secrets creates in the volume
 

@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from superfs import capability
-from superfs.client.rpc import call
+from superfs.rpc.caller import grpc_call
 from superfs.config import ServerLimits, read_secret
 from superfs.daemon import read_ready_file
 from superfs.errors import FsError, OVERLOADED_DETAILS
@@ -71,14 +71,14 @@ async def test_an_oversized_request_is_refused_before_it_is_decoded(data_server)
         for size in (limit + 1, 200 << 20):
             req = pb.WriteChunkRequest(key=pb.ChunkKey(ino=ino, index=0), data=bytes(size), cap=cap(secret, ino))
             with pytest.raises(FsError) as e:
-                await call(stub.WriteChunk, req, 30.0)
+                await grpc_call(stub.WriteChunk, req, 30.0)
             assert e.value.errno == errno.EFBIG, e.value
         grown = rss_bytes(pid) - before
         print(f"data server RSS grew by {grown >> 20} MiB after a 200 MiB request")
         assert grown < 3 * limit + SLACK
         # and it serves a request within the limit
         ok = pb.WriteChunkRequest(key=pb.ChunkKey(ino=ino, index=0), data=b"x" * 1000, cap=cap(secret, ino))
-        assert (await call(stub.WriteChunk, ok, 10.0)).length == 1000
+        assert (await grpc_call(stub.WriteChunk, ok, 10.0)).length == 1000
     finally:
         await ch.close()
 
@@ -126,7 +126,7 @@ async def test_a_thousand_stalled_streams_are_held_to_the_limit(data_server):
         stub = pbg.DataServiceStub(channels[0])
         ino = (1 << 40) | 1000
         req = pb.ReadChunkRequest(key=pb.ChunkKey(ino=ino, index=0), length=10, cap=cap(secret, ino))
-        await call(stub.ReadChunk, req, 10.0)
+        await grpc_call(stub.ReadChunk, req, 10.0)
     finally:
         release.set()
         for ch in channels:

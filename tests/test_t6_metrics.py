@@ -8,6 +8,7 @@ health all move when operations (or a dead data server) say they should.
 """
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def test_every_daemon_serves_metrics_and_records_them_in_its_ready_file(metrics_
         assert read_ready_file(metrics_cluster.path("run", f"{name}.ready"))["metrics"] == url  # type: ignore[index]
         with urllib.request.urlopen(url, timeout=10) as r:
             text = r.read().decode()
-        assert "superfs_lmdb_bytes" in text and f'superfs_daemon_info{{daemon="superfs-' in text
+        assert "superfs_lmdb_bytes" in text and 'superfs_daemon_info{daemon="superfs-' in text
         assert "process_resident_memory_bytes" in text
 
 
@@ -61,7 +62,7 @@ def test_metrics_change_after_operations(metrics_cluster):
     chunks0 = sums(metrics_cluster, "data", "superfs_data_chunks")
     bytes0 = sums(metrics_cluster, "data", "superfs_data_bytes")
     latency0 = sums(metrics_cluster, "shard", "superfs_rpc_duration_seconds_count")
-    enoent0 = sums(metrics_cluster, "", "superfs_rpc_errors_total", errno="ENOENT")
+    enoent0 = sums(metrics_cluster, "", "superfs_rpc_answers_total", errno="ENOENT")
 
     with connect(str(metrics_cluster.config["dir_server"])) as c:
         c.mkdir("/m")
@@ -81,7 +82,34 @@ def test_metrics_change_after_operations(metrics_cluster):
     assert sums(metrics_cluster, "shard", "superfs_rpc_duration_seconds_count") > latency0
     assert sums(metrics_cluster, "data", "superfs_data_chunks") == chunks0 + 8
     assert sums(metrics_cluster, "data", "superfs_data_bytes") == bytes0 + 2 * 200 * 1024
-    assert sums(metrics_cluster, "", "superfs_rpc_errors_total", errno="ENOENT") > enoent0
+    assert sums(metrics_cluster, "", "superfs_rpc_answers_total", errno="ENOENT") > enoent0
+
+
+def test_expected_answers_are_counted_apart_from_failures(metrics_cluster):
+    """ENOENT for a lookup, EEXIST, ENOTEMPTY: POSIX answers a client causes, not faults of the cluster."""
+    errors0 = sums(metrics_cluster, "", "superfs_rpc_errors_total")
+    with connect(str(metrics_cluster.config["dir_server"])) as c:
+        c.makedirs("/answers/full")
+        c.write_bytes("/answers/full/f", b"x")
+        for i in range(20):  # what cp and ls do all day: look up names that are not there
+            assert not c.exists(f"/answers/nothing-{i}")
+        with pytest.raises(FileExistsError):
+            c.mkdir("/answers/full")
+        with pytest.raises(FileExistsError):
+            with c.open("/answers/full/f", "x"):
+                pass
+        with pytest.raises(OSError) as e:
+            c.rmdir("/answers/full")
+        assert e.value.errno == errno.ENOTEMPTY
+    assert sums(metrics_cluster, "", "superfs_rpc_errors_total") == errors0  # no failure among them
+    for name in ("ENOENT", "EEXIST", "ENOTEMPTY"):
+        assert sums(metrics_cluster, "", "superfs_rpc_answers_total", errno=name) > 0, name
+    r = subprocess.run([sys.executable, "-m", "superfs.cli.main", "status", "--state-dir", metrics_cluster.state_dir],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    figures = [line for line in r.stdout.splitlines() if "requests" in line]
+    assert len(figures) == len(metrics_cluster.nodes()) and all("failed 0 " in f for f in figures), r.stdout
+    assert "ENOENT" in r.stdout and "EEXIST" in r.stdout, r.stdout  # shown as answers, by errno
 
 
 def test_replica_health_falls_when_a_data_server_dies(metrics_cluster):
@@ -130,11 +158,11 @@ def test_replica_health_is_unknown_until_every_data_server_was_probed() -> None:
 
     servers = [SimpleNamespace(id=1, address="a"), SimpleNamespace(id=2, address="b")]
     cmap = SimpleNamespace(shards=[], data_servers=servers, replicas=2)
-    down = {"b"}
+    down = {2}
 
-    async def probe(address: str) -> None:
-        if address in down:
-            raise ConnectionError(address)
+    async def probe(server_id: int) -> None:
+        if server_id in down:
+            raise ConnectionError(server_id)
 
     health = ReplicaHealth(lambda: cmap, probe)
 

@@ -1,7 +1,7 @@
 """A cluster spread over Linux network namespaces, as separate hosts would be, with TLS and tokens.
 
-Every daemon runs in its own network namespace with its own 10.x.y.z
-address, joined to the test's namespace (the client host) by a veth pair on
+Every daemon runs in its own network namespace with its own address (of a
+documentation range: tests/netns_support.py), joined to the test's namespace (the client host) by a veth pair on
 one bridge. The cluster is configured the way a multi-host deployment is:
 one cluster file naming every daemon's address, mutual TLS with a
 certificate valid for those addresses, a token file, and a metrics port on
@@ -15,6 +15,7 @@ root, no ``ip`` from iproute2, or a kernel/container that forbids it).
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import urllib.request
@@ -23,7 +24,7 @@ from typing import Iterator
 
 import pytest
 from fuse_helpers import MountProcess, fuse_unavailable
-from netns_support import NamespacedCluster, ip, why_not
+from netns_support import DOC_RANGES, NamespacedCluster, ip, why_not
 from test_t6_auth import make_pki
 
 from superfs import config_file
@@ -40,8 +41,7 @@ class SpreadCluster(NamespacedCluster):
     """Two shards and three data servers, each a host of its own, with TLS and tokens."""
 
     def __init__(self, state_dir: str) -> None:
-        # 10.200-249.x: apart from the network-cut tests' subnets
-        super().__init__(state_dir, prefix="t6", second_octet=200, octets=50)
+        super().__init__(state_dir, prefix="t6")
 
     def init_spread(self, *, shards: int, data_servers: int, tls: TlsConfig) -> None:
         names = ["dir"] + [f"shard-{i}" for i in range(shards)] + [f"data-{i}" for i in range(data_servers)]
@@ -68,7 +68,7 @@ def spread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpreadCluster]:
     d = tmp_path_factory.mktemp("netns")
     c = SpreadCluster(str(d / "state"))
     try:
-        hosts = [f"{c.subnet}.{10 + i}" for i in range(6)]
+        hosts = c.host_addresses(6)
         pki = make_pki(str(d), ["node"], ips=tuple(hosts) + ("127.0.0.1",))
         c.init_spread(shards=2, data_servers=3, tls=TlsConfig(
             ca_file=pki["ca.crt"], cert_file=pki["node.crt"], key_file=pki["node.key"], require_client_cert=True))
@@ -84,7 +84,8 @@ def test_each_daemon_is_a_host_of_its_own(spread):
         addresses = [str(spread.config["dir_server"])] + [s.address for s in m.shards] + \
             [d.address for d in m.data_servers]
     hosts = [a.rsplit(":", 1)[0] for a in addresses]
-    assert len(set(hosts)) == 6 and all(h.startswith(spread.subnet + ".") for h in hosts)
+    assert len(set(hosts)) == 6 and all(ipaddress.IPv4Address(h) in spread.subnet for h in hosts)
+    assert any(spread.subnet.subnet_of(r) for r in DOC_RANGES)  # documentation addresses, not a private range
     for name in spread.nodes():  # and it listens there, inside its namespace (ss comes with iproute2)
         out = ip("netns", "exec", spread.ns(name), "ss", "-Hltn").stdout
         assert f"{spread.host(name)}:{PORT}" in out.replace("[::ffff:", "").replace("]:", ":"), out

@@ -17,7 +17,8 @@ import pytest
 
 from superfs.cli.launcher import LocalCluster, free_port
 from superfs.client import connect
-from superfs.client.rpc import Channels, ClientSecurity, call
+from superfs.rpc.channels import Channels
+from superfs.rpc.security import ClientSecurity
 from superfs.config import TlsConfig
 from superfs.errors import FsError
 from superfs.v1 import superfs_pb2 as pb
@@ -102,7 +103,7 @@ def test_mutual_tls_gives_the_daemon_role_only_to_listed_names(mtls_cluster):
                                            key_file=pki[f"{name}.key"]))
         channels = Channels(5.0, security=sec)
         try:
-            await call(channels.shard(shard).UnsealDir, pb.SealRequest(dir_ino=1 << 30), 5)
+            await channels.shard(shard).unseal_dir(pb.SealRequest(dir_ino=1 << 30), 5)
             return None
         except FsError as e:
             return e.errno

@@ -7,6 +7,8 @@ run inside real PySpark jobs (``chukonu.dedup.spark``).
 """
 from __future__ import annotations
 
+import chukonu.extra_check  # noqa: F401 - first: without the extra, one line naming it
+
 from chukonu.dedup.buckets import EDGE_SCHEMA, BucketStep
 from chukonu.dedup.config import MinHashConfig, optimal_bands
 from chukonu.dedup.pipeline import DedupStats, minhash_dedup

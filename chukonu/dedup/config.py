@@ -35,6 +35,9 @@ def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_we
     return best[1], best[2]
 
 
+TOKENIZERS = {"bytes", "nonword"}
+
+
 @dataclass(frozen=True)
 class MinHashConfig:
     column: str = "text"
@@ -47,10 +50,16 @@ class MinHashConfig:
     verify: bool = False          # check candidate pairs' exact Jaccard before joining them
     max_bucket: int = 64          # with verify, all pairs of buckets up to this size; star edges past it
     id_column: str = "__cid"
+    # "bytes" (default): words are runs of [0-9A-Za-z_] or bytes >= 0x80, ASCII-lowercased (fast, in numba);
+    # "nonword": the text lowercased and split on non-word characters (Unicode \W, as Python's re.split(r"\W")
+    # in text-dedup-style references: punctuation outside ASCII separates words, empty pieces are words too)
+    tokenizer: str = "bytes"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {sorted(TOKENIZERS)}, got {self.tokenizer!r}")
         if self.num_perm < 1 or self.ngram < 1:
             raise ValueError("num_perm and ngram must be positive")
         b, r = self.band_rows

@@ -85,13 +85,15 @@ def candidate_pairs(df: Any, config: MinHashConfig, num_partitions: int | None =
 def minhash_dedup(df: Any, column: str = "text", threshold: float = 0.7, num_perm: int = 256, ngram: int = 5,
                   seed: int = 42, bands: int | None = None, rows: int | None = None, verify: bool = False,
                   id_column: str | None = None, num_partitions: int | None = None,
-                  return_stats: bool = False) -> Any:
+                  return_stats: bool = False, tokenizer: str = "bytes") -> Any:
     """The DataFrame of ``df``'s rows that are not near-duplicates of an earlier row.
 
     Two rows are near-duplicates when the MinHash-LSH estimate of the
     Jaccard similarity of their word ``ngram`` shingles says so at
     ``threshold`` (``bands`` x ``rows`` chosen for it unless given); with
     ``verify``, only when their exact Jaccard similarity is >= ``threshold``.
+    ``tokenizer`` picks the words: "bytes" (default) or "nonword" (text-dedup's
+    split on Unicode ``\W``; see ``MinHashConfig``).
     """
     from chukonu.sql import functions as F
 
@@ -106,7 +108,7 @@ def minhash_dedup(df: Any, column: str = "text", threshold: float = 0.7, num_per
     else:
         ided = df
     config = MinHashConfig(column=column, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-                           bands=bands, rows=rows, verify=verify, id_column=id_column)
+                           bands=bands, rows=rows, verify=verify, id_column=id_column, tokenizer=tokenizer)
     src, dst = candidate_pairs(ided, config, num_partitions)
     stats.candidate_pairs = len(src)
     stats.seconds["candidates"] = time.perf_counter() - started

@@ -23,12 +23,15 @@ from chukonu.dedup.config import MinHashConfig
 WORD = re.compile(rb"[0-9A-Za-z_\x80-\xff]+")
 
 
-def words(text: str) -> list[bytes]:
+def words(text: str, tokenizer: str = "bytes") -> list[bytes]:
+    if tokenizer == "nonword":
+        from chukonu.dedup.tokens import python_words
+        return python_words(text)
     return [w.lower() for w in WORD.findall(text.encode("utf-8"))]
 
 
-def shingle_hashes(text: str, ngram: int) -> list[int]:
-    wh = [xxhash.xxh64_intdigest(w) for w in words(text)]
+def shingle_hashes(text: str, ngram: int, tokenizer: str = "bytes") -> list[int]:
+    wh = [xxhash.xxh64_intdigest(w) for w in words(text, tokenizer)]
     if not wh:
         return []
     if len(wh) < ngram:
@@ -54,7 +57,7 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> list[int]:
 def document_bands(text: str | None, config: MinHashConfig, a: np.ndarray, b: np.ndarray) -> list[int]:
     if text is None:
         return []
-    sh = shingle_hashes(text, config.ngram)
+    sh = shingle_hashes(text, config.ngram, config.tokenizer)
     if not sh:
         return []
     bands, rows = config.band_rows

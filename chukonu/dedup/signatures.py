@@ -45,16 +45,24 @@ def signatures(texts: pa.Array, config: MinHashConfig, keep_signatures: bool = T
     Without ``keep_signatures`` the first array is a one-row scratch buffer
     and only the band keys are computed for every document.
     """
-    from chukonu.native.minhash import signatures_and_bands
+    from chukonu.native.minhash import signatures_and_bands, signatures_from_words
 
-    offsets, data, valid = string_buffers(texts)
-    n = len(offsets) - 1
     bands, rows = config.band_rows
     a, b = config.permutations()
+    if config.tokenizer == "nonword":
+        from chukonu.dedup.tokens import word_hashes
+        starts, hashes, valid = word_hashes(texts)
+        n = len(starts) - 1
+    else:
+        offsets, data, valid = string_buffers(texts)
+        n = len(offsets) - 1
     sig = np.empty((n if keep_signatures else 1, config.num_perm), dtype=np.uint32)
     keys = np.zeros((n, bands), dtype=np.uint64)
     has = np.zeros(n, dtype=np.bool_)
-    signatures_and_bands(offsets, data, valid, config.ngram, a, b, bands, rows, sig, keys, has)
+    if config.tokenizer == "nonword":
+        signatures_from_words(starts, hashes, valid, config.ngram, a, b, bands, rows, sig, keys, has)
+    else:
+        signatures_and_bands(offsets, data, valid, config.ngram, a, b, bands, rows, sig, keys, has)
     return sig, keys, has
 
 

@@ -40,12 +40,13 @@ def bucket_fn(config: MinHashConfig) -> BucketStep:
 
 
 def pyspark_minhash_dedup(df: Any, column: str = "text", threshold: float = 0.7, num_perm: int = 256,
-                          ngram: int = 5, seed: int = 42, num_partitions: int | None = None) -> Any:
+                          ngram: int = 5, seed: int = 42, num_partitions: int | None = None,
+                          tokenizer: str = "bytes") -> Any:
     """minhash_dedup for a pyspark.sql.DataFrame, with chukonu's kernels in the Python workers."""
     from pyspark.sql import functions as F
 
     config = MinHashConfig(column=column, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-                           id_column="__cid")
+                           id_column="__cid", tokenizer=tokenizer)
     ided = df.withColumn("__cid", F.monotonically_increasing_id()).cache()
     bands = ided.select("__cid", column).mapInArrow(signature_fn(config, "__cid", column), BAND_DDL)
     n = num_partitions or int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 def shingle_sets(texts: pa.Array, config: MinHashConfig) -> list[np.ndarray]:
     from chukonu.native.minhash import shingle_set
 
+    if config.tokenizer == "nonword":
+        from chukonu.dedup.reference import shingle_hashes
+        return [np.unique(np.array(shingle_hashes(t, config.ngram, config.tokenizer), dtype=np.uint64))
+                if t is not None else np.zeros(0, np.uint64) for t in texts.to_pylist()]
     offsets, data, valid = string_buffers(texts)
     return [shingle_set(offsets, data, i, config.ngram) if valid[i] else np.zeros(0, np.uint64)
             for i in range(len(offsets) - 1)]

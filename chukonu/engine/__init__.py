@@ -6,3 +6,6 @@ shuffles between them) -> ``scheduler`` (which worker runs each task) ->
 ``kernels``, ``ops``, ``aggregate``, ``join`` and ``sorting`` are the
 vectorised operators the tasks run.
 """
+from __future__ import annotations
+
+import chukonu.extra_check  # noqa: F401 - first: without the extra, one line naming it

@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from chukonu.engine import stats
+
 log = logging.getLogger(__name__)
 
 FLUSH_ROWS = 1 << 20   # a partial aggregate merges its buffered input past this many rows
@@ -29,6 +31,12 @@ class AggFn:
     fn: str
     arg: int | None         # column of the pre-projection after the keys (None for count(*))
     ignore_nulls: bool = False
+    arg2: int | None = None           # the second input (corr(x, y), max_by(x, ord))
+    option_items: tuple = ()          # (name, value) pairs: percentage, delimiter ...
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.option_items)
 
     @property
     def col(self) -> int:
@@ -38,11 +46,21 @@ class AggFn:
 
     @property
     def state_width(self) -> int:
+        if stats.handles(self.fn):
+            return stats.WIDTH[self.fn]
         return 2 if self.fn == "avg" else 1
 
     @property
     def listy(self) -> bool:
-        return self.fn in ("collect_list", "collect_set", "count_distinct")
+        return self.fn in LIST_STATES or self.fn in SET_STATES
+
+    @property
+    def distinct_state(self) -> bool:
+        return self.fn in SET_STATES
+
+
+LIST_STATES = {"collect_list"} | stats.LIST_FNS
+SET_STATES = {"collect_set", "count_distinct"} | stats.SET_FNS
 
 
 def _nested(t: pa.DataType) -> bool:
@@ -51,6 +69,33 @@ def _nested(t: pa.DataType) -> bool:
 
 def _is_list(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t)
+
+
+def _codes(a: pa.Array) -> tuple[np.ndarray, int]:
+    """Dense codes of one key column (null is a value of its own) and how many distinct values."""
+    if pa.types.is_dictionary(a.type):
+        a = a.dictionary_decode()
+    enc = pc.dictionary_encode(a, null_encoding="encode")
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(enc.dictionary)
+
+
+def group_codes(keys: list[pa.Array], n: int) -> np.ndarray:
+    """A group id per row, numbered in first-seen order, for rows equal on all ``keys``.
+
+    Hash encoding per column (Arrow's dictionary_encode), combined column by column and compacted
+    again with pandas' hash factorize, so the product of cardinalities never exceeds n * n. Arrow's
+    group_by with a "list" of row numbers did the same at several times the cost.
+    """
+    import pandas as pd
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    code, _ = _codes(keys[0])
+    for k in keys[1:]:
+        c, kc = _codes(k)
+        code, _ = pd.factorize(code * max(kc, 1) + c)
+    if len(keys) == 1:
+        code, _ = pd.factorize(code)   # first-seen order, as the other paths
+    return code.astype(np.int64)
 
 
 class Grouped:
@@ -63,36 +108,42 @@ class Grouped:
             self.global_agg = True
         else:
             self.global_agg = False
-        names = [f"k{i}" for i in range(len(keys))]
         surrogate = [(pa.array([repr(v) for v in k.to_pylist()], type=pa.string()) if _nested(k.type) else k)
                      for k in keys]
-        table = pa.table(surrogate + [pa.array(np.arange(n, dtype=np.int64))], names=names + ["__i"])
-        grouped = table.group_by(names, use_threads=False).aggregate([("__i", "list")])
-        rows = grouped.column("__i_list").combine_chunks()
-        self.order = pc.list_flatten(rows).to_numpy()
-        self.lengths = pc.list_value_length(rows).to_numpy(zero_copy_only=False).astype(np.int64)
-        self.num_groups = len(self.lengths)
-        self.starts = np.cumsum(self.lengths) - self.lengths
-        first_rows = pa.array(self.order[self.starts]) if self.num_groups else pa.array([], pa.int64())
-        self.keys = [] if self.global_agg else [k.take(first_rows) for k in keys]
-        self.gid_sorted = np.repeat(np.arange(self.num_groups, dtype=np.int64), self.lengths)
-        self.first_rows = first_rows
+        self.codes = group_codes(surrogate, n)     # the group of each row, groups in first-seen order
+        self.num_groups = int(self.codes.max()) + 1 if n else 0
+        self.lengths = np.bincount(self.codes, minlength=self.num_groups).astype(np.int64)
+        self.first_rows = pa.array(self._pick(np.arange(n, dtype=np.int64), last=False))
+        self.keys = [] if self.global_agg else [k.take(self.first_rows) for k in keys]
+        self._order: np.ndarray | None = None
+
+    def _pick(self, rows: np.ndarray, last: bool) -> np.ndarray:
+        """Per group, the first (or last) of ``rows`` (ascending row numbers) in it; -1 if none."""
+        index = np.full(self.num_groups, -1, dtype=np.int64)
+        if last:
+            index[self.codes[rows]] = rows            # the last write of a group wins
+        else:
+            index[self.codes[rows[::-1]]] = rows[::-1]
+        return index
+
+    @property
+    def order(self) -> np.ndarray:
+        """Row numbers grouped by group, input order kept inside a group (computed when first needed)."""
+        if self._order is None:
+            from chukonu.native.grouping import counting_order
+            self._order = counting_order(self.codes, self.num_groups)
+        return self._order
+
+    @property
+    def gid_sorted(self) -> np.ndarray:
+        return np.repeat(np.arange(self.num_groups, dtype=np.int64), self.lengths)
 
     def first(self, values: pa.Array, ignore_nulls: bool, last: bool = False) -> pa.Array:
-        taken = values.take(pa.array(self.order))
-        gid = self.gid_sorted
-        if ignore_nulls:
-            keep = pc.is_valid(taken).to_numpy(zero_copy_only=False)
-            taken, gid = taken.filter(pa.array(keep)), gid[keep]
-        if len(gid) == 0:
-            return pa.nulls(self.num_groups, values.type)
-        if last:
-            marks = np.flatnonzero(np.r_[gid[1:] != gid[:-1], True])
-        else:
-            marks = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
-        index = np.full(self.num_groups, -1, dtype=np.int64)
-        index[gid[marks]] = marks
-        return taken.take(pa.array(index, mask=index < 0))
+        rows = np.arange(self.n, dtype=np.int64)
+        if ignore_nulls and values.null_count:
+            rows = rows[pc.is_valid(values).to_numpy(zero_copy_only=False)]
+        index = self._pick(rows, last)
+        return values.take(pa.array(index, mask=index < 0))
 
     def collect(self, values: pa.Array, distinct: bool, merge: bool) -> pa.Array:
         """One list per group: the non-null values (or, merging, the states' lists concatenated)."""
@@ -117,11 +168,10 @@ class Grouped:
                     keep_list.append(k not in seen)
                     seen.add(k)
                 keep = np.array(keep_list, dtype=bool)
-            else:
-                t = pa.table({"g": gid, "v": taken, "i": np.arange(len(gid))})
-                firsts = t.group_by(["g", "v"], use_threads=False).aggregate([("i", "min")])
-                keep = np.zeros(len(gid), dtype=bool)
-                keep[firsts.column("i_min").to_numpy()] = True
+            else:   # first occurrence of each (group, value), by hashing their codes
+                import pandas as pd
+                vcode, card = _codes(taken)
+                keep = ~pd.Series(gid * max(card, 1) + vcode).duplicated().to_numpy()
             taken, gid = taken.filter(pa.array(keep)), gid[keep]
         counts = np.bincount(gid, minlength=self.num_groups) if len(gid) else np.zeros(self.num_groups, np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -134,8 +184,7 @@ def _hash_aggs(grouped: Grouped, columns: list[pa.Array], specs: list[tuple[int,
     """Arrow hash aggregates of value columns, aligned with ``grouped``'s groups."""
     if not specs:
         return []
-    gid = np.empty(grouped.n, dtype=np.int64)
-    gid[grouped.order] = grouped.gid_sorted
+    gid = grouped.codes
     names = ["g"] + [f"v{j}" for j in range(len(specs))]
     table = pa.table([pa.array(gid)] + [columns[c] for c, _, _ in specs], names=names)
     aggs = [(f"v{j}", how, opts) if opts is not None else (f"v{j}", how) for j, (_, how, opts) in enumerate(specs)]
@@ -149,10 +198,51 @@ _COUNT_VALID = pc.CountOptions(mode="only_valid")
 _COUNT_ALL = pc.CountOptions(mode="all")
 
 
+_SIMPLE = {"count", "count_all", "sum", "min", "max", "avg"}
+
+
+class _DirectGroups:
+    """Groups found by one Arrow hash aggregation over the keys themselves (count/sum/min/max/avg only).
+
+    Those aggregates need no per-group row lists, so Arrow's group_by computes keys and results in one
+    pass; the general path (Grouped) first numbers the groups for first/last/collect/statistics.
+    """
+
+    global_agg = False
+
+    def __init__(self, keys: list[pa.Array]) -> None:
+        self.key_arrays = keys
+        self.keys: list[pa.Array] = []
+        self.num_groups = 0
+
+    def hash_aggs(self, columns: list[pa.Array], specs: list[tuple[int, str, Any]]) -> list[pa.Array]:
+        names = [f"k{i}" for i in range(len(self.key_arrays))]
+        vnames = [f"v{j}" for j in range(len(specs))]
+        table = pa.table(self.key_arrays + [columns[c] for c, _, _ in specs], names=names + vnames)
+        aggs = [(f"v{j}", how, opts) if opts is not None else (f"v{j}", how)
+                for j, (_, how, opts) in enumerate(specs)]
+        out = table.group_by(names, use_threads=False).aggregate(aggs)
+        self.keys = [out.column(nm).combine_chunks() for nm in names]
+        self.num_groups = out.num_rows
+        return [out.column(f"v{j}_{how}").combine_chunks() for j, (_, how, _o) in enumerate(specs)]
+
+
+def _groups(keys: list[pa.Array], n: int, fns: list[AggFn]) -> Any:
+    if keys and all(f.fn in _SIMPLE for f in fns) and not any(_nested(k.type) for k in keys):
+        return _DirectGroups(keys)
+    return Grouped(keys, n)
+
+
+def _aggs(g: Any, columns: list[pa.Array], specs: list[tuple[int, str, Any]]) -> list[pa.Array]:
+    if isinstance(g, _DirectGroups):
+        return g.hash_aggs(columns, specs)
+    return _hash_aggs(g, columns, specs)
+
+
 def partial(pre: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
     """The partial states of ``pre`` (keys first, then aggregate inputs): one row per key."""
     cols = [pre.column(i).combine_chunks() for i in range(pre.num_columns)]
-    g = Grouped(cols[:n_keys], pre.num_rows)
+    g = _groups(cols[:n_keys], pre.num_rows, fns)
     values = cols[n_keys:]
     specs: list[tuple[int, str, Any]] = []
     slots: list[Any] = []
@@ -175,7 +265,7 @@ def partial(pre: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
     avg_args = {f.col for f in fns if f.fn == "avg"}
     extra = [pa.array(np.zeros(pre.num_rows, dtype=np.int8))] + [
         v.cast(pa.float64()) if i in avg_args else v for i, v in enumerate(values)]
-    results = _hash_aggs(g, values + extra, specs)
+    results = _aggs(g, values + extra, specs)
     states: list[pa.Array] = []
     for f, slot in zip(fns, slots):
         if f.fn == "avg":
@@ -184,12 +274,14 @@ def partial(pre: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
             states.append(results[slot])
         elif f.fn in ("first", "last"):
             states.append(g.first(values[f.col], f.ignore_nulls, last=f.fn == "last"))
+        elif stats.handles(f.fn):
+            states.extend(stats.partial(f.fn, g, [values[f.col]] + ([values[f.arg2]] if f.arg2 is not None else [])))
         else:
-            states.append(g.collect(values[f.col], distinct=f.fn != "collect_list", merge=False))
+            states.append(g.collect(values[f.col], distinct=f.distinct_state, merge=False))
     return _state_table(g, states, n_keys, fns)
 
 
-def _state_table(g: Grouped, states: list[pa.Array], n_keys: int, fns: list[AggFn]) -> pa.Table:
+def _state_table(g: Any, states: list[pa.Array], n_keys: int, fns: list[AggFn]) -> pa.Table:
     names = [f"k{i}" for i in range(n_keys)] + [f"s{j}" for j in range(len(states))]
     if g.global_agg and n_keys == 0:
         return pa.table(states, names=names) if states else pa.table({"__rows": pa.array(
@@ -200,7 +292,7 @@ def _state_table(g: Grouped, states: list[pa.Array], n_keys: int, fns: list[AggF
 def merge(states: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
     """Partial states (several rows per key) merged into one row per key."""
     cols = [states.column(i).combine_chunks() for i in range(states.num_columns)]
-    g = Grouped(cols[:n_keys], states.num_rows)
+    g = _groups(cols[:n_keys], states.num_rows, fns)
     values = cols[n_keys:]
     specs: list[tuple[int, str, Any]] = []
     plan: list[Any] = []
@@ -218,10 +310,12 @@ def merge(states: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
             plan.append(("avg", len(specs) - 2))
         elif f.fn in ("first", "last"):
             plan.append(("first", j))
+        elif stats.handles(f.fn):
+            plan.append(("stats", j))
         else:
             plan.append(("collect", j))
         j += f.state_width
-    results = _hash_aggs(g, values, specs)
+    results = _aggs(g, values, specs)
     out: list[pa.Array] = []
     for f, (kind, slot) in zip(fns, plan):
         if kind == "hash":
@@ -230,8 +324,10 @@ def merge(states: pa.Table, n_keys: int, fns: list[AggFn]) -> pa.Table:
             out.extend([results[slot], results[slot + 1]])
         elif kind == "first":
             out.append(g.first(values[slot], f.ignore_nulls, last=f.fn == "last"))
+        elif kind == "stats":
+            out.extend(stats.merge(f.fn, g, values[slot:slot + f.state_width]))
         else:
-            out.append(g.collect(values[slot], distinct=f.fn != "collect_list", merge=True))
+            out.append(g.collect(values[slot], distinct=f.distinct_state, merge=True))
     return _state_table(g, out, n_keys, fns)
 
 
@@ -257,6 +353,10 @@ def finalize(states: pa.Table, n_keys: int, fns: list[AggFn], state_types: list[
             if v.null_count:
                 v = pc.if_else(pc.is_null(v), pa.scalar([], v.type), v)
             out.append(v)
+        elif stats.handles(f.fn):
+            out.append(stats.finalize(f.fn, values[j:j + f.state_width], None))
+        elif f.listy:
+            out.append(stats.final_list(f.fn, v, f.options, v.type.value_type))
         else:
             out.append(v)
         j += f.state_width

@@ -168,7 +168,8 @@ class Engine:
         with self.job(name) as job:
             stage = StageRecord(self.next_id(), name, len(parts))
             job.stages.append(stage)
-            tasks = [Task(stage.id, i, p, sink(i), p.locality(), label=name) for i, p in enumerate(parts)]
+            ansi = str(self.conf.get("spark.sql.ansi.enabled", "false")).lower() == "true"
+            tasks = [Task(stage.id, i, p, sink(i), p.locality(), label=name, ansi=ansi) for i, p in enumerate(parts)]
             wait = float(self.conf.get("chukonu.locality.wait", "1.0"))
             return Scheduler(self.backend, self.progress, locality_wait=wait).run_stage(stage, tasks)
 

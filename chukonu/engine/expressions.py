@@ -33,6 +33,7 @@ class Attr:
     name: str
     type: pa.DataType
     origins: frozenset[int] = frozenset()
+    qualifiers: frozenset[str] = frozenset()   # table aliases it can be named by: df.alias("a"), SQL FROM t a
 
 
 @dataclass
@@ -42,6 +43,8 @@ class EvalCtx:
     partition_index: int = 0
     row_offset: int = 0            # rows of this partition before this batch, at this operator
     input_file: str = ""
+    lambdas: dict[str, Any] = field(default_factory=dict)   # lambda variables of higher-order functions
+    ansi: bool = False             # spark.sql.ansi.enabled: errors instead of nulls (division by zero, bad casts)
 
 
 class Expr:
@@ -103,6 +106,16 @@ class Star(Expr):
 
     def name(self) -> str:
         return "*"
+
+
+@dataclass(repr=False)
+class RegexStar(Star):
+    """df.colRegex("`a.*`"): every column whose whole name matches, expanded by select()."""
+
+    pattern: Any = None
+
+    def name(self) -> str:
+        return f"`{self.pattern.pattern}`"
 
 
 @dataclass(repr=False)
@@ -207,19 +220,21 @@ class Cast(Expr):
     child: Expr
     to: pa.DataType
     label: str = ""
+    tolerant: bool = False     # try_cast: malformed input is null even in ANSI mode
 
     def children(self) -> list[Expr]:
         return [self.child]
 
     def with_children(self, children: list[Expr]) -> Expr:
-        return Cast(children[0], self.to, self.label)
+        return Cast(children[0], self.to, self.label, self.tolerant)
 
     def name(self) -> str:
         return f"CAST({self.child.name()} AS {self.label or self.to})"
 
     def evaluate(self, batch: pa.RecordBatch, ctx: EvalCtx) -> Any:
         from chukonu.engine.kernels.casts import spark_cast
-        return spark_cast(as_array(self.child.evaluate(batch, ctx), batch.num_rows), self.to)
+        return spark_cast(as_array(self.child.evaluate(batch, ctx), batch.num_rows), self.to,
+                          ansi=ctx.ansi and not self.tolerant)
 
 
 @dataclass(repr=False)
@@ -428,6 +443,19 @@ def unify_types(arrays: list[pa.Array]) -> list[pa.Array]:
 def resolve_column(name: str, schema: Sequence[Attr], plan_id: int | None = None) -> int:
     """The position of column ``name`` in ``schema`` (exact name first, then case-insensitive)."""
     unquoted = name.strip("`")
+    if "." in name and not name.startswith("`"):
+        qual, _, rest = name.partition(".")
+        rest = rest.strip("`")
+        if any(qual.lower() in {q.lower() for q in a.qualifiers} for a in schema):
+            hits = [i for i, a in enumerate(schema) if qual.lower() in {q.lower() for q in a.qualifiers}
+                    and a.name.lower() == rest.lower()]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                exact = [i for i in hits if schema[i].name == rest]
+                if len(exact) == 1:
+                    return exact[0]
+                raise AnalysisException(f"[AMBIGUOUS_REFERENCE] Reference `{name}` is ambiguous")
     for matcher in (lambda a: a.name == unquoted, lambda a: a.name.lower() == unquoted.lower()):
         hits = [i for i, a in enumerate(schema) if matcher(a)]
         if len(hits) > 1 and plan_id is not None:
@@ -479,3 +507,13 @@ def result_type(bound: Expr, schema: Sequence[Attr]) -> pa.DataType:
 
 def contains(expr: Expr, kind: type) -> bool:
     return any(isinstance(e, kind) for e in expr.walk())
+
+
+def has_aggregate(expr: Expr) -> bool:
+    """Whether ``expr`` has an aggregate call outside any window expression (``sum(x) OVER w`` is not one)."""
+    if isinstance(expr, AggCall):
+        return True
+    if type(expr).__name__ == "WindowExpr":
+        return any(has_aggregate(k) for k in expr.children()[1:]) or any(
+            has_aggregate(k) for k in expr.children()[0].children())
+    return any(has_aggregate(k) for k in expr.children())

@@ -61,7 +61,9 @@ def column_hash(a: pa.Array) -> np.ndarray:
         bits = np.where(whole, np.where(whole, f, 0).astype(np.int64), f.view(np.int64))
         h = splitmix(bits.view(np.uint64))
     elif pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_date(t) or pa.types.is_timestamp(t):
-        if pa.types.is_date(t) or pa.types.is_timestamp(t):
+        if pa.types.is_date32(t):
+            a = a.cast(pa.int32())      # Arrow casts date32 to int32 only
+        elif pa.types.is_date(t) or pa.types.is_timestamp(t):
             a = a.cast(pa.int64())
         v = pc.fill_null(a.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
         h = splitmix(v.view(np.uint64))

@@ -33,7 +33,7 @@ class Op:
 
 
 def _ctx(tc: Any, offset: int) -> EvalCtx:
-    return EvalCtx(tc.partition, offset, tc.input_file)
+    return EvalCtx(tc.partition, offset, tc.input_file, ansi=getattr(tc, "ansi", False))
 
 
 def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

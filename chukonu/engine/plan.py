@@ -44,7 +44,7 @@ class Plan:
         self.children = list(children)
 
     def tag(self, attrs: Sequence[Attr]) -> Schema:
-        return tuple(Attr(a.name, a.type, a.origins | {self.id}) for a in attrs)
+        return tuple(Attr(a.name, a.type, a.origins | {self.id}, a.qualifiers) for a in attrs)
 
     def describe(self) -> str:
         return self.kind
@@ -158,6 +158,20 @@ class Hint(Plan):
         return f"Hint {self.name}"
 
 
+class SubqueryAlias(Plan):
+    """df.alias("a") / ``FROM t AS a``: the same rows, whose columns can now be named ``a.x``."""
+
+    kind = "SubqueryAlias"
+
+    def __init__(self, child: Plan, alias: str) -> None:
+        super().__init__([child])
+        self.alias = alias
+        self.schema = tuple(Attr(a.name, a.type, a.origins | {self.id}, frozenset({alias})) for a in child.schema)
+
+    def describe(self) -> str:
+        return f"SubqueryAlias {self.alias}"
+
+
 class Limit(Plan):
     kind = "Limit"
 
@@ -246,6 +260,22 @@ class Join(Plan):
 
     def describe(self) -> str:
         return f"Join {self.spec.how} keys={self.spec.left_keys}/{self.spec.right_keys}"
+
+
+class Window(Plan):
+    """Window functions sharing one PARTITION BY / ORDER BY: the child's columns plus one per function."""
+
+    kind = "Window"
+
+    def __init__(self, child: Plan, partition: list[Expr], orders: list[Expr], calls: list[Any],
+                 schema: Schema) -> None:
+        super().__init__([child])
+        self.partition, self.orders, self.calls = partition, orders, calls   # bound to child.schema
+        self.schema = self.tag(schema)
+
+    def describe(self) -> str:
+        return (f"Window [{', '.join(c.fn for c in self.calls)}] partition by "
+                f"[{', '.join(p.name() for p in self.partition)}] order by [{', '.join(o.name() for o in self.orders)}]")
 
 
 class DropDuplicates(Plan):

@@ -52,6 +52,19 @@ class ShuffleJoin:
         return join_tables(left, right, self.spec, self.out_schema)
 
 
+class WindowTask:
+    """Reduce side of a window: all rows of some window partitions in, the same rows plus results out."""
+
+    def __init__(self, node: P.Window, out_schema: pa.Schema) -> None:
+        self.partition, self.orders, self.calls, self.out_schema = node.partition, node.orders, node.calls, out_schema
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        from chukonu.engine.window import compute
+        out = compute(table, self.partition, self.orders, self.calls)
+        return pa.Table.from_arrays([c if c.type == f.type else c.cast(f.type)
+                                     for c, f in zip(out.columns, self.out_schema)], schema=self.out_schema)
+
+
 class RddCombine:
     """combineByKey's per-partition step: fold (key, value) pairs into (key, combiner)."""
 
@@ -92,12 +105,66 @@ def coalesce_groups(sizes: list[int], target: int) -> list[list[int]]:
     return groups
 
 
+def _key_names(keys: list[Any], schema: tuple) -> set[str] | None:
+    """The column names of keys that are plain column references (None if any is an expression)."""
+    if not keys or not all(isinstance(k, BoundRef) for k in keys):
+        return None
+    return {schema[k.index].name for k in keys}
+
+
+def partitioned_by(node: P.Plan) -> set[str] | None:
+    """Columns such that all rows equal on them are in the same partition of ``node`` (None: unknown).
+
+    True of a Window's or an Aggregate's output (hash-shuffled by their keys, reduce partitions only
+    ever merged whole) and of a keyed repartition, and it survives narrow nodes that pass the
+    columns through under the same names.
+    """
+    if isinstance(node, P.Window):
+        return _key_names(node.partition, node.children[0].schema)
+    if isinstance(node, P.Aggregate):
+        if not node.spec.n_keys:
+            return None
+        return {a.name for a in node.schema[:node.spec.n_keys]}
+    if isinstance(node, P.Repartition):
+        return _key_names(node.keys, node.children[0].schema)
+    if isinstance(node, (P.Filter, P.SubqueryAlias, P.Hint)):
+        return partitioned_by(node.children[0])
+    if isinstance(node, P.Project):
+        below = partitioned_by(node.children[0])
+        if below is None:
+            return None
+        child_schema = node.children[0].schema
+        out: set[str] = set()
+        for name in below:   # each key column must come through unchanged (perhaps renamed)
+            hits = [node.schema[i].name for i, e in enumerate(node.exprs)
+                    if isinstance(_unalias(e), BoundRef) and child_schema[_unalias(e).index].name == name]
+            if not hits:
+                return None
+            out.add(hits[0])
+        return out
+    return None
+
+
+def _unalias(e: Any) -> Any:
+    from chukonu.engine.expressions import Alias
+    return e.child if isinstance(e, Alias) else e
+
+
+def _clustered(child: P.Plan, keys: set[str] | None) -> bool:
+    below = partitioned_by(child)
+    return bool(keys) and below is not None and bool(below) and below <= keys  # type: ignore[operator]
+
+
 class Planner:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self._memo: dict[int, list[Partition]] = {}
+        self._needs: dict[int, set[int]] | None = None   # columns used per node, from the first (root) node
 
     def partitions(self, node: P.Plan) -> list[Partition]:
+        if self._needs is None:
+            from chukonu.engine.pruning import needed_columns
+            self._needs = needed_columns(node)
         got = self._memo.get(node.id)
         if got is None:
             got = self._plan(node)
@@ -143,7 +210,10 @@ class Planner:
         return [TablePartition(t) for t in node.partitions]
 
     def _FileScan(self, node: P.FileScan) -> list[Partition]:
-        return [ScanPartition(node.reader, s) for s in node.splits]
+        from chukonu.engine.pruning import scan_columns
+        cols = scan_columns(node, self._needs or {})
+        reader = node.reader.pruned(cols) if cols is not None and hasattr(node.reader, "pruned") else node.reader
+        return [ScanPartition(reader, s) for s in node.splits]
 
     def _Range(self, node: P.Range) -> list[Partition]:
         count = max(0, math.ceil((node.end - node.start) / node.step))
@@ -156,7 +226,13 @@ class Planner:
         return parts
 
     def _Project(self, node: P.Project) -> list[Partition]:
-        op = ProjectOp(node.exprs, self._arrow(node))
+        from chukonu.engine.expressions import Alias, Generator, Lit
+        from chukonu.engine.pruning import unused_outputs
+        unused = unused_outputs(node, self._needs or {})
+        exprs = [Cast(Lit(None), a.type) if i in unused and not isinstance(
+            e.child if isinstance(e, Alias) else e, Generator) else e
+            for i, (e, a) in enumerate(zip(node.exprs, node.schema))]   # nobody reads it: do not compute it
+        op = ProjectOp(exprs, self._arrow(node))
         return [p.then(op) for p in self.partitions(node.children[0])]
 
     def _Filter(self, node: P.Filter) -> list[Partition]:
@@ -168,6 +244,9 @@ class Planner:
         return [p.then(op) for p in self.partitions(node.children[0])]
 
     def _Hint(self, node: P.Hint) -> list[Partition]:
+        return self.partitions(node.children[0])
+
+    def _SubqueryAlias(self, node: P.SubqueryAlias) -> list[Partition]:
         return self.partitions(node.children[0])
 
     def _Coalesce(self, node: P.Coalesce) -> list[Partition]:
@@ -224,14 +303,17 @@ class Planner:
         parts = [p.then(ProjectOp(spec.pre, pre_schema), PartialAggOp(spec.n_keys, spec.fns, pre_schema))
                  for p in self.partitions(child)]
         states = state_schema(pre_schema, spec.n_keys, spec.fns)
+        final = FinalAggregate(spec.n_keys, spec.fns, states.types[spec.n_keys:])
+        post = ProjectOp(spec.post, self._arrow(node))
+        if spec.n_keys and _clustered(child, _key_names(spec.pre[:spec.n_keys], child.schema)):
+            # every group's rows are in one task already: aggregate there, no shuffle
+            return [BlockingPartition([p], final, [states]).then(post) for p in parts]
         if spec.n_keys:
             n = self.engine.shuffle_partitions
             partitioner: Any = HashPartitioner([BoundRef(i, f"k{i}") for i in range(spec.n_keys)], n)
         else:
             n, partitioner = 1, SinglePartitioner()
         files = self.shuffle(parts, partitioner, states, "aggregate", n)
-        final = FinalAggregate(spec.n_keys, spec.fns, states.types[spec.n_keys:])
-        post = ProjectOp(spec.post, self._arrow(node))
         groups = self._coalesced(files)[0] if spec.n_keys else [[f for fl in files for f in fl]]
         return [BlockingPartition([FilesPartition(g, states)], final, [states]).then(post)
                 for g in groups]
@@ -243,6 +325,10 @@ class Planner:
         ls, rs = self._arrow(left), self._arrow(right)
         hint_r = isinstance(right, P.Hint) and right.name == "broadcast"
         hint_l = isinstance(left, P.Hint) and left.name == "broadcast"
+        while isinstance(right, P.SubqueryAlias):
+            right = right.children[0]
+        while isinstance(left, P.SubqueryAlias):
+            left = left.children[0]
         small_r = isinstance(right, P.LocalRelation) and right.nbytes <= self.engine.broadcast_threshold
         if spec.how == "cross" or (spec.how in ("inner", "left", "left_semi", "left_anti") and (hint_r or small_r)):
             build = self._collect_table(right, rs)
@@ -260,6 +346,24 @@ class Planner:
         lg, rg = self._coalesced(lfiles, rfiles)
         fn = ShuffleJoin(spec, out)
         return [BlockingPartition([FilesPartition(a, ls), FilesPartition(b, rs)], fn, [ls, rs]) for a, b in zip(lg, rg)]
+
+    def _Window(self, node: P.Window) -> list[Partition]:
+        child = node.children[0]
+        schema = self._arrow(child)
+        parts = self.partitions(child)
+        fn = WindowTask(node, self._arrow(node))
+        if _clustered(child, _key_names(node.partition, child.schema)):
+            # the rows of each window partition already share a task (an earlier window or aggregate
+            # shuffled by a subset of these keys): no shuffle, as Spark's EnsureRequirements decides
+            return [BlockingPartition([p], fn, [schema]) for p in parts]
+        if node.partition:
+            n = self.engine.shuffle_partitions
+            files = self.shuffle(parts, HashPartitioner(node.partition, n), schema, "window", n)
+            groups = self._coalesced(files)[0]
+        else:
+            files = self.shuffle(parts, SinglePartitioner(), schema, "window", 1)
+            groups = [[f for fl in files for f in fl]]
+        return [BlockingPartition([FilesPartition(g, schema)], fn, [schema]) for g in groups]
 
     def _collect_table(self, node: P.Plan, schema: pa.Schema) -> pa.Table:
         results = self.engine.run_stage("broadcast", self.partitions(node), lambda i: CollectSink())

@@ -80,7 +80,7 @@ class MaterializeSink(Sink):
             offset = 0
             for b in it:
                 if self.sample_keys is not None and b.num_rows:
-                    ctx = EvalCtx(tc.partition, offset, tc.input_file)
+                    ctx = EvalCtx(tc.partition, offset, tc.input_file, ansi=getattr(tc, "ansi", False))
                     keys = [as_array(k.evaluate(b, ctx), b.num_rows) for k in self.sample_keys]
                     samples.append(sample_keys(keys, self.sample_size))
                 offset += len(b)

@@ -33,9 +33,10 @@ def sort_keys_table(keys: Sequence[pa.Array], orders: Sequence[SortOrder], tag: 
     cols: dict[str, pa.Array] = {}
     spec: list[tuple[str, str]] = []
     for i, (k, o) in enumerate(zip(keys, orders)):
-        cols[f"n{i}"] = pc.is_null(k)
-        # is_null sorts False < True: descending puts nulls first
-        spec.append((f"n{i}", "descending" if o.nulls_go_first else "ascending"))
+        if k.null_count:   # a key without nulls needs no indicator: one sort key less
+            cols[f"n{i}"] = pc.is_null(k)
+            # is_null sorts False < True: descending puts nulls first
+            spec.append((f"n{i}", "descending" if o.nulls_go_first else "ascending"))
         cols[f"k{i}"] = k
         spec.append((f"k{i}", "ascending" if o.ascending else "descending"))
     if tag is not None:
@@ -46,7 +47,7 @@ def sort_keys_table(keys: Sequence[pa.Array], orders: Sequence[SortOrder], tag: 
 
 def evaluate_keys(table: pa.Table, orders: Sequence[Expr], tc: Any = None) -> list[pa.Array]:
     batch = one_batch(table)
-    ctx = EvalCtx(getattr(tc, "partition", 0), 0, getattr(tc, "input_file", ""))
+    ctx = EvalCtx(getattr(tc, "partition", 0), 0, getattr(tc, "input_file", ""), ansi=getattr(tc, "ansi", False))
     return [as_array(o.evaluate(batch, ctx), batch.num_rows) for o in orders]
 
 

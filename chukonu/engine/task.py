@@ -31,6 +31,7 @@ class TaskContext:
     spill_dir: str = ""
     input_file: str = ""
     rows_out: int = 0
+    ansi: bool = False             # spark.sql.ansi.enabled of the session
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Task:
     preferred: tuple[int, ...] = ()  # data server ids, best first
     attempt: int = 0
     label: str = ""
+    ansi: bool = False
 
 
 @dataclass
@@ -105,7 +107,8 @@ def reset_peak_rss() -> None:
 def run_task(task: Task, worker: str = "driver", data_server: int | None = None, spill_dir: str = "") -> TaskOutcome:
     from chukonu.engine.udfs import UdfError
 
-    tc = TaskContext(task.stage, task.partition, task.attempt, worker, data_server, spill_dir)
+    tc = TaskContext(task.stage, task.partition, task.attempt, worker, data_server, spill_dir,
+                     ansi=getattr(task, "ansi", False))
     metrics = TaskMetrics(started=time.time(), pid=os.getpid())
     ACCOUNTING.reset(data_server)
     try:

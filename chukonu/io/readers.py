@@ -35,6 +35,14 @@ class FormatReader:
         self.partition_schema = partition_schema
         self.options = options
         self.schema = pa.schema(list(schema) + list(partition_schema))
+        self.read_columns: set[str] | None = None   # None: every column; else the others come back null
+
+    def pruned(self, columns: list[str]) -> "FormatReader":
+        """A copy that reads only ``columns`` (column pruning; formats that cannot skip columns ignore it)."""
+        import copy
+        out = copy.copy(self)
+        out.read_columns = set(columns)
+        return out
 
     def read(self, split: InputSplit, tc: Any) -> Iterator[pa.RecordBatch]:
         for seg in split.segments:
@@ -92,7 +100,8 @@ class ParquetReader(FormatReader):
                 raise AnalysisException(f"[CANNOT_READ_FILE_FOOTER] could not read Parquet file {seg.url}: {e}") \
                     from None
             present = set(pf.schema_arrow.names)
-            columns = [f.name for f in self.data_schema if f.name in present]
+            columns = [f.name for f in self.data_schema if f.name in present and (
+                self.read_columns is None or f.name in self.read_columns)]
             row_groups = list(seg.row_groups) if seg.row_groups is not None else None
             if row_groups == []:
                 return

@@ -177,3 +177,54 @@ def bucket_edges(keys: np.ndarray, ids: np.ndarray, all_pairs: bool, max_bucket:
                         m += 1
         i = j
     return left[:m], right[:m]
+
+
+@njit(cache=True)
+def signatures_from_words(word_starts: np.ndarray, word_hashes: np.ndarray, valid: np.ndarray, ngram: int,
+                          a: np.ndarray, b: np.ndarray, bands: int, rows: int, sig_out: np.ndarray,
+                          keys_out: np.ndarray, has_words: np.ndarray) -> None:
+    """As ``signatures_and_bands``, from words already split and hashed (the ``nonword`` tokenizer).
+
+    Document i's word hashes are ``word_hashes[word_starts[i]:word_starts[i + 1]]``; shingles,
+    signatures and band keys follow the same definitions as for the byte tokenizer.
+    """
+    n = word_starts.shape[0] - 1
+    longest = 1
+    for i in range(n):
+        ln = word_starts[i + 1] - word_starts[i]
+        if ln > longest:
+            longest = ln
+    words = np.empty(longest + 1, dtype=np.uint64)
+    shingles = np.empty(longest + 1, dtype=np.uint64)
+    k_perm = a.shape[0]
+    lanes = np.empty(rows, dtype=np.uint64)
+    shift = np.uint64(32)
+    keep = sig_out.shape[0] == n and n > 1
+    for i in range(n):
+        row = i if keep else 0
+        for k in range(k_perm):
+            sig_out[row, k] = EMPTY
+        nw = word_starts[i + 1] - word_starts[i] if valid[i] else 0
+        for w in range(nw):
+            words[w] = word_hashes[word_starts[i] + w]
+        ns = 0
+        if nw > 0:
+            if nw < ngram:
+                shingles[0] = xxh64_lanes(words, 0, nw, np.uint64(0))
+                ns = 1
+            else:
+                ns = nw - ngram + 1
+                for j in range(ns):
+                    shingles[j] = xxh64_lanes(words, j, ngram, np.uint64(0))
+        has_words[i] = ns > 0
+        for s in range(ns):
+            h = shingles[s]
+            for k in range(k_perm):
+                v = np.uint32((a[k] * h + b[k]) >> shift)
+                if v < sig_out[row, k]:
+                    sig_out[row, k] = v
+        if ns > 0:
+            for j in range(bands):
+                for r in range(rows):
+                    lanes[r] = np.uint64(sig_out[row, j * rows + r])
+                keys_out[i, j] = xxh64_lanes(lanes, 0, rows, np.uint64(j))

@@ -6,6 +6,8 @@ preprocessing pipeline stays as it is.
 """
 from __future__ import annotations
 
+import chukonu.extra_check  # noqa: F401 - first: without the extra, one line naming it
+
 from chukonu.row import Row
 from chukonu.sql import functions, types
 from chukonu.sql.column import Column

@@ -14,9 +14,11 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from chukonu.engine import plan as P
+from chukonu.engine import stats
 from chukonu.engine.aggregate import AggFn, finalize, state_schema
-from chukonu.engine.expressions import (AggCall, Alias, Attr, BoundRef, Call, ColRef, Expr, Generator, Lit, Star,
-                                        bind, common_type, contains, resolve_column, result_type)
+from chukonu.engine.expressions import (AggCall, Alias, Attr, BoundRef, Call, ColRef, Expr, Generator, Lit, RegexStar, Star,
+                                        bind, common_type, contains, has_aggregate, resolve_column,
+                                        result_type)
 from chukonu.errors import AnalysisException, unsupported
 
 # ------------------------------------------------------------------- project
@@ -29,7 +31,9 @@ def _output_name(e: Expr) -> str:
 def expand_star(exprs: Sequence[Expr], schema: Sequence[Attr]) -> list[Expr]:
     out: list[Expr] = []
     for e in exprs:
-        if isinstance(e, Star):
+        if isinstance(e, RegexStar):
+            out.extend(BoundRef(i, a.name) for i, a in enumerate(schema) if e.pattern.fullmatch(a.name))
+        elif isinstance(e, Star):
             out.extend(BoundRef(i, a.name) for i, a in enumerate(schema))
         else:
             out.append(e)
@@ -37,9 +41,12 @@ def expand_star(exprs: Sequence[Expr], schema: Sequence[Attr]) -> list[Expr]:
 
 
 def project(child: P.Plan, exprs: Sequence[Expr]) -> P.Project:
+    exprs = expand_star(exprs, child.schema)
+    from chukonu.sql.window import has_window, plan_windows
+    if any(has_window(e) for e in exprs):
+        child, exprs = plan_windows(child, exprs)
     schema = child.schema
-    exprs = expand_star(exprs, schema)
-    if any(contains(e, AggCall) for e in exprs):
+    if any(has_aggregate(e) for e in exprs):
         raise AnalysisException("aggregate functions are only allowed in agg() or a select of aggregates only")
     gens = [e for e in exprs if contains(e, Generator)]
     if len(gens) > 1:
@@ -72,8 +79,10 @@ def project(child: P.Plan, exprs: Sequence[Expr]) -> P.Project:
             raise AnalysisException("a generator (explode) must be at the top of a select expression")
         t = result_type(b, schema)
         name = _output_name(e) if not isinstance(b, BoundRef) or isinstance(e, Alias) else schema[b.index].name
-        origins = schema[b.index].origins if isinstance(b, BoundRef) and not isinstance(e, Alias) else frozenset()
-        attrs.append(Attr(name, pa.string() if pa.types.is_large_string(t) else t, origins))
+        passthrough = isinstance(b, BoundRef) and not isinstance(e, Alias)
+        origins = schema[b.index].origins if passthrough else frozenset()
+        quals = schema[b.index].qualifiers if passthrough else frozenset()
+        attrs.append(Attr(name, pa.string() if pa.types.is_large_string(t) else t, origins, quals))
         bound.append(b)
     return P.Project(child, bound, tuple(attrs))
 
@@ -91,20 +100,29 @@ def filter_(child: P.Plan, condition: Expr) -> P.Filter:
 
 # ----------------------------------------------------------------- aggregate
 
-_AGG_NAMES = {"count", "sum", "min", "max", "avg", "first", "last", "collect_list", "collect_set"}
+_AGG_NAMES = {"count", "sum", "min", "max", "avg", "first", "last", "collect_list", "collect_set"} | \
+    set(stats.WIDTH) | stats.LIST_FNS | stats.SET_FNS
+_DISTINCT = {"count": "count_distinct", "sum": "sum_distinct", "avg": "avg_distinct", "collect_list": "collect_set",
+             "collect_set": "collect_set", "listagg": "listagg_distinct", "min": "min", "max": "max",
+             "approx_count_distinct": "approx_count_distinct"}
 
 
-def _agg_fn(call: AggCall, arg: int | None) -> AggFn:
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _agg_fn(call: AggCall, arg: int | None, arg2: int | None = None) -> AggFn:
     fn = call.fn
     if fn not in _AGG_NAMES:
         raise unsupported(f"aggregate function {fn}")
+    items = tuple(sorted((k, _hashable(v)) for k, v in call.options.items() if k != "ignorenulls"))
     if call.distinct:
-        if fn != "count":
+        if fn not in _DISTINCT:
             raise unsupported(f"{fn}(DISTINCT ...)")
-        return AggFn("count_distinct", arg)
+        return AggFn(_DISTINCT[fn], arg, option_items=items)
     if fn == "count" and arg is None:
         return AggFn("count_all", None)
-    return AggFn(fn, arg, bool(call.options.get("ignorenulls", False)))
+    return AggFn(fn, arg, bool(call.options.get("ignorenulls", False)), arg2, items)
 
 
 class _Placeholder(Expr):
@@ -152,7 +170,9 @@ def aggregate(child: P.Plan, keys: Sequence[Expr], aggs: Sequence[Expr]) -> P.Ag
         name = _output_name(k) if not isinstance(b, BoundRef) or isinstance(k, Alias) else schema[b.index].name
         pre.append(b)
         pre_attrs.append(Attr(f"k{i}", t))
-        key_attrs.append(Attr(name, t, schema[b.index].origins if isinstance(b, BoundRef) else frozenset()))
+        plain = isinstance(b, BoundRef)
+        key_attrs.append(Attr(name, t, schema[b.index].origins if plain else frozenset(),
+                              schema[b.index].qualifiers if plain and not isinstance(k, Alias) else frozenset()))
     calls: list[AggCall] = []
     outer: list[Expr] = []
     for a in aggs:
@@ -170,8 +190,15 @@ def aggregate(child: P.Plan, keys: Sequence[Expr], aggs: Sequence[Expr]) -> P.Ag
         if contains(b, AggCall):
             raise AnalysisException("aggregate functions cannot be nested")
         pre.append(b)
-        pre_attrs.append(Attr(f"v{len(fns)}", result_type(b, schema)))
-        fns.append(_agg_fn(c, len(pre) - len(keys) - 1))
+        pre_attrs.append(Attr(f"v{len(pre_attrs)}", result_type(b, schema)))
+        first_arg = len(pre) - len(keys) - 1
+        second = None
+        if len(c.args) > 1:
+            b2 = bind(c.args[1], schema)
+            pre.append(b2)
+            pre_attrs.append(Attr(f"v{len(pre_attrs)}", result_type(b2, schema)))
+            second = len(pre) - len(keys) - 1
+        fns.append(_agg_fn(c, first_arg, second))
     if not pre:   # a batch without columns has no rows either: keep one column to count rows by
         pre.append(Lit(0))
         pre_attrs.append(Attr("__rows", pa.int64()))
@@ -277,7 +304,7 @@ def join(left: P.Plan, right: P.Plan, on: Any, how: str) -> P.Join:
     else:
         attrs = list(ls) + list(rs)
     node = P.Join(left, right, spec, ())
-    node.schema = tuple(Attr(a.name, a.type, a.origins | {node.id}) for a in attrs)
+    node.schema = tuple(Attr(a.name, a.type, a.origins | {node.id}, a.qualifiers) for a in attrs)
     return node
 
 

@@ -26,6 +26,13 @@ def lit_expr(x: Any) -> Expr:
     return x.expr if isinstance(x, Column) else Lit(x)
 
 
+def literal_value(x: Any) -> Any:
+    """The Python value of a literal Column (``lit(3)``); anything else as it is."""
+    if isinstance(x, Column) and isinstance(x.expr, Lit):
+        return x.expr.value
+    return x
+
+
 class Column:
     def __init__(self, expr: Expr) -> None:
         self.expr = expr
@@ -102,6 +109,12 @@ class Column:
         return Column(Cast(self.expr, dt.to_arrow(), label))
 
     astype = cast
+
+    def try_cast(self, dataType: Any) -> "Column":
+        """cast that gives null for malformed input even in ANSI mode."""
+        c = self.cast(dataType).expr
+        assert isinstance(c, Cast)
+        return Column(Cast(c.child, c.to, c.label, tolerant=True))
 
     # -------------------------------------------------------------- predicates
 
@@ -204,7 +217,9 @@ class Column:
     # ------------------------------------------------------------ unsupported
 
     def over(self, window: Any = None) -> "Column":
-        raise unsupported("Column.over (window functions)")
+        from chukonu.engine.window import WindowExpr, WindowSpec as Spec
+        spec = window._spec if window is not None else Spec()
+        return Column(WindowExpr(self.expr, spec))
 
     def withField(self, fieldName: str, col: "Column") -> "Column":
         raise unsupported("Column.withField")

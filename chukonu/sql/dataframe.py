@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import pyarrow as pa
 
 from chukonu.engine import plan as P
-from chukonu.engine.expressions import Alias, BoundRef, Cast, ColRef, Expr, Lit, SortOrder, Star, contains, AggCall
+from chukonu.engine.expressions import Alias, BoundRef, Cast, ColRef, Expr, Lit, SortOrder, Star, has_aggregate
 from chukonu.engine.sinks import CollectSink, CountSink, ForeachSink
 from chukonu.errors import AnalysisException, unsupported
 from chukonu.row import Row
@@ -99,15 +99,13 @@ class DataFrame:
 
     def select(self, *cols: Any) -> "DataFrame":
         exprs = [to_expr(c) for c in _flatten(cols)]
-        if exprs and any(contains(e, AggCall) for e in exprs):
+        if exprs and any(has_aggregate(e) for e in exprs):
             return self._new(analysis.aggregate(self._plan, [], exprs))
         return self._new(analysis.project(self._plan, exprs))
 
     def selectExpr(self, *exprs: str) -> "DataFrame":
-        names = _flatten(exprs)
-        if all(isinstance(e, str) and e.replace("_", "").isalnum() or e == "*" for e in names):
-            return self.select(*names)
-        raise unsupported("DataFrame.selectExpr with SQL expressions", "use select() with Columns")
+        from chukonu.sql.sqlexpr import parse_expression
+        return self.select(*[parse_expression(e) for e in _flatten(exprs)])
 
     def withColumns(self, colsMap: dict[str, Column]) -> "DataFrame":
         names = self.columns
@@ -162,7 +160,8 @@ class DataFrame:
 
     def filter(self, condition: Any) -> "DataFrame":
         if isinstance(condition, str):
-            raise unsupported("DataFrame.filter with a SQL string", "use a Column condition")
+            from chukonu.sql.sqlexpr import parse_expression
+            condition = parse_expression(condition)
         return self._new(analysis.filter_(self._plan, to_expr(condition)))
 
     where = filter
@@ -243,6 +242,77 @@ class DataFrame:
 
     def crossJoin(self, other: "DataFrame") -> "DataFrame":
         return self._new(analysis.join(self._plan, other._plan, None, "cross"))
+
+    def rollup(self, *cols: Any) -> "GroupedData":
+        from chukonu.sql.group import GroupedData
+        keys = [to_expr(c) for c in _flatten(cols)]
+        return GroupedData(self, keys, [keys[:i] for i in range(len(keys), -1, -1)])
+
+    def cube(self, *cols: Any) -> "GroupedData":
+        import itertools
+        from chukonu.sql.group import GroupedData
+        keys = [to_expr(c) for c in _flatten(cols)]
+        sets = [[k for k, keep in zip(keys, mask) if keep]
+                for mask in itertools.product([True, False], repeat=len(keys))]
+        return GroupedData(self, keys, sets)
+
+    def describe(self, *cols: Any) -> "DataFrame":
+        from chukonu.sql.stat import describe
+        return describe(self, _flatten(cols))
+
+    def summary(self, *statistics: str) -> "DataFrame":
+        from chukonu.sql.stat import _DEFAULT, summary
+        return summary(self, list(statistics) or _DEFAULT)
+
+    @property
+    def stat(self) -> Any:
+        from chukonu.sql.stat import DataFrameStatFunctions
+        return DataFrameStatFunctions(self)
+
+    def corr(self, col1: str, col2: str, method: str = "pearson") -> Any:
+        return self.stat.corr(col1, col2, method)
+
+    def cov(self, col1: str, col2: str) -> Any:
+        return self.stat.cov(col1, col2)
+
+    def approxQuantile(self, col: Any, probabilities: list[float], relativeError: float) -> Any:
+        return self.stat.approxQuantile(col, probabilities, relativeError)
+
+    # ---------------------------------------------------------- reshaping
+
+    def subtract(self, other: "DataFrame") -> "DataFrame":
+        from chukonu.sql.reshape import subtract
+        return subtract(self, other)
+
+    def exceptAll(self, other: "DataFrame") -> "DataFrame":
+        from chukonu.sql.reshape import except_all
+        return except_all(self, other)
+
+    def intersect(self, other: "DataFrame") -> "DataFrame":
+        from chukonu.sql.reshape import intersect
+        return intersect(self, other)
+
+    def intersectAll(self, other: "DataFrame") -> "DataFrame":
+        from chukonu.sql.reshape import intersect_all
+        return intersect_all(self, other)
+
+    def unpivot(self, ids: Any, values: Any, variableColumnName: str, valueColumnName: str) -> "DataFrame":
+        from chukonu.sql.reshape import unpivot
+        return unpivot(self, ids, values, variableColumnName, valueColumnName)
+
+    melt = unpivot
+
+    def crosstab(self, col1: str, col2: str) -> "DataFrame":
+        from chukonu.sql.reshape import crosstab
+        return crosstab(self, col1, col2)
+
+    def randomSplit(self, weights: list[float], seed: int | None = None) -> list["DataFrame"]:
+        from chukonu.sql.reshape import random_split
+        return random_split(self, weights, seed)
+
+    def colRegex(self, colName: str) -> Column:
+        from chukonu.sql.reshape import col_regex
+        return col_regex(self, colName)
 
     def groupBy(self, *cols: Any) -> "GroupedData":
         from chukonu.sql.group import GroupedData
@@ -407,13 +477,20 @@ class DataFrame:
     # ------------------------------------------------------------- unsupported
 
     def createOrReplaceTempView(self, name: str) -> None:
-        raise unsupported("DataFrame.createOrReplaceTempView (SQL)")
+        self.sparkSession._catalog.register(name, self, replace=True)
 
-    createTempView = createOrReplaceTempView
-    createGlobalTempView = createOrReplaceTempView
+    def createTempView(self, name: str) -> None:
+        self.sparkSession._catalog.register(name, self, replace=False)
+
+    def createGlobalTempView(self, name: str) -> None:
+        self.sparkSession._catalog.register(f"global_temp.{name}", self, replace=False)
+
+    def createOrReplaceGlobalTempView(self, name: str) -> None:
+        self.sparkSession._catalog.register(f"global_temp.{name}", self, replace=True)
 
     def alias(self, alias: str) -> "DataFrame":
-        raise unsupported("DataFrame.alias", "use df[\"column\"] to tell a join's sides apart")
+        """The same rows, whose columns can be named ``alias.column`` (self-joins, SQL)."""
+        return self._new(P.SubqueryAlias(self._plan, alias))
 
 
 def _spark_name(t: pa.DataType) -> str:
@@ -433,8 +510,6 @@ class DataFrameNaFunctions:
 
 
 _UNSUPPORTED = {
-    "rollup", "cube", "pivot", "observe", "describe", "summary", "crosstab", "freqItems", "approxQuantile", "corr",
-    "cov", "stat", "withWatermark", "writeStream", "isStreaming", "to_koalas", "pandas_api", "exceptAll",
-    "subtract", "intersect", "intersectAll", "randomSplit", "colRegex", "writeTo", "mergeInto", "inputFiles",
-    "sameSemantics", "semanticHash", "melt", "unpivot", "groupingSets", "lateralJoin", "asTable",
+    "observe", "freqItems", "withWatermark", "writeStream", "isStreaming", "to_koalas", "pandas_api", "writeTo",
+    "mergeInto", "inputFiles", "sameSemantics", "semanticHash", "groupingSets", "lateralJoin", "asTable",
 }

@@ -116,8 +116,14 @@ class SparkSession:
         self._conf_values = values
         self.conf = RuntimeConfig(values)
         self._engine = Engine(values)
+        zone = values.get("spark.sql.session.timeZone")
+        if zone is not None and zone.upper() not in ("UTC", "GMT", "Z", "ETC/UTC", "+00:00", "UTC+0"):
+            log.warning("chukonu computes dates and times in UTC; spark.sql.session.timeZone=%s is not applied",
+                        zone)
         self._stopped = False
         self._sc: Any = None
+        from chukonu.sql.catalog import Catalog
+        self._catalog = Catalog()
         with _lock:
             SparkSession._active = self
         log.info("chukonu session started (master %s)", values["spark.master"])
@@ -238,17 +244,23 @@ class SparkSession:
             arrow = arrow_schema(schema)
         return DataFrame(P.RowsToFrame(rdd._plan, arrow), self)
 
-    # ----------------------------------------------------------- unsupported
+    # ------------------------------------------------------------------ SQL
 
-    def sql(self, sqlQuery: str, *args: Any, **kwargs: Any) -> DataFrame:
-        raise unsupported("SparkSession.sql", "chukonu has no SQL parser; use the DataFrame API")
+    def sql(self, sqlQuery: str, args: Any = None, **kwargs: Any) -> DataFrame:
+        """A SELECT over temp views (sqlglot's Spark dialect, translated into chukonu's plan)."""
+        if args or kwargs:
+            raise unsupported("SparkSession.sql with parameters", "format the values into the query")
+        from chukonu.sql.sqlquery import run_sql
+        return run_sql(self, sqlQuery)
 
     def table(self, tableName: str) -> DataFrame:
-        raise unsupported("SparkSession.table (catalog tables)")
+        return self._catalog.lookup(tableName)
 
     @property
     def catalog(self) -> Any:
-        raise unsupported("SparkSession.catalog")
+        return self._catalog
+
+    # ----------------------------------------------------------- unsupported
 
     @property
     def udf(self) -> Any:

@@ -44,6 +44,8 @@ from typing import Callable
 
 import numpy as np
 
+from superfs.extras import require
+
 log = logging.getLogger(__name__)
 
 KERNELS = ("numpy", "numba")
@@ -129,8 +131,8 @@ def attend(arena: np.ndarray, gather: np.ndarray, segs: Segments, q: np.ndarray,
         raise ValueError(f"{q.shape[1]} query heads are not a multiple of {kv_heads} KV heads")
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, not {kernel!r}")
-    if kernel == "numba" and not have_numba():
-        raise ValueError("the numba kernel needs numba (pip install numba)")
+    if kernel == "numba":
+        require("kvserve", "the numba attention kernel")
     q = np.ascontiguousarray(q, dtype=np.float32)
     out = np.zeros(q.shape, dtype=np.float32)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale

@@ -9,13 +9,13 @@ from __future__ import annotations
 import glob
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from superfs.cli.launcher import LocalCluster
+from superfs.procs import python_module
 from superfs.daemon import read_ready_file
 
 DEFAULT_INIT: dict[str, Any] = dict(shards=2, data_servers=2, replicas=2, inline_threshold=64 * 1024,
@@ -68,7 +68,7 @@ def cpu_of(pids: dict[str, int]) -> dict[str, float]:
 
 
 def superfs_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "superfs.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([*python_module("superfs.cli.main"), *args], capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=MOUNT_TIMEOUT_S + 30)
 
 

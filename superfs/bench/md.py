@@ -73,7 +73,7 @@ class PhaseResult:
     latencies: list[float] = field(default_factory=list)
     first_error: str | None = None
     stonewalled: bool = False
-    dir_calls: int | None = None
+    dir_rpcs: int | None = None
 
 
 def timed_loop(phase: str, rank: int, items: Iterable[str], op: Callable[[str], Any],
@@ -81,7 +81,7 @@ def timed_loop(phase: str, rank: int, items: Iterable[str], op: Callable[[str], 
     """Run ``op`` on each item, timing each; return the result and the items that succeeded."""
     res = PhaseResult(phase, rank)
     done: list[str] = []
-    calls0 = ops.dir_calls()
+    calls0 = ops.dir_rpcs()
     clock = time.perf_counter
     res.start = clock()
     deadline = res.start + stonewall_s if stonewall_s else None
@@ -101,15 +101,15 @@ def timed_loop(phase: str, rank: int, items: Iterable[str], op: Callable[[str], 
         done.append(item)
     res.end = clock()
     res.ok = len(done)
-    calls1 = ops.dir_calls()
-    res.dir_calls = None if calls0 is None or calls1 is None else calls1 - calls0
+    calls1 = ops.dir_rpcs()
+    res.dir_rpcs = None if calls0 is None or calls1 is None else calls1 - calls0
     return res, done
 
 
 def walk_phase(rank: int, tops: list[str], ops: FsOps, stonewall_s: float | None) -> PhaseResult:
     """find-like: list each directory, descend into subdirectories; ops are entries seen."""
     res = PhaseResult("find", rank)
-    calls0 = ops.dir_calls()
+    calls0 = ops.dir_rpcs()
     clock = time.perf_counter
     res.start = clock()
     deadline = res.start + stonewall_s if stonewall_s else None
@@ -131,8 +131,8 @@ def walk_phase(rank: int, tops: list[str], ops: FsOps, stonewall_s: float | None
         res.ok += len(entries)
         stack.extend(os.path.join(d, name) for name, is_dir in entries if is_dir)
     res.end = clock()
-    calls1 = ops.dir_calls()
-    res.dir_calls = None if calls0 is None or calls1 is None else calls1 - calls0
+    calls1 = ops.dir_rpcs()
+    res.dir_rpcs = None if calls0 is None or calls1 is None else calls1 - calls0
     return res
 
 
@@ -232,7 +232,7 @@ def phase_row(phase: str, parts: list[PhaseResult], spec: TargetSpec, cfg: MdCon
     errors = sum(p.errors for p in parts)
     secs = max(p.end for p in parts) - min(p.start for p in parts) if parts else 0.0
     lat = sorted(x for p in parts for x in p.latencies)
-    calls = [p.dir_calls for p in parts]
+    calls = [p.dir_rpcs for p in parts]
     dir_rpcs = None if any(c is None for c in calls) else sum(c for c in calls if c is not None)
     first = next((p.first_error for p in parts if p.first_error), None)
     return {

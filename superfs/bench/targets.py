@@ -25,7 +25,7 @@ class FsOps(Protocol):
     def stat(self, path: str) -> Any: ...
     def unlink(self, path: str) -> None: ...
     def scandir(self, path: str) -> list[tuple[str, bool]]: ...
-    def dir_calls(self) -> int | None: ...
+    def dir_rpcs(self) -> int | None: ...
     def close(self) -> None: ...
 
 
@@ -99,7 +99,7 @@ class LocalOps:
         with os.scandir(path) as it:
             return [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
 
-    def dir_calls(self) -> int | None:
+    def dir_rpcs(self) -> int | None:
         return None
 
     def close(self) -> None:
@@ -143,8 +143,8 @@ class LibraryOps:
     def scandir(self, path: str) -> list[tuple[str, bool]]:
         return [(e.name, e.is_dir()) for e in self.client.scandir(path)]
 
-    def dir_calls(self) -> int | None:
-        return int(self.client.aio.cluster.dir_calls)
+    def dir_rpcs(self) -> int | None:
+        return int(self.client.aio.cluster.dir_rpcs)
 
     def close(self) -> None:
         self.client.close()

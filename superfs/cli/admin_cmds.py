@@ -6,7 +6,9 @@ import asyncio
 import sys
 
 from superfs.cli.launcher import LocalCluster
+from superfs.client import resolve
 from superfs.client.admin import AdminClient
+from superfs.rpc.security import ClientSecurity, security_scope
 from superfs.client.local import default_state_dir
 from superfs.errors import FsError
 from superfs.client.sizing import UNSIZED_DEADLINE_S
@@ -26,6 +28,8 @@ Examples:
   superfs fsck                         check the local cluster ('superfs up')
   superfs fsck --repair                ... and fix what can be fixed
   superfs fsck --address host:7000     check the cluster of that dir server
+  superfs fsck --config /etc/superfs/cluster.toml
+                                       a deployed cluster, with its credentials and TLS
 """
 
 FSCK_EPILOG = """\
@@ -51,6 +55,7 @@ from a healthy replica, and then checks again.
 Examples:
   superfs repair                       the local cluster ('superfs up')
   superfs repair --address host:7000   the cluster of that dir server
+  superfs repair --config /etc/superfs/cluster.toml
 
 exit status: 0 every chunk has R healthy replicas, 1 not (a data server is
 down, or no healthy replica of some chunk is left), 2 cannot reach the cluster.
@@ -63,6 +68,9 @@ def _add_target(p: argparse.ArgumentParser) -> None:
                        help="the local cluster started by 'superfs up' with this state directory "
                             "(default: $XDG_DATA_HOME/superfs or ~/.local/share/superfs)")
     where.add_argument("--address", metavar="HOST:PORT", help="the dir server of the cluster to check")
+    where.add_argument("--config", metavar="FILE",
+                       help="the cluster file of a deployed cluster: its dir server, credentials (a token "
+                            "with the daemon role) and TLS settings")
     p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                    help="deadline of each call to a daemon (default 5)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
@@ -91,6 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _address(args: argparse.Namespace) -> str | None:
     """The dir server to talk to, or None after saying why there is none."""
+    if getattr(args, "config", None):
+        return _resolved(args)[0]
     if args.address:
         return str(args.address)
     state = args.state_dir or default_state_dir()
@@ -103,6 +113,16 @@ def _address(args: argparse.Namespace) -> str | None:
               "start it with 'superfs up'", file=sys.stderr)
         return None
     return str(cluster.config["dir_server"])
+
+
+def _resolved(args: argparse.Namespace) -> tuple[str | None, ClientSecurity | None]:
+    """(dir server, credentials) of --config; (None, None) after saying why the file cannot be used."""
+    try:
+        address, security, _ = resolve(config=args.config)
+    except (ValueError, OSError) as e:
+        print(f"superfs: {e}", file=sys.stderr)
+        return None, None
+    return address, security
 
 
 async def _run(args: argparse.Namespace, address: str, what: str) -> int:
@@ -126,11 +146,18 @@ async def _run(args: argparse.Namespace, address: str, what: str) -> int:
         await admin.close()
 
 
-def cmd_fsck(args: argparse.Namespace) -> int:
+def _main(args: argparse.Namespace, what: str) -> int:
     address = _address(args)
-    return 2 if address is None else asyncio.run(_run(args, address, "fsck"))
+    if address is None:
+        return 2
+    security = _resolved(args)[1] if getattr(args, "config", None) else None
+    with security_scope(security):  # every channel fsck opens carries the cluster file's credentials
+        return asyncio.run(_run(args, address, what))
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    return _main(args, "fsck")
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    address = _address(args)
-    return 2 if address is None else asyncio.run(_run(args, address, "repair"))
+    return _main(args, "repair")

@@ -1,4 +1,4 @@
-"""``superfs dir-server | shard | data-server``: run one daemon in the foreground.
+"""``superfs dir-server | shard | data-server``: run one daemon in the foreground; ``check-ready``.
 
 These are what systemd units, containers and ``superfs up`` run. Settings
 come from the cluster file (``--config FILE``; see
@@ -7,19 +7,23 @@ flags say everything. Secrets (the cluster secret, tokens, TLS keys) are
 only ever read from files, never taken from a flag's value.
 
 A bad setting is one line on stderr naming the key, and exit status 2.
+``superfs check-ready FILE`` is the health check of a daemon started with
+``--ready-file FILE`` (containers: deploy/docker-compose.yml).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 from typing import Any, Callable
 
 from superfs import auth, config, config_file, private_files, tls
-from superfs.client import rpc
-from superfs.daemon import setup_logging
+from superfs.daemon import read_ready_file, setup_logging
 from superfs.errors import FsError
+from superfs.procs import pid_alive
+from superfs.rpc.security import ClientSecurity, set_default_security
 
 EXIT_CONFIG = 2
 
@@ -76,6 +80,35 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--advertise", help="address other hosts use to reach this server")
     p.set_defaults(func=run_data_server)
 
+    p = sub.add_parser("check-ready", help="exit 0 if the daemon that writes a ready file serves now",
+                       description="A health check for containers and supervisors: exit 0 when the daemon "
+                                   "started with --ready-file FILE has written it (it does so once serving), "
+                                   "its process is alive and its address accepts connections; else print why "
+                                   "not and exit 1. Keep FILE on a file system that a restart empties (a tmpfs), "
+                                   "so a killed daemon's file is not taken for a new one's.")
+    p.add_argument("ready_file", metavar="FILE")
+    p.add_argument("--timeout", type=float, default=2.0, metavar="S", help="connect timeout (default 2)")
+    p.set_defaults(func=cmd_check_ready)
+
+
+def cmd_check_ready(args: argparse.Namespace) -> int:
+    info = read_ready_file(args.ready_file)
+    if info is None:
+        print(f"not ready: {args.ready_file} does not exist yet (the daemon writes it once serving)")
+        return 1
+    pid, address = info.get("pid"), str(info.get("address", ""))
+    if not isinstance(pid, int) or not pid_alive(pid):
+        print(f"not ready: process {pid} of {args.ready_file} is not running")
+        return 1
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=args.timeout).close()
+    except (OSError, ValueError) as e:
+        print(f"not ready: {address} does not accept connections ({getattr(e, 'strerror', None) or e})")
+        return 1
+    print(f"ready: pid {pid} serving on {address}")
+    return 0
+
 
 def load_cluster_file(args: argparse.Namespace, **overrides: Any) -> config_file.ClusterFile:
     """The --config file (or the defaults) with the flags' cluster-wide settings applied."""
@@ -88,14 +121,14 @@ def fail(message: str, status: int = EXIT_CONFIG) -> int:
     return status
 
 
-def _checked(build: Callable[[], Any]) -> tuple[Any, rpc.ClientSecurity]:
+def _checked(build: Callable[[], Any]) -> tuple[Any, ClientSecurity]:
     """Build a daemon config and check the files it names; ConfigError on any problem."""
     cfg = build()
     try:
         if cfg.security.tls is not None:
             tls.check(cfg.security.tls, server=True)
         auth.Authenticator.from_config(cfg.security)
-        client = rpc.ClientSecurity.from_config(cfg.security)
+        client = ClientSecurity.from_config(cfg.security)
     except (tls.TlsError, auth.AuthError, FsError) as e:
         raise config_file.ConfigError(getattr(e, "message", None) or str(e)) from None
     if getattr(cfg, "secret_file", None):
@@ -117,7 +150,7 @@ def _run(build: Callable[[], Any], run: Callable[[Any], Any], log_level: str) ->
     except config_file.ConfigError as e:
         return fail(str(e))
     setup_logging(log_level)
-    rpc.set_default_security(client)  # how this daemon authenticates to the others
+    set_default_security(client)  # how this daemon authenticates to the others
     try:
         asyncio.run(run(cfg))
     except (tls.TlsError, auth.AuthError) as e:

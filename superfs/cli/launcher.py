@@ -31,11 +31,10 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, replace
 
-from superfs.procs import pid_alive
+from superfs.procs import pid_alive, python_module
 from superfs import config_file
 from superfs.auth import TOKEN_ENV
 from superfs.client.local import CLUSTER_FILE, CLUSTER_TOML, register_address, unregister_address
@@ -228,7 +227,7 @@ class LocalCluster:
         raise LaunchError(f"no daemon named {name!r} in {self.state_dir}")
 
     def command(self, spec: DaemonSpec) -> list[str]:
-        cmd = [sys.executable, "-m", "superfs.cli.main", spec.kind, "--config", self.config_path,
+        cmd = [*python_module("superfs.cli.main"), spec.kind, "--config", self.config_path,
                "--ready-file", self.path("run", f"{spec.name}.ready")]
         if spec.kind != "dir-server":
             cmd += ["--id", str(spec.index)]

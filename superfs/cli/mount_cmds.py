@@ -15,7 +15,7 @@ import sys
 from superfs.client.local import default_state_dir, local_dir_address
 from superfs.config import DEFAULT_RPC_TIMEOUT_S
 from superfs.fuse import mount as mount_mod
-from superfs.fuse.options import MountOptions
+from superfs.fuse.options import BATCH_DELAY_MS, MountOptions
 from superfs.fuse.readahead import DEFAULT_READ_AHEAD_KB
 
 
@@ -45,9 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--read-ahead-kb", type=int, default=DEFAULT_READ_AHEAD_KB, metavar="KB",
                    help=f"the kernel's read-ahead for the mount, so sequential reads arrive in big "
                         f"requests (default {DEFAULT_READ_AHEAD_KB}; 0 keeps FUSE's 128; needs root)")
-    p.add_argument("--allow-other", action="store_true",
-                   help="let users other than the mounting one use the mount (root mounts, or "
-                        "user_allow_other in /etc/fuse.conf)")
+    p.add_argument("--allow-other", action=argparse.BooleanOptionalAction, default=None,
+                   help="let users other than the mounting one use the mount, as any local file "
+                        "system does (default: on when root mounts; other users need user_allow_other "
+                        "in /etc/fuse.conf)")
+    p.add_argument("--leases", action=argparse.BooleanOptionalAction, default=True,
+                   help="take directory leases: in a directory this mount creates files in, lookups, "
+                        "creates, small writes and unlinks are answered at once and sent in batches; "
+                        "others see them as soon as they look (default on; --no-leases: every operation "
+                        "waits for the servers, close-to-open)")
+    p.add_argument("--batch-delay-ms", type=float, default=BATCH_DELAY_MS, metavar="MS",
+                   help=f"under a lease, the longest a change made ahead waits before it is sent to its "
+                        f"shard (default {BATCH_DELAY_MS:g}); a crash of the mount loses at most this "
+                        f"much, and fsync sends at once")
     p.add_argument("--log", metavar="FILE", help="log here instead of stderr")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     p.add_argument("--fuse-debug", action="store_true",
@@ -68,19 +78,20 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
     """Flags the background process gets again."""
     out = ["--attr-timeout", str(args.attr_timeout), "--entry-timeout", str(args.entry_timeout),
            "--rpc-timeout", str(args.rpc_timeout), "--log-level", args.log_level,
-           "--read-ahead-kb", str(args.read_ahead_kb)]
+           "--read-ahead-kb", str(args.read_ahead_kb), "--batch-delay-ms", str(args.batch_delay_ms)]
     if args.read_only:
         out.append("--read-only")
-    if args.allow_other:
-        out.append("--allow-other")
+    if args.allow_other is not None:
+        out.append("--allow-other" if args.allow_other else "--no-allow-other")
     if args.fuse_debug:
         out.append("--fuse-debug")
+    if not args.leases:
+        out.append("--no-leases")
     return out
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
-    from superfs.client import resolve
-    from superfs.client.rpc import security_scope
+    from superfs.client import resolve, security_scope
 
     state = args.state_dir or default_state_dir()
     security = None
@@ -97,16 +108,26 @@ def cmd_mount(args: argparse.Namespace) -> int:
         print(f"superfs: {e}", file=sys.stderr)
         return 2
     mountpoint = os.path.abspath(args.mountpoint)
+    if not 0 <= args.batch_delay_ms <= 60_000:
+        print("superfs: --batch-delay-ms must be between 0 and 60000", file=sys.stderr)
+        return 2
     if not args.foreground:
         extra = _passthrough(args) + (["--config", os.path.abspath(args.config)] if args.config else [])
         return mount_mod.spawn_mount(mountpoint, address, state, extra)
     mount_mod.setup_logging(args.log, args.log_level)
     opts = MountOptions(mountpoint=mountpoint, dir_address=address, attr_timeout=args.attr_timeout,
                         entry_timeout=args.entry_timeout, read_only=args.read_only,
-                        allow_other=args.allow_other, rpc_timeout_s=args.rpc_timeout,
-                        fuse_debug=args.fuse_debug, read_ahead_kb=args.read_ahead_kb)
+                        allow_other=default_allow_other(args.allow_other), rpc_timeout_s=args.rpc_timeout,
+                        fuse_debug=args.fuse_debug, read_ahead_kb=args.read_ahead_kb, leases=args.leases,
+                        batch_delay_ms=args.batch_delay_ms)
     with security_scope(security):  # channels the mount opens carry these credentials
         return mount_mod.run_foreground(opts)
+
+
+def default_allow_other(flag: bool | None) -> bool:
+    """Other users may use a mount that root made (as they use any local file system,
+    with permissions checked); a user's own mount stays private unless asked."""
+    return flag if flag is not None else os.geteuid() == 0
 
 
 def cmd_umount(args: argparse.Namespace) -> int:

@@ -1,8 +1,10 @@
 """``superfs status``: daemons up or down, their metrics URLs and key figures, and what the cluster holds.
 
 The figures per daemon are read from its Prometheus endpoint (the same
-numbers a monitoring system scrapes): requests served, failed requests,
-store size, and per kind directories (dir server), files (shard), chunks
+numbers a monitoring system scrapes): requests served, failed requests
+(EIO, ETIMEDOUT, ...) apart from requests answered with an errno POSIX
+expects (ENOENT for a name that is not there, EEXIST, ENOTEMPTY, ...: not
+faults), each by errno, store size, and per kind directories (dir server), files (shard), chunks
 and bytes (data server), replica health (dir server). The cluster totals
 come from the client library's statfs.
 """
@@ -43,6 +45,17 @@ def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
     return sum(v for (n, lab), v in samples.items() if n == name and want <= set(lab))
 
 
+def by_errno(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> str:
+    """'(ENOENT 60, EEXIST 3)': a counter's total per errno, largest first ('' when all are 0)."""
+    per: dict[str, float] = {}
+    for (n, labels), v in samples.items():
+        if n == name and v:
+            err = dict(labels).get("errno", "?")
+            per[err] = per.get(err, 0.0) + v
+    top = sorted(per.items(), key=lambda kv: -kv[1])
+    return "(" + ", ".join(f"{e} {v:.0f}" for e, v in top) + ")" if top else ""
+
+
 def figures(url: str | None) -> str:
     """One line of key figures from a daemon's metrics, or why there are none."""
     if url is None:
@@ -52,7 +65,9 @@ def figures(url: str | None) -> str:
     except OSError as e:
         return f"(metrics do not answer: {getattr(e, 'reason', None) or e})"
     parts = [f"requests {total(s, 'superfs_rpc_requests_total'):.0f}",
-             f"errors {total(s, 'superfs_rpc_errors_total'):.0f}",
+             f"failed {total(s, 'superfs_rpc_errors_total'):.0f} {by_errno(s, 'superfs_rpc_errors_total')}".rstrip(),
+             f"expected errnos {total(s, 'superfs_rpc_answers_total'):.0f} "
+             f"{by_errno(s, 'superfs_rpc_answers_total')}".rstrip(),
              f"store {human(total(s, 'superfs_lmdb_bytes'))}"]
     if any(n == "superfs_replica_health" for n, _ in s):
         parts.append(f"dirs {total(s, 'superfs_lmdb_entries', db='dirs'):.0f}")

@@ -11,11 +11,11 @@ import os
 from superfs.client.fs import AsyncFs, DirEntry
 from superfs.client.local import default_state_dir, local_cluster_file, local_dir_address
 from superfs.client.meta import Creds, MetaOps
-from superfs.client.rpc import ClientSecurity, security_scope
 from superfs.client.sync import Client
 from superfs.config_file import ClusterFile, ConfigError
 from superfs.config_file import load as load_config
 from superfs.errors import FsError, oserror
+from superfs.rpc.security import ClientSecurity, security_scope
 
 
 def resolve(address: str | None = None, *, config: "str | os.PathLike[str] | ClusterFile | None" = None,

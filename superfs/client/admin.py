@@ -22,10 +22,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
-from superfs import routing
 from superfs.client.fs import AsyncFs
 from superfs.client.meta import Creds
-from superfs.client.rpc import call
 from superfs.errors import FsError
 from superfs.v1 import superfs_pb2 as pb
 
@@ -85,23 +83,14 @@ class AdminClient:
                 for d in sorted(self.cluster.map.data_servers, key=lambda d: d.id)]
 
     def shard_of_entry(self, parent: int, name: str) -> int:
-        m = self.cluster.map
-        return m.partition_shard[routing.entry_partition(parent, name, m.num_partitions)]
+        return self.cluster.shard_of_entry(parent, name)
 
     def shard_of_ino(self, ino: int) -> int:
-        return self.cluster.map.partition_shard[routing.ino_partition(ino)]
+        return self.cluster.shard_of_ino(ino)
 
-    def _shard(self, shard_id: int) -> Any:
-        for s in self.cluster.map.shards:
-            if s.id == shard_id:
-                return self.channels.shard(s.address)
-        raise FsError(errno.EIO, f"shard {shard_id} is not in the cluster map")
-
-    def _data(self, server_id: int) -> Any:
-        return self.cluster.data_server(server_id)
-
-    async def _dir(self, method: str, request: Any) -> Any:
-        return await self.cluster.dir_call(method, request)
+    @property
+    def dir_address(self) -> str:
+        return self.fs.cluster.dir_address or ""
 
     # ----------------------------------------------------------- dir server
 
@@ -111,27 +100,27 @@ class AdminClient:
     async def dir_pages(self) -> AsyncIterator[list[pb.DirInfo]]:
         after = 0
         while True:
-            reply = await self._dir("ListAllDirs", pb.ListAllDirsRequest(after_ino=after, limit=PAGE))
+            reply = await self.cluster.dir.list_all_dirs(pb.ListAllDirsRequest(after_ino=after, limit=PAGE))
             yield list(reply.dirs)
             if not reply.more or not reply.dirs:
                 return
             after = reply.dirs[-1].ino
 
     async def dir_intents(self) -> list[pb.DirIntent]:
-        return list((await self._dir("ListDirIntents", pb.Empty())).intents)
+        return list((await self.cluster.dir.list_dir_intents(pb.Empty())).intents)
 
     async def settle_dir_intents(self) -> list[pb.DirIntent]:
         """Have the dir server try every pending intent now; the ones still pending."""
-        return list((await self._dir("SettleDirIntents", pb.Empty())).intents)
+        return list((await self.cluster.dir.settle_dir_intents(pb.Empty())).intents)
 
     async def recount_dir(self, ino: int) -> pb.Attr:
-        return await self._dir("RecountDir", pb.DirRequest(ino=ino))
+        return await self.cluster.dir.recount_dir(pb.DirRequest(ino=ino))
 
     async def mkdir_p(self, parent: int, name: str, mode: int = 0o700) -> int:
         """Inode of directory ``name`` in ``parent``, created if missing."""
         try:
-            reply = await self._dir("LookupDir", pb.LookupDirRequest(parent_ino=parent, name=name,
-                                                                     creds=ROOT.pb()))
+            reply = await self.cluster.dir.lookup_dir(pb.LookupDirRequest(parent_ino=parent, name=name,
+                                                                          creds=ROOT.pb()))
             return int(reply.dir.ino)
         except FsError as e:
             if e.errno != errno.ENOENT:
@@ -142,61 +131,69 @@ class AdminClient:
     # --------------------------------------------------------------- shards
 
     async def scan_entries(self, shard_id: int) -> list[pb.EntryRecord]:
-        return await self._scan(shard_id, "ScanEntries", "entries")
+        return [r async for page in self.entry_pages(shard_id) for r in page]
 
     async def scan_inodes(self, shard_id: int) -> list[pb.FileInfo]:
-        return await self._scan(shard_id, "ScanInodes", "files")
+        return [r async for page in self.inode_pages(shard_id) for r in page]
 
-    async def _scan(self, shard_id: int, method: str, field: str) -> list[Any]:
-        return [r async for page in self.scan_pages(shard_id, method, field) for r in page]
-
-    async def scan_pages(self, shard_id: int, method: str, field: str) -> AsyncIterator[list[Any]]:
-        """ScanEntries ("entries") or ScanInodes ("files") of one shard, a page at a time."""
-        stub = self._shard(shard_id)
+    async def entry_pages(self, shard_id: int) -> AsyncIterator[list[pb.EntryRecord]]:
+        """Every name record of one shard (ScanEntries), a page at a time."""
+        shard = self.cluster.shard(shard_id)
         after = b""
         while True:
-            reply = await call(getattr(stub, method), pb.ScanRequest(after=after, limit=PAGE), self.timeout)
-            yield list(getattr(reply, field))
+            reply = await shard.scan_entries(pb.ScanRequest(after=after, limit=PAGE))
+            yield list(reply.entries)
+            if not reply.more:
+                return
+            after = reply.next
+
+    async def inode_pages(self, shard_id: int) -> AsyncIterator[list[pb.FileInfo]]:
+        """Every inode record of one shard (ScanInodes), a page at a time."""
+        shard = self.cluster.shard(shard_id)
+        after = b""
+        while True:
+            reply = await shard.scan_inodes(pb.ScanRequest(after=after, limit=PAGE))
+            yield list(reply.files)
             if not reply.more:
                 return
             after = reply.next
 
     async def pending(self, shard_id: int) -> pb.ShardPendingReply:
-        return await call(self._shard(shard_id).ListPending, pb.Empty(), self.timeout)
+        return await self.cluster.shard(shard_id).list_pending(pb.Empty())
 
     async def run_maintenance(self, shard_id: int) -> pb.ShardPendingReply:
         """One round of the shard's background work now; what is still pending after it."""
-        return await call(self._shard(shard_id).RunMaintenance, pb.Empty(), 4 * self.timeout)
+        return await self.cluster.shard(shard_id).run_maintenance(pb.Empty(), 4 * self.timeout)
 
     async def remove_entry(self, parent: int, name: str, ino: int, *, drop_link: bool) -> None:
         req = pb.RemoveEntryRequest(parent_ino=parent, name=name, ino=ino, drop_link=drop_link)
-        await call(self._shard(self.shard_of_entry(parent, name)).RemoveEntry, req, self.timeout)
+        await self.cluster.shard(self.shard_of_entry(parent, name)).remove_entry(req)
 
     async def reserve_dir_entry(self, parent: int, name: str, ino: int) -> None:
         req = pb.DirEntryRequest(parent_ino=parent, name=name, ino=ino)
-        await call(self._shard(self.shard_of_entry(parent, name)).ReserveDirEntry, req, self.timeout)
+        await self.cluster.shard(self.shard_of_entry(parent, name)).reserve_dir_entry(req)
 
     async def release_dir_entry(self, parent: int, name: str, ino: int) -> None:
         req = pb.DirEntryRequest(parent_ino=parent, name=name, ino=ino)
-        await call(self._shard(self.shard_of_entry(parent, name)).ReleaseDirEntry, req, self.timeout)
+        await self.cluster.shard(self.shard_of_entry(parent, name)).release_dir_entry(req)
 
     async def unseal(self, shard_id: int, dir_ino: int) -> None:
-        await call(self._shard(shard_id).UnsealDir, pb.SealRequest(dir_ino=dir_ino), self.timeout)
+        await self.cluster.shard(shard_id).unseal_dir(pb.SealRequest(dir_ino=dir_ino))
 
     async def adjust_nlink(self, ino: int, delta: int) -> pb.Attr:
         """Add ``delta`` links, once (by a fresh txid), then let the shard forget that txid."""
         txid = "fsck-" + uuid.uuid4().hex
-        stub = self._shard(self.shard_of_ino(ino))
-        attr = await call(stub.AdjustNlink, pb.NlinkRequest(ino=ino, delta=delta, txid=txid), self.timeout)
+        shard = self.cluster.shard(self.shard_of_ino(ino))
+        attr = await shard.adjust_nlink(pb.NlinkRequest(ino=ino, delta=delta, txid=txid))
         try:  # this call is over and the txid never sent again: its record may go
-            await call(stub.ForgetApplied, pb.ForgetAppliedRequest(nlinks=[txid]), self.timeout)
+            await shard.forget_applied(pb.ForgetAppliedRequest(nlinks=[txid]))
         except FsError as e:
             log.debug("the shard keeps the record of %s: %s", txid, e)
         return attr
 
     async def get_file(self, ino: int) -> pb.FileInfo:
         req = pb.GetFileRequest(ino=ino, creds=ROOT.pb())
-        return await call(self._shard(self.shard_of_ino(ino)).GetFile, req, self.timeout)
+        return await self.cluster.shard(self.shard_of_ino(ino)).get_file(req)
 
     async def link(self, ino: int, parent: int, name: str) -> pb.Attr:
         """A new name for inode ``ino`` (as root)."""
@@ -208,13 +205,13 @@ class AdminClient:
         return [c async for page in self.chunk_pages(server_id, verify=verify) for c in page]
 
     async def chunk_pages(self, server_id: int, *, verify: bool = False) -> AsyncIterator[list[pb.ChunkEntry]]:
-        stub = self._data(server_id)
+        data = self.cluster.data(server_id)
         after_ino = after_index = 0
         while True:
             req = pb.ListChunksRequest(after_ino=after_ino, after_index=after_index, limit=CHUNK_PAGE,
                                        verify=verify)
             # a verifying page hashes up to 1 GiB: give it time
-            reply = await call(stub.ListChunks, req, self.timeout * (12 if verify else 2))
+            reply = await data.list_chunks(req, self.timeout * (12 if verify else 2))
             yield list(reply.chunks)
             if not reply.more or not reply.chunks:
                 return
@@ -235,13 +232,13 @@ class AdminClient:
 
     async def chunks_of(self, server_id: int, ino: int) -> tuple[list[pb.ChunkEntry], int]:
         """The chunks of one inode on one data server now, and that server's clock."""
-        stub = self._data(server_id)
+        data = self.cluster.data(server_id)
         out: list[pb.ChunkEntry] = []
         after_ino, after_index = ino - 1, (1 << 64) - 1
         now = 0
         while True:
             req = pb.ListChunksRequest(after_ino=after_ino, after_index=after_index, limit=1000)
-            reply = await call(stub.ListChunks, req, self.timeout * 2)
+            reply = await data.list_chunks(req, self.timeout * 2)
             now = now or reply.now_ns
             mine = [c for c in reply.chunks if c.key.ino == ino]
             out += mine
@@ -256,7 +253,7 @@ class AdminClient:
         if cap is None:
             return None
         req = pb.ReadChunkRequest(key=pb.ChunkKey(ino=ino, index=index), offset=0, length=length, cap=cap)
-        reply = await call(self._data(server_id).ReadChunk, req, self.timeout * 4)
+        reply = await self.cluster.data(server_id).read_chunk(req, self.timeout * 4)
         return reply.data if reply.exists else None
 
     async def put_chunk(self, server_id: int, ino: int, index: int, data: bytes) -> None:
@@ -266,7 +263,7 @@ class AdminClient:
             raise FsError(errno.ENOENT, f"inode {ino} is gone: its chunks are not re-created")
         req = pb.WriteChunkRequest(key=pb.ChunkKey(ino=ino, index=index), offset=0, data=data, truncate=True,
                                    cap=cap)
-        await call(self._data(server_id).WriteChunk, req, self.timeout * 4)
+        await self.cluster.data(server_id).write_chunk(req, self.timeout * 4)
 
     async def delete_chunks(self, server_id: int, ino: int, from_index: int = 0, to_index: int = 0, *,
                             max_write_seq: int = 0, min_age_ns: int = 0) -> None:
@@ -274,19 +271,19 @@ class AdminClient:
         written after ``max_write_seq`` (0: no limit) or less than ``min_age_ns`` ago."""
         req = pb.DeleteChunksRequest(ino=ino, from_index=from_index, to_index=to_index,
                                      max_write_seq=max_write_seq, min_age_ns=min_age_ns)
-        await call(self._data(server_id).DeleteChunks, req, self.timeout * 2)
+        await self.cluster.data(server_id).delete_chunks(req, self.timeout * 2)
 
     async def truncate_chunk(self, server_id: int, ino: int, index: int, length: int, *,
                              max_write_seq: int = 0, min_age_ns: int = 0) -> None:
         req = pb.TruncateChunkRequest(key=pb.ChunkKey(ino=ino, index=index), length=length,
                                       max_write_seq=max_write_seq, min_age_ns=min_age_ns)
-        await call(self._data(server_id).TruncateChunk, req, self.timeout * 2)
+        await self.cluster.data(server_id).truncate_chunk(req, self.timeout * 2)
 
     async def data_stats(self, server_id: int) -> pb.DataStatsReply:
-        return await call(self._data(server_id).Stats, pb.Empty(), self.timeout)
+        return await self.cluster.data(server_id).stats(pb.Empty())
 
     async def set_degraded(self, server_id: int, degraded: bool) -> None:
-        await call(self._data(server_id).SetDegraded, pb.SetDegradedRequest(degraded=degraded), self.timeout)
+        await self.cluster.data(server_id).set_degraded(pb.SetDegradedRequest(degraded=degraded))
 
     # -------------------------------------------------------------- helpers
 

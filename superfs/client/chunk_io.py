@@ -20,9 +20,8 @@ import logging
 from typing import Any, Callable, TypeVar
 
 from superfs.client import streams
-from superfs.client.cluster import ClusterView
-from superfs.client.rpc import call
 from superfs.rpc.bytepath import ByteTarget, ConnHolder
+from superfs.rpc.cluster_map import ClusterView
 from superfs.v1 import bytes_pb2 as bpb
 from superfs.v1 import superfs_pb2 as pb
 
@@ -39,7 +38,7 @@ class ChunkIO:
 
     @property
     def timeout(self) -> float:
-        return self.cluster.timeout
+        return self.cluster.timeout_s
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args, on_conn=holder)`` on a byte worker; a cancelled caller aborts its connection."""
@@ -107,12 +106,12 @@ class ChunkIO:
 
     async def _grpc_read_into(self, sid: int, key: pb.ChunkKey, offset: int, view: memoryview,
                               cap: pb.ChunkCap) -> tuple[bool, int]:
-        stub = self.cluster.data_server(sid)
         if len(view) >= streams.STREAM_MIN:
-            data, exists = await streams.read_chunk(stub, key, offset, len(view), self.timeout, cap)
+            data, exists = await streams.read_chunk(self.cluster.data_streams(sid), key, offset, len(view),
+                                                    self.timeout, cap)
         else:
             req = pb.ReadChunkRequest(key=key, offset=offset, length=len(view), cap=cap)
-            reply = await call(stub.ReadChunk, req, self.timeout)
+            reply = await self.cluster.data(sid).read_chunk(req, self.timeout)
             data, exists = reply.data, reply.exists
         if not exists:
             return False, 0
@@ -140,10 +139,9 @@ class ChunkIO:
         return self._pool().write(target, req, data, self.timeout, on_conn=on_conn)
 
     async def _grpc_write(self, sid: int, key: pb.ChunkKey, offset: int, data: memoryview, cap: pb.ChunkCap) -> None:
-        stub = self.cluster.data_server(sid)
         if len(data) >= streams.STREAM_MIN:
-            await streams.write_chunk(stub, key, offset, data, self.timeout, cap)
+            await streams.write_chunk(self.cluster.data_streams(sid), key, offset, data, self.timeout, cap)
         else:
-            await call(stub.WriteChunk, pb.WriteChunkRequest(key=key, offset=offset, data=bytes(data), cap=cap),
-                       self.timeout)
+            await self.cluster.data(sid).write_chunk(
+                pb.WriteChunkRequest(key=key, offset=offset, data=bytes(data), cap=cap), self.timeout)
 

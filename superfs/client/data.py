@@ -38,12 +38,12 @@ from typing import Awaitable, Callable, Iterable, TypeVar
 
 from superfs import chunkranges
 from superfs.client.chunk_io import ChunkIO
-from superfs.client.cluster import ClusterView
 from superfs.client.meta import SET_SIZE, Creds, MetaOps
 from superfs.client.nodes import Node
 from superfs.errors import FsError
 from superfs.faults import pause_point
 from superfs.perms import R_OK, W_OK
+from superfs.rpc.cluster_map import ClusterView
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class DataIO:
 
     @property
     def timeout(self) -> float:
-        return self.cluster.timeout
+        return self.cluster.timeout_s
 
     # ----------------------------------------------------------- capabilities
 
@@ -152,7 +152,7 @@ class DataIO:
     async def _read_inline(self, info: pb.FileInfo, offset: int, length: int, creds: Creds) -> bytes:
         ino = info.attr.ino
         req = pb.ReadInlineRequest(ino=ino, offset=offset, length=length, creds=creds.pb())
-        reply = await self.meta._shard_call(lambda: self.cluster.home_shard(ino), "ReadInline", req)
+        reply = await self.cluster.home_shard(ino).read_inline(req)
         return reply.data
 
     async def _read_chunks(self, info: pb.FileInfo, offset: int, view: memoryview, creds: Creds) -> None:
@@ -261,8 +261,7 @@ class DataIO:
         if info.inline and end <= threshold:
             req = pb.WriteInlineRequest(ino=info.attr.ino, offset=offset, data=bytes(data), creds=creds.pb())
             try:
-                attr = await self.meta._shard_call(lambda: self.cluster.home_shard(info.attr.ino),
-                                                   "WriteInline", req)
+                attr = await self.cluster.home_shard(info.attr.ino).write_inline(req)
                 info.attr.CopyFrom(attr)
                 return end
             except FsError as e:
@@ -314,7 +313,7 @@ class DataIO:
         written = [pb.ChunkRange(start=a, end=b) for a, b in chunkranges.normalize(node.unreported)]
         req = pb.SetSizeRequest(ino=info.attr.ino, size=end, creds=creds.pb(), written=written,
                                 reports_written=True, seen_generation=node.unreported_generation)
-        attr = await self.meta._shard_call(lambda: self.cluster.home_shard(info.attr.ino), "SetSize", req)
+        attr = await self.cluster.home_shard(info.attr.ino).set_size(req)
         info.attr.CopyFrom(attr)
         del node.unreported[:reported]  # writes that finished meanwhile go with the next commit
 
@@ -347,8 +346,7 @@ class DataIO:
             req = pb.ConvertRequest(ino=node.ino, creds=creds.pb(), layout=layout,
                                     expect_generation=info.attr.generation, chunk_size=chunk_size)
             try:
-                converted = await self.meta._shard_call(lambda: self.cluster.home_shard(node.ino),
-                                                        "ConvertToChunked", req)
+                converted = await self.cluster.home_shard(node.ino).convert_to_chunked(req)
             except FsError as e:
                 if e.errno == errno.EAGAIN:
                     continue  # someone wrote meanwhile: copy again

@@ -109,13 +109,13 @@ class RawFile(io.RawIOBase):
         ahead = self._ahead
         if ahead and ahead[0][0] == pos and ahead[0][1] == length:
             _, _, window, fut = ahead.pop(0)
-            n = self._client._wait(fut)
+            n = self._client.wait(fut)
             view[:n] = memoryview(window)[:n]
         else:
             self._drop_ahead()
             # within one chunk: this thread reads it itself; else (or on any trouble) the client's loop
-            got = self._client._fs.read_into_now(self._node, pos, view)
-            n = got if got is not None else self._client._run(self._client._fs.read_into(self._node, pos, view))
+            got = self._client.aio.read_into_now(self._node, pos, view)
+            n = got if got is not None else self._client.run(self._client.aio.read_into(self._node, pos, view))
         self._next_seq = pos + n
         info = self._node.file
         if sequential and n == length and info is not None and not info.inline:
@@ -123,7 +123,7 @@ class RawFile(io.RawIOBase):
             nxt = ahead[-1][0] + length if ahead else pos + length
             while len(ahead) < READ_AHEAD and nxt < size:
                 window = bytearray(length)
-                fut = self._client._submit(self._client._fs.read_into(self._node, nxt, window))
+                fut = self._client.submit(self._client.aio.read_into(self._node, nxt, window))
                 ahead.append((nxt, length, window, fut))
                 nxt += length
         return n
@@ -164,20 +164,20 @@ class RawFile(io.RawIOBase):
             while self._pending and (len(self._pending) >= WRITE_BEHIND or
                                      any(s < end and start < e for s, e, _ in self._pending)):
                 self._reap(block=True)
-            fut = self._client._submit(
-                self._client._fs.write_at(self._node, start, bytes(data), defer_size=True))
+            fut = self._client.submit(
+                self._client.aio.write_at(self._node, start, bytes(data), defer_size=True))
             with self._state:
                 self._pending.append((start, end, fut))
                 self._wrote(end)
         else:
             self._drain()
-            end = self._client._run(self._client._fs.write_at(self._node, start, data, defer_size=True))
+            end = self._client.run(self._client.aio.write_at(self._node, start, data, defer_size=True))
             with self._state:
                 self._wrote(end)
         self._pos = end
         chunked = self._node.file is not None and not self._node.file.inline
         if chunked and self._sizer is None:  # inline bytes are sized by the write itself
-            self._sizer = self._client._submit(self._size_soon())
+            self._sizer = self._client.submit(self._size_soon())
         return len(data)
 
     def _wrote(self, end: int) -> None:
@@ -204,7 +204,7 @@ class RawFile(io.RawIOBase):
                     end, writes = self._end, self._writes
                 for fut in pending:
                     await asyncio.wrap_future(fut)
-                await self._client._fs.commit_size(self._node, end)
+                await self._client.aio.commit_size(self._node, end)
                 with self._state:
                     if self._writes == writes:
                         self._dirty = False
@@ -240,7 +240,7 @@ class RawFile(io.RawIOBase):
             raise io.UnsupportedOperation("file not open for writing")
         self.flush()
         size = self._pos if size is None else size
-        self._client._run(self._client._truncate_node(self._node, size))
+        self._client.run(self._client.aio.truncate_node(self._node, size))
         self._end = size
         return size
 
@@ -251,7 +251,7 @@ class RawFile(io.RawIOBase):
                 _, _, fut = self._pending.pop(0)
             block = False
             try:
-                self._client._wait(fut)
+                self._client.wait(fut)
             except BaseException as e:
                 self._failed = self._failed or e
                 self._drain(raise_errors=False)
@@ -264,7 +264,7 @@ class RawFile(io.RawIOBase):
             with self._state:
                 _, _, fut = self._pending.pop(0)
             try:
-                self._client._wait(fut)
+                self._client.wait(fut)
             except BaseException as e:  # noqa: BLE001 - reported below
                 first = first or e
         if first is not None:
@@ -279,7 +279,7 @@ class RawFile(io.RawIOBase):
         with self._state:
             dirty, end, writes = self._dirty, self._end, self._writes
         if dirty:
-            self._client._run(self._client._fs.commit_size(self._node, end))
+            self._client.run(self._client.aio.commit_size(self._node, end))
             with self._state:
                 if self._writes == writes:
                     self._dirty = False
@@ -305,12 +305,12 @@ class RawFile(io.RawIOBase):
 
     def fstat(self) -> os.stat_result:
         self.flush()
-        self._client._run(self._client._fs.refresh_node(self._node))
+        self._client.run(self._client.aio.refresh_node(self._node))
         return to_stat(self._node.attr)
 
     @property
     def chunk_size(self) -> int:
-        return self._client._fs.cluster.map.chunk_size or DEFAULT_BUFFER
+        return self._client.layout.chunk_size or DEFAULT_BUFFER
 
     def _size(self) -> int:
         return max(self._end, self._node.attr.size)

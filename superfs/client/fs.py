@@ -15,16 +15,19 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
 from superfs.client.cache import DirCache
-from superfs.client.cluster import ClusterView
 from superfs.client.data import DataIO
+from superfs.client.layout import ClusterLayout
+from superfs.client.local import security_for_address
 from superfs.client.meta import (SET_ATIME, SET_ATIME_NOW, SET_GID, SET_MODE, SET_MTIME, SET_MTIME_NOW,
                                  SET_UID, Creds, MetaOps)
 from superfs.client.nodes import Node, to_stat
 from superfs.client.paths import PathResolver
-from superfs.client.rpc import Channels
 from superfs.errors import FsError, oserror
 from superfs.faults import pause_point
+from superfs.filetypes import SPECIAL_TYPES, type_of_mode
 from superfs.perms import R_OK, W_OK, allowed
+from superfs.rpc.channels import Channels
+from superfs.rpc.cluster_map import ClusterView
 from superfs.v1 import superfs_pb2 as pb
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -83,14 +86,18 @@ class AsyncFs:
 
     def __init__(self, dir_address: str, *, timeout_s: float = 5.0, creds: Creds | None = None,
                  umask: int = 0o022) -> None:
-        self.channels = Channels(timeout_s)
-        self.cluster = ClusterView(dir_address, self.channels)
+        self.channels = Channels(timeout_s, security_lookup=security_for_address)
+        self.cluster = ClusterView(self.channels, dir_address=dir_address)
         self.cache = DirCache()
+        # directory-time touches travel on the process's session to the dir server like every call:
+        # a session never holds one call up behind another, and the dir server must see them come from
+        # the client that holds the directory's lease (another channel would be another client)
         self.meta = MetaOps(self.cluster, self.cache)
         self.paths = PathResolver(self.meta)
         self.data = DataIO(self.cluster, self.meta)
         self.creds = creds or default_creds()
         self.umask = umask
+        self._layout: ClusterLayout | None = None
 
     async def start(self) -> "AsyncFs":
         try:
@@ -100,14 +107,31 @@ class AsyncFs:
         return self
 
     async def close(self) -> None:
+        await self.meta.touches.settle_all()
         await self.channels.close()
+
+    @property
+    def layout(self) -> ClusterLayout:
+        """Inline threshold, chunk size, replicas and data servers, as the current cluster map says."""
+        cmap = self.cluster.map
+        if self._layout is None or self._layout.epoch != cmap.epoch:
+            self._layout = ClusterLayout.of(cmap)
+        return self._layout
 
     # ------------------------------------------------------------------ stat
 
     @_oserrors
     async def stat(self, path: str, *, follow_symlinks: bool = True) -> os.stat_result:
         node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
+        if node.is_dir:
+            node = await self.meta.getattr(node.ino, self.creds)  # after this client's own changes in it
         return to_stat(node.attr)
+
+    @_oserrors
+    async def node_of(self, path: str, *, follow_symlinks: bool = True) -> Node:
+        """The node at ``path`` (a file's carries its FileInfo: size, layout, chunk size)."""
+        node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
+        return node
 
     async def lstat(self, path: str) -> os.stat_result:
         return await self.stat(path, follow_symlinks=False)
@@ -185,11 +209,12 @@ class AsyncFs:
                           "cannot rename '.', '..' or '/'")
         sp, spath, sname = await self.paths.parent_of(src, self.creds)
         try:
-            dp, _, dname = await self.paths.parent_of(dst, self.creds)
+            dp, dpath, dname = await self.paths.parent_of(dst, self.creds)
         except FsError as e:
             raise oserror(e.errno, e.message, dst) from None
         await self.meta.rename(sp.ino, sname, dp.ino, dname, self.creds, flags)
         self.cache.forget_subtree(posixpath.join(spath, sname))
+        self.cache.forget_subtree(posixpath.join(dpath, dname))
 
     async def replace(self, src: str, dst: str) -> None:
         await self.rename(src, dst)
@@ -212,6 +237,21 @@ class AsyncFs:
             raise FsError(errno.ENOENT if not target else errno.ENAMETOOLONG, "bad symlink target")
         parent, _, name = await self.paths.parent_of(path, self.creds)
         await self.meta.create(parent.ino, name, 0o777, self.creds, exclusive=True, symlink_target=target)
+
+    @_oserrors
+    async def mknod(self, path: str, mode: int = 0o600 | stat_mod.S_IFREG, device: int = 0) -> None:
+        """As os.mknod: a regular file, FIFO, socket, or (root only) device node."""
+        ftype = type_of_mode(mode)
+        if ftype not in SPECIAL_TYPES and ftype != pb.REGULAR:
+            raise FsError(errno.EINVAL if ftype != pb.DIRECTORY else errno.EPERM, "mknod makes files only")
+        if _dot_last(path) or not path.strip("/"):
+            raise FsError(errno.EEXIST, "file exists")
+        parent, _, name = await self.paths.parent_of(path, self.creds)
+        await self.meta.create(parent.ino, name, mode & ~self.umask & 0o7777, self.creds, exclusive=True,
+                               ftype=ftype, rdev=device)
+
+    async def mkfifo(self, path: str, mode: int = 0o666) -> None:
+        await self.mknod(path, stat_mod.S_IFIFO | (mode & 0o7777))
 
     @_oserrors
     async def readlink(self, path: str) -> str:
@@ -253,30 +293,35 @@ class AsyncFs:
             raise FsError(errno.EISDIR, "is a directory")
         await self.data.truncate(node, length, self.creds)
 
+    async def truncate_node(self, node: Node, length: int) -> None:
+        """Truncate the open file ``node`` (as ftruncate), keeping the node current."""
+        try:
+            await self.data.truncate(node, length, self.creds)
+        except FsError as e:
+            raise oserror(e.errno, e.message) from None
+
     # ----------------------------------------------------------------- xattrs
 
     @_oserrors
     async def getxattr(self, path: str, name: str, *, follow_symlinks: bool = True) -> bytes:
         node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
-        reply = await self.meta.xattr("GetXattr", node.ino, self.creds, name)
-        return reply.value  # type: ignore[union-attr]
+        return await self.meta.get_xattr(node.ino, self.creds, name)
 
     @_oserrors
     async def setxattr(self, path: str, name: str, value: bytes, flags: int = 0, *,
                        follow_symlinks: bool = True) -> None:
         node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
-        await self.meta.xattr("SetXattr", node.ino, self.creds, name, bytes(value), flags)
+        await self.meta.set_xattr(node.ino, self.creds, name, bytes(value), flags)
 
     @_oserrors
     async def listxattr(self, path: str, *, follow_symlinks: bool = True) -> list[str]:
         node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
-        reply = await self.meta.xattr("ListXattr", node.ino, self.creds)
-        return list(reply.names)  # type: ignore[union-attr]
+        return await self.meta.list_xattr(node.ino, self.creds)
 
     @_oserrors
     async def removexattr(self, path: str, name: str, *, follow_symlinks: bool = True) -> None:
         node, _ = await self.paths.resolve(path, self.creds, follow=follow_symlinks)
-        await self.meta.xattr("RemoveXattr", node.ino, self.creds, name)
+        await self.meta.remove_xattr(node.ino, self.creds, name)
 
     # ------------------------------------------------------------------- open
 

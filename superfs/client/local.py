@@ -22,8 +22,8 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from superfs.client.rpc import ClientSecurity
     from superfs.config_file import ClusterFile
+    from superfs.rpc.security import ClientSecurity
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def cluster_file_for_address(address: str) -> str | None:
 def security_for_address(address: str) -> "ClientSecurity":
     """Credentials for a cluster known only by its dir server's address."""
     from superfs import config_file
-    from superfs.client.rpc import ClientSecurity
+    from superfs.rpc.security import ClientSecurity
 
     path = cluster_file_for_address(address)
     if path is not None:

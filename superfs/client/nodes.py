@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import stat as stat_mod
 from dataclasses import dataclass, field
 
 from superfs.v1 import superfs_pb2 as pb
@@ -16,12 +15,13 @@ class Node:
 
     ino: int
     attr: pb.Attr
-    type: int  # pb.REGULAR / pb.DIRECTORY / pb.SYMLINK
+    type: int  # a pb.FileType
     parent: int = 0
     name: str = ""
     file: pb.FileInfo | None = None          # files only
     cap: pb.DirCap | None = None            # directories only
     expires: float = 0.0                    # lease end (monotonic), directories
+    fetched: float = 0.0                    # when the dir server answered (monotonic), directories
     extra: dict[str, object] = field(default_factory=dict)
     # chunked files: chunk ranges written through this node and not yet reported to the shard
     # (SetSize at commit), and the file's generation when the first of them was written
@@ -47,14 +47,7 @@ def to_stat(attr: pb.Attr, *, dev: int = 0x5F5) -> os.stat_result:
     extra = {
         "st_atime": attr.atime_ns / 1e9, "st_mtime": attr.mtime_ns / 1e9, "st_ctime": attr.ctime_ns / 1e9,
         "st_atime_ns": attr.atime_ns, "st_mtime_ns": attr.mtime_ns, "st_ctime_ns": attr.ctime_ns,
-        "st_blksize": 1 << 20, "st_blocks": blocks, "st_rdev": 0,
+        "st_blksize": 1 << 20, "st_blocks": blocks, "st_rdev": attr.rdev,
     }
     return os.stat_result(fields, extra)
 
-
-def type_of_mode(mode: int) -> int:
-    if stat_mod.S_ISDIR(mode):
-        return pb.DIRECTORY
-    if stat_mod.S_ISLNK(mode):
-        return pb.SYMLINK
-    return pb.REGULAR

@@ -31,10 +31,10 @@ class PathResolver:
         """The directory at ``parts`` and its canonical path."""
         path = "/" + "/".join(parts)
         if ".." not in parts:
-            node = self.cache.get_path(path, creds.uid)
+            node = self.cache.get_path(path, creds)
             if node is not None:
                 return node, path
-        reply = await self.cluster.dir_call("Resolve", pb.ResolveRequest(path=path, creds=creds.pb()))
+        reply = await self.cluster.dir.resolve(pb.ResolveRequest(path=path, creds=creds.pb()))
         walked = "/"
         deepest: Node | None = None
         for i, info in enumerate(reply.dirs):
@@ -42,7 +42,7 @@ class PathResolver:
                 walked = posixpath.join(walked, info.name)
             node = self.meta.dir_node(info, reply.cap if i == len(reply.dirs) - 1 else None, reply.lease_ns)
             if node.cap is not None:
-                self.cache.put_path(walked, creds.uid, node)
+                self.cache.put_path(walked, creds, node)
             deepest = node
         assert deepest is not None
         if not reply.remaining:
@@ -78,7 +78,7 @@ class PathResolver:
             return node, p
         parent, parent_path, name = await self.parent_of(path, creds)
         full = posixpath.join(parent_path, name)
-        cached = self.cache.get_path(full, creds.uid)
+        cached = self.cache.get_path(full, creds)
         if cached is not None:
             return cached, full
         node = await self.meta.lookup(parent.ino, name, creds, want_data=want_data)
@@ -89,7 +89,7 @@ class PathResolver:
             nxt = target if target.startswith("/") else posixpath.join(parent_path, target)
             return await self.resolve(nxt, creds, follow=True, want_data=want_data, hops=hops + 1)
         if node.is_dir:
-            self.cache.put_path(full, creds.uid, node)
+            self.cache.put_path(full, creds, node)
         elif path.endswith("/"):
             raise FsError(errno.ENOTDIR, "not a directory (trailing slash)")
         return node, full

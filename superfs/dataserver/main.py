@@ -19,13 +19,12 @@ import os
 import grpc
 
 from superfs import auth, daemon, metrics, tls
-from superfs.client.rpc import Channels, ClientSecurity
 from superfs.config import ASYNC, DURABLE, MESSAGE_HEADROOM, DataServerConfig, read_secret
 from superfs.dataserver.byte_server import ByteServer
 from superfs.dataserver.chunk_store import ChunkStore
 from superfs.dataserver.registration import DEFAULT_WAIT_S, Registrar
 from superfs.dataserver.service import DataServicer
-from superfs.rpc.bytepath import BytePool
+from superfs.rpc.channels import Channels
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +38,9 @@ async def run(cfg: DataServerConfig, *, register_wait_s: float = DEFAULT_WAIT_S)
     chunks = ChunkStore.open(os.path.join(cfg.data_dir, STORE_DIR), durable=cfg.durability != ASYNC)
     secret = read_secret(cfg.secret_file)
     servicer = DataServicer(chunks, secret, max_write=cfg.limits.max_message_bytes - MESSAGE_HEADROOM)
-    channels = Channels(timeout_s=cfg.rpc_timeout_s)
+    channels = Channels(timeout_s=cfg.rpc_timeout_s, transport="grpc")  # daemons call each other on gRPC
     # this daemon's own credentials reach the other data servers (chained writes, block repairs)
-    forward = BytePool((channels.security or ClientSecurity()).byte_security())
+    forward = channels.byte_pool(cfg.dir_server)
     security = cfg.security
     byte_server = ByteServer(
         chunks, secret, forward, name=f"superfs-data {cfg.server_id}",
@@ -85,8 +84,7 @@ async def run(cfg: DataServerConfig, *, register_wait_s: float = DEFAULT_WAIT_S)
             t.cancel()
         await registrar.stop()
         await asyncio.get_running_loop().run_in_executor(None, byte_server.close)
-        forward.close()
-        await channels.close()
+        await channels.close()  # and the forwarding pool with it
 
     try:
         await daemon.serve(

@@ -20,10 +20,8 @@ import logging
 import time
 from typing import Awaitable, Callable
 
-import grpc
-
-from superfs.client.rpc import Channels, call
-from superfs.errors import FsError, errno_of_rpc_error
+from superfs.errors import FsError
+from superfs.rpc.channels import Channels
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -64,7 +62,7 @@ class Registrar:
         request = pb.RegisterServerRequest(kind="data", server=pb.ServerInfo(
             id=self.server_id, address=address, session_address=self.session_address,
             bytes_address=self.bytes_address, bytes_local=self.bytes_local))
-        cmap: pb.ClusterMap = await call(self.channels.dir(self.dir_server).RegisterServer, request, self.timeout_s)
+        cmap = await self.channels.dir(self.dir_server).register_server(request, self.timeout_s)
         self.cluster_map = cmap
         log.info(
             "data server %d registered as %s with dir server %s (cluster %s, epoch %d)",
@@ -75,13 +73,11 @@ class Registrar:
     async def _known_data_servers(self) -> set[int]:
         """Ids of the data servers in the cluster map (none from a dir server without the call)."""
         try:
-            known = await self.channels.dir(self.dir_server).GetClusterMap(
-                pb.GetClusterMapRequest(), timeout=self.timeout_s)
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+            known = await self.channels.dir(self.dir_server).get_cluster_map(pb.GetClusterMapRequest(), self.timeout_s)
+        except FsError as e:
+            if e.errno == errno.ENOSYS or e.message.startswith("UNIMPLEMENTED"):  # on a session, or on gRPC
                 return set()
-            err, msg = errno_of_rpc_error(e)
-            raise FsError(err, msg) from None
+            raise
         return {d.id for d in known.data_servers}
 
     async def start(self, address: str, wait_s: float = DEFAULT_WAIT_S) -> bool:

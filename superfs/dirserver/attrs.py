@@ -14,7 +14,7 @@ import stat
 
 import lmdb
 
-from superfs import perms
+from superfs import perms, xattr_perms
 from superfs.dirserver.store import DirStore, name_bytes, now_ns
 from superfs.errors import FsError
 from superfs.v1 import superfs_pb2 as pb
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # SetAttrRequest.mask bits (see the proto)
 SET_MODE, SET_UID, SET_GID, SET_SIZE = 1, 2, 4, 8
 SET_ATIME, SET_MTIME, SET_ATIME_NOW, SET_MTIME_NOW = 16, 32, 64, 128
+SET_ENTRIES_CHANGED = 256  # a client created/removed names in it at mtime_ns (client/dirtimes.py)
 
 XATTR_CREATE, XATTR_REPLACE = 1, 2
 XATTR_NAME_MAX = 255
@@ -52,9 +53,18 @@ def apply_setattr(a: pb.Attr, req: pb.SetAttrRequest, t: int) -> None:
         raise FsError(errno.EPERM, "only the owner may change the mode")
     if mask & (SET_ATIME | SET_MTIME) and not owner:
         raise FsError(errno.EPERM, "only the owner may set explicit times")
-    if mask & (SET_ATIME_NOW | SET_MTIME_NOW) and not owner and not perms.allowed(
+    if mask & (SET_ATIME_NOW | SET_MTIME_NOW | SET_ENTRIES_CHANGED) and not owner and not perms.allowed(
             a.mode, a.uid, a.gid, c, perms.W_OK):
         raise FsError(errno.EACCES, "need write permission to touch")
+    if mask & SET_ENTRIES_CHANGED:
+        if mask != SET_ENTRIES_CHANGED:
+            raise FsError(errno.EINVAL, "entries-changed (256) goes alone")
+        # max: touches may arrive late and out of order, and never move times back;
+        # min: a client's clock must not push them into the future
+        changed = min(req.mtime_ns, t)
+        a.mtime_ns = max(a.mtime_ns, changed)
+        a.ctime_ns = max(a.ctime_ns, changed)
+        return
     if mask & SET_UID:
         a.uid = req.uid
     if mask & SET_GID:
@@ -96,16 +106,16 @@ class DirAttrs:
         return await self.store.db.write(fn)
 
     def get_xattr(self, ino: int, name: str, creds: pb.Creds) -> bytes:
-        self._require_read(ino, creds)
         check_xattr_name(name)
+        self._allowed(self.store.need(ino), name, creds, write=False)
         value = self.store.get_xattr(ino, name)
         if value is None:
             raise FsError(errno.ENODATA, f"no xattr {name!r}")
         return value
 
     def list_xattrs(self, ino: int, creds: pb.Creds) -> list[str]:
-        self._require_read(ino, creds)
-        return self.store.list_xattrs(ino)
+        self.store.need(ino)
+        return [n for n in self.store.list_xattrs(ino) if xattr_perms.listed(n, creds)]
 
     async def set_xattr(self, ino: int, name: str, value: bytes, flags: int, creds: pb.Creds) -> None:
         check_xattr_name(name)
@@ -115,7 +125,7 @@ class DirAttrs:
             raise FsError(errno.EINVAL, f"bad xattr flags {flags}")
 
         def fn(txn: lmdb.Transaction) -> None:
-            d = self._owned_txn(txn, ino, creds)
+            d = self._allowed(self.store.need_txn(txn, ino), name, creds, write=True)
             exists = self.store.get_xattr_txn(txn, ino, name) is not None
             if flags & XATTR_CREATE and exists:
                 raise FsError(errno.EEXIST, f"xattr {name!r} exists")
@@ -131,7 +141,7 @@ class DirAttrs:
         check_xattr_name(name)
 
         def fn(txn: lmdb.Transaction) -> None:
-            d = self._owned_txn(txn, ino, creds)
+            d = self._allowed(self.store.need_txn(txn, ino), name, creds, write=True)
             if not self.store.remove_xattr_txn(txn, ino, name):
                 raise FsError(errno.ENODATA, f"no xattr {name!r}")
             d.attr.ctime_ns = now_ns()
@@ -139,12 +149,8 @@ class DirAttrs:
 
         await self.store.db.write(fn)
 
-    def _require_read(self, ino: int, creds: pb.Creds) -> None:
-        a = self.store.need(ino).attr
-        perms.require(a.mode, a.uid, a.gid, creds, perms.R_OK, "read xattrs")
-
-    def _owned_txn(self, txn: lmdb.Transaction, ino: int, creds: pb.Creds) -> pb.DirInfo:
-        d = self.store.need_txn(txn, ino)
-        if creds.uid not in (0, d.attr.uid):
-            raise FsError(errno.EPERM, "only the owner may change xattrs")
+    @staticmethod
+    def _allowed(d: pb.DirInfo, name: str, creds: pb.Creds, *, write: bool) -> pb.DirInfo:
+        a = d.attr
+        xattr_perms.check(name, mode=a.mode, uid=a.uid, gid=a.gid, creds=creds, write=write)
         return d

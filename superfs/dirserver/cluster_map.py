@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+from typing import Callable
 
 from superfs.config import DirServerConfig
 from superfs.dirserver.store import DirStore
 from superfs.errors import FsError
-from superfs.routing import entry_partition
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -70,11 +70,17 @@ def register(m: pb.ClusterMap, kind: str, server: pb.ServerInfo) -> bool:
 
 
 class ClusterRegistry:
-    """The persisted cluster map, with an in-memory copy for cheap reads."""
+    """The persisted cluster map, with an in-memory copy for cheap reads.
+
+    It is the source of truth; the dir server routes its own calls to shards
+    through a view of it (superfs/rpc/cluster_map.py), told of every change by
+    ``on_change``.
+    """
 
     def __init__(self, store: DirStore, cfg: DirServerConfig) -> None:
         self.store = store
         self._lock = asyncio.Lock()  # read-modify-write of the map, one at a time
+        self.on_change: Callable[[pb.ClusterMap], object] | None = None
         raw = store.get_meta(MAP_KEY)
         if raw is None:
             self.map = initial_map(cfg)
@@ -113,7 +119,7 @@ class ClusterRegistry:
                 updated.epoch += 1
                 value = updated.SerializeToString()
                 await self.store.db.write(lambda txn: self.store.put_meta_txn(txn, MAP_KEY, value))
-                self.map = updated
+                self._set(updated)
                 log.info("registered %s %d at %s: epoch %d", kind, server.id, server.address, updated.epoch)
             return self.map
 
@@ -128,16 +134,9 @@ class ClusterRegistry:
             updated.epoch += 1
             value = updated.SerializeToString()
             await self.store.db.write(lambda txn: self.store.put_meta_txn(txn, MAP_KEY, value))
-            self.map = updated
+            self._set(updated)
 
-    def shard_address(self, shard_id: int) -> str:
-        for s in self.map.shards:
-            if s.id == shard_id:
-                return s.address
-        raise FsError(errno.EIO, f"shard {shard_id} has not registered")
-
-    def shard_of_entry(self, parent: int, name: str) -> int:
-        return self.map.partition_shard[entry_partition(parent, name, self.map.num_partitions)]
-
-    def all_shards(self) -> list[int]:
-        return sorted(set(self.map.partition_shard))
+    def _set(self, updated: pb.ClusterMap) -> None:
+        self.map = updated
+        if self.on_change is not None:
+            self.on_change(updated)

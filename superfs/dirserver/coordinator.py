@@ -33,7 +33,7 @@ from typing import Awaitable, NoReturn
 import lmdb
 
 from superfs import names, perms
-from superfs.dirserver import recovery
+from superfs.dirserver import exchange, recovery
 from superfs.dirserver.intents import Intent, IntentLog
 from superfs.dirserver.locks import DirLocks, dir_key
 from superfs.dirserver.namespace import require_search
@@ -41,13 +41,13 @@ from superfs.dirserver.shards import ShardOps
 from superfs.dirserver.store import DirStore, now_ns
 from superfs.errors import FsError
 from superfs.faults import crash_point
+from superfs.filetypes import FILE_TYPES
 from superfs.routing import ROOT_INO, is_dir_ino
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
-FILE_TYPES = (pb.REGULAR, pb.SYMLINK)
 # Failures that say nothing about the outcome (the shard may be down, slow, or
 # busy): the step is retried later. Any other refusal is final.
 TRANSIENT = frozenset({errno.EIO, errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR})
@@ -189,10 +189,11 @@ class Coordinator:
 
     async def rename_dir(self, src_parent: int, src_name: str, dst_parent: int, dst_name: str,
                          flags: int, creds: pb.Creds) -> None:
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
+            raise FsError(errno.EINVAL, f"bad rename flags {flags:#x}")
         if flags & RENAME_EXCHANGE:
-            raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
-        if flags & ~RENAME_NOREPLACE:
-            raise FsError(errno.EINVAL, f"unknown rename flags {flags:#x}")
+            await exchange.exchange(self, src_parent, src_name, dst_parent, dst_name, creds)
+            return
         names.check_name(src_name)
         names.check_name(dst_name)
         for _ in range(RETRIES):

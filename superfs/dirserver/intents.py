@@ -21,10 +21,11 @@ import lmdb
 
 from superfs.dirserver.locks import LockKey, dir_key
 from superfs.dirserver.store import DirStore
+from superfs.routing import is_dir_ino
 
 log = logging.getLogger(__name__)
 
-Op = Literal["mkdir", "rmdir", "renamedir"]
+Op = Literal["mkdir", "rmdir", "renamedir", "exchange"]
 NEXT_INTENT_KEY = b"next_intent"
 _U64 = struct.Struct(">Q")
 
@@ -37,6 +38,10 @@ class Intent:
     source of a rename; ``ino`` the directory concerned. ``aborting`` is set
     once the coordinator decided to undo the operation, so that recovery
     undoes it too instead of completing something the caller was told failed.
+
+    An exchange (RENAME_EXCHANGE) swaps (parent, name), which holds ``ino``
+    of type ``ftype``, with (dst_parent, dst_name), which holds
+    ``replaced_ino`` of type ``replaced_type``; at least one is a directory.
     """
 
     op: Op
@@ -47,6 +52,8 @@ class Intent:
     dst_name: str = ""
     replaced_ino: int = 0
     aborting: bool = False
+    ftype: int = 0
+    replaced_type: int = 0
     id: int = 0
 
     def inos(self) -> set[int]:
@@ -55,10 +62,12 @@ class Intent:
 
     def lock_keys(self) -> tuple[list[LockKey], list[LockKey]]:
         """(exclusive, shared) locks to hold while settling it, as its operation did."""
-        exclusive = [(self.parent, self.name), dir_key(self.ino)]
+        exclusive = [(self.parent, self.name)] + ([dir_key(self.ino)] if is_dir_ino(self.ino) else [])
         shared = [dir_key(self.parent)]
-        if self.op == "renamedir":
-            exclusive += [(self.dst_parent, self.dst_name), dir_key(self.replaced_ino)]
+        if self.op in ("renamedir", "exchange"):
+            exclusive.append((self.dst_parent, self.dst_name))
+            if is_dir_ino(self.replaced_ino):
+                exclusive.append(dir_key(self.replaced_ino))
             shared.append(dir_key(self.dst_parent))
         return exclusive, shared
 
@@ -73,7 +82,7 @@ class Intent:
     def conflicts(self, parents: set[int], subjects: set[int]) -> bool:
         """Must this intent be settled before an operation that adds or removes
         entries of ``parents`` and removes or moves the directories ``subjects``?"""
-        if self.op == "renamedir":
+        if self.op in ("renamedir", "exchange"):
             return bool(self.inos() & (parents | subjects))
         if self.op == "rmdir":
             return self.ino in parents | subjects or self.parent in subjects

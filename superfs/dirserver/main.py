@@ -50,8 +50,8 @@ async def run(cfg: DirServerConfig) -> None:
 
     log.info("dir server: cluster %r, %d partitions, %s mode, store %s", servicer.registry.map.cluster_name,
              servicer.registry.map.num_partitions, cfg.durability, store.db.path)
-    collectors, background = metrics.dir_server_metrics(store, servicer.registry, servicer.channels,
-                                                        cfg.rpc_timeout_s)
+    collectors, background = metrics.dir_server_metrics(store, servicer.registry, servicer.view,
+                                                        cfg.rpc_timeout_s, servicer.leases)
     try:
         await daemon.serve("superfs-dir", cfg.listen, add_services, ready_file=cfg.ready_file,
                            on_started=on_started, on_stopping=on_stopping, security=cfg.security,

@@ -73,6 +73,7 @@ class Namespace:
             self.secret, dir_ino=d.ino, uid=creds.uid,
             rights=perms.rights(a.mode, a.uid, a.gid, creds) if reachable else 0,
             sticky=bool(a.mode & stat.S_ISVTX), owner_uid=a.uid,
+            setgid=bool(a.mode & stat.S_ISGID), gid=a.gid,
         )
 
     def attr_reply(self, d: pb.DirInfo, creds: pb.Creds, *, reachable: bool) -> pb.DirAttrReply:

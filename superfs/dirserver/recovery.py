@@ -13,6 +13,8 @@ Per operation (the commit points are described in
 - rmdir: directory still here -> unseal it everywhere; gone -> release its name.
 - rename: moved -> release the source name; not moved -> roll forward
   (or back, if the coordinator had decided to abort).
+- exchange: never committed (the commit drops the intent): roll forward,
+  or drop it if the file's name changed before it was touched (exchange.py).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Awaitable, Callable
 
+from superfs.dirserver import exchange
 from superfs.dirserver.intents import Intent
 from superfs.errors import FsError
 
@@ -35,7 +38,7 @@ RETRY_INTERVAL_S = 1.0      # while some intent is stuck on an unreachable shard
 
 async def recover_intent(coord: Coordinator, intent: Intent) -> None:
     """Finish or undo one intent. Raises FsError (and the intent stays) if a shard fails."""
-    rename_lock = coord.rename_lock if intent.op == "renamedir" else contextlib.nullcontext()
+    rename_lock = coord.rename_lock if intent.op in ("renamedir", "exchange") else contextlib.nullcontext()
     exclusive, shared = intent.lock_keys()
     async with rename_lock, coord.locks.hold(exclusive=exclusive, shared=shared):
         current = coord.intents.get(intent.id)
@@ -113,6 +116,10 @@ async def _roll_rename(coord: Coordinator, i: Intent) -> None:
     await coord.rename_forward(i)
 
 
+async def _roll_exchange(coord: Coordinator, i: Intent) -> None:
+    await exchange.exchange_forward(coord, i)
+
+
 async def _drop(coord: Coordinator, i: Intent) -> None:
     await coord.store.db.write(lambda txn: coord.intents.drop_txn(txn, i.id))
 
@@ -121,4 +128,5 @@ _ROLL: dict[str, Callable[[Coordinator, Intent], Awaitable[None]]] = {
     "mkdir": _roll_mkdir,
     "rmdir": _roll_rmdir,
     "renamedir": _roll_rename,
+    "exchange": _roll_exchange,
 }

@@ -8,21 +8,27 @@ carrying the errno.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import time
 
 import grpc
 
-from superfs.client.rpc import Channels
+from superfs import capability, perms
 from superfs.config import DirServerConfig
 from superfs.dirserver.attrs import DirAttrs
 from superfs.dirserver.cluster_map import ClusterRegistry
 from superfs.dirserver import recovery
 from superfs.dirserver.coordinator import Coordinator
 from superfs.dirserver.intents import Intent
+from superfs.dirserver.lease_table import LeaseTable, Want
+from superfs.dirserver.leases import LeaseManager
 from superfs.dirserver.namespace import Namespace
 from superfs.dirserver.shards import ShardClient, ShardOps
 from superfs.dirserver.store import DirStore
-from superfs.errors import rpc_handler
+from superfs.errors import FsError, rpc_handler
+from superfs.rpc.channels import Channels
+from superfs.rpc.cluster_map import ClusterView
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
 
@@ -43,11 +49,22 @@ class DirServicer(pbg.DirServiceServicer):
         self.cfg = cfg
         self.store = store
         self.registry = ClusterRegistry(store, cfg)
-        self.channels = Channels(cfg.rpc_timeout_s)
+        self.channels = Channels(cfg.rpc_timeout_s, transport="grpc")  # daemons call each other on gRPC
+        # the dir server's routing to shards and data servers: the one view, over its own registry
+        self.view = ClusterView(self.channels, cluster_map=self.registry.map, source=self._current_map)
+        self.registry.on_change = self.view.adopt
         self.namespace = Namespace(store, secret, cfg.dir_lease_s)
         self.attrs = DirAttrs(store)
-        self.coordinator = Coordinator(
-            store, shards or ShardClient(self.registry, self.channels, cfg.rpc_timeout_s, secret))
+        shard_ops = shards or ShardClient(self.view, secret)
+        self.coordinator = Coordinator(store, shard_ops)
+        self.secret = secret
+        base = next_lease_base(store)
+        self.leases = LeaseManager(LeaseTable(base, capability.CAP_TTL_NS / 1e9), shard_ops.fence_all)
+        # restarted: holders of leases granted before may not have noticed yet; the first start has none
+        self.lease_grace_until = time.monotonic() + (self.leases.lease_ttl_s if base > 1 << 32 else 0.0)
+
+    async def _current_map(self) -> pb.ClusterMap:
+        return self.registry.map
 
     async def close(self) -> None:
         await self.channels.close()
@@ -66,15 +83,68 @@ class DirServicer(pbg.DirServiceServicer):
 
     @rpc_handler
     async def Resolve(self, request: pb.ResolveRequest, context: Ctx) -> pb.ResolveReply:
-        return self.namespace.resolve(request.path, request.creds)
+        reply = self.namespace.resolve(request.path, request.creds)
+        await self._lease_cap(reply.cap, context)
+        return reply
 
     @rpc_handler
     async def GetDir(self, request: pb.DirRequest, context: Ctx) -> pb.DirAttrReply:
-        return self.namespace.get_dir(request.ino, request.creds)
+        reply = self.namespace.get_dir(request.ino, request.creds)
+        await self._lease_cap(reply.cap, context)
+        return reply
 
     @rpc_handler
     async def LookupDir(self, request: pb.LookupDirRequest, context: Ctx) -> pb.DirAttrReply:
-        return self.namespace.lookup_dir(request.parent_ino, request.name, request.creds)
+        reply = self.namespace.lookup_dir(request.parent_ino, request.name, request.creds)
+        await self._lease_cap(reply.cap, context)
+        return reply
+
+    # ------------------------------------------------------------------ leases
+
+    async def _lease_cap(self, cap: pb.DirCap, context: Ctx) -> None:
+        """Another client's lease on the directory is recalled before its capability goes out,
+        which then carries the directory's lease epoch (shards refuse older ones after a fence)."""
+        if not cap.mac:
+            return
+        want = Want.WRITE if cap.rights & perms.W_OK else Want.READ
+        grant = await self.leases.use(cap.dir_ino, _holder(context), want)
+        cap.CopyFrom(capability.resign(self.secret, cap, grant.epoch))
+
+    async def _recall_for(self, context: Ctx, *dirs: int) -> None:
+        """A change of these directories' entries or attributes: other clients' leases on them go first."""
+        holder = _holder(context)
+        for d in dirs:
+            if d:
+                await self.leases.use(d, holder, Want.WRITE)
+
+    @rpc_handler
+    async def AcquireLease(self, request: pb.LeaseRequest, context: Ctx) -> pb.LeaseReply:
+        session = getattr(context, "session", None)
+        if session is None:
+            raise FsError(errno.EOPNOTSUPP, "leases are granted on sessions only (the holder is called back)")
+        if request.want not in (Want.SHARED, Want.EXCLUSIVE):
+            raise FsError(errno.EINVAL, f"want must be 1 (shared) or 2 (exclusive), not {request.want}")
+        dir_reply = self.namespace.get_dir(request.dir_ino, request.creds)
+        if not dir_reply.cap.rights:
+            raise FsError(errno.EACCES, "permission denied: the directory cannot be reached")
+        holder = bytes(session.session_id)
+        if time.monotonic() < self.lease_grace_until:
+            # just started: holders of leases granted before may not have let go yet
+            mode, want = 0, Want.WRITE if dir_reply.cap.rights & perms.W_OK else Want.READ
+        else:
+            mode, want = int(request.want), Want(request.want)
+        grant = await self.leases.use(request.dir_ino, holder, want, session)
+        dir_reply.cap.CopyFrom(capability.resign(self.secret, dir_reply.cap, grant.epoch))
+        return pb.LeaseReply(mode=mode, dir=dir_reply, epoch=grant.epoch, grant=grant.number,
+                             ttl_ns=int(self.leases.lease_ttl_s * 1e9))
+
+    @rpc_handler
+    async def ReleaseLease(self, request: pb.ReleaseLeaseRequest, context: Ctx) -> pb.Empty:
+        holder = _holder(context)
+        grants = list(request.grants)
+        for i, d in enumerate(request.dir_inos):
+            self.leases.release(d, holder, grants[i] if i < len(grants) else 0)
+        return pb.Empty()
 
     @rpc_handler
     async def ListDirs(self, request: pb.ListDirsRequest, context: Ctx) -> pb.ListDirsReply:
@@ -84,22 +154,37 @@ class DirServicer(pbg.DirServiceServicer):
 
     @rpc_handler
     async def Mkdir(self, request: pb.MkdirRequest, context: Ctx) -> pb.DirInfo:
+        await self._recall_for(context, request.parent_ino)
         return await self.coordinator.mkdir(request.parent_ino, request.name, request.mode, request.creds)
 
     @rpc_handler
     async def Rmdir(self, request: pb.RmdirRequest, context: Ctx) -> pb.Empty:
+        # a lease holder's pending creates in the directory arrive before the emptiness check
+        await self._recall_for(context, request.parent_ino, self._child(request.parent_ino, request.name))
         await self.coordinator.rmdir(request.parent_ino, request.name, request.creds)
         return pb.Empty()
 
     @rpc_handler
     async def RenameDir(self, request: pb.RenameDirRequest, context: Ctx) -> pb.Empty:
+        await self._recall_for(context, request.src_parent, request.dst_parent,
+                               self._child(request.src_parent, request.src_name),
+                               self._child(request.dst_parent, request.dst_name))
         await self.coordinator.rename_dir(request.src_parent, request.src_name, request.dst_parent,
                                           request.dst_name, request.flags, request.creds)
         return pb.Empty()
 
     @rpc_handler
     async def SetDirAttr(self, request: pb.SetAttrRequest, context: Ctx) -> pb.Attr:
+        await self._recall_for(context, request.ino)
         return await self.attrs.set_attr(request)
+
+    def _child(self, parent: int, name: str) -> int:
+        """The directory named ``name`` in ``parent`` (0: none, or an invalid name: the operation says so)."""
+        try:
+            d = self.store.lookup(parent, name)
+        except (FsError, ValueError):
+            return 0
+        return d.ino if d is not None else 0
 
     # ----------------------------------------------------------------- xattrs
 
@@ -148,6 +233,26 @@ class DirServicer(pbg.DirServiceServicer):
     async def RecountDir(self, request: pb.DirRequest, context: Ctx) -> pb.Attr:
         ino = request.ino
         return await self.store.db.write(lambda txn: self.store.recount_txn(txn, ino))
+
+
+LEASE_BASE_KEY = b"lease_base"
+
+
+def next_lease_base(store: DirStore) -> int:
+    """A lease epoch base above every epoch signed before this start: (starts << 32)."""
+    raw = store.get_meta(LEASE_BASE_KEY)
+    starts = (int.from_bytes(raw, "big") if raw else 0) + 1
+    store.db.write_now(lambda txn: store.put_meta_txn(txn, LEASE_BASE_KEY, starts.to_bytes(8, "big")))
+    return starts << 32
+
+
+GRPC_HOLDER = b"\0" * 16  # every plain gRPC caller: capabilities only, never called back
+
+
+def _holder(context: Ctx) -> bytes:
+    """Who asks: its session, or the one holder that stands for every plain gRPC caller."""
+    session = getattr(context, "session", None)
+    return bytes(session.session_id) if session is not None else GRPC_HOLDER
 
 
 def _intents_reply(intents: list[Intent]) -> pb.DirIntentsReply:

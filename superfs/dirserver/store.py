@@ -283,6 +283,21 @@ class DirStore:
             _touch(dp.attr, t)
             self.put_dir_txn(txn, dp)
 
+    def exchange_dirs_txn(self, txn: lmdb.Transaction, a_ino: int, b_ino: int, t: int) -> None:
+        """Swap the places (parent, name) of two directories (RENAME_EXCHANGE); link counts stay."""
+        a, b = self.need_txn(txn, a_ino), self.need_txn(txn, b_ino)
+        (pa, na), (pb_, nb) = (a.parent_ino, a.name), (b.parent_ino, b.name)
+        txn.put(child_key(pa, na), ino_key(b_ino), db=self._children)
+        txn.put(child_key(pb_, nb), ino_key(a_ino), db=self._children)
+        a.parent_ino, a.name, a.attr.ctime_ns = pb_, nb, t
+        b.parent_ino, b.name, b.attr.ctime_ns = pa, na, t
+        self.put_dir_txn(txn, a)
+        self.put_dir_txn(txn, b)
+        for parent in {pa, pb_}:
+            p = self.need_txn(txn, parent)
+            _touch(p.attr, t)
+            self.put_dir_txn(txn, p)
+
     def recount_txn(self, txn: lmdb.Transaction, ino: int) -> pb.Attr:
         """Set a directory's link count from its subdirectories (2 + their number)."""
         d = self.need_txn(txn, ino)

@@ -32,13 +32,13 @@ from collections import defaultdict
 from typing import Callable, Iterable
 
 from superfs import routing
+from superfs.filetypes import FILE_TYPES
 from superfs.fsck.findings import Finding
 from superfs.fsck.snapshot import Snapshot
 from superfs.fsck.spill import U64
 from superfs.routing import ROOT_INO, is_dir_ino
 from superfs.v1 import superfs_pb2 as pb
 
-FILE_TYPES = (pb.REGULAR, pb.SYMLINK)
 Sink = Callable[[Finding], None]
 
 
@@ -58,6 +58,7 @@ def check_into(snap: Snapshot, sink: Sink) -> None:
         c.seals()
     c.entries()
     c.inodes()
+    c.delegations()
     c.chunks()
 
 
@@ -105,6 +106,9 @@ class _Checker:
                 else:
                     self.shrinking[r.ino] = min(r.from_size, self.shrinking.get(r.ino, r.from_size))
         self.scanned_data = snap.scanned_data_servers()
+        # each partition's counter, as the shard owning it reported it
+        self.counters = {c.partition: c for sid, cs in snap.counters.items() for c in cs
+                         if c.partition < self.nparts and snap.cmap.partition_shard[c.partition] == sid}
 
     def add(self, kind: str, key: tuple[object, ...], message: str, **fix: object) -> None:
         self.sink(Finding(kind, (kind, *key), message, dict(fix)))
@@ -260,6 +264,10 @@ class _Checker:
             if home is None or holders != [home]:
                 self.add("inode-misplaced", (ino,), f"inode {ino} is stored on shard(s) "
                          f"{','.join(map(str, holders))}, its home is {home}")
+            c = self.counters.get(routing.ino_partition(ino)) if home is not None else None
+            if c is not None and ino & routing.SEQ_MASK > c.last:
+                self.add("counter-behind", (ino,), f"inode {ino} is past partition {c.partition}'s counter "
+                         f"({c.last}): a later create could be given its number")
             if not self.all_shards_scanned or ino in self.busy_inos:
                 continue  # names on an unscanned shard, or a link change in flight
             f = recs[0][1]
@@ -270,6 +278,12 @@ class _Checker:
             elif refs != f.attr.nlink:
                 self.add("inode-nlink", (ino,), f"inode {ino}: link count {f.attr.nlink}, {refs} names",
                          ino=ino, nlink=f.attr.nlink, refs=refs)
+
+    def delegations(self) -> None:
+        for p, c in sorted(self.counters.items()):
+            if c.delegated_end and c.delegated_end - 1 > c.last:
+                self.add("counter-behind", ("delegated", p), f"partition {p}: numbers up to "
+                         f"{c.delegated_end - 1} are delegated to a lease holder, its counter is {c.last}")
 
     # -------------------------------------------------------------- chunks
 

@@ -53,6 +53,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("inode-orphan", ERROR, "an inode with links but no name", "gives it a name in /lost+found"),
     Kind("inode-nlink", ERROR, "an inode's link count differs from the names pointing at it",
          "sets it to the number of names"),
+    Kind("counter-behind", ERROR, "a partition's inode counter is behind an inode or a range delegated to a "
+         "lease holder: a later create could reuse the number", ""),
     Kind("chunk-no-file", ERROR, "chunks of an inode that does not exist (and are not queued for reclaim)",
          "deletes them"),
     Kind("replica-missing", ERROR, "a chunk of a file lacks one of its R replicas",
@@ -102,7 +104,7 @@ ORDER = ["pending", "stale-reservation", "dir-unreserved", "dir-nlink", "sealed-
          "entry-no-parent", "entry-dangling", "inode-orphan", "inode-nlink",
          "replica-missing", "replica-corrupt", "replica-differs", "server-degraded",
          "chunk-no-file", "chunk-past-eof", "chunk-inline-file", "chunk-misplaced",
-         "unreachable", "entry-misplaced", "inode-misplaced", "dir-orphan"]
+         "unreachable", "entry-misplaced", "inode-misplaced", "dir-orphan", "counter-behind"]
 _RANK = {k: i for i, k in enumerate(ORDER)}
 _RANK_KEY = struct.Struct(">H")
 FLUSH_EVERY = 1000

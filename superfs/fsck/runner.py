@@ -80,7 +80,7 @@ class Run:
 
     async def fsck(self) -> int:
         cmap = await self.admin.cluster_map()
-        self.say(f"superfs fsck: cluster {cmap.cluster_name!r} at {self.admin.cluster.dir_address}: "
+        self.say(f"superfs fsck: cluster {cmap.cluster_name!r} at {self.admin.dir_address}: "
                  f"{len(cmap.shards)} shards, {len(cmap.data_servers)} data servers, R={cmap.replicas}")
         await self.settle()
         first = await self.scan_and_check(verbose=True)
@@ -225,7 +225,7 @@ class Run:
 
     async def repair_replicas(self) -> int:
         cmap = await self.admin.cluster_map()
-        self.say(f"superfs repair: cluster {cmap.cluster_name!r} at {self.admin.cluster.dir_address}: "
+        self.say(f"superfs repair: cluster {cmap.cluster_name!r} at {self.admin.dir_address}: "
                  f"{len(cmap.data_servers)} data servers, R={cmap.replicas}")
         snap = await self._replica_findings(verbose=True)
         try:

@@ -49,6 +49,8 @@ class Snapshot:
     data_stats: dict[int, pb.DataStatsReply] = field(default_factory=dict)
     data_marks: dict[int, DataMark] = field(default_factory=dict)
     shard_ops: dict[int, int] = field(default_factory=dict)  # shard -> mutating calls begun at scan end
+    # shard -> its partitions' inode counters at scan end (counters only grow: past every inode scanned)
+    counters: dict[int, list[pb.PartitionCounter]] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)  # "shard 1" -> why
     verified: bool = False
     dirs_scanned: bool = False
@@ -267,9 +269,9 @@ async def scan_data(admin: AdminClient, snap: Snapshot) -> None:
 async def _scan_shard(admin: AdminClient, snap: Snapshot, shard_id: int) -> None:
     try:
         pending = await admin.pending(shard_id)
-        async for page in admin.scan_pages(shard_id, "ScanEntries", "entries"):
+        async for page in admin.entry_pages(shard_id):
             snap.add_entries(shard_id, page)
-        async for page in admin.scan_pages(shard_id, "ScanInodes", "files"):
+        async for page in admin.inode_pages(shard_id):
             snap.add_inodes(shard_id, page)
         after = await admin.pending(shard_id)
     except FsError as e:
@@ -277,6 +279,7 @@ async def _scan_shard(admin: AdminClient, snap: Snapshot, shard_id: int) -> None
         return
     snap.pending[shard_id] = pending
     snap.shard_ops[shard_id] = after.ops_begun
+    snap.counters[shard_id] = list(after.counters)
 
 
 async def _scan_data(admin: AdminClient, snap: Snapshot, server_id: int, verify: bool) -> None:

@@ -115,14 +115,12 @@ async def _subdir_attrs(fs: AsyncFs, dir_ino: int, creds: Creds, after: str) -> 
     """
     attrs: dict[int, pb.Attr] = {}
     while len(attrs) < DIR_PAGE:
-        # through the client library's cluster view: the dir server's paged listing
-        reply = await fs.cluster.dir_call("ListDirs", pb.ListDirsRequest(
-            ino=dir_ino, after=after, limit=DIR_PAGE, creds=creds.pb()))
-        for info in reply.dirs:  # type: ignore[attr-defined]
+        reply = await fs.meta.list_subdirs_page(dir_ino, creds, after=after, limit=DIR_PAGE)
+        for info in reply.dirs:
             attrs[info.ino] = info.attr
-        if not reply.more or not reply.dirs:  # type: ignore[attr-defined]
+        if not reply.more or not reply.dirs:
             return attrs
-        after = reply.dirs[-1].name  # type: ignore[attr-defined]
+        after = reply.dirs[-1].name
     return attrs
 
 

@@ -128,6 +128,9 @@ class OpenFile:
         self._sizer: asyncio.Task[None] | None = None  # sizes pushed bytes of an idle open file
         self._error: FsError | None = None  # a background push failed: report it once
         self.inline_bytes: bytes | None = None   # the whole content of an inline file
+        # security.capability, asked by the kernel before every write: known since the last open
+        self.caps: bytes | None = None
+        self.caps_known = False
         self._windows: dict[int, asyncio.Task[memoryview]] = {}  # read-ahead, least recently used first
 
     # ------------------------------------------------------------- state
@@ -142,6 +145,7 @@ class OpenFile:
 
     def refresh(self, fresh: Node) -> None:
         """Take the servers' newer view of the file (only while not dirty)."""
+        self.caps_known = False  # close-to-open: setcap done elsewhere is seen by the next open
         old = self.node.attr
         same = (old.generation, old.size, old.mtime_ns) == (
             fresh.attr.generation, fresh.attr.size, fresh.attr.mtime_ns)

@@ -65,7 +65,7 @@ def entry_attributes(attr: pb.Attr, entry_timeout: float, attr_timeout: float, *
     e.st_nlink = attr.nlink if nlink is None else nlink
     e.st_uid = attr.uid
     e.st_gid = attr.gid
-    e.st_rdev = 0
+    e.st_rdev = attr.rdev
     e.st_size = attr.size if size is None else size
     e.st_blksize = BLKSIZE
     e.st_blocks = (e.st_size + 511) // 512

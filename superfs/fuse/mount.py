@@ -29,7 +29,7 @@ import time
 import pyfuse3
 import pyfuse3.asyncio
 
-from superfs.procs import pid_alive as _pid_alive
+from superfs.procs import pid_alive as _pid_alive, python_module
 from superfs.client.fs import AsyncFs
 from superfs.fuse.creds import ROOT
 from superfs.fuse.operations import SuperFsOperations
@@ -55,6 +55,7 @@ async def serve(opts: MountOptions) -> None:
         pyfuse3.init(ops, opts.mountpoint, fuse_options(opts))
         mounted = True
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_reader_race)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _terminate, sig)
         loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
@@ -66,6 +67,16 @@ async def serve(opts: MountOptions) -> None:
             pyfuse3.close(unmount=True)
             log.info("unmounted %s", opts.mountpoint)
         await fs.close()
+
+
+def _quiet_reader_race(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """pyfuse3.asyncio's wait_readable leaves its reader armed until a later callback removes it: when
+    the FUSE fd turns readable as unmounting ends the wait, the reader sets a result on a finished
+    future. Harmless (nothing waits on it); not worth an ERROR line."""
+    if isinstance(context.get("exception"), asyncio.InvalidStateError) and "set_result" in repr(context.get("handle")):
+        log.debug("FUSE fd readable after its wait ended (unmounting)")
+        return
+    loop.default_exception_handler(context)
 
 
 def _terminate(sig: int) -> None:
@@ -206,7 +217,7 @@ def spawn_mount(mountpoint: str, dir_address: str, state_dir: str, extra_args: l
     logfile = os.path.abspath(log_path(state_dir, mountpoint))
     os.makedirs(os.path.dirname(logfile), exist_ok=True)
     os.makedirs(os.path.join(state_dir, "run"), exist_ok=True)
-    cmd = [sys.executable, "-m", "superfs.cli.main", "mount", mountpoint, "--address", dir_address,
+    cmd = [*python_module("superfs.cli.main"), "mount", mountpoint, "--address", dir_address,
            "--foreground", "--log", logfile] + list(extra_args or [])
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

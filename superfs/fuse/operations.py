@@ -12,10 +12,15 @@ close, fsync or when a chunk's worth is buffered; ``open`` asks the servers
 for the file's current version, so what another mount wrote and closed
 before this open is what this open reads (the kernel's page cache is kept
 only if the version is unchanged). Names and attributes are cached by the
-kernel for ``entry_timeout``/``attr_timeout`` seconds (default 1 s) and
-directories by the client for the dir server's lease: a rename, chmod or
-new file made elsewhere may take that long to show up in ``stat``. Misses
-are not cached: a file created elsewhere is found by the next open.
+kernel for ``entry_timeout``/``attr_timeout`` seconds (default 1 s): a
+rename, chmod or new file made elsewhere may take that long to show up in
+``stat``. What the kernel asks about a directory comes from the client's
+lease cache only while that copy is younger than the kernel's timeout,
+because the kernel checks permissions against it; a capability cached under
+the lease that the shard refuses is renewed and the operation tried once
+more. So a chmod or chown of a directory made elsewhere is honoured within
+twice the kernel's timeout, not the lease.
+Misses are not cached: a file created elsewhere is found by the next open.
 Inode operations on an inode that another client removed answer ESTALE, so
 the kernel looks the path up afresh.
 """
@@ -26,7 +31,6 @@ import errno
 import functools
 import logging
 import os
-import stat as stat_mod
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import pyfuse3
@@ -36,10 +40,13 @@ from superfs.client.fs import AsyncFs
 from superfs.client.meta import SET_SIZE, Creds
 from superfs.client.nodes import Node
 from superfs.errors import FsError
+from superfs.filetypes import type_of_mode
 from superfs.fuse import setattrs
 from superfs.fuse.creds import CredsOf
 from superfs.fuse.dirhandles import DirHandleTable
 from superfs.fuse.handles import HandleTable, OpenFile, as_opened
+from superfs.fuse.leased import LOCAL_FH_BASE, LeasedDirs
+from superfs.rpc.methods import RECALL_LEASE
 from superfs.fuse.inodes import InodeTable, entry_attributes, version_of
 from superfs.fuse.options import MountOptions
 from superfs.fuse.orphans import ORPHAN_DIR, Orphans
@@ -53,10 +60,11 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 ROOT_INO = pyfuse3.ROOT_INODE
-# Names in these namespaces are not stored: the kernel asks for
-# security.capability before every write(2), and answering that locally
-# saves a round trip per write.
-LOCAL_XATTR_PREFIXES = ("security.", "system.")
+# POSIX ACLs (system.*) are not supported: answered here, never stored.
+LOCAL_XATTR_PREFIXES = ("system.",)
+# The kernel asks for this before every write(2) to a file: an open file
+# remembers the answer (see OpenFile.caps), which saves a round trip per write.
+CAPS_XATTR = "security.capability"
 
 
 def fuse_op(fn: F) -> F:
@@ -117,6 +125,12 @@ class SuperFsOperations(pyfuse3.Operations):
         self.creds_of = CredsOf()
         self.orphans = Orphans(fs)
         self.statfs_cache = StatfsCache(fs)
+        # directories this mount holds an exclusive lease on: answered from memory (leased.py)
+        self.leased: LeasedDirs | None = LeasedDirs(fs, batch_delay_s=opts.batch_delay_ms / 1000) if opts.leases and not opts.read_only else None
+        self._redirect: dict[int, int] = {}  # a file served from memory that moved to the ordinary path
+        self._owed: dict[int, FsError] = {}  # such a handle -> a refused change of its file, not reported yet
+        if self.leased is not None:
+            fs.cluster.channels.handlers[RECALL_LEASE] = self.leased.recall
 
     def init(self) -> None:
         """INIT: once it is answered, raise the kernel's read-ahead (see readahead.py)."""
@@ -130,7 +144,13 @@ class SuperFsOperations(pyfuse3.Operations):
             await self.orphans.setup()
 
     async def shutdown(self) -> None:
-        """Unmounting: push what open files still buffer, drop orphans."""
+        """Unmounting: send what leased directories have pending, push what open files still buffer,
+        drop orphans."""
+        if self.leased is not None:
+            try:
+                await self.leased.shutdown()
+            except Exception as e:  # noqa: BLE001 - unmounting anyway; say what was lost
+                log.error("unmount: changes made ahead may be lost: %r", e)
         for of in list(self.handles.files.values()):
             try:
                 await of.flush()
@@ -145,7 +165,7 @@ class SuperFsOperations(pyfuse3.Operations):
 
     @property
     def _threshold(self) -> int:
-        return self.fs.cluster.map.inline_threshold
+        return self.fs.layout.inline_threshold
 
     def _entry(self, attr: pb.Attr, *, count: bool) -> pyfuse3.EntryAttributes:
         ino = attr.ino
@@ -163,6 +183,68 @@ class SuperFsOperations(pyfuse3.Operations):
             self.inodes.add_lookup(ino)
         return e
 
+    def _local_entry(self, attr: pb.Attr, *, count: bool) -> pyfuse3.EntryAttributes:
+        """A file made here under a lease: the kernel may keep it until the lease ends (leased.py)."""
+        assert self.leased is not None
+        t = self.leased.kernel_timeout()
+        e = entry_attributes(attr, t, t)
+        if count:
+            self.inodes.add_lookup(attr.ino)
+        return e
+
+    async def _unlease(self, *dirs: int) -> None:
+        """An ordinary operation on these directories: give their leases back first (pending changes sent),
+        and move their files' open handles to the ordinary path (where an unlinked open file is kept)."""
+        if self.leased is not None:
+            for fh, h in list(self.leased.handles.items()):
+                if h.parent in dirs and self.leased.live(fh):
+                    await self._materialize(fh)
+            for d in dirs:
+                if self.leased.lease(d) is not None:
+                    await self.leased.give_back(d)
+
+    async def _settle(self, ino: int) -> None:
+        """An ordinary operation on a file made here: its pending changes go first."""
+        if self.leased is not None and ino in self.leased.files:
+            for fh, h in list(self.leased.handles.items()):
+                if h.entry.ino == ino:
+                    await self._materialize(fh)
+            await self.leased.settle_file(ino)
+
+    async def _materialize(self, fh: int) -> int | None:
+        """A handle served from memory moves to the ordinary path: its file grew past what is kept in
+        memory, is changed some other way, or its directory's lease ended while it was open. A refused
+        change of its file is owed to this handle's next flush or fsync; None: its file's create was
+        refused (there is nothing to open)."""
+        assert self.leased is not None
+        h, unsent, owed = await self.leased.handover(fh)
+        if owed is not None:
+            self._owed[fh] = owed
+        if h.entry.lost:
+            return None
+        ino = h.entry.ino
+        if h.entry.created_here and self.leased.files.get(ino) is not None:
+            await self.leased.settle_file(ino)
+        node = await self._get_file(ino, h.creds, want_data=True)
+        of = self._open_file(node)
+        real = self.handles.add(of, h.flags | os.O_RDWR, h.creds)
+        self._redirect[fh] = real.fh
+        if unsent is not None:  # written while served from memory, not sent yet: the whole content
+            await as_opened(lambda c: of.write(0, unsent, c), h.creds)
+        return real.fh
+
+    async def _local(self, fh: int) -> int | None:
+        """``fh`` if it is served from memory (leased.py); a handle of the ordinary path otherwise."""
+        if self.leased is None or fh not in self.leased.handles:
+            return None
+        if self.leased.live(fh):
+            return fh
+        await self._materialize(fh)
+        return None
+
+    def _fh(self, fh: int) -> int:
+        return self._redirect.get(fh, fh)
+
     def _node_entry(self, node: Node, *, count: bool) -> pyfuse3.EntryAttributes:
         if not node.attr.ino:
             node.attr.ino = node.ino
@@ -179,8 +261,13 @@ class SuperFsOperations(pyfuse3.Operations):
             raise _stale(e) from None
 
     async def _getattr(self, ino: int, creds: Creds) -> Node:
+        # the kernel checks permissions against what we answer (default_permissions):
+        # a directory's attributes come from the lease cache only while younger than
+        # the kernel's own timeout, so a change made elsewhere counts within twice
+        # that, not the lease (the kernel asks after every create in a directory:
+        # the cache answers those)
         try:
-            return await self.meta.getattr(ino, creds)
+            return await self.meta.getattr(ino, creds, max_age=self.opts.attr_timeout)
         except FsError as e:
             raise _stale(e) from None
 
@@ -201,7 +288,13 @@ class SuperFsOperations(pyfuse3.Operations):
         elif self._hidden(parent_inode, sname):
             raise FsError(errno.ENOENT, "hidden")
         else:
-            node = await self.meta.lookup(parent_inode, sname, creds, want_data=True)
+            known = self.leased.lookup(parent_inode, sname) if self.leased is not None else None
+            if known is not None and known.created_here and known.attr is not None:
+                return self._local_entry(known.attr, count=True)
+            if self.leased is not None:
+                await self.leased.settle_dir(parent_inode, ending_only=True)  # a lease given back: changes first
+            node = await self.meta.lookup(parent_inode, sname, creds, want_data=True,
+                                          max_age=self.opts.entry_timeout)
             if node.file is not None:
                 self.inodes.note_name(parent_inode, sname, node.ino)
                 if node.is_symlink:
@@ -221,6 +314,14 @@ class SuperFsOperations(pyfuse3.Operations):
 
     @fuse_op
     async def getattr(self, inode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        if self.leased is not None:
+            local = self.leased.attr(inode)
+            if local is not None:
+                return self._local_entry(local, count=False)
+            lease = self.leased.lease(inode)
+            if lease is not None:  # a leased directory: nobody else changes it before recalling the lease
+                return self._local_entry(lease.attr, count=False)
+            await self.leased.settle_file(inode)  # made here, its lease being given back: changes first
         node = await self._getattr(inode, self.creds_of(ctx))
         return self._node_entry(node, count=False)
 
@@ -248,6 +349,7 @@ class SuperFsOperations(pyfuse3.Operations):
     @fuse_op
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any) -> pyfuse3.EntryAttributes:
         self._writable()
+        await self._unlease(parent_inode)
         node = await self.meta.mkdir(parent_inode, os.fsdecode(name), mode & 0o7777, self.creds_of(ctx))
         return self._node_entry(node, count=True)
 
@@ -257,22 +359,27 @@ class SuperFsOperations(pyfuse3.Operations):
         sname = os.fsdecode(name)
         if self._hidden(parent_inode, sname):
             raise FsError(errno.ENOENT, "hidden")
+        await self._unlease(parent_inode, *self._leased_children(parent_inode))
         await self.meta.rmdir(parent_inode, sname, self.creds_of(ctx))
 
     @fuse_op
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any
                     ) -> pyfuse3.EntryAttributes:
         self._writable()
-        if not stat_mod.S_ISREG(mode):
-            raise FsError(errno.EPERM, "SuperFS stores regular files, directories and symlinks only")
+        ftype = type_of_mode(mode)
+        if ftype == pb.DIRECTORY:
+            raise FsError(errno.EPERM, "mknod cannot make a directory")
+        # the kernel checked CAP_MKNOD for devices already; the shard checks again (library clients)
+        await self._unlease(parent_inode)
         node, _ = await self.meta.create(parent_inode, os.fsdecode(name), mode & 0o7777, self.creds_of(ctx),
-                                         exclusive=True)
+                                         exclusive=True, ftype=ftype, rdev=rdev)
         return self._node_entry(node, count=True)
 
     @fuse_op
     async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
         self._writable()
         starget = os.fsdecode(target)
+        await self._unlease(parent_inode)
         node, _ = await self.meta.create(parent_inode, os.fsdecode(name), 0o777, self.creds_of(ctx),
                                          exclusive=True, symlink_target=starget)
         self.inodes.remember_target(node.ino, starget)
@@ -282,6 +389,8 @@ class SuperFsOperations(pyfuse3.Operations):
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
         self._writable()
         sname = os.fsdecode(new_name)
+        await self._settle(inode)
+        await self._unlease(new_parent_inode)
         attr = await self.meta.link(inode, new_parent_inode, sname, self.creds_of(ctx))
         self.inodes.note_name(new_parent_inode, sname, inode)
         return self._entry(attr, count=True)
@@ -310,6 +419,14 @@ class SuperFsOperations(pyfuse3.Operations):
         sname = os.fsdecode(name)
         if self._hidden(parent_inode, sname):
             raise FsError(errno.ENOENT, "hidden")
+        if self.leased is not None and self.leased.lease(parent_inode) is not None:
+            known = self.leased.lookup(parent_inode, sname)
+            busy = known is not None and (self.handles.is_open(known.ino)
+                                          or any(h.entry is known for h in self.leased.handles.values()))
+            if not busy and await self.leased.unlink(parent_inode, sname, creds):
+                self.inodes.drop_name(parent_inode, sname)
+                return
+            await self._unlease(parent_inode)
         victim = await self._open_victim(parent_inode, sname, creds)
         self.inodes.drop_name(parent_inode, sname)
         if victim is not None:
@@ -321,13 +438,11 @@ class SuperFsOperations(pyfuse3.Operations):
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
                      flags: int, ctx: Any) -> None:
         self._writable()
-        if flags & pyfuse3.RENAME_EXCHANGE:
-            raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
         creds = self.creds_of(ctx)
         src, dst = os.fsdecode(name_old), os.fsdecode(name_new)
         if self._hidden(parent_inode_old, src) or self._hidden(parent_inode_new, dst):
             raise FsError(errno.EPERM, f"/{ORPHAN_DIR} is reserved")
-        if not flags & pyfuse3.RENAME_NOREPLACE:
+        if not flags & (pyfuse3.RENAME_NOREPLACE | pyfuse3.RENAME_EXCHANGE):  # exchange replaces nothing
             victim = await self._open_victim(parent_inode_new, dst, creds)
             if victim is not None:
                 moving = await self.meta.lookup(parent_inode_old, src, creds)
@@ -338,6 +453,8 @@ class SuperFsOperations(pyfuse3.Operations):
                 await self.orphans.hide(parent_inode_new, dst, victim.ino, creds)
         self.inodes.drop_name(parent_inode_old, src)
         self.inodes.drop_name(parent_inode_new, dst)
+        await self._unlease(parent_inode_old, parent_inode_new, *self._leased_children(parent_inode_old),
+                            *self._leased_children(parent_inode_new))
         await self.meta.rename(parent_inode_old, src, parent_inode_new, dst, creds, flags)
 
     # ----------------------------------------------------------- attributes
@@ -351,6 +468,11 @@ class SuperFsOperations(pyfuse3.Operations):
         if changes:
             self._writable()
         is_dir = routing.is_dir_ino(inode)
+        if fh is not None and self.leased is not None and self.leased.is_local(fh):
+            fh = await self._materialize(fh) if fh in self.leased.handles else self._fh(fh)
+        await self._settle(inode)
+        if is_dir:
+            await self._unlease(inode)
         result: pb.Attr | None = None
         of = self.handles.open_file(inode)
         if fields.update_size:
@@ -409,8 +531,8 @@ class SuperFsOperations(pyfuse3.Operations):
     def _open_file(self, node: Node) -> OpenFile:
         of = self.handles.open_file(node.ino)
         if of is None:
-            cmap = self.fs.cluster.map
-            of = OpenFile(node, self.data, self.meta, cmap.chunk_size, cmap.inline_threshold)
+            layout = self.fs.layout
+            of = OpenFile(node, self.data, self.meta, layout.chunk_size, layout.inline_threshold)
             of.refresh(node)
         return of
 
@@ -427,6 +549,11 @@ class SuperFsOperations(pyfuse3.Operations):
         trunc = bool(flags & os.O_TRUNC) and acc != os.O_RDONLY
         if self.opts.read_only and (acc != os.O_RDONLY or trunc):
             raise FsError(errno.EROFS, "mounted read-only")
+        if self.leased is not None:
+            local = self.leased.open(inode, flags, creds)
+            if local is not None:
+                return pyfuse3.FileInfo(fh=local, keep_cache=True)
+            await self.leased.settle_file(inode)  # made here, its lease being given back: changes first
         of = self.handles.open_file(inode)
         fresh: Node | None = None
         if of is None or not of.dirty:
@@ -480,6 +607,13 @@ class SuperFsOperations(pyfuse3.Operations):
         sname = os.fsdecode(name)
         if self._hidden(parent_inode, sname):
             raise FsError(errno.EEXIST, "reserved name")
+        if self.leased is not None:
+            made = await self.leased.create(parent_inode, sname, mode, flags, creds)
+            if made is not None:
+                entry, fh = made
+                assert entry.attr is not None
+                return pyfuse3.FileInfo(fh=fh, keep_cache=True), self._local_entry(entry.attr, count=True)
+            await self._unlease(parent_inode)
         node, created = await self.meta.create(parent_inode, sname, mode & 0o7777, creds,
                                                exclusive=bool(flags & os.O_EXCL))
         self.inodes.note_name(parent_inode, sname, node.ino)
@@ -504,13 +638,24 @@ class SuperFsOperations(pyfuse3.Operations):
 
     @fuse_op
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        h = self.handles.get(fh)
+        if await self._local(fh) is not None:
+            return self.leased.read(fh, off, size)  # type: ignore[union-attr]
+        if self._dropped(fh):
+            raise FsError(errno.EIO, "the file's create was refused (fsync or close reports why)")
+        h = self.handles.get(self._fh(fh))
         return await h.file.read(off, size, h.creds, h)
 
     @fuse_op
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         self._writable()
-        h = self.handles.get(fh)
+        if await self._local(fh) is not None:
+            n = self.leased.write(fh, off, buf)  # type: ignore[union-attr]
+            if n is not None:
+                return n
+            await self._materialize(fh)  # outgrew what is served from memory
+        if self._dropped(fh):
+            raise FsError(errno.EIO, "the file's create was refused (fsync or close reports why)")
+        h = self.handles.get(self._fh(fh))
         return await h.file.write(off, buf, h.creds)
 
     async def _flush(self, fh: int) -> None:
@@ -530,15 +675,47 @@ class SuperFsOperations(pyfuse3.Operations):
 
     @fuse_op
     async def flush(self, fh: int) -> None:
-        await self._flush(fh)
+        if await self._local(fh) is not None:
+            self.leased.flush(fh)  # type: ignore[union-attr]
+            return
+        self._report_owed(fh)
+        if self._dropped(fh):
+            return
+        await self._flush(self._fh(fh))
 
     @fuse_op
     async def fsync(self, fh: int, datasync: bool) -> None:
         # the servers acknowledge only what is on disk (durable mode): pushing is syncing
-        await self._flush(fh)
+        if await self._local(fh) is not None:
+            await self.leased.fsync(fh)  # type: ignore[union-attr]
+            return
+        self._report_owed(fh)
+        if self._dropped(fh):
+            return
+        await self._flush(self._fh(fh))
+
+    def _dropped(self, fh: int) -> bool:
+        """A handle once served from memory whose file's create was refused: nothing to send or read."""
+        return fh >= LOCAL_FH_BASE and fh not in self._redirect
+
+    def _report_owed(self, fh: int) -> None:
+        """A refused change made ahead, reported to the handle it was made through, once (as Linux
+        reports a write-back error once per open file)."""
+        err = self._owed.pop(fh, None)
+        if err is not None:
+            raise err
 
     @fuse_op
     async def release(self, fh: int) -> None:
+        if await self._local(fh) is not None:
+            self.leased.release(fh)  # type: ignore[union-attr]
+            return
+        owed = self._owed.pop(fh, None)
+        if owed is not None:
+            log.warning("release: a change made ahead through handle %d was refused: %s", fh, owed)
+        if self._dropped(fh):
+            return  # its file's create was refused
+        fh = self._redirect.pop(fh, fh)
         try:
             await self._flush(fh)
         except Exception as e:  # noqa: BLE001 - nobody is left to tell but the log
@@ -556,12 +733,14 @@ class SuperFsOperations(pyfuse3.Operations):
         if not routing.is_dir_ino(inode):
             raise FsError(errno.ENOTDIR, "not a directory")
         try:
-            node = await self.meta.get_dir(inode, creds)
+            node = await self.meta.get_dir(inode, creds, max_age=self.opts.attr_timeout)
         except FsError as e:
             raise _stale(e) from None
         if not allowed(node.attr.mode, node.attr.uid, node.attr.gid, creds, R_OK):
             raise FsError(errno.EACCES, "no read permission on the directory")
         hide = frozenset((ORPHAN_DIR,)) if inode == ROOT_INO else frozenset()
+        if self.leased is not None:
+            await self.leased.settle_dir(inode)  # the listing comes from the shards: pending creates first
         return self.dirs.add(inode, creds, hide).fh
 
     @fuse_op
@@ -583,7 +762,9 @@ class SuperFsOperations(pyfuse3.Operations):
 
     @fuse_op
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        self.dirs.get(fh)  # directory changes are durable when acknowledged
+        h = self.dirs.get(fh)  # directory changes are durable when acknowledged, but not those made ahead
+        if self.leased is not None:
+            await self.leased.fsyncdir(h.ino)
 
     # --------------------------------------------------------------- statfs
 
@@ -598,38 +779,66 @@ class SuperFsOperations(pyfuse3.Operations):
         sname = os.fsdecode(name)
         if sname.startswith(LOCAL_XATTR_PREFIXES):
             raise FsError(pyfuse3.ENOATTR, "not stored")
+        if self.leased is not None and self.leased.attr(inode) is not None:
+            # made here and served from memory: no xattr was set on it (setxattr moves it to the servers)
+            raise FsError(pyfuse3.ENOATTR, "no such attribute")
+        of = self.handles.open_file(inode) if sname == CAPS_XATTR else None
+        if of is not None and of.caps_known:
+            if of.caps is None:
+                raise FsError(pyfuse3.ENOATTR, "no file capabilities")
+            return of.caps
         try:
-            reply = await self.meta.xattr("GetXattr", inode, self.creds_of(ctx), sname)
+            value = await self.meta.get_xattr(inode, self.creds_of(ctx), sname)
         except FsError as e:
+            if of is not None and e.errno == pyfuse3.ENOATTR:
+                of.caps, of.caps_known = None, True
             raise _stale(e) from None
-        return bytes(reply.value)  # type: ignore[union-attr]
+        if of is not None:
+            of.caps, of.caps_known = value, True
+        return value
 
     @fuse_op
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+        await self._settle(inode)
         self._writable()
         sname = os.fsdecode(name)
         if sname.startswith(LOCAL_XATTR_PREFIXES):
             raise FsError(errno.EOPNOTSUPP, f"{sname.split('.')[0]}.* attributes are not supported")
+        self._forget_caps(inode, sname)
         try:
-            await self.meta.xattr("SetXattr", inode, self.creds_of(ctx), sname, bytes(value))
+            await self.meta.set_xattr(inode, self.creds_of(ctx), sname, bytes(value))
         except FsError as e:
             raise _stale(e) from None
 
     @fuse_op
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
+        if self.leased is not None and self.leased.attr(inode) is not None:
+            return []
         try:
-            reply = await self.meta.xattr("ListXattr", inode, self.creds_of(ctx))
+            names = await self.meta.list_xattr(inode, self.creds_of(ctx))
         except FsError as e:
             raise _stale(e) from None
-        return [os.fsencode(n) for n in reply.names]  # type: ignore[union-attr]
+        return [os.fsencode(n) for n in names]
 
     @fuse_op
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        await self._settle(inode)
         self._writable()
         sname = os.fsdecode(name)
         if sname.startswith(LOCAL_XATTR_PREFIXES):
             raise FsError(pyfuse3.ENOATTR, "not stored")
+        self._forget_caps(inode, sname)
         try:
-            await self.meta.xattr("RemoveXattr", inode, self.creds_of(ctx), sname)
+            await self.meta.remove_xattr(inode, self.creds_of(ctx), sname)
         except FsError as e:
             raise _stale(e) from None
+
+    def _leased_children(self, parent: int) -> list[int]:
+        """Leases that a directory removed or moved out of ``parent`` could hold: this mount does not
+        track where its leased directories sit, so all of them (such operations are rare)."""
+        return list(self.leased.table.dirs) if self.leased is not None else []
+
+    def _forget_caps(self, inode: int, name: str) -> None:
+        of = self.handles.open_file(inode) if name == CAPS_XATTR else None
+        if of is not None:
+            of.caps_known = False

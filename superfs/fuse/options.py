@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from superfs.client.batcher import DELAY_S
 from superfs.fuse.readahead import DEFAULT_READ_AHEAD_KB
+
+BATCH_DELAY_MS = DELAY_S * 1000
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,8 @@ class MountOptions:
     rpc_timeout_s: float = 5.0
     fuse_debug: bool = False      # libfuse prints every request and reply (to the log)
     read_ahead_kb: int = DEFAULT_READ_AHEAD_KB  # the kernel's read-ahead (0: leave its default)
+    leases: bool = True           # take directory leases: creates, unlinks and lookups answered here
+    batch_delay_ms: float = BATCH_DELAY_MS   # the longest a change made ahead under a lease waits before it is sent
 
 
 def fuse_options(opts: MountOptions) -> set[str]:

@@ -18,13 +18,15 @@ from typing import Any, Protocol
 
 import grpc
 
-from superfs.errors import FsError, errno_of_rpc_error, is_overloaded
-from superfs.rpc.client import Session
+from superfs.errors import LEASE_WAIT_MAX_S, FsError, errno_of_rpc_error, is_lease_wait, is_overloaded
+from superfs.rpc.client import CallNotSent, Session
 
 # What gRPC says when the peer drops the connection while it is being set up:
 # typically a TLS handshake one side refused (plaintext to a TLS daemon, no
 # or an untrusted client certificate, a server certificate we do not trust).
 _SETUP_FAILURES = ("Socket closed", "handshake", "SSL", "ssl", "certificate")
+# What gRPC says when it never got a connection to send the call on.
+_NOT_CONNECTED = ("failed to connect", "Connection refused")
 SETUP_HINT = ("; the connection was closed while being set up: if this persists, check that client and "
               "cluster agree on [tls] (CA, client certificate) in the cluster file")
 
@@ -42,11 +44,26 @@ class SessionCaller:
         self.timeout_s = timeout_s
 
     async def call(self, full: str, request: Any, reply_cls: Any, timeout_s: float | None) -> Any:
-        return await self.session.call(full, request, reply_cls, timeout_s or self.timeout_s)
+        # the dir server answers EAGAIN (LEASE_WAIT) to a call that waited for another client's lease
+        # to be recalled as long as the caller's deadline allowed: nothing was done, so it is asked
+        # again, for up to LEASE_WAIT_MAX_S (a holder that stopped answering loses its lease within
+        # the lease's lifetime)
+        give_up = time.monotonic() + LEASE_WAIT_MAX_S
+        while True:
+            try:
+                return await self.session.call(full, request, reply_cls, timeout_s or self.timeout_s)
+            except FsError as e:
+                if not is_lease_wait(e) or time.monotonic() > give_up:
+                    raise
 
 
 async def grpc_call(method: Any, request: Any, timeout_s: float) -> Any:
-    """Invoke one grpc.aio unary method; failures become FsError; overload refusals are sent again."""
+    """Invoke one grpc.aio unary method; failures become FsError; overload refusals are sent again.
+
+    A daemon at its limit of calls in progress refuses a call before running
+    it (see config.ServerLimits): such a call is sent again, with backoff,
+    until its deadline. A call that found no connection raises CallNotSent.
+    """
     deadline = time.monotonic() + timeout_s
     pause = 0.005
     while True:
@@ -58,8 +75,11 @@ async def grpc_call(method: Any, request: Any, timeout_s: float) -> Any:
                 pause = min(pause * 2, 0.2)
                 continue
             err, msg = errno_of_rpc_error(e)
-            if e.code() == grpc.StatusCode.UNAVAILABLE and any(s in msg for s in _SETUP_FAILURES):
-                msg += SETUP_HINT
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                if any(s in msg for s in _SETUP_FAILURES):
+                    msg += SETUP_HINT
+                elif any(s in msg for s in _NOT_CONNECTED):
+                    raise CallNotSent(err, msg) from None
             raise FsError(err, msg) from None
 
 

@@ -50,6 +50,11 @@ MAX_FRAME = 256 * 1024 * 1024  # replies come from trusted daemons; bounded all 
 Handler = Callable[[bytes], Awaitable[bytes]]
 
 
+class CallNotSent(FsError):
+    """The call never left this process: its daemon could not be reached. Sending it
+    elsewhere (the daemon moved) cannot apply it twice."""
+
+
 @dataclass
 class _Call:
     id: int
@@ -72,9 +77,10 @@ class Session:
         self.token = token
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname if ssl_context is not None else None
-        self.handlers = dict(handlers or {})
+        self.handlers = handlers if handlers is not None else {}  # shared: the owner may add to it later
         self.session_id = os.urandom(16)
         self.boot_id: bytes | None = None
+        self.max_frame = 0   # the largest frame the daemon takes (its WELCOME says; 0: not known yet)
         self._conn: _ClientConnection | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._pending: dict[int, _Call] = {}
@@ -140,8 +146,15 @@ class Session:
         if c.mutation:
             remaining -= min(MUTATION_MARGIN_S, remaining * 0.2)
         done_below = min(self._pending) if self._pending else self._next_id
-        conn.send(frames.encode(spb.Frame(kind=frames.CALL, id=c.id, method=c.method, body=c.body,
-                                          timeout_ms=max(1, int(remaining * 1000)), done_below=done_below)))
+        frame = frames.encode(spb.Frame(kind=frames.CALL, id=c.id, method=c.method, body=c.body,
+                                        timeout_ms=max(1, int(remaining * 1000)), done_below=done_below))
+        if self.max_frame and len(frame) - frames.LENGTH.size > self.max_frame:
+            # the daemon would drop the connection (and every call on it): refuse this one alone
+            if not c.future.done():
+                c.future.set_exception(FsError(errno.EFBIG, f"{c.method}: a request of {len(c.body)} bytes is "
+                                                            f"larger than {self.address} takes ({self.max_frame})"))
+            return
+        conn.send(frame)
         c.sent_boot = self.boot_id
         self._ensure_keepalive()
 
@@ -171,7 +184,8 @@ class Session:
                 if c.mutation and c.sent_boot is not None and c.deadline > now:
                     waiting = True
                     continue
-                c.future.set_exception(FsError(err.errno, err.message))
+                failed = CallNotSent if c.sent_boot is None else FsError
+                c.future.set_exception(failed(err.errno, err.message))
             if not waiting:
                 return
             await asyncio.sleep(delay)
@@ -206,6 +220,7 @@ class Session:
         if self.boot_id is not None:
             self.reconnects += 1
         self.boot_id = welcome.boot_id
+        self.max_frame = welcome.max_frame
         self._conn = conn
         conn.ready = True
         for c in sorted(self._pending.values(), key=lambda c: c.id):

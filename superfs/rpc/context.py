@@ -33,11 +33,12 @@ class CallAborted(Exception):
 class SessionContext:
     """The part of grpc.aio.ServicerContext that SuperFS servicers use."""
 
-    __slots__ = ("_peer", "_code", "_trailing", "_deadline")
+    __slots__ = ("_peer", "_code", "_trailing", "_deadline", "session")
 
-    def __init__(self, peer: str, deadline: float | None = None) -> None:
+    def __init__(self, peer: str, deadline: float | None = None, session: Any = None) -> None:
         self._peer = peer
         self._deadline = deadline  # monotonic
+        self.session = session     # the ServerSession the call came on (lease holders are sessions)
         self._code: grpc.StatusCode | None = None
         self._trailing: Sequence[tuple[str, Any]] = ()
 

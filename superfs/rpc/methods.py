@@ -17,6 +17,9 @@ from superfs.v1 import superfs_pb2 as pb
 
 SERVICES = ("DirService", "ShardService", "DataService")
 
+# Calls a daemon makes to a client on the client's session (superfs/rpc/client.py handlers)
+RECALL_LEASE = "Client/RecallLease"   # RecallLeaseRequest -> Empty: send what is pending, drop the lease
+
 READS = frozenset({
     "DirService/GetClusterMap", "DirService/Resolve", "DirService/GetDir", "DirService/LookupDir",
     "DirService/ListDirs", "DirService/GetDirXattr", "DirService/ListDirXattr", "DirService/Stats",

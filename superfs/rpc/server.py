@@ -78,6 +78,7 @@ class ServerSession:
         self.answers: dict[int, _Answer] = {}     # mutations: call id -> answer
         self.running: dict[int, asyncio.Task[None]] = {}
         self.detached_at = 0.0
+        self.last_heard = time.monotonic()   # the last frame from the client, on any connection
         self._next_out = 1
         self._out: dict[int, asyncio.Future[bytes]] = {}
 
@@ -256,6 +257,8 @@ class _Connection(asyncio.Protocol):
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def data_received(self, data: bytes) -> None:
+        if self.session is not None:
+            self.session.last_heard = time.monotonic()
         try:
             received = self.reader.feed(data)
         except frames.FrameError as e:
@@ -310,7 +313,7 @@ class _Connection(asyncio.Protocol):
             return
         self.session = self.server.attach(self, bytes(hello.session_id), grant)
         self.send(frames.encode(spb.Frame(kind=frames.WELCOME, version=frames.VERSION,
-                                          boot_id=self.server.boot_id)))
+                                          boot_id=self.server.boot_id, max_frame=self.server.max_frame)))
 
     def _reply_error(self, cid: int, err: int, message: str) -> bytes:
         return frames.encode(spb.Frame(kind=frames.REPLY, id=cid, errno_name=errno.errorcode.get(err, "EIO"),
@@ -378,7 +381,7 @@ class _Connection(asyncio.Protocol):
                 raise FsError(errno.EINVAL, f"undecodable {m.name} request: {e}") from None
             if self.server.authenticator is not None:
                 Authenticator.check_creds(s.grant, request)
-            ctx = SessionContext(self.peer, call_deadline.get())
+            ctx = SessionContext(self.peer, call_deadline.get(), s)
             if m.mutation:
                 reply = await served.behaviour(request, ctx)  # never cut short: applied or refused whole
             else:

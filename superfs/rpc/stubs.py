@@ -116,6 +116,16 @@ class DirRpc:
         reply = await self.caller.call("DirService/RecountDir", request, pb.Attr, timeout_s)
         return reply  # type: ignore[no-any-return]
 
+    async def acquire_lease(self, request: pb.LeaseRequest,
+                            timeout_s: float | None = None) -> pb.LeaseReply:
+        reply = await self.caller.call("DirService/AcquireLease", request, pb.LeaseReply, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def release_lease(self, request: pb.ReleaseLeaseRequest,
+                            timeout_s: float | None = None) -> pb.Empty:
+        reply = await self.caller.call("DirService/ReleaseLease", request, pb.Empty, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
 
 class ShardRpc:
     """ShardService: every unary method, typed."""
@@ -273,6 +283,26 @@ class ShardRpc:
     async def dirs_targeted(self, request: pb.DirsTargetedRequest,
                             timeout_s: float | None = None) -> pb.DirsTargetedReply:
         reply = await self.caller.call("ShardService/DirsTargeted", request, pb.DirsTargetedReply, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def repoint_entry(self, request: pb.RepointEntryRequest,
+                            timeout_s: float | None = None) -> pb.Empty:
+        reply = await self.caller.call("ShardService/RepointEntry", request, pb.Empty, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def set_dir_fence(self, request: pb.DirFenceRequest,
+                            timeout_s: float | None = None) -> pb.Empty:
+        reply = await self.caller.call("ShardService/SetDirFence", request, pb.Empty, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def delegate_inodes(self, request: pb.DelegateRequest,
+                              timeout_s: float | None = None) -> pb.DelegateReply:
+        reply = await self.caller.call("ShardService/DelegateInodes", request, pb.DelegateReply, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def apply_batch(self, request: pb.BatchRequest,
+                          timeout_s: float | None = None) -> pb.BatchReply:
+        reply = await self.caller.call("ShardService/ApplyBatch", request, pb.BatchReply, timeout_s)
         return reply  # type: ignore[no-any-return]
 
 

@@ -4,5 +4,5 @@ Layers, top down: ``main`` (daemon entry point ``run(cfg)``), ``service``
 (``ShardServicer``: decode, route, verify capability, encode), ``crossshard``
 and ``reclaimer`` (network steps and deferred work), the store operations
 ``file_ops`` / ``name_ops`` / ``xattr_ops`` over ``store.FileMetaStore``, and
-``records`` (on-disk formats). ``cluster.ClusterView`` answers routing.
+``records`` (on-disk formats). ``cluster.ShardCluster`` answers routing.
 """

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from superfs.errors import FsError
 from superfs.shard.records import (
@@ -84,6 +84,16 @@ class Pending:
 def pending(t: ShardTxn, limit: int = PENDING_MAX) -> Pending:
     return Pending(t.intents()[:limit], t.outbox(limit), t.reclaim_items(limit),
                    [d for d, _ in t.pending_seals(limit)], t.count("applied"), t.count("confirm"))
+
+
+def counters(t: ShardTxn, partitions: Iterable[int]) -> list[tuple[int, int, int, int]]:
+    """(partition, last sequence handed out, end of the furthest delegated range, holders) of each."""
+    delegated = t.delegations()
+    out = []
+    for p in sorted(partitions):
+        ends = delegated.get(p, [])
+        out.append((p, t.last_seq(p), max(ends, default=0), len(ends)))
+    return out
 
 
 def targeted_dirs(t: ShardTxn) -> set[int]:

@@ -27,7 +27,7 @@ from collections import defaultdict
 from typing import Callable
 
 from superfs.errors import FsError
-from superfs.shard.cluster import ClusterView
+from superfs.shard.cluster import ShardCluster
 from superfs.shard.store import APPLIED_NLINK, APPLIED_REMOTE_LINK, FileMetaStore, ShardTxn
 from superfs.v1 import superfs_pb2 as pb
 
@@ -42,7 +42,7 @@ FORGET_TXN = 256     # records deleted per transaction on the receiver
 class AppliedConfirmer:
     """The sending side: owed confirmations, sent once safe."""
 
-    def __init__(self, store: FileMetaStore, cluster: ClusterView) -> None:
+    def __init__(self, store: FileMetaStore, cluster: ShardCluster) -> None:
         self.store = store
         self.cluster = cluster
         self._started = time.monotonic()
@@ -91,8 +91,7 @@ class AppliedConfirmer:
         if shard == self.cluster.shard_id:
             await forget_applied(self.store, links, nlinks)
         else:
-            await self.cluster.call_peer("shard", shard, "ForgetApplied",
-                                         pb.ForgetAppliedRequest(remote_links=links, nlinks=nlinks))
+            await self.cluster.shard(shard).forget_applied(pb.ForgetAppliedRequest(remote_links=links, nlinks=nlinks))
 
 
 async def forget_applied(store: FileMetaStore, remote_links: list[str], nlinks: list[str]) -> int:

@@ -26,6 +26,13 @@ in flight is refused too) and rolls the rename back. While the live request
 is still waiting, a target that changed since the lookup is looked up again
 (POSIX lets a rename replace whatever is there when it happens).
 
+An exchange (renameat2 RENAME_EXCHANGE) of two files is the same shape:
+the intent carries RENAME_EXCHANGE in its flags, step 2 (RemoteLink with
+``exchange``) points the destination entry at the source's inode and
+answers what it held, recorded by txid, and step 3 points the source entry
+at that. Between 2 and 3 the source's file has both names and the other
+file none; the roll-forward finishes it, so after recovery each has one.
+
 A link to an inode whose home is another shard is the same shape: intent on
 the new name, ``AdjustNlink(+1)`` on the home shard (by txid), then insert.
 An unlink of such a name writes an outbox item in its own transaction; the
@@ -39,13 +46,13 @@ import errno
 import logging
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from superfs.errors import FsError
 from superfs.faults import crash_point
 from superfs.perms import CredsLike
 from superfs.shard import name_ops
-from superfs.shard.cluster import ClusterView
+from superfs.shard.cluster import ShardCluster
 from superfs.shard.confirms import AppliedConfirmer
 from superfs.shard.name_ops import DirGuard
 from superfs.shard.records import Inode, Intent, OutboxItem, dentry_key, encode_name
@@ -89,7 +96,7 @@ class TargetChanged(FsError):
 
 def inode_of_attr(attr: pb.Attr) -> Inode:
     return Inode(attr.ino, attr.mode, attr.nlink, attr.uid, attr.gid, attr.size, attr.atime_ns,
-                 attr.mtime_ns, attr.ctime_ns, attr.generation)
+                 attr.mtime_ns, attr.ctime_ns, attr.generation, rdev=attr.rdev)
 
 
 class KeyLocks:
@@ -128,14 +135,11 @@ class KeyLocks:
 class CrossShard:
     """Runs the network steps between the transactions of cross-shard operations."""
 
-    def __init__(self, store: FileMetaStore, cluster: ClusterView) -> None:
+    def __init__(self, store: FileMetaStore, cluster: ShardCluster) -> None:
         self.store = store
         self.cluster = cluster
         self.locks = KeyLocks()
         self.confirms = AppliedConfirmer(store, cluster)
-
-    async def call_shard(self, shard_id: int, method: str, request: Any) -> Any:
-        return await self.cluster.call_peer("shard", shard_id, method, request)
 
     # ------------------------------------------------------ idempotent steps
 
@@ -166,7 +170,7 @@ class CrossShard:
                                        txid=intent.txid, check_target=check, expect_ino=max(0, intent.expect_ino),
                                        record_refusal=final)
             try:
-                reply = await self.call_shard(target, "RemoteLink", req)
+                reply = await self.cluster.shard(target).remote_link(req)
                 return int(reply.replaced_ino), target
             except FsError as e:
                 if e.errno == errno.ECANCELED:
@@ -178,7 +182,7 @@ class CrossShard:
                     continue
                 if e.errno != errno.ESTALE or attempt - busy >= ESTALE_RETRIES - 1:
                     raise
-                await self.cluster.refresh()
+                await self.cluster.refresh_quietly()
         raise AssertionError("unreachable")
 
     async def adjust_nlink(self, ino: int, delta: int, txid: str) -> tuple[Inode, int]:
@@ -188,12 +192,12 @@ class CrossShard:
             if home == self.cluster.shard_id:
                 return await self.store.write(lambda t: name_ops.adjust_nlink(t, ino, delta, txid)), home
             try:
-                attr = await self.call_shard(home, "AdjustNlink", pb.NlinkRequest(ino=ino, delta=delta, txid=txid))
+                attr = await self.cluster.shard(home).adjust_nlink(pb.NlinkRequest(ino=ino, delta=delta, txid=txid))
                 return inode_of_attr(attr), home
             except FsError as e:
                 if e.errno != errno.ESTALE or attempt == ESTALE_RETRIES - 1:
                     raise
-                await self.cluster.refresh()
+                await self.cluster.refresh_quietly()
         raise AssertionError("unreachable")
 
     # ---------------------------------------------------------------- rename
@@ -221,13 +225,56 @@ class CrossShard:
             await self.store.write(lambda t: name_ops.drop_intent(t, intent))
             raise FsError(errno.EAGAIN, "the destination kept changing during the rename; try again")
 
+    async def remote_exchange(self, intent: Intent) -> tuple[int, int]:
+        """Step 2 of an exchange: the destination entry takes our inode; what it held."""
+        raw = encode_name(intent.dst_name)
+        busy = 0
+        for attempt in range(ESTALE_RETRIES + BUSY_RETRIES):
+            target = self.cluster.shard_of_entry(intent.dst_parent, intent.dst_name)
+            if target == self.cluster.shard_id:
+                return await self.store.write(lambda t: name_ops.remote_exchange(
+                    t, intent.dst_parent, raw, ino=intent.ino, ftype=intent.ftype, txid=intent.txid))
+            req = pb.RemoteLinkRequest(parent_ino=intent.dst_parent, name=intent.dst_name, ino=intent.ino,
+                                       type=intent.ftype, exchange=True, txid=intent.txid)
+            try:
+                reply = await self.cluster.shard(target).remote_link(req)
+                return int(reply.replaced_ino), int(reply.replaced_type)
+            except FsError as e:
+                if e.errno == errno.EAGAIN and busy < BUSY_RETRIES:
+                    busy += 1
+                    await asyncio.sleep(0.02 * 2**busy)
+                    continue
+                if e.errno != errno.ESTALE or attempt - busy >= ESTALE_RETRIES - 1:
+                    raise
+                await self.cluster.refresh_quietly()
+        raise AssertionError("unreachable")
+
+    async def _finish_exchange(self, intent: Intent, fresh: bool) -> None:
+        try:
+            ino, ftype = await self.remote_exchange(intent)
+        except FsError as e:
+            if _gave_up(e, fresh):
+                await self.store.write(lambda t: name_ops.drop_intent(t, intent))
+                raise
+            raise FsError(errno.EIO, f"destination shard unavailable, the exchange completes later: {e.message}")
+        crash_point("shard.exchange.after_remote")
+        await self.store.write(lambda t: name_ops.finish_exchange(t, intent, ino, ftype))
+        crash_point("shard.exchange.after_finish")
+        await self._renamed_elsewhere(intent)
+        log.debug("exchange %s: %d/%s <-> %d/%s", intent.txid, intent.parent, intent.raw_name,
+                  intent.dst_parent, intent.dst_name)
+
     async def _finish_rename(self, intent: Intent, fresh: bool = False) -> None:
+        if intent.flags & name_ops.RENAME_EXCHANGE:
+            await self._finish_exchange(intent, fresh)
+            return
         try:
             replaced, peer = await self.remote_link(intent, final=not fresh)
         except TargetChanged as e:
             if fresh:
                 raise
-            await self.store.write(lambda t: name_ops.drop_intent(t, intent, recorded_on=e.shard))
+            recorded_on = e.shard
+            await self.store.write(lambda t: name_ops.drop_intent(t, intent, recorded_on=recorded_on))
             log.info("rolled rename %s back: its destination %d/%s holds another file than when it began",
                      intent.txid, intent.dst_parent, intent.dst_name)
             raise
@@ -241,7 +288,19 @@ class CrossShard:
         await self.store.write(lambda t: name_ops.finish_rename(t, intent, replaced, peer))
         self.confirms.noted(name_ops.APPLIED_REMOTE_LINK, intent.txid)
         crash_point("shard.rename.after_finish")
+        await self._renamed_elsewhere(intent)
         log.debug("rename %s: ino %d now at %d/%s", intent.txid, intent.ino, intent.dst_parent, intent.dst_name)
+
+    async def _renamed_elsewhere(self, intent: Intent) -> None:
+        """The renamed file's ctime, when its inode lives on neither shard of the rename
+        (the two steps moved it when it lives on theirs). Best effort: a ctime."""
+        try:
+            home = self.cluster.shard_of_ino(intent.ino)
+            if home in (self.cluster.shard_id, self.cluster.shard_of_entry(intent.dst_parent, intent.dst_name)):
+                return
+            await self.adjust_nlink(intent.ino, 0, f"{intent.txid}/ctime")  # moves ctime, once by txid
+        except FsError as e:
+            log.debug("rename %s: ctime of inode %d not moved: %s", intent.txid, intent.ino, e)
 
     # ------------------------------------------------------------------ link
 

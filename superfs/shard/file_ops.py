@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from superfs import chunkranges, perms
 from superfs.errors import FsError
+from superfs.filetypes import DEVICE_TYPES, FILE_TYPES, fmt_of_type
 from superfs.perms import CredsLike
 from superfs.shard.records import DIRECTORY, REGULAR, SYMLINK, Inode, ReclaimItem
 from superfs.shard.store import ShardTxn, now_ns
@@ -94,11 +95,29 @@ def _cut_written(node: Inode, new_size: int) -> None:
         node.written = chunkranges.cut(node.written, chunkranges.chunks_below(new_size, node.chunk_size))
 
 
+def _in_group(creds: CredsLike, gid: int) -> bool:
+    return creds.uid == 0 or creds.gid == gid or gid in creds.groups
+
+
+def _not_regular(node: Inode) -> FsError | None:
+    """Bytes and sizes belong to regular files: EINVAL for anything else (as truncate(2))."""
+    if stat.S_ISREG(node.mode):
+        return None
+    return FsError(errno.EINVAL, "not a regular file")
+
+
 def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: int, ftype: int,
                 target: bytes, exclusive: bool, truncate: bool, creds: CredsLike, data: bytes,
-                inline_threshold: int) -> CreateResult:
-    if ftype not in (REGULAR, SYMLINK):
-        raise FsError(errno.EINVAL, "CreateFile makes regular files and symlinks only")
+                inline_threshold: int, rdev: int = 0, group: int | None = None, ino: int = 0,
+                holder: bytes = b"", time_ns: int = 0) -> CreateResult:
+    """Create a file, symlink or special file; ``group``: the parent is setgid, and
+    new files take its group instead of the creator's (as on Linux).
+
+    ``ino``: a lease holder's create made ahead (ApplyBatch), as the inode number
+    this shard delegated to ``holder``, at ``time_ns`` (never later than now).
+    """
+    if ftype not in FILE_TYPES:
+        raise FsError(errno.EINVAL, "CreateFile makes files, symlinks and special files, not directories")
     if ftype == SYMLINK:
         if not target:
             raise FsError(errno.ENOENT, "empty symlink target")
@@ -108,12 +127,12 @@ def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: i
     found = t.entry(parent, raw)
     if found is not None:
         ino, etype = found
-        if exclusive or ftype == SYMLINK:
+        if exclusive or ftype != REGULAR:
             raise FsError(errno.EEXIST, "file exists")
         if etype == DIRECTORY:
             raise FsError(errno.EISDIR, "a directory has that name")
-        if etype == SYMLINK:
-            raise FsError(errno.EEXIST, "a symlink has that name")
+        if etype != REGULAR:
+            raise FsError(errno.EEXIST, "a symlink or special file has that name")
         node = t.inode(ino)
         if node is None:
             return CreateResult(None, False, remote_ino=ino)
@@ -125,15 +144,26 @@ def create_file(t: ShardTxn, *, parent: int, raw: bytes, partition: int, mode: i
             t.put_inode(node)
         return CreateResult(node, False, reclaim=reclaim)
     t.check_no_intent(parent, raw)
+    if ftype in DEVICE_TYPES and creds.uid != 0:
+        raise FsError(errno.EPERM, "only root may make device files")  # mknod(2): CAP_MKNOD
     if len(data) > inline_threshold:
         raise FsError(errno.EFBIG, "initial data exceeds the inline threshold")
     now = now_ns()
+    if time_ns:
+        now = min(time_ns, now)
+    if ino:
+        t.claim_delegated(partition, holder, ino)
     if ftype == SYMLINK:
         fmode, size, data = stat.S_IFLNK | 0o777, len(target), b""
-    else:
+    elif ftype == REGULAR:
         fmode, size, target = stat.S_IFREG | (mode & 0o7777), len(data), b""
-    node = Inode(t.allocate_ino(partition), fmode, 1, creds.uid, creds.gid, size, now, now, now, 1,
-                 inline=True, symlink_target=target)
+    else:
+        fmode, size, target, data = fmt_of_type(ftype) | (mode & 0o7777), 0, b"", b""
+    gid = creds.gid if group is None else group
+    if fmode & stat.S_ISGID and fmode & stat.S_IXGRP and not _in_group(creds, gid):
+        fmode &= ~stat.S_ISGID  # Linux's mode_strip_sgid: not for a group the creator is not in
+    node = Inode(ino or t.allocate_ino(partition), fmode, 1, creds.uid, gid, size, now, now, now, 1,
+                 inline=True, symlink_target=target, rdev=rdev if ftype in DEVICE_TYPES else 0)
     t.put_inode(node)
     t.put_inline(node.ino, data)
     t.put_entry(parent, raw, node.ino, ftype)
@@ -170,6 +200,18 @@ def get_file(t: ShardTxn, ino: int, want_data: bool, creds: CredsLike | None = N
     return node, _readable_data(t, node, want_data, creds)
 
 
+def _kills_privs(node: Inode, mode: int, creds: CredsLike) -> bool:
+    """A mode change that only drops setuid/setgid, by someone who may write the file.
+
+    The kernel drops them itself before a non-owner's write (file_remove_privs)
+    and sends it as a chmod: anyone who may write may do what a write does.
+    """
+    # (a truncate drops them before its chmod comes: then that chmod changes nothing)
+    old, new = node.mode & 0o7777, mode & 0o7777
+    return (new & ~old == 0 and (old ^ new) & ~(stat.S_ISUID | stat.S_ISGID) == 0
+            and perms.allowed(node.mode, node.uid, node.gid, creds, perms.W_OK))
+
+
 def set_attr(t: ShardTxn, ino: int, *, mask: int, mode: int, uid: int, gid: int, size: int,
              atime_ns: int, mtime_ns: int, creds: CredsLike,
              inline_threshold: int) -> tuple[Inode, ReclaimItem | None]:
@@ -178,7 +220,7 @@ def set_attr(t: ShardTxn, ino: int, *, mask: int, mode: int, uid: int, gid: int,
     node = t.require_inode(ino)
     owner = is_owner(node, creds)
     # check everything first, so that a refused request changes nothing
-    if mask & SET_MODE and not owner:
+    if mask & SET_MODE and not owner and not _kills_privs(node, mode, creds):
         raise FsError(errno.EPERM, "only the owner may chmod")
     if mask & SET_UID and creds.uid != 0 and (uid != node.uid or creds.uid != node.uid):
         raise FsError(errno.EPERM, "only root may change the owner")
@@ -186,8 +228,9 @@ def set_attr(t: ShardTxn, ino: int, *, mask: int, mode: int, uid: int, gid: int,
         if creds.uid != node.uid or (gid != node.gid and gid != creds.gid and gid not in creds.groups):
             raise FsError(errno.EPERM, "chgrp: not the owner, or not a member of the group")
     if mask & SET_SIZE:
-        if stat.S_ISLNK(node.mode):
-            raise FsError(errno.EINVAL, "cannot truncate a symlink")
+        err = _not_regular(node)
+        if err is not None:
+            raise err
         perms.require(node.mode, node.uid, node.gid, creds, perms.W_OK, "truncate")
     if mask & (SET_ATIME | SET_MTIME) and not owner:
         raise FsError(errno.EPERM, "only the owner may set explicit times")
@@ -228,8 +271,9 @@ def set_attr(t: ShardTxn, ino: int, *, mask: int, mode: int, uid: int, gid: int,
 
 def _writable_inline(t: ShardTxn, ino: int, creds: CredsLike) -> Inode:
     node = t.require_inode(ino)
-    if stat.S_ISLNK(node.mode):
-        raise FsError(errno.EINVAL, "not a regular file")
+    err = _not_regular(node)
+    if err is not None:
+        raise err
     perms.require(node.mode, node.uid, node.gid, creds, perms.W_OK, "write")
     return node
 
@@ -279,8 +323,9 @@ def read_inline(t: ShardTxn, ino: int, *, offset: int, length: int, creds: Creds
     if length > MAX_IO:
         raise FsError(errno.EINVAL, f"read of {length} bytes exceeds {MAX_IO}")
     node = t.require_inode(ino)
-    if stat.S_ISLNK(node.mode):
-        raise FsError(errno.EINVAL, "not a regular file")
+    err = _not_regular(node)
+    if err is not None:
+        raise err
     perms.require(node.mode, node.uid, node.gid, creds, perms.R_OK, "read")
     if not node.inline:
         raise FsError(errno.EFBIG, "file is chunked: read from the data servers")

@@ -19,11 +19,11 @@ from typing import Any
 import grpc
 
 from superfs import metrics
-from superfs.client.rpc import Channels
 from superfs.config import ASYNC, ShardConfig, read_secret
 from superfs.daemon import advertised_session, serve
 from superfs.errors import FsError
-from superfs.shard.cluster import ClusterView
+from superfs.rpc.channels import Channels
+from superfs.shard.cluster import ShardCluster
 from superfs.shard.service import ShardServicer
 from superfs.shard.store import FileMetaStore
 from superfs.v1 import superfs_pb2_grpc as pbg
@@ -35,7 +35,7 @@ REGISTER_WAIT_S = 10.0
 BACKOFF_MAX_S = 5.0
 
 
-async def register_until_done(cluster: ClusterView, address: str, give_up_after_s: float | None) -> bool:
+async def register_until_done(cluster: ShardCluster, address: str, give_up_after_s: float | None) -> bool:
     """RegisterServer with backoff; False if ``give_up_after_s`` passed first."""
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -54,7 +54,7 @@ async def register_until_done(cluster: ClusterView, address: str, give_up_after_
         delay = min(delay * 2, BACKOFF_MAX_S)
 
 
-async def keep_map_fresh(cluster: ClusterView, address: str) -> None:
+async def keep_map_fresh(cluster: ShardCluster, address: str) -> None:
     """Poll the map every 2 s; (re-)register whenever the dir server does not list this shard.
 
     The one registration loop after start-up: it covers a dir server that
@@ -68,15 +68,16 @@ async def keep_map_fresh(cluster: ClusterView, address: str) -> None:
         if listed.get(cluster.shard_id) != (address, cluster.session_address):
             await register_until_done(cluster, address, give_up_after_s=None)
         await asyncio.sleep(REFRESH_INTERVAL_S)
-        await cluster.refresh()
+        await cluster.refresh_quietly()
 
 
 async def run(cfg: ShardConfig) -> None:
     """Serve one shard until SIGTERM/SIGINT."""
     secret = read_secret(cfg.secret_file)
-    store = FileMetaStore(cfg.data_dir, durable=cfg.durability != ASYNC)
-    channels = Channels(cfg.rpc_timeout_s)
-    cluster = ClusterView(cfg.shard_id, channels, dir_server=cfg.dir_server, timeout_s=cfg.rpc_timeout_s)
+    store = FileMetaStore(cfg.data_dir, durable=cfg.durability != ASYNC,
+                          map_size=cfg.metadata_max_bytes or None)
+    channels = Channels(cfg.rpc_timeout_s, transport="grpc")  # daemons call each other on gRPC
+    cluster = ShardCluster(cfg.shard_id, channels, dir_server=cfg.dir_server)
     servicer = ShardServicer(store, cluster, secret)
     tasks: list[asyncio.Task[Any]] = []
 

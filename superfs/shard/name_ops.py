@@ -17,12 +17,14 @@ the confirmation that lets it forget the record (store.py, ``confirm``).
 from __future__ import annotations
 
 import errno
+import struct
 from dataclasses import dataclass
 
 from superfs.errors import FsError
+from superfs.filetypes import FILE_TYPES
 from superfs.perms import CredsLike, check_hardlink, check_sticky
-from superfs.shard.records import DIRECTORY, REGULAR, SYMLINK, U64, Inode, Intent
-from superfs.shard.store import APPLIED_NLINK, APPLIED_REMOTE_LINK, ShardTxn, now_ns
+from superfs.shard.records import DIRECTORY, REGULAR, U64, Inode, Intent
+from superfs.shard.store import APPLIED_EXCHANGE, APPLIED_NLINK, APPLIED_REMOTE_LINK, ShardTxn, now_ns
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -32,14 +34,17 @@ REFUSED = b"refused"
 LINK_MAX = 65000
 LIST_DEFAULT = 1000
 LIST_MAX = 10000
+EXCHANGED = struct.Struct(">QB")  # an exchange's applied reply: the ino and type the entry held
 
 
 @dataclass(frozen=True)
 class DirGuard:
-    """The sticky-bit facts of a parent directory, from its verified capability."""
+    """The facts of a parent directory, from its verified capability: the sticky
+    bit, and the group a setgid directory gives new files (None: the creator's)."""
 
     sticky: bool = False
     owner_uid: int = 0
+    group: int | None = None
 
     def needs_owner(self, creds: CredsLike) -> bool:
         return self.sticky and creds.uid not in (0, self.owner_uid)
@@ -121,10 +126,10 @@ def _replace(t: ShardTxn, parent: int, raw: bytes, ino: int, *, no_replace: bool
 
 
 def check_rename_flags(flags: int) -> None:
-    if flags & RENAME_EXCHANGE:
-        raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
-    if flags & ~RENAME_NOREPLACE:
+    if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE):
         raise FsError(errno.EINVAL, f"unknown rename flags {flags:#x}")
+    if flags & RENAME_NOREPLACE and flags & RENAME_EXCHANGE:
+        raise FsError(errno.EINVAL, "RENAME_NOREPLACE and RENAME_EXCHANGE exclude each other")
 
 
 def _rename_source(t: ShardTxn, parent: int, raw: bytes, *, creds: CredsLike, guard: DirGuard,
@@ -140,8 +145,12 @@ def _rename_source(t: ShardTxn, parent: int, raw: bytes, *, creds: CredsLike, gu
 def rename_local(t: ShardTxn, src_parent: int, src_raw: bytes, dst_parent: int, dst_raw: bytes, *,
                  flags: int, creds: CredsLike, src_guard: DirGuard, dst_guard: DirGuard,
                  owners: dict[int, int], txid: str) -> None:
-    """Rename when both names live on this shard: one transaction."""
+    """Rename (or exchange) when both names live on this shard: one transaction."""
     check_rename_flags(flags)
+    if flags & RENAME_EXCHANGE:
+        exchange_local(t, src_parent, src_raw, dst_parent, dst_raw, creds=creds, src_guard=src_guard,
+                       dst_guard=dst_guard, owners=owners)
+        return
     ino, ftype = _rename_source(t, src_parent, src_raw, creds=creds, guard=src_guard, owners=owners)
     if (src_parent, src_raw) == (dst_parent, dst_raw):
         if flags & RENAME_NOREPLACE:
@@ -155,10 +164,7 @@ def rename_local(t: ShardTxn, src_parent: int, src_raw: bytes, dst_parent: int, 
         return
     t.put_entry(dst_parent, dst_raw, ino, ftype)
     t.delete_entry(src_parent, src_raw)
-    node = t.inode(ino)
-    if node is not None:
-        node.ctime_ns = now_ns()
-        t.put_inode(node)
+    _renamed(t, ino)
 
 
 def begin_rename(t: ShardTxn, src_parent: int, src_raw: bytes, dst_parent: int, dst_name: str, *,
@@ -195,8 +201,17 @@ def finish_rename(t: ShardTxn, intent: Intent, replaced_ino: int, peer: int) -> 
     found = t.entry(intent.parent, intent.raw_name)
     if found is not None and found[0] == intent.ino and replaced_ino != intent.ino:
         t.delete_entry(intent.parent, intent.raw_name)
+        _renamed(t, intent.ino)
     t.delete_intent(intent.key())
     t.add_confirm(APPLIED_REMOTE_LINK, intent.txid, peer)
+
+
+def _renamed(t: ShardTxn, ino: int) -> None:
+    """A renamed file's ctime moves (as Linux's file systems do), if its inode is here."""
+    node = t.inode(ino)
+    if node is not None:
+        node.ctime_ns = now_ns()
+        t.put_inode(node)
 
 
 def drop_intent(t: ShardTxn, intent: Intent, recorded_on: int | None = None) -> None:
@@ -211,6 +226,82 @@ def drop_intent(t: ShardTxn, intent: Intent, recorded_on: int | None = None) -> 
         if recorded_on is not None:
             t.add_confirm(APPLIED_REMOTE_LINK if intent.kind == "rename" else APPLIED_NLINK, intent.txid,
                           recorded_on)
+
+
+# ------------------------------------------------------------- RENAME_EXCHANGE
+#
+# renameat2(RENAME_EXCHANGE) swaps what two existing names point at. Both on
+# this shard: one transaction. On two shards the source shard coordinates as
+# for a rename (crossshard.py): begin_rename writes the intent (with
+# RENAME_EXCHANGE in its flags), remote_exchange on the destination shard
+# points that entry at the source's inode and answers what it held
+# (idempotent by txid), finish_exchange points the source entry at that.
+# Anything with a directory is the dir server's (dirserver/exchange.py),
+# which re-points each name with repoint_entry.
+
+def exchange_local(t: ShardTxn, src_parent: int, src_raw: bytes, dst_parent: int, dst_raw: bytes, *,
+                   creds: CredsLike, src_guard: DirGuard, dst_guard: DirGuard, owners: dict[int, int]) -> None:
+    a_ino, a_type = _rename_source(t, src_parent, src_raw, creds=creds, guard=src_guard, owners=owners)
+    if (src_parent, src_raw) == (dst_parent, dst_raw):
+        return
+    b_ino, b_type = _rename_source(t, dst_parent, dst_raw, creds=creds, guard=dst_guard, owners=owners)
+    if a_ino == b_ino:
+        return  # two names of one file: nothing changes
+    t.put_entry(src_parent, src_raw, b_ino, b_type)
+    t.put_entry(dst_parent, dst_raw, a_ino, a_type)
+    _renamed(t, a_ino)
+    _renamed(t, b_ino)
+
+
+def remote_exchange(t: ShardTxn, parent: int, raw: bytes, *, ino: int, ftype: int, txid: str) -> tuple[int, int]:
+    """Step 2 of a cross-shard exchange: the entry takes (ino, ftype); returns what it held. By txid."""
+    done = t.applied(APPLIED_EXCHANGE, txid)
+    if done is not None:
+        return EXCHANGED.unpack(done)
+    if ftype not in FILE_TYPES:
+        raise FsError(errno.EINVAL, "an exchange through the shards carries files only")
+    old_ino, old_type = _file_entry(t, parent, raw)
+    if old_type == DIRECTORY:
+        raise FsError(errno.EISDIR, "a directory has that name now")  # exchanged through the dir server
+    t.check_no_intent(parent, raw)
+    if old_ino != ino:
+        t.put_entry(parent, raw, ino, ftype)
+        _renamed(t, ino)
+    t.record_applied(APPLIED_EXCHANGE, txid, EXCHANGED.pack(old_ino, old_type))
+    return old_ino, old_type
+
+
+def finish_exchange(t: ShardTxn, intent: Intent, ino: int, ftype: int) -> None:
+    """Step 3: the source entry takes what the destination held; the intent goes."""
+    current = t.intent(intent.key())
+    if current is None or current.txid != intent.txid:
+        return  # finished already (by the roll-forward loop)
+    found = t.entry(intent.parent, intent.raw_name)
+    if found is not None and found[0] == intent.ino and ino != intent.ino:
+        t.put_entry(intent.parent, intent.raw_name, ino, ftype)
+        _renamed(t, ino)
+    t.delete_intent(intent.key())
+
+
+def repoint_entry(t: ShardTxn, parent: int, raw: bytes, *, ino: int, ftype: int, new_ino: int,
+                  new_type: int) -> None:
+    """A dir server's exchange step: (parent, name) from (ino, ftype) to (new_ino, new_type).
+
+    Idempotent: done if the entry points there already. ENOENT if it holds
+    anything else (the file was removed or renamed meanwhile: the dir server
+    gives up); EAGAIN while a cross-shard operation holds the name.
+    """
+    found = t.entry(parent, raw)
+    if found == (new_ino, new_type):
+        return
+    if found is None:
+        raise FsError(errno.ENOENT, "the name is gone")
+    t.check_no_intent(parent, raw)
+    if found != (ino, ftype):
+        raise FsError(errno.ENOENT, "the name points elsewhere now")
+    t.put_entry(parent, raw, new_ino, new_type)
+    if new_type != DIRECTORY:
+        _renamed(t, new_ino)
 
 
 def begin_link(t: ShardTxn, ino: int, parent: int, raw: bytes, txid: str) -> Intent:
@@ -256,8 +347,8 @@ def remote_link(t: ShardTxn, parent: int, raw: bytes, *, ino: int, ftype: int, r
     done = t.applied(APPLIED_REMOTE_LINK, txid)
     if done is not None:
         return None if done == REFUSED else U64.unpack(done)[0]
-    if ftype not in (REGULAR, SYMLINK):
-        raise FsError(errno.EINVAL, "RemoteLink carries files and symlinks only")
+    if ftype not in FILE_TYPES:
+        raise FsError(errno.EINVAL, "RemoteLink carries files, symlinks and special files only")
     if expect_ino is not None:
         found = t.entry(parent, raw)
         if (found[0] if found is not None else 0) != expect_ino:
@@ -267,6 +358,7 @@ def remote_link(t: ShardTxn, parent: int, raw: bytes, *, ino: int, ftype: int, r
     replaced, changed = _replace(t, parent, raw, ino, no_replace=no_replace or not replace, txid=txid)
     if changed:
         t.put_entry(parent, raw, ino, ftype)
+        _renamed(t, ino)
     t.record_applied(APPLIED_REMOTE_LINK, txid, U64.pack(replaced))
     return replaced
 

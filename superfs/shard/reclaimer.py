@@ -21,7 +21,7 @@ that round. A server the cluster map no longer lists (after a fresh look)
 has no chunks to delete: its part of the item is dropped, with a warning
 naming the inode and the server. Layouts come from clients, but the shard
 checks them against the map when the file becomes chunked
-(ClusterView.check_layout), so only a server removed for good gets there.
+(ShardCluster.check_layout), so only a server removed for good gets there.
 
 The chunks past the new end of a *shrunk* file are cut differently: at once,
 by the request that shrank it, before it is answered (:meth:`Reclaimer.reclaim`
@@ -41,12 +41,13 @@ import asyncio
 import errno
 import logging
 from dataclasses import replace
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from superfs.errors import FsError
 from superfs.faults import crash_point, wall_ns
 from superfs.routing import chunk_replicas
-from superfs.shard.cluster import ClusterView
+from superfs.rpc.stubs import DataRpc
+from superfs.shard.cluster import ShardCluster
 from superfs.shard.crossshard import CrossShard
 from superfs.shard.records import ReclaimItem
 from superfs.shard.seals import SealWaiter
@@ -56,6 +57,8 @@ from superfs.v1 import superfs_pb2 as pb
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+DataCall = Callable[[DataRpc], Awaitable[Any]]  # one call to a data server, whichever it is
 
 BATCH = 256
 ROUND_MAX = 4096          # items tried per round at most (the rest stay due for the next)
@@ -71,7 +74,7 @@ def retry_delay_s(attempts: int) -> float:
 class Reclaimer:
     """Drives every piece of deferred work of one shard."""
 
-    def __init__(self, store: FileMetaStore, cluster: ClusterView, cross: CrossShard,
+    def __init__(self, store: FileMetaStore, cluster: ShardCluster, cross: CrossShard,
                  seals: SealWaiter | None = None, interval_s: float = 1.0) -> None:
         self.store = store
         self.cluster = cluster
@@ -140,7 +143,7 @@ class Reclaimer:
         """One try at a freed inode's item; True once every server of it is done."""
         servers = sorted(set(item.layout))
         if any(not self.cluster.has_data_server(s) for s in servers):
-            await self.cluster.refresh_if_older(GONE_REFRESH_S)
+            await self.cluster.refresh_quietly(min_age_s=GONE_REFRESH_S)
         gone = [s for s in servers if not self.cluster.has_data_server(s)]
         for s in gone:
             log.warning("inode %d: data server %d is not in the cluster map (removed for good?): "
@@ -199,20 +202,22 @@ class Reclaimer:
     async def _forget(self, item: ReclaimItem) -> None:
         await self.store.write(lambda t: t.delete_reclaim(item))  # its index entry is dropped when due
 
-    def _calls(self, item: ReclaimItem) -> list[tuple[int, str, Any]]:
+    def _calls(self, item: ReclaimItem) -> list[tuple[int, DataCall]]:
         cs = item.chunk_size
         first_whole = -(-item.from_size // cs)
-        calls: list[tuple[int, str, Any]] = []
+        calls: list[tuple[int, DataCall]] = []
         if item.from_size % cs:
             index = item.from_size // cs
             replicas = chunk_replicas(item.ino, index, item.layout, self.cluster.map.replicas or 1)
             req = pb.TruncateChunkRequest(key=pb.ChunkKey(ino=item.ino, index=index), length=item.from_size % cs)
-            calls += [(sid, "TruncateChunk", req) for sid in replicas]
+            truncate: DataCall = lambda d: d.truncate_chunk(req)  # noqa: E731
+            calls += [(sid, truncate) for sid in replicas]
         req_del = pb.DeleteChunksRequest(ino=item.ino, from_index=first_whole)
-        calls += [(sid, "DeleteChunks", req_del) for sid in sorted(set(item.layout))]
+        delete: DataCall = lambda d: d.delete_chunks(req_del)  # noqa: E731
+        calls += [(sid, delete) for sid in sorted(set(item.layout))]
         return calls
 
-    async def _run_calls(self, calls: list[tuple[int, str, Any]]) -> None:
+    async def _run_calls(self, calls: list[tuple[int, DataCall]]) -> None:
         results = await asyncio.gather(*(self._data_call(*c) for c in calls), return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
@@ -220,9 +225,9 @@ class Reclaimer:
                     raise r
                 raise FsError(errno.EIO, f"data server call failed: {r!r}")
 
-    async def _data_call(self, server_id: int, method: str, request: Any) -> None:
+    async def _data_call(self, server_id: int, call: DataCall) -> None:
         try:
-            await self.cluster.call_peer("data", server_id, method, request)
+            await call(self.cluster.data(server_id))
         except FsError as e:
             if e.errno != errno.ENOENT:
                 raise  # ENOENT: nothing there to delete, which is what we wanted

@@ -15,7 +15,8 @@ Key and value formats (the sub-database layout is described in store.py):
   count (2) + server ids (4 each)`` and, when the flags say so
   (``FLAG_WRITTEN``), ``cut_generation (8) + count (2) + [start, end) chunk
   index ranges (8 + 8 each)``: the chunks written; for symlinks, the target
-  bytes. Records written before the ranges existed lack the flag (the shard
+  bytes; for character and block devices, the device
+  number (8). Records written before the ranges existed lack the flag (the shard
   then knows nothing of which chunks were written: WRITTEN_UNKNOWN); code
   that predates them ignores the flag bits and the trailing bytes.
 """
@@ -26,6 +27,7 @@ import stat
 import struct
 from dataclasses import dataclass
 
+from superfs.filetypes import type_of_mode
 from superfs.routing import INO_PARTITION_SHIFT, SEQ_MASK
 from superfs.v1 import superfs_pb2 as pb
 
@@ -34,6 +36,7 @@ DIRECTORY = pb.DIRECTORY
 SYMLINK = pb.SYMLINK
 
 U64 = struct.Struct(">Q")
+RDEV = struct.Struct("<Q")
 PARTITION_KEY = struct.Struct(">I")
 DENTRY_VALUE = struct.Struct("<QB")
 # mode, nlink, uid, gid, size, atime, mtime, ctime, generation, flags
@@ -140,10 +143,15 @@ class Inode:
     written: tuple[tuple[int, int], ...] = ()
     written_state: int = pb.WRITTEN_UNKNOWN
     cut_generation: int = 0  # the generation a shrink cut chunks at (a report from before may be stale)
+    rdev: int = 0  # character and block devices only
 
     @property
     def ftype(self) -> int:
-        return SYMLINK if stat.S_ISLNK(self.mode) else REGULAR
+        return type_of_mode(self.mode)
+
+    @property
+    def is_device(self) -> bool:
+        return stat.S_ISCHR(self.mode) or stat.S_ISBLK(self.mode)
 
     def pack(self) -> bytes:
         flags = FLAG_INLINE if self.inline else 0
@@ -161,6 +169,8 @@ class Inode:
                 out += WRITTEN_HEAD.pack(self.cut_generation, len(self.written)) + b"".join(
                     CHUNK_RANGE.pack(a, b) for a, b in self.written)
             return out
+        if self.is_device:
+            return head + RDEV.pack(self.rdev)
         return head + self.symlink_target
 
     @classmethod
@@ -178,6 +188,8 @@ class Inode:
                 off += WRITTEN_HEAD.size
                 node.written = tuple(CHUNK_RANGE.unpack_from(rest, off + CHUNK_RANGE.size * i) for i in range(n))
                 node.written_state = pb.WRITTEN_EXACT if flags & FLAG_WRITTEN_EXACT else pb.WRITTEN_SUPERSET
+        elif node.is_device:
+            node.rdev = RDEV.unpack_from(rest)[0] if len(rest) >= RDEV.size else 0
         else:
             node.symlink_target = bytes(rest)
         return node

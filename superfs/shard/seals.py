@@ -46,7 +46,7 @@ from typing import Awaitable, Callable, TypeVar
 from superfs.errors import FsError
 from superfs.faults import wall_ns
 from superfs.shard import admin_ops
-from superfs.shard.cluster import ClusterView
+from superfs.shard.cluster import ShardCluster
 from superfs.shard.store import SEAL_CHECK, SEAL_COLLECT, DirSealed, FileMetaStore, ShardTxn
 from superfs.v1 import superfs_pb2 as pb
 
@@ -74,7 +74,7 @@ class Round:
 class SealWaiter:
     """Resolves pending seals for the operations that meet them."""
 
-    def __init__(self, store: FileMetaStore, cluster: ClusterView) -> None:
+    def __init__(self, store: FileMetaStore, cluster: ShardCluster) -> None:
         self.store = store
         self.cluster = cluster
         self._lifted: dict[int, asyncio.Event] = {}
@@ -202,7 +202,7 @@ class SealWaiter:
         found = dirs & local
         peers = sorted(set(self.cluster.map.partition_shard) - {self.cluster.shard_id})
         req = pb.DirsTargetedRequest(dir_inos=sorted(dirs))
-        replies = await asyncio.gather(*(self.cluster.call_peer("shard", s, "DirsTargeted", req) for s in peers))
+        replies = await asyncio.gather(*(self.cluster.shard(s).dirs_targeted(req) for s in peers))
         for reply in replies:
             found |= set(reply.dir_inos)
         if self.cluster.dir_server is not None:

@@ -18,7 +18,7 @@ import asyncio
 import errno
 import logging
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 import grpc
 
@@ -26,11 +26,13 @@ from superfs import capability, names, perms
 from superfs.errors import FsError, rpc_handler
 from superfs.faults import crash_point
 from superfs.perms import CredsLike
-from superfs.routing import is_dir_ino
+from superfs.routing import is_dir_ino, make_file_ino
 from superfs.shard import admin_ops, file_ops, name_ops, xattr_ops
-from superfs.shard.cluster import ClusterView
+from superfs.shard.batch import apply_batch
+from superfs.shard.cluster import ShardCluster
 from superfs.shard.confirms import forget_applied
 from superfs.shard.crossshard import CrossShard, new_txid
+from superfs.shard.fences import Fences
 from superfs.shard.inflight import OpTracker, tracked
 from superfs.shard.name_ops import DirGuard
 from superfs.shard.records import (
@@ -55,7 +57,7 @@ T = TypeVar("T")
 def attr_of(node: Inode) -> pb.Attr:
     return pb.Attr(ino=node.ino, mode=node.mode, nlink=node.nlink, uid=node.uid, gid=node.gid,
                    size=node.size, atime_ns=node.atime_ns, mtime_ns=node.mtime_ns,
-                   ctime_ns=node.ctime_ns, generation=node.generation)
+                   ctime_ns=node.ctime_ns, generation=node.generation, rdev=node.rdev)
 
 
 def file_info_of(node: Inode, data: bytes = b"") -> pb.FileInfo:
@@ -74,6 +76,18 @@ def chunk_rights(node: Inode, creds: CredsLike, *, created: bool = False) -> int
     if created:
         return perms.R_OK | perms.W_OK
     return perms.rights(node.mode, node.uid, node.gid, creds) & capability.CHUNK_RIGHTS
+
+
+MAX_DELEGATE = 1 << 16
+MAX_DELEGATE_PARTITIONS = 1 << 20
+
+
+def _holder_of(context: Ctx) -> bytes:
+    """The lease holder a call comes from: its session (numbers are delegated to one session)."""
+    session = getattr(context, "session", None)
+    if session is None:
+        raise FsError(errno.EOPNOTSUPP, "delegated inode numbers and batches travel on a session only")
+    return bytes(session.session_id)
 
 
 def _txid(txid: str) -> str:
@@ -108,7 +122,7 @@ class ShardServicer(pbg.ShardServiceServicer):
     (main.run). ``secret`` verifies directory capabilities and signs chunk capabilities.
     """
 
-    def __init__(self, store: FileMetaStore, cluster: ClusterView, secret: bytes) -> None:
+    def __init__(self, store: FileMetaStore, cluster: ShardCluster, secret: bytes) -> None:
         self.store = store
         self.cluster = cluster
         self.secret = secret
@@ -116,6 +130,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         self.seals = SealWaiter(store, cluster)
         self.reclaimer = Reclaimer(store, cluster, self.cross, self.seals)
         self.ops = OpTracker()
+        self.fences = Fences(store)
         self._background: asyncio.Task[None] | None = None
         items, seals = store.write_now(lambda t: t.index_background_work())
         if items or seals:
@@ -140,8 +155,14 @@ class ShardServicer(pbg.ShardServiceServicer):
     # -------------------------------------------------------------- helpers
 
     def _cap(self, cap: pb.DirCap, dir_ino: int, creds: CredsLike) -> DirGuard:
-        c = capability.verify(self.secret, cap, dir_ino=dir_ino, uid=creds.uid)
-        return DirGuard(c.sticky, c.owner_uid)
+        c = self._verify_dir(cap, dir_ino, creds.uid, perms.W_OK | perms.X_OK)
+        return DirGuard(c.sticky, c.owner_uid, c.gid if c.setgid else None)
+
+    def _verify_dir(self, cap: pb.DirCap, dir_ino: int, uid: int, want: int) -> pb.DirCap:
+        """The directory capability, checked: signature, user, rights, and the directory's lease fence."""
+        c = capability.verify(self.secret, cap, dir_ino=dir_ino, uid=uid, want=want)
+        self.fences.check(dir_ino, c.epoch)
+        return c
 
     def _info(self, node: Inode, creds: CredsLike, data: bytes = b"", *, created: bool = False) -> pb.FileInfo:
         """A FileInfo for ``creds``, with its chunk capability (none when it holds no right)."""
@@ -158,7 +179,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         home = self.cluster.shard_of_ino(ino)
         if home == self.cluster.shard_id:
             raise FsError(errno.ENOENT, f"entry points at missing inode {ino}")
-        return await self.cross.call_shard(home, "GetFile", pb.GetFileRequest(ino=ino, creds=creds))
+        return await self.cluster.shard(home).get_file(pb.GetFileRequest(ino=ino, creds=creds))
 
     async def _owners(self, guard: DirGuard, creds: pb.Creds, entries: Iterable[tuple[int, bytes]]) -> dict[int, int]:
         """Owners of remote inodes that a sticky-directory check will need."""
@@ -186,7 +207,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         parent, name, creds = request.parent_ino, request.name, request.creds
         raw = names.check_name(name)
         partition = self.cluster.check_entry(parent, name)
-        self._cap(request.cap, parent, creds)
+        guard = self._cap(request.cap, parent, creds)
         threshold = self.cluster.inline_threshold
         ftype = request.type or REGULAR
         target = encode_name(request.symlink_target)
@@ -194,11 +215,11 @@ class ShardServicer(pbg.ShardServiceServicer):
         res = await self.seals.run(lambda: self.store.write(lambda t: file_ops.create_file(
             t, parent=parent, raw=raw, partition=partition, mode=request.mode, ftype=ftype, target=target,
             exclusive=request.exclusive, truncate=request.truncate, creds=creds, data=request.data,
-            inline_threshold=threshold)))
+            inline_threshold=threshold, rdev=request.rdev, group=guard.group)))
         if res.node is None:  # an existing name whose inode lives on another shard
             if request.truncate:
                 home = self.cluster.shard_of_ino(res.remote_ino)
-                await self.cross.call_shard(home, "SetAttr", pb.SetAttrRequest(
+                await self.cluster.shard(home).set_attr(pb.SetAttrRequest(
                     ino=res.remote_ino, mask=file_ops.SET_SIZE, size=0, creds=creds))
             return pb.CreateFileReply(file=await self._remote_file(res.remote_ino, creds), created=False)
         await self._after_shrink(res.reclaim)
@@ -210,8 +231,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         raw = names.check_name(request.name)
         self.cluster.check_entry(request.parent_ino, request.name)
         # the last directory of a path is searched too, like every one above it
-        capability.verify(self.secret, request.cap, dir_ino=request.parent_ino, uid=request.creds.uid,
-                          want=perms.X_OK)
+        self._verify_dir(request.cap, request.parent_ino, request.creds.uid, perms.X_OK)
         with self.store.read() as t:
             ino, ftype, node, data = file_ops.lookup_file(t, request.parent_ino, raw, request.want_data,
                                                          request.creds)
@@ -357,7 +377,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         """
         shard = self.cluster.shard_of_entry(r.dst_parent, r.dst_name)
         try:
-            found = await self.cross.call_shard(shard, "LookupFile", pb.LookupFileRequest(
+            found = await self.cluster.shard(shard).lookup_file(pb.LookupFileRequest(
                 parent_ino=r.dst_parent, name=r.dst_name, creds=r.creds, cap=r.dst_cap))
         except FsError as e:
             if e.errno in (errno.EIO, errno.ETIMEDOUT, errno.EAGAIN):
@@ -373,7 +393,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         """Sticky destination on another shard: may the caller replace what is there?"""
         shard = self.cluster.shard_of_entry(r.dst_parent, r.dst_name)
         try:
-            found = await self.cross.call_shard(shard, "LookupFile", pb.LookupFileRequest(
+            found = await self.cluster.shard(shard).lookup_file(pb.LookupFileRequest(
                 parent_ino=r.dst_parent, name=r.dst_name, creds=r.creds, cap=r.dst_cap))
         except FsError as e:
             if e.errno == errno.ENOENT:
@@ -390,8 +410,7 @@ class ShardServicer(pbg.ShardServiceServicer):
 
     @rpc_handler
     async def ListFiles(self, request: pb.ListFilesRequest, context: Ctx) -> pb.ListFilesReply:
-        capability.verify(self.secret, request.cap, dir_ino=request.parent_ino, uid=request.creds.uid,
-                          want=perms.R_OK)
+        self._verify_dir(request.cap, request.parent_ino, request.creds.uid, perms.R_OK)
         after = encode_name(request.after)
         with self.store.read() as t:
             entries, nodes, more = name_ops.list_files(t, request.parent_ino, after, request.limit,
@@ -490,6 +509,11 @@ class ShardServicer(pbg.ShardServiceServicer):
         txid = _txid(r.txid)
         self.cluster.ino_home(r.ino)
         await self._wait_free(r.parent_ino, raw)
+        if r.exchange:
+            ino, ftype = await self.store.write(_before_deadline(context, lambda t: name_ops.remote_exchange(
+                t, r.parent_ino, raw, ino=r.ino, ftype=r.type, txid=txid)))
+            crash_point("shard.remote_exchange.after_commit")
+            return pb.RemoteLinkReply(replaced_ino=ino, replaced_type=ftype)  # type: ignore[arg-type]
         crash_point("shard.remote_link.before_commit")
         expect = int(r.expect_ino) if r.check_target else None
         replaced = await self.seals.run(lambda: self.store.write(_before_deadline(context, lambda t: name_ops.remote_link(
@@ -505,6 +529,17 @@ class ShardServicer(pbg.ShardServiceServicer):
 
     @rpc_handler
     @tracked
+    async def RepointEntry(self, request: pb.RepointEntryRequest, context: Ctx) -> pb.Empty:
+        r = request
+        raw = names.check_name(r.name)
+        self.cluster.check_entry(r.parent_ino, r.name)
+        await self._wait_free(r.parent_ino, raw)
+        await self.store.write(lambda t: name_ops.repoint_entry(
+            t, r.parent_ino, raw, ino=r.ino, ftype=r.type, new_ino=r.new_ino, new_type=r.new_type))
+        return pb.Empty()
+
+    @rpc_handler
+    @tracked
     async def AdjustNlink(self, request: pb.NlinkRequest, context: Ctx) -> pb.Attr:
         r = request
         self.cluster.check_ino(r.ino)
@@ -513,6 +548,35 @@ class ShardServicer(pbg.ShardServiceServicer):
             t, r.ino, r.delta, txid)))
         crash_point("shard.adjust_nlink.after_commit")
         return attr_of(node)
+
+    # ------------------------------------------------------ directory leases
+
+    @rpc_handler
+    async def SetDirFence(self, request: pb.DirFenceRequest, context: Ctx) -> pb.Empty:
+        if not is_dir_ino(request.dir_ino):
+            raise FsError(errno.EINVAL, f"{request.dir_ino} is not a directory inode")
+        await self.fences.raise_to(request.dir_ino, request.epoch)
+        return pb.Empty()
+
+    @rpc_handler
+    async def DelegateInodes(self, request: pb.DelegateRequest, context: Ctx) -> pb.DelegateReply:
+        holder = _holder_of(context)
+        count = request.count
+        if not 0 < count <= MAX_DELEGATE or len(request.partitions) > MAX_DELEGATE_PARTITIONS:
+            raise FsError(errno.EINVAL, f"1..{MAX_DELEGATE} numbers for at most {MAX_DELEGATE_PARTITIONS} "
+                                        "partitions at a time")
+        parts = sorted(set(request.partitions))
+        for p in parts:
+            if p not in self.cluster.owned_partitions:
+                raise FsError(errno.ESTALE, f"partition {p} is not on shard {self.cluster.shard_id}")
+        firsts = await self.store.write(lambda t: [t.delegate_inos(p, holder, count) for p in parts])
+        return pb.DelegateReply(ranges=[pb.InoRange(partition=p, first=make_file_ino(p, f), count=count)
+                                        for p, f in zip(parts, firsts)])
+
+    @rpc_handler
+    @tracked
+    async def ApplyBatch(self, request: pb.BatchRequest, context: Ctx) -> pb.BatchReply:
+        return await apply_batch(self, request, _holder_of(context))
 
     @rpc_handler
     async def ForgetApplied(self, request: pb.ForgetAppliedRequest, context: Ctx) -> pb.Empty:
@@ -575,9 +639,13 @@ class ShardServicer(pbg.ShardServiceServicer):
         return self._pending_reply()
 
     def _pending_reply(self) -> pb.ShardPendingReply:
+        owned = self.cluster.owned_partitions if self.cluster.ready else frozenset()
         with self.store.read() as t:
             p = admin_ops.pending(t)
+            counters = admin_ops.counters(t, owned)
         return pb.ShardPendingReply(
+            counters=[pb.PartitionCounter(partition=part, last=last, delegated_end=end, delegations=n)
+                      for part, last, end, n in counters],
             applied_records=p.applied, unconfirmed=p.unconfirmed, ops_begun=self.ops.begun,
             ops_low_water=self.ops.low_water,
             intents=[pb.ShardIntent(kind=i.kind, txid=i.txid, ino=i.ino, parent_ino=i.parent,

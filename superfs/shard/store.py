@@ -18,7 +18,18 @@ confirm     kind (1) + txid                     receiving shard id (4, BE)
 outbox      txid                                ino (8) + delta (4) + created_ns (8)
 reclaim     ino (8, BE) + from_size (8, BE)     chunk_size, generation, freed, layout
 reclaim_due due_ns (8, BE) + reclaim key (16)   failed attempts (4, BE)
+fences      dir ino (8, BE)                     lease epoch (8): older capabilities refused
+delegated   partition (4, BE) + holder (16)     ranges: next sequence (8) + end (8), half-open,
+                                                oldest first, at most MAX_DELEGATED_RANGES
 ==========  ==================================  ===================================
+
+``delegated`` holds the inode numbers a lease holder (a client session) may
+create files with ahead of this shard (DelegateInodes, then ApplyBatch): the
+partition's counter moved past them when they were handed out, so nothing
+else ever gets them, and a create may use one only at or after its range's
+``next``, which it moves on, so none is used twice (a replay after a crash
+included). A holder asks for more before it runs out, so a partition keeps
+its last few ranges; numbers left in an older one are given up.
 
 A seal is *pending* while the dir server's rmdir (or rename over an empty
 directory) may still fail and unseal it, and *final* once the dir server
@@ -63,7 +74,7 @@ from superfs.capability import CAP_TTL_NS
 from superfs.errors import FsError
 from superfs.faults import wall_ns
 from superfs.lmdb_store import LmdbStore
-from superfs.routing import SEQ_MASK, make_file_ino
+from superfs.routing import INO_PARTITION_SHIFT, SEQ_MASK, make_file_ino
 from superfs.shard.records import (
     APPLIED_HEAD, DENTRY_VALUE, PARTITION_KEY, SIZE_OFFSET, U64, Inode, Intent, OutboxItem,
     ReclaimItem, PIECE_INDEX, dentry_key, inline_pieces, inode_key, u64,
@@ -74,9 +85,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DB_NAMES = ["dentries", "inodes", "inline", "xattrs", "sealed", "counters", "intents",
-            "applied", "outbox", "reclaim", "confirm", "reclaim_due", "seal_work"]
+            "applied", "outbox", "reclaim", "confirm", "reclaim_due", "seal_work", "fences", "delegated"]
+DELEGATED = struct.Struct(">QQ")
+MAX_DELEGATED_RANGES = 4  # per (partition, holder): numbers of older ranges are given up
+HOLDER_LEN = 16
 APPLIED_REMOTE_LINK = b"L"
 APPLIED_NLINK = b"N"
+APPLIED_EXCHANGE = b"X"
 SEAL_FINAL = b"F"
 SEAL_CHECK = b"P"    # seal_work: is the directory gone yet? (then the seal is final)
 SEAL_COLLECT = b"C"  # seal_work: may the final seal go?
@@ -205,6 +220,80 @@ class ShardTxn:
             raise FsError(errno.ENOSPC, f"partition {partition} ran out of inode numbers")
         self.txn.put(key, U64.pack(seq), db=db)
         return make_file_ino(partition, seq)
+
+    def last_seq(self, partition: int) -> int:
+        """The last inode sequence of ``partition`` handed out (0: none yet)."""
+        raw = self.txn.get(PARTITION_KEY.pack(partition), db=self.dbs["counters"])
+        return U64.unpack(raw)[0] if raw else 0
+
+    def delegations(self) -> dict[int, list[int]]:
+        """Partition -> the end of each holder's furthest delegated range."""
+        out: dict[int, list[int]] = {}
+        with self.txn.cursor(db=self.dbs["delegated"]) as cur:
+            for key, raw in cur:
+                (partition,) = PARTITION_KEY.unpack_from(key)
+                ranges = _ranges(raw)
+                if ranges:
+                    out.setdefault(partition, []).append(max(end for _, end in ranges))
+        return out
+
+    def delegate_inos(self, partition: int, holder: bytes, count: int) -> int:
+        """Hand ``count`` inode numbers of ``partition`` to ``holder``; the first one's sequence.
+
+        Numbers the holder had left of an earlier range are given up (never reused).
+        """
+        key = PARTITION_KEY.pack(partition)
+        db = self.dbs["counters"]
+        raw = self.txn.get(key, db=db)
+        first = (U64.unpack(raw)[0] if raw else 0) + 1
+        if first + count - 1 > SEQ_MASK:
+            raise FsError(errno.ENOSPC, f"partition {partition} ran out of inode numbers")
+        self.txn.put(key, U64.pack(first + count - 1), db=db)
+        dkey = key + _holder(holder)
+        ranges = _ranges(self.txn.get(dkey, db=self.dbs["delegated"]))
+        if ranges and ranges[-1][1] == first:   # nobody allocated in between: one range grows
+            ranges[-1] = (ranges[-1][0], first + count)
+        else:
+            ranges.append((first, first + count))
+        self.txn.put(dkey, _pack_ranges(ranges[-MAX_DELEGATED_RANGES:]), db=self.dbs["delegated"])
+        return first
+
+    def claim_delegated(self, partition: int, holder: bytes, ino: int) -> None:
+        """``holder`` creates a file as ``ino``: EINVAL unless it was delegated to it and is unused."""
+        if ino >> INO_PARTITION_SHIFT != partition + 1:
+            raise FsError(errno.EINVAL, f"inode {ino} is not of the entry's partition {partition}")
+        seq = ino & SEQ_MASK
+        key = PARTITION_KEY.pack(partition) + _holder(holder)
+        ranges = _ranges(self.txn.get(key, db=self.dbs["delegated"]))
+        for i, (nxt, end) in enumerate(ranges):
+            if nxt <= seq < end:
+                break
+        else:
+            raise FsError(errno.EINVAL, f"inode {ino} was not delegated to this client, or was used")
+        if seq + 1 < end:
+            ranges[i] = (seq + 1, end)
+        else:
+            del ranges[i]
+        if ranges:
+            self.txn.put(key, _pack_ranges(ranges), db=self.dbs["delegated"])
+        else:
+            self.txn.delete(key, db=self.dbs["delegated"])
+
+    # -------------------------------------------------------------- fences
+
+    def fence(self, dir_ino: int) -> int:
+        raw = self.txn.get(u64(dir_ino), db=self.dbs["fences"])
+        return U64.unpack(raw)[0] if raw is not None else 0
+
+    def set_fence(self, dir_ino: int, epoch: int) -> int:
+        """Raise ``dir_ino``'s fence to ``epoch`` (never lower it); the fence now."""
+        now = max(self.fence(dir_ino), epoch)
+        self.txn.put(u64(dir_ino), U64.pack(now), db=self.dbs["fences"])
+        return now
+
+    def fences(self) -> dict[int, int]:
+        with self.txn.cursor(db=self.dbs["fences"]) as cur:
+            return {U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in cur}
 
     def free_inode(self, node: Inode) -> None:
         """Delete an inode with no links left: record, bytes, xattrs; queue its chunks."""
@@ -477,6 +566,21 @@ class ShardTxn:
             for _, v in cur:
                 logical += _size_of(v)
         return inline, logical
+
+
+def _ranges(raw: bytes | None) -> list[tuple[int, int]]:
+    """A delegated record's ranges, oldest first."""
+    if not raw:
+        return []
+    return [DELEGATED.unpack_from(raw, off) for off in range(0, len(raw), DELEGATED.size)]
+
+
+def _pack_ranges(ranges: list[tuple[int, int]]) -> bytes:
+    return b"".join(DELEGATED.pack(a, b) for a, b in ranges)
+
+
+def _holder(holder: bytes) -> bytes:
+    return holder[:HOLDER_LEN].ljust(HOLDER_LEN, b"\0")
 
 
 def _size_of(raw: bytes) -> int:

@@ -2,13 +2,14 @@
 
 Keys are ``ino (8, BE) + name`` so one file's attributes are a prefix range
 (listed in one scan and deleted with the inode). Limits and errnos follow
-Linux: names of 1..255 bytes (ERANGE), values up to 64 KiB (E2BIG).
+Linux: names of 1..255 bytes (ERANGE), values up to 64 KiB (E2BIG); who may
+read and change which namespace is :mod:`superfs.xattr_perms`.
 """
 from __future__ import annotations
 
 import errno
 
-from superfs import perms
+from superfs import xattr_perms
 from superfs.errors import FsError
 from superfs.perms import CredsLike
 from superfs.shard.records import Inode, u64
@@ -27,22 +28,15 @@ def _name(name: str) -> bytes:
     return raw
 
 
-def _readable(t: ShardTxn, ino: int, creds: CredsLike) -> Inode:
+def _allowed(t: ShardTxn, ino: int, name: str, creds: CredsLike, *, write: bool) -> Inode:
     node = t.require_inode(ino)
-    perms.require(node.mode, node.uid, node.gid, creds, perms.R_OK, "read xattrs")
-    return node
-
-
-def _owned(t: ShardTxn, ino: int, creds: CredsLike) -> Inode:
-    node = t.require_inode(ino)
-    if creds.uid not in (0, node.uid):
-        raise FsError(errno.EPERM, "only the owner may change xattrs")
+    xattr_perms.check(name, mode=node.mode, uid=node.uid, gid=node.gid, creds=creds, write=write)
     return node
 
 
 def get_xattr(t: ShardTxn, ino: int, name: str, creds: CredsLike) -> bytes:
     raw = _name(name)
-    _readable(t, ino, creds)
+    _allowed(t, ino, name, creds, write=False)
     value = t.txn.get(u64(ino) + raw, db=t.dbs["xattrs"])
     if value is None:
         raise FsError(errno.ENODATA, "no such attribute")
@@ -50,7 +44,7 @@ def get_xattr(t: ShardTxn, ino: int, name: str, creds: CredsLike) -> bytes:
 
 
 def list_xattr(t: ShardTxn, ino: int, creds: CredsLike) -> list[str]:
-    _readable(t, ino, creds)
+    t.require_inode(ino)
     prefix = u64(ino)
     names: list[str] = []
     with t.txn.cursor(db=t.dbs["xattrs"]) as cur:
@@ -59,7 +53,7 @@ def list_xattr(t: ShardTxn, ino: int, creds: CredsLike) -> list[str]:
                 if key[:8] != prefix:
                     break
                 names.append(key[8:].decode("utf-8", "surrogateescape"))
-    return names
+    return [n for n in names if xattr_perms.listed(n, creds)]
 
 
 def set_xattr(t: ShardTxn, ino: int, name: str, value: bytes, flags: int, creds: CredsLike) -> None:
@@ -68,7 +62,7 @@ def set_xattr(t: ShardTxn, ino: int, name: str, value: bytes, flags: int, creds:
         raise FsError(errno.E2BIG, f"xattr value over {XATTR_SIZE_MAX} bytes")
     if flags & ~(XATTR_CREATE | XATTR_REPLACE):
         raise FsError(errno.EINVAL, f"unknown xattr flags {flags:#x}")
-    node = _owned(t, ino, creds)
+    node = _allowed(t, ino, name, creds, write=True)
     key = u64(ino) + raw
     exists = t.txn.get(key, db=t.dbs["xattrs"]) is not None
     if flags & XATTR_CREATE and exists:
@@ -82,7 +76,7 @@ def set_xattr(t: ShardTxn, ino: int, name: str, value: bytes, flags: int, creds:
 
 def remove_xattr(t: ShardTxn, ino: int, name: str, creds: CredsLike) -> None:
     raw = _name(name)
-    node = _owned(t, ino, creds)
+    node = _allowed(t, ino, name, creds, write=True)
     if not t.txn.delete(u64(ino) + raw, db=t.dbs["xattrs"]):
         raise FsError(errno.ENODATA, "no such attribute")
     node.ctime_ns = now_ns()

@@ -6,7 +6,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Frame(_message.Message):
-    __slots__ = ("kind", "id", "method", "body", "timeout_ms", "errno_name", "message", "from_daemon", "done_below", "session_id", "token", "version", "boot_id")
+    __slots__ = ("kind", "id", "method", "body", "timeout_ms", "errno_name", "message", "from_daemon", "done_below", "session_id", "token", "version", "boot_id", "max_frame")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Frame.Kind]
@@ -38,6 +38,7 @@ class Frame(_message.Message):
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BOOT_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_FRAME_FIELD_NUMBER: _ClassVar[int]
     kind: Frame.Kind
     id: int
     method: str
@@ -51,4 +52,5 @@ class Frame(_message.Message):
     token: str
     version: int
     boot_id: bytes
-    def __init__(self, kind: _Optional[_Union[Frame.Kind, str]] = ..., id: _Optional[int] = ..., method: _Optional[str] = ..., body: _Optional[bytes] = ..., timeout_ms: _Optional[int] = ..., errno_name: _Optional[str] = ..., message: _Optional[str] = ..., from_daemon: _Optional[bool] = ..., done_below: _Optional[int] = ..., session_id: _Optional[bytes] = ..., token: _Optional[str] = ..., version: _Optional[int] = ..., boot_id: _Optional[bytes] = ...) -> None: ...
+    max_frame: int
+    def __init__(self, kind: _Optional[_Union[Frame.Kind, str]] = ..., id: _Optional[int] = ..., method: _Optional[str] = ..., body: _Optional[bytes] = ..., timeout_ms: _Optional[int] = ..., errno_name: _Optional[str] = ..., message: _Optional[str] = ..., from_daemon: _Optional[bool] = ..., done_below: _Optional[int] = ..., session_id: _Optional[bytes] = ..., token: _Optional[str] = ..., version: _Optional[int] = ..., boot_id: _Optional[bytes] = ..., max_frame: _Optional[int] = ...) -> None: ...

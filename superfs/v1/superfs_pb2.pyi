@@ -13,6 +13,10 @@ class FileType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REGULAR: _ClassVar[FileType]
     DIRECTORY: _ClassVar[FileType]
     SYMLINK: _ClassVar[FileType]
+    FIFO: _ClassVar[FileType]
+    SOCKET: _ClassVar[FileType]
+    CHAR_DEVICE: _ClassVar[FileType]
+    BLOCK_DEVICE: _ClassVar[FileType]
 
 class WrittenState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -23,6 +27,10 @@ FILE_TYPE_UNSPECIFIED: FileType
 REGULAR: FileType
 DIRECTORY: FileType
 SYMLINK: FileType
+FIFO: FileType
+SOCKET: FileType
+CHAR_DEVICE: FileType
+BLOCK_DEVICE: FileType
 WRITTEN_UNKNOWN: WrittenState
 WRITTEN_SUPERSET: WrittenState
 WRITTEN_EXACT: WrittenState
@@ -38,7 +46,7 @@ class Creds(_message.Message):
     def __init__(self, uid: _Optional[int] = ..., gid: _Optional[int] = ..., groups: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Attr(_message.Message):
-    __slots__ = ("ino", "mode", "nlink", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns", "generation")
+    __slots__ = ("ino", "mode", "nlink", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns", "generation", "rdev")
     INO_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NLINK_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +57,7 @@ class Attr(_message.Message):
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     CTIME_NS_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    RDEV_FIELD_NUMBER: _ClassVar[int]
     ino: int
     mode: int
     nlink: int
@@ -59,10 +68,11 @@ class Attr(_message.Message):
     mtime_ns: int
     ctime_ns: int
     generation: int
-    def __init__(self, ino: _Optional[int] = ..., mode: _Optional[int] = ..., nlink: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
+    rdev: int
+    def __init__(self, ino: _Optional[int] = ..., mode: _Optional[int] = ..., nlink: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., size: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., generation: _Optional[int] = ..., rdev: _Optional[int] = ...) -> None: ...
 
 class DirCap(_message.Message):
-    __slots__ = ("dir_ino", "uid", "rights", "sticky", "owner_uid", "expires_ns", "mac")
+    __slots__ = ("dir_ino", "uid", "rights", "sticky", "owner_uid", "expires_ns", "mac", "setgid", "gid", "epoch")
     DIR_INO_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     RIGHTS_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +80,9 @@ class DirCap(_message.Message):
     OWNER_UID_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_NS_FIELD_NUMBER: _ClassVar[int]
     MAC_FIELD_NUMBER: _ClassVar[int]
+    SETGID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     dir_ino: int
     uid: int
     rights: int
@@ -77,7 +90,10 @@ class DirCap(_message.Message):
     owner_uid: int
     expires_ns: int
     mac: bytes
-    def __init__(self, dir_ino: _Optional[int] = ..., uid: _Optional[int] = ..., rights: _Optional[int] = ..., sticky: _Optional[bool] = ..., owner_uid: _Optional[int] = ..., expires_ns: _Optional[int] = ..., mac: _Optional[bytes] = ...) -> None: ...
+    setgid: bool
+    gid: int
+    epoch: int
+    def __init__(self, dir_ino: _Optional[int] = ..., uid: _Optional[int] = ..., rights: _Optional[int] = ..., sticky: _Optional[bool] = ..., owner_uid: _Optional[int] = ..., expires_ns: _Optional[int] = ..., mac: _Optional[bytes] = ..., setgid: _Optional[bool] = ..., gid: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class ChunkCap(_message.Message):
     __slots__ = ("ino", "rights", "expires_ns", "mac")
@@ -325,6 +341,48 @@ class DirStatsReply(_message.Message):
     db_bytes: int
     def __init__(self, directories: _Optional[int] = ..., db_bytes: _Optional[int] = ...) -> None: ...
 
+class LeaseRequest(_message.Message):
+    __slots__ = ("dir_ino", "want", "creds")
+    DIR_INO_FIELD_NUMBER: _ClassVar[int]
+    WANT_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    dir_ino: int
+    want: int
+    creds: Creds
+    def __init__(self, dir_ino: _Optional[int] = ..., want: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class LeaseReply(_message.Message):
+    __slots__ = ("mode", "dir", "epoch", "ttl_ns", "grant")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    DIR_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TTL_NS_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    mode: int
+    dir: DirAttrReply
+    epoch: int
+    ttl_ns: int
+    grant: int
+    def __init__(self, mode: _Optional[int] = ..., dir: _Optional[_Union[DirAttrReply, _Mapping]] = ..., epoch: _Optional[int] = ..., ttl_ns: _Optional[int] = ..., grant: _Optional[int] = ...) -> None: ...
+
+class ReleaseLeaseRequest(_message.Message):
+    __slots__ = ("dir_inos", "grants")
+    DIR_INOS_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    dir_inos: _containers.RepeatedScalarFieldContainer[int]
+    grants: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, dir_inos: _Optional[_Iterable[int]] = ..., grants: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RecallLeaseRequest(_message.Message):
+    __slots__ = ("dir_ino", "epoch", "grant")
+    DIR_INO_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    dir_ino: int
+    epoch: int
+    grant: int
+    def __init__(self, dir_ino: _Optional[int] = ..., epoch: _Optional[int] = ..., grant: _Optional[int] = ...) -> None: ...
+
 class Dentry(_message.Message):
     __slots__ = ("name", "ino", "type")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -360,7 +418,7 @@ class FileInfo(_message.Message):
     def __init__(self, attr: _Optional[_Union[Attr, _Mapping]] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., inline: _Optional[bool] = ..., data: _Optional[bytes] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., chunk_cap: _Optional[_Union[ChunkCap, _Mapping]] = ..., written: _Optional[_Iterable[_Union[ChunkRange, _Mapping]]] = ..., written_state: _Optional[_Union[WrittenState, str]] = ...) -> None: ...
 
 class CreateFileRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data")
+    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data", "rdev", "ino", "time_ns")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +429,9 @@ class CreateFileRequest(_message.Message):
     CREDS_FIELD_NUMBER: _ClassVar[int]
     CAP_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    RDEV_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     mode: int
@@ -381,7 +442,10 @@ class CreateFileRequest(_message.Message):
     creds: Creds
     cap: DirCap
     data: bytes
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    rdev: int
+    ino: int
+    time_ns: int
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ..., rdev: _Optional[int] = ..., ino: _Optional[int] = ..., time_ns: _Optional[int] = ...) -> None: ...
 
 class CreateFileReply(_message.Message):
     __slots__ = ("file", "created")
@@ -606,7 +670,7 @@ class ShardStatsReply(_message.Message):
     def __init__(self, files: _Optional[int] = ..., dentries: _Optional[int] = ..., inline_bytes: _Optional[int] = ..., logical_bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ...) -> None: ...
 
 class RemoteLinkRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "ino", "type", "replace", "no_replace", "txid", "check_target", "expect_ino", "record_refusal")
+    __slots__ = ("parent_ino", "name", "ino", "type", "replace", "no_replace", "txid", "check_target", "expect_ino", "record_refusal", "exchange")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     INO_FIELD_NUMBER: _ClassVar[int]
@@ -617,6 +681,7 @@ class RemoteLinkRequest(_message.Message):
     CHECK_TARGET_FIELD_NUMBER: _ClassVar[int]
     EXPECT_INO_FIELD_NUMBER: _ClassVar[int]
     RECORD_REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    EXCHANGE_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     ino: int
@@ -627,7 +692,8 @@ class RemoteLinkRequest(_message.Message):
     check_target: bool
     expect_ino: int
     record_refusal: bool
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., replace: _Optional[bool] = ..., no_replace: _Optional[bool] = ..., txid: _Optional[str] = ..., check_target: _Optional[bool] = ..., expect_ino: _Optional[int] = ..., record_refusal: _Optional[bool] = ...) -> None: ...
+    exchange: bool
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., replace: _Optional[bool] = ..., no_replace: _Optional[bool] = ..., txid: _Optional[str] = ..., check_target: _Optional[bool] = ..., expect_ino: _Optional[int] = ..., record_refusal: _Optional[bool] = ..., exchange: _Optional[bool] = ...) -> None: ...
 
 class ForgetAppliedRequest(_message.Message):
     __slots__ = ("remote_links", "nlinks")
@@ -650,10 +716,28 @@ class DirsTargetedReply(_message.Message):
     def __init__(self, dir_inos: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RemoteLinkReply(_message.Message):
-    __slots__ = ("replaced_ino",)
+    __slots__ = ("replaced_ino", "replaced_type")
     REPLACED_INO_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_TYPE_FIELD_NUMBER: _ClassVar[int]
     replaced_ino: int
-    def __init__(self, replaced_ino: _Optional[int] = ...) -> None: ...
+    replaced_type: FileType
+    def __init__(self, replaced_ino: _Optional[int] = ..., replaced_type: _Optional[_Union[FileType, str]] = ...) -> None: ...
+
+class RepointEntryRequest(_message.Message):
+    __slots__ = ("parent_ino", "name", "ino", "type", "new_ino", "new_type")
+    PARENT_INO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NEW_INO_FIELD_NUMBER: _ClassVar[int]
+    NEW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    parent_ino: int
+    name: str
+    ino: int
+    type: FileType
+    new_ino: int
+    new_type: FileType
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., new_ino: _Optional[int] = ..., new_type: _Optional[_Union[FileType, str]] = ...) -> None: ...
 
 class NlinkRequest(_message.Message):
     __slots__ = ("ino", "delta", "txid")
@@ -664,6 +748,74 @@ class NlinkRequest(_message.Message):
     delta: int
     txid: str
     def __init__(self, ino: _Optional[int] = ..., delta: _Optional[int] = ..., txid: _Optional[str] = ...) -> None: ...
+
+class DirFenceRequest(_message.Message):
+    __slots__ = ("dir_ino", "epoch")
+    DIR_INO_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    dir_ino: int
+    epoch: int
+    def __init__(self, dir_ino: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class DelegateRequest(_message.Message):
+    __slots__ = ("partitions", "count", "creds")
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    partitions: _containers.RepeatedScalarFieldContainer[int]
+    count: int
+    creds: Creds
+    def __init__(self, partitions: _Optional[_Iterable[int]] = ..., count: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+
+class InoRange(_message.Message):
+    __slots__ = ("partition", "first", "count")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    first: int
+    count: int
+    def __init__(self, partition: _Optional[int] = ..., first: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
+class DelegateReply(_message.Message):
+    __slots__ = ("ranges",)
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    ranges: _containers.RepeatedCompositeFieldContainer[InoRange]
+    def __init__(self, ranges: _Optional[_Iterable[_Union[InoRange, _Mapping]]] = ...) -> None: ...
+
+class BatchOp(_message.Message):
+    __slots__ = ("create", "unlink", "write")
+    CREATE_FIELD_NUMBER: _ClassVar[int]
+    UNLINK_FIELD_NUMBER: _ClassVar[int]
+    WRITE_FIELD_NUMBER: _ClassVar[int]
+    create: CreateFileRequest
+    unlink: UnlinkRequest
+    write: WriteInlineRequest
+    def __init__(self, create: _Optional[_Union[CreateFileRequest, _Mapping]] = ..., unlink: _Optional[_Union[UnlinkRequest, _Mapping]] = ..., write: _Optional[_Union[WriteInlineRequest, _Mapping]] = ...) -> None: ...
+
+class BatchRequest(_message.Message):
+    __slots__ = ("ops",)
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    ops: _containers.RepeatedCompositeFieldContainer[BatchOp]
+    def __init__(self, ops: _Optional[_Iterable[_Union[BatchOp, _Mapping]]] = ...) -> None: ...
+
+class BatchResult(_message.Message):
+    __slots__ = ("errno_name", "message", "file", "unlink")
+    ERRNO_NAME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    UNLINK_FIELD_NUMBER: _ClassVar[int]
+    errno_name: str
+    message: str
+    file: FileInfo
+    unlink: UnlinkReply
+    def __init__(self, errno_name: _Optional[str] = ..., message: _Optional[str] = ..., file: _Optional[_Union[FileInfo, _Mapping]] = ..., unlink: _Optional[_Union[UnlinkReply, _Mapping]] = ...) -> None: ...
+
+class BatchReply(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchResult, _Mapping]]] = ...) -> None: ...
 
 class ChunkKey(_message.Message):
     __slots__ = ("ino", "index")
@@ -936,7 +1088,7 @@ class ReclaimEntry(_message.Message):
     def __init__(self, ino: _Optional[int] = ..., from_size: _Optional[int] = ..., freed: _Optional[bool] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class ShardPendingReply(_message.Message):
-    __slots__ = ("intents", "outbox", "reclaim", "sealed_dirs", "applied_records", "unconfirmed", "ops_begun", "ops_low_water")
+    __slots__ = ("intents", "outbox", "reclaim", "sealed_dirs", "applied_records", "unconfirmed", "ops_begun", "ops_low_water", "counters")
     INTENTS_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_FIELD_NUMBER: _ClassVar[int]
     RECLAIM_FIELD_NUMBER: _ClassVar[int]
@@ -945,6 +1097,7 @@ class ShardPendingReply(_message.Message):
     UNCONFIRMED_FIELD_NUMBER: _ClassVar[int]
     OPS_BEGUN_FIELD_NUMBER: _ClassVar[int]
     OPS_LOW_WATER_FIELD_NUMBER: _ClassVar[int]
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
     intents: _containers.RepeatedCompositeFieldContainer[ShardIntent]
     outbox: _containers.RepeatedCompositeFieldContainer[OutboxEntry]
     reclaim: _containers.RepeatedCompositeFieldContainer[ReclaimEntry]
@@ -953,7 +1106,20 @@ class ShardPendingReply(_message.Message):
     unconfirmed: int
     ops_begun: int
     ops_low_water: int
-    def __init__(self, intents: _Optional[_Iterable[_Union[ShardIntent, _Mapping]]] = ..., outbox: _Optional[_Iterable[_Union[OutboxEntry, _Mapping]]] = ..., reclaim: _Optional[_Iterable[_Union[ReclaimEntry, _Mapping]]] = ..., sealed_dirs: _Optional[_Iterable[int]] = ..., applied_records: _Optional[int] = ..., unconfirmed: _Optional[int] = ..., ops_begun: _Optional[int] = ..., ops_low_water: _Optional[int] = ...) -> None: ...
+    counters: _containers.RepeatedCompositeFieldContainer[PartitionCounter]
+    def __init__(self, intents: _Optional[_Iterable[_Union[ShardIntent, _Mapping]]] = ..., outbox: _Optional[_Iterable[_Union[OutboxEntry, _Mapping]]] = ..., reclaim: _Optional[_Iterable[_Union[ReclaimEntry, _Mapping]]] = ..., sealed_dirs: _Optional[_Iterable[int]] = ..., applied_records: _Optional[int] = ..., unconfirmed: _Optional[int] = ..., ops_begun: _Optional[int] = ..., ops_low_water: _Optional[int] = ..., counters: _Optional[_Iterable[_Union[PartitionCounter, _Mapping]]] = ...) -> None: ...
+
+class PartitionCounter(_message.Message):
+    __slots__ = ("partition", "last", "delegated_end", "delegations")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    DELEGATED_END_FIELD_NUMBER: _ClassVar[int]
+    DELEGATIONS_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    last: int
+    delegated_end: int
+    delegations: int
+    def __init__(self, partition: _Optional[int] = ..., last: _Optional[int] = ..., delegated_end: _Optional[int] = ..., delegations: _Optional[int] = ...) -> None: ...
 
 class RemoveEntryRequest(_message.Message):
     __slots__ = ("parent_ino", "name", "ino", "drop_link")

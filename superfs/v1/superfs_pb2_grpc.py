@@ -129,6 +129,16 @@ class DirServiceStub:
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.DirRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.Attr.FromString,
                 _registered_method=True)
+        self.AcquireLease = channel.unary_unary(
+                '/superfs.v1.DirService/AcquireLease',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.LeaseRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.LeaseReply.FromString,
+                _registered_method=True)
+        self.ReleaseLease = channel.unary_unary(
+                '/superfs.v1.DirService/ReleaseLease',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.ReleaseLeaseRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class DirServiceServicer:
@@ -253,6 +263,19 @@ class DirServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcquireLease(self, request, context):
+        """Directory leases (sessions only: the dir server calls the holder back on its session).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseLease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DirServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -350,6 +373,16 @@ def add_DirServiceServicer_to_server(servicer, server):
                     servicer.RecountDir,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.DirRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.Attr.SerializeToString,
+            ),
+            'AcquireLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcquireLease,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.LeaseRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.LeaseReply.SerializeToString,
+            ),
+            'ReleaseLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseLease,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.ReleaseLeaseRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -875,6 +908,60 @@ class DirService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def AcquireLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/AcquireLease',
+            superfs_dot_v1_dot_superfs__pb2.LeaseRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.LeaseReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/ReleaseLease',
+            superfs_dot_v1_dot_superfs__pb2.ReleaseLeaseRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ShardServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -1034,6 +1121,26 @@ class ShardServiceStub:
                 '/superfs.v1.ShardService/DirsTargeted',
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.DirsTargetedRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.DirsTargetedReply.FromString,
+                _registered_method=True)
+        self.RepointEntry = channel.unary_unary(
+                '/superfs.v1.ShardService/RepointEntry',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.RepointEntryRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SetDirFence = channel.unary_unary(
+                '/superfs.v1.ShardService/SetDirFence',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.DirFenceRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DelegateInodes = channel.unary_unary(
+                '/superfs.v1.ShardService/DelegateInodes',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.DelegateRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.DelegateReply.FromString,
+                _registered_method=True)
+        self.ApplyBatch = channel.unary_unary(
+                '/superfs.v1.ShardService/ApplyBatch',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.BatchRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.BatchReply.FromString,
                 _registered_method=True)
 
 
@@ -1223,6 +1330,33 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RepointEntry(self, request, context):
+        """daemons only: RENAME_EXCHANGE steps
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDirFence(self, request, context):
+        """Directory leases: fences from the dir server (daemons only); inode numbers
+        and batched changes for lease holders.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DelegateInodes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyBatch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1375,6 +1509,26 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.DirsTargeted,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.DirsTargetedRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.DirsTargetedReply.SerializeToString,
+            ),
+            'RepointEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepointEntry,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.RepointEntryRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            ),
+            'SetDirFence': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDirFence,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.DirFenceRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            ),
+            'DelegateInodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.DelegateInodes,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.DelegateRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.DelegateReply.SerializeToString,
+            ),
+            'ApplyBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyBatch,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.BatchRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.BatchReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2187,6 +2341,114 @@ class ShardService:
             '/superfs.v1.ShardService/DirsTargeted',
             superfs_dot_v1_dot_superfs__pb2.DirsTargetedRequest.SerializeToString,
             superfs_dot_v1_dot_superfs__pb2.DirsTargetedReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepointEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/RepointEntry',
+            superfs_dot_v1_dot_superfs__pb2.RepointEntryRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDirFence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/SetDirFence',
+            superfs_dot_v1_dot_superfs__pb2.DirFenceRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DelegateInodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/DelegateInodes',
+            superfs_dot_v1_dot_superfs__pb2.DelegateRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.DelegateReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/ApplyBatch',
+            superfs_dot_v1_dot_superfs__pb2.BatchRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.BatchReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -21,6 +21,7 @@ import tempfile
 from typing import Any, Sequence
 
 from chukonu.engine.backends.base import Backend, Event, WorkerInfo
+from superfs.procs import python_module
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class ProcessPoolBackend(Backend):
         try:
             for i, ds in enumerate(labels):
                 wid = f"worker-{i}" if ds is None else f"worker-{i}@ds{ds}"
-                p = subprocess.Popen([sys.executable, "-m", "chukonu.engine.backends.worker", address, wid,
+                p = subprocess.Popen([*python_module("chukonu.engine.backends.worker"), address, wid,
                                       "-" if ds is None else str(ds), spill_dir, level],
                                      stdin=subprocess.PIPE, env=env, start_new_session=True)
                 assert p.stdin is not None

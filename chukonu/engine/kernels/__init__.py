@@ -40,6 +40,7 @@ def _show(v: Any) -> str:
 
 
 # the kernel modules register themselves on import
-from chukonu.engine.kernels import arrays, casts, hashes, operators, strings  # noqa: E402,F401
+from chukonu.engine.kernels import (arrays, casts, collections, datetimes, hashes, jsonfns, mathfns,  # noqa: E402,F401
+                                    murmur3, operators, session, strings, text)
 
 __all__ = ["KERNELS", "display_name", "kernel"]

@@ -85,7 +85,10 @@ def array_contains(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     hit = pc.fill_null(pc.equal(flat, value), False).to_numpy(zero_copy_only=False)
     parents = pc.list_parent_indices(a).to_numpy()
     found = np.bincount(parents[hit], minlength=n) > 0 if len(parents) else np.zeros(n, dtype=bool)
-    return pa.array(found, mask=pc.is_null(a).to_numpy(zero_copy_only=False))
+    # no match but a null element: unknown (null), as SQL's IN
+    nulls = pc.is_null(flat).to_numpy(zero_copy_only=False)
+    has_null = np.bincount(parents[nulls], minlength=n) > 0 if len(parents) else np.zeros(n, dtype=bool)
+    return pa.array(found, mask=pc.is_null(a).to_numpy(zero_copy_only=False) | (~found & has_null))
 
 
 @kernel("array_distinct")
@@ -144,6 +147,16 @@ def element_at(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     k = int(o["key"])
     if k == 0:
         raise ValueError("[INVALID_INDEX_OF_ZERO] The index 0 is invalid. An index shall be either < 0 or > 0")
+    if getattr(ctx, "ansi", False):
+        lengths = _lengths(a)
+        live = ~pc.is_null(a).to_numpy(zero_copy_only=False)
+        short = live & (lengths < abs(k))
+        if short.any():
+            from chukonu.errors import SparkArrayIndexOutOfBoundsException
+            raise SparkArrayIndexOutOfBoundsException(
+                f"[INVALID_ARRAY_INDEX_IN_ELEMENT_AT] The index {k} is out of bounds. The array has "
+                f"{int(lengths[short][0])} elements. Use `try_element_at` to tolerate accessing element at invalid "
+                f"index and return NULL instead.")
     if k > 0:
         return _index(a, k - 1)
     return _index(a, _lengths(a) + k)

@@ -91,7 +91,22 @@ def _render(x: Any) -> str:
     return str(x)
 
 
-def spark_cast(a: pa.Array, to: pa.DataType) -> pa.Array:
+def spark_cast(a: pa.Array, to: pa.DataType, ansi: bool = False) -> pa.Array:
+    out = _spark_cast(a, to)
+    if ansi and out.null_count > a.null_count:   # ANSI mode: malformed input is an error, not a null
+        from chukonu.errors import SparkNumberFormatException
+        from chukonu.sql.types import from_arrow
+        bad = pc.and_(pc.is_null(out), pc.is_valid(a))
+        value = a.filter(bad)[0].as_py()
+        raise SparkNumberFormatException(
+            f"[CAST_INVALID_INPUT] The value {value!r} of the type \"{from_arrow(a.type).simpleString().upper()}\" "
+            f"cannot be cast to \"{from_arrow(to).simpleString().upper()}\" because it is malformed. Correct the "
+            f"value as per the syntax, or change its target type. Use `try_cast` to tolerate malformed input and "
+            f"return NULL instead.")
+    return out
+
+
+def _spark_cast(a: pa.Array, to: pa.DataType) -> pa.Array:
     if a.type == to:
         return a
     if pa.types.is_null(a.type):
@@ -99,6 +114,9 @@ def spark_cast(a: pa.Array, to: pa.DataType) -> pa.Array:
     src_string = pa.types.is_string(a.type) or pa.types.is_large_string(a.type)
     if pa.types.is_string(to) or pa.types.is_large_string(to):
         return _to_string(a) if not src_string else a.cast(to)
+    if src_string and (pa.types.is_timestamp(to) or pa.types.is_date(to)):
+        from chukonu.engine.kernels.datetime_fmt import parse_dates, parse_timestamp_strings
+        return parse_dates(a) if pa.types.is_date(to) else parse_timestamp_strings(a).cast(to)
     if src_string:
         return _from_string(a, to)
     if pa.types.is_floating(a.type) and pa.types.is_integer(to):

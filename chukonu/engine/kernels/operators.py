@@ -29,35 +29,82 @@ def _is_int(v: Any) -> bool:
     return pa.types.is_integer(v.type)
 
 
+def _ansi_zero_check(b: Any, o: dict, ctx: Any, remainder: bool = False) -> None:
+    """ANSI mode (not for try_ functions): a zero divisor anywhere is an error, not a null."""
+    if getattr(ctx, "ansi", False) and not o.get("try"):
+        zero = pc.equal(b, pa.scalar(0, b.type)) if not pa.types.is_null(b.type) else pa.scalar(False)
+        if pc.any(zero).as_py() if isinstance(zero, (pa.Array, pa.ChunkedArray)) else zero.as_py():
+            from chukonu.errors import divide_by_zero
+            raise divide_by_zero(remainder)
+
+
+def _ansi_overflow(fn: Any, a: Any, b: Any, o: dict, ctx: Any) -> Any:
+    """ANSI mode: integer arithmetic that overflows is an error ([ARITHMETIC_OVERFLOW])."""
+    if not getattr(ctx, "ansi", False) or o.get("try") or not (_is_int(a) and _is_int(b)):
+        return None
+    try:
+        return {"add": pc.add_checked, "subtract": pc.subtract_checked, "multiply": pc.multiply_checked}[fn](a, b)
+    except pa.ArrowInvalid:
+        from chukonu.errors import SparkArithmeticException
+        raise SparkArithmeticException(f"[ARITHMETIC_OVERFLOW] integer overflow in {fn}. Use 'try_{fn}' to "
+                                       f"tolerate overflow and return NULL instead.") from None
+
+
 def _null_where_zero(b: Any) -> Any:
     zero = pc.equal(b, pa.scalar(0, b.type) if not pa.types.is_null(b.type) else pa.scalar(None))
     return pc.if_else(zero, pa.scalar(None, b.type), b)
 
 
+def _date_plus_days(d: Any, days: Any, sign: int) -> Any:
+    """date ± integer days (Spark's date + 1), as date32 arithmetic on the day numbers."""
+    k = days.cast(pa.int32())
+    return pc.add(d.cast(pa.int32()), k if sign > 0 else pc.negate(k)).cast(pa.date32())
+
+
 @kernel("add", _binary_label("add"))
 def add(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
-    return pc.add(v[0], v[1])
+    a, b = v
+    if pa.types.is_date32(a.type) and pa.types.is_integer(b.type):
+        return _date_plus_days(a, b, 1)
+    if pa.types.is_integer(a.type) and pa.types.is_date32(b.type):
+        return _date_plus_days(b, a, 1)
+    checked = _ansi_overflow("add", a, b, o, ctx)
+    return checked if checked is not None else pc.add(a, b)
 
 
 @kernel("subtract", _binary_label("subtract"))
 def subtract(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
-    return pc.subtract(v[0], v[1])
+    a, b = v
+    if pa.types.is_date32(a.type) and pa.types.is_integer(b.type):
+        return _date_plus_days(a, b, -1)
+    checked = _ansi_overflow("subtract", a, b, o, ctx)
+    return checked if checked is not None else pc.subtract(a, b)
+
+
+@kernel("int_div", lambda a, o: f"({a[0]} div {a[1]})")
+def int_div(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
+    a, b = (x.cast(pa.int64()) for x in v)
+    _ansi_zero_check(b, o, ctx)
+    return pc.divide(a, _null_where_zero(b))     # integer division truncates toward zero, as Java's
 
 
 @kernel("multiply", _binary_label("multiply"))
 def multiply(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
-    return pc.multiply(v[0], v[1])
+    checked = _ansi_overflow("multiply", v[0], v[1], o, ctx)
+    return checked if checked is not None else pc.multiply(v[0], v[1])
 
 
 @kernel("divide", _binary_label("divide"))
 def divide(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     a, b = (x.cast(pa.float64()) for x in v)
+    _ansi_zero_check(b, o, ctx)
     return pc.divide(a, _null_where_zero(b))
 
 
 @kernel("mod", _binary_label("mod"))
 def mod(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     a, b = v
+    _ansi_zero_check(b, o, ctx, remainder=True)
     if _is_int(a) and _is_int(b):
         b = _null_where_zero(b)
         # Arrow's integer divide truncates toward zero, as Java's does
@@ -211,13 +258,41 @@ def abs_(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     return pc.abs(v[0])
 
 
+def decimal_round(a: Any, scale: int, half_even: bool) -> Any:
+    """Round doubles as Spark does: on the shortest decimal form (BigDecimal(Double.toString(x))).
+
+    ``x * 10**d`` can land a hair below a tie that the decimal form has (2.675 * 100 is
+    267.49999999999997), so values within a few ulps of .5 count as ties; the rounded integer is then
+    divided by the exact power of ten, which IEEE division rounds correctly (Arrow multiplies by 0.01
+    and can be one ulp off).
+    """
+    arr = a if isinstance(a, pa.Array) else pa.array([a.as_py()], a.type)
+    x = arr.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
+    p = 10.0 ** abs(scale)
+    with np.errstate(all="ignore"):
+        y = np.abs(x * p if scale >= 0 else x / p)
+        lo = np.floor(y)
+        frac = y - lo
+        tie = np.abs(frac - 0.5) <= 4 * np.spacing(np.maximum(y, 1.0))
+        up = np.where(tie, (lo % 2 == 1) if half_even else True, frac > 0.5)
+        k = np.copysign(lo + up, x)
+        out = k / p if scale >= 0 else k * p
+        out = np.where(np.isfinite(x), out, x)
+    res = pa.array(out, pa.float64(), mask=arr.is_null().to_numpy(zero_copy_only=False)).cast(arr.type)
+    return res if isinstance(a, pa.Array) else res[0]
+
+
 @kernel("round")
 def round_(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     a = v[0]
-    if pa.types.is_integer(a.type) and o.get("scale", 0) >= 0:
-        return a
-    # Spark rounds HALF_UP: away from zero
-    return pc.round(a, ndigits=o.get("scale", 0), round_mode="half_towards_infinity")
+    scale = o.get("scale", 0)
+    if pa.types.is_integer(a.type):
+        if scale >= 0:
+            return a
+        return pc.round(a, ndigits=scale, round_mode="half_towards_infinity")
+    if pa.types.is_floating(a.type):
+        return decimal_round(a, scale, half_even=False)   # Spark rounds HALF_UP: away from zero
+    return pc.round(a, ndigits=scale, round_mode="half_towards_infinity")
 
 
 @kernel("floor")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -101,9 +102,27 @@ def concat_ws(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     for x in v:
         a = as_array(x, n)
         if pa.types.is_list(a.type) or pa.types.is_large_list(a.type):
-            a = pc.binary_join(_drop_null_items(a), sep)
+            a = _drop_null_items(a)
+            empty = pc.equal(pc.list_value_length(a), 0)
+            a = pc.if_else(empty, pa.scalar(None, pa.string()), pc.binary_join(a, sep))   # [] adds no separator
         parts.append(a)
-    return pc.binary_join_element_wise(*_strings(parts, n), sep, null_handling="skip")
+    return join_skipping_nulls(_strings(parts, n), sep, n)
+
+
+def join_skipping_nulls(parts: list[pa.Array], sep: str, n: int) -> pa.Array:
+    """Row-wise join of the non-null parts (all null: ""). Arrow's binary_join_element_wise with
+    null_handling="skip" drops trailing rows whose inputs are all null (pyarrow 26), so the parts are
+    laid out as one list per row instead."""
+    k = len(parts)
+    if k == 0 or n == 0:
+        return pa.array([""] * n, pa.string())
+    stacked = pa.concat_arrays([p.cast(pa.string()) for p in parts])
+    order = (np.arange(n)[:, None] + np.arange(k)[None, :] * n).reshape(-1)
+    vals = stacked.take(pa.array(order))
+    valid = pc.is_valid(vals).to_numpy(zero_copy_only=False)
+    counts = valid.reshape(n, k).sum(axis=1)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), vals.filter(pa.array(valid))), sep)
 
 
 def _drop_null_items(a: pa.Array) -> pa.Array:
@@ -184,7 +203,7 @@ def regexp_replace(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
 
 @kernel("regexp_extract", lambda a, o: f"regexp_extract({a[0]}, {o['pattern']}, {o['idx']})")
 def regexp_extract(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
-    rx = re.compile(o["pattern"])
+    rx = re.compile(o["pattern"], re.ASCII)   # Java's \w, \d and \s are ASCII-only, as RE2's
     idx = o["idx"]
 
     def one(s: str) -> str:
@@ -215,7 +234,8 @@ def rpad(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
 
 @kernel("instr")
 def instr(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
-    return pc.add(pc.find_substring(v[0], pattern=o["substr"]), 1).cast(pa.int32())
+    sub = o["substr"]
+    return _per_row(lambda s: s.find(sub) + 1, [as_array(v[0], n)], pa.int32())   # characters, not bytes
 
 
 @kernel("translate")

@@ -1,4 +1,4 @@
-"""``pyspark.sql.functions`` for chukonu: build Columns; the kernels do the work.
+"""Core of ``pyspark.sql.functions``: columns, literals, conditionals, basic strings, arrays, math, aggregates, UDFs.
 
 Arguments follow PySpark: a string is a column name, ``lit`` makes a
 literal. Any other name PySpark has and chukonu does not raises
@@ -11,7 +11,7 @@ from typing import Any, Callable
 from chukonu.engine.expressions import (AggCall, CaseWhen, Call, ColRef, Generator, InputFileName, Lit, MonotonicId,
                                         PartitionId, Rand, SortOrder, Star)
 from chukonu.errors import unsupported
-from chukonu.sql.column import Column, lit_expr, to_expr
+from chukonu.sql.column import Column, lit_expr, literal_value, to_expr
 
 
 def col(name: str) -> Column:
@@ -28,7 +28,8 @@ def lit(value: Any) -> Column:
 
 
 def _call(fn: str, *cols: Any, **options: Any) -> Column:
-    return Column(Call(fn, [to_expr(c) for c in cols], options))
+    # options are values; a literal Column (from SQL, or lit() in PySpark 4 style) is unwrapped
+    return Column(Call(fn, [to_expr(c) for c in cols], {k: literal_value(v) for k, v in options.items()}))
 
 
 def _agg(fn: str, c: Any, distinct: bool = False, **options: Any) -> Column:
@@ -65,10 +66,10 @@ def least(*cols: Any) -> Column:
 
 
 def nanvl(c1: Any, c2: Any) -> Column:
-    return when(isnan(c1), to_col(c2)).otherwise(to_col(c1))
+    return when(isnan(c1), _to_col(c2)).otherwise(_to_col(c1))
 
 
-def to_col(c: Any) -> Column:
+def _to_col(c: Any) -> Column:
     return Column(to_expr(c))
 
 
@@ -279,7 +280,7 @@ def exp(c: Any) -> Column:
 def log(arg1: Any, arg2: Any = None) -> Column:
     if arg2 is None:
         return _call("log", arg1)
-    return _call("log", arg2, base=float(arg1))
+    return _call("log", arg2, base=float(literal_value(arg1)))
 
 
 def pow(c1: Any, c2: Any) -> Column:  # noqa: A001
@@ -299,13 +300,17 @@ def count(c: Any) -> Column:
 
 
 def countDistinct(c: Any, *cols: Any) -> Column:
-    if cols:
-        return _agg("count", struct(c, *cols), distinct=True)
+    if cols:   # distinct tuples of non-null values: a row with any null column is not counted
+        parts = [c, *cols]
+        all_set = None
+        for p in parts:
+            t = Column(to_expr(p)).isNotNull()
+            all_set = t if all_set is None else all_set & t
+        return _agg("count", when(all_set, struct(*parts)), distinct=True)
     return _agg("count", c, distinct=True)
 
 
 count_distinct = countDistinct
-approx_count_distinct = countDistinct
 
 
 def sum(c: Any) -> Column:  # noqa: A001
@@ -373,10 +378,6 @@ def broadcast(df: Any) -> Any:
     return df._hint("broadcast")
 
 
-def expr(text: str) -> Column:
-    raise unsupported("functions.expr (SQL expression strings)", "build the expression with Column operators")
-
-
 # ------------------------------------------------------------------------ UDFs
 
 def udf(f: Callable[..., Any] | Any = None, returnType: Any = "string", *, useArrow: bool | None = None) -> Any:
@@ -402,9 +403,3 @@ def pandas_udf(f: Callable[..., Any] | Any = None, returnType: Any = None, funct
 def _is_type(x: Any) -> bool:
     from chukonu.sql.types import DataType
     return isinstance(x, (DataType, str)) or isinstance(x, type) and issubclass(x, DataType)
-
-
-def __getattr__(name: str) -> Any:
-    if name.startswith("_"):
-        raise AttributeError(name)
-    raise unsupported(f"pyspark.sql.functions.{name}")
