@@ -6,7 +6,7 @@ one (an older version) is reached here: Python gRPC moves one
 multi-megabyte unary message several times slower than the same bytes as a
 stream of 1 MiB messages (measured: 0.13 vs 0.83 GB/s between two
 processes), so chunk reads and writes above STREAM_MIN use the streaming
-RPCs. Failures become FsError exactly as in rpc.call.
+RPCs. Failures become FsError exactly as in superfs.rpc.caller.grpc_call.
 """
 from __future__ import annotations
 
