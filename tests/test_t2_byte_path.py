@@ -7,10 +7,13 @@ boundaries on both the Unix and the TCP path, chained writes reaching every
 replica, the chunk capability (another inode's, expired, none) refused on
 reads and writes, a corrupt block repaired from a peer during a read, a dead
 replica failing a chained write, and clients that send garbage or stall
-being dropped without hurting others.
+being dropped without hurting others. And the transport's view of it: the
+cluster map's ClusterView learns each data server's byte path and drops the
+idle connections to one that moved.
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
@@ -29,6 +32,9 @@ from superfs.dataserver.chunk_store import ChunkStore
 from superfs.errors import FsError
 from superfs.rpc import byteframes as bf
 from superfs.rpc.bytepath import BytePool, ByteSecurity, ByteTarget
+from superfs.rpc.channels import Channels
+from superfs.rpc.cluster_map import ClusterView
+from superfs.rpc.security import ClientSecurity
 from superfs.v1 import bytes_pb2 as bpb
 from superfs.v1 import superfs_pb2 as pb
 
@@ -317,3 +323,37 @@ def test_tls_with_client_certificates_on_both_paths(tmp_path: Path, path: str) -
             anonymous.close()
     finally:
         n.close()
+
+
+def _data_map(epoch: int, bytes_of: dict[int, ByteTarget | None]) -> pb.ClusterMap:
+    return pb.ClusterMap(epoch=epoch, num_partitions=4, partition_shard=[0] * 4, replicas=1, data_servers=[
+        pb.ServerInfo(id=i, address=f"127.0.0.1:{9000 + i}", bytes_address=t.address if t else "",
+                      bytes_local=t.local if t else "") for i, t in sorted(bytes_of.items())])
+
+
+def test_the_cluster_view_follows_byte_paths_and_forgets_a_moved_one(nodes: list[Node]) -> None:
+    channels = Channels(security=ClientSecurity())
+    view = ClusterView(channels, cluster_map=_data_map(1, {1: nodes[0].target, 2: None}))
+    assert view.byte_target(1) == nodes[0].target
+    assert view.byte_target(2) is None  # listed without a byte path: its chunks go over gRPC
+    assert view.byte_target(3) is None  # not in the map
+    pool = channels.byte_pool(None)
+    assert channels.byte_pool(None) is pool  # one pool per process
+    write(pool, nodes[0].target, 0, 0, b"x" * 100, truncate=True)
+    assert read(pool, nodes[0].target, 0, 0, 100) == b"x" * 100
+    assert pool.opened == 1  # the second call took the idle connection
+
+    view.adopt(_data_map(2, {1: nodes[0].target, 2: None}))  # a new epoch, server 1 where it was
+    read(pool, nodes[0].target, 0, 0, 1)
+    assert pool.opened == 1
+
+    view.adopt(_data_map(3, {1: nodes[1].target, 2: None}))  # server 1 restarted elsewhere
+    assert view.byte_target(1) == nodes[1].target
+    read(pool, nodes[0].target, 0, 0, 1)
+    assert pool.opened == 2  # its idle connection to where it was was dropped: a fresh one
+
+    assert not view.adopt(_data_map(2, {1: nodes[0].target}))  # older: not taken
+    assert view.byte_target(1) == nodes[1].target
+    asyncio.run(channels.close())
+    with pytest.raises(FsError):
+        read(pool, nodes[1].target, 0, 0, 1)  # closed with the channels
