@@ -209,8 +209,7 @@ class Channels:
         ``address_hint``: the address whose credentials apply if none were resolved yet (the dir server's).
         """
         if self._byte_pool is None:
-            sec = self.security or self._security(address_hint or "")
-            self._byte_pool = BytePool(sec.byte_security())
+            self._byte_pool = BytePool(self._security(address_hint or "").byte_security())
         return self._byte_pool
 
     def forget_byte_target(self, target: ByteTarget) -> None:
