@@ -11,6 +11,11 @@ placed by ``placement.balanced_chunk_map``; sizes are committed once at
 close. A new file is first grown to its final size so SuperFS turns it
 into a chunked file with a layout before the first byte is written:
 that is when its placement becomes known.
+
+Bytes move on SuperFS's byte path without a copy in this process: a write
+is sent from the caller's memoryview (the tensor's own buffer), a read
+lands in the destination buffer (``AsyncFs.read_into``), and each chunk is
+sent once, to its first replica, which chains it to the others.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Enough chunk writes in flight to keep every data server busy, few enough that a queued one
 # finishes well inside the RPC deadline when W ranks share a small cluster.
-MAX_INFLIGHT = 16 << 20
+MAX_INFLIGHT = 64 << 20
 MAX_IO = 64 << 20  # the client's largest single read or write
 # Checkpoint traffic is bulk: a 4 MiB chunk write queued behind others on a busy data server
 # may take seconds, which is not a failure. A dead server still fails fast (connection refused).
@@ -199,12 +204,12 @@ class SuperFsFileReader(FileReader):
         done = 0
         while done < len(buf):
             pos, want = offset + done, min(MAX_IO, len(buf) - done)
-            data = await with_retries(f"read of {self.path} at {pos}",
-                                      lambda: self.conn.fs.read_at(self.node, pos, want))
-            if not data:
+            dest = buf[done:done + want]
+            got = await with_retries(f"read of {self.path} at {pos}",
+                                     lambda: self.conn.fs.read_into(self.node, pos, dest))
+            if not got:
                 break
-            buf[done:done + len(data)] = data
-            done += len(data)
+            done += got
         return done
 
     def read_into(self, offset: int, buf: memoryview) -> int:

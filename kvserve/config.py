@@ -54,7 +54,9 @@ class ServerConfig:
     superfs_bytes: int = 0                 # capacity of the SuperFS tier; 0: unbounded
     superfs_timeout_s: float = 10.0        # per SuperFS RPC
     demote_inflight_bytes: int = 256 * MiB  # evicted bytes waiting to be written to SuperFS
-    demote_concurrency: int = 32           # SuperFS writes in flight (they share fsyncs: more is faster)
+    demote_concurrency: int = 32           # SuperFS writes in flight (batches: at most kvserve.demoter.BATCH_WRITERS)
+    demote_drain_s: float = 30.0           # at stop, pending demotions get this long; the rest are dropped
+    demote_batch_bytes: int = 4 * MiB      # objects demoted together share one segment file up to this size
     metrics_port: int | None = None        # Prometheus endpoint port; None: no endpoint, 0: any free port
     metrics_host: str = "127.0.0.1"
     piece_bytes: int = 512 * KiB           # bytes per streamed gRPC message (fits in L2: faster copies)
@@ -75,6 +77,8 @@ class ServerConfig:
             raise ValueError("attention_threads cannot be negative (0: one per CPU)")
         if self.attention_kernel not in ("numpy", "numba"):
             raise ValueError(f"attention_kernel must be numpy or numba, not {self.attention_kernel!r}")
+        if self.demote_drain_s < 0 or self.demote_batch_bytes < 1:
+            raise ValueError("demote_drain_s cannot be negative, and demote_batch_bytes must be positive")
         if self.lease_seconds <= 0 or self.max_keys < 1 or self.piece_bytes < 4096:
             raise ValueError("lease_seconds, max_keys and piece_bytes must be positive (piece_bytes >= 4096)")
         if not self.superfs_root.startswith("/"):
@@ -87,7 +91,7 @@ class ServerConfig:
 
 
 _SIZE_FIELDS = {"dram_bytes", "page_bytes", "max_object_bytes", "superfs_bytes", "demote_inflight_bytes",
-                "piece_bytes"}
+                "piece_bytes", "demote_batch_bytes"}
 
 
 def config_from_mapping(values: dict[str, Any], base: ServerConfig | None = None) -> ServerConfig:

@@ -7,8 +7,10 @@ same daemon without signal handling, for tests that run it in-process.
 
 Start-up order: the arena, then the SuperFS tier (connect, rebuild its index
 from the files an earlier run left), then the gRPC server, then the metrics
-endpoint. Shutdown: stop serving, let pending demotions finish (bounded),
-close the SuperFS client, unmap the arena.
+endpoint. Shutdown: stop serving, then let pending demotions finish
+(bounded by ``demote_drain_s``; what is left is dropped and counted, in a log
+line) before the daemon logs that it stopped, then close the SuperFS
+client and unmap the arena.
 """
 from __future__ import annotations
 
@@ -127,8 +129,11 @@ async def run(cfg: ServerConfig) -> None:
         async def on_stopping() -> None:
             sweeper.cancel()
 
+        async def after_stop() -> None:  # nothing is served any more: demotions can only finish or drop
+            await parts.store.close(cfg.demote_drain_s)
+
         await daemon.serve(name=describe(cfg, parts, port), listen=cfg.listen, add_services=parts.servicer.add_to,
-                           ready_file=cfg.ready_file, on_stopping=on_stopping)
+                           ready_file=cfg.ready_file, on_stopping=on_stopping, after_stop=after_stop)
     finally:
         sweeper.cancel()
         await _teardown(parts)

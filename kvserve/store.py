@@ -61,16 +61,18 @@ class KvStore:
         self.arena = arena
         self.dram = DramTier(arena, cfg.page_bytes, make_policy(cfg.policy))
         self.sfs = sfs
-        self.demoter = Demoter(sfs, cfg.demote_inflight_bytes, cfg.demote_concurrency) if sfs else None
+        self.demoter = Demoter(sfs, cfg.demote_inflight_bytes, cfg.demote_concurrency,
+                               cfg.demote_batch_bytes) if sfs else None
         self.leases: TtlTable[list[DramObject]] = TtlTable(cfg.lease_seconds)
         self.reservations: TtlTable[list[Slot]] = TtlTable(cfg.lease_seconds)
         self._namespaces = frozenset(cfg.namespaces)
         self.misses = 0
         self.puts = 0
 
-    async def close(self) -> None:
+    async def close(self, drain_s: float = 10.0) -> None:
+        """Finish pending demotions (within ``drain_s``; the rest are dropped and counted). Idempotent."""
         if self.demoter is not None:
-            await self.demoter.close(timeout_s=10.0)
+            await self.demoter.close(timeout_s=drain_s)
 
     # ------------------------------------------------------------ validation
 
@@ -190,7 +192,8 @@ class KvStore:
             end = len(oids)
         todo = [i for i in range(end) if found[i] is None]
         if todo:
-            fetched = await asyncio.gather(*(self._fetch_lower(oids[i]) for i in todo))
+            lower = await self._read_lower([oids[i] for i in todo])
+            fetched = await asyncio.gather(*(self._fetch_lower(oids[i], got) for i, got in zip(todo, lower)))
             for i, f in zip(todo, fetched):
                 found[i] = f
         if prefix:
@@ -205,18 +208,30 @@ class KvStore:
         self.misses += sum(1 for f in found if f is None) + stopped
         return found
 
-    async def _fetch_lower(self, oid: ObjectId) -> Found | None:
-        """An object below DRAM (waiting demotion, or on SuperFS), promoted if room allows."""
-        got = self.demoter.lookup(oid) if self.demoter is not None else None
-        clean = False
-        if got is not None:
-            assert self.sfs is not None
-            self.sfs.counters.hits += 1  # on its way to the SuperFS tier: a hit there
-        elif self.sfs is not None:
-            got = await self.sfs.read(oid)
-            clean = True
-        if got is None:
+    async def _read_lower(self, oids: list[ObjectId]) -> list[tuple[tuple[bytes, int], bool] | None]:
+        """Per object: ((bytes, checksum), clean) from below DRAM (waiting demotion, or on SuperFS,
+        read together: neighbours in a segment come in one read), or None."""
+        out: list[tuple[tuple[bytes, int], bool] | None] = [None] * len(oids)
+        on_sfs = []
+        for i, oid in enumerate(oids):
+            got = self.demoter.lookup(oid) if self.demoter is not None else None
+            if got is not None:
+                assert self.sfs is not None
+                self.sfs.counters.hits += 1  # on its way to the SuperFS tier: a hit there
+                out[i] = (got, False)
+            elif self.sfs is not None:
+                on_sfs.append(i)
+        if on_sfs and self.sfs is not None:
+            read = await self.sfs.read_batch([oids[i] for i in on_sfs])
+            for i, got in zip(on_sfs, read):
+                out[i] = (got, True) if got is not None else None
+        return out
+
+    async def _fetch_lower(self, oid: ObjectId, lower: tuple[tuple[bytes, int], bool] | None) -> Found | None:
+        """An object read from below DRAM (``lower``), promoted if room allows."""
+        if lower is None:
             return None
+        got, clean = lower
         data, checksum = got
         obj = self.dram.lease(oid)  # promoted by a concurrent reader meanwhile?
         if obj is None and len(data) <= self.cfg.max_object_bytes:

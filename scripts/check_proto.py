@@ -14,7 +14,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (package, proto name): generated code lives in PACKAGE/v1/, the proto in proto/PACKAGE/v1/
-PROTOS = [("superfs", "superfs"), ("superfs", "session"), ("kvserve", "kvserve")]
+PROTOS = [("superfs", "superfs"), ("superfs", "session"), ("superfs", "bytes"), ("kvserve", "kvserve")]
 
 
 def main() -> int:

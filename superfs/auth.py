@@ -297,6 +297,39 @@ class Authenticator:
                               f"the {grant.label} may not act as gid {g} (allowed: {grant.gids})")
 
 
+def peer_certificate(ssl_object: Any) -> tuple[str, bool]:
+    """(common name, whether a certificate was presented) of a TLS peer (``ssl.SSLObject``/``SSLSocket``)."""
+    if ssl_object is None:
+        return "", False
+    cert = ssl_object.getpeercert()
+    cn = ""
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                cn = value
+    return cn, bool(cert)
+
+
+def identify_connection(authenticator: "Authenticator", token: str, ssl_object: Any) -> Grant:
+    """The grant of a connection that presented ``token`` (may be "") over TLS ``ssl_object`` (or None).
+
+    What a gRPC call's metadata and auth context say, for connections that
+    are not gRPC (sessions, the byte path): the same rules, the same refusals.
+    """
+    metadata = [(METADATA_KEY, f"Bearer {token}")] if token else []
+    cn, has_cert = peer_certificate(ssl_object)
+
+    def auth_context() -> dict[str, list[bytes]]:
+        out: dict[str, list[bytes]] = {}
+        if cn:
+            out["x509_common_name"] = [cn.encode()]
+        if has_cert:
+            out["x509_pem_cert"] = [b"present"]
+        return out
+
+    return authenticator.identify(metadata, auth_context)
+
+
 async def _abort(context: grpc.aio.ServicerContext, method: str, r: Refused) -> None:
     log.info("refused %s from %s: %s", method, context.peer(), r.message)
     context.set_trailing_metadata(((ERRNO_KEY, errno.errorcode[r.errno]),))

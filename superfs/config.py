@@ -145,6 +145,7 @@ class DataServerConfig:
     security: SecurityConfig = SecurityConfig()
     limits: ServerLimits = ServerLimits.for_data_server(DEFAULT_CHUNK_SIZE)
     session_port: int = 0                 # session endpoint (superfs/rpc) on the listen host; 0: any free port
+    bytes_port: int = 0                   # byte path (bytes.proto) on the listen host; 0: any free port
 
 
 def read_secret(path: str) -> bytes:

@@ -35,6 +35,7 @@ An example (every key is optional except where a daemon needs it)::
     id = 0
     address = "10.0.0.3:7200"
     data_dir = "/var/lib/superfs/data-0"
+    bytes_port = 7202               # the byte path (chunk bytes); 0 or absent: any free port
 
     [[data_servers]]
     id = 1
@@ -88,6 +89,7 @@ class NodeSettings:
     data_dir: str | None = None
     metrics_port: int = 0   # 0: no metrics endpoint
     session_port: int = 0   # the session endpoint's port on the listen host; 0: any free one
+    bytes_port: int = 0     # data servers: the byte path's port on the listen host; 0: any free one
     metadata_max_mb: int = 0  # shards: the most their metadata store may hold (then ENOSPC); 0: no limit
 
 
@@ -125,6 +127,7 @@ _CLUSTER = {"name", "durability", "replicas", "inline_threshold", "chunk_size", 
             "rpc_timeout_s", "secret_file"}
 _CACHE = {"dir_lease_s", "attr_timeout_s", "entry_timeout_s"}
 _NODE = {"id", "address", "listen", "data_dir", "metrics_port", "session_port", "metadata_max_mb"}
+_DATA_NODE = _NODE | {"bytes_port"}
 _TLS = {"ca_file", "cert_file", "key_file", "require_client_cert", "server_name", "daemon_names"}
 _AUTH = {"token_file", "tokens_file"}
 
@@ -198,10 +201,10 @@ def check_address(value: object, name: str, *, allow_port_0: bool = False) -> st
     return value
 
 
-def _node(t: object, name: str, base: str | None, *, with_id: bool) -> NodeSettings:
+def _node(t: object, name: str, base: str | None, *, with_id: bool, data: bool = False) -> NodeSettings:
     if not isinstance(t, dict):
         raise ConfigError(f"{name}: must be a table")
-    _check_keys(t, _NODE if with_id else _NODE - {"id"}, name)
+    _check_keys(t, (_DATA_NODE if data else _NODE) - (set() if with_id else {"id"}), name)
     node_id = _int(t, "id", f"{name}.id", -1, 0) if with_id else 0
     if with_id and "id" not in t:
         raise ConfigError(f"{name}.id: missing")
@@ -213,6 +216,7 @@ def _node(t: object, name: str, base: str | None, *, with_id: bool) -> NodeSetti
                         data_dir=_path(t, "data_dir", f"{name}.data_dir", base),
                         metrics_port=_int(t, "metrics_port", f"{name}.metrics_port", 0, 0, 65535),
                         session_port=_int(t, "session_port", f"{name}.session_port", 0, 0, 65535),
+                        bytes_port=_int(t, "bytes_port", f"{name}.bytes_port", 0, 0, 65535),
                         metadata_max_mb=_int(t, "metadata_max_mb", f"{name}.metadata_max_mb", 0, 0, 1 << 30))
 
 
@@ -220,7 +224,8 @@ def _nodes(raw: dict[str, Any], key: str, base: str | None) -> tuple[NodeSetting
     value = raw.get(key, [])
     if not isinstance(value, list):
         raise ConfigError(f"{key}: must be an array of tables ([[{key}]])")
-    nodes = tuple(_node(t, f"{key}[{i}]", base, with_id=True) for i, t in enumerate(value))
+    nodes = tuple(_node(t, f"{key}[{i}]", base, with_id=True, data=key == "data_servers")
+                  for i, t in enumerate(value))
     seen: dict[int, int] = {}
     for i, n in enumerate(nodes):
         if n.id in seen:
@@ -409,7 +414,8 @@ def data_server_config(cf: ClusterFile, server_id: int, *, listen: str | None = 
                                 advertise=advertise, metrics_port=metrics_port, dir_server=dir_server)
     return config.DataServerConfig(server_id=server_id, ready_file=ready_file,
                                    secret_file=_need(cf.secret_file, "cluster.secret_file", "--secret-file"),
-                                   limits=config.ServerLimits.for_data_server(cf.chunk_size), **settings)
+                                   limits=config.ServerLimits.for_data_server(cf.chunk_size),
+                                   bytes_port=node.bytes_port if node else 0, **settings)
 
 
 # ---------------------------------------------------------------- writing
@@ -459,6 +465,8 @@ def _node_dict(n: NodeSettings, *, with_id: bool) -> dict[str, Any]:
         d["metrics_port"] = n.metrics_port
     if n.session_port:
         d["session_port"] = n.session_port
+    if n.bytes_port:
+        d["bytes_port"] = n.bytes_port
     if n.metadata_max_mb:
         d["metadata_max_mb"] = n.metadata_max_mb
     return d

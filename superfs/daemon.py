@@ -110,6 +110,7 @@ async def serve(
     limits: ServerLimits = ServerLimits(),
     sessions: Mapping[str, Any] | None = None,
     session_port: int = 0,
+    after_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT. ``listen`` is host:port (port 0 = any free).
 
@@ -122,6 +123,8 @@ async def serve(
     session endpoint too (superfs/rpc/server.py), on ``listen``'s host and
     ``session_port`` (0: any free), with the same credentials, TLS and
     metrics; ``on_started`` then gets its address as a second argument.
+    ``after_stop``: run once nothing is served any more, before the line
+    saying the daemon stopped (work the daemon must finish or account for).
     """
     security = security or SecurityConfig()
     authenticator = auth.Authenticator.from_config(security)  # a bad tokens file fails here, before binding
@@ -191,6 +194,8 @@ async def serve(
         if session_server is not None:
             await session_server.close()
         await server.stop(grace=2.0)
+        if after_stop is not None:
+            await after_stop()
         if daemon_metrics is not None:
             daemon_metrics.stop()
         if ready_file:

@@ -66,6 +66,7 @@ POINTS = frozenset({
     "shard.reclaim.after_delete",
     # data servers
     "data.delete_chunks.after_commit",
+    "data.chain_write.mid_payload", "data.chain_write.after_commit",
 })
 
 

@@ -14,7 +14,8 @@ config names a metrics port. Exported:
 * ``superfs_lmdb_commits_total``, ``superfs_lmdb_committed_ops_total``,
   ``superfs_lmdb_ops_per_commit``: group commit (ops/commits = mean batch size;
   ``rate(ops)/rate(commits)`` over any window)
-* data servers: ``superfs_data_chunks``, ``superfs_data_bytes``
+* data servers: ``superfs_data_chunks``, ``superfs_data_bytes``, ``superfs_data_disk_bytes``;
+  their byte path: ``superfs_bytes_{reads,writes,forwarded,repaired_blocks,dropped}``
 * the dir server: ``superfs_cluster_servers{kind}`` (registered),
   ``superfs_data_servers_reachable``, ``superfs_replicas``,
   ``superfs_replica_health`` (reachable data servers / R, capped at 1: below 1,
@@ -214,7 +215,9 @@ def chunk_figures(chunks: Any) -> Callable[[], list[tuple[str, str, float]]]:
     def fn() -> list[tuple[str, str, float]]:
         s = chunks.stats()
         return [("superfs_data_chunks", "Chunks held by this data server", s.chunks),
-                ("superfs_data_bytes", "Chunk bytes held by this data server", s.bytes)]
+                ("superfs_data_bytes", "Chunk bytes held by this data server", s.bytes),
+                ("superfs_data_disk_bytes", "Bytes its chunk store takes on disk (slot files and LMDB index)",
+                 s.db_bytes)]
     return fn
 
 
@@ -312,6 +315,22 @@ def shard_metrics(store: Any) -> list[Collector]:
     return [LmdbCollector(store.lmdb)]
 
 
-def data_server_metrics(chunks: Any) -> list[Collector]:
-    """A data server's ChunkStore."""
-    return [LmdbCollector(chunks.store), FiguresCollector(chunk_figures(chunks))]
+def byte_path_figures(server: Any) -> Callable[[], list[tuple[str, str, float]]]:
+    """A data server's ByteServer: requests served, chained forwards, repaired blocks, dropped connections."""
+    def fn() -> list[tuple[str, str, float]]:
+        return [("superfs_bytes_reads", "Chunk reads served on the byte path", server.reads),
+                ("superfs_bytes_writes", "Chunk writes served on the byte path", server.writes),
+                ("superfs_bytes_forwarded", "Chained writes forwarded to the next replica", server.forwarded),
+                ("superfs_bytes_repaired_blocks", "Corrupt blocks repaired from another replica",
+                 server.repaired_blocks),
+                ("superfs_bytes_dropped", "Byte-path connections dropped (garbage, stalls, over the limit)",
+                 server.dropped)]
+    return fn
+
+
+def data_server_metrics(chunks: Any, byte_server: Any = None) -> list[Collector]:
+    """A data server's ChunkStore (and its byte path)."""
+    out: list[Collector] = [LmdbCollector(chunks.store), FiguresCollector(chunk_figures(chunks))]
+    if byte_server is not None:
+        out.append(FiguresCollector(byte_path_figures(byte_server)))
+    return out

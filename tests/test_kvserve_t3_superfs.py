@@ -1,9 +1,11 @@
 """kvserve tier 3: the SuperFS tier, against a real local SuperFS cluster.
 
-A kvserve daemon (in-process) with a small DRAM tier demotes to files on the
-cluster through ``superfs.client`` and promotes back on hits. The test
-reads and damages those files through the same client library, as an
-operator or a failing disk would.
+A kvserve daemon (in-process) with a small DRAM tier demotes to segment
+files on the cluster through ``superfs.client`` and promotes back on hits.
+The test reads and damages those files through the same client library, as
+an operator or a failing disk would. The daemon's stop path (demotions
+finished or dropped and counted before it says it stopped) runs as a real
+process, with the cluster's data servers frozen under it.
 """
 from __future__ import annotations
 
@@ -68,7 +70,9 @@ def test_eviction_to_superfs_and_promotion_keep_the_bytes(cluster: LocalCluster,
         drain(srv)
         tiers = c.exists(keys)
         assert tiers[:8] == [Tier.SUPERFS] * 8 and tiers[8:] == [Tier.DRAM] * 4
-        assert len(client.listdir(f"{root}/{NS.replace('/', '%2F')}")) == 8
+        sfs = srv.server.store.sfs
+        assert sfs is not None and len(sfs.index) == 8
+        assert len(client.listdir(f"{root}/@segments")) == sfs.segment_count >= 1
         first, = c.lookup([keys[0]])
         again, = c.lookup([keys[0]])
         assert first is not None and first.tier == Tier.SUPERFS and first.data == vals[0].tobytes()
@@ -80,28 +84,62 @@ def test_eviction_to_superfs_and_promotion_keep_the_bytes(cluster: LocalCluster,
         assert s.superfs.bytes_written >= 8 * MiB
 
 
+def _patch(client: Client, path: str, at: int, data: bytes) -> None:
+    raw = bytearray(client.read_bytes(path))
+    raw[at:at + len(data)] = data
+    client.write_bytes(path, bytes(raw))
+
+
 def test_a_corrupted_object_on_superfs_is_a_miss(cluster: LocalCluster, client: Client, root: str) -> None:
     with ServerThread(config(cluster, root)) as srv, KvClient(srv.address, NS) as c:
         keys, vals = fill(c, 10)
         drain(srv)
         sfs = srv.server.store.sfs
         assert sfs is not None
-        flipped, truncated, foreign, good = keys[:4]
-        path = sfs.path_of((NS, flipped))
-        raw = bytearray(client.read_bytes(path))
-        raw[len(raw) // 2] ^= 0x40  # one bit, in the payload
-        client.write_bytes(path, bytes(raw))
-        path = sfs.path_of((NS, truncated))
-        client.write_bytes(path, client.read_bytes(path)[:-1000])
-        # a sound file of another object, under this object's name
-        client.write_bytes(sfs.path_of((NS, foreign)), client.read_bytes(sfs.path_of((NS, good))))
+        where = {k: sfs.location((NS, k)) for k in keys[:6]}
+        assert all(w is not None for w in where.values())
+        by_segment: dict[str, list[bytes]] = {}
+        for k, w in where.items():
+            by_segment.setdefault(w[0], []).append(k)  # type: ignore[index]
+        # three victims, and a good object in a segment none of them is in
+        flipped, truncated, foreign = keys[:3]
+        good = next(k for k in keys[3:6] if where[k][0] not in {where[v][0] for v in keys[:3]})  # type: ignore[index]
+        path, off, size = where[flipped]  # type: ignore[misc]
+        raw = client.read_bytes(path)
+        _patch(client, path, off + size // 2, bytes([raw[off + size // 2] ^ 0x40]))  # one bit, in the payload
+        path, off, size = where[foreign]  # type: ignore[misc]
+        gpath, goff, gsize = where[good]  # type: ignore[misc]
+        _patch(client, path, off, client.read_bytes(gpath)[goff:goff + gsize])  # another object's sound bytes
+        path, off, size = where[truncated]  # type: ignore[misc]
+        client.truncate(path, off + size - 1000)
         for k in (flipped, truncated, foreign):
             assert c.get(k) is None
             assert c.exists([k]) == [Tier.NONE]
-        assert c.get(good) == vals[3].tobytes()
+        assert c.get(good) == vals[keys.index(good)].tobytes()
         assert c.stats().superfs.corrupt == 3
-        assert not client.exists(sfs.path_of((NS, flipped)))  # the bad file is gone
         assert c.put(flipped, vals[0]) is Status.OK and c.get(flipped) == vals[0].tobytes()
+
+
+def test_small_objects_are_demoted_in_batches_and_found_again(cluster: LocalCluster, client: Client,
+                                                              root: str) -> None:
+    size, n = 32 * 1024, 300  # blocks of a replay: 4 MiB of DRAM holds about 120 of them
+    cfg = config(cluster, root, max_object_bytes=size)
+    keys = [os.urandom(16) for _ in range(n)]
+    vals = [rand(size, i) for i in range(n)]
+    with ServerThread(cfg) as srv, KvClient(srv.address, NS) as c:
+        for i in range(0, n, 25):
+            assert c.put_batch(keys[i:i + 25], vals[i:i + 25]) == [Status.OK] * 25
+        drain(srv)
+        sfs = srv.server.store.sfs
+        demoted = len(sfs.index)
+        assert demoted > 100 and sfs.segment_count < demoted // 4  # batches, not a file per block
+        client.write_bytes(f"{root}/@segments/torn", b"half a segment, no footer")
+    with ServerThread(cfg) as srv, KvClient(srv.address, NS) as c:  # a restart reads the footers back
+        assert len(srv.server.store.sfs.index) == demoted
+        assert not client.exists(f"{root}/@segments/torn")  # a torn segment is deleted at start
+        got = c.get_batch(keys)
+        assert sum(g is not None for g in got) >= demoted
+        assert all(g is None or g == v.tobytes() for g, v in zip(got, vals))
 
 
 def test_the_superfs_tier_survives_a_daemon_restart(cluster: LocalCluster, root: str) -> None:
@@ -130,8 +168,9 @@ def test_a_bounded_superfs_tier_evicts_files(cluster: LocalCluster, client: Clie
         keys, vals = fill(c, 16)
         drain(srv)
         s = c.stats()
-        assert s.superfs.evictions > 0 and s.superfs.bytes <= 5 * MiB
-        assert len(client.listdir(f"{root}/{NS.replace('/', '%2F')}")) == s.superfs.objects <= 4
+        assert s.superfs.evictions > 0 and s.superfs.bytes <= 5 * MiB and s.superfs.objects <= 5
+        sfs = srv.server.store.sfs
+        assert len(client.listdir(f"{root}/@segments")) == sfs.segment_count  # emptied segments are deleted
         got = c.get_batch(keys)
         assert all(g is None or g == v.tobytes() for g, v in zip(got, vals))  # misses, never wrong bytes
 

@@ -17,8 +17,9 @@ from typing import AsyncIterator
 import pytest
 
 from superfs.dataserver import chunk_store as chunk_store_mod
-from superfs.dataserver.chunk_format import MAX_CHUNK
-from superfs.dataserver.chunk_store import INLINE_READ_MAX, ChunkStore
+from superfs.dataserver.chunk_format import MAX_CHUNK, chunk_key
+from superfs.dataserver.blocks import BLOCK
+from superfs.dataserver.chunk_store import INLINE_READ_MAX, ChunkStore, CorruptBlocks
 from superfs.errors import FsError
 
 INO = (3 << 40) | 7
@@ -111,20 +112,11 @@ async def test_concurrent_partial_writes_compose(store: ChunkStore) -> None:
 
 async def test_write_budget_bounds_bytes_in_flight(tmp_path: Path) -> None:
     s = ChunkStore.open(str(tmp_path / "c"), durable=False, write_budget_bytes=10_000)
-    peak = 0
-    real_write = s.store.write
-
-    async def spy(fn):  # type: ignore[no-untyped-def]
-        nonlocal peak
-        peak = max(peak, s._write_budget.in_flight)
-        return await real_write(fn)
-
-    s.store.write = spy  # type: ignore[method-assign]
     try:
         await asyncio.gather(*(s.write(INO, i, 0, b"w" * 4000) for i in range(20)))
-        assert 4000 <= peak <= 10_000
+        assert 4000 <= s.write_budget.peak <= 10_000
         assert await s.write(INO, 99, 0, bytes(50_000)) == 50_000  # larger than the budget: runs alone
-        assert s.stats().chunks == 21 and s._write_budget.in_flight == 0
+        assert s.stats().chunks == 21 and s.write_budget.in_flight == 0
     finally:
         s.close()
 
@@ -263,13 +255,54 @@ async def test_stats_track_every_mutation(store: ChunkStore) -> None:
     assert store.stats().db_bytes > 0
 
 
-async def test_chunks_share_one_file(tmp_path: Path) -> None:
-    # Thousands of chunks must not become thousands of local files.
+async def test_chunks_share_a_few_sparse_files(tmp_path: Path) -> None:
+    # Thousands of chunks must not become thousands of local files, nor take a slot's size each.
     s = ChunkStore.open(str(tmp_path / "c"), durable=False)
     try:
         await asyncio.gather(*(s.write(INO, i, 0, b"%08d" % i * 64) for i in range(2000)))
-        assert sorted(os.listdir(tmp_path / "c")) == ["data.mdb", "lock.mdb"]
+        assert sorted(os.listdir(tmp_path / "c")) == ["data.mdb", "lock.mdb", "slots"]
+        assert len(os.listdir(tmp_path / "c" / "slots")) == 2  # 1024 slots per file
         assert s.stats().chunks == 2000
+        assert s.slots.allocated_bytes() < 2000 * 64 * 1024  # sparse: 512 bytes do not take a 4 MiB slot
+        assert [await s.read(INO, i, 0, 8) for i in (0, 1999)] == [b"00000000", b"00001999"]
+    finally:
+        s.close()
+
+
+async def test_freed_slots_are_reused_and_their_space_returned(tmp_path: Path) -> None:
+    s = ChunkStore.open(str(tmp_path / "c"), durable=False, reserve_bytes=8 << 20)  # keeps two freed 4 MiB slots
+    try:
+        for i in range(8):
+            await s.write(INO, i, 0, os.urandom(1 << 20))
+        used = s.slots.allocated_bytes()
+        assert used >= 8 << 20
+        await s.delete(INO, 4)
+        # beyond the reserve, punched at once (nobody was reading): two of the four freed MiB return
+        assert s.slots.allocated_bytes() <= used - (2 << 20) + BLOCK
+        for i in range(4, 8):
+            await s.write(INO + 1, i, 0, b"new")
+        assert s.slots.file_count() == 1 and s.slots.allocated_bytes() < used
+        assert await s.read(INO + 1, 5, 0, 1 << 20) == b"new"  # nothing of a reused slot's old bytes
+        # a gap in a reused (dirty) slot reads as zeros
+        await s.delete(INO + 1)
+        await s.write(INO + 2, 0, 100_000, b"after a gap")
+        assert await s.read(INO + 2, 0, 0, 1 << 20) == bytes(100_000) + b"after a gap"
+    finally:
+        s.close()
+
+
+async def test_a_freed_slot_is_not_reused_under_a_reader(tmp_path: Path) -> None:
+    s = ChunkStore.open(str(tmp_path / "c"), durable=False)
+    try:
+        old = os.urandom(200_000)
+        await s.write(INO, 0, 0, old)
+        head = s.head_of(chunk_key(INO, 0))
+        with s.slots.pinned():  # a reader that found the old header
+            await s.write(INO, 0, 0, b"replaced", truncate=True)  # copy on write: the old slot is released
+            await s.write(INO, 1, 0, os.urandom(200_000))  # must not land in the old slot
+            assert bytes(s._read_blocks(chunk_key(INO, 0), head, 0, len(old))) == old
+        await s.write(INO, 2, 0, b"x")
+        assert s.head_of(chunk_key(INO, 2)).slot == head.slot  # reused once the reader is gone
     finally:
         s.close()
 
@@ -292,12 +325,7 @@ async def test_values_survive_reopen(tmp_path: Path) -> None:
 
 
 def _flip_byte_in_file(path: Path, needle: bytes) -> None:
-    """Damage every copy of ``needle`` in the file.
-
-    LMDB can leave stale copies of a value in freed or recycled pages; those
-    are unreachable, so damaging them too is harmless and keeps the test
-    independent of page-allocation details.
-    """
+    """Damage every copy of ``needle`` in the file (LMDB may keep stale copies in free pages)."""
     raw = bytearray(path.read_bytes())
     hits = 0
     at = raw.find(needle)
@@ -305,11 +333,17 @@ def _flip_byte_in_file(path: Path, needle: bytes) -> None:
         raw[at + len(needle) // 2] ^= 0x40
         hits += 1
         at = raw.find(needle, at + len(needle))
-    assert hits >= 1, "the chunk's bytes must be in data.mdb as they are"
+    assert hits >= 1, f"the chunk's bytes must be in {path} as they are"
     path.write_bytes(bytes(raw))
 
 
-@pytest.mark.parametrize("size", [3000, 1 << 20])  # inline read path and worker-thread path
+def _flip_byte_in_slots(store_dir: Path, needle: bytes) -> None:
+    files = [f for f in (store_dir / "slots").iterdir() if needle in f.read_bytes()]
+    assert len(files) == 1
+    _flip_byte_in_file(files[0], needle)
+
+
+@pytest.mark.parametrize("size", [3000, 1 << 20])  # one block (inline read path), 16 blocks (worker thread)
 async def test_corruption_on_disk_is_detected(tmp_path: Path, caplog: pytest.LogCaptureFixture, size: int) -> None:
     path = tmp_path / "chunks"
     s = ChunkStore.open(str(path))
@@ -318,25 +352,28 @@ async def test_corruption_on_disk_is_detected(tmp_path: Path, caplog: pytest.Log
     await s.write(INO, 4, 0, victim)
     await s.write(INO, 5, 0, healthy)
     s.close()
-    _flip_byte_in_file(path / "data.mdb", victim[size // 2 : size // 2 + 32])
+    mid = size // 2
+    _flip_byte_in_slots(path, victim[mid:mid + 32])
 
     s = ChunkStore.open(str(path))
     try:
         with caplog.at_level(logging.ERROR, logger="superfs.dataserver"):
-            with pytest.raises(FsError) as exc:
-                await s.read(INO, 4, 0, 10)  # even a read far from the damage
-            assert exc.value.errno == errno.EIO
+            with pytest.raises(CorruptBlocks) as exc:
+                await s.read(INO, 4, mid, 10)  # any read of the damaged block
+            assert exc.value.errno == errno.EIO and exc.value.blocks == [(mid + 16) // BLOCK]
             assert any(
                 r.levelno == logging.ERROR and f"ino={INO} index=4" in r.getMessage() for r in caplog.records
             )
             with pytest.raises(FsError):
                 s.read_now(INO, 4, 0, size)
             # a partial write must not launder the damage under a new checksum
-            with pytest.raises(FsError) as exc:
+            with pytest.raises(FsError) as exc2:
                 await s.write(INO, 4, 1, b"x")
-            assert exc.value.errno == errno.EIO
+            assert exc2.value.errno == errno.EIO
             with pytest.raises(FsError):
-                await s.truncate(INO, 4, 10)
+                await s.truncate(INO, 4, mid + 100)  # keeps part of the damaged block
+        if size > BLOCK:  # a read of other blocks hashes only those: it works
+            assert await s.read(INO, 4, 0, 4096) == victim[:4096]
         assert await s.read(INO, 5, 0, size) == healthy
 
         page, _ = s.list_now(verify=True)
@@ -382,3 +419,170 @@ async def test_a_guarded_delete_spares_chunks_written_since_a_marker_or_recently
     assert not await store.truncate(INO, 5, 1, spare=Spare(min_age_ns=3600 * 10**9))
     assert await store.read(INO, 5, 0, 10) == b"young"
     assert await store.delete(INO, 0) == 2
+
+
+# ------------------------------------------- blocks, slots, old stores (the layout of issue 17)
+
+
+def _edge_sizes() -> list[int]:
+    """Sizes and offsets around block and slot boundaries."""
+    out = {0, 1, 4095, 4096}
+    for base in (BLOCK, 2 * BLOCK, 4 * BLOCK, 1 << 20):
+        out |= {base - 1, base, base + 1}
+    return sorted(out)
+
+
+async def test_random_writes_and_cuts_match_a_model(tmp_path: Path) -> None:
+    """Writes, appends, gaps, overwrites and cuts at block edges read back as a plain bytearray says."""
+    import random
+    rng = random.Random(17)
+    s = ChunkStore.open(str(tmp_path / "c"), durable=False, default_slot=256 * 1024)  # small slots: moves too
+    edges = _edge_sizes()
+    try:
+        for idx in range(6):
+            model = bytearray()
+            exists = False
+            for step in range(30):
+                op = rng.random()
+                if op < 0.65:
+                    offset = rng.choice(edges + [len(model)] * 4)
+                    n = rng.choice(edges[1:])
+                    data = os.urandom(n)
+                    trunc = rng.random() < 0.2
+                    got = await s.write(INO, idx, offset, data, truncate=trunc)
+                    if offset > len(model):
+                        model.extend(bytes(offset - len(model)))
+                    model[offset:offset + n] = data
+                    if trunc:
+                        del model[offset + n:]
+                    exists = True
+                elif exists:
+                    length = rng.choice(edges + [len(model) // 2, len(model) + BLOCK + 3])
+                    assert await s.truncate(INO, idx, length)
+                    model = model[:length] + bytearray(max(0, length - len(model)))
+                else:
+                    continue
+                assert got == len(model) or op >= 0.65
+                assert s.head_of(chunk_key(INO, idx)).length == len(model), (idx, step)
+                whole = await s.read(INO, idx, 0, MAX_CHUNK)
+                assert whole == bytes(model), (idx, step)
+                at = rng.choice(edges)
+                assert await s.read(INO, idx, at, 5000) == bytes(model[at:at + 5000])
+        page, _ = s.list_now(verify=True)
+        assert not any(e.corrupt for e in page)
+    finally:
+        s.close()
+
+
+async def test_appends_stay_in_place(tmp_path: Path) -> None:
+    s = ChunkStore.open(str(tmp_path / "c"), durable=False)
+    try:
+        parts = [os.urandom(n) for n in (100_000, BLOCK, 3, 500_000)]
+        pos = 0
+        for p in parts:
+            await s.write(INO, 0, pos, p)
+            pos += len(p)
+        slot = s.head_of(chunk_key(INO, 0)).slot
+        assert slot is not None and [slot] == [s.head_of(chunk_key(INO, 0)).slot]
+        assert await s.read(INO, 0, 0, pos) == b"".join(parts)
+        assert s.slots.file_count() == 1
+        # after a cut, an append may not reuse the bytes an older header still covers: it moves
+        await s.truncate(INO, 0, 1000)
+        await s.write(INO, 0, 1000, b"z" * 10)
+        assert s.head_of(chunk_key(INO, 0)).slot != slot
+        assert await s.read(INO, 0, 0, 2000) == parts[0][:1000] + b"z" * 10
+    finally:
+        s.close()
+
+
+async def test_repair_blocks_takes_only_bytes_that_match_the_sum(tmp_path: Path) -> None:
+    path = tmp_path / "chunks"
+    s = ChunkStore.open(str(path))
+    good = os.urandom(3 * BLOCK + 10)
+    await s.write(INO, 0, 0, good)
+    s.close()
+    _flip_byte_in_slots(path, good[BLOCK + 100:BLOCK + 132])
+    s = ChunkStore.open(str(path))
+    try:
+        with pytest.raises(CorruptBlocks) as exc:
+            await s.read(INO, 0, 0, len(good))
+        head = exc.value.head
+        assert exc.value.blocks == [1]
+        assert s.repair_blocks(INO, 0, head, {1: os.urandom(BLOCK)}) == 0  # not the replica's bytes
+        assert s.repair_blocks(INO, 0, head, {1: good[BLOCK:2 * BLOCK]}) == 1
+        assert await s.read(INO, 0, 0, len(good)) == good
+        await s.write(INO, 0, 0, b"new", truncate=True)
+        assert s.repair_blocks(INO, 0, head, {1: good[BLOCK:2 * BLOCK]}) == 0  # rewritten meanwhile
+        assert await s.read(INO, 0, 0, 10) == b"new"
+    finally:
+        s.close()
+
+
+async def test_an_unacknowledged_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Bytes put in a slot whose header never committed (a crash) are cleared when the store opens."""
+    path = str(tmp_path / "c")
+    s = ChunkStore.open(path)
+    await s.write(INO, 0, 0, b"kept" * 1000)
+    plan = s.begin_write(INO, 1, 0, 300_000)
+    plan.feed(b"\xee" * 300_000)
+    slot = plan.slot
+    s.slots.sync(slot)
+    s._readers.shutdown()
+    s._writers.shutdown()
+    s.store.close()  # "crash": the plan never commits
+    s.slots.close()
+    s = ChunkStore.open(path)
+    try:
+        assert await s.read(INO, 1, 0, 10) is None
+        assert await s.read(INO, 0, 0, 4) == b"kept"
+        plan2 = s.begin_write(INO, 2, 1000, 10)  # the same slot again: it must read as zeros around the write
+        assert plan2.slot == slot
+        plan2.feed(b"0123456789")
+        plan2.commit()
+        assert await s.read(INO, 2, 0, 2000) == bytes(1000) + b"0123456789"
+    finally:
+        s.close()
+
+
+async def test_a_store_of_the_old_layout_is_read_and_migrated(tmp_path: Path) -> None:
+    """Chunks whose bytes are LMDB values (stores before slot files) read in place, then move."""
+    import xxhash
+    from superfs.dataserver import chunk_format as fmt
+    from superfs.lmdb_store import LmdbStore
+    path = str(tmp_path / "c")
+    old = LmdbStore(path, ["chunk_head", "chunk_data", "meta"])
+    chunks = {i: os.urandom(n) for i, n in enumerate((10, BLOCK + 5, 700_000))}
+
+    def fill(txn) -> None:  # type: ignore[no-untyped-def]
+        for i, data in chunks.items():
+            key = fmt.chunk_key(INO, i)
+            txn.put(key, data, db=old.db("chunk_data"))
+            txn.put(key, fmt.encode_legacy_head(fmt.XXH3_64, len(data), xxhash.xxh3_64_intdigest(data), 5, i + 1),
+                    db=old.db("chunk_head"))
+        txn.put(b"chunks", fmt.encode_counter(3), db=old.db("meta"))
+        txn.put(b"bytes", fmt.encode_counter(sum(map(len, chunks.values()))), db=old.db("meta"))
+        txn.put(b"write_seq", fmt.encode_counter(3), db=old.db("meta"))
+        txn.put(b"identity", b"", db=old.db("meta"))
+
+    old.write_now(fill)
+    old.close()
+    s = ChunkStore.open(path)
+    try:
+        assert s.legacy_chunks == 3
+        for i, data in chunks.items():
+            assert await s.read(INO, i, 0, MAX_CHUNK) == data
+        # a partial write moves a chunk into a slot, keeping its other bytes
+        await s.write(INO, 2, 5, b"XY")
+        assert not s.head_of(chunk_key(INO, 2)).legacy
+        assert await s.read(INO, 2, 0, 10) == chunks[2][:5] + b"XY" + chunks[2][7:10]
+        assert await s.migrate() == 2
+        assert all(not s.head_of(chunk_key(INO, i)).legacy for i in chunks)
+        assert await s.read(INO, 1, 0, MAX_CHUNK) == chunks[1]
+        entries, _ = s.list_now(verify=True)
+        assert [(e.index, e.write_seq > 3, e.corrupt) for e in entries] == [(0, True, False), (1, True, False),
+                                                                             (2, True, False)]
+        with s.store.read() as txn:
+            assert txn.stat(s.data_db)["entries"] == 0  # no bytes left in LMDB
+        assert (s.stats().chunks, s.stats().bytes) == (3, sum(map(len, chunks.values())))
+    finally:
+        s.close()

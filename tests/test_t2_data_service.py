@@ -237,11 +237,10 @@ async def test_corrupt_chunk_is_eio_over_the_wire(tmp_path: Path, caplog: pytest
     await d.server.start()
     await write(d, 3, victim)
     await d.stop()
-    db = tmp_path / "chunks" / "data.mdb"
-    raw = bytearray(db.read_bytes())
     needle = victim[100_000:100_032]
+    db = next(f for f in (tmp_path / "chunks" / "slots").iterdir() if needle in f.read_bytes())
+    raw = bytearray(db.read_bytes())
     at = raw.find(needle)
-    assert at >= 0
     while at >= 0:  # every copy, stale ones included
         raw[at + 5] ^= 0xFF
         at = raw.find(needle, at + 32)
@@ -252,11 +251,12 @@ async def test_corrupt_chunk_is_eio_over_the_wire(tmp_path: Path, caplog: pytest
     try:
         with caplog.at_level(logging.ERROR, logger="superfs.dataserver"):
             with pytest.raises(grpc.aio.AioRpcError) as exc:
-                await d.streams.ReadChunk(pb.ReadChunkRequest(key=key(3), length=10, cap=cap()), timeout=TIMEOUT)
+                await d.streams.ReadChunk(pb.ReadChunkRequest(key=key(3), offset=100_000, length=10, cap=cap()),
+                                          timeout=TIMEOUT)
         assert exc.value.code() == grpc.StatusCode.DATA_LOSS
         assert (ERRNO_KEY, "EIO") in tuple(exc.value.trailing_metadata())
         assert any(f"ino={INO} index=3" in r.getMessage() for r in caplog.records)
-        await expect_errno(errno.EIO, read(d, 3, 0, 10))
+        await expect_errno(errno.EIO, read(d, 3, 100_000, 10))
         reply = await d.rpc.list_chunks(pb.ListChunksRequest(verify=True), TIMEOUT)
         assert [(c.key.index, c.corrupt) for c in reply.chunks] == [(3, True)]
     finally:

@@ -86,7 +86,7 @@ def test_second_client_process_sees_the_same_tree(cluster, client):
 
 def _corrupt(cluster, server: int, pattern: bytes) -> None:
     cluster.stop_daemon(f"data-{server}")
-    files = glob.glob(cluster.path(f"data-{server}", "**", "data.mdb"), recursive=True)
+    files = glob.glob(cluster.path(f"data-{server}", "**", "slots", "*.dat"), recursive=True)
     hits = 0
     for path in files:
         with open(path, "r+b") as f:
@@ -113,7 +113,8 @@ def test_corrupt_chunk_is_never_returned(cluster_factory):
         first, second = routing.chunk_replicas(node.ino, 0, list(node.file.layout), 2)
     _corrupt(cluster, first, pattern)
     with connect(str(cluster.config["dir_server"])) as c:
-        assert c.read_bytes("/victim") == data  # served by the healthy replica
+        assert c.read_bytes("/victim") == data  # repaired from (or served by) the healthy replica
+    _corrupt(cluster, first, pattern)
     _corrupt(cluster, second, pattern)
     with connect(str(cluster.config["dir_server"])) as c:
         with pytest.raises(OSError) as e:

@@ -76,3 +76,46 @@ def test_sequential_reads_arrive_in_big_requests(mount_factory: Callable[..., Mo
     with open(f"{small.mountpoint}/big", "rb") as f:
         assert f.read() == data
     assert max(reply_sizes(small)) <= 128 * 1024 + 16
+
+
+# ------------------------------------------------- request sizes, page cache across opens
+
+def request_sizes(m: MountProcess, opcode: str) -> list[int]:
+    """Sizes of the mount's WRITE requests (or the count of READs), from libfuse's debug log."""
+    text = m.log_tail(lines=1_000_000)
+    if opcode == "WRITE":
+        return [int(n) for n in re.findall(r"opcode: WRITE \(\d+\), nodeid: \d+, insize: (\d+)", text)]
+    return [1 for _ in re.findall(r"opcode: READ ", text)]
+
+
+def test_writes_arrive_in_big_requests(mount_factory: Callable[..., MountProcess]) -> None:
+    m = mount_factory("wsz", ["--fuse-debug"])
+    data = os.urandom(8 * FUSE_CHUNK)
+    with open(f"{m.mountpoint}/w", "wb") as f:
+        f.write(data)
+    sizes = request_sizes(m, "WRITE")
+    assert sizes and max(sizes) > 512 * 1024, f"largest write request {max(sizes, default=0)} bytes"
+    with open(f"{m.mountpoint}/w", "rb") as f:
+        assert f.read() == data
+
+
+def test_the_page_cache_survives_a_reopen_of_an_unchanged_file(mount_factory: Callable[..., MountProcess]) -> None:
+    writer = mount_factory("pc-w")
+    data = os.urandom(4 * FUSE_CHUNK + 99)
+    with open(f"{writer.mountpoint}/f", "wb") as f:
+        f.write(data)
+    m = mount_factory("pc", ["--fuse-debug"])
+    for _ in range(2):
+        with open(f"{m.mountpoint}/f", "rb") as f:
+            assert f.read() == data
+    reads_then = len(request_sizes(m, "READ"))
+    assert reads_then > 0
+    with open(f"{m.mountpoint}/f", "rb") as f:  # unchanged: served by the kernel's cache
+        assert f.read() == data
+    assert len(request_sizes(m, "READ")) == reads_then
+    changed = os.urandom(len(data))
+    with open(f"{writer.mountpoint}/f", "r+b") as f:  # changed elsewhere: the next open must see it
+        f.write(changed)
+    with open(f"{m.mountpoint}/f", "rb") as f:
+        assert f.read() == changed
+    assert len(request_sizes(m, "READ")) > reads_then

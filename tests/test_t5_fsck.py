@@ -101,7 +101,7 @@ def test_fsck_finds_each_planted_inconsistency_and_repair_fixes_it(cluster_facto
     victim = routing.chunk_replicas(ino["/d1/corrupt"], 0, layout, 2)[1]
     cluster.stop_daemon(f"data-{victim}")
     hits = 0
-    for path in glob.glob(cluster.path(f"data-{victim}", "**", "data.mdb"), recursive=True):
+    for path in glob.glob(cluster.path(f"data-{victim}", "**", "slots", "*.dat"), recursive=True):
         with open(path, "r+b") as f:
             raw = bytearray(f.read())
             at = raw.find(PATTERN)

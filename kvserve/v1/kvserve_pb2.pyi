@@ -346,3 +346,25 @@ class ObjectFile(_message.Message):
     header: ObjectHeader
     payload: bytes
     def __init__(self, header: _Optional[_Union[ObjectHeader, _Mapping]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class SegmentEntry(_message.Message):
+    __slots__ = ("namespace", "key", "offset", "size", "checksum")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    key: bytes
+    offset: int
+    size: int
+    checksum: int
+    def __init__(self, namespace: _Optional[str] = ..., key: _Optional[bytes] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ..., checksum: _Optional[int] = ...) -> None: ...
+
+class SegmentFooter(_message.Message):
+    __slots__ = ("version", "entries")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    entries: _containers.RepeatedCompositeFieldContainer[SegmentEntry]
+    def __init__(self, version: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[SegmentEntry, _Mapping]]] = ...) -> None: ...

@@ -5,8 +5,13 @@ and 1 MiB requests, then random 4 KiB reads, on a local directory (write +
 fsync; the read once with the file dropped from the page cache, once warm),
 through the library on a fresh local cluster (durable mode, defaults) and,
 with ``--mount DIR``, through a SuperFS mount at DIR (``--mount auto``: mount
-the fresh cluster in a temp dir). One JSON row each; GB/s and, for random
-reads, IOPS. Compare a row with the local-disk row of the same run.
+the fresh cluster in a temp dir; the mount's reads are measured with the
+file dropped from the mount's page cache). One JSON row each; GB/s and,
+for random reads, IOPS. The last row (``io_targets``) states the targets of
+issue 17 against the local-disk rows of the same run: library writes >= 0.8
+of the local disk's write / R, library reads >= 0.8 of its read with caches
+dropped, the mount >= 0.7 of the library both ways, random 4 KiB reads >= 10x
+526 IOPS (the figure before block checksums). Nothing is asserted.
 
     superfs bench io [--size-mib 1024] [--local-dir /var/tmp] [--mount DIR|auto]
 """
@@ -24,6 +29,13 @@ from superfs.bench.report import emit
 
 MiB = 1 << 20
 Opener = Callable[..., Any]
+RAND_IOPS_BEFORE = 526  # random 4 KiB reads through the library before block checksums (issue 17)
+ROWS: list[dict[str, object]] = []
+
+
+def record(r: dict[str, object]) -> None:
+    ROWS.append(r)
+    emit(r)
 
 
 def row(name: str, target: str, nbytes: int, secs: float, **params: object) -> dict[str, object]:
@@ -83,16 +95,16 @@ def run_dir(directory: str, size: int, target: str, requests: tuple[int, ...]) -
         with tempfile.TemporaryDirectory(dir=directory) as d:
             path = os.path.join(d, "big")
             rows = seq(open, local_fsync, path, size, req, target)
-            emit(rows[0])
+            record(rows[0])
             drop_cache(path)
             t = time.perf_counter()
             with open(path, "rb") as f:
                 while f.read(req):
                     pass
-            emit(row("seq_read", target, size, time.perf_counter() - t, request=req, cache="dropped"))
-            emit(rows[1] | {"cache": "warm"})
+            record(row("seq_read", target, size, time.perf_counter() - t, request=req, cache="dropped"))
+            record(rows[1] | {"cache": "warm"})
             if req == MiB:
-                emit(rand_reads(open, path, size, target))
+                record(rand_reads(open, path, size, target))
 
 
 def run_library(address: str, size: int, requests: tuple[int, ...]) -> None:
@@ -100,10 +112,46 @@ def run_library(address: str, size: int, requests: tuple[int, ...]) -> None:
     with superfs.connect(address) as fs:
         for req in requests:
             for r in seq(fs.open, lambda f: None, f"/big-{req}", size, req, "superfs-library"):
-                emit(r)
-        emit(rand_reads(fs.open, f"/big-{requests[-1]}", size, "superfs-library"))
+                record(r)
+        record(rand_reads(fs.open, f"/big-{requests[-1]}", size, "superfs-library"))
         for req in requests:
             fs.unlink(f"/big-{req}")
+
+
+def _gbps(target: str, name: str, req: int, cache: str | None = None) -> float | None:
+    for r in ROWS:
+        if (r["target"], r["name"], r.get("request")) == (target, name, req) and (cache is None
+                                                                                 or r.get("cache") == cache):
+            return r["gb_per_s"]  # type: ignore[return-value]
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def targets(replicas: int, requests: tuple[int, ...]) -> dict[str, object]:
+    """Each target of issue 17 as (ratio, goal, met), from the rows of this run."""
+    out: dict[str, object] = {"name": "io_targets", "replicas": replicas}
+
+    def put(key: str, ratio: float | None, goal: float) -> None:
+        out[key] = {"ratio": ratio, "target": goal, "met": ratio is not None and ratio >= goal}
+
+    for req in requests:
+        local_w = _gbps("local-disk", "seq_write", req)
+        put(f"library_write/(local_write/R)@{req >> 20}MiB",
+            _ratio(_gbps("superfs-library", "seq_write", req), local_w / replicas if local_w else None), 0.8)
+        put(f"library_read/local_read_dropped@{req >> 20}MiB",
+            _ratio(_gbps("superfs-library", "seq_read", req), _gbps("local-disk", "seq_read", req, "dropped")), 0.8)
+        if any(r["target"] == "superfs-mount" for r in ROWS):
+            put(f"mount_write/library_write@{req >> 20}MiB",
+                _ratio(_gbps("superfs-mount", "seq_write", req), _gbps("superfs-library", "seq_write", req)), 0.7)
+            put(f"mount_read/library_read@{req >> 20}MiB",
+                _ratio(_gbps("superfs-mount", "seq_read", req, "dropped"),
+                       _gbps("superfs-library", "seq_read", req)), 0.7)
+    iops = next((r["iops"] for r in ROWS if r["name"] == "rand_read_4k" and r["target"] == "superfs-library"), None)
+    put("library_rand_4k_iops/526", _ratio(iops, RAND_IOPS_BEFORE), 10.0)  # type: ignore[arg-type]
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -116,6 +164,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     size = args.size_mib * MiB
     requests = (4 * MiB, MiB)
+    ROWS.clear()
     run_dir(args.local_dir, size, "local-disk", requests)
     if args.mount and args.mount != "auto":
         run_dir(args.mount, size, "superfs-mount", requests)
@@ -124,4 +173,6 @@ def main(args: argparse.Namespace) -> int:
         if args.mount == "auto":
             with tempfile.TemporaryDirectory(prefix="superfs-io-mnt-") as mp, superfs_mount(cluster, mp):
                 run_dir(mp, size, "superfs-mount", requests)
+        replicas = int(cluster.config.get("replicas", 2))  # type: ignore[call-overload]
+    emit(targets(replicas, requests))
     return 0

@@ -165,23 +165,25 @@ class LocalCluster:
                           f"{secrets.token_hex(32)} any any daemon\n")
             auth_cfg = AuthConfig(token_file=tokens, tokens_file=tokens)
 
-        def node(i: int, address: str, data_dir: str) -> NodeSettings:
+        def node(i: int, address: str, data_dir: str, *, data: bool = False) -> NodeSettings:
             host, port = address.rsplit(":", 1)
             mport = free_port(host) if metrics else 0
-            # a fixed session port, so that a restarted daemon is found where its clients knew it
+            # fixed session and byte ports, so that a restarted daemon is found where its clients knew it
             try:
                 sport = fixed_port(host)
-            except OSError:  # another host's address (a network namespace): the port after its own
+                bport = fixed_port(host) if data else 0
+            except OSError:  # another host's address (a network namespace): the ports after its own
                 sport = int(port) + 1
+                bport = int(port) + 2 if data else 0
             return NodeSettings(id=i, address=address, listen=address, data_dir=self.path(data_dir),
-                                metrics_port=mport, session_port=sport)
+                                metrics_port=mport, session_port=sport, bytes_port=bport)
 
         cf = replace(
             base, path=None, replicas=replicas, inline_threshold=inline_threshold, chunk_size=chunk_size,
             durability=durability, secret_file=secret, auth=auth_cfg,
             dir_server=node(0, str(addresses["dir_server"]), "dir"),
             shards=tuple(node(i, a, f"shard-{i}") for i, a in enumerate(addresses["shards"])),  # type: ignore[arg-type]
-            data_servers=tuple(node(i, a, f"data-{i}")
+            data_servers=tuple(node(i, a, f"data-{i}", data=True)
                                for i, a in enumerate(addresses["data_servers"])))  # type: ignore[arg-type]
         cf = config_file.parse(config_file.to_dict(cf))  # validate what is about to be written
         config_file.write(self.config_path, cf, header=(

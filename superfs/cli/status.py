@@ -76,7 +76,8 @@ def figures(url: str | None) -> str:
         parts.append(f"replica health {total(s, 'superfs_replica_health'):.2f}")
     elif any(n == "superfs_data_chunks" for n, _ in s):
         parts.append(f"chunks {total(s, 'superfs_data_chunks'):.0f}")
-        parts.append(f"data {human(total(s, 'superfs_data_bytes'))}")
+        parts.append(f"data {human(total(s, 'superfs_data_bytes'))} "
+                     f"({human(total(s, 'superfs_data_disk_bytes'))} on disk)")
     else:
         parts.append(f"files {total(s, 'superfs_lmdb_entries', db='inodes'):.0f}")
     return "   ".join(parts)

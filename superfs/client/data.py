@@ -7,17 +7,19 @@ bytes to chunk 0 on the data servers first, and only then asks the shard to
 drop them (ConvertToChunked, guarded by the file's generation), so a crash
 in between loses nothing.
 
-Chunks are written to all R replicas in parallel; a write is acknowledged
-when every replica has it on disk. The shard's recorded size is grown after
+Chunk bytes travel on the data servers' byte path (``chunk_io``): a
+write goes to a chunk's first replica, which forwards it along the chain of
+the others as it arrives, and is acknowledged when every replica has it on
+disk; a read lands straight in the caller's buffer (:meth:`DataIO.read_into`). The shard's recorded size is grown after
 the chunks are written (SetSize), so a reader never sees a size whose bytes
 are not there yet; the same call reports which chunks were written, and the
 shard records them with the file.
 
 Reads use that record: a chunk it lists as never written is a hole, read as
 zeros without asking any data server. Any other chunk is read from its first
-replica, falling over to the next on EIO (a checksum failure), an
-unreachable server, or "no such chunk" (a replica that missed it must not
-hide one that has it). A chunk the record says was written and no replica
+replica, falling over to the next on EIO (a checksum failure the server
+could not repair from another replica), an unreachable server, or "no such
+chunk" (a replica that missed it must not hide one that has it). A chunk the record says was written and no replica
 has is lost: EIO, never zeros.
 
 Every chunk read or write carries the file's chunk capability (the rights
@@ -31,10 +33,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import time
 from typing import Awaitable, Callable, Iterable, TypeVar
 
 from superfs import chunkranges
-from superfs.client import streams
+from superfs.client.chunk_io import ChunkIO
 from superfs.client.meta import SET_SIZE, Creds, MetaOps
 from superfs.client.nodes import Node
 from superfs.errors import FsError
@@ -71,6 +74,7 @@ class DataIO:
     def __init__(self, cluster: ClusterView, meta: MetaOps) -> None:
         self.cluster = cluster
         self.meta = meta
+        self.chunk_io = ChunkIO(cluster)
 
     @property
     def timeout(self) -> float:
@@ -106,18 +110,36 @@ class DataIO:
         """Up to ``length`` bytes at ``offset`` (short at EOF); holes read as zeros."""
         if length < 0 or offset < 0:
             raise FsError(errno.EINVAL, "negative offset or length")
-        size = info.attr.size
-        length = min(length, MAX_IO, max(0, size - offset))
+        length = min(length, MAX_IO, max(0, info.attr.size - offset))
         if length <= 0:
             return b""
-        ino = info.attr.ino
         if info.inline:
-            req = pb.ReadInlineRequest(ino=ino, offset=offset, length=length, creds=creds.pb())
-            reply = await self.cluster.home_shard(ino).read_inline(req)
-            return reply.data
+            return await self._read_inline(info, offset, length, creds)
+        buf = bytearray(length)
+        n = await self.read_into(info, offset, memoryview(buf), creds)
+        return bytes(buf) if n == length else bytes(buf[:n])
+
+    async def read_into(self, info: pb.FileInfo, offset: int, view: memoryview, creds: Creds) -> int:
+        """Read into ``view`` (a writable buffer: bytearray, numpy array) at ``offset``; the bytes read.
+
+        Short only at EOF. Chunk bytes land in ``view`` as they come off the
+        socket, no copy in between.
+        """
+        if offset < 0:
+            raise FsError(errno.EINVAL, "negative offset")
+        view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+        length = min(len(view), MAX_IO, max(0, info.attr.size - offset))
+        if length <= 0:
+            return 0
+        if info.inline:
+            data = await self._read_inline(info, offset, length, creds)
+            view[:len(data)] = data
+            return len(data)
+        ino = info.attr.ino
         for _ in range(length // info.chunk_size + 2):
             try:
-                return await self._read_chunks(info, offset, length, creds)
+                await self._read_chunks(info, offset, view[:length], creds)
+                return length
             except ChunkLost as lost:
                 # our view may predate a truncate that made the chunk a hole: the shard decides
                 fresh = (await self.meta.get_file(ino, creds)).file
@@ -127,39 +149,74 @@ class DataIO:
                 _set_written(info, chunkranges.subtract(_ranges(info.written), (lost.index, lost.index + 1)))
         raise FsError(errno.EIO, f"inode {ino}: chunks kept vanishing while being read")
 
-    async def _read_chunks(self, info: pb.FileInfo, offset: int, length: int, creds: Creds) -> bytes:
+    async def _read_inline(self, info: pb.FileInfo, offset: int, length: int, creds: Creds) -> bytes:
+        ino = info.attr.ino
+        req = pb.ReadInlineRequest(ino=ino, offset=offset, length=length, creds=creds.pb())
+        reply = await self.cluster.home_shard(ino).read_inline(req)
+        return reply.data
+
+    async def _read_chunks(self, info: pb.FileInfo, offset: int, view: memoryview, creds: Creds) -> None:
+        length = len(view)
         cs = info.chunk_size
         first, last = offset // cs, (offset + length - 1) // cs
-        pieces = [(idx, max(offset, idx * cs) - idx * cs,
+        pieces = [(idx, max(offset, idx * cs) - idx * cs, max(offset, idx * cs) - offset,
                    min(offset + length, (idx + 1) * cs) - max(offset, idx * cs)) for idx in range(first, last + 1)]
         known = info.written_state != pb.WRITTEN_UNKNOWN
         written = _ranges(info.written)
         wanted = [p for p in pieces if not known or chunkranges.covers(written, p[0])]
-        got: dict[int, bytes] = {}
+        if len(wanted) < len(pieces):
+            for idx, _, at, n in pieces:
+                if known and not chunkranges.covers(written, idx):
+                    view[at:at + n] = bytes(n)  # a hole: zeros, without a data-server call
         if wanted:  # a read of holes only needs neither a capability nor a data server
-            async def read_all(cap: pb.ChunkCap) -> list[bytes]:
-                return await asyncio.gather(*(self._read_chunk(info, idx, off, n, cap) for idx, off, n in wanted))
+            async def read_all(cap: pb.ChunkCap) -> None:
+                if len(wanted) == 1:
+                    idx, off, at, n = wanted[0]
+                    await self._read_chunk(info, idx, off, view[at:at + n], cap)
+                    return
+                await asyncio.gather(*(self._read_chunk(info, idx, off, view[at:at + n], cap)
+                                       for idx, off, at, n in wanted))
 
-            parts = await self._with_chunk_cap(info, R_OK, creds, read_all)
-            got = {p[0]: data for p, data in zip(wanted, parts)}
-        out = [got.get(idx) or bytes(n) for idx, _, n in pieces]
-        return out[0] if len(out) == 1 else b"".join(out)
+            await self._with_chunk_cap(info, R_OK, creds, read_all)
 
-    async def _read_chunk(self, info: pb.FileInfo, index: int, off: int, length: int, cap: pb.ChunkCap) -> bytes:
+    def read_into_now(self, info: pb.FileInfo, offset: int, view: memoryview) -> int | None:
+        """A read within one written chunk, done on the calling thread (not the event loop's): no
+        hop to the loop and to a byte worker. None when it cannot be done so (an inline file, a
+        hole, several chunks, no usable capability, no byte path, any failure): then the caller
+        reads with :meth:`read_into`, which handles all of those."""
+        cap = info.chunk_cap
+        if info.inline or not cap.mac or not cap.rights & R_OK or cap.expires_ns < time.time_ns() + 1_000_000_000:
+            return None
+        length = min(len(view), max(0, info.attr.size - offset))
+        cs = info.chunk_size
+        if length <= 0 or offset < 0 or offset // cs != (offset + length - 1) // cs:
+            return None
+        index, off = divmod(offset, cs)
+        if info.written_state == pb.WRITTEN_UNKNOWN or not chunkranges.covers(_ranges(info.written), index):
+            return None
         ino = info.attr.ino
+        replicas = self.cluster.replicas_of(ino, index, list(info.layout))
+        try:
+            got = self.chunk_io.read_into_now(replicas[0], ino, index, off, view[:length], cap, replicas[1:])
+        except FsError:
+            return None
+        if got is None or not got[0]:
+            return None
+        n = got[1]
+        if n < length:
+            view[n:length] = bytes(length - n)  # a short chunk inside the file: the rest is a hole
+        return length
+
+    async def _read_chunk(self, info: pb.FileInfo, index: int, off: int, view: memoryview, cap: pb.ChunkCap) -> None:
+        ino = info.attr.ino
+        length = len(view)
         last_err: FsError | None = None
         replicas = self.cluster.replicas_of(ino, index, list(info.layout))
         missing = 0
         for sid in replicas:
-            key = pb.ChunkKey(ino=ino, index=index)
             try:
-                if length >= streams.STREAM_MIN:
-                    data, exists = await streams.read_chunk(self.cluster.data_streams(sid), key, off, length,
-                                                            self.timeout, cap)
-                else:
-                    req = pb.ReadChunkRequest(key=key, offset=off, length=length, cap=cap)
-                    reply = await self.cluster.data(sid).read_chunk(req, self.timeout)
-                    data, exists = reply.data, reply.exists
+                exists, n = await self.chunk_io.read_into(sid, ino, index, off, view,
+                                                          cap, [p for p in replicas if p != sid])
             except FsError as e:
                 if e.errno in (errno.EACCES, errno.ESTALE):
                     raise  # the capability, not this replica: every replica would say the same
@@ -169,13 +226,14 @@ class DataIO:
             if not exists:
                 missing += 1  # this replica may have missed it: ask the next
                 continue
-            if len(data) < length:  # a short chunk inside the file: the rest is a hole
-                data = data + bytes(length - len(data))
-            return data
+            if n < length:  # a short chunk inside the file: the rest is a hole
+                view[n:] = bytes(length - n)
+            return
         if missing and info.written_state != pb.WRITTEN_EXACT:
             # a healthy replica does not have it and the shard cannot say it was written: a hole
             # (as every read was before the shard recorded writes)
-            return bytes(length)
+            view[:] = bytes(length)
+            return
         if missing == len(replicas):
             raise ChunkLost(ino, index)
         raise FsError(errno.EIO, f"no replica of chunk {index} of inode {ino} is readable") from last_err
@@ -214,7 +272,7 @@ class DataIO:
             await self.convert(node, creds)
         info = node.file
         assert info is not None
-        view = memoryview(data)
+        view = memoryview(data).cast("B")
         seen = info.attr.generation  # the view this write is based on (a shrink since may cut it)
         await self._with_chunk_cap(info, W_OK, creds, lambda cap: self._write_chunks(info, offset, view, cap))
         self._wrote(node, info, chunkranges.of_bytes(offset, n, info.chunk_size), seen)
@@ -223,6 +281,7 @@ class DataIO:
         return end
 
     async def _write_chunks(self, info: pb.FileInfo, offset: int, data: memoryview, cap: pb.ChunkCap) -> None:
+        """Every piece to its chunk's replicas: sent once, to the first, which chains it on."""
         cs = info.chunk_size
         ino = info.attr.ino
         jobs = []
@@ -230,16 +289,8 @@ class DataIO:
         while pos < len(data):
             idx, off = divmod(offset + pos, cs)
             take = min(cs - off, len(data) - pos)
-            piece = data[pos:pos + take]
-            key = pb.ChunkKey(ino=ino, index=idx)
-            if take >= streams.STREAM_MIN:
-                for sid in self.cluster.replicas_of(ino, idx, list(info.layout)):
-                    jobs.append(streams.write_chunk(self.cluster.data_streams(sid), key, off, piece, self.timeout,
-                                                    cap))
-            else:
-                req = pb.WriteChunkRequest(key=key, offset=off, data=bytes(piece), cap=cap)
-                for sid in self.cluster.replicas_of(ino, idx, list(info.layout)):
-                    jobs.append(self.cluster.data(sid).write_chunk(req, self.timeout))
+            replicas = self.cluster.replicas_of(ino, idx, list(info.layout))
+            jobs.append(self.chunk_io.write(replicas, ino, idx, off, data[pos:pos + take], cap, cs))
             pos += take
         await asyncio.gather(*jobs)
 

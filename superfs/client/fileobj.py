@@ -13,9 +13,11 @@ background write is raised by the next write, flush or close. Bytes
 written to the data servers and not yet sized are sized by a timer on the
 client's loop within ``sizing.COMMIT_EVERY_S`` even if the caller neither
 flushes nor closes: fsck treats older unsized bytes as garbage
-(client/sizing.py). Sequential reads of a chunked file prefetch the next
-range while the caller consumes the current one. Random access is best done
-with ``buffering=0``.
+(client/sizing.py). Reads land straight in the caller's buffer
+(``readinto``: the chunk bytes come off the data server's socket into it);
+reading on where the last read ended keeps READ_AHEAD windows of the same
+size on their way (those are copied out once), and a random read starts
+none. Random access is best done with ``buffering=0``.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ if TYPE_CHECKING:
     from superfs.client.sync import Client
 
 DEFAULT_BUFFER = 1 << 20
-WRITE_BEHIND = 4  # chunk writes in flight per file
+WRITE_BEHIND = 8  # chunk writes in flight per file
+READ_AHEAD = 4    # reads in flight ahead of a sequential reader
 
 
 def parse_mode(mode: str) -> tuple[int, bool]:
@@ -70,7 +73,9 @@ class RawFile(io.RawIOBase):
         # size is never grown over bytes that may not be on every replica,
         # and every later write, flush and close reports it.
         self._failed: BaseException | None = None
-        self._prefetch: tuple[int, int, concurrent.futures.Future[bytes]] | None = None
+        # windows read ahead of a sequential reader: (offset, length, buffer, its read)
+        self._ahead: list[tuple[int, int, bytearray, concurrent.futures.Future[int]]] = []
+        self._next_seq = 0
         # _pending, _end, _dirty and _writes are shared with the sizer, on the client's loop
         self._state = threading.Lock()
         self._writes = 0
@@ -92,37 +97,53 @@ class RawFile(io.RawIOBase):
             raise io.UnsupportedOperation("file not open for reading")
         view = memoryview(buf).cast("B")
         self._drain()  # read your own writes
-        data = self._read(self._pos, len(view))
-        n = len(data)
-        view[:n] = data
+        n = self._read_into(self._pos, view)
         self._pos += n
         return n
 
-    def _read(self, pos: int, length: int) -> bytes:
-        """Serve from the prefetched range when it matches; prefetch the next."""
-        ahead = self._prefetch
-        self._prefetch = None
-        if ahead is not None and ahead[0] == pos and ahead[1] == length:
-            data = self._client.wait(ahead[2])
+    def _read_into(self, pos: int, view: memoryview) -> int:
+        """Fill ``view`` from ``pos``: from a window read ahead if one starts there, else straight
+        into ``view``. Reading on where the last read ended keeps READ_AHEAD windows on their way."""
+        length = len(view)
+        sequential = pos == self._next_seq
+        ahead = self._ahead
+        if ahead and ahead[0][0] == pos and ahead[0][1] == length:
+            _, _, window, fut = ahead.pop(0)
+            n = self._client.wait(fut)
+            view[:n] = memoryview(window)[:n]
         else:
-            if ahead is not None:
-                ahead[2].cancel()
-            data = self._client.run(self._client.aio.read_at(self._node, pos, length))
+            self._drop_ahead()
+            # within one chunk: this thread reads it itself; else (or on any trouble) the client's loop
+            got = self._client.aio.read_into_now(self._node, pos, view)
+            n = got if got is not None else self._client.run(self._client.aio.read_into(self._node, pos, view))
+        self._next_seq = pos + n
         info = self._node.file
-        if len(data) == length and info is not None and not info.inline and pos + length < self._size():
-            self._prefetch = (pos + length, length,
-                              self._client.submit(self._client.aio.read_at(self._node, pos + length, length)))
-        return data
+        if sequential and n == length and info is not None and not info.inline:
+            size = self._size()
+            nxt = ahead[-1][0] + length if ahead else pos + length
+            while len(ahead) < READ_AHEAD and nxt < size:
+                window = bytearray(length)
+                fut = self._client.submit(self._client.aio.read_into(self._node, nxt, window))
+                ahead.append((nxt, length, window, fut))
+                nxt += length
+        return n
+
+    def _drop_ahead(self) -> None:
+        """Forget the windows read ahead (they finish on their own: their buffers are theirs)."""
+        for _, _, _, fut in self._ahead:
+            fut.add_done_callback(_quiet)
+        self._ahead.clear()
 
     def readall(self) -> bytes:
         self._drain()
-        chunks = []
+        chunks: list[bytes] = []
         while True:
-            data = self._read(self._pos, 16 << 20)
-            if not data:
+            buf = bytearray(16 << 20)
+            n = self._read_into(self._pos, memoryview(buf))
+            if not n:
                 return b"".join(chunks)
-            self._pos += len(data)
-            chunks.append(data)
+            self._pos += n
+            chunks.append(bytes(buf[:n]) if n < len(buf) else bytes(buf))
 
     def write(self, buf: Any) -> int:
         self._checkClosed()
@@ -133,9 +154,7 @@ class RawFile(io.RawIOBase):
             raise oserror(errno.EIO, f"an earlier write to this file failed: {self._failed}")
         if self._flags & os.O_APPEND:
             self._pos = max(self._end, self._node.attr.size)
-        if self._prefetch is not None:  # it may hold bytes this write replaces
-            self._prefetch[2].cancel()
-            self._prefetch = None
+        self._drop_ahead()  # it may hold bytes this write replaces
         self._reap(block=False)
         info = self._node.file
         start = self._pos
@@ -272,9 +291,7 @@ class RawFile(io.RawIOBase):
             finally:
                 if self._sizer is not None:
                     self._sizer.cancel()
-                if self._prefetch is not None:
-                    self._prefetch[2].cancel()
-                    self._prefetch = None
+                self._drop_ahead()
                 self._drain(raise_errors=False)
                 super().close()
 
@@ -317,3 +334,9 @@ def wrap(raw: RawFile, binary: bool, buffering: int, encoding: str | None, error
         return buffered
     return io.TextIOWrapper(buffered, encoding=encoding or "utf-8", errors=errors, newline=newline,
                             line_buffering=buffering == 1)
+
+
+def _quiet(fut: "concurrent.futures.Future[Any]") -> None:
+    """A dropped window's failure is nobody's news."""
+    if not fut.cancelled():
+        fut.exception()

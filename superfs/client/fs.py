@@ -378,6 +378,32 @@ class AsyncFs:
         except FsError as e:
             raise oserror(e.errno, e.message) from None
 
+    async def read_into(self, node: Node, offset: int, buf: Any) -> int:
+        """Read into ``buf`` (any writable buffer: bytearray, memoryview, numpy array) at ``offset``.
+
+        The bytes read (short only at EOF). Chunk bytes land in ``buf``
+        straight off the data server's socket: no copy in between.
+        """
+        info = node.file
+        assert info is not None
+        view = memoryview(buf).cast("B")
+        if info.inline and info.data and len(info.data) == info.attr.size:
+            data = info.data[offset:offset + len(view)]  # bytes came with the open
+            view[:len(data)] = data
+            return len(data)
+        try:
+            return await self.data.read_into(info, offset, view, self.creds)
+        except FsError as e:
+            raise oserror(e.errno, e.message) from None
+
+    def read_into_now(self, node: Node, offset: int, buf: Any) -> int | None:
+        """:meth:`read_into` on the calling thread, for a read within one chunk; None when the
+        read needs the event loop (then call :meth:`read_into`). For synchronous callers."""
+        info = node.file
+        if info is None:
+            return None
+        return self.data.read_into_now(info, offset, memoryview(buf).cast("B"))
+
     async def write_at(self, node: Node, offset: int, data: bytes | memoryview, *,
                        defer_size: bool = False) -> int:
         try:

@@ -1,9 +1,12 @@
-"""Streamed chunk transfers: bulk bytes in ~1 MiB messages.
+"""Streamed chunk transfers over gRPC: bulk bytes in ~1 MiB messages (the fall-back path).
 
-Python gRPC moves one multi-megabyte unary message several times slower than
-the same bytes as a stream of 1 MiB messages (measured: 0.13 vs 0.83 GB/s
-between two processes), so chunk reads and writes above STREAM_MIN use the
-streaming RPCs. Failures become FsError exactly as in rpc.call.
+Chunk bytes normally travel on the data servers' byte path
+(superfs/client/chunk_io.py). A data server the cluster map lists without
+one (an older version) is reached here: Python gRPC moves one
+multi-megabyte unary message several times slower than the same bytes as a
+stream of 1 MiB messages (measured: 0.13 vs 0.83 GB/s between two
+processes), so chunk reads and writes above STREAM_MIN use the streaming
+RPCs. Failures become FsError exactly as in superfs.rpc.caller.grpc_call.
 """
 from __future__ import annotations
 

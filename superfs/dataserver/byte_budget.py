@@ -1,17 +1,18 @@
 """ByteBudget: bounds the bytes of chunk writes in flight at once.
 
-The shared group-commit writer batches up to 512 mutations per LMDB
-transaction, and LMDB keeps a transaction's dirty pages in memory until it
-commits: 512 chunks of 64 MiB would be 32 GiB. Admitting writes against a
-byte budget bounds both that memory and the size of one commit, and pushes
-back on clients that send faster than the disk takes.
+Writes run on threads (the byte path's connection threads, and the gRPC
+path's workers), each writing into the page cache before its group flush:
+admitting them against a byte budget bounds the dirty bytes one server
+holds for writes not yet durable, and pushes back on clients that send
+faster than the disk takes (a connection thread that waits here stops
+reading its socket, and TCP slows the sender).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-from contextlib import asynccontextmanager
-from typing import AsyncIterator
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -23,21 +24,20 @@ class ByteBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_flight = 0
-        self._cond: asyncio.Condition | None = None
+        self.peak = 0
+        self._cond = threading.Condition()
 
-    @asynccontextmanager
-    async def admit(self, nbytes: int) -> AsyncIterator[None]:
-        if self._cond is None:
-            self._cond = asyncio.Condition()  # created on the serving loop, on first use
-        cond = self._cond
-        async with cond:
+    @contextmanager
+    def admit(self, nbytes: int) -> Iterator[None]:
+        with self._cond:
             if self.in_flight and self.in_flight + nbytes > self.limit:
                 log.debug("write of %d bytes waits: %d bytes in flight", nbytes, self.in_flight)
-            await cond.wait_for(lambda: self.in_flight == 0 or self.in_flight + nbytes <= self.limit)
+            self._cond.wait_for(lambda: self.in_flight == 0 or self.in_flight + nbytes <= self.limit)
             self.in_flight += nbytes
+            self.peak = max(self.peak, self.in_flight)
         try:
             yield
         finally:
-            async with cond:
+            with self._cond:
                 self.in_flight -= nbytes
-                cond.notify_all()
+                self._cond.notify_all()

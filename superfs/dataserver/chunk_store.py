@@ -1,22 +1,28 @@
-"""ChunkStore: the data server's engine, chunks in one LMDB environment.
+"""ChunkStore: the data server's engine: chunk bytes in slot files, an LMDB index.
 
 Millions of chunks must not become millions of local files (that would
-recreate underneath us the small-file problem SuperFS exists to solve), so
-every chunk is two records in one LMDB environment (see ``chunk_format``),
-and a ``meta`` sub-database keeps the chunk count and byte total, updated in
-the same transaction as the chunk, so statistics cost O(1).
+recreate underneath us the small-file problem SuperFS exists to solve), nor
+megabyte values in LMDB (every write copied into the map, every read
+faulted through it): a chunk's bytes live in a slot of a large sparse file
+(:mod:`superfs.dataserver.slots`), and LMDB holds only its header (where it
+is, its length, a checksum per 64 KiB block, its write stamps; see
+``chunk_format``) and a ``meta`` sub-database with the chunk count and byte
+total, updated in the same transaction as the header, so statistics cost O(1).
 
-Every read verifies the checksum of the whole stored chunk. A mismatch is
-logged as an ERROR naming the chunk and raised as ``FsError(EIO)``; the
-client then reads another replica. Reads hash a memoryview of LMDB's mapped
-pages (``buffers=True``, valid only inside the read transaction) and copy out
-just the requested slice: one copy of the payload on the read path.
+Every read verifies the blocks it touches (a 4 KiB read hashes 64 KiB). A
+mismatch is logged as an ERROR naming the chunk and raised as
+:class:`CorruptBlocks` (EIO) listing the bad blocks: the byte path then
+repairs them from another replica (:meth:`repair_blocks`), or the client
+reads another replica. Chunks of a store written before slots existed keep
+their bytes in LMDB (``chunk_data``) and are read there, checksummed whole,
+until their next write or cut moves them into a slot (:meth:`migrate`
+moves the rest in the background).
 
-Mutations are plain functions run by ``LmdbStore.write`` on its writer thread
-(group commit: many mutations share one fsync). A write that replaces the
-whole chunk passes the caller's bytes to LMDB untouched; a partial write is a
-read-modify-write inside the transaction, and verifies the old bytes first so
-that corruption is never laundered under a fresh checksum.
+Writes (``chunk_writes``) are planned, fed their bytes (a chained write
+streams them from a socket), made durable and recorded in one group commit
+(``LmdbStore``: many writes share one fsync; their slot files share one
+``fdatasync``). They run on threads: the byte path's connection threads,
+or a pool for the gRPC path.
 
 Every write or cut of a chunk stamps its header with the server's clock and
 the next number of a per-server *write sequence* (kept in ``meta``, bumped in
@@ -31,24 +37,31 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import errno
 import logging
+import mmap
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import lmdb
 
+from superfs.dataserver import blocks, chunk_listing, legacy
 from superfs.dataserver import chunk_format as fmt
 from superfs.dataserver.byte_budget import ByteBudget
+from superfs.dataserver.chunk_writes import KeyLocks, WritePlan, cut, repair
+from superfs.dataserver.slots import RESERVE_BYTES, Slot, SlotFiles
 from superfs.errors import FsError
 from superfs.lmdb_store import LmdbStore
 
 log = logging.getLogger(__name__)
 
 DB_HEAD = "chunk_head"
-DB_DATA = "chunk_data"
+DB_DATA = "chunk_data"   # bytes of chunks from before slot files (version 1/2 headers)
 DB_META = "meta"
+SLOT_DIR = "slots"
 _META_CHUNKS = b"chunks"
 _META_BYTES = b"bytes"
 # The server id this store belongs to, written at its first start: a store
@@ -64,14 +77,25 @@ LIST_MAX = 10000
 # A verifying listing stops early once it has hashed this much, so one page
 # of 10000 chunks of 64 MiB cannot run for minutes past every deadline.
 VERIFY_BUDGET_BYTES = 1 << 30
-# Chunks up to this size are read on the event loop thread: hashing them takes
-# microseconds, less than a hop to a worker thread. Larger ones go to threads
-# (xxhash and LMDB page faults release the GIL) so the loop keeps serving.
+# Reads up to this size are served on the event loop thread: a pread from the
+# page cache and a 64 KiB hash take microseconds, less than a hop to a worker.
 INLINE_READ_MAX = 256 * 1024
-# Bytes of chunk writes admitted at once (bounds LMDB's in-memory dirty pages).
+# Bytes of chunk writes admitted at once (bounds dirty page cache not yet durable).
 WRITE_BUDGET_BYTES = 256 * 1024 * 1024
 # DeleteChunks removes a huge file's chunks in several bounded transactions.
 DELETE_BATCH = 4096
+DEFAULT_SLOT = 4 << 20   # slot of a chunk whose writer gave no chunk size (the cluster default)
+MIGRATE_BATCH = 64
+
+
+class CorruptBlocks(FsError):
+    """EIO: blocks of a chunk fail their checksums (``blocks``), under header ``head``."""
+
+    def __init__(self, ino: int, index: int, head: fmt.ChunkHead, bad: list[int]) -> None:
+        super().__init__(errno.EIO, f"chunk {ino}:{index} is corrupt (checksum mismatch in block(s) "
+                                    f"{', '.join(map(str, bad[:8]))}{'...' if len(bad) > 8 else ''})")
+        self.head = head
+        self.blocks = bad
 
 
 @dataclass(frozen=True)
@@ -128,29 +152,77 @@ def _check_extent(what: str, value: int) -> None:
 
 
 class ChunkStore:
-    """Chunks keyed by (ino, index) with checksums, over one LmdbStore."""
+    """Chunks keyed by (ino, index) with block checksums: an LmdbStore index over SlotFiles."""
 
     def __init__(
         self,
         store: LmdbStore,
+        slots: SlotFiles,
         *,
         algorithm: str = "xxh3_64",
         read_threads: int = 4,
+        write_threads: int = 32,
         write_budget_bytes: int = WRITE_BUDGET_BYTES,
+        default_slot: int = DEFAULT_SLOT,
     ) -> None:
         self.store = store
-        self._write_budget = ByteBudget(write_budget_bytes)
-        self.algorithm = fmt.ALGORITHM_IDS[algorithm]
-        self._head_db = store.db(DB_HEAD)
-        self._data_db = store.db(DB_DATA)
+        self.lmdb = store
+        self.slots = slots
+        self.write_budget = ByteBudget(write_budget_bytes)
+        self.algorithm = fmt.ALGORITHM_IDS[algorithm]  # of chunks still in LMDB (legacy)
+        self.default_slot = default_slot
+        self.head_db = store.db(DB_HEAD)
+        self.data_db = store.db(DB_DATA)
         self._meta_db = store.db(DB_META)
+        self.locks = KeyLocks()
+        # per slot, the longest length ever committed in it by this process: bytes past a
+        # shorter current end may still be read by someone holding the older header
+        self.high_water: dict[Slot, int] = {}
         self._readers = concurrent.futures.ThreadPoolExecutor(
-            max_workers=read_threads, thread_name_prefix="chunk-read"
-        )
+            max_workers=read_threads, thread_name_prefix="chunk-read")
+        self._writers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=write_threads, thread_name_prefix="chunk-write")
+        used: list[Slot] = []
+        legacy = 0
         with store.read() as txn:
             self._degraded = txn.get(_META_DEGRADED, db=self._meta_db) is not None
             # only the writer thread moves it, inside the transactions that use it
             self._write_seq = fmt.decode_counter(txn.get(_META_WRITE_SEQ, db=self._meta_db))
+            for key, raw in txn.cursor(db=self.head_db):
+                try:
+                    head = fmt.decode_head(raw)
+                except FsError:
+                    continue  # a damaged header: its chunk reads as EIO; its slot (unknown) stays unused
+                if head.slot is not None:
+                    used.append(head.slot)
+                else:
+                    legacy += 1
+        slots.adopt(used)
+        self.legacy_chunks = legacy
+        if legacy:
+            log.info("chunk store %s holds %d chunk(s) in the old layout (bytes in LMDB): read in place, "
+                     "moved into slot files as they are written or migrated", store.path, legacy)
+
+    @classmethod
+    def open(cls, path: str, *, durable: bool = True, reserve_bytes: int = RESERVE_BYTES,
+             **kwargs: Any) -> "ChunkStore":
+        """``reserve_bytes``: freed slot space kept allocated for fast reuse (see ``slots``)."""
+        # headers are small and random: no kernel read-ahead for the index
+        store = LmdbStore(path, [DB_HEAD, DB_DATA, DB_META], durable=durable, readahead=False)
+        try:
+            slots = SlotFiles(os.path.join(path, SLOT_DIR), durable=durable, reserve_bytes=reserve_bytes)
+            chunks = cls(store, slots, **kwargs)
+        except BaseException:
+            store.close()
+            raise
+        log.info("chunk store opened at %s (%s)", path, "durable" if durable else "async")
+        return chunks
+
+    def close(self) -> None:
+        self._readers.shutdown(wait=True)
+        self._writers.shutdown(wait=True)
+        self.store.close()
+        self.slots.close()
 
     # ------------------------------------------------------ lost-state mode
 
@@ -212,39 +284,13 @@ class ChunkStore:
                         if degraded else "repaired: no longer degraded")
         self._degraded = degraded
 
-    @classmethod
-    def open(cls, path: str, *, durable: bool = True, **kwargs: Any) -> "ChunkStore":
-        # chunks are read sequentially, megabytes at a time: without the kernel's
-        # read-ahead a cold read faults the mmap in one 4 KiB page at a time
-        store = LmdbStore(path, [DB_HEAD, DB_DATA, DB_META], durable=durable, readahead=True)
-        log.info("chunk store opened at %s (%s)", path, "durable" if durable else "async")
-        return cls(store, **kwargs)
+    # ------------------------------------------------------------- headers
 
-    def close(self) -> None:
-        self._readers.shutdown(wait=True)
-        self.store.close()
-
-    # ------------------------------------------------------------ verifying
-
-    def _verify(self, key: bytes, head: fmt.ChunkHead, body: Any) -> None:
-        """Raise EIO (after an ERROR line naming the chunk) unless body matches head."""
-        ino, index = fmt.split_key(key)
-        if body is None:
-            log.error("chunk ino=%d index=%d in %s: header present, data missing", ino, index, self.store.path)
-            raise FsError(errno.EIO, f"chunk {ino}:{index} has no data")
-        if len(body) != head.length:
-            log.error(
-                "chunk ino=%d index=%d in %s: %d bytes stored, header says %d",
-                ino, index, self.store.path, len(body), head.length,
-            )
-            raise FsError(errno.EIO, f"chunk {ino}:{index} has the wrong length")
-        actual = fmt.checksum(head.algorithm, body)
-        if actual != head.checksum:
-            log.error(
-                "checksum mismatch in chunk ino=%d index=%d in %s: stored %016x, computed %016x over %d bytes",
-                ino, index, self.store.path, head.checksum, actual, head.length,
-            )
-            raise FsError(errno.EIO, f"chunk {ino}:{index} is corrupt (checksum mismatch)")
+    def head_of(self, key: bytes) -> fmt.ChunkHead | None:
+        """The chunk's committed header (EIO, logged, if it is damaged)."""
+        with self.store.env.begin(buffers=True) as txn:
+            raw = txn.get(key, db=self.head_db)
+            return self._decode_head(key, raw) if raw is not None else None
 
     def _decode_head(self, key: bytes, raw: Any) -> fmt.ChunkHead:
         """Decode a header; a damaged one is an ERROR naming the chunk and EIO."""
@@ -255,36 +301,113 @@ class ChunkStore:
             log.error("chunk ino=%d index=%d in %s: %s", ino, index, self.store.path, e.message)
             raise
 
-    def _is_intact(self, txn: lmdb.Transaction, key: bytes, head: fmt.ChunkHead) -> bool:
-        try:
-            self._verify(key, head, txn.get(key, db=self._data_db))
-        except FsError:
-            return False
-        return True
+    def put_head(self, txn: lmdb.Transaction, key: bytes, slot: Slot, length: int, sums: bytes,
+                 old: fmt.ChunkHead | None) -> None:
+        """(writer thread) record a chunk's new header, stamps and counters."""
+        self._write_seq += 1
+        txn.put(_META_WRITE_SEQ, fmt.encode_counter(self._write_seq), db=self._meta_db)
+        txn.put(key, fmt.encode_head(slot, blocks.BLOCK_LOG2, length, sums, blocks.chunk_checksum(sums),
+                                     time.time_ns(), self._write_seq), db=self.head_db)
+        if old is not None and old.legacy:
+            txn.delete(key, db=self.data_db)
+        self.count(txn, 0 if old is not None else 1, length - (old.length if old is not None else 0))
+
+    def note_length(self, slot: Slot, length: int) -> None:
+        if length > self.high_water.get(slot, 0):
+            self.high_water[slot] = length
+
+    def forget_slot(self, slot: Slot) -> None:
+        """The index stopped referencing ``slot`` (committed): reuse it once no reader can see it."""
+        self.high_water.pop(slot, None)
+        self.slots.release(slot)
+
+    # ------------------------------------------------------------ verifying
+
+    def _verify_legacy(self, key: bytes, head: fmt.ChunkHead, body: Any) -> None:
+        legacy.verify(self.store.path, key, head, body)
+
+    def _read_blocks(self, key: bytes, head: fmt.ChunkHead, start: int, stop: int,
+                     scratch: Any = None) -> memoryview:
+        """The verified bytes [start, stop) of a slot chunk (start block-aligned, stop <= length).
+
+        ``scratch``: a buffer to read into if large enough; an ``mmap`` (page-aligned) lets a
+        large read go around the page cache.
+        """
+        assert head.slot is not None
+        n = stop - start
+        use = scratch is not None and len(scratch) >= n
+        buf = scratch if use else bytearray(n)
+        view = memoryview(buf)[:n]
+        self.slots.pread_into(head.slot, start, view, aligned=use and isinstance(scratch, mmap.mmap))
+        bad = blocks.bad_blocks(view, start >> head.block_log2, head.sums, head.block)
+        if bad:
+            ino, index = fmt.split_key(key)
+            log.error("checksum mismatch in chunk ino=%d index=%d in %s: block(s) %s of %d bytes (slot %s)",
+                      ino, index, self.store.path, bad, head.block, head.slot)
+            raise CorruptBlocks(ino, index, head, bad)
+        return view
+
+    def old_bytes(self, key: bytes, head: fmt.ChunkHead, start: int, stop: int) -> bytes:
+        """A chunk's verified bytes [start, stop), zeros past its end (for writes that keep them)."""
+        if stop <= start:
+            return b""
+        have = min(stop, head.length)
+        out = b""
+        if start < have:
+            if head.legacy:
+                with self.store.env.begin(buffers=True) as txn:
+                    body = txn.get(key, db=self.data_db)
+                    self._verify_legacy(key, head, body)
+                    assert body is not None
+                    out = bytes(body[start:have])
+            else:
+                b0 = start >> head.block_log2 << head.block_log2
+                view = self._read_blocks(key, head, b0, min(head.length, blocks.block_count(have, head.block)
+                                                            * head.block))
+                out = bytes(view[start - b0:have - b0])
+        return out + bytes(stop - max(start, have))
 
     # ---------------------------------------------------------------- reads
 
-    def read_now(self, ino: int, index: int, offset: int, length: int) -> bytes | None:
-        """Bytes [offset, offset+length) of a chunk, short at its end; None if absent.
+    def read_view(self, ino: int, index: int, offset: int, length: int,
+                  scratch: Any = None) -> memoryview | None:
+        """Verified bytes [offset, offset+length) of a chunk, short at its end; None if absent.
 
-        Blocking (hashes the whole chunk): call from a worker thread or use
-        :meth:`read`.
+        Only the blocks the range touches are read and hashed. The view may
+        point into ``scratch`` (reused by the caller for its next read).
+        Raises :class:`CorruptBlocks` when a block fails its checksum.
         """
         key = self._check_read(ino, index, offset, length)
-        with self.store.env.begin(buffers=True) as txn:
-            return self._read_in(txn, key, offset, length)
+        with self.slots.pinned():
+            with self.store.env.begin(buffers=True) as txn:
+                raw = txn.get(key, db=self.head_db)
+                if raw is None:
+                    return None
+                head = self._decode_head(key, raw)
+                if head.legacy:
+                    body = txn.get(key, db=self.data_db)  # a memoryview of the map: no copy
+                    self._verify_legacy(key, head, body)
+                    assert body is not None
+                    end = min(offset + length, head.length)
+                    return memoryview(bytes(body[offset:end]) if offset < end else b"")
+            end = min(offset + length, head.length)
+            if offset >= end:
+                return memoryview(b"")
+            start = offset >> head.block_log2 << head.block_log2
+            stop = min(head.length, blocks.block_count(end, head.block) * head.block)
+            view = self._read_blocks(key, head, start, stop, scratch)
+            log.debug("read chunk %d:%d [%d, %d)", ino, index, offset, end)
+            return view[offset - start:end - start]
+
+    def read_now(self, ino: int, index: int, offset: int, length: int) -> bytes | None:
+        """Bytes [offset, offset+length) of a chunk, short at its end; None if absent. Blocking."""
+        view = self.read_view(ino, index, offset, length)
+        return None if view is None else bytes(view)
 
     async def read(self, ino: int, index: int, offset: int, length: int) -> bytes | None:
-        """Like :meth:`read_now`, without blocking the event loop on large chunks."""
-        key = self._check_read(ino, index, offset, length)
-        with self.store.env.begin(buffers=True) as txn:
-            raw = txn.get(key, db=self._head_db)
-            if raw is None:
-                return None
-            if self._decode_head(key, raw).length <= INLINE_READ_MAX:
-                return self._read_in(txn, key, offset, length)
-        # The chunk may change between the two transactions; the worker reads
-        # header and data again in its own consistent snapshot.
+        """Like :meth:`read_now`, without blocking the event loop on large reads."""
+        if length <= INLINE_READ_MAX:
+            return self.read_now(ino, index, offset, length)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self.read_now, ino, index, offset, length)
 
@@ -294,63 +417,11 @@ class ChunkStore:
         _check_extent("read length", length)
         return key
 
-    def _read_in(self, txn: lmdb.Transaction, key: bytes, offset: int, length: int) -> bytes | None:
-        raw = txn.get(key, db=self._head_db)
-        if raw is None:
-            return None
-        head = self._decode_head(key, raw)
-        body = txn.get(key, db=self._data_db)  # a memoryview of the map: no copy
-        self._verify(key, head, body)
-        end = min(offset + length, head.length)
-        if offset >= end:
-            return b""
-        log.debug("read chunk %d:%d [%d, %d)", *fmt.split_key(key), offset, end)
-        return bytes(body[offset:end])  # the one copy, of the requested slice only
-
     def list_now(
         self, after_ino: int = 0, after_index: int = 0, limit: int = 0, verify: bool = False
     ) -> tuple[list[ChunkInfo], bool]:
-        """One page of chunks in key order; returns (entries, more).
-
-        Cursor: entries strictly after the key (after_ino, after_index), unless
-        both are 0, then from the start (ino 0 never holds chunks). To page,
-        pass the last entry's (ino, index) back. ``limit`` 0 means 1000 and is
-        capped at 10000. With ``verify`` every listed chunk is re-hashed and
-        flagged ``corrupt`` on mismatch; such a page also ends (with
-        more=True) once about 1 GiB has been hashed.
-        """
-        if not (0 <= after_ino <= MAX_U64 and 0 <= after_index <= MAX_U64):
-            raise FsError(errno.EINVAL, "bad listing cursor")
-        limit = LIST_DEFAULT if limit <= 0 else min(limit, LIST_MAX)
-        out: list[ChunkInfo] = []
-        hashed = 0
-        with self.store.env.begin(buffers=True) as txn:
-            cur = txn.cursor(db=self._head_db)
-            if after_ino == 0 and after_index == 0:
-                positioned = cur.first()
-            else:
-                start = fmt.chunk_key(after_ino, after_index)
-                positioned = cur.set_range(start)
-                if positioned and bytes(cur.key()) == start:
-                    positioned = cur.next()
-            while positioned:
-                if len(out) >= limit or (verify and hashed >= VERIFY_BUDGET_BYTES):
-                    return out, True
-                key = bytes(cur.key())
-                ino, index = fmt.split_key(key)
-                try:
-                    head = self._decode_head(key, cur.value())
-                except FsError:
-                    out.append(ChunkInfo(ino, index, 0, corrupt=True))
-                else:
-                    corrupt = False
-                    if verify:
-                        corrupt = not self._is_intact(txn, key, head)
-                        hashed += head.length
-                    out.append(ChunkInfo(ino, index, head.length, corrupt, head.checksum, head.algorithm,
-                                         head.written_ns, head.write_seq))
-                positioned = cur.next()
-        return out, False
+        """One page of chunks in key order; returns (entries, more). See :func:`chunk_listing.list_page`."""
+        return chunk_listing.list_page(self, after_ino, after_index, limit, verify)
 
     async def list(
         self, after_ino: int = 0, after_index: int = 0, limit: int = 0, verify: bool = False
@@ -364,7 +435,7 @@ class ChunkStore:
             chunks = fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta_db))
             total = fmt.decode_counter(txn.get(_META_BYTES, db=self._meta_db))
             seq = fmt.decode_counter(txn.get(_META_WRITE_SEQ, db=self._meta_db))
-        return ChunkStats(chunks, total, self.store.db_bytes(), seq, time.time_ns())
+        return ChunkStats(chunks, total, self.store.db_bytes() + self.slots.allocated_bytes(), seq, time.time_ns())
 
     def marker(self) -> tuple[int, int]:
         """(write sequence, clock) now: every chunk with a higher sequence was written later.
@@ -378,31 +449,83 @@ class ChunkStore:
 
     # --------------------------------------------------------------- writes
 
-    async def write(self, ino: int, index: int, offset: int, data: bytes, truncate: bool = False) -> int:
-        """Write ``data`` at ``offset``; return the chunk's length afterwards.
+    def begin_write(self, ino: int, index: int, offset: int, length: int, truncate: bool = False,
+                    chunk_size: int = 0, *, budget: bool = True) -> WritePlan:
+        """Plan a write of ``length`` bytes at ``offset``: feed them to the plan, then commit it.
+
+        ``chunk_size``: the file's chunk size, so that a chunk written in
+        pieces gets a slot it grows into. ``budget``: admitted against the
+        write budget (not a forward within a chain, whose first server did).
+        Blocking (waits for the budget; verifies and copies kept bytes).
+        """
+        key = _check_key(ino, index)
+        _check_extent("write end", offset + length)
+        if chunk_size < 0 or chunk_size > fmt.MAX_CHUNK:
+            raise FsError(errno.EINVAL, f"chunk size {chunk_size} is outside 0..{fmt.MAX_CHUNK}")
+        return WritePlan(self, key, offset, offset + length, truncate, chunk_size, budget=budget)
+
+    def write_now(self, ino: int, index: int, offset: int, data: bytes | bytearray | memoryview,
+                  truncate: bool = False, chunk_size: int = 0) -> int:
+        """Write ``data`` at ``offset``; return the chunk's length afterwards. Blocking.
 
         A gap between the old end and ``offset`` reads as zeros. With
         ``truncate`` the chunk ends at offset+len(data); without it, it only
         grows. A zero-byte write without ``truncate`` changes nothing (and
         creates nothing). offset+len(data) must be <= 64 MiB (else EINVAL,
-        before any memory is allocated).
+        before anything is allocated).
         """
         key = _check_key(ino, index)
-        end = offset + len(data)
-        _check_extent("write end", end)
-        # Count the whole new chunk: a partial write rebuilds it in memory.
-        async with self._write_budget.admit(end):
-            return await self.store.write(lambda txn: self._write_fn(txn, key, offset, data, truncate))
+        _check_extent("write end", offset + len(data))
+        if not len(data) and not truncate:
+            head = self.head_of(key)
+            return head.length if head is not None else 0
+        plan = self.begin_write(ino, index, offset, len(data), truncate, chunk_size)
+        try:
+            plan.feed(data)
+        except BaseException:
+            plan.abort()
+            raise
+        return plan.commit()
+
+    async def write(self, ino: int, index: int, offset: int, data: bytes | bytearray | memoryview,
+                    truncate: bool = False, chunk_size: int = 0) -> int:
+        """:meth:`write_now` on a writer thread.
+
+        Serving a session call with a deadline (superfs/deadlines.py), the write
+        is not recorded once that deadline has passed: ETIMEDOUT, nothing changed.
+        """
+        _check_key(ino, index)
+        _check_extent("write end", offset + len(data))
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()  # the call's deadline goes with it to the thread
+        return await loop.run_in_executor(self._writers, lambda: ctx.run(
+            self.write_now, ino, index, offset, data, truncate, chunk_size))
+
+    def truncate_now(self, ino: int, index: int, length: int, spare: Spare = NO_SPARE) -> bool:
+        key = _check_key(ino, index)
+        _check_extent("chunk length", length)
+        return cut(self, key, length, spare)
 
     async def truncate(self, ino: int, index: int, length: int, spare: Spare = NO_SPARE) -> bool:
         """Cut or zero-extend a chunk to ``length``; a missing chunk stays missing.
 
         Returns False when ``spare`` protected the chunk (nothing changed).
         """
-        key = _check_key(ino, index)
+        _check_key(ino, index)
         _check_extent("chunk length", length)
-        async with self._write_budget.admit(length):
-            return await self.store.write(lambda txn: self._truncate_fn(txn, key, length, spare))
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(self._writers, lambda: ctx.run(
+            self.truncate_now, ino, index, length, spare))
+
+    def repair_blocks(self, ino: int, index: int, head: fmt.ChunkHead, fixed: dict[int, bytes]) -> int:
+        """Write back blocks found corrupt, with bytes from another replica; how many were repaired.
+
+        Each block's new bytes must match the sum this chunk's header already
+        holds for it (so only a replica's identical bytes can go in), and the
+        header must still be ``head`` (the chunk was not rewritten meanwhile).
+        """
+        return repair(self, _check_key(ino, index), head, fixed)
 
     async def delete(self, ino: int, from_index: int = 0, to_index: int = 0, spare: Spare = NO_SPARE) -> int:
         """Delete the chunks of ``ino`` with from_index <= index < to_index
@@ -418,117 +541,19 @@ class ChunkStore:
         start = fmt.chunk_key(ino, from_index)
         stop = fmt.chunk_key(ino, to_index) if to_index else None
         while True:
-            n, more, start = await self.store.write(lambda txn: self._delete_fn(txn, ino, start, stop, spare))
+            freed: list[Slot] = []
+            n, more, start = await self.store.write(
+                lambda txn: chunk_listing.delete_batch(self, txn, ino, start, stop, spare, freed))
+            for slot in freed:
+                self.forget_slot(slot)
             total += n
             if not more:
                 break
         log.debug("deleted %d chunks of ino %d from index %d", total, ino, from_index)
         return total
 
-    # The *_fn methods run on the LMDB writer thread inside a (child) write
-    # transaction; an exception rolls back that mutation alone.
-
-    def _write_fn(self, txn: lmdb.Transaction, key: bytes, offset: int, data: bytes, truncate: bool) -> int:
-        raw = txn.get(key, db=self._head_db)
-        head = self._decode_head(key, raw) if raw is not None else None
-        old_len = head.length if head is not None else 0
-        if not data and not truncate:
-            return old_len
-        if head is None and self._degraded and not truncate:
-            # The chunk may exist, longer, on the other replicas: creating it
-            # from this range alone would make this replica disagree with them.
-            raise FsError(errno.EIO, f"chunk {fmt.split_key(key)} was lost here and is not repaired yet")
-        end = offset + len(data)
-        content: bytes | bytearray
-        if offset == 0 and (truncate or end >= old_len):
-            content = data  # replaces the whole chunk: LMDB copies it once, we never do
-        else:
-            new_len = end if truncate else max(old_len, end)
-            buf = bytearray(new_len)  # zeros: fills any gap
-            if head is not None:
-                old = txn.get(key, db=self._data_db)
-                self._verify(key, head, old)
-                keep = min(old_len, new_len)
-                buf[:keep] = memoryview(old)[:keep]
-            buf[offset:end] = data
-            content = buf
-        self._put(txn, key, content, head)
-        log.debug("wrote chunk %d:%d [%d, %d) -> length %d", *fmt.split_key(key), offset, end, len(content))
-        return len(content)
-
-    def _truncate_fn(self, txn: lmdb.Transaction, key: bytes, length: int, spare: Spare) -> bool:
-        raw = txn.get(key, db=self._head_db)
-        if raw is None:
-            return True
-        head = self._decode_head(key, raw)
-        if spare.protects(head, time.time_ns()):
-            log.info("chunk %d:%d left uncut: written at sequence %d, %.1f s ago", *fmt.split_key(key),
-                     head.write_seq, (time.time_ns() - head.written_ns) / 1e9)
-            return False
-        if length == head.length:
-            return True
-        old = txn.get(key, db=self._data_db)
-        self._verify(key, head, old)
-        content: bytes | bytearray | memoryview
-        if length < head.length:
-            content = memoryview(old)[:length]
-        else:
-            content = bytearray(length)
-            content[: head.length] = old
-        self._put(txn, key, content, head)
-        log.debug("truncated chunk %d:%d %d -> %d", *fmt.split_key(key), head.length, length)
-        return True
-
-    def _put(
-        self, txn: lmdb.Transaction, key: bytes, content: bytes | bytearray | memoryview, old: fmt.ChunkHead | None
-    ) -> None:
-        sum_ = fmt.checksum(self.algorithm, content)
-        self._write_seq += 1
-        txn.put(_META_WRITE_SEQ, fmt.encode_counter(self._write_seq), db=self._meta_db)
-        txn.put(key, content, db=self._data_db)
-        txn.put(key, fmt.encode_head(self.algorithm, len(content), sum_, time.time_ns(), self._write_seq),
-                db=self._head_db)
-        self._count(txn, 0 if old is not None else 1, len(content) - (old.length if old is not None else 0))
-
-    def _delete_fn(self, txn: lmdb.Transaction, ino: int, start: bytes, stop: bytes | None,
-                   spare: Spare) -> tuple[int, bool, bytes]:
-        """One bounded batch: (deleted, more to do, where the next batch starts)."""
-        prefix = fmt.ino_prefix(ino)
-        cur = txn.cursor(db=self._head_db)
-        deleted = freed = seen = spared = 0
-        now = time.time_ns()
-        positioned = cur.set_range(start)
-        while positioned:
-            key = cur.key()
-            if key[: fmt.INO_PREFIX_SIZE] != prefix or (stop is not None and bytes(key) >= stop):
-                break
-            if seen >= DELETE_BATCH:
-                self._count(txn, -deleted, -freed)
-                return deleted, True, bytes(key)
-            seen += 1
-            try:
-                head = fmt.decode_head(cur.value())
-            except FsError:
-                # A damaged header: the data record's size keeps the totals right.
-                body = txn.get(key, db=self._data_db)
-                freed += len(body) if body is not None else 0
-            else:
-                if spare is not NO_SPARE and spare.protects(head, now):
-                    spared += 1
-                    positioned = cur.next()
-                    continue
-                freed += head.length
-            txn.delete(key, db=self._data_db)
-            deleted += 1
-            positioned = cur.delete()  # moves to the next record
-            if positioned and not cur.key():
-                break  # deleted the last record of the sub-database
-        self._count(txn, -deleted, -freed)
-        if spared:
-            log.info("left %d chunk(s) of ino %d alone: written since the caller's scan, or recently", spared, ino)
-        return deleted, False, start
-
-    def _count(self, txn: lmdb.Transaction, d_chunks: int, d_bytes: int) -> None:
+    def count(self, txn: lmdb.Transaction, d_chunks: int, d_bytes: int) -> None:
+        """(writer thread) move the chunk count and byte total, in the mutation's transaction."""
         if d_chunks == 0 and d_bytes == 0:
             return
         chunks = fmt.decode_counter(txn.get(_META_CHUNKS, db=self._meta_db)) + d_chunks
@@ -538,3 +563,22 @@ class ChunkStore:
             chunks, total = max(chunks, 0), max(total, 0)
         txn.put(_META_CHUNKS, fmt.encode_counter(chunks), db=self._meta_db)
         txn.put(_META_BYTES, fmt.encode_counter(total), db=self._meta_db)
+
+    # ------------------------------------------------------------ migration
+
+    def migrate_now(self, after: bytes = b"", limit: int = MIGRATE_BATCH) -> tuple[int, bytes | None]:
+        """Move up to ``limit`` old-layout chunks after key ``after`` into slot files (see ``legacy``)."""
+        return legacy.migrate_batch(self, after, limit)
+
+    async def migrate(self) -> int:
+        """Move every old-layout chunk into slot files, a batch at a time (in the background)."""
+        loop = asyncio.get_running_loop()
+        total = 0
+        after: bytes | None = b""
+        while after is not None and self.legacy_chunks:
+            moved, after = await loop.run_in_executor(self._writers, self.migrate_now, after, MIGRATE_BATCH)
+            total += moved
+        if total:
+            log.info("chunk store %s: moved %d chunk(s) from LMDB into slot files", self.store.path, total)
+        self.legacy_chunks = 0
+        return total

@@ -47,6 +47,8 @@ class Registrar:
         self.cluster_map: pb.ClusterMap | None = None
         self._background: asyncio.Task[None] | None = None
         self.session_address = ""  # this data server's session endpoint, registered with its address
+        self.bytes_address = ""    # and its byte path: TCP host:port, and the local socket name
+        self.bytes_local = ""
 
     async def register_once(self, address: str) -> pb.ClusterMap:
         if self._check_known:
@@ -58,7 +60,8 @@ class Registrar:
             await self._on_store_checked(lost)
             self._check_known = False
         request = pb.RegisterServerRequest(kind="data", server=pb.ServerInfo(
-            id=self.server_id, address=address, session_address=self.session_address))
+            id=self.server_id, address=address, session_address=self.session_address,
+            bytes_address=self.bytes_address, bytes_local=self.bytes_local))
         cmap = await self.channels.dir(self.dir_server).register_server(request, self.timeout_s)
         self.cluster_map = cmap
         log.info(

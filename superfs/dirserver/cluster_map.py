@@ -59,7 +59,7 @@ def register(m: pb.ClusterMap, kind: str, server: pb.ServerInfo) -> bool:
     servers = m.shards if kind == "shard" else m.data_servers
     for s in servers:
         if s.id == server.id:
-            if s.address == server.address and s.session_address == server.session_address:
+            if s == server:
                 return False
             s.CopyFrom(server)
             return True

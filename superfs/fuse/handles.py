@@ -6,8 +6,10 @@ the writes made, before anything reaches the servers:
 
 * **Writes** are gathered in memory (contiguous writes coalesce into one
   extent) until the buffer holds a cluster chunk's worth, then pushed with
-  ``DataIO.write(..., defer_size=True)`` while the next chunk fills; a small
-  file is pushed once, as one ``WriteInline``, when it is closed. ``flush``
+  ``DataIO.write(..., defer_size=True)`` while the next chunks fill: up to
+  ``WRITE_BEHIND`` pushes of a chunked file are in flight at once (never two
+  that overlap), so the byte path and the data servers' group flushes stay
+  busy; a small file is pushed once, as one ``WriteInline``, when it is closed. ``flush``
   (every close), ``fsync`` and ``release`` push what is left and commit the
   size on the shard: close-to-open consistency, as NFS. A write error found
   by a background push is reported by the next write, flush or fsync.
@@ -17,9 +19,11 @@ the writes made, before anything reaches the servers:
 * **Reads** never see older bytes than this mount wrote: a small (inline)
   file is read once, whole, kept in memory with this mount's writes applied,
   and served from there. A chunked file's dirty data is pushed first; read
-  sequentially, it is fetched in windows ahead of the reader, so the
-  kernel's 128 KiB requests are served from memory while the next window is
-  already on its way. Each handle is its own sequential stream, and the
+  sequentially, it is fetched in windows ahead of the reader (``RA_AHEAD``
+  of them), so the kernel's requests (up to 1 MiB) are served from memory
+  while the next windows are on their way; a window is read straight into
+  its buffer and replies are views of it (pyfuse3 copies them to the kernel
+  once). Each handle is its own sequential stream, and the
   windows are shared: readers at different places in one file (a data
   loader's workers) each keep their windows. A window is never cancelled,
   only forgotten (least recently used first), because another reader may be
@@ -61,8 +65,10 @@ MAX_EXTENTS = 64            # more scattered writes than this: push them
 MAX_PUSH = 16 << 20         # push at least this often, whatever the chunk size
 RA_MIN_WINDOW = 1 << 20     # read-ahead window bounds
 RA_MAX_WINDOW = 8 << 20
-RA_WINDOWS_PER_READER = 2  # windows kept per open handle (the one read and the next), LRU
+RA_AHEAD = 2                # windows fetched ahead of a sequential reader
+RA_WINDOWS_PER_READER = RA_AHEAD + 1  # windows kept per open handle (the one read and those ahead), LRU
 RA_MAX_WINDOWS = 16
+WRITE_BEHIND = 8            # pushes of one chunked file in flight at once
 RA_TRIGGER = 128 * 1024     # a first read this big (the kernel's read-ahead size) starts read-ahead
 
 
@@ -118,20 +124,20 @@ class OpenFile:
         self.mtime_ns = 0                   # time of the last buffered write
         self.writer: Creds | None = None    # whose write is pending (pushed with these creds)
         self.unsized = False                # chunk bytes pushed, size/mtime not yet committed
-        self._push: asyncio.Task[None] | None = None
+        self._pushes: dict[asyncio.Task[None], tuple[int, int]] = {}  # in flight -> byte range
         self._sizer: asyncio.Task[None] | None = None  # sizes pushed bytes of an idle open file
         self._error: FsError | None = None  # a background push failed: report it once
         self.inline_bytes: bytes | None = None   # the whole content of an inline file
         # security.capability, asked by the kernel before every write: known since the last open
         self.caps: bytes | None = None
         self.caps_known = False
-        self._windows: dict[int, asyncio.Task[bytes]] = {}  # read-ahead, least recently used first
+        self._windows: dict[int, asyncio.Task[memoryview]] = {}  # read-ahead, least recently used first
 
     # ------------------------------------------------------------- state
 
     @property
     def dirty(self) -> bool:
-        return bool(self.extents) or self._push is not None or self.unsized
+        return bool(self.extents) or bool(self._pushes) or self.unsized
 
     def local_size(self) -> int:
         """The size including bytes written here and not yet on the shard."""
@@ -180,6 +186,7 @@ class OpenFile:
 
     async def write(self, offset: int, buf: bytes, creds: Creds) -> int:
         async with self.lock:
+            await self._reap_done()
             self._raise_pending_error()
             self._patch_cache(offset, buf)
             self.writer = creds
@@ -202,23 +209,43 @@ class OpenFile:
         self.buffered += len(buf)
 
     async def _start_push(self) -> None:
-        """Hand the buffer to a background push (after the previous one finished)."""
-        await self._wait_push()
+        """Hand the buffer to a background push: at once, unless too many are in flight, one of them
+        overlaps it, or the file is still inline (the first push may move it to chunks)."""
         extents, self.extents, self.buffered = self.extents, [], 0
+        lo = min(e.offset for e in extents)
+        hi = max(e.end for e in extents)
+        info = self.node.file
+        chunked = info is not None and not info.inline
+        while self._pushes and (not chunked or len(self._pushes) >= WRITE_BEHIND
+                                or any(a < hi and lo < b for a, b in self._pushes.values())):
+            await self._wait_one()
         creds = self.writer
         assert creds is not None
-        self._push = asyncio.create_task(self._push_extents(extents, creds))
+        task = asyncio.create_task(self._push_extents(extents, creds))
+        self._pushes[task] = (lo, hi)
+
+    async def _wait_one(self) -> None:
+        """Wait for the oldest push in flight; keep its error for the caller."""
+        task = next(iter(self._pushes))
+        try:
+            await task
+        except FsError as e:
+            self._error = self._error or e
+        except Exception as e:  # noqa: BLE001 - kept for the caller, logged by operations
+            log.error("write-back of inode %d failed: %r", self.ino, e)
+            self._error = self._error or FsError(errno.EIO, f"write-back failed: {e!r}")
+        finally:
+            self._pushes.pop(task, None)
 
     async def _wait_push(self) -> None:
-        task, self._push = self._push, None
-        if task is not None:
-            try:
-                await task
-            except FsError as e:
-                self._error = e
-            except Exception as e:  # noqa: BLE001 - kept for the caller, logged by operations
-                log.error("write-back of inode %d failed: %r", self.ino, e)
-                self._error = FsError(errno.EIO, f"write-back failed: {e!r}")
+        """Wait for every push in flight."""
+        while self._pushes:
+            await self._wait_one()
+
+    async def _reap_done(self) -> None:
+        """Collect the pushes that ended (their errors are reported by the next write)."""
+        while self._pushes and next(iter(self._pushes)).done():
+            await self._wait_one()
 
     def _raise_pending_error(self) -> None:
         if self._error is not None:
@@ -289,7 +316,7 @@ class OpenFile:
 
     # ------------------------------------------------------------- reads
 
-    async def read(self, offset: int, size: int, creds: Creds, cursor: "ReadCursor") -> bytes:
+    async def read(self, offset: int, size: int, creds: Creds, cursor: "ReadCursor") -> bytes | memoryview:
         """Bytes at ``offset``; ``cursor`` is the reading handle's sequential position."""
         if self.dirty:
             data, info = self.inline_bytes, self.node.file
@@ -330,12 +357,18 @@ class OpenFile:
     def _window_size(self) -> int:
         return min(max(self.chunk_size, RA_MIN_WINDOW), RA_MAX_WINDOW)
 
-    def _window(self, info: pb.FileInfo, idx: int, wsize: int, creds: Creds) -> asyncio.Task[bytes]:
+    async def _fetch(self, info: pb.FileInfo, start: int, length: int, creds: Creds) -> memoryview:
+        """One window, read straight into its own buffer."""
+        buf = bytearray(length)
+        n = await as_opened(lambda c: self._data.read_into(info, start, memoryview(buf), c), creds)
+        return memoryview(buf)[:n]
+
+    def _window(self, info: pb.FileInfo, idx: int, wsize: int, creds: Creds) -> "asyncio.Task[memoryview]":
         task = self._windows.pop(idx, None)
         if task is None:
             start = idx * wsize
             length = min(wsize, info.attr.size - start)
-            task = asyncio.ensure_future(as_opened(lambda c: self._data.read(info, start, length, c), creds))
+            task = asyncio.ensure_future(self._fetch(info, start, length, creds))
             task.add_done_callback(_retrieve)  # a window nobody reads must not warn when it fails
         self._windows[idx] = task  # now the most recently used
         keep = min(RA_MAX_WINDOWS, RA_WINDOWS_PER_READER * max(1, self.handles) + 1)
@@ -343,11 +376,12 @@ class OpenFile:
             del self._windows[next(iter(self._windows))]
         return task
 
-    async def _read_ahead(self, info: pb.FileInfo, offset: int, size: int, creds: Creds) -> bytes:
+    async def _read_ahead(self, info: pb.FileInfo, offset: int, size: int, creds: Creds) -> bytes | memoryview:
         wsize = self._window_size()
         first, last = offset // wsize, (offset + size - 1) // wsize
-        if (last + 1) * wsize < info.attr.size:
-            self._window(info, last + 1, wsize, creds)  # the next window, ahead of the reader
+        for ahead in range(last + 1, last + 1 + RA_AHEAD):
+            if ahead * wsize < info.attr.size:
+                self._window(info, ahead, wsize, creds)  # the next windows, ahead of the reader
         tasks = [self._window(info, i, wsize, creds) for i in range(first, last + 1)]
         try:
             parts = await asyncio.gather(*tasks)
@@ -356,15 +390,13 @@ class OpenFile:
                 if self._windows.get(i) is task:
                     del self._windows[i]  # a failed window is fetched again next time
             raise
-        if len(parts) == 1:
-            rel = offset - first * wsize
-            return parts[0][rel:rel + size]
-        joined = b"".join(parts)
         rel = offset - first * wsize
-        return joined[rel:rel + size]
+        if len(parts) == 1:
+            return parts[0][rel:rel + size]  # a view: pyfuse3 copies it to the kernel
+        return b"".join(parts)[rel:rel + size]
 
 
-def _retrieve(task: "asyncio.Task[bytes]") -> None:
+def _retrieve(task: "asyncio.Task[memoryview]") -> None:
     if not task.cancelled():
         task.exception()
 

@@ -12,13 +12,17 @@ A wrapper sends its calls on the process's session to the daemon
 (superfs/rpc/client.py) once the daemon's session endpoint is known
 (:meth:`Channels.learn_sessions`, told by the cluster map view), else as
 gRPC unary calls. Only the streamed chunk RPCs use a gRPC stub
-(:meth:`Channels.data_streams`, superfs/client/streams.py).
+(:meth:`Channels.data_streams`, superfs/client/streams.py). Chunk bytes go
+on the data servers' byte path (superfs/rpc/bytepath.py): one pool of
+connections per process (:meth:`Channels.byte_pool`), whose blocking calls
+run on :attr:`Channels.byte_workers`, never on the event loop.
 
 Every connection carries the process's credentials (superfs/rpc/security.py):
 TLS when the cluster uses it, and the bearer token on every call.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 from typing import Any, Awaitable, Callable, Sequence
@@ -26,6 +30,7 @@ from typing import Any, Awaitable, Callable, Sequence
 import grpc
 
 from superfs import tls
+from superfs.rpc.bytepath import BytePool, ByteTarget
 from superfs.rpc.caller import Caller, GrpcCaller, SessionCaller
 from superfs.rpc.client import Session
 from superfs.rpc.options import GRPC_OPTIONS
@@ -44,6 +49,8 @@ CHANNEL_OPTIONS = GRPC_OPTIONS + [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+BYTE_WORKERS = 64  # byte-path calls in flight at once per process (each blocks one thread)
 
 SecurityLookup = Callable[[str], ClientSecurity]  # dir server address -> credentials for that cluster
 
@@ -90,6 +97,8 @@ class Channels:
         # calls daemons may make to this process on its sessions (method -> handler): a lease recall
         self.handlers: dict[str, Callable[[bytes], Awaitable[bytes]]] = {}
         self.on_unreachable: Callable[[], None] | None = None  # a session's daemon could not be reached
+        self._byte_pool: BytePool | None = None
+        self._byte_workers: concurrent.futures.ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------- sessions
 
@@ -192,7 +201,37 @@ class Channels:
             self._streams[address] = stub
         return stub  # type: ignore[no-any-return]
 
+    # ----------------------------------------------------------- byte path
+
+    def byte_pool(self, address_hint: str | None) -> BytePool:
+        """Connections to data servers' byte paths, with this process's credentials.
+
+        ``address_hint``: the address whose credentials apply if none were resolved yet (the dir server's).
+        """
+        if self._byte_pool is None:
+            self._byte_pool = BytePool(self._security(address_hint or "").byte_security())
+        return self._byte_pool
+
+    def forget_byte_target(self, target: ByteTarget) -> None:
+        """A data server restarted or moved: drop the idle connections to where it was."""
+        if self._byte_pool is not None:
+            self._byte_pool.forget(target)
+
+    @property
+    def byte_workers(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The threads byte-path calls block on (the event loop never does)."""
+        if self._byte_workers is None:
+            self._byte_workers = concurrent.futures.ThreadPoolExecutor(
+                max_workers=BYTE_WORKERS, thread_name_prefix="superfs-bytes")
+        return self._byte_workers
+
     async def close(self) -> None:
+        if self._byte_pool is not None:
+            self._byte_pool.close()
+            self._byte_pool = None
+        if self._byte_workers is not None:
+            self._byte_workers.shutdown(wait=False, cancel_futures=True)
+            self._byte_workers = None
         for s in self._sessions.values():
             await s.close()
         self._sessions.clear()

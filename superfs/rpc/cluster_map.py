@@ -10,6 +10,8 @@ cluster_map.py) route through a :class:`ClusterView`:
 - routing: entry -> partition -> shard, inode -> home partition -> shard,
   chunk -> replicas; a server id -> its address; the session endpoints of
   every adopted map are told to :class:`~superfs.rpc.channels.Channels`;
+  a data server's byte path (:meth:`byte_target`; a server that restarted or
+  moved has its old idle byte connections dropped);
 - refreshes are coalesced (callers join the fetch in flight) and
   rate-limited (``min_age_s``: a burst of failures asks the dir server once);
 - :meth:`entry_shard`, :meth:`home_shard`, :meth:`shard` and :meth:`data`
@@ -35,6 +37,7 @@ from typing import Any, Awaitable, Callable
 
 from superfs import routing
 from superfs.errors import FsError
+from superfs.rpc.bytepath import ByteTarget
 from superfs.rpc.channels import Channels
 from superfs.rpc.client import CallNotSent
 from superfs.rpc.methods import METHODS
@@ -107,6 +110,7 @@ class ClusterView:
         self._map: pb.ClusterMap | None = None
         self._shards: dict[int, str] = {}
         self._data: dict[int, str] = {}
+        self._bytes: dict[int, ByteTarget] = {}
         self._last_refresh = float("-inf")
         self._refreshing: asyncio.Task[None] | None = None
         self._background: asyncio.Task[bool] | None = None
@@ -135,6 +139,11 @@ class ClusterView:
         self._map = cmap
         self._shards = {s.id: s.address for s in cmap.shards}
         self._data = {d.id: d.address for d in cmap.data_servers}
+        fresh = {d.id: ByteTarget(d.bytes_address, d.bytes_local) for d in cmap.data_servers if d.bytes_address}
+        for sid, old in self._bytes.items():
+            if fresh.get(sid) != old:
+                self.channels.forget_byte_target(old)  # restarted or moved: its old connections are dead
+        self._bytes = fresh
         endpoints = {**{s.address: s.session_address for s in cmap.shards},
                      **{d.address: d.session_address for d in cmap.data_servers}}
         if self.dir_address is not None:
@@ -258,6 +267,10 @@ class ClusterView:
 
     def has_data_server(self, server_id: int) -> bool:
         return server_id in self._data
+
+    def byte_target(self, server_id: int) -> ByteTarget | None:
+        """Where data server ``server_id`` takes chunk bytes (None: it has no byte path; use gRPC)."""
+        return self._bytes.get(server_id)
 
     def replicas_of(self, ino: int, index: int, layout: list[int]) -> list[int]:
         return routing.chunk_replicas(ino, index, layout, self.map.replicas or 1)

@@ -20,6 +20,7 @@ from typing import Iterator
 from superfs import auth, tls
 from superfs.config import SecurityConfig, TlsConfig
 from superfs.errors import FsError
+from superfs.rpc.bytepath import ByteSecurity
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,12 @@ class ClientSecurity:
     @property
     def metadata(self) -> tuple[tuple[str, str], ...] | None:
         return auth.token_metadata(self.token) if self.token else None
+
+    def byte_security(self) -> ByteSecurity:
+        """The same credentials for the byte path (superfs/rpc/bytepath.py)."""
+        ctx = tls.client_ssl_context(self.tls) if self.tls is not None else None
+        return ByteSecurity(token=self.token, ssl_context=ctx,
+                            server_name=self.tls.server_name if self.tls is not None else None)
 
 
 _scoped: contextvars.ContextVar[ClientSecurity | None] = contextvars.ContextVar("superfs_security", default=None)

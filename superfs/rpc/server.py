@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from superfs.auth import Authenticator, Grant, Refused
+from superfs.auth import Authenticator, Grant, Refused, identify_connection
 from superfs.errors import FsError
 from superfs.rpc import frames
 from superfs.deadlines import call_deadline
@@ -187,20 +187,10 @@ class SessionServer:
 
     # ------------------------------------------------------------- sessions
 
-    def authenticate(self, hello: spb.Frame, cert_cn: str, has_cert: bool) -> Grant:
+    def authenticate(self, hello: spb.Frame, ssl_object: Any) -> Grant:
         if self.authenticator is None:
             return OPEN
-        metadata = [("authorization", f"Bearer {hello.token}")] if hello.token else []
-
-        def auth_context() -> dict[str, list[bytes]]:
-            out: dict[str, list[bytes]] = {}
-            if cert_cn:
-                out["x509_common_name"] = [cert_cn.encode()]
-            if has_cert:
-                out["x509_pem_cert"] = [b"present"]
-            return out
-
-        return self.authenticator.identify(metadata, auth_context)
+        return identify_connection(self.authenticator, hello.token, ssl_object)
 
     def attach(self, conn: "_Connection", session_id: bytes, grant: Grant) -> ServerSession:
         s = self.sessions.get(session_id)
@@ -310,20 +300,11 @@ class _Connection(asyncio.Protocol):
         if self._hello_timer is not None:
             self._hello_timer.cancel()
             self._hello_timer = None
-        cn, has_cert = "", False
-        if self.transport is not None:
-            sslobj = self.transport.get_extra_info("ssl_object")
-            if sslobj is not None:
-                cert = sslobj.getpeercert()
-                has_cert = bool(cert)
-                for rdn in (cert or {}).get("subject", ()):
-                    for key, value in rdn:
-                        if key == "commonName":
-                            cn = value
+        sslobj = self.transport.get_extra_info("ssl_object") if self.transport is not None else None
         try:
             if len(hello.session_id) < 8:
                 raise FsError(errno.EINVAL, "a session id of at least 8 bytes is required")
-            grant = self.server.authenticate(hello, cn, has_cert)
+            grant = self.server.authenticate(hello, sslobj)
         except (Refused, FsError) as r:
             log.info("session from %s refused: %s", self.peer, r.message)
             self.send(frames.encode(spb.Frame(kind=frames.REPLY, errno_name=errno.errorcode.get(r.errno, "EACCES"),

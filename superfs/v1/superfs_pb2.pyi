@@ -116,14 +116,18 @@ class ChunkRange(_message.Message):
     def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("id", "address", "session_address")
+    __slots__ = ("id", "address", "session_address", "bytes_address", "bytes_local")
     ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SESSION_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_LOCAL_FIELD_NUMBER: _ClassVar[int]
     id: int
     address: str
     session_address: str
-    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., session_address: _Optional[str] = ...) -> None: ...
+    bytes_address: str
+    bytes_local: str
+    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., session_address: _Optional[str] = ..., bytes_address: _Optional[str] = ..., bytes_local: _Optional[str] = ...) -> None: ...
 
 class ClusterMap(_message.Message):
     __slots__ = ("epoch", "cluster_name", "num_partitions", "partition_shard", "shards", "data_servers", "replicas", "inline_threshold", "chunk_size", "durability", "dir_session_address")
