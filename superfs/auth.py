@@ -64,7 +64,7 @@ DAEMON_ONLY = frozenset({
     # cluster administration (superfs fsck / repair): they list every name and inode regardless of
     # permissions, remove names without a capability and flip a data server's degraded flag
     "ListAllDirs", "ListDirIntents", "SettleDirIntents", "RecountDir", "ScanEntries", "ScanInodes",
-    "ListPending", "RunMaintenance", "RemoveEntry", "SetDegraded",
+    "ListPending", "RunMaintenance", "RemoveEntry", "SetDegraded", "FenceWriters",
     # data servers: enumerating every user's chunks, and cutting them, is for the shards' reclaim
     # (and its ordered cut after a shrink), repair and fsck; reading and writing bytes needs a chunk
     # capability instead (superfs/capability.py)

@@ -59,6 +59,13 @@ def test_records_keep_the_ranges_and_old_records_read_as_unknown() -> None:
     assert Inode.unpack(7, node.pack()) == node
     node.written_state = SUPERSET
     assert Inode.unpack(7, node.pack()) == node
+    node.repair_generation = 11   # after the ranges, with a flag of its own
+    assert Inode.unpack(7, node.pack()) == node
+    node.written_state = UNKNOWN
+    node.written, node.cut_generation = (), 0
+    assert Inode.unpack(7, node.pack()) == node
+    node.repair_generation = 0
+    node.written, node.written_state, node.cut_generation = ((0, 2), (4, 5)), SUPERSET, 6
     # a record from before the ranges existed: the same bytes an unknown one packs to
     old = INODE_HEAD.pack(node.mode, 1, 1000, 1000, 5 * CS, 1, 2, 3, 9, 0) + CHUNKED_HEAD.pack(CS, 2) + \
         SERVER_ID.pack(1) + SERVER_ID.pack(2)
@@ -106,6 +113,21 @@ def shrink(store: FileMetaStore, node: Inode, size: int) -> Inode:
                                                   size=size, atime_ns=0, mtime_ns=0, creds=ALICE,
                                                   inline_threshold=65536))
     return out
+
+
+def test_after_fsck_fenced_a_file_an_older_writer_cannot_grow_it(store: FileMetaStore) -> None:
+    node = chunked(store, b"x" * 100)
+    old_view = node.generation
+    with pytest.raises(FsError) as e:   # the file changed since fsck's scan: no fence
+        w(store, lambda t: file_ops.fence_writers(t, node.ino, size=node.size + 1, generation=node.generation))
+    assert e.value.errno == errno.ESTALE
+    fenced = w(store, lambda t: file_ops.fence_writers(t, node.ino, size=node.size, generation=node.generation))
+    assert fenced.repair_generation == fenced.generation > old_view
+    with pytest.raises(FsError) as e:   # pushed before the fence: growing over cut bytes is refused
+        set_size(store, fenced, 4 * CS, [(1, 4)], seen=old_view)
+    assert e.value.errno == errno.EIO
+    assert set_size(store, fenced, 100, None, seen=old_view).size == 100   # not growing: nothing cut
+    assert set_size(store, fenced, 4 * CS, [(1, 4)]).size == 4 * CS       # a writer that saw the fence
 
 
 def test_the_move_to_chunks_records_the_chunks_the_inline_bytes_filled(store: FileMetaStore) -> None:

@@ -73,6 +73,34 @@ def test_fsck_repair_leaves_a_paused_writers_unsized_bytes_alone(cluster_factory
         assert c.read_bytes("/w/f") == blob("paused", size)
 
 
+def test_a_writer_frozen_past_the_grace_is_told_that_fsck_cut_its_bytes(cluster_factory, tmp_path):
+    """--grace 0 stands for a writer frozen longer than the grace: fsck cuts what it pushed, and
+    its close must fail rather than size the file over zeros (before: close succeeded, all zeros)."""
+    cluster = cluster_factory()
+    addr = address(cluster)
+    size = 2 * SMALL_CHUNK + 5
+    with connect(addr) as c:
+        c.mkdir("/w")
+    writer = _start_writer(addr, "/w/f", "frozen", size, str(tmp_path))
+    try:
+        wait_until(lambda: (tmp_path / "client.commit_size.paused").exists() or writer.poll() is not None,
+                   "the writer to reach its pause point")
+        assert writer.poll() is None, writer.communicate()
+        with connect(addr) as c:
+            ino = ino_of(c, "/w/f")
+        rc, report = fsck(cluster, repair=True, grace_s=0)
+        print(report)
+        assert not any(chunks_of(cluster, ino).values()), report   # cut: they looked like garbage
+    finally:
+        (tmp_path / "client.commit_size.resume").touch()
+        out, err = writer.communicate(timeout=120)
+    assert writer.returncode != 0 and "closed" not in out, out
+    assert "EIO" in err or "Input/output error" in err, err
+    with connect(addr) as c:
+        assert c.stat("/w/f").st_size == 0           # never grown over the zeros
+    assert fsck(cluster)[0] == 0
+
+
 APPENDER = """
 import sys
 sys.path.insert(0, {tests!r})

@@ -195,6 +195,12 @@ class AdminClient:
         req = pb.GetFileRequest(ino=ino, creds=ROOT.pb())
         return await self.cluster.shard(self.shard_of_ino(ino)).get_file(req)
 
+    async def fence_writers(self, ino: int, size: int, generation: int) -> pb.Attr:
+        """Before cutting bytes past the end of ``ino``: writers that pushed bytes earlier may no
+        longer size them (ESTALE if the file is no longer at ``size`` and ``generation``)."""
+        req = pb.FenceWritersRequest(ino=ino, size=size, generation=generation)
+        return await self.cluster.shard(self.shard_of_ino(ino)).fence_writers(req)
+
     async def link(self, ino: int, parent: int, name: str) -> pb.Attr:
         """A new name for inode ``ino`` (as root)."""
         return await self.fs.meta.link(ino, parent, name, ROOT)

@@ -13,7 +13,9 @@ written after its first scan.
 ``UNSIZED_DEADLINE_S`` is the promise: the period, plus a commit that may
 take a few RPC timeouts. A writer frozen for longer (SIGSTOP, a suspended
 VM) can lose the bytes it pushed before the freeze to an ``fsck --repair``
-run meanwhile; its close then still succeeds, over the zeros.
+run meanwhile; but fsck fences the file's writers before it cuts
+(FenceWriters), so that writer's next size commit, and with it its close or
+fsync, fails with EIO: nothing it was told is stored is lost.
 """
 from __future__ import annotations
 

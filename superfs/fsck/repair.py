@@ -58,6 +58,7 @@ class Repairer:
         self.admin = admin
         self.snap = snap
         self.grace_ns = int(grace_s * 1e9)
+        self._fenced: dict[int, int] = {}   # inode -> its generation after this run fenced its writers
         self._lost_found: int | None = None
         self._failed_targets: set[int] = set()  # data servers a copy to failed
         self._settled = False
@@ -174,12 +175,21 @@ class Repairer:
         sid, ino, size, cs = f.fix["server"], f.fix["ino"], f.fix["size"], f.fix["chunk_size"]
         # a write since the scan (size or generation moved) owns those bytes now
         cur = await self.admin.get_file(ino)
-        if cur.attr.size != size or cur.attr.generation != f.fix["generation"]:
+        seen = self._fenced.get(ino, f.fix["generation"])  # this run's own fence moved it, nobody else
+        if cur.attr.size != size or cur.attr.generation != seen:
             return "skipped: the file changed since the scan"
         past, young = await self._young(sid, ino, lambda c: c.key.index * cs + c.length > size)
         if past and young == past:
             raise LeftAlone(f"left alone: written less than {self.grace_ns / 1e9:.0f} s ago or since the "
                             "first scan (a writer may not have sized them yet); a later run cuts them")
+        if ino not in self._fenced:
+            # a writer frozen past its deadline with bytes among these: its size commit is refused
+            try:
+                self._fenced[ino] = (await self.admin.fence_writers(ino, size, seen)).generation
+            except FsError as e:
+                if e.errno == errno.ESTALE:
+                    return "skipped: the file changed since the scan"
+                raise
         last, tail = divmod(size, cs)
         guard = self._guard(sid, age=True)
         if tail:

@@ -275,6 +275,11 @@ class ShardRpc:
         reply = await self.caller.call("ShardService/RemoveEntry", request, pb.Empty, timeout_s)
         return reply  # type: ignore[no-any-return]
 
+    async def fence_writers(self, request: pb.FenceWritersRequest,
+                            timeout_s: float | None = None) -> pb.Attr:
+        reply = await self.caller.call("ShardService/FenceWriters", request, pb.Attr, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
     async def forget_applied(self, request: pb.ForgetAppliedRequest,
                              timeout_s: float | None = None) -> pb.Empty:
         reply = await self.caller.call("ShardService/ForgetApplied", request, pb.Empty, timeout_s)

@@ -362,6 +362,19 @@ def convert_to_chunked(t: ShardTxn, ino: int, *, creds: CredsLike, layout: list[
     return node
 
 
+def fence_writers(t: ShardTxn, ino: int, *, size: int, generation: int) -> Inode:
+    """fsck --repair is about to cut the bytes past a chunked file's end: from now on a writer that
+    pushed bytes before this (its view of the file is older) may not size them (see set_size).
+    ESTALE if the file changed since fsck's scan (size or generation)."""
+    node = t.inode(ino)
+    if node is None or node.inline or node.size != size or node.generation != generation:
+        raise FsError(errno.ESTALE, "the file changed since the scan")
+    node.generation += 1
+    node.repair_generation = node.generation
+    t.put_inode(node)
+    return node
+
+
 def set_size(t: ShardTxn, ino: int, *, size: int, mtime_ns: int, creds: CredsLike,
              written: list[tuple[int, int]] | None = None, seen_generation: int = 0) -> Inode:
     """Grow a chunked file to at least ``size`` after its chunks were written; record them.
@@ -377,6 +390,10 @@ def set_size(t: ShardTxn, ino: int, *, size: int, mtime_ns: int, creds: CredsLik
         raise FsError(errno.EINVAL, "SetSize is for chunked files")
     if size > MAX_FILE_SIZE:
         raise FsError(errno.EFBIG, f"size {size} exceeds the maximum file size")
+    if size > node.size and seen_generation < node.repair_generation:
+        # fsck --repair cut the bytes past the end after this writer pushed them (it was frozen
+        # past its deadline): growing the file now would hand out zeros as its data
+        raise FsError(errno.EIO, "fsck --repair removed bytes this writer pushed before it; write them again")
     node.size = max(node.size, size)
     _record_written(node, written, seen_generation)
     _kill_suid(node, creds)

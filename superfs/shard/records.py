@@ -14,7 +14,8 @@ Key and value formats (the sub-database layout is described in store.py):
 - inode value  ``INODE_HEAD`` then, for chunked files, ``chunk_size (4) +
   count (2) + server ids (4 each)`` and, when the flags say so
   (``FLAG_WRITTEN``), ``cut_generation (8) + count (2) + [start, end) chunk
-  index ranges (8 + 8 each)``: the chunks written; for symlinks, the target
+  index ranges (8 + 8 each)``: the chunks written, then (``FLAG_REPAIRED``)
+  the generation at which fsck --repair cut bytes past the end (8); for symlinks, the target
   bytes; for character and block devices, the device
   number (8). Records written before the ranges existed lack the flag (the shard
   then knows nothing of which chunks were written: WRITTEN_UNKNOWN); code
@@ -46,6 +47,8 @@ SERVER_ID = struct.Struct("<I")
 FLAG_INLINE = 1
 FLAG_WRITTEN = 2        # chunked: the written ranges follow the layout
 FLAG_WRITTEN_EXACT = 4  # ... and they are exact (a chunk in them that no replica has is lost)
+FLAG_REPAIRED = 8       # chunked: fsck cut bytes past its end at ``repair_generation`` (8 bytes, last)
+REPAIR_GENERATION = struct.Struct("<q")
 WRITTEN_HEAD = struct.Struct("<qH")
 CHUNK_RANGE = struct.Struct("<QQ")
 SIZE_OFFSET = 16  # of ``size`` in a packed inode: Stats sums it without unpacking
@@ -144,6 +147,9 @@ class Inode:
     written_state: int = pb.WRITTEN_UNKNOWN
     cut_generation: int = 0  # the generation a shrink cut chunks at (a report from before may be stale)
     rdev: int = 0  # character and block devices only
+    # chunked files: the generation at which fsck --repair cut bytes past the end (a writer that
+    # pushed bytes before it may not size them: see file_ops.set_size)
+    repair_generation: int = 0
 
     @property
     def ftype(self) -> int:
@@ -158,6 +164,8 @@ class Inode:
         known = not self.inline and self.written_state != pb.WRITTEN_UNKNOWN
         if known:
             flags |= FLAG_WRITTEN | (FLAG_WRITTEN_EXACT if self.written_state == pb.WRITTEN_EXACT else 0)
+        if not self.inline and self.repair_generation:
+            flags |= FLAG_REPAIRED
         head = INODE_HEAD.pack(
             self.mode, self.nlink, self.uid, self.gid, self.size, self.atime_ns,
             self.mtime_ns, self.ctime_ns, self.generation, flags,
@@ -168,6 +176,8 @@ class Inode:
             if known:
                 out += WRITTEN_HEAD.pack(self.cut_generation, len(self.written)) + b"".join(
                     CHUNK_RANGE.pack(a, b) for a, b in self.written)
+            if self.repair_generation:
+                out += REPAIR_GENERATION.pack(self.repair_generation)
             return out
         if self.is_device:
             return head + RDEV.pack(self.rdev)
@@ -182,12 +192,15 @@ class Inode:
             node.chunk_size, count = CHUNKED_HEAD.unpack_from(rest)
             off = CHUNKED_HEAD.size
             node.layout = tuple(SERVER_ID.unpack_from(rest, off + 4 * i)[0] for i in range(count))
+            off += 4 * count
             if flags & FLAG_WRITTEN:
-                off += 4 * count
                 node.cut_generation, n = WRITTEN_HEAD.unpack_from(rest, off)
                 off += WRITTEN_HEAD.size
                 node.written = tuple(CHUNK_RANGE.unpack_from(rest, off + CHUNK_RANGE.size * i) for i in range(n))
                 node.written_state = pb.WRITTEN_EXACT if flags & FLAG_WRITTEN_EXACT else pb.WRITTEN_SUPERSET
+                off += CHUNK_RANGE.size * n
+            if flags & FLAG_REPAIRED:
+                node.repair_generation = REPAIR_GENERATION.unpack_from(rest, off)[0]
         elif node.is_device:
             node.rdev = RDEV.unpack_from(rest)[0] if len(rest) >= RDEV.size else 0
         else:

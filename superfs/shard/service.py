@@ -659,6 +659,17 @@ class ShardServicer(pbg.ShardServiceServicer):
 
     @rpc_handler
     @tracked
+    async def FenceWriters(self, request: pb.FenceWritersRequest, context: Ctx) -> pb.Attr:
+        r = request
+        self.cluster.check_ino(r.ino)
+        node = await self.store.write(lambda t: file_ops.fence_writers(
+            t, r.ino, size=r.size, generation=r.generation))
+        log.info("fsck fenced the writers of %d (generation %d) before cutting past its end", r.ino,
+                 node.generation)
+        return attr_of(node)
+
+    @rpc_handler
+    @tracked
     async def RemoveEntry(self, request: pb.RemoveEntryRequest, context: Ctx) -> pb.Empty:
         r = request
         raw = names.check_name(r.name)

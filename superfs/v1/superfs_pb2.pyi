@@ -999,6 +999,16 @@ class DirIntentsReply(_message.Message):
     intents: _containers.RepeatedCompositeFieldContainer[DirIntent]
     def __init__(self, intents: _Optional[_Iterable[_Union[DirIntent, _Mapping]]] = ...) -> None: ...
 
+class FenceWritersRequest(_message.Message):
+    __slots__ = ("ino", "size", "generation")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    size: int
+    generation: int
+    def __init__(self, ino: _Optional[int] = ..., size: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
+
 class ScanRequest(_message.Message):
     __slots__ = ("after", "limit")
     AFTER_FIELD_NUMBER: _ClassVar[int]

@@ -1112,6 +1112,11 @@ class ShardServiceStub:
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.RemoveEntryRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
                 _registered_method=True)
+        self.FenceWriters = channel.unary_unary(
+                '/superfs.v1.ShardService/FenceWriters',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.FenceWritersRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.Attr.FromString,
+                _registered_method=True)
         self.ForgetApplied = channel.unary_unary(
                 '/superfs.v1.ShardService/ForgetApplied',
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.ForgetAppliedRequest.SerializeToString,
@@ -1317,6 +1322,14 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FenceWriters(self, request, context):
+        """fsck --repair, before it cuts bytes past a file's end: a writer that pushed
+        them earlier (and was frozen past its deadline) is refused its SetSize.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ForgetApplied(self, request, context):
         """Shard to shard, for the background work (daemon role only).
         """
@@ -1499,6 +1512,11 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.RemoveEntry,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.RemoveEntryRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            ),
+            'FenceWriters': grpc.unary_unary_rpc_method_handler(
+                    servicer.FenceWriters,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.FenceWritersRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.Attr.SerializeToString,
             ),
             'ForgetApplied': grpc.unary_unary_rpc_method_handler(
                     servicer.ForgetApplied,
@@ -2287,6 +2305,33 @@ class ShardService:
             '/superfs.v1.ShardService/RemoveEntry',
             superfs_dot_v1_dot_superfs__pb2.RemoveEntryRequest.SerializeToString,
             superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FenceWriters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/FenceWriters',
+            superfs_dot_v1_dot_superfs__pb2.FenceWritersRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.Attr.FromString,
             options,
             channel_credentials,
             insecure,
