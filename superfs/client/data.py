@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_IO = 64 * 1024 * 1024  # one read or write call moves at most this much
+STALE_RETRIES = 40  # ESTALE answers taken (about 15 s of a mover's fence) before giving up
 
 
 def _ranges(rs: Iterable[pb.ChunkRange]) -> chunkranges.Ranges:
@@ -82,8 +83,14 @@ class DataIO:
         """``info``'s chunk capability, fetched anew if asked or if it lacks ``want``."""
         cap = info.chunk_cap
         if fresh or not cap.mac or cap.rights & want != want:
-            cap = (await self.meta.get_file(info.attr.ino, creds)).file.chunk_cap  # type: ignore[union-attr]
+            current = (await self.meta.get_file(info.attr.ino, creds)).file
+            assert current is not None
+            cap = current.chunk_cap
             info.chunk_cap.CopyFrom(cap)
+            if not info.inline and list(current.layout) != list(info.layout):
+                # the mover switched it (superfs/rebalance): the new servers from now on
+                del info.layout[:]
+                info.layout.extend(current.layout)
             if cap.rights & want != want:
                 raise FsError(errno.EACCES, "permission denied: may not " + ("write" if want & W_OK else "read")
                               + f" inode {info.attr.ino}")
@@ -91,14 +98,20 @@ class DataIO:
 
     async def _with_chunk_cap(self, info: pb.FileInfo, want: int, creds: Creds,
                               op: Callable[[pb.ChunkCap], Awaitable[T]]) -> T:
-        """``op(cap)``; once more with a fresh capability if a data server found it expired."""
+        """``op(cap)``; again with a fresh capability (and layout) if a data server found it
+        expired, or fenced while the file's chunks move (superfs/dataserver/write_fences.py)."""
         cap = await self._chunk_cap(info, want, creds)
-        try:
-            return await op(cap)
-        except FsError as e:
-            if e.errno != errno.ESTALE:
-                raise
-        return await op(await self._chunk_cap(info, want, creds, fresh=True))
+        pause = 0.02
+        for _ in range(STALE_RETRIES):
+            try:
+                return await op(cap)
+            except FsError as e:
+                if e.errno != errno.ESTALE:
+                    raise
+            cap = await self._chunk_cap(info, want, creds, fresh=True)
+            await asyncio.sleep(pause)  # a fence holds for seconds at most
+            pause = min(pause * 2, 0.5)
+        return await op(cap)
 
     # ------------------------------------------------------------------ reads
 
@@ -122,6 +135,10 @@ class DataIO:
                 # our view may predate a truncate that made the chunk a hole: the shard decides
                 fresh = (await self.meta.get_file(ino, creds)).file
                 assert fresh is not None
+                if list(fresh.layout) != list(info.layout):  # moved meanwhile (superfs/rebalance)
+                    del info.layout[:]
+                    info.layout.extend(fresh.layout)
+                    continue
                 if fresh.written_state == pb.WRITTEN_EXACT and chunkranges.covers(_ranges(fresh.written), lost.index):
                     raise
                 _set_written(info, chunkranges.subtract(_ranges(info.written), (lost.index, lost.index + 1)))
@@ -273,9 +290,10 @@ class DataIO:
 
     async def convert(self, node: Node, creds: Creds) -> None:
         """Move an inline file to chunks without a window that could lose bytes."""
-        layout = self.cluster.data_server_ids()
+        layout = self.cluster.active_data_server_ids()
         if not layout:
-            raise FsError(errno.ENOSPC, "the cluster has no data servers for files above the inline threshold")
+            raise FsError(errno.ENOSPC, "the cluster has no active data servers for files above the inline "
+                                        "threshold")
         chunk_size = self.cluster.map.chunk_size
         for _ in range(5):
             await self._refresh(node, creds)

@@ -79,6 +79,10 @@ class DirServicer(pbg.DirServiceServicer):
     async def RegisterServer(self, request: pb.RegisterServerRequest, context: Ctx) -> pb.ClusterMap:
         return await self.registry.register(request.kind, request.server)
 
+    @rpc_handler
+    async def SetServerState(self, request: pb.SetServerStateRequest, context: Ctx) -> pb.ClusterMap:
+        return await self.registry.set_state(request.id, request.state)
+
     # ------------------------------------------------------------------ reads
 
     @rpc_handler
