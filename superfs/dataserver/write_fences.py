@@ -9,7 +9,9 @@ capability signed before ``now + hold``. The writer's client fetches a fresh
 capability and the file's current layout (one GetFile) and writes again;
 the mover switches within ``hold`` (else it gives the file up, and the fence
 lapses on its own), so a capability accepted after the fence was signed
-after the switch, with the new layout. Reads are never fenced.
+after the switch, with the new layout. Once switched, the mover fences again
+with no hold: capabilities signed from then on are taken at once (a fence is
+replaced, not raised). Reads are never fenced.
 
 Fences live in memory: a fence outlives every capability it stops, so one
 lost with a restart of this server lets through only writers that the
@@ -38,8 +40,9 @@ class WriteFences:
             raise FsError(errno.EINVAL, f"fence hold {hold_ns} ns is outside 0..{MAX_HOLD_NS}")
         now = time.time_ns()
         self._prune(now)
-        floor = now + capability.CHUNK_CAP_TTL_NS + hold_ns
-        self._min_expiry[ino] = max(floor, self._min_expiry.get(ino, 0))
+        # replaced, not raised: after its switch the mover fences again with no hold, so that
+        # capabilities signed from then on (with the new layout) are taken at once
+        self._min_expiry[ino] = now + capability.CHUNK_CAP_TTL_NS + hold_ns
 
     def check(self, cap: pb.ChunkCap, ino: int) -> None:
         floor = self._min_expiry.get(ino)
