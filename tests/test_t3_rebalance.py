@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import threading
 from typing import Any
 
 from t5_support import address, assert_clean, blob, wait_until, with_admin

@@ -290,12 +290,12 @@ class DataIO:
 
     async def convert(self, node: Node, creds: Creds) -> None:
         """Move an inline file to chunks without a window that could lose bytes."""
-        layout = self.cluster.active_data_server_ids()
-        if not layout:
-            raise FsError(errno.ENOSPC, "the cluster has no active data servers for files above the inline "
-                                        "threshold")
-        chunk_size = self.cluster.map.chunk_size
         for _ in range(5):
+            layout = self.cluster.active_data_server_ids()
+            if not layout:
+                raise FsError(errno.ENOSPC, "the cluster has no active data servers for files above the inline "
+                                            "threshold")
+            chunk_size = self.cluster.map.chunk_size
             await self._refresh(node, creds)
             info = node.file
             assert info is not None
@@ -317,6 +317,9 @@ class DataIO:
             except FsError as e:
                 if e.errno == errno.EAGAIN:
                     continue  # someone wrote meanwhile: copy again
+                if e.errno == errno.ESTALE:  # a server of our map is being drained: a newer map
+                    await self.cluster.refresh()
+                    continue
                 raise
             node.file = converted
             node.attr = converted.attr

@@ -8,8 +8,10 @@ met again by the next scan. ``report`` gets one progress line per
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
+import time
 from typing import Callable
 
 from superfs.errors import FsError
@@ -21,6 +23,10 @@ from superfs.v1 import superfs_pb2 as pb
 log = logging.getLogger(__name__)
 
 MAX_SCANS = 20
+# A shard checks a new layout against data server states at most 1 s old (LAYOUT_MAP_AGE_S in
+# superfs/shard/cluster.py): a scan that begins this long after a state change meets every file
+# that will ever be placed on the server.
+SETTLE_S = 3.0
 CHECK_EVERY = 8  # files moved between two looks at the servers' shares
 Report = Callable[[str], None]
 
@@ -50,12 +56,15 @@ async def empty_servers(port: ChunkPort, mover: Mover, servers: set[int], *, wha
     """Move every file off ``servers`` (draining or dead in ``mover.cmap``); files left behind (0: done)."""
     rep = _Reporter(mover, what, report, every)
     load = await shares(port, plan.active(mover.cmap))
+    settled = time.monotonic() + SETTLE_S
     left = 0
     for _ in range(MAX_SCANS):
-        left = 0
+        left = found = 0
+        began = time.monotonic()
         async for f in port.files():
             if not servers & set(f.layout):
                 continue
+            found += 1
             target = plan.drain_target(list(f.layout), mover.cmap, load)
             if not target:
                 raise FsError(errno.ENOSPC, "no active data server is left to take the chunks")
@@ -69,10 +78,12 @@ async def empty_servers(port: ChunkPort, mover: Mover, servers: set[int], *, wha
             for s in target:
                 load[s] = load.get(s, 0) + 1
             rep.tick()
-        if not left:
-            break
+        if not found and began >= settled:
+            break  # a whole scan found nothing, and no shard can place a new file there any more
+        if not found:
+            await asyncio.sleep(settled - time.monotonic())
     rep.done()
-    return left
+    return left or found
 
 
 async def rebalance(port: ChunkPort, mover: Mover, *, tolerance: float, report: Report,
