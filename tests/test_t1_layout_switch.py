@@ -129,3 +129,36 @@ def test_data_server_states_are_kept_across_a_re_registration() -> None:
     m.data_servers[0].state = "draining"
     assert cluster_map.register(m, "data", pb.ServerInfo(id=3, address="127.0.0.1:2"))  # restarted elsewhere
     assert m.data_servers[0].state == "draining" and m.data_servers[0].address == "127.0.0.1:2"
+
+
+# --------------------------------------------------------------------- plan
+
+def _map(states: dict[int, str], r: int = 2) -> pb.ClusterMap:
+    return pb.ClusterMap(replicas=r, data_servers=[pb.ServerInfo(id=i, address=f"h:{i}", state=s)
+                                                   for i, s in states.items()])
+
+
+def test_plan_moves_only_chunks_whose_placement_changes_and_keeps_r() -> None:
+    from superfs import routing
+    from superfs.rebalance import plan
+    moves = plan.chunk_moves(7, range(200), [0, 1, 2], [0, 2], 2)
+    assert moves and all(1 in m.old and 1 not in m.new and len(m.new) == 2 for m in moves)
+    assert {m.index for m in moves} == {i for i in range(200) if 1 in routing.chunk_replicas(7, i, [0, 1, 2], 2)}
+    grown = plan.chunk_moves(7, range(300), [0, 1], [0, 1, 2], 2)
+    assert all(m.add == (2,) and len(m.drop) == 1 for m in grown)
+    assert 150 < len(grown) < 250  # the new server ends with two thirds of the chunks, as the others
+
+
+def test_plan_targets_states_and_shares() -> None:
+    from superfs.rebalance import plan
+    cmap = _map({0: "", 1: "draining", 2: "active", 3: "dead", 4: "removed"})
+    assert plan.active(cmap) == [0, 2] and plan.readable(cmap) == {0, 1, 2}
+    assert plan.drain_target([0, 1, 3], cmap, {}) == [0, 2]  # topped up to R with an active server
+    assert plan.rebalance_target(cmap) == [0, 2]
+    assert plan.within_tolerance({0: 100, 1: 109}, 0.1) and not plan.within_tolerance({0: 100, 1: 130}, 0.1)
+    f = pb.FileInfo(attr=pb.Attr(ino=(5 << 40) | 1, size=10 * CS), inline=False, layout=[0, 3], chunk_size=CS,
+                    written=[pb.ChunkRange(start=0, end=4)], written_state=pb.WRITTEN_EXACT)
+    assert plan.chunk_indices(f) == [0, 1, 2, 3]
+    assert plan.under_replicated(f, cmap) == 4  # every chunk has a copy on the dead server
+    f.layout[:] = [0, 2]
+    assert plan.under_replicated(f, cmap) == 0

@@ -11,6 +11,7 @@ server from the survivors.
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import threading
 from typing import Any
 
@@ -21,6 +22,7 @@ from superfs.cli.launcher import LocalCluster
 from superfs.client import connect
 from superfs.client.admin import AdminClient
 from superfs.config_file import ClusterFile
+from superfs.procs import python_module
 from superfs.rebalance import plan
 
 
@@ -113,7 +115,29 @@ def test_a_dead_server_is_re_replicated_from_the_survivors(cluster_factory: Any)
         assert_identical(c, files)
     rc, out = admin_cli(cluster, "replication")
     assert rc == 0 and "under-replicated chunks: 0" in out, out
+    status = subprocess.run([*python_module("superfs.cli.main"), "status", "--state-dir", cluster.state_dir],
+                            capture_output=True, text=True, timeout=120)
+    assert "2 removed (0 files left to move)" in status.stdout and "under-replicated chunks 0" in status.stdout, \
+        status.stdout + status.stderr
     assert_clean(cluster)
+
+
+def test_status_counts_the_chunks_left_on_a_dead_server(cluster_factory: Any) -> None:
+    cluster = cluster_factory(shards=1, data_servers=2, replicas=2)
+    with connect(address(cluster)) as c:
+        fill(c, "/data", 4, "u")
+    cluster.kill("data-1")
+    rc, out = admin_cli(cluster, "mark-dead", "1", "--wait", "300")  # one survivor for R=2: no copy to make
+    assert rc == 0, out
+    rc, out = admin_cli(cluster, "replication")
+    assert rc == 1 and "data server 1: removed" in out, out
+    n = int(out.rsplit("under-replicated chunks: ", 1)[1].split()[0])
+    assert n == sum(1 + i % 9 for i in range(4)), out  # every chunk has one copy of two
+    cluster.add_data_server()  # a new server: rebalance restores R
+    rc, out = admin_cli(cluster, "rebalance")
+    assert rc == 0, out
+    rc, out = admin_cli(cluster, "replication")
+    assert rc == 0 and "under-replicated chunks: 0" in out, out
 
 
 def test_a_server_silent_longer_than_the_setting_is_declared_dead(tmp_path: Any) -> None:

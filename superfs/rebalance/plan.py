@@ -111,13 +111,13 @@ def within_tolerance(counts: dict[int, int], tolerance: float) -> bool:
 
 
 def under_replicated(info: pb.FileInfo, cmap: pb.ClusterMap) -> int:
-    """Chunks of a file with a placement on a dead or removed server (fewer than R usable copies)."""
+    """Chunks of a file with fewer than R copies on readable servers where its layout places them
+    (a copy on a dead or removed server, or a layout of fewer than R servers)."""
     if info.inline:
         return 0
-    bad = {i for i, s in states(cmap).items() if s in (DEAD, REMOVED)}
-    bad |= {s for s in info.layout if s not in states(cmap)}
-    if not bad & set(info.layout):
-        return 0
+    ok = readable(cmap)
     r = replicas(cmap)
+    if len(info.layout) >= r and set(info.layout) <= ok:
+        return 0
     return sum(1 for idx in chunk_indices(info)
-               if bad & set(routing.chunk_replicas(info.attr.ino, idx, list(info.layout), r)))
+               if sum(1 for s in routing.chunk_replicas(info.attr.ino, idx, list(info.layout), r) if s in ok) < r)
