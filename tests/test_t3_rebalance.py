@@ -89,3 +89,17 @@ def test_a_new_data_server_takes_new_chunks_and_rebalance_spreads_the_old_ones(c
     with connect(address(cluster)) as c:
         assert_identical(c, files)
     assert_clean(cluster)
+
+
+def test_admin_commands_refuse_what_cannot_be_done_with_a_message(cluster_factory: Any) -> None:
+    cluster = cluster_factory(shards=1, data_servers=2, replicas=2)
+    rc, out = admin_cli(cluster, "drain", "7")
+    assert rc == 2 and "no data server 7 in the cluster map" in out and "Traceback" not in out, out
+    rc, out = admin_cli(cluster, "drain", "1")  # R=2 on one server left: refused, nothing changed
+    assert rc == 1 and "add a data server first" in out and "Traceback" not in out, out
+    rc, out = admin_cli(cluster, "replication")
+    assert rc == 0 and "data server 1: active" in out, out
+    rc, out = admin_cli(cluster, "rebalance", "--tolerance", "2")
+    assert rc == 2 and "--tolerance must be between 0 and 1" in out, out
+    rc, out = admin_cli(cluster, "rebalance", "--max-mib-per-s", "-1")
+    assert rc == 1 and "must not be negative" in out and "Traceback" not in out, out

@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     admin = sub.add_parser("admin", help="add, rebalance, drain and retire data servers",
                            description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmds = admin.add_subparsers(title="admin commands", metavar="COMMAND")
+    admin.set_defaults(func=lambda a: (admin.print_help(), 2)[1])
 
     def moving(p: argparse.ArgumentParser) -> None:
         _add_target(p)
@@ -152,12 +153,14 @@ async def _drain(args: argparse.Namespace, admin: AdminClient) -> int:
     if state == plan.REMOVED:
         _say(f"data server {args.server} is already removed")
         return 0
+    cmap = admin.cluster.map
+    others = [s for s in plan.active(cmap) if s != args.server]
+    if len(others) < plan.replicas(cmap):
+        print(f"superfs: draining data server {args.server} would leave {len(others)} active data server(s) "
+              f"for {plan.replicas(cmap)} copies of each chunk: add a data server first", file=sys.stderr)
+        return 1
     if state == plan.ACTIVE:
         await admin.set_data_server_state(args.server, plan.DRAINING)
-    if not [s for s in plan.active(admin.cluster.map)]:
-        print("superfs: no active data server is left to take the chunks", file=sys.stderr)
-        await admin.set_data_server_state(args.server, plan.ACTIVE)
-        return 1
     port, mover = _mover(args, admin)
     left = await passes.empty_servers(port, mover, {args.server}, what=f"drain of data server {args.server}",
                                       report=_say, every=args.progress_every)
