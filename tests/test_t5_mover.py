@@ -16,12 +16,14 @@ import subprocess
 from typing import Any
 
 import pytest
-from t5_support import address, assert_clean, blob, fsck, wait_until
+from t5_support import address, arm, assert_clean, blob, fsck, restart, wait_crashed, wait_until
+from test_t3_drain import state_of
 from test_t3_rebalance import CHUNK, admin_cli, assert_identical, fill, placement_report
 
 from superfs import faults
 from superfs.client import connect
 from superfs.procs import python_module
+from superfs.rebalance import plan
 
 
 @pytest.mark.parametrize("point", ["mover.after_copy", "mover.before_switch", "mover.after_switch"])
@@ -94,4 +96,24 @@ def test_a_writer_holding_the_old_layout_is_sent_to_the_new_one(cluster_factory:
         assert c.read_bytes("/f") == bytes(content)
     counts, missing = placement_report(cluster)
     assert not missing and 1 not in counts, (counts, missing)
+    assert_clean(cluster)
+
+
+def test_the_dir_server_killed_mid_re_replication_resumes_after_restart(cluster_factory: Any) -> None:
+    cluster = cluster_factory(shards=2, data_servers=3, replicas=2)
+    with connect(address(cluster)) as c:
+        files = fill(c, "/data", 8, "dirkill")
+    cluster.kill("data-2")  # gone for good
+    arm(cluster, "dir", "mover.before_switch")
+    rc, out = admin_cli(cluster, "mark-dead", "2")
+    assert rc == 0, out
+    wait_crashed(cluster, "dir")  # it died in its first move, the fence up and the copies made
+    restart(cluster, "dir")
+    wait_until(lambda: state_of(cluster, 2) == plan.REMOVED, "the re-replication to resume and finish",
+               timeout_s=300, interval_s=0.5)
+    counts, missing = placement_report(cluster)
+    assert not missing and set(counts) == {0, 1}, (counts, missing)
+    with connect(address(cluster)) as c:
+        assert_identical(c, files)
+    fsck(cluster, repair=True, grace_s=0)
     assert_clean(cluster)
