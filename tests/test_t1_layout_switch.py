@@ -114,6 +114,11 @@ def test_a_fence_refuses_capabilities_signed_before_its_hold_ends() -> None:
         fences.check(capability.sign_chunk(secret, ino=7, rights=6), 7)
     later = capability.sign_chunk(secret, ino=7, rights=6, ttl_ns=capability.CHUNK_CAP_TTL_NS + 3_000_000_000)
     fences.check(later, 7)  # as one signed after the hold (the switch) expires
+    mover = capability.sign_chunk(secret, ino=7, rights=6)
+    fences.fence(7, hold_ns=2_000_000_000, admit_mac=mover.mac)
+    fences.check(mover, 7)  # the mover's own capability still writes (its copies)
+    with pytest.raises(FsError):
+        fences.check(old, 7)
     fences.fence(7, hold_ns=0)  # the mover switched: capabilities signed from now on go through
     fences.check(capability.sign_chunk(secret, ino=7, rights=6, ttl_ns=capability.CHUNK_CAP_TTL_NS + 1_000_000), 7)
     with pytest.raises(FsError) as e:

@@ -117,3 +117,33 @@ def test_the_dir_server_killed_mid_re_replication_resumes_after_restart(cluster_
         assert_identical(c, files)
     fsck(cluster, repair=True, grace_s=0)
     assert_clean(cluster)
+
+
+def test_chunks_a_writer_adds_between_the_copy_and_the_switch_get_their_copies(cluster_factory: Any,
+                                                                               tmp_path: Any) -> None:
+    cluster = cluster_factory(shards=1, data_servers=3, replicas=2)
+    first, more = blob("first", 4 * CHUNK), blob("more", 8 * CHUNK)
+    with connect(address(cluster)) as c:
+        c.write_bytes("/f", first)
+    env = {**os.environ, faults.PAUSE_ENV: "mover.after_copy", faults.PAUSE_DIR_ENV: str(tmp_path)}
+    mover = subprocess.Popen([*python_module("superfs.cli.main"), "admin", "drain", "1", "--address",
+                              address(cluster)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    try:
+        wait_until(lambda: os.path.exists(tmp_path / "mover.after_copy.paused"), "the mover to copy the chunks")
+        with connect(address(cluster)) as c:  # new chunks, placed by the old layout, acknowledged
+            with c.open("/f", "ab") as f:
+                f.write(more)
+        (tmp_path / "mover.after_copy.resume").write_text("")
+        out, _ = mover.communicate(timeout=300)
+    finally:
+        if mover.poll() is None:
+            mover.kill()
+            mover.wait()
+    assert mover.returncode == 0, out
+    counts, missing = placement_report(cluster)
+    assert not missing and 1 not in counts, (counts, missing)
+    cluster.stop_daemon("data-1")
+    with connect(address(cluster)) as c:
+        assert c.read_bytes("/f") == first + more
+    assert_clean(cluster)

@@ -148,7 +148,7 @@ class DataServicer(pbg.DataServiceServicer):
 
     @rpc_handler
     async def FenceWrites(self, request: pb.FenceWritesRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
-        self.fences.fence(request.ino, request.hold_ns)
+        self.fences.fence(request.ino, request.hold_ns, request.admit_mac)
         return pb.Empty()
 
     def _check_not_lost(self, key: pb.ChunkKey) -> None:

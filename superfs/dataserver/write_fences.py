@@ -11,7 +11,9 @@ the mover switches within ``hold`` (else it gives the file up, and the fence
 lapses on its own), so a capability accepted after the fence was signed
 after the switch, with the new layout. Once switched, the mover fences again
 with no hold: capabilities signed from then on are taken at once (a fence is
-replaced, not raised). Reads are never fenced.
+replaced, not raised). The mover's own capability, named in the fence by its
+signature, still writes (it copies chunks onto servers of the old layout
+while the fence holds). Reads are never fenced.
 
 Fences live in memory: a fence outlives every capability it stops, so one
 lost with a restart of this server lets through only writers that the
@@ -30,12 +32,14 @@ MAX_HOLD_NS = 60_000_000_000
 
 
 class WriteFences:
-    """ino -> the earliest capability expiry a write to its chunks must carry."""
+    """ino -> the earliest capability expiry a write to its chunks must carry, and the one
+    capability (the mover's, by its signature) let through anyway."""
 
     def __init__(self) -> None:
         self._min_expiry: dict[int, int] = {}
+        self._admit: dict[int, bytes] = {}
 
-    def fence(self, ino: int, hold_ns: int) -> None:
+    def fence(self, ino: int, hold_ns: int, admit_mac: bytes = b"") -> None:
         if not 0 <= hold_ns <= MAX_HOLD_NS:
             raise FsError(errno.EINVAL, f"fence hold {hold_ns} ns is outside 0..{MAX_HOLD_NS}")
         now = time.time_ns()
@@ -43,10 +47,12 @@ class WriteFences:
         # replaced, not raised: after its switch the mover fences again with no hold, so that
         # capabilities signed from then on (with the new layout) are taken at once
         self._min_expiry[ino] = now + capability.CHUNK_CAP_TTL_NS + hold_ns
+        self._admit[ino] = admit_mac
 
     def check(self, cap: pb.ChunkCap, ino: int) -> None:
         floor = self._min_expiry.get(ino)
-        if floor is not None and cap.expires_ns < floor:
+        if floor is not None and cap.expires_ns < floor and not (self._admit.get(ino) and
+                                                                 cap.mac == self._admit[ino]):
             raise FsError(errno.ESTALE, f"inode {ino} is being moved: fetch its layout and write again")
 
     def _prune(self, now: int) -> None:
@@ -54,3 +60,4 @@ class WriteFences:
         if len(self._min_expiry) > 1024:
             limit = now + capability.CHUNK_CAP_TTL_NS
             self._min_expiry = {i: f for i, f in self._min_expiry.items() if f > limit}
+            self._admit = {i: m for i, m in self._admit.items() if i in self._min_expiry}

@@ -3,23 +3,24 @@
 For a file whose layout changes from L to L' (superfs/rebalance/plan.py):
 
 1. **copy**: every chunk whose placement changes is read whole from a
-   readable replica (preferably one it leaves, which step 2 makes still)
-   and written to each server that gains it; the checksum stored there must
-   equal the source's (ChunkPort.write).
-2. **fence**: each reachable server the file leaves refuses, from now on,
-   writes whose chunk capability was signed before ``now + hold``
-   (superfs/dataserver/write_fences.py). A client still writing with layout L
-   gets ESTALE there, so its write is not acknowledged; it fetches a fresh
-   capability with the file's layout and writes again.
-3. **re-verify**: every source is listed again; a chunk whose checksum moved
-   since step 1 (a write that landed before the fence) is copied again. No
-   one writes the gaining servers yet (L' is not published), so the copy
-   cannot hide a newer write there.
+   readable replica (preferably one it leaves) and written to each server
+   that gains it; the checksum stored there must equal the source's
+   (ChunkPort.write). Writers go on meanwhile.
+2. **fence**: every reachable server of the old layout refuses, from now
+   on, writes whose chunk capability was signed before ``now + hold``
+   (superfs/dataserver/write_fences.py). A client still writing with layout
+   L gets ESTALE from at least one replica of any chunk, so its write is not
+   acknowledged; it fetches a fresh capability with the file's layout and
+   writes again.
+3. **reconcile**: the old servers' chunks of the file are listed again, now
+   final: a chunk whose checksum moved since step 1, or that a writer added
+   since (sized or not), is copied (again). No one writes the gaining
+   servers yet (L' is not published), so this cannot hide a newer write.
 4. **switch**: the shard replaces L by L' only if the file's layout and last
-   shrink are still those read at the start (EAGAIN otherwise: the copies
-   made are deleted where L does not place them, and the file is tried
-   again later). If steps 2-4 took longer than half the hold, the switch is
-   not attempted (the fence may have lapsed): the file is tried again.
+   shrink are still those read at the start (EAGAIN otherwise: the fence is
+   lifted, the copies made are deleted where L does not place them, and the
+   file is tried again later). If steps 2-4 took longer than half the hold,
+   the switch is not attempted (the fence may have lapsed).
 5. **delete**: the fence is lowered to capabilities signed before the
    switch (writers with L' are taken at once), and the replicas L' no
    longer places are deleted.
@@ -107,35 +108,50 @@ class Mover:
         if sorted(info.layout) == sorted(layout):
             return True
         r = plan.replicas(self.cmap)
-        moves = plan.chunk_moves(ino, plan.chunk_indices(info), list(info.layout), layout, r)
+        old = list(info.layout)
+        moves = plan.chunk_moves(ino, plan.chunk_indices(info), old, layout, r)
         readable = plan.readable(self.cmap)
-        copied: dict[int, tuple[int, ChunkCopy]] = {}  # index -> (source, what was copied)
+        copied: dict[int, ChunkCopy] = {}  # index -> what the gaining servers hold now
+        fenced: list[int] = []
         try:
-            for m in moves:
+            for m in moves:  # the bulk of the bytes, while writers go on
                 got = await self._copy(info, m, readable)
                 if got is not None:
                     copied[m.index] = got
             crash_point("mover.after_copy")
             pause_point("mover.after_copy")
+            now = await self.port.file(ino)  # a fresh capability: the fence admits it (our own writes)
+            if now is None or list(now.layout) != old or now.cut_generation != info.cut_generation:
+                raise FsError(errno.EAGAIN, f"inode {ino} changed while its chunks were copied")
+            info.chunk_cap.CopyFrom(now.chunk_cap)
             fenced_at = time.monotonic()
-            leaving = sorted({s for m in moves for s in m.drop if s in readable})
-            await asyncio.gather(*(self.port.fence(s, ino, self.hold_ns) for s in leaving))
+            # every server of the old layout: any of them may lose some chunk to the new one,
+            # and a write refused by one of a chunk's replicas is not acknowledged
+            fenced = [s for s in old if s in readable]
+            await asyncio.gather(*(self.port.fence(s, ino, self.hold_ns, info.chunk_cap) for s in fenced))
+            # under the fence: what the old servers hold now is final, including chunks a
+            # writer added (and did not size yet) since the file was read
+            held = {s: await self.port.checksums(s, ino) for s in fenced}
+            indices = set(plan.chunk_indices(info)) | {i for chunks in held.values() for i in chunks}
+            moves = plan.chunk_moves(ino, sorted(indices), old, layout, r)
             for m in moves:
-                if m.index in copied:
-                    await self._recheck(info, m, copied)
+                await self._reconcile(info, m, held, copied)
             if time.monotonic() - fenced_at > self.hold_ns / 2e9:
                 raise FsError(errno.EAGAIN, f"inode {ino}: fence held too long before the switch")
             crash_point("mover.before_switch")
             await self.port.switch_layout(info, layout)
         except FsError as e:
-            if e.errno not in (errno.EAGAIN, errno.ENOENT):
+            # ESTALE: a fence of an earlier mover that died holds a while yet (FENCE_HOLD_NS)
+            if e.errno not in (errno.EAGAIN, errno.ENOENT, errno.ESTALE):
                 raise
             log.info("inode %d: not moved this time (%s)", ino, e)
+            for s in fenced:  # the old layout stays: its writers may go on at once
+                await self._quietly(self.port.fence(s, ino, 0), f"lift the fence of {ino} on {s}")
             await self._undo(info, moves, copied)
             self.progress.retried += 1
             return False
         crash_point("mover.after_switch")
-        for s in leaving:  # capabilities signed from now on carry the new layout: take them at once
+        for s in fenced:  # capabilities signed from now on carry the new layout: take them at once
             await self._quietly(self.port.fence(s, ino, 0), f"lift the fence of {ino} on {s}")
         for m in moves:
             for s in m.drop:
@@ -144,44 +160,51 @@ class Mover:
         self.progress.files += 1
         return True
 
-    async def _copy(self, info: pb.FileInfo, m: plan.ChunkMove, readable: set[int]) -> tuple[int, ChunkCopy] | None:
-        """Copy chunk ``m.index`` to the servers that gain it: (source, copy), or None if no replica has it."""
-        # a server the chunk leaves first: the fence makes it still for the re-check
-        sources = [s for s in (*m.drop, *m.old) if s in readable]
-        last: FsError | None = None
-        for src in dict.fromkeys(sources):
+    async def _copy(self, info: pb.FileInfo, m: plan.ChunkMove, readable: set[int]) -> ChunkCopy | None:
+        """Copy chunk ``m.index`` to the servers that gain it; None if no replica has it (yet)."""
+        # a server the chunk leaves first: the copy most likely to be the one readers see
+        for src in dict.fromkeys(s for s in (*m.drop, *m.old) if s in readable):
             try:
                 copy = await self.port.read(src, info, m.index)
             except FsError as e:
-                last = e
+                log.info("chunk %d:%d: data server %d unreadable (%s); trying another", info.attr.ino, m.index,
+                         src, e)
                 continue
             if copy is None:
                 continue  # this replica missed it (or it is a hole): ask the next
-            for dst in m.add:
-                await self.throttle.take(len(copy.data))
-                await self.port.write(dst, info, m.index, copy)
-                self.progress.bytes += len(copy.data)
-            self.progress.chunks += 1
-            return src, copy
-        if last is not None and not any(s in readable for s in m.new if s not in m.add):
-            raise FsError(errno.EIO, f"chunk {info.attr.ino}:{m.index}: no readable replica ({last})")
+            await self._put(info, m, copy)
+            return copy
         return None
 
-    async def _recheck(self, info: pb.FileInfo, m: plan.ChunkMove, copied: dict[int, tuple[int, ChunkCopy]]) -> None:
-        src, copy = copied[m.index]
-        now = await self.port.checksum(src, info.attr.ino, m.index)
-        if now is not None and now == (copy.checksum, copy.algorithm):
+    async def _reconcile(self, info: pb.FileInfo, m: plan.ChunkMove, held: dict[int, dict[int, tuple[int, int]]],
+                         copied: dict[int, ChunkCopy]) -> None:
+        """Under the fence: make the gaining servers hold what the old replicas hold now."""
+        sources = [s for s in dict.fromkeys((*m.drop, *m.old)) if m.index in held.get(s, {})]
+        if not sources:
+            return  # no old replica has it: a hole
+        now = held[sources[0]][m.index]
+        done = copied.get(m.index)
+        if done is not None and (done.checksum, done.algorithm) == now:
             return
-        again = await self.port.read(src, info, m.index)
-        if again is None:
-            raise FsError(errno.EAGAIN, f"chunk {info.attr.ino}:{m.index} vanished from {src} while moved")
+        for src in sources:
+            copy = await self.port.read(src, info, m.index)
+            if copy is not None:
+                await self._put(info, m, copy)
+                copied[m.index] = copy
+                if done is not None:
+                    log.info("chunk %d:%d was written while moved: copied again", info.attr.ino, m.index)
+                return
+        raise FsError(errno.EIO, f"chunk {info.attr.ino}:{m.index}: listed on {sources} but none could be read")
+
+    async def _put(self, info: pb.FileInfo, m: plan.ChunkMove, copy: ChunkCopy) -> None:
         for dst in m.add:
-            await self.port.write(dst, info, m.index, again)
-        copied[m.index] = (src, again)
-        log.info("chunk %d:%d was written while moved: copied again", info.attr.ino, m.index)
+            await self.throttle.take(len(copy.data))
+            await self.port.write(dst, info, m.index, copy)
+            self.progress.bytes += len(copy.data)
+        self.progress.chunks += 1
 
     async def _undo(self, info: pb.FileInfo, moves: list[plan.ChunkMove],
-                    copied: dict[int, tuple[int, ChunkCopy]]) -> None:
+                    copied: dict[int, ChunkCopy]) -> None:
         """Delete the copies made for a switch that did not happen, where the current layout does not place them."""
         current = await self.port.file(info.attr.ino)
         r = plan.replicas(self.cmap)

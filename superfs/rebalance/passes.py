@@ -27,6 +27,7 @@ MAX_SCANS = 20
 # superfs/shard/cluster.py): a scan that begins this long after a state change meets every file
 # that will ever be placed on the server.
 SETTLE_S = 3.0
+RETRY_PAUSE_S = 1.0  # between scans that left files to retry (20 scans outlast a dead mover's fence)
 CHECK_EVERY = 8  # files moved between two looks at the servers' shares
 Report = Callable[[str], None]
 
@@ -82,6 +83,8 @@ async def empty_servers(port: ChunkPort, mover: Mover, servers: set[int], *, wha
             break  # a whole scan found nothing, and no shard can place a new file there any more
         if not found:
             await asyncio.sleep(settled - time.monotonic())
+        elif left:
+            await asyncio.sleep(RETRY_PAUSE_S)  # files that changed, or an earlier mover's fence
     rep.done()
     return left or found
 
@@ -117,6 +120,7 @@ async def rebalance(port: ChunkPort, mover: Mover, *, tolerance: float, report: 
         counts = await shares(port, target)
         if not pending:
             break
+        await asyncio.sleep(RETRY_PAUSE_S)
     rep.done()
     report(f"rebalance: chunks per server {counts}")
     return counts

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 ROOT = pb.Creds(uid=0, gid=0)
 SCAN_PAGE = 2000
+LIST_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,19 @@ class ChunkPort:
                 return c.checksum, c.algorithm
         return None
 
+    async def checksums(self, server: int, ino: int) -> dict[int, tuple[int, int]]:
+        """index -> (checksum, algorithm) of every chunk of ``ino`` that ``server`` holds now."""
+        out: dict[int, tuple[int, int]] = {}
+        after_ino, after_index = ino - 1, (1 << 64) - 1
+        while True:
+            req = pb.ListChunksRequest(after_ino=after_ino, after_index=after_index, limit=LIST_PAGE)
+            reply = await self.view.data(server).list_chunks(req, 2 * self.timeout_s)
+            mine = [c for c in reply.chunks if c.key.ino == ino]
+            out.update((c.key.index, (c.checksum, c.algorithm)) for c in mine)
+            if not reply.more or len(mine) < len(reply.chunks) or not mine:
+                return out
+            after_ino, after_index = ino, mine[-1].key.index
+
     async def read(self, server: int, info: pb.FileInfo, index: int) -> ChunkCopy | None:
         """The whole chunk from ``server`` (checked against its checksum there); None if absent."""
         ino = info.attr.ino
@@ -116,9 +130,11 @@ class ChunkPort:
         req = pb.DeleteChunksRequest(ino=ino, from_index=index, to_index=index + 1)
         await self.view.data(server).delete_chunks(req, 2 * self.timeout_s)
 
-    async def fence(self, server: int, ino: int, hold_ns: int) -> None:
-        """Make ``server`` refuse writes to the file's chunks from capabilities signed before the hold ends."""
-        await self.view.data(server).fence_writes(pb.FenceWritesRequest(ino=ino, hold_ns=hold_ns), self.timeout_s)
+    async def fence(self, server: int, ino: int, hold_ns: int, admit: pb.ChunkCap | None = None) -> None:
+        """Make ``server`` refuse writes to the file's chunks from capabilities signed before the hold
+        ends, except ``admit`` (the mover's own)."""
+        req = pb.FenceWritesRequest(ino=ino, hold_ns=hold_ns, admit_mac=admit.mac if admit is not None else b"")
+        await self.view.data(server).fence_writes(req, self.timeout_s)
 
     async def chunk_count(self, server: int) -> int:
         return int((await self.view.data(server).stats(pb.Empty(), self.timeout_s)).chunks)

@@ -984,12 +984,14 @@ class DataStatsReply(_message.Message):
     def __init__(self, chunks: _Optional[int] = ..., bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ..., degraded: _Optional[bool] = ..., write_seq: _Optional[int] = ..., now_ns: _Optional[int] = ...) -> None: ...
 
 class FenceWritesRequest(_message.Message):
-    __slots__ = ("ino", "hold_ns")
+    __slots__ = ("ino", "hold_ns", "admit_mac")
     INO_FIELD_NUMBER: _ClassVar[int]
     HOLD_NS_FIELD_NUMBER: _ClassVar[int]
+    ADMIT_MAC_FIELD_NUMBER: _ClassVar[int]
     ino: int
     hold_ns: int
-    def __init__(self, ino: _Optional[int] = ..., hold_ns: _Optional[int] = ...) -> None: ...
+    admit_mac: bytes
+    def __init__(self, ino: _Optional[int] = ..., hold_ns: _Optional[int] = ..., admit_mac: _Optional[bytes] = ...) -> None: ...
 
 class ListAllDirsRequest(_message.Message):
     __slots__ = ("after_ino", "limit")
