@@ -20,6 +20,9 @@ config names a metrics port. Exported:
   ``superfs_replica_health`` (reachable data servers / R, capped at 1: below 1,
   new chunks cannot get all their replicas and chunks on the unreachable
   servers have fewer live copies), from a probe of every data server
+* the dir server's re-replication (superfs/rebalance/watch.py): ``superfs_data_servers_{draining,dead,removed}``,
+  ``superfs_under_replicated_chunks``, ``superfs_rereplicated_{chunks,bytes,files}``,
+  ``superfs_rereplication_failures``
 * ``superfs_daemon_info{daemon}`` and the process collector (CPU, memory, fds)
 
 Request metrics wrap every servicer method (:meth:`DaemonMetrics.wrapper_for`,

@@ -158,3 +158,26 @@ def test_a_server_silent_longer_than_the_setting_is_declared_dead(tmp_path: Any)
         assert_clean(cluster)
     finally:
         cluster.stop()
+
+
+def test_the_dir_server_exports_re_replication_in_its_metrics(tmp_path: Any) -> None:
+    from superfs.cli.status import scrape, total
+    cluster = LocalCluster(str(tmp_path / "c"))
+    cluster.init(shards=1, data_servers=3, replicas=2, inline_threshold=4096, chunk_size=CHUNK,
+                 durability="durable", metrics=True)
+    cluster.start()
+    try:
+        with connect(address(cluster)) as c:
+            fill(c, "/data", 6, "m")
+        url = cluster.metrics_url("dir")
+        assert url is not None
+        assert total(scrape(url), "superfs_data_servers_dead") == 0
+        cluster.kill("data-1")
+        rc, out = admin_cli(cluster, "mark-dead", "1", "--wait", "300")
+        assert rc == 0, out
+        s = scrape(url)
+        assert total(s, "superfs_data_servers_removed") == 1 and total(s, "superfs_data_servers_dead") == 0
+        assert total(s, "superfs_rereplicated_chunks") > 0 and total(s, "superfs_rereplicated_bytes") > 0
+        assert total(s, "superfs_under_replicated_chunks") == 0
+    finally:
+        cluster.stop()

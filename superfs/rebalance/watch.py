@@ -96,7 +96,13 @@ class DeadServerWatch:
 
     def figures(self) -> list[tuple[str, str, float]]:
         p = self.progress
+        states = list(plan.states(self.registry.map).values())
         return [
+            ("superfs_data_servers_draining", "Data servers being drained (superfs admin drain)",
+             states.count(plan.DRAINING)),
+            ("superfs_data_servers_dead", "Data servers declared dead, not yet re-replicated", states.count(plan.DEAD)),
+            ("superfs_data_servers_removed", "Data servers drained or re-replicated (they hold nothing)",
+             states.count(plan.REMOVED)),
             ("superfs_under_replicated_chunks", "Chunks with a copy on a dead data server (last count)",
              self.under_replicated),
             ("superfs_rereplicated_chunks", "Chunks re-replicated from survivors since start", p.chunks),
