@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import sys
 import time
 
@@ -127,7 +128,11 @@ def _server(admin: AdminClient, server: int) -> str | None:
 
 def _mover(args: argparse.Namespace, admin: AdminClient) -> tuple[ChunkPort, Mover]:
     if args.max_mib_per_s < 0:
-        raise FsError(22, "--max-mib-per-s must not be negative")
+        raise FsError(errno.EINVAL, "--max-mib-per-s must not be negative")
+    dead = sorted(i for i, st in plan.states(admin.cluster.map).items() if st == plan.DEAD)
+    if dead:  # one mover at a time: the dir server's is at work
+        raise FsError(errno.EBUSY, f"data server(s) {dead} are dead and being re-replicated by the dir server: "
+                                   "wait for them to be removed ('superfs admin replication')")
     port = ChunkPort(admin.cluster)
     return port, Mover(port, admin.cluster.map, throttle=Throttle(args.max_mib_per_s))
 
@@ -159,9 +164,10 @@ async def _drain(args: argparse.Namespace, admin: AdminClient) -> int:
         print(f"superfs: draining data server {args.server} would leave {len(others)} active data server(s) "
               f"for {plan.replicas(cmap)} copies of each chunk: add a data server first", file=sys.stderr)
         return 1
+    port, mover = _mover(args, admin)
     if state == plan.ACTIVE:
         await admin.set_data_server_state(args.server, plan.DRAINING)
-    port, mover = _mover(args, admin)
+        mover.cmap = admin.cluster.map
     left = await passes.empty_servers(port, mover, {args.server}, what=f"drain of data server {args.server}",
                                       report=_say, every=args.progress_every)
     if left:
