@@ -47,6 +47,12 @@ class _Reporter:
         self.report(self.mover.progress.line(self.what + " done"))
 
 
+async def _fresh_map(port: ChunkPort, mover: Mover) -> None:
+    """Each scan with the map as it is now (a server may have been added, drained or declared dead)."""
+    await port.view.refresh_quietly()
+    mover.cmap = port.view.map
+
+
 async def shares(port: ChunkPort, servers: list[int]) -> dict[int, int]:
     """Chunks each server holds now."""
     return {s: await port.chunk_count(s) for s in servers}
@@ -62,6 +68,7 @@ async def empty_servers(port: ChunkPort, mover: Mover, servers: set[int], *, wha
     for _ in range(MAX_SCANS):
         left = found = 0
         began = time.monotonic()
+        await _fresh_map(port, mover)
         async for f in port.files():
             if not servers & set(f.layout):
                 continue
@@ -102,6 +109,7 @@ async def rebalance(port: ChunkPort, mover: Mover, *, tolerance: float, report: 
         if plan.within_tolerance(counts, tolerance):
             break
         pending = moved = 0
+        await _fresh_map(port, mover)
         async for f in port.files():
             if sorted(f.layout) == target:
                 continue
