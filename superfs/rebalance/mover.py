@@ -49,6 +49,7 @@ from superfs.v1 import superfs_pb2 as pb
 log = logging.getLogger(__name__)
 
 FENCE_HOLD_NS = 8_000_000_000  # writers of a moving file wait at most this long (they retry ESTALE)
+CAP_MARGIN_NS = 15_000_000_000  # a chunk capability this close to its expiry is renewed before a copy
 
 
 @dataclass
@@ -115,15 +116,14 @@ class Mover:
         fenced: list[int] = []
         try:
             for m in moves:  # the bulk of the bytes, while writers go on
+                if info.chunk_cap.expires_ns - time.time_ns() < CAP_MARGIN_NS:
+                    await self._renew_cap(info)  # a copy longer than a capability lives
                 got = await self._copy(info, m, readable)
                 if got is not None:
                     copied[m.index] = got
             crash_point("mover.after_copy")
             pause_point("mover.after_copy")
-            now = await self.port.file(ino)  # a fresh capability: the fence admits it (our own writes)
-            if now is None or list(now.layout) != old or now.cut_generation != info.cut_generation:
-                raise FsError(errno.EAGAIN, f"inode {ino} changed while its chunks were copied")
-            info.chunk_cap.CopyFrom(now.chunk_cap)
+            await self._renew_cap(info)  # a fresh capability: the fence admits it (our own writes)
             fenced_at = time.monotonic()
             # every server of the old layout: any of them may lose some chunk to the new one,
             # and a write refused by one of a chunk's replicas is not acknowledged
@@ -159,6 +159,13 @@ class Mover:
                     await self._quietly(self.port.delete(s, ino, m.index), f"delete {ino}:{m.index} on {s}")
         self.progress.files += 1
         return True
+
+    async def _renew_cap(self, info: pb.FileInfo) -> None:
+        """A fresh chunk capability for ``info``; EAGAIN if its layout or cut changed meanwhile."""
+        now = await self.port.file(info.attr.ino)
+        if now is None or list(now.layout) != list(info.layout) or now.cut_generation != info.cut_generation:
+            raise FsError(errno.EAGAIN, f"inode {info.attr.ino} changed while its chunks were copied")
+        info.chunk_cap.CopyFrom(now.chunk_cap)
 
     async def _copy(self, info: pb.FileInfo, m: plan.ChunkMove, readable: set[int]) -> ChunkCopy | None:
         """Copy chunk ``m.index`` to the servers that gain it; None if no replica has it (yet)."""
