@@ -167,3 +167,20 @@ def test_plan_targets_states_and_shares() -> None:
     assert plan.under_replicated(f, cmap) == 4  # every chunk has a copy on the dead server
     f.layout[:] = [0, 2]
     assert plan.under_replicated(f, cmap) == 0
+
+
+def test_the_throttle_waits_for_the_bytes_beyond_its_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from superfs.rebalance import mover
+    asked: list[float] = []
+
+    async def sleep(s: float) -> None:
+        asked.append(s)
+
+    monkeypatch.setattr(mover.asyncio, "sleep", sleep)
+    t = mover.Throttle(1.0)  # 1 MiB/s
+    asyncio.run(t.take(3 << 20))
+    assert len(asked) == 1 and 2.0 < asked[0] <= 3.0  # three MiB at once: wait out about three seconds
+    asyncio.run(mover.Throttle(0).take(1 << 30))
+    assert len(asked) == 1  # 0: unlimited
