@@ -104,3 +104,20 @@ def test_admin_commands_refuse_what_cannot_be_done_with_a_message(cluster_factor
     assert rc == 2 and "--tolerance must be between 0 and 1" in out, out
     rc, out = admin_cli(cluster, "rebalance", "--max-mib-per-s", "-1")
     assert rc == 1 and "must not be negative" in out and "Traceback" not in out, out
+
+
+def test_a_reader_holding_the_old_layout_reads_after_a_move_that_left_no_old_replica(cluster_factory: Any) -> None:
+    cluster = cluster_factory(shards=1, data_servers=2, replicas=2)
+    data = blob("stale", 12 * CHUNK)
+    with connect(address(cluster)) as c:
+        c.write_bytes("/f", data)
+        with c.open("/f", "rb", buffering=0) as f:
+            assert f.read(10) == data[:10]  # the handle holds layout [0, 1]
+            cluster.add_data_server()
+            cluster.add_data_server()
+            rc, out = admin_cli(cluster, "rebalance", "--tolerance", "0.5")  # [0, 1] -> [0, 1, 2, 3]
+            assert rc == 0, out
+            counts, missing = placement_report(cluster)
+            assert not missing, missing
+            f.seek(0)
+            assert f.read() == data  # chunks now on {2, 3} only are found through the new layout

@@ -20,6 +20,12 @@ unreachable server, or "no such chunk" (a replica that missed it must not
 hide one that has it). A chunk the record says was written and no replica
 has is lost: EIO, never zeros.
 
+A file's layout can change while it is open (superfs/rebalance moves its
+chunks to other servers): a chunk that no replica of the cached layout has,
+and a write that a server the file is leaving refuses with ESTALE (its write
+fence), make the client fetch the file's record and go on with its current
+layout.
+
 Every chunk read or write carries the file's chunk capability (the rights
 its shard found for the caller, in every FileInfo it sends). One that lacks
 the right needed, or that a data server found expired (ESTALE), is replaced
@@ -189,6 +195,8 @@ class DataIO:
             if len(data) < length:  # a short chunk inside the file: the rest is a hole
                 data = data + bytes(length - len(data))
             return data
+        if missing == len(replicas) and info.written_state == pb.WRITTEN_SUPERSET:
+            raise ChunkLost(ino, index)  # read() asks the shard: moved (a new layout) or a hole
         if missing and info.written_state != pb.WRITTEN_EXACT:
             # a healthy replica does not have it and the shard cannot say it was written: a hole
             # (as every read was before the shard recorded writes)
