@@ -92,7 +92,10 @@ def test_a_new_data_server_takes_new_chunks_and_rebalance_spreads_the_old_ones(c
     assert_clean(cluster)
 
 
-def test_admin_commands_refuse_what_cannot_be_done_with_a_message(cluster_factory: Any) -> None:
+def test_admin_commands_refuse_what_cannot_be_done_with_a_message(cluster_factory: Any, tmp_path: Any) -> None:
+    proc = subprocess.run([*python_module("superfs.cli.main"), "admin", "add-data-server", "--state-dir",
+                           str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no local cluster" in proc.stderr and "Traceback" not in proc.stderr
     cluster = cluster_factory(shards=1, data_servers=2, replicas=2)
     rc, out = admin_cli(cluster, "drain", "7")
     assert rc == 2 and "no data server 7 in the cluster map" in out and "Traceback" not in out, out
@@ -121,3 +124,20 @@ def test_a_reader_holding_the_old_layout_reads_after_a_move_that_left_no_old_rep
             assert not missing, missing
             f.seek(0)
             assert f.read() == data  # chunks now on {2, 3} only are found through the new layout
+
+
+def test_mark_active_undoes_a_drain_state(cluster_factory: Any) -> None:
+    cluster = cluster_factory(shards=1, data_servers=3, replicas=2)
+
+    async def set_state(admin: AdminClient) -> None:
+        await admin.cluster_map()
+        await admin.set_data_server_state(2, plan.DRAINING)
+    with_admin(cluster, set_state)
+    with connect(address(cluster)) as c:  # a fresh client: its map says 2 is draining
+        c.write_bytes("/f", blob("f", 3 * CHUNK))
+        assert 2 not in list(c.node_of("/f").file.layout)
+    rc, out = admin_cli(cluster, "mark-active", "2")
+    assert rc == 0 and "data server 2 is active" in out, out
+    with connect(address(cluster)) as c:
+        c.write_bytes("/g", blob("g", 3 * CHUNK))
+        assert 2 in list(c.node_of("/g").file.layout)

@@ -213,6 +213,14 @@ async def _replication(args: argparse.Namespace, admin: AdminClient) -> int:
 
 def _add_data_server(args: argparse.Namespace) -> int:
     cluster = LocalCluster(args.state_dir or default_state_dir())
+    if not cluster.exists():
+        print(f"superfs: no local cluster in {cluster.state_dir} (elsewhere, start a data server with a new "
+              "id in the cluster file: it registers itself)", file=sys.stderr)
+        return 2
+    if cluster.running_pid("dir") is None:
+        print(f"superfs: the cluster in {cluster.state_dir} is not running: start it with 'superfs up'",
+              file=sys.stderr)
+        return 2
     try:
         name = cluster.add_data_server()
     except LaunchError as e:

@@ -106,6 +106,9 @@ class ShardCluster(ClusterView):
         # scans) sees every file placed on it (superfs/rebalance/passes.py)
         await self.refresh_quietly(min_age_s=LAYOUT_MAP_AGE_S)
         closed = [s for s in layout if s not in self.active_data_server_ids()]
+        if closed:  # the client's map may be the newer one (a server made active again)
+            await self.refresh_since(min_age_s=0.1)
+            closed = [s for s in layout if s not in self.active_data_server_ids()]
         if closed:
             raise FsError(errno.ESTALE, f"layout names data server(s) {closed}, which take no new chunks "
                                         "(draining, dead or removed): fetch the cluster map again")
