@@ -76,7 +76,7 @@ DAEMON_ONLY = frozenset({
     # RENAME_EXCHANGE steps of the dir server (they re-point names without a capability)
     "RepointEntry",
     # the mover (superfs/rebalance): data server states, layout switches, write fences
-    "SetServerState", "SwitchLayout", "FenceWrites",
+    "SetServerState", "SwitchLayout", "FenceWrites", "MoverLease",
 })
 
 

@@ -184,3 +184,19 @@ def test_the_throttle_waits_for_the_bytes_beyond_its_rate(monkeypatch: pytest.Mo
     assert len(asked) == 1 and 2.0 < asked[0] <= 3.0  # three MiB at once: wait out about three seconds
     asyncio.run(mover.Throttle(0).take(1 << 30))
     assert len(asked) == 1  # 0: unlimited
+
+
+def test_the_mover_lease_is_held_by_one_at_a_time() -> None:
+    from superfs.dirserver.mover_lease import MoverLease
+    lease = MoverLease()
+    assert lease.acquire("a", 30) and lease.acquire("a", 30)  # renewed
+    assert not lease.acquire("b", 30) and lease.holder == "a"
+    lease.release("b")  # not its holder: nothing
+    assert lease.holder == "a"
+    lease.release("a")
+    assert lease.acquire("b", 30)
+    lease.until = 0.0  # lapsed
+    assert lease.acquire("a", 30) and lease.holder == "a"
+    with pytest.raises(FsError) as e:
+        lease.acquire("", 30)
+    assert e.value.errno == errno.EINVAL

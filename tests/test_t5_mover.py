@@ -40,7 +40,7 @@ def test_a_mover_killed_at_any_step_loses_nothing_and_the_drain_finishes_after(c
         assert_identical(c, files)
     rc, report = fsck(cluster, repair=True, grace_s=0)  # stray copies of the interrupted move are reclaimed
     assert_clean(cluster)
-    rc, out = admin_cli(cluster, "drain", "1")
+    rc, out = admin_cli(cluster, "drain", "1", "--wait-lease", "120")  # the dead mover's lease lapses first
     assert rc == 0, out
     counts, missing = placement_report(cluster)
     assert not missing and 1 not in counts, (counts, missing)
@@ -134,6 +134,8 @@ def test_chunks_a_writer_adds_between_the_copy_and_the_switch_get_their_copies(c
         with connect(address(cluster)) as c:  # new chunks, placed by the old layout, acknowledged
             with c.open("/f", "ab") as f:
                 f.write(more)
+        rc, out = admin_cli(cluster, "rebalance")  # one mover at a time
+        assert rc == 1 and "another chunk mover is at work (superfs admin drain" in out, out
         (tmp_path / "mover.after_copy.resume").write_text("")
         out, _ = mover.communicate(timeout=300)
     finally:

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
+import os
+import socket
 import sys
 import time
+from typing import AsyncIterator
 
 from superfs.cli.admin_cmds import _add_target, _address, _resolved
 from superfs.cli.launcher import LaunchError, LocalCluster
@@ -22,7 +26,7 @@ from superfs.client.admin import AdminClient
 from superfs.client.local import default_state_dir
 from superfs.errors import FsError
 from superfs.rebalance import passes, plan
-from superfs.rebalance.mover import Mover, Throttle
+from superfs.rebalance.mover import LEASE_TTL_S, LeaseKeeper, Mover, Throttle
 from superfs.rebalance.port import ChunkPort
 from superfs.rpc.security import security_scope
 
@@ -53,17 +57,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        help="copy at most this many MiB/s (default 0: unlimited)")
         p.add_argument("--progress-every", type=int, default=100, metavar="N",
                        help="one progress line per N chunks moved (default 100)")
+        p.add_argument("--wait-lease", type=float, default=0.0, metavar="SECONDS",
+                       help="wait this long for another mover to finish (one at a time; a mover that died "
+                            "gives its lease up within 30 s); default: refuse at once")
 
     p = cmds.add_parser("rebalance", help="move chunks until every active data server holds its share")
     moving(p)
     p.add_argument("--tolerance", type=float, default=0.10, metavar="FRACTION",
                    help="each server's chunk count within this fraction of the mean (default 0.10)")
-    p.set_defaults(func=lambda a: _main(a, _rebalance))
+    p.set_defaults(func=lambda a: _main(a, _rebalance), what="rebalance")
 
     p = cmds.add_parser("drain", help="re-replicate every chunk of a data server elsewhere, then remove it")
     moving(p)
     p.add_argument("server", type=int, metavar="DATASERVER", help="the data server's id")
-    p.set_defaults(func=lambda a: _main(a, _drain))
+    p.set_defaults(func=lambda a: _main(a, _drain), what="drain")
 
     p = cmds.add_parser("mark-dead", help="declare a data server gone for good: the dir server "
                                           "re-replicates its chunks from the survivors")
@@ -113,6 +120,26 @@ async def _connected(args: argparse.Namespace, address: str, what) -> int:  # ty
         await admin.close()
 
 
+@contextlib.asynccontextmanager
+async def _holding(mover: Mover, wait_s: float) -> AsyncIterator[None]:
+    """The mover lease, taken first (waiting up to ``wait_s``; then EBUSY: another mover is at work)
+    and given back after."""
+    assert mover.lease is not None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            await mover.lease.keep()
+            break
+        except FsError as e:
+            if e.errno != errno.EBUSY or time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(1.0)
+    try:
+        yield
+    finally:
+        await mover.lease.give_back()
+
+
 def _say(line: str) -> None:
     print(line, flush=True)
 
@@ -134,7 +161,17 @@ def _mover(args: argparse.Namespace, admin: AdminClient) -> tuple[ChunkPort, Mov
         raise FsError(errno.EBUSY, f"data server(s) {dead} are dead and being re-replicated by the dir server: "
                                    "wait for them to be removed ('superfs admin replication')")
     port = ChunkPort(admin.cluster)
-    return port, Mover(port, admin.cluster.map, throttle=Throttle(args.max_mib_per_s))
+    holder = f"superfs admin {args.what} (pid {os.getpid()} on {socket.gethostname()})"
+
+    async def acquire() -> tuple[bool, str]:
+        reply = await admin.mover_lease(holder, LEASE_TTL_S)
+        return reply.granted, f"{reply.holder}; its lease lapses in {reply.expires_in_s:.0f} s unless renewed"
+
+    async def release() -> None:
+        await admin.mover_lease(holder, LEASE_TTL_S, release=True)
+
+    lease = LeaseKeeper(acquire, release=release)
+    return port, Mover(port, admin.cluster.map, throttle=Throttle(args.max_mib_per_s), lease=lease)
 
 
 async def _rebalance(args: argparse.Namespace, admin: AdminClient) -> int:
@@ -142,8 +179,9 @@ async def _rebalance(args: argparse.Namespace, admin: AdminClient) -> int:
         print("superfs: --tolerance must be between 0 and 1", file=sys.stderr)
         return 2
     port, mover = _mover(args, admin)
-    counts = await passes.rebalance(port, mover, tolerance=args.tolerance, report=_say,
-                                    every=args.progress_every)
+    async with _holding(mover, args.wait_lease):
+        counts = await passes.rebalance(port, mover, tolerance=args.tolerance, report=_say,
+                                        every=args.progress_every)
     if not plan.within_tolerance(counts, args.tolerance):
         print(f"superfs: shares still off by more than {args.tolerance:.0%} (files with fewer chunks than "
               "servers cannot spread evenly, or moves failed: see above)", file=sys.stderr)
@@ -165,11 +203,12 @@ async def _drain(args: argparse.Namespace, admin: AdminClient) -> int:
               f"for {plan.replicas(cmap)} copies of each chunk: add a data server first", file=sys.stderr)
         return 1
     port, mover = _mover(args, admin)
-    if state == plan.ACTIVE:
-        await admin.set_data_server_state(args.server, plan.DRAINING)
-        mover.cmap = admin.cluster.map
-    left = await passes.empty_servers(port, mover, {args.server}, what=f"drain of data server {args.server}",
-                                      report=_say, every=args.progress_every)
+    async with _holding(mover, args.wait_lease):
+        if state == plan.ACTIVE:
+            await admin.set_data_server_state(args.server, plan.DRAINING)
+            mover.cmap = admin.cluster.map
+        left = await passes.empty_servers(port, mover, {args.server}, what=f"drain of data server {args.server}",
+                                          report=_say, every=args.progress_every)
     if left:
         print(f"superfs: {left} files still placed on data server {args.server}; run the drain again",
               file=sys.stderr)

@@ -289,6 +289,10 @@ class AdminClient:
         self.cluster.adopt(cmap)
         return self.cluster.map
 
+    async def mover_lease(self, holder: str, ttl_s: float, *, release: bool = False) -> pb.MoverLeaseReply:
+        """Take, renew or give back the dir server's one-mover-at-a-time lease (superfs/rebalance)."""
+        return await self.cluster.dir.mover_lease(pb.MoverLeaseRequest(holder=holder, ttl_s=ttl_s, release=release))
+
     async def set_degraded(self, server_id: int, degraded: bool) -> None:
         await self.cluster.data(server_id).set_degraded(pb.SetDegradedRequest(degraded=degraded))
 

@@ -34,7 +34,7 @@ async def run(cfg: DirServerConfig) -> None:
     recovery: asyncio.Task[None] | None = None
     rereplication: asyncio.Task[None] | None = None
     watch = DeadServerWatch(servicer.registry, servicer.view, dead_after_s=cfg.data_dead_after_s,
-                            timeout_s=cfg.rpc_timeout_s)
+                            timeout_s=cfg.rpc_timeout_s, lease=servicer.mover_lease)
 
     def add_services(server: grpc.aio.Server) -> None:
         pbg.add_DirServiceServicer_to_server(servicer, server)

@@ -38,6 +38,7 @@ import errno
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
 from superfs import routing
 from superfs.errors import FsError
@@ -49,6 +50,7 @@ from superfs.v1 import superfs_pb2 as pb
 log = logging.getLogger(__name__)
 
 FENCE_HOLD_NS = 8_000_000_000  # writers of a moving file wait at most this long (they retry ESTALE)
+LEASE_TTL_S = 30.0  # the mover lease, renewed every third of it
 CAP_MARGIN_NS = 15_000_000_000  # a chunk capability this close to its expiry is renewed before a copy
 
 
@@ -88,20 +90,58 @@ class Throttle:
             await asyncio.sleep(ahead)
 
 
+Acquire = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+class LeaseKeeper:
+    """Renews the dir server's mover lease (one mover at a time) every third of its time."""
+
+    def __init__(self, acquire: Acquire, *, release: Callable[[], Awaitable[None]] | None = None,
+                 ttl_s: float = LEASE_TTL_S) -> None:
+        self.acquire = acquire
+        self.release = release
+        self.ttl_s = ttl_s
+        self.renewed = -1e9
+
+    async def give_back(self) -> None:
+        self.renewed = -1e9
+        if self.release is not None:
+            try:
+                await self.release()
+            except FsError as e:  # it lapses on its own
+                log.info("mover lease not given back: %s", e)
+
+    async def keep(self) -> None:
+        """EBUSY if another mover holds the lease."""
+        if time.monotonic() - self.renewed < self.ttl_s / 3:
+            return
+        granted, holder = await self.acquire()
+        if not granted:
+            raise FsError(errno.EBUSY, f"another chunk mover is at work ({holder}): one at a time")
+        self.renewed = time.monotonic()
+
+
 class Mover:
     """Moves files' chunks through a :class:`ChunkPort`."""
 
     def __init__(self, port: ChunkPort, cmap: pb.ClusterMap, *, throttle: Throttle | None = None,
-                 progress: Progress | None = None, hold_ns: int = FENCE_HOLD_NS) -> None:
+                 progress: Progress | None = None, hold_ns: int = FENCE_HOLD_NS,
+                 lease: LeaseKeeper | None = None) -> None:
         self.port = port
         self.cmap = cmap
         self.throttle = throttle or Throttle(0)
         self.progress = progress or Progress()
         self.hold_ns = hold_ns
+        self.lease = lease
+
+    async def _keep(self) -> None:
+        if self.lease is not None:
+            await self.lease.keep()
 
     async def move(self, info: pb.FileInfo, layout: list[int]) -> bool:
         """Move file ``info`` to ``layout``; False if it changed meanwhile (the caller tries again later)."""
         ino = info.attr.ino
+        await self._keep()
         fresh = await self.port.file(ino)  # with a capability, and the layout as it is now
         if fresh is None or fresh.inline:
             return True  # gone, nothing to move
@@ -116,6 +156,7 @@ class Mover:
         fenced: list[int] = []
         try:
             for m in moves:  # the bulk of the bytes, while writers go on
+                await self._keep()
                 if info.chunk_cap.expires_ns - time.time_ns() < CAP_MARGIN_NS:
                     await self._renew_cap(info)  # a copy longer than a capability lives
                 got = await self._copy(info, m, readable)
@@ -123,6 +164,7 @@ class Mover:
                     copied[m.index] = got
             crash_point("mover.after_copy")
             pause_point("mover.after_copy")
+            await self._keep()
             await self._renew_cap(info)  # a fresh capability: the fence admits it (our own writes)
             fenced_at = time.monotonic()
             # every server of the old layout: any of them may lose some chunk to the new one,

@@ -80,6 +80,8 @@ async def empty_servers(port: ChunkPort, mover: Mover, servers: set[int], *, wha
                 if not await mover.move(f, target):
                     left += 1
             except FsError as e:
+                if e.errno == errno.EBUSY:
+                    raise  # another mover took the lease
                 log.warning("inode %d: move failed: %s", f.attr.ino, e)
                 mover.progress.failed += 1
                 left += 1
@@ -117,6 +119,8 @@ async def rebalance(port: ChunkPort, mover: Mover, *, tolerance: float, report: 
                 if not await mover.move(f, target):
                     pending += 1
             except FsError as e:
+                if e.errno == errno.EBUSY:
+                    raise  # another mover took the lease
                 log.warning("inode %d: move failed: %s", f.attr.ino, e)
                 mover.progress.failed += 1
             rep.tick()

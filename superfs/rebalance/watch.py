@@ -8,7 +8,9 @@ Every few seconds :class:`DeadServerWatch`:
    the map, as ``superfs admin mark-dead`` does;
 2. if any server is dead, moves every file placed on one onto the active
    servers, copying from the survivors (superfs/rebalance/passes.py), then
-   marks the dead servers removed.
+   marks the dead servers removed. It holds the mover lease meanwhile
+   (dirserver/mover_lease.py): a `rebalance` or `drain` at work makes it
+   wait for the next round.
 
 Its progress is exported by the dir server's metrics endpoint
 (:meth:`figures`). A restart of the dir server resumes from the map: a
@@ -23,7 +25,7 @@ from typing import Any
 
 from superfs.errors import FsError
 from superfs.rebalance import passes, plan
-from superfs.rebalance.mover import Mover, Progress
+from superfs.rebalance.mover import LEASE_TTL_S, LeaseKeeper, Mover, Progress
 from superfs.rebalance.port import ChunkPort
 from superfs.rpc.cluster_map import ClusterView
 from superfs.v1 import superfs_pb2 as pb
@@ -31,14 +33,16 @@ from superfs.v1 import superfs_pb2 as pb
 log = logging.getLogger(__name__)
 
 INTERVAL_S = 2.0
+HOLDER = "dir server (re-replication)"
 
 
 class DeadServerWatch:
     """Declares silent data servers dead and re-replicates what dead servers held."""
 
     def __init__(self, registry: Any, view: ClusterView, *, dead_after_s: float, timeout_s: float,
-                 interval_s: float = INTERVAL_S) -> None:
+                 lease: Any, interval_s: float = INTERVAL_S) -> None:
         self.registry = registry  # dirserver.cluster_map.ClusterRegistry: the map and set_state
+        self.lease = lease        # dirserver.mover_lease.MoverLease: one mover at a time
         self.view = view
         self.dead_after_s = dead_after_s
         self.timeout_s = timeout_s
@@ -66,9 +70,25 @@ class DeadServerWatch:
             return
         port = ChunkPort(self.view, timeout_s=self.timeout_s)
         self.under_replicated, _ = await passes.under_replicated(port, cmap)
-        mover = Mover(port, cmap, progress=self.progress)
-        left = await passes.empty_servers(port, mover, dead, what=f"re-replication of {sorted(dead)}",
-                                          report=log.info)
+
+        async def acquire() -> tuple[bool, str]:
+            return self.lease.acquire(HOLDER, LEASE_TTL_S), self.lease.holder
+
+        async def release() -> None:
+            self.lease.release(HOLDER)
+
+        keeper = LeaseKeeper(acquire, release=release)
+        mover = Mover(port, cmap, progress=self.progress, lease=keeper)
+        try:
+            await keeper.keep()
+        except FsError as e:
+            log.info("re-replication waits: %s", e)
+            return
+        try:
+            left = await passes.empty_servers(port, mover, dead, what=f"re-replication of {sorted(dead)}",
+                                              report=log.info)
+        finally:
+            await keeper.give_back()
         self.rounds += 1
         if left:
             return

@@ -36,6 +36,11 @@ class DirRpc:
         reply = await self.caller.call("DirService/SetServerState", request, pb.ClusterMap, timeout_s)
         return reply  # type: ignore[no-any-return]
 
+    async def mover_lease(self, request: pb.MoverLeaseRequest,
+                          timeout_s: float | None = None) -> pb.MoverLeaseReply:
+        reply = await self.caller.call("DirService/MoverLease", request, pb.MoverLeaseReply, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
     async def resolve(self, request: pb.ResolveRequest,
                       timeout_s: float | None = None) -> pb.ResolveReply:
         reply = await self.caller.call("DirService/Resolve", request, pb.ResolveReply, timeout_s)

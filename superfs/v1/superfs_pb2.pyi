@@ -157,6 +157,26 @@ class GetClusterMapRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class MoverLeaseRequest(_message.Message):
+    __slots__ = ("holder", "ttl_s", "release")
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    TTL_S_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    holder: str
+    ttl_s: float
+    release: bool
+    def __init__(self, holder: _Optional[str] = ..., ttl_s: _Optional[float] = ..., release: _Optional[bool] = ...) -> None: ...
+
+class MoverLeaseReply(_message.Message):
+    __slots__ = ("granted", "holder", "expires_in_s")
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_S_FIELD_NUMBER: _ClassVar[int]
+    granted: bool
+    holder: str
+    expires_in_s: float
+    def __init__(self, granted: _Optional[bool] = ..., holder: _Optional[str] = ..., expires_in_s: _Optional[float] = ...) -> None: ...
+
 class SetServerStateRequest(_message.Message):
     __slots__ = ("id", "state")
     ID_FIELD_NUMBER: _ClassVar[int]

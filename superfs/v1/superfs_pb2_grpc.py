@@ -49,6 +49,11 @@ class DirServiceStub:
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.SetServerStateRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.ClusterMap.FromString,
                 _registered_method=True)
+        self.MoverLease = channel.unary_unary(
+                '/superfs.v1.DirService/MoverLease',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.MoverLeaseRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.MoverLeaseReply.FromString,
+                _registered_method=True)
         self.Resolve = channel.unary_unary(
                 '/superfs.v1.DirService/Resolve',
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.ResolveRequest.SerializeToString,
@@ -163,6 +168,13 @@ class DirServiceServicer:
 
     def SetServerState(self, request, context):
         """Cluster administration (superfs/rebalance): a data server's state, persisted in the map.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MoverLease(self, request, context):
+        """One chunk mover at a time (superfs/rebalance): a lease the mover renews while it works.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -305,6 +317,11 @@ def add_DirServiceServicer_to_server(servicer, server):
                     servicer.SetServerState,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.SetServerStateRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.ClusterMap.SerializeToString,
+            ),
+            'MoverLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoverLease,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.MoverLeaseRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.MoverLeaseReply.SerializeToString,
             ),
             'Resolve': grpc.unary_unary_rpc_method_handler(
                     servicer.Resolve,
@@ -483,6 +500,33 @@ class DirService:
             '/superfs.v1.DirService/SetServerState',
             superfs_dot_v1_dot_superfs__pb2.SetServerStateRequest.SerializeToString,
             superfs_dot_v1_dot_superfs__pb2.ClusterMap.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoverLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/MoverLease',
+            superfs_dot_v1_dot_superfs__pb2.MoverLeaseRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.MoverLeaseReply.FromString,
             options,
             channel_credentials,
             insecure,
