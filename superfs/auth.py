@@ -75,6 +75,8 @@ DAEMON_ONLY = frozenset({
     "ForgetApplied", "DirsTargeted",
     # RENAME_EXCHANGE steps of the dir server (they re-point names without a capability)
     "RepointEntry",
+    # the mover (superfs/rebalance): data server states, layout switches, write fences
+    "SetServerState", "SwitchLayout", "FenceWrites", "MoverLease",
 })
 
 

@@ -110,6 +110,7 @@ class DirServerConfig:
     security: SecurityConfig = SecurityConfig()
     limits: ServerLimits = ServerLimits.for_dir_server()
     session_port: int = 0                 # session endpoint (superfs/rpc) on the listen host; 0: any free port
+    data_dead_after_s: float = 0.0        # a data server down this long is declared dead (0: never by itself)
 
 
 @dataclass(frozen=True)

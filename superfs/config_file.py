@@ -11,6 +11,8 @@ An example (every key is optional except where a daemon needs it)::
     partitions = 1024               # virtual partitions (first start of the dir server only)
     rpc_timeout_s = 5.0
     secret_file = "/etc/superfs/secret"   # HMAC key of directory and chunk capabilities (daemons only)
+    data_dead_after_s = 0           # a data server unreachable this long is declared dead and its
+                                    # chunks re-replicated from the survivors (0: only `superfs admin mark-dead`)
 
     [cache]
     dir_lease_s = 5.0               # how long clients may cache a directory
@@ -106,6 +108,7 @@ class ClusterFile:
     partitions: int = DEFAULT_PARTITIONS
     rpc_timeout_s: float = config.DEFAULT_RPC_TIMEOUT_S
     secret_file: str | None = None
+    data_dead_after_s: float = 0.0
     dir_lease_s: float = 5.0
     attr_timeout_s: float = 1.0
     entry_timeout_s: float = 1.0
@@ -124,7 +127,7 @@ class ClusterFile:
 
 _TOP = {"cluster", "cache", "dir_server", "shards", "data_servers", "tls", "auth"}
 _CLUSTER = {"name", "durability", "replicas", "inline_threshold", "chunk_size", "partitions",
-            "rpc_timeout_s", "secret_file"}
+            "rpc_timeout_s", "secret_file", "data_dead_after_s"}
 _CACHE = {"dir_lease_s", "attr_timeout_s", "entry_timeout_s"}
 _NODE = {"id", "address", "listen", "data_dir", "metrics_port", "session_port", "metadata_max_mb"}
 _DATA_NODE = _NODE | {"bytes_port"}
@@ -257,6 +260,7 @@ def parse(raw: dict[str, Any], path: str | None = None) -> ClusterFile:
         rpc_timeout_s=_float(c, "rpc_timeout_s", "cluster.rpc_timeout_s", config.DEFAULT_RPC_TIMEOUT_S,
                              positive=True),
         secret_file=_path(c, "secret_file", "cluster.secret_file", base),
+        data_dead_after_s=_float(c, "data_dead_after_s", "cluster.data_dead_after_s", 0.0, positive=False),
         dir_lease_s=_float(cache, "dir_lease_s", "cache.dir_lease_s", 5.0, positive=False),
         attr_timeout_s=_float(cache, "attr_timeout_s", "cache.attr_timeout_s", 1.0, positive=False),
         entry_timeout_s=_float(cache, "entry_timeout_s", "cache.entry_timeout_s", 1.0, positive=False),
@@ -366,7 +370,8 @@ def dir_server_config(cf: ClusterFile, *, listen: str | None = None, data_dir: s
         inline_threshold=cf.inline_threshold, chunk_size=cf.chunk_size, durability=cf.durability,
         dir_lease_s=cf.dir_lease_s, rpc_timeout_s=cf.rpc_timeout_s,
         metrics_listen=metrics_listen(listen, port), security=cf.security,
-        limits=config.ServerLimits.for_dir_server(), session_port=node.session_port if node else 0)
+        limits=config.ServerLimits.for_dir_server(), session_port=node.session_port if node else 0,
+        data_dead_after_s=cf.data_dead_after_s)
 
 
 def _member(nodes: tuple[NodeSettings, ...], node_id: int) -> NodeSettings | None:
@@ -427,6 +432,8 @@ def to_dict(cf: ClusterFile) -> dict[str, Any]:
                                "partitions": cf.partitions, "rpc_timeout_s": cf.rpc_timeout_s}
     if cf.secret_file:
         cluster["secret_file"] = cf.secret_file
+    if cf.data_dead_after_s:
+        cluster["data_dead_after_s"] = cf.data_dead_after_s
     out: dict[str, Any] = {
         "cluster": cluster,
         "cache": {"dir_lease_s": cf.dir_lease_s, "attr_timeout_s": cf.attr_timeout_s,

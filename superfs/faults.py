@@ -67,6 +67,8 @@ POINTS = frozenset({
     # data servers
     "data.delete_chunks.after_commit",
     "data.chain_write.mid_payload", "data.chain_write.after_commit",
+    # the chunk mover (superfs/rebalance/mover.py): copies made, fence up, layout switched
+    "mover.after_copy", "mover.before_switch", "mover.after_switch",
 })
 
 
@@ -131,6 +133,8 @@ PAUSE_POINTS = frozenset({
     "client.truncate.after_setattr",
     # fsck: its first scan is done, the confirming one not begun
     "fsck.after_first_scan",
+    # the chunk mover: a file's chunks copied, the old servers not yet fenced
+    "mover.after_copy",
 })
 
 

@@ -21,6 +21,9 @@ config names a metrics port. Exported:
   ``superfs_replica_health`` (reachable data servers / R, capped at 1: below 1,
   new chunks cannot get all their replicas and chunks on the unreachable
   servers have fewer live copies), from a probe of every data server
+* the dir server's re-replication (superfs/rebalance/watch.py): ``superfs_data_servers_{draining,dead,removed}``,
+  ``superfs_under_replicated_chunks``, ``superfs_rereplicated_{chunks,bytes,files}``,
+  ``superfs_rereplication_failures``
 * ``superfs_daemon_info{daemon}`` and the process collector (CPU, memory, fds)
 
 Request metrics wrap every servicer method (:meth:`DaemonMetrics.wrapper_for`,
@@ -235,8 +238,12 @@ class ReplicaHealth(Collector):
         self.interval_s = interval_s
         self.reachable: dict[int, bool] = {}
 
+    def _servers(self) -> list[Any]:
+        """Data servers that hold chunks (a removed one was drained or re-replicated: it may be gone)."""
+        return [s for s in self.cluster_map().data_servers if getattr(s, "state", "") != "removed"]
+
     async def probe_once(self) -> None:
-        servers = list(self.cluster_map().data_servers)
+        servers = self._servers()
 
         async def one(server_id: int) -> bool:
             try:
@@ -250,7 +257,7 @@ class ReplicaHealth(Collector):
 
     def probed_all(self) -> bool:
         """Whether every registered data server has been probed at least once."""
-        return all(s.id in self.reachable for s in self.cluster_map().data_servers)
+        return all(s.id in self.reachable for s in self._servers())
 
     async def run(self) -> None:
         while True:
@@ -269,10 +276,11 @@ class ReplicaHealth(Collector):
         yield GaugeMetricFamily("superfs_replicas", "Copies wanted of each chunk (R)", value=m.replicas)
         if not self.probed_all():
             return  # not known yet: a server not yet probed is not a lost one (no 0.00 right after start)
-        live = sum(1 for s in m.data_servers if self.reachable.get(s.id))
+        held = self._servers()
+        live = sum(1 for s in held if self.reachable.get(s.id))
         yield GaugeMetricFamily("superfs_data_servers_reachable", "Data servers answering the dir server's probe",
                                 value=live)
-        want = min(m.replicas or 1, len(m.data_servers)) if m.data_servers else 0
+        want = min(m.replicas or 1, len(held)) if held else 0
         health = min(1.0, live / want) if want else 1.0
         yield GaugeMetricFamily("superfs_replica_health",
                                 "Reachable data servers / R, capped at 1 (1: every chunk can have R live copies)",

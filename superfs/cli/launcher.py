@@ -211,6 +211,37 @@ class LocalCluster:
                           chunk_size=int(cfg["chunk_size"]), durability=str(cfg["durability"]),  # type: ignore[arg-type]
                           metrics=True, auth=True, base=ClusterFile())
 
+    def add_data_server(self) -> str:
+        """Give the cluster one more data server (the next id, a free port) and start it; its name.
+
+        It registers with the dir server like any other: new files use it at
+        once, and ``superfs admin rebalance`` moves existing chunks onto it.
+        """
+        cf = self.cluster_file()
+        if not cf.data_servers:
+            raise LaunchError("this cluster has no data server to model the new one on")
+        last = max(cf.data_servers, key=lambda n: n.id)
+        host = last.address.rsplit(":", 1)[0]
+        new_id = last.id + 1
+        port = free_port(host)
+        node = replace(last, id=new_id, address=f"{host}:{port}", listen=f"{host}:{port}",
+                       data_dir=self.path(f"data-{new_id}"), metrics_port=free_port(host) if last.metrics_port else 0,
+                       session_port=fixed_port(host) if last.session_port else 0)
+        cf = config_file.parse(config_file.to_dict(replace(cf, data_servers=(*cf.data_servers, node))))
+        config_file.write(self.config_path, cf, header=(
+            "SuperFS cluster file written by 'superfs up' for the local cluster in this directory.\n"
+            "Daemons run with --config pointing here; clients: superfs.connect(config=<this file>)."))
+        cfg = self.config
+        cfg["data_servers"] = [*cfg["data_servers"], node.address]  # type: ignore[misc]
+        tmp = self.path(CLUSTER_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(cfg, f, indent=2)
+        os.replace(tmp, self.path(CLUSTER_FILE))
+        name = f"data-{new_id}"
+        self.start_daemon(name)
+        self.wait_ready(name)
+        return name
+
     def specs(self) -> list[DaemonSpec]:
         cf = self.cluster_file()
         assert cf.dir_server is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import urllib.request
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -74,6 +75,8 @@ def figures(url: str | None) -> str:
         parts.append(f"data servers reachable {total(s, 'superfs_data_servers_reachable'):.0f}"
                      f"/{total(s, 'superfs_cluster_servers', kind='data'):.0f}")
         parts.append(f"replica health {total(s, 'superfs_replica_health'):.2f}")
+        parts.append(f"under-replicated {total(s, 'superfs_under_replicated_chunks'):.0f}")
+        parts.append(f"re-replicated {total(s, 'superfs_rereplicated_chunks'):.0f} chunks")
     elif any(n == "superfs_data_chunks" for n, _ in s):
         parts.append(f"chunks {total(s, 'superfs_data_chunks'):.0f}")
         parts.append(f"data {human(total(s, 'superfs_data_bytes'))} "
@@ -131,12 +134,45 @@ def show_status(state_dir: str, address: str | None, config_path: str | None = N
         cf = cluster.cluster_file()
     target = address or (cf.dir_server.address if cf and cf.dir_server else "")
     try:
-        with (connect(address, timeout_s=3.0) if address else connect(config=cf, timeout_s=3.0)) as client:
-            s = client.statfs()
+        client = connect(address, timeout_s=3.0) if address else connect(config=cf, timeout_s=3.0)
     except OSError as e:
         print(f"superfs: cannot read cluster statistics from {target}: {e.strerror}", file=sys.stderr)
         print("(is the cluster up? 'superfs up' starts the local one)", file=sys.stderr)
         return 1
-    print(f"directories {s['directories']}   files {s['files']}   bytes {human(s['bytes_used'])}"
-          f"   shards {s['shards']}   data servers {s['data_servers']}")
+    with client:
+        try:
+            s = client.statfs()
+        except OSError as e:
+            print(f"superfs: cannot read cluster statistics from {target}: {e.strerror}", file=sys.stderr)
+            print("(is the cluster up? 'superfs up' starts the local one)", file=sys.stderr)
+            return 1
+        print(f"directories {s['directories']}   files {s['files']}   bytes {human(s['bytes_used'])}"
+              f"   shards {s['shards']}   data servers {s['data_servers']}")
+        _print_replication(client)
     return 0 if ok else 3
+
+
+def _print_replication(client: Any) -> None:
+    """Data servers that are not active, files still placed on them, under-replicated chunks.
+
+    Counted by a scan of every shard's files (superfs/rebalance), so only
+    when some data server is draining, dead or removed: otherwise every
+    chunk is placed on active servers.
+    """
+    from superfs.errors import FsError
+    from superfs.rebalance import passes, plan
+    from superfs.rebalance.port import ChunkPort
+
+    cmap = client.aio.cluster.map
+    leaving = {i: st for i, st in plan.states(cmap).items() if st != plan.ACTIVE}
+    if not leaving:
+        print("data servers all active")
+        return
+    try:
+        chunks, files_on = client.run(passes.under_replicated(ChunkPort(client.aio.cluster), cmap))
+    except (OSError, FsError) as e:
+        print(f"data servers {leaving} (cannot count what is left to move: {e})")
+        return
+    print("data servers " + ", ".join(f"{i} {st} ({files_on.get(i, 0)} files left to move)"
+                                      for i, st in sorted(leaving.items()))
+          + f"   under-replicated chunks {chunks}")

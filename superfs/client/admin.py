@@ -79,8 +79,9 @@ class AdminClient:
         return [ServerRef("shard", s.id, s.address) for s in sorted(self.cluster.map.shards, key=lambda s: s.id)]
 
     def data_servers(self) -> list[ServerRef]:
+        """The data servers of the map, less those removed (drained or re-replicated: they hold nothing)."""
         return [ServerRef("data", d.id, d.address)
-                for d in sorted(self.cluster.map.data_servers, key=lambda d: d.id)]
+                for d in sorted(self.cluster.map.data_servers, key=lambda d: d.id) if d.state != "removed"]
 
     def shard_of_entry(self, parent: int, name: str) -> int:
         return self.cluster.shard_of_entry(parent, name)
@@ -287,6 +288,16 @@ class AdminClient:
 
     async def data_stats(self, server_id: int) -> pb.DataStatsReply:
         return await self.cluster.data(server_id).stats(pb.Empty())
+
+    async def set_data_server_state(self, server_id: int, state: str) -> pb.ClusterMap:
+        """Persist a data server's state in the map ("active", "draining", "dead", "removed"); the new map."""
+        cmap = await self.cluster.dir.set_server_state(pb.SetServerStateRequest(id=server_id, state=state))
+        self.cluster.adopt(cmap)
+        return self.cluster.map
+
+    async def mover_lease(self, holder: str, ttl_s: float, *, release: bool = False) -> pb.MoverLeaseReply:
+        """Take, renew or give back the dir server's one-mover-at-a-time lease (superfs/rebalance)."""
+        return await self.cluster.dir.mover_lease(pb.MoverLeaseRequest(holder=holder, ttl_s=ttl_s, release=release))
 
     async def set_degraded(self, server_id: int, degraded: bool) -> None:
         await self.cluster.data(server_id).set_degraded(pb.SetDegradedRequest(degraded=degraded))

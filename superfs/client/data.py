@@ -22,6 +22,12 @@ could not repair from another replica), an unreachable server, or "no such
 chunk" (a replica that missed it must not hide one that has it). A chunk the record says was written and no replica
 has is lost: EIO, never zeros.
 
+A file's layout can change while it is open (superfs/rebalance moves its
+chunks to other servers): a chunk that no replica of the cached layout has,
+and a write that a server the file is leaving refuses with ESTALE (its write
+fence), make the client fetch the file's record and go on with its current
+layout.
+
 Every chunk read or write carries the file's chunk capability (the rights
 its shard found for the caller, in every FileInfo it sends). One that lacks
 the right needed, or that a data server found expired (ESTALE), is replaced
@@ -51,6 +57,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_IO = 64 * 1024 * 1024  # one read or write call moves at most this much
+STALE_RETRIES = 40  # ESTALE answers taken (about 15 s of a mover's fence) before giving up
 
 
 def _ranges(rs: Iterable[pb.ChunkRange]) -> chunkranges.Ranges:
@@ -86,8 +93,14 @@ class DataIO:
         """``info``'s chunk capability, fetched anew if asked or if it lacks ``want``."""
         cap = info.chunk_cap
         if fresh or not cap.mac or cap.rights & want != want:
-            cap = (await self.meta.get_file(info.attr.ino, creds)).file.chunk_cap  # type: ignore[union-attr]
+            current = (await self.meta.get_file(info.attr.ino, creds)).file
+            assert current is not None
+            cap = current.chunk_cap
             info.chunk_cap.CopyFrom(cap)
+            if not info.inline and list(current.layout) != list(info.layout):
+                # the mover switched it (superfs/rebalance): the new servers from now on
+                del info.layout[:]
+                info.layout.extend(current.layout)
             if cap.rights & want != want:
                 raise FsError(errno.EACCES, "permission denied: may not " + ("write" if want & W_OK else "read")
                               + f" inode {info.attr.ino}")
@@ -95,14 +108,20 @@ class DataIO:
 
     async def _with_chunk_cap(self, info: pb.FileInfo, want: int, creds: Creds,
                               op: Callable[[pb.ChunkCap], Awaitable[T]]) -> T:
-        """``op(cap)``; once more with a fresh capability if a data server found it expired."""
+        """``op(cap)``; again with a fresh capability (and layout) if a data server found it
+        expired, or fenced while the file's chunks move (superfs/dataserver/write_fences.py)."""
         cap = await self._chunk_cap(info, want, creds)
-        try:
-            return await op(cap)
-        except FsError as e:
-            if e.errno != errno.ESTALE:
-                raise
-        return await op(await self._chunk_cap(info, want, creds, fresh=True))
+        pause = 0.02
+        for _ in range(STALE_RETRIES):
+            try:
+                return await op(cap)
+            except FsError as e:
+                if e.errno != errno.ESTALE:
+                    raise
+            cap = await self._chunk_cap(info, want, creds, fresh=True)
+            await asyncio.sleep(pause)  # a fence holds for seconds at most
+            pause = min(pause * 2, 0.5)
+        return await op(cap)
 
     # ------------------------------------------------------------------ reads
 
@@ -144,6 +163,10 @@ class DataIO:
                 # our view may predate a truncate that made the chunk a hole: the shard decides
                 fresh = (await self.meta.get_file(ino, creds)).file
                 assert fresh is not None
+                if list(fresh.layout) != list(info.layout):  # moved meanwhile (superfs/rebalance)
+                    del info.layout[:]
+                    info.layout.extend(fresh.layout)
+                    continue
                 if fresh.written_state == pb.WRITTEN_EXACT and chunkranges.covers(_ranges(fresh.written), lost.index):
                     raise
                 _set_written(info, chunkranges.subtract(_ranges(info.written), (lost.index, lost.index + 1)))
@@ -229,6 +252,8 @@ class DataIO:
             if n < length:  # a short chunk inside the file: the rest is a hole
                 view[n:] = bytes(length - n)
             return
+        if missing == len(replicas) and info.written_state == pb.WRITTEN_SUPERSET:
+            raise ChunkLost(ino, index)  # read() asks the shard: moved (a new layout) or a hole
         if missing and info.written_state != pb.WRITTEN_EXACT:
             # a healthy replica does not have it and the shard cannot say it was written: a hole
             # (as every read was before the shard recorded writes)
@@ -324,11 +349,12 @@ class DataIO:
 
     async def convert(self, node: Node, creds: Creds) -> None:
         """Move an inline file to chunks without a window that could lose bytes."""
-        layout = self.cluster.data_server_ids()
-        if not layout:
-            raise FsError(errno.ENOSPC, "the cluster has no data servers for files above the inline threshold")
-        chunk_size = self.cluster.map.chunk_size
         for _ in range(5):
+            layout = self.cluster.active_data_server_ids()
+            if not layout:
+                raise FsError(errno.ENOSPC, "the cluster has no active data servers for files above the inline "
+                                            "threshold")
+            chunk_size = self.cluster.map.chunk_size
             await self._refresh(node, creds)
             info = node.file
             assert info is not None
@@ -350,6 +376,9 @@ class DataIO:
             except FsError as e:
                 if e.errno == errno.EAGAIN:
                     continue  # someone wrote meanwhile: copy again
+                if e.errno == errno.ESTALE:  # a server of our map is being drained: a newer map
+                    await self.cluster.refresh()
+                    continue
                 raise
             node.file = converted
             node.attr = converted.attr

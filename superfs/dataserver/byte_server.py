@@ -51,6 +51,7 @@ from superfs.dataserver.chunk_format import MAX_CHUNK
 from superfs.dataserver.chunk_store import ChunkStore, CorruptBlocks
 from superfs.errors import FsError
 from superfs.faults import crash_point
+from superfs.dataserver.write_fences import WriteFences
 from superfs.perms import R_OK, W_OK
 from superfs.rpc import byteframes as bf
 from superfs.rpc.bytepath import BytePool, ByteTarget, raise_for
@@ -77,8 +78,10 @@ class ByteServer:
     def __init__(self, chunks: ChunkStore, secret: bytes, forward: BytePool, *, name: str = "data",
                  authenticator: Authenticator | None = None, ssl_context: ssl.SSLContext | None = None,
                  max_connections: int = MAX_CONNECTIONS, frame_timeout_s: float = FRAME_TIMEOUT_S,
-                 idle_timeout_s: float = IDLE_TIMEOUT_S, piece: int = PIECE) -> None:
+                 idle_timeout_s: float = IDLE_TIMEOUT_S, piece: int = PIECE,
+                 fences: WriteFences | None = None) -> None:
         self.chunks = chunks
+        self.fences = fences or WriteFences()   # the gRPC servicer's: the mover fences a file once
         self.secret = secret
         self.forward = forward
         self.name = name
@@ -317,6 +320,7 @@ class ByteServer:
         trusted_forward = req.forwarded and (self.authenticator is None or grant.daemon)
         try:
             capability.verify_chunk(self.secret, req.cap, ino=key.ino, want=W_OK)
+            self.fences.check(req.cap, key.ino)   # the file's chunks are moving: ESTALE, ask again
             plan = self.chunks.begin_write(key.ino, key.index, req.offset, n, req.truncate, req.chunk_size,
                                            budget=not trusted_forward)
         except FsError as e:

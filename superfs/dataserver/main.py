@@ -45,7 +45,7 @@ async def run(cfg: DataServerConfig, *, register_wait_s: float = DEFAULT_WAIT_S)
     byte_server = ByteServer(
         chunks, secret, forward, name=f"superfs-data {cfg.server_id}",
         authenticator=auth.Authenticator.from_config(security),
-        ssl_context=tls.server_ssl_context(security.tls) if security.tls else None)
+        ssl_context=tls.server_ssl_context(security.tls) if security.tls else None, fences=servicer.fences)
     registrar = Registrar(channels, cfg.dir_server, cfg.server_id, timeout_s=cfg.rpc_timeout_s,
                           new_store=chunks.is_new(),
                           on_store_checked=lambda lost: chunks.settle_identity(cfg.server_id, lost))

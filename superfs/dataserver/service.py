@@ -24,6 +24,7 @@ import grpc
 
 from superfs import capability
 from superfs.dataserver.chunk_store import ChunkStore, Spare
+from superfs.dataserver.write_fences import WriteFences
 from superfs.dataserver.chunk_format import MAX_CHUNK
 from superfs.errors import FsError, rpc_handler
 from superfs.faults import crash_point
@@ -48,9 +49,12 @@ class DataServicer(pbg.DataServiceServicer):
         self.chunks = chunks
         self.secret = secret
         self.max_write = max_write
+        self.fences = WriteFences()
 
     def _allow(self, cap: pb.ChunkCap, key: pb.ChunkKey, want: int) -> None:
         capability.verify_chunk(self.secret, cap, ino=key.ino, want=want)
+        if want & W_OK:
+            self.fences.check(cap, key.ino)
 
     def add_to(self, server: grpc.aio.Server) -> None:
         pbg.add_DataServiceServicer_to_server(self, server)
@@ -140,6 +144,11 @@ class DataServicer(pbg.DataServiceServicer):
     @rpc_handler
     async def SetDegraded(self, request: pb.SetDegradedRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
         await self.chunks.set_degraded(request.degraded)
+        return pb.Empty()
+
+    @rpc_handler
+    async def FenceWrites(self, request: pb.FenceWritesRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
+        self.fences.fence(request.ino, request.hold_ns, request.admit_mac)
         return pb.Empty()
 
     def _check_not_lost(self, key: pb.ChunkKey) -> None:

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 MAP_KEY = b"cluster_map"
 KINDS = ("shard", "data")
+DATA_STATES = ("active", "draining", "dead", "removed")
 
 
 def initial_map(cfg: DirServerConfig) -> pb.ClusterMap:
@@ -61,7 +62,9 @@ def register(m: pb.ClusterMap, kind: str, server: pb.ServerInfo) -> bool:
         if s.id == server.id:
             if s == server:
                 return False
+            state = s.state  # an operator's decision (drain, dead) outlives a restart
             s.CopyFrom(server)
+            s.state = state
             return True
     new = sorted([*servers, server], key=lambda s: s.id)
     del servers[:]
@@ -121,6 +124,26 @@ class ClusterRegistry:
                 await self.store.db.write(lambda txn: self.store.put_meta_txn(txn, MAP_KEY, value))
                 self._set(updated)
                 log.info("registered %s %d at %s: epoch %d", kind, server.id, server.address, updated.epoch)
+            return self.map
+
+    async def set_state(self, server_id: int, state: str) -> pb.ClusterMap:
+        """Persist data server ``server_id``'s state (superfs/rebalance: drain, mark-dead, remove)."""
+        if state not in DATA_STATES:
+            raise FsError(errno.EINVAL, f"unknown data server state {state!r} (want one of {', '.join(DATA_STATES)})")
+        async with self._lock:
+            updated = pb.ClusterMap()
+            updated.CopyFrom(self.map)
+            found = [d for d in updated.data_servers if d.id == server_id]
+            if not found:
+                raise FsError(errno.ENOENT, f"no data server {server_id} in the cluster map")
+            if (found[0].state or "active") == state:
+                return self.map
+            found[0].state = "" if state == "active" else state
+            updated.epoch += 1
+            value = updated.SerializeToString()
+            await self.store.db.write(lambda txn: self.store.put_meta_txn(txn, MAP_KEY, value))
+            self._set(updated)
+            log.info("data server %d is %s: epoch %d", server_id, state, updated.epoch)
             return self.map
 
     async def set_dir_session(self, address: str) -> None:

@@ -18,6 +18,7 @@ from superfs.config import ASYNC, DirServerConfig, read_secret
 from superfs.dirserver.recovery import recovery_loop
 from superfs.dirserver.service import DirServicer
 from superfs.dirserver.store import DirStore
+from superfs.rebalance.watch import DeadServerWatch
 from superfs.v1 import superfs_pb2_grpc as pbg
 
 log = logging.getLogger(__name__)
@@ -31,27 +32,33 @@ async def run(cfg: DirServerConfig) -> None:
     store = DirStore.open(os.path.join(cfg.data_dir, STORE_DIR), durable=cfg.durability != ASYNC)
     servicer = DirServicer(cfg, store, secret)
     recovery: asyncio.Task[None] | None = None
+    rereplication: asyncio.Task[None] | None = None
+    watch = DeadServerWatch(servicer.registry, servicer.view, dead_after_s=cfg.data_dead_after_s,
+                            timeout_s=cfg.rpc_timeout_s, lease=servicer.mover_lease)
 
     def add_services(server: grpc.aio.Server) -> None:
         pbg.add_DirServiceServicer_to_server(servicer, server)
 
     async def on_started(address: str, session_address: str) -> None:
-        nonlocal recovery
+        nonlocal recovery, rereplication
         await servicer.registry.set_dir_session(session_address)
         recovery = asyncio.create_task(recovery_loop(servicer.coordinator), name="dir-recovery")
+        rereplication = asyncio.create_task(watch.run(), name="dir-rereplication")
 
     async def on_stopping() -> None:
-        if recovery is not None:
-            recovery.cancel()
-            try:
-                await recovery
-            except asyncio.CancelledError:
-                pass
+        for task in (recovery, rereplication):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
 
     log.info("dir server: cluster %r, %d partitions, %s mode, store %s", servicer.registry.map.cluster_name,
              servicer.registry.map.num_partitions, cfg.durability, store.db.path)
     collectors, background = metrics.dir_server_metrics(store, servicer.registry, servicer.view,
                                                         cfg.rpc_timeout_s, servicer.leases)
+    collectors.append(metrics.FiguresCollector(watch.figures))
     try:
         await daemon.serve("superfs-dir", cfg.listen, add_services, ready_file=cfg.ready_file,
                            on_started=on_started, on_stopping=on_stopping, security=cfg.security,

@@ -23,6 +23,7 @@ from superfs.dirserver.coordinator import Coordinator
 from superfs.dirserver.intents import Intent
 from superfs.dirserver.lease_table import LeaseTable, Want
 from superfs.dirserver.leases import LeaseManager
+from superfs.dirserver.mover_lease import MoverLease as MoverLeaseHolder
 from superfs.dirserver.namespace import Namespace
 from superfs.dirserver.shards import ShardClient, ShardOps
 from superfs.dirserver.store import DirStore
@@ -53,6 +54,7 @@ class DirServicer(pbg.DirServiceServicer):
         # the dir server's routing to shards and data servers: the one view, over its own registry
         self.view = ClusterView(self.channels, cluster_map=self.registry.map, source=self._current_map)
         self.registry.on_change = self.view.adopt
+        self.mover_lease = MoverLeaseHolder()
         self.namespace = Namespace(store, secret, cfg.dir_lease_s)
         self.attrs = DirAttrs(store)
         shard_ops = shards or ShardClient(self.view, secret)
@@ -78,6 +80,19 @@ class DirServicer(pbg.DirServiceServicer):
     @rpc_handler
     async def RegisterServer(self, request: pb.RegisterServerRequest, context: Ctx) -> pb.ClusterMap:
         return await self.registry.register(request.kind, request.server)
+
+    @rpc_handler
+    async def MoverLease(self, request: pb.MoverLeaseRequest, context: Ctx) -> pb.MoverLeaseReply:
+        lease = self.mover_lease
+        if request.release:
+            lease.release(request.holder)
+            return pb.MoverLeaseReply(granted=False, holder=lease.holder, expires_in_s=lease.expires_in())
+        granted = lease.acquire(request.holder, request.ttl_s)
+        return pb.MoverLeaseReply(granted=granted, holder=lease.holder, expires_in_s=lease.expires_in())
+
+    @rpc_handler
+    async def SetServerState(self, request: pb.SetServerStateRequest, context: Ctx) -> pb.ClusterMap:
+        return await self.registry.set_state(request.id, request.state)
 
     # ------------------------------------------------------------------ reads
 

@@ -265,6 +265,10 @@ class ClusterView:
     def data_server_ids(self) -> list[int]:
         return sorted(self._data)
 
+    def active_data_server_ids(self) -> list[int]:
+        """The data servers new files' chunks may go to: not draining, dead or removed (superfs/rebalance)."""
+        return sorted(d.id for d in self.map.data_servers if d.state in ("", "active"))
+
     def has_data_server(self, server_id: int) -> bool:
         return server_id in self._data
 

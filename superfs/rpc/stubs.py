@@ -31,6 +31,16 @@ class DirRpc:
         reply = await self.caller.call("DirService/RegisterServer", request, pb.ClusterMap, timeout_s)
         return reply  # type: ignore[no-any-return]
 
+    async def set_server_state(self, request: pb.SetServerStateRequest,
+                               timeout_s: float | None = None) -> pb.ClusterMap:
+        reply = await self.caller.call("DirService/SetServerState", request, pb.ClusterMap, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def mover_lease(self, request: pb.MoverLeaseRequest,
+                          timeout_s: float | None = None) -> pb.MoverLeaseReply:
+        reply = await self.caller.call("DirService/MoverLease", request, pb.MoverLeaseReply, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
     async def resolve(self, request: pb.ResolveRequest,
                       timeout_s: float | None = None) -> pb.ResolveReply:
         reply = await self.caller.call("DirService/Resolve", request, pb.ResolveReply, timeout_s)
@@ -310,6 +320,11 @@ class ShardRpc:
         reply = await self.caller.call("ShardService/ApplyBatch", request, pb.BatchReply, timeout_s)
         return reply  # type: ignore[no-any-return]
 
+    async def switch_layout(self, request: pb.SwitchLayoutRequest,
+                            timeout_s: float | None = None) -> pb.FileInfo:
+        reply = await self.caller.call("ShardService/SwitchLayout", request, pb.FileInfo, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
 
 class DataRpc:
     """DataService: every unary method, typed."""
@@ -352,4 +367,9 @@ class DataRpc:
     async def set_degraded(self, request: pb.SetDegradedRequest,
                            timeout_s: float | None = None) -> pb.Empty:
         reply = await self.caller.call("DataService/SetDegraded", request, pb.Empty, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def fence_writes(self, request: pb.FenceWritesRequest,
+                           timeout_s: float | None = None) -> pb.Empty:
+        reply = await self.caller.call("DataService/FenceWrites", request, pb.Empty, timeout_s)
         return reply  # type: ignore[no-any-return]

@@ -22,6 +22,8 @@ from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
+LAYOUT_MAP_AGE_S = 1.0  # a new layout is checked against data server states at most this old
+
 
 class ShardCluster(ClusterView):
     """The cluster view of shard ``shard_id``."""
@@ -99,6 +101,17 @@ class ShardCluster(ClusterView):
         if unknown:
             raise FsError(errno.EINVAL, f"layout names data server(s) {unknown}, which the cluster map "
                                         f"does not list ({self.data_server_ids()})")
+        # a server being drained or re-replicated takes no new chunks; the map held is at most
+        # LAYOUT_MAP_AGE_S old, so a drain that waits longer after the state change (and then
+        # scans) sees every file placed on it (superfs/rebalance/passes.py)
+        await self.refresh_quietly(min_age_s=LAYOUT_MAP_AGE_S)
+        closed = [s for s in layout if s not in self.active_data_server_ids()]
+        if closed:  # the client's map may be the newer one (a server made active again)
+            await self.refresh_since(min_age_s=0.1)
+            closed = [s for s in layout if s not in self.active_data_server_ids()]
+        if closed:
+            raise FsError(errno.ESTALE, f"layout names data server(s) {closed}, which take no new chunks "
+                                        "(draining, dead or removed): fetch the cluster map again")
 
     # ------------------------------------------------------ the dir server
 

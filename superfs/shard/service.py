@@ -27,7 +27,7 @@ from superfs.errors import FsError, rpc_handler
 from superfs.faults import crash_point
 from superfs.perms import CredsLike
 from superfs.routing import is_dir_ino, make_file_ino
-from superfs.shard import admin_ops, file_ops, name_ops, xattr_ops
+from superfs.shard import admin_ops, file_ops, layout_ops, name_ops, xattr_ops
 from superfs.shard.batch import apply_batch
 from superfs.shard.cluster import ShardCluster
 from superfs.shard.confirms import forget_applied
@@ -63,7 +63,8 @@ def attr_of(node: Inode) -> pb.Attr:
 def file_info_of(node: Inode, data: bytes = b"") -> pb.FileInfo:
     info = pb.FileInfo(attr=attr_of(node), type=node.ftype, symlink_target=decode_name(node.symlink_target),
                        inline=node.inline, data=data, layout=node.layout, chunk_size=node.chunk_size,
-                       written_state=pb.WrittenState.ValueType(node.written_state))
+                       written_state=pb.WrittenState.ValueType(node.written_state),
+                       cut_generation=node.cut_generation)
     if node.written:
         info.written.extend(pb.ChunkRange(start=a, end=b) for a, b in node.written)
     return info
@@ -577,6 +578,20 @@ class ShardServicer(pbg.ShardServiceServicer):
     @tracked
     async def ApplyBatch(self, request: pb.BatchRequest, context: Ctx) -> pb.BatchReply:
         return await apply_batch(self, request, _holder_of(context))
+
+    @rpc_handler
+    @tracked
+    async def SwitchLayout(self, request: pb.SwitchLayoutRequest, context: Ctx) -> pb.FileInfo:
+        r = request
+        self.cluster.check_ino(r.ino)
+        with self.store.read() as t:
+            chunk_size = t.require_inode(r.ino).chunk_size
+        await self.cluster.check_layout(list(r.layout), chunk_size)
+        node = await self.store.write(lambda t: layout_ops.switch_layout(
+            t, r.ino, expect_layout=list(r.expect_layout), expect_cut_generation=r.expect_cut_generation,
+            layout=list(r.layout)))
+        log.info("inode %d: layout %s -> %s", r.ino, list(r.expect_layout), list(node.layout))
+        return self._info(node, pb.Creds(uid=0, gid=0))
 
     @rpc_handler
     async def ForgetApplied(self, request: pb.ForgetAppliedRequest, context: Ctx) -> pb.Empty:

@@ -116,18 +116,20 @@ class ChunkRange(_message.Message):
     def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("id", "address", "session_address", "bytes_address", "bytes_local")
+    __slots__ = ("id", "address", "session_address", "bytes_address", "bytes_local", "state")
     ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SESSION_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     BYTES_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     BYTES_LOCAL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     id: int
     address: str
     session_address: str
     bytes_address: str
     bytes_local: str
-    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., session_address: _Optional[str] = ..., bytes_address: _Optional[str] = ..., bytes_local: _Optional[str] = ...) -> None: ...
+    state: str
+    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., session_address: _Optional[str] = ..., bytes_address: _Optional[str] = ..., bytes_local: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class ClusterMap(_message.Message):
     __slots__ = ("epoch", "cluster_name", "num_partitions", "partition_shard", "shards", "data_servers", "replicas", "inline_threshold", "chunk_size", "durability", "dir_session_address")
@@ -158,6 +160,34 @@ class ClusterMap(_message.Message):
 class GetClusterMapRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class MoverLeaseRequest(_message.Message):
+    __slots__ = ("holder", "ttl_s", "release")
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    TTL_S_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    holder: str
+    ttl_s: float
+    release: bool
+    def __init__(self, holder: _Optional[str] = ..., ttl_s: _Optional[float] = ..., release: _Optional[bool] = ...) -> None: ...
+
+class MoverLeaseReply(_message.Message):
+    __slots__ = ("granted", "holder", "expires_in_s")
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_S_FIELD_NUMBER: _ClassVar[int]
+    granted: bool
+    holder: str
+    expires_in_s: float
+    def __init__(self, granted: _Optional[bool] = ..., holder: _Optional[str] = ..., expires_in_s: _Optional[float] = ...) -> None: ...
+
+class SetServerStateRequest(_message.Message):
+    __slots__ = ("id", "state")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    state: str
+    def __init__(self, id: _Optional[int] = ..., state: _Optional[str] = ...) -> None: ...
 
 class RegisterServerRequest(_message.Message):
     __slots__ = ("kind", "server")
@@ -394,7 +424,7 @@ class Dentry(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ino: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ...) -> None: ...
 
 class FileInfo(_message.Message):
-    __slots__ = ("attr", "type", "symlink_target", "inline", "data", "layout", "chunk_size", "chunk_cap", "written", "written_state")
+    __slots__ = ("attr", "type", "symlink_target", "inline", "data", "layout", "chunk_size", "chunk_cap", "written", "written_state", "cut_generation")
     ATTR_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     SYMLINK_TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -405,6 +435,7 @@ class FileInfo(_message.Message):
     CHUNK_CAP_FIELD_NUMBER: _ClassVar[int]
     WRITTEN_FIELD_NUMBER: _ClassVar[int]
     WRITTEN_STATE_FIELD_NUMBER: _ClassVar[int]
+    CUT_GENERATION_FIELD_NUMBER: _ClassVar[int]
     attr: Attr
     type: FileType
     symlink_target: str
@@ -415,7 +446,8 @@ class FileInfo(_message.Message):
     chunk_cap: ChunkCap
     written: _containers.RepeatedCompositeFieldContainer[ChunkRange]
     written_state: WrittenState
-    def __init__(self, attr: _Optional[_Union[Attr, _Mapping]] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., inline: _Optional[bool] = ..., data: _Optional[bytes] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., chunk_cap: _Optional[_Union[ChunkCap, _Mapping]] = ..., written: _Optional[_Iterable[_Union[ChunkRange, _Mapping]]] = ..., written_state: _Optional[_Union[WrittenState, str]] = ...) -> None: ...
+    cut_generation: int
+    def __init__(self, attr: _Optional[_Union[Attr, _Mapping]] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., inline: _Optional[bool] = ..., data: _Optional[bytes] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., chunk_cap: _Optional[_Union[ChunkCap, _Mapping]] = ..., written: _Optional[_Iterable[_Union[ChunkRange, _Mapping]]] = ..., written_state: _Optional[_Union[WrittenState, str]] = ..., cut_generation: _Optional[int] = ...) -> None: ...
 
 class CreateFileRequest(_message.Message):
     __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data", "rdev", "ino", "time_ns")
@@ -817,6 +849,18 @@ class BatchReply(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[BatchResult]
     def __init__(self, results: _Optional[_Iterable[_Union[BatchResult, _Mapping]]] = ...) -> None: ...
 
+class SwitchLayoutRequest(_message.Message):
+    __slots__ = ("ino", "expect_layout", "expect_cut_generation", "layout")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_CUT_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    expect_layout: _containers.RepeatedScalarFieldContainer[int]
+    expect_cut_generation: int
+    layout: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ino: _Optional[int] = ..., expect_layout: _Optional[_Iterable[int]] = ..., expect_cut_generation: _Optional[int] = ..., layout: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class ChunkKey(_message.Message):
     __slots__ = ("ino", "index")
     INO_FIELD_NUMBER: _ClassVar[int]
@@ -962,6 +1006,16 @@ class DataStatsReply(_message.Message):
     write_seq: int
     now_ns: int
     def __init__(self, chunks: _Optional[int] = ..., bytes: _Optional[int] = ..., db_bytes: _Optional[int] = ..., degraded: _Optional[bool] = ..., write_seq: _Optional[int] = ..., now_ns: _Optional[int] = ...) -> None: ...
+
+class FenceWritesRequest(_message.Message):
+    __slots__ = ("ino", "hold_ns", "admit_mac")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    HOLD_NS_FIELD_NUMBER: _ClassVar[int]
+    ADMIT_MAC_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    hold_ns: int
+    admit_mac: bytes
+    def __init__(self, ino: _Optional[int] = ..., hold_ns: _Optional[int] = ..., admit_mac: _Optional[bytes] = ...) -> None: ...
 
 class ListAllDirsRequest(_message.Message):
     __slots__ = ("after_ino", "limit")

@@ -44,6 +44,16 @@ class DirServiceStub:
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.RegisterServerRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.ClusterMap.FromString,
                 _registered_method=True)
+        self.SetServerState = channel.unary_unary(
+                '/superfs.v1.DirService/SetServerState',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.SetServerStateRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.ClusterMap.FromString,
+                _registered_method=True)
+        self.MoverLease = channel.unary_unary(
+                '/superfs.v1.DirService/MoverLease',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.MoverLeaseRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.MoverLeaseReply.FromString,
+                _registered_method=True)
         self.Resolve = channel.unary_unary(
                 '/superfs.v1.DirService/Resolve',
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.ResolveRequest.SerializeToString,
@@ -152,6 +162,20 @@ class DirServiceServicer:
 
     def RegisterServer(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetServerState(self, request, context):
+        """Cluster administration (superfs/rebalance): a data server's state, persisted in the map.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MoverLease(self, request, context):
+        """One chunk mover at a time (superfs/rebalance): a lease the mover renews while it works.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -288,6 +312,16 @@ def add_DirServiceServicer_to_server(servicer, server):
                     servicer.RegisterServer,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.RegisterServerRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.ClusterMap.SerializeToString,
+            ),
+            'SetServerState': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetServerState,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.SetServerStateRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.ClusterMap.SerializeToString,
+            ),
+            'MoverLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoverLease,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.MoverLeaseRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.MoverLeaseReply.SerializeToString,
             ),
             'Resolve': grpc.unary_unary_rpc_method_handler(
                     servicer.Resolve,
@@ -439,6 +473,60 @@ class DirService:
             '/superfs.v1.DirService/RegisterServer',
             superfs_dot_v1_dot_superfs__pb2.RegisterServerRequest.SerializeToString,
             superfs_dot_v1_dot_superfs__pb2.ClusterMap.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetServerState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/SetServerState',
+            superfs_dot_v1_dot_superfs__pb2.SetServerStateRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.ClusterMap.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoverLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/MoverLease',
+            superfs_dot_v1_dot_superfs__pb2.MoverLeaseRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.MoverLeaseReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1147,6 +1235,11 @@ class ShardServiceStub:
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.BatchRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.BatchReply.FromString,
                 _registered_method=True)
+        self.SwitchLayout = channel.unary_unary(
+                '/superfs.v1.ShardService/SwitchLayout',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.SwitchLayoutRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.FileInfo.FromString,
+                _registered_method=True)
 
 
 class ShardServiceServicer:
@@ -1370,6 +1463,14 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SwitchLayout(self, request, context):
+        """The mover (superfs/rebalance, daemons only): replace a chunked file's layout, only if it
+        still is what the mover read (EAGAIN otherwise; ENOENT once the file is gone).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1547,6 +1648,11 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.ApplyBatch,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.BatchRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.BatchReply.SerializeToString,
+            ),
+            'SwitchLayout': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwitchLayout,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.SwitchLayoutRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.FileInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2504,6 +2610,33 @@ class ShardService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def SwitchLayout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/SwitchLayout',
+            superfs_dot_v1_dot_superfs__pb2.SwitchLayoutRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.FileInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class DataServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -2557,6 +2690,11 @@ class DataServiceStub:
         self.SetDegraded = channel.unary_unary(
                 '/superfs.v1.DataService/SetDegraded',
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.SetDegradedRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+                _registered_method=True)
+        self.FenceWrites = channel.unary_unary(
+                '/superfs.v1.DataService/FenceWrites',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.FenceWritesRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
                 _registered_method=True)
 
@@ -2623,6 +2761,15 @@ class DataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FenceWrites(self, request, context):
+        """The mover (superfs/rebalance): refuse writes to one file's chunks with ESTALE unless their
+        capability was signed after now + hold_ns (it expires after now + chunk TTL + hold_ns).
+        Writers holding the layout before a switch must fetch the new one (see ARCHITECTURE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -2669,6 +2816,11 @@ def add_DataServiceServicer_to_server(servicer, server):
             'SetDegraded': grpc.unary_unary_rpc_method_handler(
                     servicer.SetDegraded,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.SetDegradedRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            ),
+            'FenceWrites': grpc.unary_unary_rpc_method_handler(
+                    servicer.FenceWrites,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.FenceWritesRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
             ),
     }
@@ -2914,6 +3066,33 @@ class DataService:
             target,
             '/superfs.v1.DataService/SetDegraded',
             superfs_dot_v1_dot_superfs__pb2.SetDegradedRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FenceWrites(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DataService/FenceWrites',
+            superfs_dot_v1_dot_superfs__pb2.FenceWritesRequest.SerializeToString,
             superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
             options,
             channel_credentials,
