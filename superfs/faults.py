@@ -66,6 +66,11 @@ POINTS = frozenset({
     "shard.reclaim.after_delete",
     # data servers
     "data.delete_chunks.after_commit",
+    # partition moves: the dir server after recording each step; the source after draining its
+    # freeze, the target after committing a page of copied rows, a shard after dropping its copy
+    "dir.move.after_prepare", "dir.move.after_freeze", "dir.move.after_copy", "dir.move.after_flip",
+    "dir.move.after_cleanup",
+    "shard.move.after_freeze", "shard.move.after_import", "shard.move.after_drop",
 })
 
 

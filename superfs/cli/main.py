@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_cmds.register(sub)
     from superfs.cli import admin_cmds
     admin_cmds.register(sub)
+    from superfs.cli import shard_cmds
+    shard_cmds.register(sub)
     try:
         from superfs.cli import mount_cmds
     except ImportError:  # the FUSE layer needs pyfuse3

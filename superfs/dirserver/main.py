@@ -31,6 +31,7 @@ async def run(cfg: DirServerConfig) -> None:
     store = DirStore.open(os.path.join(cfg.data_dir, STORE_DIR), durable=cfg.durability != ASYNC)
     servicer = DirServicer(cfg, store, secret)
     recovery: asyncio.Task[None] | None = None
+    moves: list[asyncio.Task[None]] = []  # rolling back / finishing moves recorded before a restart
 
     def add_services(server: grpc.aio.Server) -> None:
         pbg.add_DirServiceServicer_to_server(servicer, server)
@@ -39,8 +40,11 @@ async def run(cfg: DirServerConfig) -> None:
         nonlocal recovery
         await servicer.registry.set_dir_session(session_address)
         recovery = asyncio.create_task(recovery_loop(servicer.coordinator), name="dir-recovery")
+        moves.append(asyncio.create_task(servicer.mover.recover(), name="move-recovery"))
 
     async def on_stopping() -> None:
+        for task in moves:
+            task.cancel()
         if recovery is not None:
             recovery.cancel()
             try:
@@ -51,7 +55,8 @@ async def run(cfg: DirServerConfig) -> None:
     log.info("dir server: cluster %r, %d partitions, %s mode, store %s", servicer.registry.map.cluster_name,
              servicer.registry.map.num_partitions, cfg.durability, store.db.path)
     collectors, background = metrics.dir_server_metrics(store, servicer.registry, servicer.view,
-                                                        cfg.rpc_timeout_s, servicer.leases)
+                                                        cfg.rpc_timeout_s, servicer.leases,
+                                                        servicer.mover)
     try:
         await daemon.serve("superfs-dir", cfg.listen, add_services, ready_file=cfg.ready_file,
                            on_started=on_started, on_stopping=on_stopping, security=cfg.security,

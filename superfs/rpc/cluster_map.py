@@ -18,7 +18,10 @@ cluster_map.py) route through a :class:`ClusterView`:
 
   * ESTALE from a shard the view chose by partition (it does not own that
     partition: it refused before doing anything): refresh, route again,
-    send once more;
+    send once more; and while the map lists a partition move whose source
+    refuses changes (steps "freeze" and "copy", dirserver/moves.py), again
+    after a short wait, until the move lands (up to MOVE_WAIT_S): a move
+    is never seen by applications;
   * the server could not be reached (EIO): refresh, and send again only if
     the map now puts that server at another address, and a mutation only if
     it is known never to have left this process (CallNotSent);
@@ -47,6 +50,9 @@ log = logging.getLogger(__name__)
 REFRESH_MIN_INTERVAL_S = 0.2   # a burst of failing calls asks the dir server once
 UNKNOWN_PEER_REFRESH_S = 0.25  # a server missing from the map: ask again at most this often
 UNREACHABLE_REFRESH_S = 1.0    # a session could not reach its daemon: it may have moved
+MOVE_WAIT_S = 60.0             # a call refused by a partition being moved is sent again this long
+MOVE_BACKOFF_MAX_S = 0.25
+FROZEN_STEPS = ("freeze", "copy")  # a move's steps during which its source refuses changes
 
 MapSource = Callable[[], Awaitable[pb.ClusterMap]]
 
@@ -318,7 +324,40 @@ class ClusterView:
             again = await self._again(route, server_id, address, full, e)
             if again is None:
                 raise
-        return await self.channels.caller(again).call(full, request, reply_cls, timeout_s)
+        if route.partition is None:
+            return await self.channels.caller(again).call(full, request, reply_cls, timeout_s)
+        return await self._through_moves(route, again, full, request, reply_cls, timeout_s)
+
+    def moving(self) -> bool:
+        """Does the map held list a partition move whose source refuses changes now?"""
+        return self._map is not None and any(m.step in FROZEN_STEPS for m in self._map.moves)
+
+    async def after_stale(self, attempt: int) -> None:
+        """Before sending again a call refused with ESTALE: a fresh map, and while a partition
+        is frozen by a move, a short wait (growing with ``attempt``) for it to land."""
+        await self.refresh_quietly(min_age_s=REFRESH_MIN_INTERVAL_S)
+        if self.moving():
+            await asyncio.sleep(min(MOVE_BACKOFF_MAX_S, 0.02 * 2 ** attempt))
+            await self.refresh_quietly(min_age_s=REFRESH_MIN_INTERVAL_S)
+
+    async def _through_moves(self, route: _Routed, address: str, full: str, request: Any, reply_cls: Any,
+                             timeout_s: float | None) -> Any:
+        """The second send of a call refused with ESTALE, and more while the map lists a frozen
+        partition (a move: its source refuses changes until the flip), for up to MOVE_WAIT_S."""
+        deadline = time.monotonic() + MOVE_WAIT_S
+        attempt = 0
+        while True:
+            try:
+                return await self.channels.caller(address).call(full, request, reply_cls, timeout_s)
+            except FsError as e:
+                if e.errno != errno.ESTALE or time.monotonic() > deadline:
+                    raise
+                await self.after_stale(attempt)
+                if not self.moving() and attempt > 0:
+                    raise
+            attempt += 1
+            target = route.target()
+            address = self.address_of(route.kind, target) or await self._unknown(route.kind, target)
 
     async def _unknown(self, kind: str, server_id: int) -> str:
         await self.refresh_since()  # it may have registered since the last fetch
