@@ -333,30 +333,32 @@ class ClusterView:
         return self._map is not None and any(m.step in FROZEN_STEPS for m in self._map.moves)
 
     async def after_stale(self, attempt: int) -> None:
-        """Before sending again a call refused with ESTALE: a fresh map, and while a partition
-        is frozen by a move, a short wait (growing with ``attempt``) for it to land."""
-        await self.refresh_quietly(min_age_s=REFRESH_MIN_INTERVAL_S)
+        """Before sending again a call refused with ESTALE: a map fetched after the refusal, and
+        while a partition is frozen by a move, a short wait (growing with ``attempt``) first."""
         if self.moving():
             await asyncio.sleep(min(MOVE_BACKOFF_MAX_S, 0.02 * 2 ** attempt))
-            await self.refresh_quietly(min_age_s=REFRESH_MIN_INTERVAL_S)
+        await self.refresh_since(min_age_s=REFRESH_MIN_INTERVAL_S)
 
     async def _through_moves(self, route: _Routed, address: str, full: str, request: Any, reply_cls: Any,
                              timeout_s: float | None) -> Any:
-        """The second send of a call refused with ESTALE, and more while the map lists a frozen
-        partition (a move: its source refuses changes until the flip), for up to MOVE_WAIT_S."""
+        """The second send of a call refused with ESTALE, and more while the map moves the call's
+        partition elsewhere or lists a frozen one (a move: its source refuses changes until the
+        flip), each after a map fetched since the refusal, for up to MOVE_WAIT_S."""
         deadline = time.monotonic() + MOVE_WAIT_S
         attempt = 0
+        target = route.target()
         while True:
             try:
                 return await self.channels.caller(address).call(full, request, reply_cls, timeout_s)
             except FsError as e:
                 if e.errno != errno.ESTALE or time.monotonic() > deadline:
                     raise
+                sent_to = target
                 await self.after_stale(attempt)
-                if not self.moving() and attempt > 0:
+                target = route.target()
+                if target == sent_to and not self.moving():
                     raise
             attempt += 1
-            target = route.target()
             address = self.address_of(route.kind, target) or await self._unknown(route.kind, target)
 
     async def _unknown(self, kind: str, server_id: int) -> str:
