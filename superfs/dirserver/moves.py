@@ -190,6 +190,7 @@ class PartitionMover:
     async def _cleanup(self, rec: pb.PartitionMove) -> None:
         """The source drops its copy; it must hold the flipped map first (its DropPartition checks)."""
         cmap = self.registry.map
+        await self._tell(rec.target, cmap)  # it serves the partition now (resumed after a restart: not told yet)
         src = self._shard(rec.source)
         await self._step(lambda: src.adopt_cluster_map(cmap))
         await self._step(lambda: src.drop_partition(pb.PartitionRequest(partition=rec.partition), CALL_TIMEOUT_S))

@@ -18,10 +18,11 @@ cluster_map.py) route through a :class:`ClusterView`:
 
   * ESTALE from a shard the view chose by partition (it does not own that
     partition: it refused before doing anything): refresh, route again,
-    send once more; and while the map lists a partition move whose source
-    refuses changes (steps "freeze" and "copy", dirserver/moves.py), again
-    after a short wait, until the move lands (up to MOVE_WAIT_S): a move
-    is never seen by applications;
+    send once more; and while the map lists a partition move and the shard
+    says the call was misrouted (errors.MISROUTED: a move's source refuses
+    changes during "freeze" and "copy", dirserver/moves.py), again after a
+    short wait and a fresh map, until the move lands (up to MOVE_WAIT_S): a
+    move is never seen by applications;
   * the server could not be reached (EIO): refresh, and send again only if
     the map now puts that server at another address, and a mutation only if
     it is known never to have left this process (CallNotSent);
@@ -37,7 +38,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from superfs import routing
-from superfs.errors import FsError
+from superfs.errors import FsError, is_misrouted
 from superfs.rpc.channels import Channels
 from superfs.rpc.client import CallNotSent
 from superfs.rpc.methods import METHODS
@@ -329,8 +330,9 @@ class ClusterView:
         return await self._through_moves(route, again, full, request, reply_cls, timeout_s)
 
     def moving(self) -> bool:
-        """Does the map held list a partition move whose source refuses changes now?"""
-        return self._map is not None and any(m.step in FROZEN_STEPS for m in self._map.moves)
+        """Does the map held list a partition move (its source may refuse changes, its target
+        may not have heard of the flip yet)?"""
+        return self._map is not None and len(self._map.moves) > 0
 
     async def after_stale(self, attempt: int) -> None:
         """Before sending again a call refused with ESTALE: a map fetched after the refusal, and
@@ -342,8 +344,10 @@ class ClusterView:
     async def _through_moves(self, route: _Routed, address: str, full: str, request: Any, reply_cls: Any,
                              timeout_s: float | None) -> Any:
         """The second send of a call refused with ESTALE, and more while the map moves the call's
-        partition elsewhere or lists a frozen one (a move: its source refuses changes until the
-        flip), each after a map fetched since the refusal, for up to MOVE_WAIT_S."""
+        partition elsewhere, or lists a move and the shard said the call is misrouted (a move's
+        source refuses changes until the flip; its target may adopt the flipped map a moment
+        after the dir server published it), each after a map fetched since the refusal, for up
+        to MOVE_WAIT_S."""
         deadline = time.monotonic() + MOVE_WAIT_S
         attempt = 0
         target = route.target()
@@ -356,7 +360,7 @@ class ClusterView:
                 sent_to = target
                 await self.after_stale(attempt)
                 target = route.target()
-                if target == sent_to and not self.moving():
+                if target == sent_to and not (self.moving() and is_misrouted(e)):
                     raise
             attempt += 1
             address = self.address_of(route.kind, target) or await self._unknown(route.kind, target)

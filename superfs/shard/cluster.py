@@ -16,7 +16,7 @@ import logging
 from typing import Callable
 
 from superfs.dataserver.chunk_format import MAX_CHUNK
-from superfs.errors import FsError
+from superfs.errors import MISROUTED, FsError
 from superfs.rpc.channels import Channels
 from superfs.rpc.cluster_map import FROZEN_STEPS, ClusterView
 from superfs.v1 import superfs_pb2 as pb
@@ -75,10 +75,10 @@ class ShardCluster(ClusterView):
     def _check_partition(self, p: int, what: str, read: bool) -> None:
         if p not in self._owned:
             self.refresh_soon()
-            raise FsError(errno.ESTALE, f"{what} partition {p} is not on shard {self.shard_id}")
+            raise FsError(errno.ESTALE, f"{MISROUTED}{what} partition {p} is not on shard {self.shard_id}")
         if not read and p in self._frozen:
             self.refresh_soon()
-            raise FsError(errno.ESTALE, f"{what} partition {p} is moving to another shard: retry")
+            raise FsError(errno.ESTALE, f"{MISROUTED}{what} partition {p} is moving to another shard")
 
     def owns_entry(self, parent: int, name: str) -> bool:
         return self.entry_partition(parent, name) in self._owned

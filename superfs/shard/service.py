@@ -23,7 +23,7 @@ from typing import Callable, Iterable, TypeVar
 import grpc
 
 from superfs import capability, names, perms
-from superfs.errors import FsError, rpc_handler
+from superfs.errors import MISROUTED, FsError, rpc_handler
 from superfs.faults import crash_point
 from superfs.perms import CredsLike
 from superfs.routing import is_dir_ino, make_file_ino
@@ -570,7 +570,7 @@ class ShardServicer(PartitionMoveRpcs, pbg.ShardServiceServicer):
         parts = sorted(set(request.partitions))
         for p in parts:
             if p not in self.cluster.owned_partitions or p in self.cluster.frozen_partitions:
-                raise FsError(errno.ESTALE, f"partition {p} is not on shard {self.cluster.shard_id}, "
+                raise FsError(errno.ESTALE, f"{MISROUTED}partition {p} is not on shard {self.cluster.shard_id}, "
                                             "or is moving away")
         firsts = await self.store.write(lambda t: [t.delegate_inos(p, holder, count) for p in parts])
         return pb.DelegateReply(ranges=[pb.InoRange(partition=p, first=make_file_ino(p, f), count=count)

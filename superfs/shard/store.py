@@ -72,7 +72,7 @@ import lmdb
 import xxhash
 
 from superfs.capability import CAP_TTL_NS
-from superfs.errors import FsError
+from superfs.errors import MISROUTED, FsError
 from superfs.faults import wall_ns
 from superfs.lmdb_store import LmdbStore
 from superfs.routing import INO_PARTITION_SHIFT, SEQ_MASK, ino_partition, is_dir_ino, make_file_ino
@@ -145,7 +145,7 @@ class ShardTxn:
 
     def guard_partition(self, partition: int) -> None:
         if partition in self.frozen:
-            raise FsError(errno.ESTALE, f"partition {partition} is frozen: it is moving to another shard")
+            raise FsError(errno.ESTALE, f"{MISROUTED}partition {partition} is frozen: it is moving to another shard")
 
     def guard_key(self, key: bytes) -> None:
         """ESTALE if the dentry (or intent) key is of a frozen partition."""
