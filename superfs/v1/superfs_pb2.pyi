@@ -434,7 +434,7 @@ class FileInfo(_message.Message):
     def __init__(self, attr: _Optional[_Union[Attr, _Mapping]] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., inline: _Optional[bool] = ..., data: _Optional[bytes] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., chunk_cap: _Optional[_Union[ChunkCap, _Mapping]] = ..., written: _Optional[_Iterable[_Union[ChunkRange, _Mapping]]] = ..., written_state: _Optional[_Union[WrittenState, str]] = ...) -> None: ...
 
 class CreateFileRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data", "rdev", "ino", "time_ns")
+    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data", "rdev", "ino", "time_ns", "delegation_holder")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -448,6 +448,7 @@ class CreateFileRequest(_message.Message):
     RDEV_FIELD_NUMBER: _ClassVar[int]
     INO_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    DELEGATION_HOLDER_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     mode: int
@@ -461,7 +462,8 @@ class CreateFileRequest(_message.Message):
     rdev: int
     ino: int
     time_ns: int
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ..., rdev: _Optional[int] = ..., ino: _Optional[int] = ..., time_ns: _Optional[int] = ...) -> None: ...
+    delegation_holder: bytes
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ..., rdev: _Optional[int] = ..., ino: _Optional[int] = ..., time_ns: _Optional[int] = ..., delegation_holder: _Optional[bytes] = ...) -> None: ...
 
 class CreateFileReply(_message.Message):
     __slots__ = ("file", "created")
