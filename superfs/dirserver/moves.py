@@ -50,6 +50,7 @@ from superfs.dirserver.cluster_map import ClusterRegistry
 from superfs.errors import FsError
 from superfs.faults import crash_point
 from superfs.rpc.cluster_map import ClusterView
+from superfs.rpc.stubs import ShardRpc
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ class PartitionMover:
 
     # -------------------------------------------------------------- helpers
 
-    def _shard(self, shard_id: int):  # type: ignore[no-untyped-def]
+    def _shard(self, shard_id: int) -> ShardRpc:
         return self.view.shard(shard_id)
 
     async def _tell(self, shard_id: int, cmap: pb.ClusterMap) -> None:

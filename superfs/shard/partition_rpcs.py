@@ -28,7 +28,10 @@ from superfs.shard import partition_ops
 from superfs.v1 import superfs_pb2 as pb
 
 if TYPE_CHECKING:
-    from superfs.shard.service import ShardServicer
+    from superfs.shard.cluster import ShardCluster
+    from superfs.shard.fences import Fences
+    from superfs.shard.inflight import OpTracker
+    from superfs.shard.store import FileMetaStore
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +42,20 @@ MAX_EXPORT_ROWS = 10000
 class PartitionMoveRpcs:
     """Mixed into ShardServicer: the RPCs of partition moves."""
 
+    store: "FileMetaStore"      # the servicer's (service.py)
+    cluster: "ShardCluster"
+    ops: "OpTracker"
+    fences: "Fences"
     imported_rows = 0   # rows and bytes of partitions copied onto this shard since start (metrics)
     imported_bytes = 0
 
-    def _frozen_changed(self: "ShardServicer", frozen: frozenset[int], first: bool) -> None:
+    def _frozen_changed(self, frozen: frozenset[int], first: bool) -> None:
         """The map's frozen partitions changed: the store's guard follows (at once when it
         shrinks or at start-up; a newly frozen one after AdoptClusterMap drained it)."""
         self.store.num_partitions = self.cluster.map.num_partitions
         self.store.frozen = frozen if first else self.store.frozen & frozen
 
-    async def _drain(self: "ShardServicer") -> None:
+    async def _drain(self) -> None:
         """Let the mutating calls that began before now finish (bounded), then freeze the store."""
         ticket = self.ops.begun
         deadline = time.monotonic() + DRAIN_WAIT_S
@@ -60,20 +67,20 @@ class PartitionMoveRpcs:
         self.store.frozen = self.cluster.frozen_partitions
         await self.store.write(lambda t: None)  # whatever ran before the guard is committed now
 
-    def _moving_here(self: "ShardServicer", partition: int) -> pb.PartitionMove:
+    def _moving_here(self, partition: int) -> pb.PartitionMove:
         for m in self.cluster.map.moves:
             if m.partition == partition and m.target == self.cluster.shard_id:
                 return m
         raise FsError(errno.EINVAL, f"no move of partition {partition} to shard {self.cluster.shard_id} is listed")
 
-    def _check_partition_arg(self: "ShardServicer", partition: int) -> int:
+    def _check_partition_arg(self, partition: int) -> int:
         n = self.cluster.map.num_partitions
         if not 0 <= partition < n:
             raise FsError(errno.EINVAL, f"partition {partition} is outside 0..{n - 1}")
         return n
 
     @rpc_handler
-    async def AdoptClusterMap(self: "ShardServicer", request: pb.ClusterMap, context: Any) -> pb.Empty:
+    async def AdoptClusterMap(self, request: pb.ClusterMap, context: Any) -> pb.Empty:
         self.cluster.adopt(request)
         if self.cluster.frozen_partitions - self.store.frozen:
             await self._drain()
@@ -81,7 +88,7 @@ class PartitionMoveRpcs:
         return pb.Empty()
 
     @rpc_handler
-    async def ExportPartition(self: "ShardServicer", request: pb.PartitionExportRequest,
+    async def ExportPartition(self, request: pb.PartitionExportRequest,
                               context: Any) -> pb.PartitionRows:
         n = self._check_partition_arg(request.partition)
         limit = max(1, min(request.limit or MAX_EXPORT_ROWS, MAX_EXPORT_ROWS))
@@ -95,7 +102,7 @@ class PartitionMoveRpcs:
                                 rows=[pb.PartitionRow(db=d, key=k, value=v) for d, k, v in rows])
 
     @rpc_handler
-    async def ImportPartition(self: "ShardServicer", request: pb.PartitionRows, context: Any) -> pb.Empty:
+    async def ImportPartition(self, request: pb.PartitionRows, context: Any) -> pb.Empty:
         n = self._check_partition_arg(request.partition)
         if self.cluster.map.partition_shard[request.partition] == self.cluster.shard_id:
             raise FsError(errno.EBUSY, f"partition {request.partition} already serves here: no copy onto it")
@@ -110,7 +117,7 @@ class PartitionMoveRpcs:
         return pb.Empty()
 
     @rpc_handler
-    async def DropPartition(self: "ShardServicer", request: pb.PartitionRequest, context: Any) -> pb.PartitionDigest:
+    async def DropPartition(self, request: pb.PartitionRequest, context: Any) -> pb.PartitionDigest:
         n = self._check_partition_arg(request.partition)
         p = request.partition
         if p in self.cluster.owned_partitions or p in self.cluster.frozen_partitions:
@@ -122,7 +129,7 @@ class PartitionMoveRpcs:
         return pb.PartitionDigest(partition=p, rows=rows)
 
     @rpc_handler
-    async def DigestPartition(self: "ShardServicer", request: pb.PartitionRequest,
+    async def DigestPartition(self, request: pb.PartitionRequest,
                               context: Any) -> pb.PartitionDigest:
         n = self._check_partition_arg(request.partition)
 
