@@ -111,3 +111,32 @@ def _safe_move(cluster, p: int, new: int) -> object:  # type: ignore[no-untyped-
         return _move(cluster, p, new)
     except FsError as e:
         return e
+
+
+def test_move_figures_in_prometheus(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from superfs.cli.launcher import LocalCluster
+    from superfs.cli.status import scrape, total
+
+    cluster = LocalCluster(str(tmp_path / "c"))
+    cluster.init(shards=2, data_servers=1, replicas=1, inline_threshold=4096, chunk_size=65536,
+                 durability="durable", metrics=True)
+    cluster.start()
+    try:
+        with connect(address(cluster)) as c:
+            sums = populate(c, 40)
+            p = _busiest_partition(c, 0)
+        name, new = add_shard_daemon(cluster)
+        rec = _move(cluster, p, new)
+        assert rec.step == "done" and rec.rows > 0
+        d = scrape(cluster.metrics_url("dir") or "")
+        assert total(d, "superfs_partitions_moved") == 1
+        assert total(d, "superfs_partition_moves_in_progress") == 0
+        assert total(d, "superfs_partition_rows_copied") == rec.rows
+        assert total(d, "superfs_partition_bytes_copied") == rec.bytes
+        s = scrape(cluster.metrics_url(name) or "")
+        assert total(s, "superfs_partition_rows_imported") == rec.rows
+        assert total(s, "superfs_partitions_frozen") == 0
+        with connect(address(cluster)) as c:
+            read_back(c, sums)
+    finally:
+        cluster.stop()
