@@ -82,3 +82,39 @@ def test_add_shard_that_is_down_is_refused(cluster_factory) -> None:  # type: ig
     r = admin_cli(cluster, "add-shard", str(new))
     assert r.returncode == 2 and f"shard {new} does not answer" in r.stderr, r.stdout + r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_add_shard_killed_then_run_again(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 of the operator's command mid-way: no partition stays frozen, and running it again finishes."""
+    import signal
+    import subprocess
+    import sys
+
+    from t5_support import wait_until
+
+    cluster = cluster_factory(shards=2, data_servers=1, replicas=1)
+    with connect(address(cluster)) as c:
+        sums = populate(c, 300)
+    _, new = add_shard_daemon(cluster)
+    cmd = subprocess.Popen([sys.executable, "-m", "superfs.cli.main", "admin", "add-shard", str(new),
+                            "--state-dir", cluster.state_dir], stdout=subprocess.PIPE, text=True)
+    assert cmd.stdout is not None
+    for _ in range(20):  # the plan line, then moves going on
+        cmd.stdout.readline()
+    cmd.send_signal(signal.SIGKILL)
+    cmd.wait(30)
+
+    def settled() -> bool:
+        with connect(address(cluster)) as c:  # a fresh client: the map as the dir server has it now
+            return not c.aio.cluster.map.moves
+    wait_until(settled, "the move the killed command had asked for to finish on its own")
+    with Load(cluster) as load:
+        r = admin_cli(cluster, "add-shard", str(new))
+        load.wait_ops(load.ops + 10)
+    assert r.returncode == 0, r.stderr
+    assert not load.errors, load.errors[:10]
+    with connect(address(cluster)) as c:
+        held = per_shard(c)
+        assert abs(held[new] - 1024 // 3) <= 1, held
+        read_back(c, sums)
+    assert_clean(cluster)

@@ -72,6 +72,7 @@ class PartitionMover:
         self.registry = registry
         self.view = view
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[pb.PartitionMove]] = set()  # moves whose callers may be gone
         self.moved = 0          # metrics: partitions moved since start, rows and bytes copied
         self.rows_copied = 0
         self.bytes_copied = 0
@@ -108,7 +109,17 @@ class PartitionMover:
     # ------------------------------------------------------------ the move
 
     async def move(self, partition: int, target: int) -> pb.PartitionMove:
-        """Move ``partition`` to shard ``target`` (or finish its recorded move there); the record at the end."""
+        """Move ``partition`` to shard ``target`` (or finish its recorded move there); the record at the end.
+
+        The move runs as a task of its own: a caller that goes away (the operator's command
+        killed, its connection lost) does not stop it half-way, with its partition frozen.
+        """
+        task = asyncio.get_running_loop().create_task(self._move(partition, target))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+    async def _move(self, partition: int, target: int) -> pb.PartitionMove:
         cmap = self.registry.map
         if not 0 <= partition < cmap.num_partitions:
             raise FsError(errno.EINVAL, f"partition {partition} is outside 0..{cmap.num_partitions - 1}")
