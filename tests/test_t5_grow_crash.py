@@ -140,3 +140,24 @@ def test_move_figures_in_prometheus(tmp_path) -> None:  # type: ignore[no-untype
             read_back(c, sums)
     finally:
         cluster.stop()
+
+
+def test_fsck_reports_a_stuck_move(cluster_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A move that cannot advance (its source is down after the flip) is reported; once it can, it finishes."""
+    from superfs.fsck import checks
+    from t5_support import fsck
+
+    cluster, sums, p, _, new = _setup(cluster_factory)
+    arm(cluster, "dir", "dir.move.after_flip")
+    with pytest.raises(FsError):
+        _move(cluster, p, new, timeout_s=5.0)
+    wait_crashed(cluster, "dir")
+    cluster.kill("shard-0")   # the source: its cleanup cannot be done
+    restart(cluster, "dir")
+    monkeypatch.setattr(checks, "MOVE_STUCK_AFTER_NS", 0)  # (it is minutes: a step waits a minute for a shard)
+    rc, report = fsck(cluster, settle_s=1.0)
+    assert rc == 1 and "move-stuck" in report and f"partition {p}" in report, report
+    restart(cluster, "shard-0")
+    wait_until(lambda: not _cmap(cluster).moves, "the move to finish once its source is back")
+    monkeypatch.setattr(checks, "MOVE_STUCK_AFTER_NS", 180 * 10**9)
+    _check(cluster, sums, p, owner=new)

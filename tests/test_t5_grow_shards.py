@@ -118,3 +118,33 @@ def test_add_shard_killed_then_run_again(cluster_factory) -> None:  # type: igno
         assert abs(held[new] - 1024 // 3) <= 1, held
         read_back(c, sums)
     assert_clean(cluster)
+
+
+def test_fsck_while_partitions_move(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    """fsck run during an add-shard: a moving partition's two copies are not findings."""
+    import threading
+
+    from t5_support import fsck
+
+    cluster = cluster_factory(shards=2, data_servers=1, replicas=1)
+    with connect(address(cluster)) as c:
+        sums = populate(c, 400)
+    _, new = add_shard_daemon(cluster)
+    reports: list[tuple[int, str]] = []
+    done = threading.Event()
+
+    def checker() -> None:
+        while not done.is_set():
+            reports.append(fsck(cluster, settle_s=5.0))
+
+    t = threading.Thread(target=checker)
+    t.start()
+    r = admin_cli(cluster, "add-shard", str(new))
+    done.set()
+    t.join(300)
+    assert r.returncode == 0, r.stderr
+    assert reports
+    bad = [rep for rc, rep in reports if rc != 0]
+    assert not bad, bad[0][-3000:]
+    with connect(address(cluster)) as c:
+        read_back(c, sums)

@@ -48,7 +48,7 @@ from typing import Awaitable, Callable, TypeVar
 
 from superfs.dirserver.cluster_map import ClusterRegistry
 from superfs.errors import FsError
-from superfs.faults import crash_point
+from superfs.faults import crash_point, wall_ns
 from superfs.rpc.cluster_map import ClusterView
 from superfs.rpc.stubs import ShardRpc
 from superfs.v1 import superfs_pb2 as pb
@@ -87,6 +87,7 @@ class PartitionMover:
 
     async def _set_step(self, rec: pb.PartitionMove, step: str, *, owner: int | None = None) -> pb.ClusterMap:
         rec.step = step
+        rec.step_ns = wall_ns()
 
         def change(m: pb.ClusterMap) -> None:
             keep = [x for x in m.moves if x.partition != rec.partition]

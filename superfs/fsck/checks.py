@@ -29,6 +29,7 @@ written since its first scan and repairs leave young bytes alone.
 from __future__ import annotations
 
 from collections import defaultdict
+import time
 from typing import Callable, Iterable
 
 from superfs import routing
@@ -40,6 +41,7 @@ from superfs.routing import ROOT_INO, is_dir_ino
 from superfs.v1 import superfs_pb2 as pb
 
 Sink = Callable[[Finding], None]
+MOVE_STUCK_AFTER_NS = 180 * 10**9  # a partition move whose last step is older than this is stuck
 
 
 def check(snap: Snapshot) -> list[Finding]:
@@ -299,8 +301,12 @@ class _Checker:
                          f"{c.delegated_end - 1} are delegated to a lease holder, its counter is {c.last}")
 
     def moves(self) -> None:
-        # found at both scans at the same step (the key), it stood still through fsck: stuck
+        # a step recorded long ago (a step whose shard is down is tried for a minute, dirserver/moves.py),
+        # and found again by the confirming scan at the same step (the key): stuck
+        now = time.time_ns()
         for p, m in sorted(self.moving.items()):
+            if now - m.step_ns < MOVE_STUCK_AFTER_NS:
+                continue
             self.add("move-stuck", (p, m.step), f"partition {p}: its move from shard {m.source} to shard "
                      f"{m.target} stands at step {m.step!r} (a shard down? run 'superfs admin add-shard' or "
                      "'remove-shard' again to go on, or restart the dir server to roll it back)")

@@ -156,20 +156,22 @@ class ClusterMap(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., cluster_name: _Optional[str] = ..., num_partitions: _Optional[int] = ..., partition_shard: _Optional[_Iterable[int]] = ..., shards: _Optional[_Iterable[_Union[ServerInfo, _Mapping]]] = ..., data_servers: _Optional[_Iterable[_Union[ServerInfo, _Mapping]]] = ..., replicas: _Optional[int] = ..., inline_threshold: _Optional[int] = ..., chunk_size: _Optional[int] = ..., durability: _Optional[str] = ..., dir_session_address: _Optional[str] = ..., moves: _Optional[_Iterable[_Union[PartitionMove, _Mapping]]] = ..., removed_shards: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class PartitionMove(_message.Message):
-    __slots__ = ("partition", "source", "target", "step", "rows", "bytes")
+    __slots__ = ("partition", "source", "target", "step", "rows", "bytes", "step_ns")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
+    STEP_NS_FIELD_NUMBER: _ClassVar[int]
     partition: int
     source: int
     target: int
     step: str
     rows: int
     bytes: int
-    def __init__(self, partition: _Optional[int] = ..., source: _Optional[int] = ..., target: _Optional[int] = ..., step: _Optional[str] = ..., rows: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+    step_ns: int
+    def __init__(self, partition: _Optional[int] = ..., source: _Optional[int] = ..., target: _Optional[int] = ..., step: _Optional[str] = ..., rows: _Optional[int] = ..., bytes: _Optional[int] = ..., step_ns: _Optional[int] = ...) -> None: ...
 
 class GetClusterMapRequest(_message.Message):
     __slots__ = ()
