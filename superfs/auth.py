@@ -73,6 +73,10 @@ DAEMON_ONLY = frozenset({
     "SetDirFence",
     # shard to shard: forgetting idempotency records, asking which removed directories are still targeted
     "ForgetApplied", "DirsTargeted",
+    # moving partitions between shards (dirserver/moves.py): driven by the dir server, asked for by
+    # the operator's superfs admin (which runs with the cluster's daemon token)
+    "MovePartition", "RemoveShard", "AdoptClusterMap", "ExportPartition", "ImportPartition",
+    "DropPartition", "DigestPartition",
     # RENAME_EXCHANGE steps of the dir server (they re-point names without a capability)
     "RepointEntry",
     # the mover (superfs/rebalance): data server states, layout switches, write fences

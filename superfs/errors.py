@@ -92,6 +92,16 @@ def is_lease_wait(err: "FsError") -> bool:
     return err.errno == errno.EAGAIN and err.message.startswith(LEASE_WAIT)
 
 
+# A shard's answer to a call for a partition it does not own, or owns but is moving away (frozen):
+# nothing was done. The client sends it again once its map agrees (rpc/cluster_map.py); an ESTALE
+# for another reason (a capability older than its directory's fence) is not this.
+MISROUTED = "misrouted: "
+
+
+def is_misrouted(err: "FsError") -> bool:
+    return err.errno == errno.ESTALE and err.message.startswith(MISROUTED)
+
+
 # gRPC's refusal of a call beyond a server's maximum_concurrent_rpcs (grpc/_server.py): nothing ran.
 OVERLOADED_DETAILS = "Concurrent RPC limit exceeded"
 

@@ -24,6 +24,10 @@ config names a metrics port. Exported:
 * the dir server's re-replication (superfs/rebalance/watch.py): ``superfs_data_servers_{draining,dead,removed}``,
   ``superfs_under_replicated_chunks``, ``superfs_rereplicated_{chunks,bytes,files}``,
   ``superfs_rereplication_failures``
+* partition moves: on the dir server ``superfs_partitions_moved``,
+  ``superfs_partition_moves_in_progress``, ``superfs_partition_rows_copied``,
+  ``superfs_partition_bytes_copied``; on a shard ``superfs_partition_rows_imported``,
+  ``superfs_partition_bytes_imported``, ``superfs_partitions_frozen``
 * ``superfs_daemon_info{daemon}`` and the process collector (CPU, memory, fds)
 
 Request metrics wrap every servicer method (:meth:`DaemonMetrics.wrapper_for`,
@@ -293,7 +297,7 @@ Background = Callable[[], Any]
 
 
 def dir_server_metrics(store: Any, registry: Any, view: Any, timeout_s: float,
-                       leases: Any = None) -> tuple[list[Collector], list[Background]]:
+                       leases: Any = None, mover: Any = None) -> tuple[list[Collector], list[Background]]:
     """Collectors and background probe of the dir server (DirStore, ClusterRegistry, its ClusterView,
     LeaseManager)."""
     from superfs.v1 import superfs_pb2 as pb
@@ -305,6 +309,8 @@ def dir_server_metrics(store: Any, registry: Any, view: Any, timeout_s: float,
     collectors: list[Collector] = [LmdbCollector(store.db), health]
     if leases is not None:
         collectors.append(FiguresCollector(lease_figures(leases)))
+    if mover is not None:
+        collectors.append(FiguresCollector(move_figures(mover)))
     return collectors, [health.run]
 
 
@@ -318,9 +324,30 @@ def lease_figures(leases: Any) -> Callable[[], list[tuple[str, str, float]]]:
     return fn
 
 
-def shard_metrics(store: Any) -> list[Collector]:
-    """A shard's FileMetaStore (files and dentries are its LMDB entry counts)."""
-    return [LmdbCollector(store.lmdb)]
+def shard_metrics(store: Any, servicer: Any = None) -> list[Collector]:
+    """A shard's FileMetaStore (files and dentries are its LMDB entry counts), and its partition moves."""
+    out: list[Collector] = [LmdbCollector(store.lmdb)]
+    if servicer is not None:
+        out.append(FiguresCollector(lambda: [
+            ("superfs_partition_rows_imported", "Rows of partitions copied onto this shard since start",
+             servicer.imported_rows),
+            ("superfs_partition_bytes_imported", "Bytes of partitions copied onto this shard since start",
+             servicer.imported_bytes),
+            ("superfs_partitions_frozen", "Partitions of this shard frozen by a move in progress",
+             len(servicer.cluster.frozen_partitions))]))
+    return out
+
+
+def move_figures(mover: Any) -> Callable[[], list[tuple[str, str, float]]]:
+    """The dir server's PartitionMover: partitions moved, moves in progress, rows and bytes copied."""
+    def fn() -> list[tuple[str, str, float]]:
+        return [("superfs_partitions_moved", "Partitions moved to another shard since start", mover.moved),
+                ("superfs_partition_moves_in_progress", "Partition moves recorded in the cluster map",
+                 len(mover.registry.map.moves)),
+                ("superfs_partition_rows_copied", "Rows copied by partition moves since start", mover.rows_copied),
+                ("superfs_partition_bytes_copied", "Bytes copied by partition moves since start",
+                 mover.bytes_copied)]
+    return fn
 
 
 def byte_path_figures(server: Any) -> Callable[[], list[tuple[str, str, float]]]:

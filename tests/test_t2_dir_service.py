@@ -219,7 +219,8 @@ async def test_cluster_map_over_rpc_and_across_restart(tmp_path: Any) -> None:
     assert (await c.stub.register_server(reg("shard", 1, "127.0.0.1:7001"))).epoch == 2
     m = await c.stub.register_server(reg("data", 5, "127.0.0.1:8005"))
     assert m.epoch == 3 and m.data_servers[0].address == "127.0.0.1:8005"
-    for bad in [reg("shard", 2, "127.0.0.1:1"), reg("meta", 0, "127.0.0.1:1"), reg("data", 1, "")]:
+    # a new shard takes the next id (2 here: it owns nothing until add-shard); one past it is a typo
+    for bad in [reg("shard", 3, "127.0.0.1:1"), reg("meta", 0, "127.0.0.1:1"), reg("data", 1, "")]:
         assert await c.err(c.stub.register_server(bad)) == errno.EINVAL
     await close_dir_server(c)
     c = await open_dir_server(str(tmp_path), shards, replicas=3, inline_threshold=1234)

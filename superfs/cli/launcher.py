@@ -203,6 +203,31 @@ class LocalCluster:
         os.replace(tmp, self.path(CLUSTER_FILE))
         register_address(str(addresses["dir_server"]), self.config_path)
 
+    def add_shard_node(self) -> str:
+        """Add a shard (the next id, fresh ports and data dir) to cluster.toml; its daemon's name.
+
+        It is not started here: ``start_daemon(name)`` starts it, it registers with the dir
+        server and owns nothing until ``superfs admin add-shard`` moves partitions to it.
+        """
+        cf = self.cluster_file()
+        i = max(n.id for n in cf.shards) + 1
+        host = cf.shards[0].listen.rsplit(":", 1)[0]
+        address = f"{host}:{free_port(host)}"
+        node = NodeSettings(id=i, address=address, listen=address, data_dir=self.path(f"shard-{i}"),
+                            metrics_port=free_port(host) if any(n.metrics_port for n in cf.shards) else 0,
+                            session_port=fixed_port(host))
+        cf = config_file.parse(config_file.to_dict(replace(cf, shards=(*cf.shards, node))))
+        config_file.write(self.config_path, cf, header=(
+            "SuperFS cluster file written by 'superfs up' for the local cluster in this directory.\n"
+            "Daemons run with --config pointing here; clients: superfs.connect(config=<this file>)."))
+        cfg = self.config
+        cfg["shards"] = [*cfg["shards"], address]  # type: ignore[misc]
+        tmp = self.path(CLUSTER_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(cfg, f, indent=2)
+        os.replace(tmp, self.path(CLUSTER_FILE))
+        return f"shard-{i}"
+
     def _migrate(self) -> None:
         """Give a state directory from before cluster.toml one, with the ports it already uses."""
         cfg = self.config

@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_cmds.register(sub)
     from superfs.cli import admin_cmds
     admin_cmds.register(sub)
-    from superfs.cli import rebalance_cmds
-    rebalance_cmds.register(sub)
+    from superfs.cli import rebalance_cmds, shard_cmds
+    admin = rebalance_cmds.register(sub)   # `superfs admin`: data servers, then shards
+    shard_cmds.register(admin)
     try:
         from superfs.cli import mount_cmds
     except ImportError:  # the FUSE layer needs pyfuse3

@@ -31,22 +31,26 @@ from superfs.rebalance.port import ChunkPort
 from superfs.rpc.security import security_scope
 
 DESCRIPTION = """\
-Grow and shrink the data servers of a running cluster, online.
+Grow and shrink a running cluster, online: its data servers and its shards.
 
   superfs admin add-data-server           start one more data server (local cluster)
   superfs admin rebalance                 spread existing chunks over every active server
   superfs admin drain 2                   empty data server 2, then mark it removed
   superfs admin mark-dead 2               data server 2 is gone for good: re-replicate
   superfs admin replication               under-replicated chunks, files left to move
+  superfs admin add-shard 2               move a fair share of partitions to new shard 2
+  superfs admin remove-shard 1            move every partition off shard 1, then remove it
 
-Moves copy a chunk, verify its checksum on the new server, switch the file's
-layout on its shard, and only then delete the old copy: every chunk keeps R
-copies throughout. Run one of rebalance/drain at a time.
+Chunk moves copy a chunk, verify its checksum on the new server, switch the
+file's layout on its shard, and only then delete the old copy: every chunk
+keeps R copies throughout. Run one of rebalance/drain at a time. Partition
+moves go one partition at a time; see `superfs admin add-shard --help`.
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    admin = sub.add_parser("admin", help="add, rebalance, drain and retire data servers",
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    """Add ``superfs admin`` with the data server commands; its subcommands (for the shards' too)."""
+    admin = sub.add_parser("admin", help="grow and shrink the cluster: data servers and shards",
                            description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmds = admin.add_subparsers(title="admin commands", metavar="COMMAND")
     admin.set_defaults(func=lambda a: (admin.print_help(), 2)[1])
@@ -92,6 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = cmds.add_parser("add-data-server", help="start one more data server in the local cluster")
     p.add_argument("--state-dir", default=None, help="the local cluster's state directory")
     p.set_defaults(func=_add_data_server)
+    return cmds
 
 
 def _main(args: argparse.Namespace, what) -> int:  # type: ignore[no-untyped-def]

@@ -89,6 +89,20 @@ class AdminClient:
     def shard_of_ino(self, ino: int) -> int:
         return self.cluster.shard_of_ino(ino)
 
+    async def move_partition(self, partition: int, target: int, timeout_s: float) -> pb.PartitionMove:
+        """Move ``partition`` to shard ``target`` (the dir server runs every step; dirserver/moves.py)."""
+        req = pb.MovePartitionRequest(partition=partition, target=target)
+        return await self.cluster.dir.move_partition(req, timeout_s)
+
+    async def remove_shard(self, shard_id: int) -> pb.ClusterMap:
+        cmap = await self.cluster.dir.remove_shard(pb.RemoveShardRequest(shard_id=shard_id))
+        self.cluster.adopt(cmap)
+        return cmap
+
+    async def shard_stats(self, shard_id: int) -> pb.ShardStatsReply:
+        """A shard's Stats (EIO/ETIMEDOUT when it is down)."""
+        return await self.cluster.shard(shard_id).stats(pb.Empty())
+
     @property
     def dir_address(self) -> str:
         return self.fs.cluster.dir_address or ""

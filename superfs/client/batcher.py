@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from superfs.errors import FsError
+from superfs.errors import MISROUTED, FsError
 from superfs.faults import crash_point
 from superfs.v1 import superfs_pb2 as pb
 
@@ -36,6 +36,9 @@ MAX_OPS = 256
 MAX_BYTES = 64 * 1024   # a shard takes requests of its inline threshold (or an xattr value) and some
 
 Send = Callable[[int, pb.BatchRequest], Awaitable[pb.BatchReply]]
+# (a change a shard refused as misrouted, attempt) -> the shard to send it to now, or None: give up
+Reroute = Callable[["Pending", int], Awaitable[int | None]]
+MAX_REROUTES = 20  # a partition being moved refuses changes for a moment (dirserver/moves.py)
 
 
 @dataclass(eq=False)
@@ -71,8 +74,11 @@ class _Queue:
 class Batcher:
     def __init__(self, send: Send, *, delay_s: float = DELAY_S, max_ops: int = MAX_OPS,
                  max_bytes: int = MAX_BYTES,
-                 on_failed: Callable[[Pending, FsError], None] = lambda _p, _e: None) -> None:
+                 on_failed: Callable[[Pending, FsError], None] = lambda _p, _e: None,
+                 reroute: Reroute | None = None, holder_of: Callable[[int], bytes | None] | None = None) -> None:
         self.send = send
+        self.reroute = reroute        # where a change refused as misrouted goes now (a partition moved)
+        self.holder_of = holder_of    # this client's session id with a shard (its delegated numbers)
         self.max_bytes = max_bytes
         self.on_failed = on_failed
         self.delay_s = delay_s
@@ -149,7 +155,7 @@ class Batcher:
                 return i
         return min(len(waiting), self.max_ops)
 
-    async def _send_one(self, shard: int, batch: list[Pending]) -> None:
+    async def _send_one(self, shard: int, batch: list[Pending], attempt: int = 0) -> None:
         req = pb.BatchRequest(ops=[p.op for p in batch])
         try:
             reply = await self.send(shard, req)
@@ -176,8 +182,36 @@ class Batcher:
                                     results[i].errno_name, results[i].message)
                 else:
                     p.error = FsError(errno.EIO, "the shard answered fewer results than changes")
+            moved = [p for p in batch if p.result is not None and _misrouted(p.result)]
+            if moved and self.reroute is not None and attempt < MAX_REROUTES:
+                batch = [p for p in batch if p not in moved]
+                await self._resend(shard, moved, attempt)
         for p in batch:
             p.done.set()
             err = p.failed
             if err is not None:
                 self.on_failed(p, err)
+
+    async def _resend(self, shard: int, moved: list[Pending], attempt: int) -> None:
+        """Changes refused because their partition is moving or moved: send them where the map says
+        now (a create keeps its number: it names the session whose range it came from)."""
+        assert self.reroute is not None
+        by_shard: dict[int, list[Pending]] = {}
+        for p in moved:
+            target = await self.reroute(p, attempt)
+            if target is None:
+                p.done.set()
+                self.on_failed(p, p.failed or FsError(errno.EIO, "refused"))
+                continue
+            if p.op.WhichOneof("op") == "create" and not p.op.create.delegation_holder and self.holder_of:
+                holder = self.holder_of(shard)
+                if holder:
+                    p.op.create.delegation_holder = holder
+            p.result, p.shard = None, target
+            by_shard.setdefault(target, []).append(p)
+        for target, ps in by_shard.items():
+            await self._send_one(target, ps, attempt + 1)
+
+
+def _misrouted(result: pb.BatchResult) -> bool:
+    return result.errno_name == "ESTALE" and result.message.startswith(MISROUTED)

@@ -36,11 +36,16 @@ class InoPool:
         self.count = count
         self.low = low
         self._free: dict[int, deque[int]] = {}
+        self._from: dict[int, int] = {}  # partition -> the shard that delegated its numbers here
         self._filling: dict[int, asyncio.Task[None]] = {}
 
     def take(self, partition: int) -> int | None:
         """A number of ``partition`` nobody else will use, or None (then create synchronously)."""
         q = self._free.get(partition)
+        if q and self._from.get(partition) != self.shard_of_partition(partition):
+            # the partition moved to another shard (superfs admin add-shard): numbers delegated by
+            # the old one are bound to this client's session with it, the new owner refuses them
+            q.clear()
         ino = q.popleft() if q else None
         if q is None or len(q) < self.low:
             self.fill_soon(self.shard_of_partition(partition))
@@ -71,6 +76,9 @@ class InoPool:
             log.info("shard %d delegated no inode numbers (%s): creates there go one by one", shard, e)
             return
         for r in ranges:
+            if self._from.get(r.partition) != shard:
+                self._free.pop(r.partition, None)
+                self._from[r.partition] = shard
             self._free.setdefault(r.partition, deque()).extend(range(r.first, r.first + r.count))
 
     def available(self, partition: int) -> int:

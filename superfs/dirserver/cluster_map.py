@@ -55,8 +55,14 @@ def register(m: pb.ClusterMap, kind: str, server: pb.ServerInfo) -> bool:
         raise FsError(errno.EINVAL, f"unknown server kind {kind!r} (want 'shard' or 'data')")
     if not server.address or ":" not in server.address:
         raise FsError(errno.EINVAL, f"bad server address {server.address!r} (want host:port)")
-    if kind == "shard" and server.id >= shard_count(m):
-        raise FsError(errno.EINVAL, f"shard id {server.id} out of range (cluster has {shard_count(m)})")
+    if kind == "shard":
+        if server.id in m.removed_shards:
+            raise FsError(errno.EINVAL, f"shard id {server.id} was removed from the cluster; give a new "
+                                        "shard a new id")
+        # a new shard takes the next id (it then owns nothing until add-shard moves partitions to it)
+        limit = max([shard_count(m) - 1, *(s.id for s in m.shards), *m.removed_shards]) + 1
+        if server.id > limit:
+            raise FsError(errno.EINVAL, f"shard id {server.id} out of range (the next new shard is {limit})")
     servers = m.shards if kind == "shard" else m.data_servers
     for s in servers:
         if s.id == server.id:
@@ -145,6 +151,18 @@ class ClusterRegistry:
             self._set(updated)
             log.info("data server %d is %s: epoch %d", server_id, state, updated.epoch)
             return self.map
+
+    async def update(self, change: Callable[[pb.ClusterMap], None]) -> pb.ClusterMap:
+        """Apply ``change`` to a copy of the map; persist it at the next epoch, then publish it."""
+        async with self._lock:
+            updated = pb.ClusterMap()
+            updated.CopyFrom(self.map)
+            change(updated)
+            updated.epoch = self.map.epoch + 1
+            value = updated.SerializeToString()
+            await self.store.db.write(lambda txn: self.store.put_meta_txn(txn, MAP_KEY, value))
+            self._set(updated)
+            return updated
 
     async def set_dir_session(self, address: str) -> None:
         """Publish the dir server's own session endpoint (clients take its port, and the host they dial)."""

@@ -35,6 +35,7 @@ async def run(cfg: DirServerConfig) -> None:
     rereplication: asyncio.Task[None] | None = None
     watch = DeadServerWatch(servicer.registry, servicer.view, dead_after_s=cfg.data_dead_after_s,
                             timeout_s=cfg.rpc_timeout_s, lease=servicer.mover_lease)
+    moves: list[asyncio.Task[None]] = []  # rolling back / finishing moves recorded before a restart
 
     def add_services(server: grpc.aio.Server) -> None:
         pbg.add_DirServiceServicer_to_server(servicer, server)
@@ -44,8 +45,11 @@ async def run(cfg: DirServerConfig) -> None:
         await servicer.registry.set_dir_session(session_address)
         recovery = asyncio.create_task(recovery_loop(servicer.coordinator), name="dir-recovery")
         rereplication = asyncio.create_task(watch.run(), name="dir-rereplication")
+        moves.append(asyncio.create_task(servicer.mover.recover(), name="move-recovery"))
 
     async def on_stopping() -> None:
+        for task in moves:
+            task.cancel()
         for task in (recovery, rereplication):
             if task is not None:
                 task.cancel()
@@ -57,7 +61,8 @@ async def run(cfg: DirServerConfig) -> None:
     log.info("dir server: cluster %r, %d partitions, %s mode, store %s", servicer.registry.map.cluster_name,
              servicer.registry.map.num_partitions, cfg.durability, store.db.path)
     collectors, background = metrics.dir_server_metrics(store, servicer.registry, servicer.view,
-                                                        cfg.rpc_timeout_s, servicer.leases)
+                                                        cfg.rpc_timeout_s, servicer.leases,
+                                                        servicer.mover)
     collectors.append(metrics.FiguresCollector(watch.figures))
     try:
         await daemon.serve("superfs-dir", cfg.listen, add_services, ready_file=cfg.ready_file,

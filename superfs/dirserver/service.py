@@ -21,6 +21,7 @@ from superfs.dirserver.cluster_map import ClusterRegistry
 from superfs.dirserver import recovery
 from superfs.dirserver.coordinator import Coordinator
 from superfs.dirserver.intents import Intent
+from superfs.dirserver.moves import PartitionMover, remove_shard
 from superfs.dirserver.lease_table import LeaseTable, Want
 from superfs.dirserver.leases import LeaseManager
 from superfs.dirserver.mover_lease import MoverLease as MoverLeaseHolder
@@ -59,6 +60,7 @@ class DirServicer(pbg.DirServiceServicer):
         self.attrs = DirAttrs(store)
         shard_ops = shards or ShardClient(self.view, secret)
         self.coordinator = Coordinator(store, shard_ops)
+        self.mover = PartitionMover(self.registry, self.view)
         self.secret = secret
         base = next_lease_base(store)
         self.leases = LeaseManager(LeaseTable(base, capability.CAP_TTL_NS / 1e9), shard_ops.fence_all)
@@ -248,6 +250,16 @@ class DirServicer(pbg.DirServiceServicer):
     async def RecountDir(self, request: pb.DirRequest, context: Ctx) -> pb.Attr:
         ino = request.ino
         return await self.store.db.write(lambda txn: self.store.recount_txn(txn, ino))
+
+    # ------------------------------------------------------- partition moves
+
+    @rpc_handler
+    async def MovePartition(self, request: pb.MovePartitionRequest, context: Ctx) -> pb.PartitionMove:
+        return await self.mover.move(request.partition, request.target)
+
+    @rpc_handler
+    async def RemoveShard(self, request: pb.RemoveShardRequest, context: Ctx) -> pb.ClusterMap:
+        return await remove_shard(self.registry, request.shard_id)
 
 
 LEASE_BASE_KEY = b"lease_base"

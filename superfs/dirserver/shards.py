@@ -121,7 +121,8 @@ class ShardClient:
         Nothing is sent unless every one of them has registered: a step done on some shards only
         would need undoing on the others.
         """
-        shards = self.view.partition_shards()
+        # a move's target too: it will own the partition's names, so it must hold the same seals and fences
+        shards = sorted(set(self.view.partition_shards()) | {m.target for m in self.view.map.moves})
         for s in shards:
             if self.view.address_of("shard", s) is None:
                 raise FsError(errno.EIO, f"shard {s} has not registered")

@@ -50,6 +50,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
          "moves it to /lost+found"),
     Kind("entry-dangling", ERROR, "a name pointing at an inode that does not exist", "removes the name"),
     Kind("inode-misplaced", ERROR, "an inode record on a shard that is not its home", ""),
+    Kind("move-stuck", ERROR, "a partition move recorded in the cluster map did not advance while fsck ran "
+         "(its rows on both shards are expected, and not reported, while a move goes on)", ""),
     Kind("inode-orphan", ERROR, "an inode with links but no name", "gives it a name in /lost+found"),
     Kind("inode-nlink", ERROR, "an inode's link count differs from the names pointing at it",
          "sets it to the number of names"),
@@ -104,7 +106,7 @@ ORDER = ["pending", "stale-reservation", "dir-unreserved", "dir-nlink", "sealed-
          "entry-no-parent", "entry-dangling", "inode-orphan", "inode-nlink",
          "replica-missing", "replica-corrupt", "replica-differs", "server-degraded",
          "chunk-no-file", "chunk-past-eof", "chunk-inline-file", "chunk-misplaced",
-         "unreachable", "entry-misplaced", "inode-misplaced", "dir-orphan", "counter-behind"]
+         "unreachable", "entry-misplaced", "inode-misplaced", "dir-orphan", "counter-behind", "move-stuck"]
 _RANK = {k: i for i, k in enumerate(ORDER)}
 _RANK_KEY = struct.Struct(">H")
 FLUSH_EVERY = 1000

@@ -81,7 +81,8 @@ class LeasedDirs:
         self.fs = fs
         self.meta = fs.meta
         self.cluster = fs.cluster
-        self.batcher = Batcher(self._send_batch, delay_s=batch_delay_s, on_failed=self._failed)
+        self.batcher = Batcher(self._send_batch, delay_s=batch_delay_s, on_failed=self._failed,
+                               reroute=self._reroute, holder_of=self._session_id)
         self.table = LeaseTable(self.batcher, on_drop=self._forget_kernel)
         self.pool = InoPool(self._delegate, self._partitions_of, self._shard_of_partition)
         self.files: dict[int, tuple[int, str]] = {}    # ino of a file made here -> (dir, name)
@@ -561,6 +562,26 @@ class LeasedDirs:
 
     async def _send_batch(self, shard: int, req: pb.BatchRequest) -> pb.BatchReply:
         return await self.meta.apply_batch(shard, req)
+
+    async def _reroute(self, p: Pending, attempt: int) -> int | None:
+        """The shard a change refused as misrouted goes to now: after a fresh map (and a short wait
+        while a partition move is listed); None once the map agrees with the refusal and lists none."""
+        await self.cluster.after_stale(attempt)
+        kind = p.op.WhichOneof("op")
+        if kind == "write":
+            target = self.cluster.shard_of_ino(p.op.write.ino)
+        else:
+            r = p.op.create if kind == "create" else p.op.unlink
+            target = self.cluster.shard_of_entry(r.parent_ino, r.name)
+        if target == p.shard and not self.cluster.moving():
+            return None
+        return target
+
+    def _session_id(self, shard: int) -> bytes | None:
+        """This mount's session id with ``shard`` (the holder its delegated numbers are bound to)."""
+        address = self.cluster.address_of("shard", shard)
+        session = self.cluster.channels.session(address) if address else None
+        return bytes(session.session_id) if session is not None else None
 
     async def _delegate(self, shard: int, partitions: list[int], count: int) -> list[pb.InoRange]:
         return await self.meta.delegate_inodes(shard, partitions, count)

@@ -20,7 +20,11 @@ cluster_map.py) route through a :class:`ClusterView`:
 
   * ESTALE from a shard the view chose by partition (it does not own that
     partition: it refused before doing anything): refresh, route again,
-    send once more;
+    send once more; and while the map lists a partition move and the shard
+    says the call was misrouted (errors.MISROUTED: a move's source refuses
+    changes during "freeze" and "copy", dirserver/moves.py), again after a
+    short wait and a fresh map, until the move lands (up to MOVE_WAIT_S): a
+    move is never seen by applications;
   * the server could not be reached (EIO): refresh, and send again only if
     the map now puts that server at another address, and a mutation only if
     it is known never to have left this process (CallNotSent);
@@ -36,7 +40,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from superfs import routing
-from superfs.errors import FsError
+from superfs.errors import FsError, is_misrouted
 from superfs.rpc.bytepath import ByteTarget
 from superfs.rpc.channels import Channels
 from superfs.rpc.client import CallNotSent
@@ -50,6 +54,9 @@ log = logging.getLogger(__name__)
 REFRESH_MIN_INTERVAL_S = 0.2   # a burst of failing calls asks the dir server once
 UNKNOWN_PEER_REFRESH_S = 0.25  # a server missing from the map: ask again at most this often
 UNREACHABLE_REFRESH_S = 1.0    # a session could not reach its daemon: it may have moved
+MOVE_WAIT_S = 60.0             # a call refused by a partition being moved is sent again this long
+MOVE_BACKOFF_MAX_S = 0.25
+FROZEN_STEPS = ("freeze", "copy")  # a move's steps during which its source refuses changes
 
 MapSource = Callable[[], Awaitable[pb.ClusterMap]]
 
@@ -335,7 +342,45 @@ class ClusterView:
             again = await self._again(route, server_id, address, full, e)
             if again is None:
                 raise
-        return await self.channels.caller(again).call(full, request, reply_cls, timeout_s)
+        if route.partition is None:
+            return await self.channels.caller(again).call(full, request, reply_cls, timeout_s)
+        return await self._through_moves(route, again, full, request, reply_cls, timeout_s)
+
+    def moving(self) -> bool:
+        """Does the map held list a partition move (its source may refuse changes, its target
+        may not have heard of the flip yet)?"""
+        return self._map is not None and len(self._map.moves) > 0
+
+    async def after_stale(self, attempt: int) -> None:
+        """Before sending again a call refused with ESTALE: a map fetched after the refusal, and
+        while a partition is frozen by a move, a short wait (growing with ``attempt``) first."""
+        if self.moving():
+            await asyncio.sleep(min(MOVE_BACKOFF_MAX_S, 0.02 * 2 ** attempt))
+        await self.refresh_since(min_age_s=REFRESH_MIN_INTERVAL_S)
+
+    async def _through_moves(self, route: _Routed, address: str, full: str, request: Any, reply_cls: Any,
+                             timeout_s: float | None) -> Any:
+        """The second send of a call refused with ESTALE, and more while the map moves the call's
+        partition elsewhere, or lists a move and the shard said the call is misrouted (a move's
+        source refuses changes until the flip; its target may adopt the flipped map a moment
+        after the dir server published it), each after a map fetched since the refusal, for up
+        to MOVE_WAIT_S."""
+        deadline = time.monotonic() + MOVE_WAIT_S
+        attempt = 0
+        target = route.target()
+        while True:
+            try:
+                return await self.channels.caller(address).call(full, request, reply_cls, timeout_s)
+            except FsError as e:
+                if e.errno != errno.ESTALE or time.monotonic() > deadline:
+                    raise
+                sent_to = target
+                await self.after_stale(attempt)
+                target = route.target()
+                if target == sent_to and not (self.moving() and is_misrouted(e)):
+                    raise
+            attempt += 1
+            address = self.address_of(route.kind, target) or await self._unknown(route.kind, target)
 
     async def _unknown(self, kind: str, server_id: int) -> str:
         await self.refresh_since()  # it may have registered since the last fetch

@@ -26,7 +26,8 @@ READS = frozenset({
     "DirService/ListAllDirs", "DirService/ListDirIntents",
     "ShardService/LookupFile", "ShardService/GetFile", "ShardService/ReadInline", "ShardService/ListFiles",
     "ShardService/GetXattr", "ShardService/ListXattr", "ShardService/Stats", "ShardService/ScanEntries",
-    "ShardService/ScanInodes", "ShardService/ListPending",
+    "ShardService/ScanInodes", "ShardService/ListPending", "ShardService/ExportPartition",
+    "ShardService/DigestPartition",
     "DataService/ReadChunk", "DataService/ListChunks", "DataService/Stats",
 })
 

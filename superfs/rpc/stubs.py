@@ -136,6 +136,16 @@ class DirRpc:
         reply = await self.caller.call("DirService/ReleaseLease", request, pb.Empty, timeout_s)
         return reply  # type: ignore[no-any-return]
 
+    async def move_partition(self, request: pb.MovePartitionRequest,
+                             timeout_s: float | None = None) -> pb.PartitionMove:
+        reply = await self.caller.call("DirService/MovePartition", request, pb.PartitionMove, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def remove_shard(self, request: pb.RemoveShardRequest,
+                           timeout_s: float | None = None) -> pb.ClusterMap:
+        reply = await self.caller.call("DirService/RemoveShard", request, pb.ClusterMap, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
 
 class ShardRpc:
     """ShardService: every unary method, typed."""
@@ -323,6 +333,31 @@ class ShardRpc:
     async def switch_layout(self, request: pb.SwitchLayoutRequest,
                             timeout_s: float | None = None) -> pb.FileInfo:
         reply = await self.caller.call("ShardService/SwitchLayout", request, pb.FileInfo, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def adopt_cluster_map(self, request: pb.ClusterMap,
+                                timeout_s: float | None = None) -> pb.Empty:
+        reply = await self.caller.call("ShardService/AdoptClusterMap", request, pb.Empty, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def export_partition(self, request: pb.PartitionExportRequest,
+                               timeout_s: float | None = None) -> pb.PartitionRows:
+        reply = await self.caller.call("ShardService/ExportPartition", request, pb.PartitionRows, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def import_partition(self, request: pb.PartitionRows,
+                               timeout_s: float | None = None) -> pb.Empty:
+        reply = await self.caller.call("ShardService/ImportPartition", request, pb.Empty, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def drop_partition(self, request: pb.PartitionRequest,
+                             timeout_s: float | None = None) -> pb.PartitionDigest:
+        reply = await self.caller.call("ShardService/DropPartition", request, pb.PartitionDigest, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def digest_partition(self, request: pb.PartitionRequest,
+                               timeout_s: float | None = None) -> pb.PartitionDigest:
+        reply = await self.caller.call("ShardService/DigestPartition", request, pb.PartitionDigest, timeout_s)
         return reply  # type: ignore[no-any-return]
 
 

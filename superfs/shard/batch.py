@@ -132,6 +132,13 @@ def _prepare_create(svc: Any, r: pb.CreateFileRequest, holder: bytes, threshold:
         raise FsError(errno.EINVAL, "a batched create names its delegated inode number")
     ftype = r.type or REGULAR
     target = encode_name(r.symlink_target)
+    if r.delegation_holder:
+        # the number came from this client's session with the partition's previous shard, and its
+        # ranges moved here with the partition (shard/partition_ops.py): a 16-byte random session
+        # id, known only to that client
+        if len(r.delegation_holder) != 16:
+            raise FsError(errno.EINVAL, "a delegation holder is a 16-byte session id")
+        holder = bytes(r.delegation_holder)
 
     def step(t: ShardTxn) -> file_ops.CreateResult:
         res = file_ops.create_file(

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import errno
 import logging
+from typing import Callable
 
 from superfs.dataserver.chunk_format import MAX_CHUNK
-from superfs.errors import FsError
+from superfs.errors import MISROUTED, FsError
 from superfs.rpc.channels import Channels
-from superfs.rpc.cluster_map import ClusterView
+from superfs.rpc.cluster_map import FROZEN_STEPS, ClusterView
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 LAYOUT_MAP_AGE_S = 1.0  # a new layout is checked against data server states at most this old
+
 
 
 class ShardCluster(ClusterView):
@@ -31,8 +33,12 @@ class ShardCluster(ClusterView):
     def __init__(self, shard_id: int, channels: Channels, *, cluster_map: pb.ClusterMap | None = None,
                  dir_server: str | None = None) -> None:
         self.shard_id = shard_id
-        self.session_address = ""  # this shard's session endpoint, registered with its address
+        self.session_address = ""
+        self._first_map = True  # this shard's session endpoint, registered with its address
         self._owned: frozenset[int] = frozenset()
+        self._frozen: frozenset[int] = frozenset()
+        # told (new frozen set, first map?) whenever the partitions frozen here change
+        self.on_frozen: Callable[[frozenset[int], bool], None] | None = None
         super().__init__(channels, dir_address=dir_server, cluster_map=cluster_map)
 
     @property
@@ -44,10 +50,18 @@ class ShardCluster(ClusterView):
         self.dir_address = address
 
     def _adopted(self, cmap: pb.ClusterMap, changed: bool) -> None:
-        self._owned = frozenset(p for p, s in enumerate(cmap.partition_shard) if s == self.shard_id)
-        if changed:
+        first = self._first_map
+        self._first_map = False
+        owned = frozenset(p for p, s in enumerate(cmap.partition_shard) if s == self.shard_id)
+        if owned != self._owned:
             log.info("shard %d: cluster map epoch %d, %d of %d partitions owned here",
-                     self.shard_id, cmap.epoch, len(self._owned), cmap.num_partitions)
+                     self.shard_id, cmap.epoch, len(owned), cmap.num_partitions)
+        self._owned = owned
+        frozen = frozenset(m.partition for m in cmap.moves if m.source == self.shard_id and m.step in FROZEN_STEPS)
+        if frozen != self._frozen or first:
+            self._frozen = frozen
+            if self.on_frozen is not None:
+                self.on_frozen(frozen, first)
 
     # ------------------------------------------------------------ ownership
 
@@ -55,15 +69,26 @@ class ShardCluster(ClusterView):
     def owned_partitions(self) -> frozenset[int]:
         return self._owned
 
+    @property
+    def frozen_partitions(self) -> frozenset[int]:
+        """Owned partitions being moved away: reads are served, changes refused (ESTALE)."""
+        return self._frozen
+
+    def _check_partition(self, p: int, what: str, read: bool) -> None:
+        if p not in self._owned:
+            self.refresh_soon()
+            raise FsError(errno.ESTALE, f"{MISROUTED}{what} partition {p} is not on shard {self.shard_id}")
+        if not read and p in self._frozen:
+            self.refresh_soon()
+            raise FsError(errno.ESTALE, f"{MISROUTED}{what} partition {p} is moving to another shard")
+
     def owns_entry(self, parent: int, name: str) -> bool:
         return self.entry_partition(parent, name) in self._owned
 
-    def check_entry(self, parent: int, name: str) -> int:
-        """The entry's partition; ESTALE if this shard does not own it."""
+    def check_entry(self, parent: int, name: str, *, read: bool = False) -> int:
+        """The entry's partition; ESTALE if this shard does not own it (or, unless ``read``, it is frozen)."""
         p = self.entry_partition(parent, name)
-        if p not in self._owned:
-            self.refresh_soon()
-            raise FsError(errno.ESTALE, f"entry partition {p} is not on shard {self.shard_id}")
+        self._check_partition(p, "entry", read)
         return p
 
     def ino_home(self, ino: int) -> int:
@@ -73,11 +98,8 @@ class ShardCluster(ClusterView):
     def owns_ino(self, ino: int) -> bool:
         return self.ino_partition(ino) in self._owned
 
-    def check_ino(self, ino: int) -> None:
-        p = self.ino_partition(ino)
-        if p not in self._owned:
-            self.refresh_soon()
-            raise FsError(errno.ESTALE, f"inode partition {p} is not on shard {self.shard_id}")
+    def check_ino(self, ino: int, *, read: bool = False) -> None:
+        self._check_partition(self.ino_partition(ino), "inode", read)
 
     # --------------------------------------------------------------- layouts
 

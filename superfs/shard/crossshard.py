@@ -74,7 +74,7 @@ def _gave_up(e: FsError, fresh: bool) -> bool:
     """Did the peer refuse for good? EAGAIN (busy, or no map yet) proves that
     nothing was applied only for a txid never sent before this request."""
     return e.errno in DEFINITIVE or (fresh and e.errno == errno.EAGAIN)
-ESTALE_RETRIES = 3
+ESTALE_RETRIES = 10  # a partition being moved refuses for a moment (ClusterView.after_stale waits)
 BUSY_RETRIES = 5
 RETARGET_RETRIES = 3  # the live request re-reads a destination that changed under it this often
 
@@ -182,7 +182,7 @@ class CrossShard:
                     continue
                 if e.errno != errno.ESTALE or attempt - busy >= ESTALE_RETRIES - 1:
                     raise
-                await self.cluster.refresh_quietly()
+                await self.cluster.after_stale(attempt)
         raise AssertionError("unreachable")
 
     async def adjust_nlink(self, ino: int, delta: int, txid: str) -> tuple[Inode, int]:
@@ -197,7 +197,7 @@ class CrossShard:
             except FsError as e:
                 if e.errno != errno.ESTALE or attempt == ESTALE_RETRIES - 1:
                     raise
-                await self.cluster.refresh_quietly()
+                await self.cluster.after_stale(attempt)
         raise AssertionError("unreachable")
 
     # ---------------------------------------------------------------- rename
@@ -246,7 +246,7 @@ class CrossShard:
                     continue
                 if e.errno != errno.ESTALE or attempt - busy >= ESTALE_RETRIES - 1:
                     raise
-                await self.cluster.refresh_quietly()
+                await self.cluster.after_stale(attempt)
         raise AssertionError("unreachable")
 
     async def _finish_exchange(self, intent: Intent, fresh: bool) -> None:

@@ -104,7 +104,7 @@ async def run(cfg: ShardConfig) -> None:
     try:
         await serve(f"superfs-shard {cfg.shard_id}", cfg.listen, add_services, ready_file=cfg.ready_file,
                     on_started=on_started, on_stopping=on_stopping, security=cfg.security,
-                    metrics_listen=cfg.metrics_listen, collectors=metrics.shard_metrics(store), limits=cfg.limits,
+                    metrics_listen=cfg.metrics_listen, collectors=metrics.shard_metrics(store, servicer), limits=cfg.limits,
                     sessions={"ShardService": servicer}, session_port=cfg.session_port)
     finally:
         await servicer.stop_background()

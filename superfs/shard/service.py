@@ -23,7 +23,7 @@ from typing import Callable, Iterable, TypeVar
 import grpc
 
 from superfs import capability, names, perms
-from superfs.errors import FsError, rpc_handler
+from superfs.errors import MISROUTED, FsError, rpc_handler
 from superfs.faults import crash_point
 from superfs.perms import CredsLike
 from superfs.routing import is_dir_ino, make_file_ino
@@ -35,6 +35,7 @@ from superfs.shard.crossshard import CrossShard, new_txid
 from superfs.shard.fences import Fences
 from superfs.shard.inflight import OpTracker, tracked
 from superfs.shard.name_ops import DirGuard
+from superfs.shard.partition_rpcs import PartitionMoveRpcs
 from superfs.shard.records import (
     DIRECTORY, REGULAR, Inode, OutboxItem, ReclaimItem, dentry_key, decode_name, encode_name,
 )
@@ -116,7 +117,7 @@ def _before_deadline(context: Ctx, fn: Callable[[ShardTxn], T]) -> Callable[[Sha
 
     return guarded
 
-class ShardServicer(pbg.ShardServiceServicer):
+class ShardServicer(PartitionMoveRpcs, pbg.ShardServiceServicer):
     """All ShardService RPCs of one shard.
 
     ``cluster`` may hold a fixed map (tests) or follow the dir server
@@ -132,6 +133,7 @@ class ShardServicer(pbg.ShardServiceServicer):
         self.reclaimer = Reclaimer(store, cluster, self.cross, self.seals)
         self.ops = OpTracker()
         self.fences = Fences(store)
+        cluster.on_frozen = self._frozen_changed
         self._background: asyncio.Task[None] | None = None
         items, seals = store.write_now(lambda t: t.index_background_work())
         if items or seals:
@@ -230,7 +232,7 @@ class ShardServicer(pbg.ShardServiceServicer):
     @rpc_handler
     async def LookupFile(self, request: pb.LookupFileRequest, context: Ctx) -> pb.LookupFileReply:
         raw = names.check_name(request.name)
-        self.cluster.check_entry(request.parent_ino, request.name)
+        self.cluster.check_entry(request.parent_ino, request.name, read=True)
         # the last directory of a path is searched too, like every one above it
         self._verify_dir(request.cap, request.parent_ino, request.creds.uid, perms.X_OK)
         with self.store.read() as t:
@@ -243,7 +245,7 @@ class ShardServicer(pbg.ShardServiceServicer):
 
     @rpc_handler
     async def GetFile(self, request: pb.GetFileRequest, context: Ctx) -> pb.FileInfo:
-        self.cluster.check_ino(request.ino)
+        self.cluster.check_ino(request.ino, read=True)
         with self.store.read() as t:
             node, data = file_ops.get_file(t, request.ino, request.want_data, request.creds)
         return self._info(node, request.creds, data)
@@ -273,7 +275,7 @@ class ShardServicer(pbg.ShardServiceServicer):
 
     @rpc_handler
     async def ReadInline(self, request: pb.ReadInlineRequest, context: Ctx) -> pb.DataReply:
-        self.cluster.check_ino(request.ino)
+        self.cluster.check_ino(request.ino, read=True)
         with self.store.read() as t:
             data = file_ops.read_inline(t, request.ino, offset=request.offset, length=request.length,
                                         creds=request.creds)
@@ -426,14 +428,14 @@ class ShardServicer(pbg.ShardServiceServicer):
 
     @rpc_handler
     async def GetXattr(self, request: pb.XattrRequest, context: Ctx) -> pb.XattrReply:
-        self.cluster.check_ino(request.ino)
+        self.cluster.check_ino(request.ino, read=True)
         with self.store.read() as t:
             value = xattr_ops.get_xattr(t, request.ino, request.name, request.creds)
         return pb.XattrReply(value=value)
 
     @rpc_handler
     async def ListXattr(self, request: pb.XattrRequest, context: Ctx) -> pb.XattrReply:
-        self.cluster.check_ino(request.ino)
+        self.cluster.check_ino(request.ino, read=True)
         with self.store.read() as t:
             found = xattr_ops.list_xattr(t, request.ino, request.creds)
         return pb.XattrReply(names=found)
@@ -568,8 +570,9 @@ class ShardServicer(pbg.ShardServiceServicer):
                                         "partitions at a time")
         parts = sorted(set(request.partitions))
         for p in parts:
-            if p not in self.cluster.owned_partitions:
-                raise FsError(errno.ESTALE, f"partition {p} is not on shard {self.cluster.shard_id}")
+            if p not in self.cluster.owned_partitions or p in self.cluster.frozen_partitions:
+                raise FsError(errno.ESTALE, f"{MISROUTED}partition {p} is not on shard {self.cluster.shard_id}, "
+                                            "or is moving away")
         firsts = await self.store.write(lambda t: [t.delegate_inos(p, holder, count) for p in parts])
         return pb.DelegateReply(ranges=[pb.InoRange(partition=p, first=make_file_ino(p, f), count=count)
                                         for p, f in zip(parts, firsts)])

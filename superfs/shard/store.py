@@ -69,12 +69,13 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
 import lmdb
+import xxhash
 
 from superfs.capability import CAP_TTL_NS
-from superfs.errors import FsError
+from superfs.errors import MISROUTED, FsError
 from superfs.faults import wall_ns
 from superfs.lmdb_store import LmdbStore
-from superfs.routing import INO_PARTITION_SHIFT, SEQ_MASK, make_file_ino
+from superfs.routing import INO_PARTITION_SHIFT, SEQ_MASK, ino_partition, is_dir_ino, make_file_ino
 from superfs.shard.records import (
     APPLIED_HEAD, DENTRY_VALUE, PARTITION_KEY, SIZE_OFFSET, U64, Inode, Intent, OutboxItem,
     ReclaimItem, PIECE_INDEX, dentry_key, inline_pieces, inode_key, u64,
@@ -126,11 +127,34 @@ def now_ns() -> int:
 
 
 class ShardTxn:
-    """One LMDB transaction with typed accessors for every sub-database."""
+    """One LMDB transaction with typed accessors for every sub-database.
 
-    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
+    ``frozen``: partitions being moved away from this shard (shard/partition_ops.py):
+    every accessor that changes a row of one of them raises ESTALE, so no change
+    to a frozen partition commits, whichever operation (or background round) tries.
+    """
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any],
+                 frozen: frozenset[int] = frozenset(), num_partitions: int = 0) -> None:
         self.txn = txn
         self.dbs = dbs
+        self.frozen = frozen
+        self.num_partitions = num_partitions
+
+    # -------------------------------------------------------------- moves
+
+    def guard_partition(self, partition: int) -> None:
+        if partition in self.frozen:
+            raise FsError(errno.ESTALE, f"{MISROUTED}partition {partition} is frozen: it is moving to another shard")
+
+    def guard_key(self, key: bytes) -> None:
+        """ESTALE if the dentry (or intent) key is of a frozen partition."""
+        if self.frozen:
+            self.guard_partition(xxhash.xxh64_intdigest(key) % self.num_partitions)
+
+    def guard_ino(self, ino: int) -> None:
+        if self.frozen and not is_dir_ino(ino):
+            self.guard_partition(ino_partition(ino))
 
     # ------------------------------------------------------------- entries
 
@@ -140,9 +164,11 @@ class ShardTxn:
         return None if v is None else DENTRY_VALUE.unpack(v)
 
     def put_entry(self, parent: int, raw: bytes, ino: int, ftype: int) -> None:
+        self.guard_key(dentry_key(parent, raw))
         self.txn.put(dentry_key(parent, raw), DENTRY_VALUE.pack(ino, ftype), db=self.dbs["dentries"])
 
     def delete_entry(self, parent: int, raw: bytes) -> None:
+        self.guard_key(dentry_key(parent, raw))
         self.txn.delete(dentry_key(parent, raw), db=self.dbs["dentries"])
 
     def has_children(self, parent: int) -> bool:
@@ -182,6 +208,7 @@ class ShardTxn:
         return node
 
     def put_inode(self, node: Inode) -> None:
+        self.guard_ino(node.ino)
         self.txn.put(inode_key(node.ino), node.pack(), db=self.dbs["inodes"])
 
     def inline_data(self, ino: int) -> bytes:
@@ -197,6 +224,7 @@ class ShardTxn:
 
     def put_inline(self, ino: int, data: bytes) -> None:
         """Replace a file's inline bytes (stored as pieces, see records.inline_pieces)."""
+        self.guard_ino(ino)
         self.delete_inline(ino)
         prefix = inode_key(ino)
         db = self.dbs["inline"]
@@ -212,6 +240,7 @@ class ShardTxn:
 
     def allocate_ino(self, partition: int) -> int:
         """Next inode number of ``partition``; the counter travels with the partition."""
+        self.guard_partition(partition)
         key = PARTITION_KEY.pack(partition)
         db = self.dbs["counters"]
         raw = self.txn.get(key, db=db)
@@ -242,6 +271,7 @@ class ShardTxn:
 
         Numbers the holder had left of an earlier range are given up (never reused).
         """
+        self.guard_partition(partition)
         key = PARTITION_KEY.pack(partition)
         db = self.dbs["counters"]
         raw = self.txn.get(key, db=db)
@@ -262,6 +292,7 @@ class ShardTxn:
         """``holder`` creates a file as ``ino``: EINVAL unless it was delegated to it and is unused."""
         if ino >> INO_PARTITION_SHIFT != partition + 1:
             raise FsError(errno.EINVAL, f"inode {ino} is not of the entry's partition {partition}")
+        self.guard_partition(partition)
         seq = ino & SEQ_MASK
         key = PARTITION_KEY.pack(partition) + _holder(holder)
         ranges = _ranges(self.txn.get(key, db=self.dbs["delegated"]))
@@ -297,6 +328,7 @@ class ShardTxn:
 
     def free_inode(self, node: Inode) -> None:
         """Delete an inode with no links left: record, bytes, xattrs; queue its chunks."""
+        self.guard_ino(node.ino)
         self.txn.delete(inode_key(node.ino), db=self.dbs["inodes"])
         self.delete_inline(node.ino)
         key = u64(node.ino)
@@ -454,6 +486,7 @@ class ShardTxn:
         self.txn.delete(txid.encode(), db=self.dbs["outbox"])
 
     def add_reclaim(self, node: Inode, from_size: int, *, freed: bool) -> ReclaimItem:
+        self.guard_ino(node.ino)
         item = ReclaimItem(node.ino, from_size, node.chunk_size, node.generation, freed, node.layout)
         self.txn.put(item.key(), item.pack(), db=self.dbs["reclaim"])
         # a shrink is cut by its own request (reclaimer.py); the background only
@@ -530,9 +563,11 @@ class ShardTxn:
         return None if v is None else Intent.unpack(key, v)
 
     def put_intent(self, intent: Intent) -> None:
+        self.guard_key(intent.key())
         self.txn.put(intent.key(), intent.pack(), db=self.dbs["intents"])
 
     def delete_intent(self, key: bytes) -> None:
+        self.guard_key(key)
         self.txn.delete(key, db=self.dbs["intents"])
 
     def intents(self) -> list[Intent]:
@@ -603,14 +638,20 @@ class FileMetaStore:
         kwargs = {} if map_size is None else {"map_size": map_size}
         self.lmdb = LmdbStore(path, DB_NAMES, durable=durable, **kwargs)
         self.dbs = self.lmdb.dbs
+        # partitions no write may change (set once a move's freeze has drained; shard/partition_ops.py)
+        self.frozen: frozenset[int] = frozenset()
+        self.num_partitions = 0
+
+    def _txn(self, txn: lmdb.Transaction) -> ShardTxn:
+        return ShardTxn(txn, self.dbs, self.frozen, self.num_partitions)
 
     async def write(self, fn: Callable[[ShardTxn], T]) -> T:
         """Run ``fn`` in the next group commit; its result once it is durable."""
-        return await self.lmdb.write(lambda txn: fn(ShardTxn(txn, self.dbs)))
+        return await self.lmdb.write(lambda txn: fn(self._txn(txn)))
 
     def write_now(self, fn: Callable[[ShardTxn], T]) -> T:
         """Synchronous write, for start-up, recovery and unit tests."""
-        return self.lmdb.write_now(lambda txn: fn(ShardTxn(txn, self.dbs)))
+        return self.lmdb.write_now(lambda txn: fn(self._txn(txn)))
 
     @contextmanager
     def read(self) -> Iterator[ShardTxn]:

@@ -132,7 +132,7 @@ class ServerInfo(_message.Message):
     def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., session_address: _Optional[str] = ..., bytes_address: _Optional[str] = ..., bytes_local: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class ClusterMap(_message.Message):
-    __slots__ = ("epoch", "cluster_name", "num_partitions", "partition_shard", "shards", "data_servers", "replicas", "inline_threshold", "chunk_size", "durability", "dir_session_address")
+    __slots__ = ("epoch", "cluster_name", "num_partitions", "partition_shard", "shards", "data_servers", "replicas", "inline_threshold", "chunk_size", "durability", "dir_session_address", "moves", "removed_shards")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_NAME_FIELD_NUMBER: _ClassVar[int]
     NUM_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,8 @@ class ClusterMap(_message.Message):
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     DURABILITY_FIELD_NUMBER: _ClassVar[int]
     DIR_SESSION_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MOVES_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_SHARDS_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     cluster_name: str
     num_partitions: int
@@ -155,7 +157,27 @@ class ClusterMap(_message.Message):
     chunk_size: int
     durability: str
     dir_session_address: str
-    def __init__(self, epoch: _Optional[int] = ..., cluster_name: _Optional[str] = ..., num_partitions: _Optional[int] = ..., partition_shard: _Optional[_Iterable[int]] = ..., shards: _Optional[_Iterable[_Union[ServerInfo, _Mapping]]] = ..., data_servers: _Optional[_Iterable[_Union[ServerInfo, _Mapping]]] = ..., replicas: _Optional[int] = ..., inline_threshold: _Optional[int] = ..., chunk_size: _Optional[int] = ..., durability: _Optional[str] = ..., dir_session_address: _Optional[str] = ...) -> None: ...
+    moves: _containers.RepeatedCompositeFieldContainer[PartitionMove]
+    removed_shards: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, epoch: _Optional[int] = ..., cluster_name: _Optional[str] = ..., num_partitions: _Optional[int] = ..., partition_shard: _Optional[_Iterable[int]] = ..., shards: _Optional[_Iterable[_Union[ServerInfo, _Mapping]]] = ..., data_servers: _Optional[_Iterable[_Union[ServerInfo, _Mapping]]] = ..., replicas: _Optional[int] = ..., inline_threshold: _Optional[int] = ..., chunk_size: _Optional[int] = ..., durability: _Optional[str] = ..., dir_session_address: _Optional[str] = ..., moves: _Optional[_Iterable[_Union[PartitionMove, _Mapping]]] = ..., removed_shards: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class PartitionMove(_message.Message):
+    __slots__ = ("partition", "source", "target", "step", "rows", "bytes", "step_ns")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    STEP_NS_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    source: int
+    target: int
+    step: str
+    rows: int
+    bytes: int
+    step_ns: int
+    def __init__(self, partition: _Optional[int] = ..., source: _Optional[int] = ..., target: _Optional[int] = ..., step: _Optional[str] = ..., rows: _Optional[int] = ..., bytes: _Optional[int] = ..., step_ns: _Optional[int] = ...) -> None: ...
 
 class GetClusterMapRequest(_message.Message):
     __slots__ = ()
@@ -450,7 +472,7 @@ class FileInfo(_message.Message):
     def __init__(self, attr: _Optional[_Union[Attr, _Mapping]] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., inline: _Optional[bool] = ..., data: _Optional[bytes] = ..., layout: _Optional[_Iterable[int]] = ..., chunk_size: _Optional[int] = ..., chunk_cap: _Optional[_Union[ChunkCap, _Mapping]] = ..., written: _Optional[_Iterable[_Union[ChunkRange, _Mapping]]] = ..., written_state: _Optional[_Union[WrittenState, str]] = ..., cut_generation: _Optional[int] = ...) -> None: ...
 
 class CreateFileRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data", "rdev", "ino", "time_ns")
+    __slots__ = ("parent_ino", "name", "mode", "type", "symlink_target", "exclusive", "truncate", "creds", "cap", "data", "rdev", "ino", "time_ns", "delegation_holder")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -464,6 +486,7 @@ class CreateFileRequest(_message.Message):
     RDEV_FIELD_NUMBER: _ClassVar[int]
     INO_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    DELEGATION_HOLDER_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     mode: int
@@ -477,7 +500,8 @@ class CreateFileRequest(_message.Message):
     rdev: int
     ino: int
     time_ns: int
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ..., rdev: _Optional[int] = ..., ino: _Optional[int] = ..., time_ns: _Optional[int] = ...) -> None: ...
+    delegation_holder: bytes
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., type: _Optional[_Union[FileType, str]] = ..., symlink_target: _Optional[str] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., cap: _Optional[_Union[DirCap, _Mapping]] = ..., data: _Optional[bytes] = ..., rdev: _Optional[int] = ..., ino: _Optional[int] = ..., time_ns: _Optional[int] = ..., delegation_holder: _Optional[bytes] = ...) -> None: ...
 
 class CreateFileReply(_message.Message):
     __slots__ = ("file", "created")
@@ -1202,3 +1226,69 @@ class SetDegradedRequest(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     degraded: bool
     def __init__(self, degraded: _Optional[bool] = ...) -> None: ...
+
+class MovePartitionRequest(_message.Message):
+    __slots__ = ("partition", "target")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    target: int
+    def __init__(self, partition: _Optional[int] = ..., target: _Optional[int] = ...) -> None: ...
+
+class RemoveShardRequest(_message.Message):
+    __slots__ = ("shard_id",)
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    def __init__(self, shard_id: _Optional[int] = ...) -> None: ...
+
+class PartitionRequest(_message.Message):
+    __slots__ = ("partition",)
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    def __init__(self, partition: _Optional[int] = ...) -> None: ...
+
+class PartitionExportRequest(_message.Message):
+    __slots__ = ("partition", "db", "after", "limit")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    DB_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    db: str
+    after: bytes
+    limit: int
+    def __init__(self, partition: _Optional[int] = ..., db: _Optional[str] = ..., after: _Optional[bytes] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class PartitionRow(_message.Message):
+    __slots__ = ("db", "key", "value")
+    DB_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    db: str
+    key: bytes
+    value: bytes
+    def __init__(self, db: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class PartitionRows(_message.Message):
+    __slots__ = ("partition", "rows", "next_db", "next", "more")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_DB_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    rows: _containers.RepeatedCompositeFieldContainer[PartitionRow]
+    next_db: str
+    next: bytes
+    more: bool
+    def __init__(self, partition: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[PartitionRow, _Mapping]]] = ..., next_db: _Optional[str] = ..., next: _Optional[bytes] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class PartitionDigest(_message.Message):
+    __slots__ = ("partition", "rows", "digest")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    rows: int
+    digest: bytes
+    def __init__(self, partition: _Optional[int] = ..., rows: _Optional[int] = ..., digest: _Optional[bytes] = ...) -> None: ...

@@ -149,6 +149,16 @@ class DirServiceStub:
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.ReleaseLeaseRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
                 _registered_method=True)
+        self.MovePartition = channel.unary_unary(
+                '/superfs.v1.DirService/MovePartition',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.MovePartitionRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.PartitionMove.FromString,
+                _registered_method=True)
+        self.RemoveShard = channel.unary_unary(
+                '/superfs.v1.DirService/RemoveShard',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.RemoveShardRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.ClusterMap.FromString,
+                _registered_method=True)
 
 
 class DirServiceServicer:
@@ -300,6 +310,20 @@ class DirServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MovePartition(self, request, context):
+        """cluster administration: move one partition (all its steps; resumes a recorded move),
+        take a shard that owns nothing out of the map
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveShard(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DirServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -417,6 +441,16 @@ def add_DirServiceServicer_to_server(servicer, server):
                     servicer.ReleaseLease,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.ReleaseLeaseRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            ),
+            'MovePartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.MovePartition,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.MovePartitionRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.PartitionMove.SerializeToString,
+            ),
+            'RemoveShard': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveShard,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.RemoveShardRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.ClusterMap.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1050,6 +1084,60 @@ class DirService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def MovePartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/MovePartition',
+            superfs_dot_v1_dot_superfs__pb2.MovePartitionRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.PartitionMove.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveShard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/RemoveShard',
+            superfs_dot_v1_dot_superfs__pb2.RemoveShardRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.ClusterMap.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ShardServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -1239,6 +1327,31 @@ class ShardServiceStub:
                 '/superfs.v1.ShardService/SwitchLayout',
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.SwitchLayoutRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.FileInfo.FromString,
+                _registered_method=True)
+        self.AdoptClusterMap = channel.unary_unary(
+                '/superfs.v1.ShardService/AdoptClusterMap',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.ClusterMap.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ExportPartition = channel.unary_unary(
+                '/superfs.v1.ShardService/ExportPartition',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.PartitionExportRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.PartitionRows.FromString,
+                _registered_method=True)
+        self.ImportPartition = channel.unary_unary(
+                '/superfs.v1.ShardService/ImportPartition',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.PartitionRows.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DropPartition = channel.unary_unary(
+                '/superfs.v1.ShardService/DropPartition',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.PartitionRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.PartitionDigest.FromString,
+                _registered_method=True)
+        self.DigestPartition = channel.unary_unary(
+                '/superfs.v1.ShardService/DigestPartition',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.PartitionRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.PartitionDigest.FromString,
                 _registered_method=True)
 
 
@@ -1471,6 +1584,40 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdoptClusterMap(self, request, context):
+        """partition moves, driven by the dir server (dirserver/moves.py; shard/partition_ops.py)
+        take it; a newly frozen partition is drained first
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportPartition(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportPartition(self, request, context):
+        """only onto the target of a listed move
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropPartition(self, request, context):
+        """only a partition not owned nor frozen here
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DigestPartition(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1653,6 +1800,31 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.SwitchLayout,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.SwitchLayoutRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.FileInfo.SerializeToString,
+            ),
+            'AdoptClusterMap': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdoptClusterMap,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.ClusterMap.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            ),
+            'ExportPartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportPartition,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.PartitionExportRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.PartitionRows.SerializeToString,
+            ),
+            'ImportPartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportPartition,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.PartitionRows.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            ),
+            'DropPartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropPartition,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.PartitionRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.PartitionDigest.SerializeToString,
+            ),
+            'DigestPartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.DigestPartition,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.PartitionRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.PartitionDigest.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2627,6 +2799,141 @@ class ShardService:
             '/superfs.v1.ShardService/SwitchLayout',
             superfs_dot_v1_dot_superfs__pb2.SwitchLayoutRequest.SerializeToString,
             superfs_dot_v1_dot_superfs__pb2.FileInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdoptClusterMap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/AdoptClusterMap',
+            superfs_dot_v1_dot_superfs__pb2.ClusterMap.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/ExportPartition',
+            superfs_dot_v1_dot_superfs__pb2.PartitionExportRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.PartitionRows.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/ImportPartition',
+            superfs_dot_v1_dot_superfs__pb2.PartitionRows.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/DropPartition',
+            superfs_dot_v1_dot_superfs__pb2.PartitionRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.PartitionDigest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DigestPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.ShardService/DigestPartition',
+            superfs_dot_v1_dot_superfs__pb2.PartitionRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.PartitionDigest.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,140 @@
+"""Tier 1: a partition's rows on a shard store (moving partitions), no network.
+
+Export from one store and import into another gives byte-identical rows
+(equal digests) for every per-partition key space and leaves other
+partitions alone; drop removes exactly the partition's rows; a frozen
+partition refuses every change in the store itself.
+"""
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+import pytest
+
+from superfs.errors import FsError, is_misrouted
+from superfs.routing import entry_partition
+from superfs.shard import file_ops, name_ops, partition_ops, xattr_ops
+from superfs.shard.name_ops import DirGuard
+from superfs.shard.records import encode_name
+from superfs.shard.store import FileMetaStore
+from superfs.v1 import superfs_pb2 as pb
+
+N = 16
+ROOT = pb.Creds(uid=0, gid=0)
+HOLDER = b"h" * 16
+
+
+@pytest.fixture
+def stores(tmp_path: Any) -> Any:
+    a = FileMetaStore(str(tmp_path / "a"), durable=False)
+    b = FileMetaStore(str(tmp_path / "b"), durable=False)
+    for s in (a, b):
+        s.num_partitions = N
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _create(store: FileMetaStore, parent: int, name: str, data: bytes = b"x") -> int:
+    p = entry_partition(parent, name, N)
+    res = store.write_now(lambda t: file_ops.create_file(
+        t, parent=parent, raw=encode_name(name), partition=p, mode=0o644, ftype=1, target=b"",
+        exclusive=True, truncate=False, creds=ROOT, data=data, inline_threshold=4096))
+    return int(res.node.ino)
+
+
+def _fill(store: FileMetaStore) -> dict[int, list[str]]:
+    """Files in every partition, with xattrs, a delegated range, a fence and a seal."""
+    by_part: dict[int, list[str]] = {}
+    for i in range(200):
+        name = f"f{i}"
+        ino = _create(store, 7, name, data=bytes([i % 251]) * (i * 37 % 4000))
+        if i % 5 == 0:
+            store.write_now(lambda t: xattr_ops.set_xattr(t, ino, "user.a", b"v%d" % i, 0, ROOT))
+        by_part.setdefault(entry_partition(7, name, N), []).append(name)
+    store.write_now(lambda t: t.delegate_inos(3, HOLDER, 100))
+    store.write_now(lambda t: t.set_fence(7, 42))
+    store.write_now(lambda t: name_ops.seal_dir(t, 99))
+    return by_part
+
+
+def _export_all(store: FileMetaStore, p: int, limit: int) -> list[tuple[str, bytes, bytes]]:
+    rows: list[tuple[str, bytes, bytes]] = []
+    db, after, more = "", b"", True
+    while more:
+        with store.read() as t:
+            page, db, after, more = partition_ops.export_rows(t, p, N, db, after, limit)
+        rows += page
+    return rows
+
+
+def _digest(store: FileMetaStore, p: int) -> tuple[int, bytes]:
+    with store.read() as t:
+        return partition_ops.digest_rows(t, p, N)
+
+
+@pytest.mark.parametrize("limit", [1, 7, 10000])
+def test_copy_is_byte_identical_and_only_that_partition(stores: Any, limit: int) -> None:
+    a, b = stores
+    _fill(a)
+    for p in (3, 5):
+        rows = _export_all(a, p, limit)
+        assert len({(db, k) for db, k, _ in rows}) == len(rows)  # paging neither repeats nor skips
+        b.write_now(lambda t: partition_ops.import_rows(t, rows, p, N))
+        assert _digest(a, p) == _digest(b, p) and _digest(a, p)[0] > 0
+    assert _digest(b, 4)[0] == 0  # nothing of another partition came along
+    with b.read() as t:
+        assert t.fence(7) == 42 and t.is_sealed(99)  # shared rows merged in
+        assert t.last_seq(3) >= 100  # the counter came with partition 3, past its delegated range
+
+
+def test_drop_removes_exactly_the_partition(stores: Any) -> None:
+    a, _ = stores
+    by_part = _fill(a)
+    before = {p: _digest(a, p) for p in range(N)}
+    n = a.write_now(lambda t: partition_ops.drop_rows(t, 3, N))
+    assert n == before[3][0] and _digest(a, 3)[0] == 0
+    assert all(_digest(a, p) == before[p] for p in range(N) if p != 3)
+    with a.read() as t:
+        assert t.fence(7) == 42 and t.is_sealed(99)  # shared rows stay
+        for name in by_part.get(3, []):
+            assert t.entry(7, encode_name(name)) is None
+
+
+def test_a_frozen_partition_refuses_every_change(stores: Any) -> None:
+    a, _ = stores
+    by_part = _fill(a)
+    p = next(q for q, names in by_part.items() if len(names) >= 2)
+    name = by_part[p][0]
+    with a.read() as t:
+        ino = t.entry(7, encode_name(name))[0]
+    before = _digest(a, p)
+    a.frozen = frozenset({p})
+    attempts = [
+        lambda t: file_ops.create_file(t, parent=7, raw=encode_name(f"{name}x"), partition=p, mode=0o644, ftype=1,
+                                       target=b"", exclusive=True, truncate=False, creds=ROOT, data=b"",
+                                       inline_threshold=4096),
+        lambda t: name_ops.unlink(t, 7, encode_name(name), creds=ROOT, guard=DirGuard(), owners={}, txid="t1"),
+        lambda t: file_ops.write_inline(t, ino, offset=0, data=b"new", truncate_to_end=False, creds=ROOT,
+                                        inline_threshold=4096),
+        lambda t: xattr_ops.set_xattr(t, ino, "user.b", b"1", 0, ROOT),
+        lambda t: t.delegate_inos(p, HOLDER, 10),
+        lambda t: t.allocate_ino(p),
+    ]
+    for fn in attempts:
+        with pytest.raises(FsError) as e:
+            a.write_now(fn)
+        assert e.value.errno == errno.ESTALE and is_misrouted(e.value)
+    assert _digest(a, p) == before
+    a.frozen = frozenset()
+    a.write_now(lambda t: t.allocate_ino(p))  # unfrozen: changes go through again
+
+
+def test_import_refuses_rows_of_another_partition(stores: Any) -> None:
+    a, b = stores
+    _fill(a)
+    rows = [r for r in _export_all(a, 3, 100) if r[0] == "dentries"]
+    with pytest.raises(FsError) as e:
+        b.write_now(lambda t: partition_ops.import_rows(t, rows, 4, N))
+    assert e.value.errno == errno.EINVAL
