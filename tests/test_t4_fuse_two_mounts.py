@@ -101,19 +101,26 @@ def test_names_across_mounts(dirs: tuple[str, str]) -> None:
     assert get(f"{b}/d/f7") == b"7"
 
 
+WRITER = ("import os, sys\n"
+          "d, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
+          "for i in range(n):\n"
+          "    p = f'{d}/{tag}-{i}'\n"
+          "    data = (tag * 1000 + str(i)).encode() * (1 + i % 7)\n"
+          "    open(p, 'wb').write(data)\n"
+          "    assert open(p, 'rb').read() == data, p\n")
+
+
+def write_on_both(a: str, b: str, per_mount: int, files: int) -> None:
+    """``per_mount`` processes on each mount at once, each writing and reading back ``files`` files."""
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, d, f"{tag}{k}", str(files)])
+             for k in range(per_mount) for d, tag in ((a, "a"), (b, "b"))]
+    assert all(p.wait(120) == 0 for p in procs)
+
+
 def test_concurrent_writers_on_two_mounts(dirs: tuple[str, str]) -> None:
     """Processes on both mounts at once: all finish, every file is whole."""
     a, b = dirs
-    code = ("import os, sys\n"
-            "d, tag = sys.argv[1], sys.argv[2]\n"
-            "for i in range(40):\n"
-            "    p = f'{d}/{tag}-{i}'\n"
-            "    data = (tag * 1000 + str(i)).encode() * (1 + i % 7)\n"
-            "    open(p, 'wb').write(data)\n"
-            "    assert open(p, 'rb').read() == data\n")
-    procs = [subprocess.Popen([sys.executable, "-c", code, d, f"{tag}{k}"])
-             for k in range(3) for d, tag in ((a, "a"), (b, "b"))]
-    assert all(p.wait(120) == 0 for p in procs)
+    write_on_both(a, b, 3, 40)
     names = os.listdir(a)
     assert len(names) == 6 * 40
     for name in names:
@@ -130,16 +137,7 @@ def test_a_file_made_while_the_lease_goes_back_and_forth_opens_at_once(
     that race: the new grant's listing missed the files still on their way, ENOENT.)"""
     a, b = (f"{m.mountpoint}/churn{round_}" for m in two)
     os.mkdir(a)
-    code = ("import os, sys\n"
-            "d, tag = sys.argv[1], sys.argv[2]\n"
-            "for i in range(60):\n"
-            "    p = f'{d}/{tag}-{i}'\n"
-            "    data = (tag * 100 + str(i)).encode() * (1 + i % 7)\n"
-            "    open(p, 'wb').write(data)\n"
-            "    assert open(p, 'rb').read() == data, p\n")
-    procs = [subprocess.Popen([sys.executable, "-c", code, d, f"{tag}{k}"])
-             for k in range(4) for d, tag in ((a, "a"), (b, "b"))]
-    assert all(p.wait(120) == 0 for p in procs)
+    write_on_both(a, b, 4, 60)
     assert len(os.listdir(a)) == len(os.listdir(b)) == 8 * 60
 
 

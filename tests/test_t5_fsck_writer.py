@@ -45,17 +45,28 @@ def _start_writer(addr: str, path: str, seed: str, size: int, pause_dir: str) ->
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_fsck_repair_leaves_a_paused_writers_unsized_bytes_alone(cluster_factory, tmp_path):
-    cluster = cluster_factory()
+def _paused_writer(cluster, tmp_path, seed: str, size: int) -> tuple[str, subprocess.Popen[str]]:
+    """A writer of /w/f stopped between pushing its chunks and sizing them; (address, process)."""
     addr = address(cluster)
-    size = 3 * SMALL_CHUNK + 123
     with connect(addr) as c:
         c.mkdir("/w")
-    writer = _start_writer(addr, "/w/f", "paused", size, str(tmp_path))
+    writer = _start_writer(addr, "/w/f", seed, size, str(tmp_path))
     try:
         wait_until(lambda: (tmp_path / "client.commit_size.paused").exists() or writer.poll() is not None,
                    "the writer to reach its pause point")
         assert writer.poll() is None, writer.communicate()
+    except BaseException:
+        (tmp_path / "client.commit_size.resume").touch()
+        writer.communicate(timeout=120)
+        raise
+    return addr, writer
+
+
+def test_fsck_repair_leaves_a_paused_writers_unsized_bytes_alone(cluster_factory, tmp_path):
+    cluster = cluster_factory()
+    size = 3 * SMALL_CHUNK + 123
+    addr, writer = _paused_writer(cluster, tmp_path, "paused", size)
+    try:
         with connect(addr) as c:
             # the window: every chunk is on the data servers, the shard still says the file is empty
             assert c.stat("/w/f").st_size == 0
@@ -77,15 +88,9 @@ def test_a_writer_frozen_past_the_grace_is_told_that_fsck_cut_its_bytes(cluster_
     """--grace 0 stands for a writer frozen longer than the grace: fsck cuts what it pushed, and
     its close must fail rather than size the file over zeros (before: close succeeded, all zeros)."""
     cluster = cluster_factory()
-    addr = address(cluster)
     size = 2 * SMALL_CHUNK + 5
-    with connect(addr) as c:
-        c.mkdir("/w")
-    writer = _start_writer(addr, "/w/f", "frozen", size, str(tmp_path))
+    addr, writer = _paused_writer(cluster, tmp_path, "frozen", size)
     try:
-        wait_until(lambda: (tmp_path / "client.commit_size.paused").exists() or writer.poll() is not None,
-                   "the writer to reach its pause point")
-        assert writer.poll() is None, writer.communicate()
         with connect(addr) as c:
             ino = ino_of(c, "/w/f")
         rc, report = fsck(cluster, repair=True, grace_s=0)
