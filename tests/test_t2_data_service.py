@@ -299,8 +299,8 @@ async def test_registrar_retries_then_registers(fake_dir: tuple[FakeDirService, 
     channels = Channels(timeout_s=2.0)
     reg = Registrar(channels, address, server_id=3, timeout_s=2.0)
     try:
-        assert await reg.start("10.0.0.3:7000", wait_s=5.0)
-        assert [(r.kind, r.server.id, r.server.address) for r in svc.requests] == [("data", 3, "10.0.0.3:7000")]
+        assert await reg.start("198.51.100.3:7000", wait_s=5.0)
+        assert [(r.kind, r.server.id, r.server.address) for r in svc.requests] == [("data", 3, "198.51.100.3:7000")]
         assert reg.cluster_map is not None and reg.cluster_map.epoch == 7
     finally:
         await reg.stop()

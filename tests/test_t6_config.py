@@ -130,18 +130,18 @@ def test_daemon_configs_take_the_file_and_flags_win(tmp_path):
         replicas = 1
         secret_file = "/s"
         [dir_server]
-        address = "10.0.0.1:7000"
+        address = "198.51.100.1:7000"
         listen = "0.0.0.0:7000"
         data_dir = "/d"
         metrics_port = 9400
         [[shards]]
         id = 0
-        address = "10.0.0.2:7100"
+        address = "198.51.100.2:7100"
         data_dir = "/s0"
         metrics_port = 9401
         [[data_servers]]
         id = 0
-        address = "10.0.0.3:7200"
+        address = "198.51.100.3:7200"
         data_dir = "/d0"
     """))
     d = config_file.dir_server_config(cf)
@@ -151,10 +151,10 @@ def test_daemon_configs_take_the_file_and_flags_win(tmp_path):
     assert (d.listen, d.metrics_listen, d.shards) == ("127.0.0.1:1", None, 4)
     s = config_file.shard_config(cf, 0)
     assert (s.dir_server, s.listen, s.advertise, s.data_dir, s.metrics_listen) == \
-        ("10.0.0.1:7000", "10.0.0.2:7100", "10.0.0.2:7100", "/s0", "10.0.0.2:9401")
+        ("198.51.100.1:7000", "198.51.100.2:7100", "198.51.100.2:7100", "/s0", "198.51.100.2:9401")
     assert config_file.shard_config(cf, 0, dir_server="h:9", advertise="h:8").advertise == "h:8"
     ds = config_file.data_server_config(cf, 0, data_dir="/elsewhere")
-    assert (ds.data_dir, ds.dir_server, ds.metrics_listen) == ("/elsewhere", "10.0.0.1:7000", None)
+    assert (ds.data_dir, ds.dir_server, ds.metrics_listen) == ("/elsewhere", "198.51.100.1:7000", None)
     with pytest.raises(ConfigError, match=r"shards: no entry with id = 5"):
         config_file.shard_config(cf, 5)
     with pytest.raises(ConfigError, match="dir_server.data_dir: missing"):
