@@ -51,7 +51,7 @@ def test_the_entry_point_registers_the_protocol():
 
 def test_urls():
     assert _split_url("superfs:///a/b") == (None, "/a/b")
-    assert _split_url("superfs://10.0.0.1:7000/a/b") == ("10.0.0.1:7000", "/a/b")
+    assert _split_url("superfs://198.51.100.1:7000/a/b") == ("198.51.100.1:7000", "/a/b")
     assert _split_url("superfs://[::1]:7000/x") == ("[::1]:7000", "/x")
     assert _split_url("superfs://data/x") == (None, "/data/x")
     assert SuperFileSystem._strip_protocol("superfs://h:1/a/b/") == "/a/b"
