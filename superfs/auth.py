@@ -49,7 +49,7 @@ import grpc
 from superfs import private_files
 from superfs.config import AuthConfig, SecurityConfig
 from superfs.errors import ERRNO_KEY, FsError
-from superfs.interception import Behaviour, is_generator
+from superfs.interception import Behaviour, drain_requests, is_generator
 
 log = logging.getLogger(__name__)
 
@@ -357,8 +357,9 @@ class AuthCheck:
     def _guard(self, behaviour: Behaviour, kind: str, method: str) -> Behaviour:
         auth = self.auth
 
-        async def admit(context: grpc.aio.ServicerContext, request: Any = None) -> Grant | None:
-            """The caller's grant, or None once the call is aborted."""
+        async def admit(context: grpc.aio.ServicerContext, request: Any = None,
+                        requests: AsyncIterator[Any] | None = None) -> Grant | None:
+            """The caller's grant, or None once the call is aborted (after ``requests`` are drained)."""
             try:
                 grant = auth.identify(context.invocation_metadata() or (), context.auth_context)
                 auth.check_method(grant, method)
@@ -366,6 +367,8 @@ class AuthCheck:
                     auth.check_creds(grant, request)
                 return grant
             except Refused as r:
+                if requests is not None:
+                    await drain_requests(requests)
                 await _abort(context, method, r)
                 return None
 
@@ -392,14 +395,14 @@ class AuthCheck:
 
         if is_generator(behaviour):
             async def stream_gen(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-                grant = await admit(context)
+                grant = await admit(context, requests=requests)
                 if grant is not None:
                     async for item in behaviour(checked(grant, requests), context):
                         yield item
             return stream_gen
 
         async def stream(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-            grant = await admit(context)
+            grant = await admit(context, requests=requests)
             if grant is not None:
                 return await behaviour(checked(grant, requests), context)
             return None

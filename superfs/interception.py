@@ -17,6 +17,7 @@ async generator functions, and the wrapper must keep that shape.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any, Callable, Sequence
 
@@ -105,3 +106,30 @@ def intercepting(server: grpc.aio.Server, wrappers: Sequence[WrapFor]) -> Any:
 def is_generator(behaviour: Behaviour) -> bool:
     """Whether a streaming-response behaviour yields (else it writes and returns)."""
     return inspect.isasyncgenfunction(behaviour)
+
+
+DRAIN_BYTES = 80 << 20  # a little more than the largest chunk a client may stream
+DRAIN_SECONDS = 5.0
+
+
+async def drain_requests(requests: Any, limit_bytes: int = DRAIN_BYTES,
+                         limit_s: float = DRAIN_SECONDS) -> None:
+    """Read and drop what a client is still streaming before its call is refused.
+
+    grpc-python's client loses the server's status when the call ends while
+    it is still sending: the failed send replaces the status with "INTERNAL:
+    Internal error from Core", so a refused chunk write would read as EIO
+    instead of EACCES. Refusing after the client has half-closed avoids it.
+    Bounded in bytes and time: past either, the call is refused at once.
+    """
+    async def swallow() -> None:
+        seen = 0
+        async for req in requests:
+            seen += req.ByteSize()
+            if seen > limit_bytes:
+                return
+
+    try:
+        await asyncio.wait_for(swallow(), limit_s)
+    except Exception:  # noqa: BLE001 - the call is being refused anyway; this only times it
+        pass

@@ -86,7 +86,7 @@ def minhash_dedup(df: Any, column: str = "text", threshold: float = 0.7, num_per
                   seed: int = 42, bands: int | None = None, rows: int | None = None, verify: bool = False,
                   id_column: str | None = None, num_partitions: int | None = None,
                   return_stats: bool = False, tokenizer: str = "bytes") -> Any:
-    """The DataFrame of ``df``'s rows that are not near-duplicates of an earlier row.
+    r"""The DataFrame of ``df``'s rows that are not near-duplicates of an earlier row.
 
     Two rows are near-duplicates when the MinHash-LSH estimate of the
     Jaccard similarity of their word ``ngram`` shingles says so at

@@ -28,6 +28,7 @@ from superfs.dataserver.write_fences import WriteFences
 from superfs.dataserver.chunk_format import MAX_CHUNK
 from superfs.errors import FsError, rpc_handler
 from superfs.faults import crash_point
+from superfs.interception import drain_requests
 from superfs.perms import R_OK, W_OK
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
@@ -84,7 +85,11 @@ class DataServicer(pbg.DataServiceServicer):
         size = 0
         async for piece in pieces:
             if first is None:
-                self._allow(piece.cap, piece.key, W_OK)  # before a byte is buffered
+                try:
+                    self._allow(piece.cap, piece.key, W_OK)  # before a byte is buffered
+                except FsError:
+                    await drain_requests(pieces)  # else the client may see EIO, not the refusal
+                    raise
                 first = piece
             data = piece.data
             size += len(data)
