@@ -509,6 +509,7 @@ async def test_mkdir(store: DirStore, coord: Coordinator, shards: FakeShards) ->
     await DirAttrs(store).set_attr(pb.SetAttrRequest(ino=sg.ino, mask=1, mode=0o2777, creds=OWNER))
     kid = await coord.mkdir(sg.ino, "kid", 0o755, OTHER)
     assert kid.attr.gid == OWNER.gid and kid.attr.mode & stat.S_ISGID
+    await coord.drain()  # rmdir and rename drop their intents after replying
     assert_consistent(store, shards)
 
 
@@ -536,6 +537,7 @@ async def test_rmdir(store: DirStore, coord: Coordinator, shards: FakeShards) ->
     assert store.get(b.ino) is None and b.ino in shards.sealed and store.list_xattrs(b.ino) == []
     assert store.need(a.ino).attr.nlink == 2
     await coord.rmdir(ROOT_INO, "a", OWNER)
+    await coord.drain()  # rmdir and rename drop their intents after replying
     assert_consistent(store, shards)
 
 
@@ -556,6 +558,7 @@ async def test_sticky_directory(store: DirStore, coord: Coordinator, shards: Fak
     assert e.value.errno == errno.EPERM
     await coord.rmdir(tmp.ino, "theirs", OWNER)  # the directory's owner may
     await coord.rename_dir(tmp.ino, "target", tmp.ino, "moved", 0, OTHER)
+    await coord.drain()  # rmdir and rename drop their intents after replying
     assert_consistent(store, shards)
 
 
@@ -594,6 +597,7 @@ async def test_rename(store: DirStore, coord: Coordinator, shards: FakeShards) -
     with pytest.raises(FsError) as e:
         await coord.rename_dir(ROOT_INO, "a", ROOT_INO, "z", 0, OTHER)
     assert e.value.errno == errno.EACCES
+    await coord.drain()  # rmdir and rename drop their intents after replying
     assert_consistent(store, shards)
     await coord.rename_dir(ROOT_INO, "a", ROOT_INO, "a", 0, OWNER)  # onto itself: no-op
     await coord.rename_dir(a.ino, "b", ROOT_INO, "b2", 0, OWNER)
@@ -605,6 +609,7 @@ async def test_rename(store: DirStore, coord: Coordinator, shards: FakeShards) -
     assert store.lookup(ROOT_INO, "empty").ino == b.ino  # type: ignore[union-attr]
     await coord.rename_dir(ROOT_INO, "empty", ROOT_INO, "renamed", 1, OWNER)
     assert store.ancestors(c.ino) == [b.ino, ROOT_INO]
+    await coord.drain()  # rmdir and rename drop their intents after replying
     assert_consistent(store, shards)
 
 
@@ -649,6 +654,7 @@ async def test_crash_at_every_step_then_recover(db_path: str, scenario: str, aft
         coord = Coordinator(store, shards)
         assert len(coord.intents.all()) == (0 if outcome == "unmoved" else 1)
         assert await recovery.recover_all(coord) == 0
+        await coord.drain()
         assert_consistent(store, shards)
         assert made == step
         a = dirs["a"]
@@ -689,6 +695,7 @@ async def test_shard_down_then_recovery_rolls_rename_forward(store: DirStore, co
     task.cancel()
     assert store.get(d["a"].ino).parent_ino == d["b"].ino  # type: ignore[union-attr]
     assert store.get(d["victim"].ino) is None
+    await coord.drain()  # rmdir and rename drop their intents after replying
     assert_consistent(store, shards)
 
 
@@ -704,6 +711,7 @@ async def test_failed_rmdir_pending_blocks_mkdir_until_settled(store: DirStore, 
     shards.down = False
     inside = await coord.mkdir(d["victim"].ino, "inside", 0o755, OWNER)  # settled: rmdir undone
     assert store.get(inside.ino) and d["victim"].ino not in shards.sealed
+    await coord.drain()  # rmdir and rename drop their intents after replying
     assert_consistent(store, shards)
 
 
@@ -718,6 +726,7 @@ async def test_moving_a_directory_needs_write_on_it(store: DirStore, coord: Coor
     await coord.rename_dir(pub.ino, "ro", pub.ino, "renamed", 0, OTHER)  # same parent: '..' unchanged
     made = await coord.mkdir(pub.ino, "bits", 0o7777, OTHER)
     assert stat.S_IMODE(made.attr.mode) == 0o1777
+    await coord.drain()  # rmdir and rename drop their intents after replying
     assert_consistent(store, shards)
 
 
@@ -743,6 +752,7 @@ async def test_file_takes_name_during_rename_aborts(store: DirStore, coord: Coor
     assert e.value.errno == errno.EEXIST
     assert store.get(d["victim"].ino) is None and store.lookup(ROOT_INO, "a")
     shards.entries = {k: v for k, v in shards.entries.items() if v[1] == pb.DIRECTORY}
+    await coord.drain()  # rmdir and rename drop their intents after replying
     assert_consistent(store, shards)
 
 
@@ -757,6 +767,7 @@ async def test_mkdir_inside_directory_being_removed(store: DirStore, coord: Coor
         await coord.mkdir(d["victim"].ino, "late", 0o755, OWNER)
     assert e.value.errno == errno.ENOENT
     await rm
+    await coord.drain()  # rmdir and rename drop their intents after replying
     assert_consistent(store, shards)
 
 
@@ -773,6 +784,7 @@ async def test_concurrent_renames_never_make_a_cycle(store: DirStore, coord: Coo
     assert len(errs) == 1 and errs[0].errno in (errno.EINVAL, errno.ENOENT)
     for ino in (d["a"].ino, d["b"].ino):
         assert store.ancestors(ino)[-1] == ROOT_INO
+    await coord.drain()  # rmdir and rename drop their intents after replying
     assert_consistent(store, shards)
 
 
@@ -782,4 +794,5 @@ async def test_many_concurrent_mkdirs_share_commits(store: DirStore, coord: Coor
     assert len({m.ino for m in made}) == 200
     assert store.need(ROOT_INO).attr.nlink == 202
     assert store.db.batches < store.db.batched_ops
+    await coord.drain()  # rmdir and rename drop their intents after replying
     assert_consistent(store, shards)

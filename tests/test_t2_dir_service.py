@@ -151,8 +151,9 @@ class Cluster:
     async def mkdir(self, parent: int, name: str, mode: int = 0o755, creds: pb.Creds = OWNER) -> pb.DirInfo:
         return await self.stub.mkdir(pb.MkdirRequest(parent_ino=parent, name=name, mode=mode, creds=creds))
 
-    def assert_consistent(self) -> None:
+    async def assert_consistent(self) -> None:
         """Each directory is reserved under its name on exactly its shard; no intent is left."""
+        await self.servicer.coordinator.drain()  # rmdir and rename drop their intents after replying
         here: dict[tuple[int, str], int] = {}
         todo = [ROOT_INO]
         while todo:
@@ -290,7 +291,7 @@ async def test_mkdir_lookup_resolve_list(cluster: Cluster) -> None:
     assert stats.directories == 5 and stats.db_bytes > 0
     c.shards[0].entries = {k: v for k, v in c.shards[0].entries.items() if v[1] == pb.DIRECTORY}
     c.shards[1].entries = {k: v for k, v in c.shards[1].entries.items() if v[1] == pb.DIRECTORY}
-    c.assert_consistent()
+    await c.assert_consistent()
 
 
 async def test_concurrent_mkdirs_in_one_directory(cluster: Cluster) -> None:
@@ -302,7 +303,7 @@ async def test_concurrent_mkdirs_in_one_directory(cluster: Cluster) -> None:
     dup = await asyncio.gather(*(c.mkdir(ROOT_INO, "same") for _ in range(5)), return_exceptions=True)
     assert sum(isinstance(d, pb.DirInfo) for d in dup) == 1
     assert all(d.errno == errno.EEXIST for d in dup if isinstance(d, FsError))
-    c.assert_consistent()
+    await c.assert_consistent()
 
 
 # ---------------------------------------------------------------- rmdir
@@ -331,7 +332,7 @@ async def test_rmdir(cluster: Cluster) -> None:
     assert (await c.stub.get_dir(pb.DirRequest(ino=a.ino, creds=OWNER))).dir.attr.nlink == 2
     await c.stub.rmdir(rm(ROOT_INO, "a"))
     del c.shard_of(ROOT_INO, "f").entries[(ROOT_INO, "f")]
-    c.assert_consistent()
+    await c.assert_consistent()
 
 
 # --------------------------------------------------------------- rename
@@ -378,7 +379,7 @@ async def test_rename_dir(cluster: Cluster) -> None:
     assert [d.ino for d in r.dirs] == [ROOT_INO, full.ino, b.ino]
     for sh in c.shards:
         sh.entries = {k: v for k, v in sh.entries.items() if v[1] == pb.DIRECTORY}
-    c.assert_consistent()
+    await c.assert_consistent()
 
 
 # ----------------------------------------------------------- attrs, xattrs
@@ -434,7 +435,7 @@ async def test_down_shard_fails_fast_and_recovery_finishes(cluster: Cluster) -> 
         kind="shard", server=pb.ServerInfo(id=1, address=c.shards[1].address)))
     assert await recovery.recover_all(c.servicer.coordinator) == 0
     await c.mkdir(ROOT_INO, down_name)
-    c.assert_consistent()
+    await c.assert_consistent()
 
 
 async def test_rename_rolls_forward_after_failed_step_and_restart(tmp_path: Any) -> None:
@@ -464,7 +465,7 @@ async def test_rename_rolls_forward_after_failed_step_and_restart(tmp_path: Any)
     task.cancel()
     r = await c.stub.resolve(pb.ResolveRequest(path="/dst/a2/sub", creds=OWNER))
     assert [d.name for d in r.dirs] == ["", "dst", "a2", "sub"]
-    c.assert_consistent()
+    await c.assert_consistent()
     # 2. the second shard call of a rename (releasing the old name) fails after the commit:
     #    the rename succeeded; the old name is released by recovery
     c.shard_of(dst.ino, "a2").fail["ReleaseDirEntry"] = 1
@@ -472,13 +473,13 @@ async def test_rename_rolls_forward_after_failed_step_and_restart(tmp_path: Any)
                                                  dst_name="back", creds=OWNER))
     assert c.shard_of(dst.ino, "a2").entries.get((dst.ino, "a2")) == (a.ino, pb.DIRECTORY)
     assert await recovery.recover_all(c.servicer.coordinator) == 0
-    c.assert_consistent()
+    await c.assert_consistent()
     # 3. rmdir whose seal fails on one shard: EIO, unsealed again, the directory stays
     c.shards[1].fail["SealDir"] = 1
     assert await c.err(c.stub.rmdir(pb.RmdirRequest(parent_ino=ROOT_INO, name="dst", creds=OWNER))) == errno.EIO
-    c.assert_consistent()
+    await c.assert_consistent()
     await c.stub.rmdir(pb.RmdirRequest(parent_ino=ROOT_INO, name="dst", creds=OWNER))
-    c.assert_consistent()
+    await c.assert_consistent()
     await close_dir_server(c)
     for sh in shards:
         await sh.stop()

@@ -75,6 +75,7 @@ class Coordinator:
         # Renames change ancestry: one at a time, so that the subtree check
         # and the move happen in one critical section and no cycle can form.
         self.rename_lock = asyncio.Lock()
+        self._drops: set[asyncio.Task[None]] = set()  # intents of finished operations, being dropped
 
     # ------------------------------------------------------------------ mkdir
 
@@ -346,7 +347,22 @@ class Coordinator:
             log.warning("%s of %d committed; releasing %d/%s failed (%s), recovery will retry",
                         intent.op, intent.ino, parent, name, e)
             return
-        await self._drop(intent)
+        # Finished: the caller need not wait for the intent's removal to be durable. Lost in a
+        # crash, it is settled again by recovery, whose steps are all idempotent.
+        task = asyncio.get_running_loop().create_task(self._drop_quietly(intent))
+        self._drops.add(task)
+        task.add_done_callback(self._drops.discard)
+
+    async def _drop_quietly(self, intent: Intent) -> None:
+        try:
+            await self._drop(intent)
+        except Exception as e:  # noqa: BLE001 - recovery settles it later
+            log.warning("dropping the finished %s intent %d failed (%s); recovery will", intent.op, intent.id, e)
+
+    async def drain(self) -> None:
+        """Wait for the intents of finished operations to be dropped (before the store closes)."""
+        while self._drops:
+            await asyncio.gather(*self._drops, return_exceptions=True)
 
 
 async def _quietly(step: Awaitable[None], what: str) -> None:

@@ -48,6 +48,7 @@ async def run(cfg: DirServerConfig) -> None:
         moves.append(asyncio.create_task(servicer.mover.recover(), name="move-recovery"))
 
     async def on_stopping() -> None:
+        await servicer.coordinator.drain()
         for task in moves:
             task.cancel()
         for task in (recovery, rereplication):

@@ -51,7 +51,7 @@ class DirServicer(pbg.DirServiceServicer):
         self.cfg = cfg
         self.store = store
         self.registry = ClusterRegistry(store, cfg)
-        self.channels = Channels(cfg.rpc_timeout_s, transport="grpc")  # daemons call each other on gRPC
+        self.channels = Channels(cfg.rpc_timeout_s)  # on sessions, once the cluster map names them
         # the dir server's routing to shards and data servers: the one view, over its own registry
         self.view = ClusterView(self.channels, cluster_map=self.registry.map, source=self._current_map)
         self.registry.on_change = self.view.adopt

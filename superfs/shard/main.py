@@ -76,7 +76,7 @@ async def run(cfg: ShardConfig) -> None:
     secret = read_secret(cfg.secret_file)
     store = FileMetaStore(cfg.data_dir, durable=cfg.durability != ASYNC,
                           map_size=cfg.metadata_max_bytes or None)
-    channels = Channels(cfg.rpc_timeout_s, transport="grpc")  # daemons call each other on gRPC
+    channels = Channels(cfg.rpc_timeout_s)  # on sessions, once the cluster map names them
     cluster = ShardCluster(cfg.shard_id, channels, dir_server=cfg.dir_server)
     servicer = ShardServicer(store, cluster, secret)
     tasks: list[asyncio.Task[Any]] = []
