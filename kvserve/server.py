@@ -108,6 +108,8 @@ def _human(n: int) -> str:
 def describe(cfg: ServerConfig, parts: Parts, metrics_port: int | None) -> str:
     """What the start line says about the daemon (it logs one line at start, one at stop)."""
     bits = [f"DRAM {_human(cfg.dram_bytes)}", f"policy {cfg.policy}"]
+    if parts.store.arena.pages:
+        bits.append(parts.store.arena.pages)
     sfs = parts.store.sfs
     if sfs is not None:
         cap = _human(cfg.superfs_bytes) if cfg.superfs_bytes else "unbounded"
