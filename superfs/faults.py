@@ -69,11 +69,14 @@ POINTS = frozenset({
     "data.chain_write.mid_payload", "data.chain_write.after_commit",
     # the chunk mover (superfs/rebalance/mover.py): copies made, fence up, layout switched
     "mover.after_copy", "mover.before_switch", "mover.after_switch",
-    # partition moves: the dir server after recording each step; the source after draining its
-    # freeze, the target after committing a page of copied rows, a shard after dropping its copy
+    # partition moves: the dir server after recording each step; the target after adopting the
+    # map that lists the move, the source after draining its freeze, the target after committing a
+    # page of copied rows, either after adopting the map that flips the partition, a shard after
+    # dropping its copy
     "dir.move.after_prepare", "dir.move.after_freeze", "dir.move.after_copy", "dir.move.after_flip",
     "dir.move.after_cleanup",
-    "shard.move.after_freeze", "shard.move.after_import", "shard.move.after_drop",
+    "shard.move.after_prepare", "shard.move.after_freeze", "shard.move.after_import",
+    "shard.move.after_flip", "shard.move.after_drop",
 })
 
 

@@ -6,9 +6,11 @@ an xattr, a chunked file's record) from shard 0 to a new shard 2:
 - the dir server dies right after recording a step: on restart it rolls a
   move recorded before the flip back (the partition stays on its source) and
   finishes one recorded at or after it (cleanup); moving again completes;
-- the source dies right after draining its freeze, the target after
-  committing copied rows, the source after dropping its copy: the dir server
-  tries the step again until the shard is back, and the move completes.
+- the target dies right after adopting the map that lists the move, the
+  source after draining its freeze, the target after committing copied rows,
+  either after adopting the map that flips the partition, the source after
+  dropping its copy: the dir server tries the step again until the shard is
+  back, and the move completes.
 
 Either way nothing is lost or duplicated: fsck is clean and every file reads
 back the bytes it had (checksums taken before).
@@ -90,8 +92,9 @@ def test_dir_server_killed_after_step(cluster_factory, step: str, rolled_back: b
 
 
 @pytest.mark.parametrize("who, point", [
-    ("source", "shard.move.after_freeze"), ("target", "shard.move.after_import"),
-    ("source", "shard.move.after_drop")])
+    ("target", "shard.move.after_prepare"), ("source", "shard.move.after_freeze"),
+    ("target", "shard.move.after_import"), ("source", "shard.move.after_flip"),
+    ("target", "shard.move.after_flip"), ("source", "shard.move.after_drop")])
 def test_shard_killed_during_move(cluster_factory, who: str, point: str) -> None:  # type: ignore[no-untyped-def]
     cluster, sums, p, name, new = _setup(cluster_factory)
     victim = "shard-0" if who == "source" else name

@@ -81,10 +81,15 @@ class PartitionMoveRpcs:
 
     @rpc_handler
     async def AdoptClusterMap(self, request: pb.ClusterMap, context: Any) -> pb.Empty:
+        owned = self.cluster.owned_partitions if self.cluster.ready else None
         self.cluster.adopt(request)
+        if any(m.target == self.cluster.shard_id for m in self.cluster.map.moves):
+            crash_point("shard.move.after_prepare")
         if self.cluster.frozen_partitions - self.store.frozen:
             await self._drain()
             crash_point("shard.move.after_freeze")
+        if owned is not None and self.cluster.owned_partitions != owned:
+            crash_point("shard.move.after_flip")
         return pb.Empty()
 
     @rpc_handler
