@@ -89,13 +89,16 @@ class Intent:
         return self.parent in subjects  # mkdir: only the removal of its parent waits
 
     def encode(self) -> bytes:
-        fields = dataclasses.asdict(self)
-        del fields["id"]
+        # fields by hand: dataclasses.asdict deep-copies, a measurable part of a mkdir's CPU
+        fields = {f: getattr(self, f) for f in _FIELDS}
         return json.dumps(fields, sort_keys=True).encode()
 
     @classmethod
     def decode(cls, intent_id: int, raw: bytes) -> "Intent":
         return cls(id=intent_id, **json.loads(raw))
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Intent) if f.name != "id")
 
 
 class IntentLog:
