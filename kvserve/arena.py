@@ -79,7 +79,7 @@ def _advise_huge_pages(mm: mmap.mmap) -> str:
     return f"4 KiB pages (shmem_enabled={policy})"
 
 
-def _populate(mm: mmap.mmap, size: int) -> None:
+def _populate(mm: mmap.mmap) -> None:
     """Allocate and map every page now (as MAP_POPULATE would, after the huge-page advice)."""
     try:
         mm.madvise(MADV_POPULATE_WRITE)
@@ -128,7 +128,7 @@ class Arena:
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             huge = _advise_huge_pages(mm)
             if prefault:
-                _populate(mm, size)
+                _populate(mm)
         except BaseException:
             os.close(fd)
             raise
