@@ -102,14 +102,20 @@ async def test_a_thousand_stalled_streams_are_held_to_the_limit(data_server):
             await stub.WriteChunkStream(pieces(), timeout=120)
             return "done"
         except grpc.aio.AioRpcError as e:
-            return "refused" if OVERLOADED_DETAILS in (e.details() or "") else e.code().name
+            if OVERLOADED_DETAILS in (e.details() or ""):
+                return "refused"
+            if e.code() == grpc.StatusCode.INTERNAL and "Internal error from Core" in (e.details() or ""):
+                # grpc-python's client race: the refusal came while it was still sending, and the
+                # client reports INTERNAL instead of the server's status (seen in 1 CI run of 4)
+                return "refused, status lost by the client"
+            return e.code().name
 
     try:
         tasks = [asyncio.create_task(stalled(pbg.DataServiceStub(channels[i % conns]), i)) for i in range(1000)]
         # the refused ones end at once; the admitted ones stall until released
         refused = 0
         for _ in range(600):
-            refused = sum(1 for t in tasks if t.done() and t.result() == "refused")
+            refused = sum(1 for t in tasks if t.done() and t.result().startswith("refused"))
             if refused >= 1000 - limits.max_concurrent_rpcs:
                 break
             await asyncio.sleep(0.1)
@@ -121,7 +127,8 @@ async def test_a_thousand_stalled_streams_are_held_to_the_limit(data_server):
         assert grown < bound
         release.set()
         results = await asyncio.gather(*tasks)
-        assert set(results) <= {"done", "refused"}, set(results)
+        assert set(results) <= {"done", "refused", "refused, status lost by the client"}, set(results)
+        assert results.count("refused, status lost by the client") <= 3, results
         # it goes on serving
         stub = pbg.DataServiceStub(channels[0])
         ino = (1 << 40) | 1000
