@@ -102,6 +102,16 @@ def is_misrouted(err: "FsError") -> bool:
     return err.errno == errno.ESTALE and err.message.startswith(MISROUTED)
 
 
+# A shard's refusal of a directory capability signed before the directory's lease was taken from
+# someone (shard/fences.py): the caller fetches a fresh capability (client/meta.py _with_cap). Not a
+# routing problem: the cluster map is not asked again for it.
+FENCED = "fenced: "
+
+
+def is_fenced(err: "FsError") -> bool:
+    return err.errno == errno.ESTALE and err.message.startswith(FENCED)
+
+
 # gRPC's refusal of a call beyond a server's maximum_concurrent_rpcs (grpc/_server.py): nothing ran.
 OVERLOADED_DETAILS = "Concurrent RPC limit exceeded"
 

@@ -24,7 +24,10 @@ cluster_map.py) route through a :class:`ClusterView`:
     says the call was misrouted (errors.MISROUTED: a move's source refuses
     changes during "freeze" and "copy", dirserver/moves.py), again after a
     short wait and a fresh map, until the move lands (up to MOVE_WAIT_S): a
-    move is never seen by applications;
+    move is never seen by applications; but an ESTALE for a directory
+    capability older than the directory's lease fence (errors.FENCED) goes
+    to the caller at once, which fetches a fresh capability (the map is not
+    what is stale);
   * the server could not be reached (EIO): refresh, and send again only if
     the map now puts that server at another address, and a mutation only if
     it is known never to have left this process (CallNotSent);
@@ -40,7 +43,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from superfs import routing
-from superfs.errors import FsError, is_misrouted
+from superfs.errors import FsError, is_fenced, is_misrouted
 from superfs.rpc.bytepath import ByteTarget
 from superfs.rpc.channels import Channels
 from superfs.rpc.client import CallNotSent
@@ -372,7 +375,7 @@ class ClusterView:
             try:
                 return await self.channels.caller(address).call(full, request, reply_cls, timeout_s)
             except FsError as e:
-                if e.errno != errno.ESTALE or time.monotonic() > deadline:
+                if e.errno != errno.ESTALE or is_fenced(e) or time.monotonic() > deadline:
                     raise
                 sent_to = target
                 await self.after_stale(attempt)
@@ -392,6 +395,8 @@ class ClusterView:
 
     async def _again(self, route: _Routed, server_id: int, address: str, full: str, e: FsError) -> str | None:
         """Where to send a failed call once more, or None: the rule of the module docstring."""
+        if is_fenced(e):
+            return None  # the caller's directory capability is stale, not its map
         if e.errno == errno.ESTALE and route.partition is not None:
             await self.refresh_quietly(min_age_s=REFRESH_MIN_INTERVAL_S)
             target = route.target()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import errno
 
-from superfs.errors import FsError
+from superfs.errors import FENCED, FsError
 from superfs.shard.store import FileMetaStore
 
 
@@ -29,7 +29,7 @@ class Fences:
     def check(self, dir_ino: int, epoch: int) -> None:
         fence = self._epochs.get(dir_ino)
         if fence is not None and epoch < fence:
-            raise FsError(errno.ESTALE, f"capability of directory {dir_ino} predates its lease epoch {fence}")
+            raise FsError(errno.ESTALE, f"{FENCED}capability of directory {dir_ino} predates its lease epoch {fence}")
 
     async def raise_to(self, dir_ino: int, epoch: int) -> int:
         now = await self.store.write(lambda t: t.set_fence(dir_ino, epoch))
