@@ -50,6 +50,7 @@ from superfs import private_files
 from superfs.config import AuthConfig, SecurityConfig
 from superfs.errors import ERRNO_KEY, FsError
 from superfs.interception import Behaviour, drain_requests, is_generator
+from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +292,14 @@ class Authenticator:
         """The uid, gid and groups a request claims must be ones its credential may use."""
         if grant.uids.any and grant.gids.any:
             return
-        if "creds" not in type(request).DESCRIPTOR.fields_by_name:
+        fields = type(request).DESCRIPTOR.fields_by_name
+        if "ops" in fields and isinstance(request, pb.BatchRequest):
+            for op in request.ops:  # each change made ahead claims creds of its own
+                which = op.WhichOneof("op")
+                if which is not None:
+                    Authenticator.check_creds(grant, getattr(op, which))
+            return
+        if "creds" not in fields:
             return
         c = request.creds
         if c.uid not in grant.uids:

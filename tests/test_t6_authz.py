@@ -312,6 +312,22 @@ async def test_no_name_can_be_made_or_removed_in_an_unreachable_directory(c, ali
     root_bytes_unchanged(c)
 
 
+async def test_changes_made_ahead_claim_only_creds_the_token_allows(c, alice_raw):
+    """A batch has no creds of its own: each change in it is checked as its single call would be, so
+    alice's token cannot send creates, unlinks or mkdirs made ahead as root."""
+    m = await cluster_map(alice_raw, c)
+    home = c.ino["/home/alice"]
+    as_root = [pb.BatchOp(create=pb.CreateFileRequest(parent_ino=home, name="x", mode=0o644, type=pb.REGULAR,
+                                                      creds=ROOT.pb(), ino=1)),
+               pb.BatchOp(unlink=pb.UnlinkRequest(parent_ino=c.ino["/secret"], name="small", creds=ROOT.pb()))]
+    for op in as_root:
+        address = shard_of_entry(m, c, home, "x")
+        assert await errno_of(alice_raw.shard(address).apply_batch(pb.BatchRequest(ops=[op]), 10)) == errno.EPERM
+    mkdir = pb.BatchOp(mkdir=pb.MkdirRequest(parent_ino=home, name="d", mode=0o755, creds=ROOT.pb(), ino=1))
+    assert await errno_of(alice_raw.dir(c).apply_dir_batch(pb.BatchRequest(ops=[mkdir]), 10)) == errno.EPERM
+    root_bytes_unchanged(c)
+
+
 async def test_link_follows_protected_hardlinks(c, alice_raw):
     m = await cluster_map(alice_raw, c)
     home = c.ino["/home/alice"]
