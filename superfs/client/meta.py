@@ -354,6 +354,17 @@ class MetaOps:
         """Changes made ahead under leases, applied by ``shard`` in one group commit."""
         return await self.cluster.shard(shard).apply_batch(request)
 
+    async def delegate_dir_inos(self, count: int) -> pb.InoRange:
+        """Directory numbers to make subdirectories with ahead, under leases (usable on this session)."""
+        return await self.cluster.dir.delegate_dir_inos(pb.DelegateDirInosRequest(count=count))
+
+    async def apply_dir_batch(self, request: pb.BatchRequest) -> pb.BatchReply:
+        """mkdirs and rmdirs made ahead under leases, applied by the dir server in their order."""
+        reply = await self.cluster.dir.apply_dir_batch(request)
+        for parent in {(op.mkdir if op.WhichOneof("op") == "mkdir" else op.rmdir).parent_ino for op in request.ops}:
+            self.cache.forget(parent)
+        return reply
+
     # ----------------------------------------------------------------- xattrs
 
     # A directory's extended attributes live on the dir server, a file's on its home shard.

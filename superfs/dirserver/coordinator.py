@@ -79,7 +79,10 @@ class Coordinator:
 
     # ------------------------------------------------------------------ mkdir
 
-    async def mkdir(self, parent_ino: int, name: str, mode: int, creds: pb.Creds) -> pb.DirInfo:
+    async def mkdir(self, parent_ino: int, name: str, mode: int, creds: pb.Creds, *,
+                    ino: int = 0, time_ns: int = 0) -> pb.DirInfo:
+        """``ino`` and ``time_ns``: a lease holder's mkdir made ahead (dir_batch.py), with the number
+        it was delegated (checked by the caller) and the time it told its application."""
         names.check_name(name)
         parent = self.store.need(parent_ino)
         require_search(self.store, parent, creds, "search parent")
@@ -94,10 +97,13 @@ class Coordinator:
             if self.store.lookup(parent_ino, name) is not None:
                 raise FsError(errno.EEXIST, f"directory {name!r} exists")
             _require(parent, creds, perms.W_OK | perms.X_OK, "create in parent")
-            intent = Intent("mkdir", ino=0, parent=parent_ino, name=name)
+            intent = Intent("mkdir", ino=ino, parent=parent_ino, name=name)
 
             def begin(txn: lmdb.Transaction) -> None:
-                intent.ino = self.store.alloc_ino_txn(txn)
+                if not ino:
+                    intent.ino = self.store.alloc_ino_txn(txn)
+                elif self.store.get_txn(txn, ino) is not None:
+                    raise FsError(errno.EEXIST, f"directory number {ino} is in use")
                 self.intents.add_txn(txn, intent)
 
             await self.store.db.write(begin)
@@ -111,7 +117,7 @@ class Coordinator:
                     await _quietly(self._undo_mkdir(intent), "undo mkdir")
                 raise
             crash_point("dir.mkdir.after_reserve")
-            t = now_ns()
+            t = time_ns or now_ns()
             bits = mode & 0o1777  # as mkdir(2): setuid/setgid from the caller are ignored
             gid = creds.gid
             if parent.attr.mode & stat.S_ISGID:

@@ -103,6 +103,11 @@ class LeaseTable:
             return Want.EXCLUSIVE
         return Want.SHARED if holder in d.shared else None
 
+    def held_by_other(self, dir_ino: int, holder: Holder) -> bool:
+        """Someone other than ``holder`` holds the exclusive lease (it may have changes made ahead)."""
+        d = self.dirs.get(dir_ino)
+        return d is not None and d.exclusive is not None and d.exclusive != holder
+
     def decide(self, dir_ino: int, holder: Holder, want: Want, now: float) -> Grant | Recall:
         d = self.state(dir_ino)
         recall: set[Holder] = set()

@@ -18,7 +18,7 @@ from superfs import capability, perms
 from superfs.config import DirServerConfig
 from superfs.dirserver.attrs import DirAttrs
 from superfs.dirserver.cluster_map import ClusterRegistry
-from superfs.dirserver import recovery
+from superfs.dirserver import dir_batch, recovery
 from superfs.dirserver.coordinator import Coordinator
 from superfs.dirserver.intents import Intent
 from superfs.dirserver.moves import PartitionMover, remove_shard
@@ -37,6 +37,7 @@ from superfs.v1 import superfs_pb2_grpc as pbg
 log = logging.getLogger(__name__)
 
 Ctx = grpc.aio.ServicerContext
+RESOLVE_TRIES = 8  # walks of one path, each after recalling leases found on the way
 
 
 class DirServicer(pbg.DirServiceServicer):
@@ -56,6 +57,7 @@ class DirServicer(pbg.DirServiceServicer):
         self.view = ClusterView(self.channels, cluster_map=self.registry.map, source=self._current_map)
         self.registry.on_change = self.view.adopt
         self.mover_lease = MoverLeaseHolder()
+        self.dir_inos = dir_batch.DirInoDelegations()
         self.namespace = Namespace(store, secret, cfg.dir_lease_s)
         self.attrs = DirAttrs(store)
         shard_ops = shards or ShardClient(self.view, secret)
@@ -100,7 +102,16 @@ class DirServicer(pbg.DirServiceServicer):
 
     @rpc_handler
     async def Resolve(self, request: pb.ResolveRequest, context: Ctx) -> pb.ResolveReply:
-        reply = self.namespace.resolve(request.path, request.creds)
+        holder = _holder(context)
+        for _ in range(RESOLVE_TRIES):
+            reply = self.namespace.resolve(request.path, request.creds)
+            # directories searched on the way whose holder may have made or removed names ahead
+            # (dir_batch.py): their leases are recalled, then the walk is done again
+            ahead = [d.ino for d in reply.dirs[:-1] if self.leases.table.held_by_other(d.ino, holder)]
+            if not ahead:
+                break
+            for d in ahead:
+                await self.leases.use(d, holder, Want.READ)
         await self._lease_cap(reply.cap, context)
         return reply
 
@@ -112,6 +123,7 @@ class DirServicer(pbg.DirServiceServicer):
 
     @rpc_handler
     async def LookupDir(self, request: pb.LookupDirRequest, context: Ctx) -> pb.DirAttrReply:
+        await self._recall_others(context, request.parent_ino)
         reply = self.namespace.lookup_dir(request.parent_ino, request.name, request.creds)
         await self._lease_cap(reply.cap, context)
         return reply
@@ -126,6 +138,13 @@ class DirServicer(pbg.DirServiceServicer):
         want = Want.WRITE if cap.rights & perms.W_OK else Want.READ
         grant = await self.leases.use(cap.dir_ino, _holder(context), want)
         cap.CopyFrom(capability.resign(self.secret, cap, grant.epoch))
+
+    async def _recall_others(self, context: Ctx, dir_ino: int) -> None:
+        """Reading ``dir_ino``'s subdirectories: another client's exclusive lease on it is recalled
+        first (its holder may have made or removed subdirectories ahead, dir_batch.py)."""
+        holder = _holder(context)
+        if self.leases.table.held_by_other(dir_ino, holder):
+            await self.leases.use(dir_ino, holder, Want.READ)
 
     async def _recall_for(self, context: Ctx, *dirs: int) -> None:
         """A change of these directories' entries or attributes: other clients' leases on them go first."""
@@ -165,6 +184,7 @@ class DirServicer(pbg.DirServiceServicer):
 
     @rpc_handler
     async def ListDirs(self, request: pb.ListDirsRequest, context: Ctx) -> pb.ListDirsReply:
+        await self._recall_others(context, request.ino)
         return self.namespace.list_dirs(request.ino, request.after, request.limit, request.creds)
 
     # -------------------------------------------------------------- mutations
@@ -194,6 +214,18 @@ class DirServicer(pbg.DirServiceServicer):
     async def SetDirAttr(self, request: pb.SetAttrRequest, context: Ctx) -> pb.Attr:
         await self._recall_for(context, request.ino)
         return await self.attrs.set_attr(request)
+
+    @rpc_handler
+    async def ApplyDirBatch(self, request: pb.BatchRequest, context: Ctx) -> pb.BatchReply:
+        if getattr(context, "session", None) is None:
+            raise FsError(errno.EOPNOTSUPP, "directory batches come from lease holders, on sessions")
+        return await dir_batch.apply(self, request, _holder(context))
+
+    @rpc_handler
+    async def DelegateDirInos(self, request: pb.DelegateDirInosRequest, context: Ctx) -> pb.InoRange:
+        if getattr(context, "session", None) is None:
+            raise FsError(errno.EOPNOTSUPP, "directory numbers are delegated on sessions only")
+        return await self.dir_inos.delegate(self.store, _holder(context), request.count)
 
     def _child(self, parent: int, name: str) -> int:
         """The directory named ``name`` in ``parent`` (0: none, or an invalid name: the operation says so)."""

@@ -220,6 +220,16 @@ class DirStore:
         txn.put(NEXT_INO_KEY, ino_key(ino + 1), db=self._meta)
         return InodeId(ino)
 
+    def alloc_range_txn(self, txn: lmdb.Transaction, count: int) -> InodeId:
+        """``count`` consecutive numbers, the first returned: a lease holder makes directories with
+        them ahead (dirserver/dir_batch.py). The counter moves past them at once, so numbers left
+        unused (the holder went away) are skipped for good, never handed out twice."""
+        first = self.alloc_ino_txn(txn)
+        if first + count > DIR_INO_LIMIT:
+            raise FsError(errno.ENOSPC, "directory inode numbers exhausted")
+        txn.put(NEXT_INO_KEY, ino_key(first + count), db=self._meta)
+        return first
+
     def put_meta_txn(self, txn: lmdb.Transaction, key: bytes, value: bytes) -> None:
         txn.put(key, value, db=self._meta)
 

@@ -66,6 +66,16 @@ class DirRpc:
         reply = await self.caller.call("DirService/Rmdir", request, pb.Empty, timeout_s)
         return reply  # type: ignore[no-any-return]
 
+    async def apply_dir_batch(self, request: pb.BatchRequest,
+                              timeout_s: float | None = None) -> pb.BatchReply:
+        reply = await self.caller.call("DirService/ApplyDirBatch", request, pb.BatchReply, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
+    async def delegate_dir_inos(self, request: pb.DelegateDirInosRequest,
+                                timeout_s: float | None = None) -> pb.InoRange:
+        reply = await self.caller.call("DirService/DelegateDirInos", request, pb.InoRange, timeout_s)
+        return reply  # type: ignore[no-any-return]
+
     async def rename_dir(self, request: pb.RenameDirRequest,
                          timeout_s: float | None = None) -> pb.Empty:
         reply = await self.caller.call("DirService/RenameDir", request, pb.Empty, timeout_s)

@@ -284,26 +284,40 @@ class LookupDirRequest(_message.Message):
     def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
 
 class MkdirRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "mode", "creds")
+    __slots__ = ("parent_ino", "name", "mode", "creds", "ino", "grant", "time_ns")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     CREDS_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     mode: int
     creds: Creds
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+    ino: int
+    grant: int
+    time_ns: int
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., ino: _Optional[int] = ..., grant: _Optional[int] = ..., time_ns: _Optional[int] = ...) -> None: ...
 
 class RmdirRequest(_message.Message):
-    __slots__ = ("parent_ino", "name", "creds")
+    __slots__ = ("parent_ino", "name", "creds", "grant")
     PARENT_INO_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CREDS_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
     parent_ino: int
     name: str
     creds: Creds
-    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ...) -> None: ...
+    grant: int
+    def __init__(self, parent_ino: _Optional[int] = ..., name: _Optional[str] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., grant: _Optional[int] = ...) -> None: ...
+
+class DelegateDirInosRequest(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class RenameDirRequest(_message.Message):
     __slots__ = ("src_parent", "src_name", "dst_parent", "dst_name", "flags", "creds")
@@ -840,14 +854,18 @@ class DelegateReply(_message.Message):
     def __init__(self, ranges: _Optional[_Iterable[_Union[InoRange, _Mapping]]] = ...) -> None: ...
 
 class BatchOp(_message.Message):
-    __slots__ = ("create", "unlink", "write")
+    __slots__ = ("create", "unlink", "write", "mkdir", "rmdir")
     CREATE_FIELD_NUMBER: _ClassVar[int]
     UNLINK_FIELD_NUMBER: _ClassVar[int]
     WRITE_FIELD_NUMBER: _ClassVar[int]
+    MKDIR_FIELD_NUMBER: _ClassVar[int]
+    RMDIR_FIELD_NUMBER: _ClassVar[int]
     create: CreateFileRequest
     unlink: UnlinkRequest
     write: WriteInlineRequest
-    def __init__(self, create: _Optional[_Union[CreateFileRequest, _Mapping]] = ..., unlink: _Optional[_Union[UnlinkRequest, _Mapping]] = ..., write: _Optional[_Union[WriteInlineRequest, _Mapping]] = ...) -> None: ...
+    mkdir: MkdirRequest
+    rmdir: RmdirRequest
+    def __init__(self, create: _Optional[_Union[CreateFileRequest, _Mapping]] = ..., unlink: _Optional[_Union[UnlinkRequest, _Mapping]] = ..., write: _Optional[_Union[WriteInlineRequest, _Mapping]] = ..., mkdir: _Optional[_Union[MkdirRequest, _Mapping]] = ..., rmdir: _Optional[_Union[RmdirRequest, _Mapping]] = ...) -> None: ...
 
 class BatchRequest(_message.Message):
     __slots__ = ("ops",)
@@ -856,16 +874,18 @@ class BatchRequest(_message.Message):
     def __init__(self, ops: _Optional[_Iterable[_Union[BatchOp, _Mapping]]] = ...) -> None: ...
 
 class BatchResult(_message.Message):
-    __slots__ = ("errno_name", "message", "file", "unlink")
+    __slots__ = ("errno_name", "message", "file", "unlink", "dir")
     ERRNO_NAME_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     UNLINK_FIELD_NUMBER: _ClassVar[int]
+    DIR_FIELD_NUMBER: _ClassVar[int]
     errno_name: str
     message: str
     file: FileInfo
     unlink: UnlinkReply
-    def __init__(self, errno_name: _Optional[str] = ..., message: _Optional[str] = ..., file: _Optional[_Union[FileInfo, _Mapping]] = ..., unlink: _Optional[_Union[UnlinkReply, _Mapping]] = ...) -> None: ...
+    dir: DirInfo
+    def __init__(self, errno_name: _Optional[str] = ..., message: _Optional[str] = ..., file: _Optional[_Union[FileInfo, _Mapping]] = ..., unlink: _Optional[_Union[UnlinkReply, _Mapping]] = ..., dir: _Optional[_Union[DirInfo, _Mapping]] = ...) -> None: ...
 
 class BatchReply(_message.Message):
     __slots__ = ("results",)

@@ -79,6 +79,16 @@ class DirServiceStub:
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.RmdirRequest.SerializeToString,
                 response_deserializer=superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ApplyDirBatch = channel.unary_unary(
+                '/superfs.v1.DirService/ApplyDirBatch',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.BatchRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.BatchReply.FromString,
+                _registered_method=True)
+        self.DelegateDirInos = channel.unary_unary(
+                '/superfs.v1.DirService/DelegateDirInos',
+                request_serializer=superfs_dot_v1_dot_superfs__pb2.DelegateDirInosRequest.SerializeToString,
+                response_deserializer=superfs_dot_v1_dot_superfs__pb2.InoRange.FromString,
+                _registered_method=True)
         self.RenameDir = channel.unary_unary(
                 '/superfs.v1.DirService/RenameDir',
                 request_serializer=superfs_dot_v1_dot_superfs__pb2.RenameDirRequest.SerializeToString,
@@ -218,6 +228,20 @@ class DirServiceServicer:
 
     def Rmdir(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyDirBatch(self, request, context):
+        """A lease holder's mkdirs and rmdirs made ahead, in its order (dirserver/dir_batch.py)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DelegateDirInos(self, request, context):
+        """numbers for mkdirs made ahead
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -371,6 +395,16 @@ def add_DirServiceServicer_to_server(servicer, server):
                     servicer.Rmdir,
                     request_deserializer=superfs_dot_v1_dot_superfs__pb2.RmdirRequest.FromString,
                     response_serializer=superfs_dot_v1_dot_superfs__pb2.Empty.SerializeToString,
+            ),
+            'ApplyDirBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyDirBatch,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.BatchRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.BatchReply.SerializeToString,
+            ),
+            'DelegateDirInos': grpc.unary_unary_rpc_method_handler(
+                    servicer.DelegateDirInos,
+                    request_deserializer=superfs_dot_v1_dot_superfs__pb2.DelegateDirInosRequest.FromString,
+                    response_serializer=superfs_dot_v1_dot_superfs__pb2.InoRange.SerializeToString,
             ),
             'RenameDir': grpc.unary_unary_rpc_method_handler(
                     servicer.RenameDir,
@@ -696,6 +730,60 @@ class DirService:
             '/superfs.v1.DirService/Rmdir',
             superfs_dot_v1_dot_superfs__pb2.RmdirRequest.SerializeToString,
             superfs_dot_v1_dot_superfs__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyDirBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/ApplyDirBatch',
+            superfs_dot_v1_dot_superfs__pb2.BatchRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.BatchReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DelegateDirInos(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/superfs.v1.DirService/DelegateDirInos',
+            superfs_dot_v1_dot_superfs__pb2.DelegateDirInosRequest.SerializeToString,
+            superfs_dot_v1_dot_superfs__pb2.InoRange.FromString,
             options,
             channel_credentials,
             insecure,
