@@ -262,6 +262,7 @@ def test_a_stopped_holder_loses_its_lease_and_its_late_batch_is_refused(
     os.close(fd)
     late = os.open(f"{c.mountpoint}/stopped/late", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     os.write(late, b"never sent")
+    os.mkdir(f"{c.mountpoint}/stopped/latedir")   # made ahead too, never sent either
     revoked = metric(cluster, "dir", "superfs_leases_revoked")
     os.kill(c.pid, signal.SIGSTOP)
     try:
@@ -274,8 +275,11 @@ def test_a_stopped_holder_loses_its_lease_and_its_late_batch_is_refused(
         os.kill(c.pid, signal.SIGCONT)
     assert errno_of(os.fsync, late) == errno.ESTALE      # c's late create was refused by the fence
     os.close(late)
+    # and so was its late mkdir (the dir server knows the lease ended): the directory's fsync says so
+    assert errno_of(fsync_dir, f"{c.mountpoint}/stopped") == errno.ESTALE
     assert get(f"{b.mountpoint}/stopped/late") == b"b's"
     assert get(f"{c.mountpoint}/stopped/late") == b"b's"  # c asks again: its table went with the lease
+    assert sorted(os.listdir(f"{c.mountpoint}/stopped")) == ["late", "sent"]
     assert get(f"{c.mountpoint}/stopped/sent") == b"fsynced"
 
 
@@ -287,14 +291,21 @@ def test_a_holder_killed_loses_only_what_it_had_not_sent(
     os.mkdir(f"{k.mountpoint}/killed")
     for i in range(20):
         put(f"{k.mountpoint}/killed/synced{i}", b"s")
+        os.mkdir(f"{k.mountpoint}/killed/dsynced{i}")
+    os.mkdir(f"{k.mountpoint}/killed/dsynced0/inner")
     fsync_dir(f"{k.mountpoint}/killed")
+    fsync_dir(f"{k.mountpoint}/killed/dsynced0")    # (a directory's fsync covers its own names only)
     for i in range(20):
         put(f"{k.mountpoint}/killed/unsent{i}", b"u")
+        os.mkdir(f"{k.mountpoint}/killed/dunsent{i}")
     os.unlink(f"{k.mountpoint}/killed/synced0")      # not sent either: synced0 stays
+    os.rmdir(f"{k.mountpoint}/killed/dsynced1")      # nor this
     k.kill()
     k.stop()
     # b waits until the dead holder's lease has lapsed (its session cannot answer the recall)
-    assert sorted(os.listdir(f"{b.mountpoint}/killed")) == sorted(f"synced{i}" for i in range(20))
+    assert sorted(os.listdir(f"{b.mountpoint}/killed")) == sorted(
+        [f"synced{i}" for i in range(20)] + [f"dsynced{i}" for i in range(20)])
+    assert os.listdir(f"{b.mountpoint}/killed/dsynced0") == ["inner"]
     assert all(get(f"{b.mountpoint}/killed/synced{i}") == b"s" for i in range(20))
     check_fsck(cluster)
 

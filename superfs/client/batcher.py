@@ -108,6 +108,11 @@ class Batcher:
         p.done.set()
         return True
 
+    def waiting(self, shard: int) -> int:
+        """Changes queued for ``shard`` that have not left yet."""
+        q = self._queues.get(shard)
+        return len(q.waiting) if q is not None else 0
+
     def queued(self) -> int:
         return sum(len(q.waiting) for q in self._queues.values())
 

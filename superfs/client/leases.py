@@ -62,7 +62,7 @@ class Entry:
             err = p.failed
             if err is not None:
                 self.failures.append(err)
-                self.lost = self.lost or p.op.WhichOneof("op") == "create"
+                self.lost = self.lost or p.op.WhichOneof("op") in ("create", "mkdir")
         self.ops = waiting
 
     def unsent_create(self) -> Pending | None:

@@ -49,6 +49,7 @@ from superfs.client.inopool import InoPool
 from superfs.client.leases import MAX_ENTRIES, DirLease, Entry, LeaseTable
 from superfs.client.meta import Creds
 from superfs.client.nodes import Node
+from superfs.fuse.dirs_ahead import DIR_QUEUE, DirsAhead
 from superfs.errors import FsError
 from superfs.v1 import superfs_pb2 as pb
 
@@ -85,6 +86,7 @@ class LeasedDirs:
                                reroute=self._reroute, holder_of=self._session_id)
         self.table = LeaseTable(self.batcher, on_drop=self._forget_kernel)
         self.pool = InoPool(self._delegate, self._partitions_of, self._shard_of_partition)
+        self.ahead = DirsAhead(self)   # mkdirs and rmdirs made ahead (dirs_ahead.py)
         self.files: dict[int, tuple[int, str]] = {}    # ino of a file made here -> (dir, name)
         self.handles: dict[int, LocalHandle] = {}
         self._next_fh = LOCAL_FH_BASE
@@ -137,7 +139,7 @@ class LeasedDirs:
         if reply.grant and self._recalled.get(dir_ino, 0) >= reply.grant:
             # recalled before its grant reached us (the recall was answered for it): not ours
             return None
-        lease = self.table.adopt(reply, listing, creds_key(creds), self._dir_server_boot())
+        lease = self.table.adopt(reply, listing, creds_key(creds), self.dir_server_boot())
         if lease is not None:
             self._ping_soon()
             for shard in set(self.cluster.partition_shards()):
@@ -171,7 +173,7 @@ class LeasedDirs:
             sent = time.monotonic()
             try:
                 await self.cluster.refresh()
-                await self.table.drop_granted_before(self._dir_server_boot(), "the dir server restarted")
+                await self.table.drop_granted_before(self.dir_server_boot(), "the dir server restarted")
                 await self.table.heard(sent)
             except FsError as e:
                 log.debug("dir server ping: %s", e)
@@ -179,7 +181,7 @@ class LeasedDirs:
                 await self.table.drop_all("the dir server does not answer")
             await asyncio.sleep(PING_EVERY_S)
 
-    def _dir_server_boot(self) -> bytes:
+    def dir_server_boot(self) -> bytes:
         """Which run of the dir server this client's session reaches (changes when it restarts)."""
         s = self.fs.channels.session(self.cluster.dir_address) if self.cluster.dir_address else None
         return (s.boot_id or b"") if s is not None else b""
@@ -187,6 +189,7 @@ class LeasedDirs:
     def _forget_kernel(self, lease: DirLease) -> None:
         """The lease ended: the kernel must ask again about everything it cached from it."""
         log.debug("lease on %d ended: %d names the kernel must ask about again", lease.dir_ino, len(lease.names))
+        self.ahead.forget(lease)
         for name, e in lease.names.items():
             self.files.pop(e.ino, None)
             if self._closing:
@@ -248,7 +251,7 @@ class LeasedDirs:
             return None  # a mkdir of the name is on its way: the servers decide which one wins
         partition = self.cluster.entry_partition(parent, name)
         ino = await self.pool.take_waiting(partition)
-        cap = await self._cap(lease, creds)
+        cap = await self.cap(lease, creds)
         if cap is None:
             return None
         if self.table.get(parent) is not lease or name in lease.names:
@@ -282,7 +285,7 @@ class LeasedDirs:
         self.meta.touches.changed(parent, creds.pb())  # the directory's own times, off the caller's path
         return e, self._handle(e, parent, name, creds, flags).fh
 
-    async def _cap(self, lease: DirLease, creds: Creds) -> pb.DirCap | None:
+    async def cap(self, lease: DirLease, creds: Creds) -> pb.DirCap | None:
         key = creds_key(creds)
         cap = lease.caps.get(key)
         if cap is None or cap.expires_ns < time.time_ns() + 5_000_000_000:
@@ -323,7 +326,7 @@ class LeasedDirs:
             del lease.names[name]
             self.files.pop(e.ino, None)
             return True
-        cap = await self._cap(lease, creds)
+        cap = await self.cap(lease, creds)
         if cap is None or self.table.get(parent) is not lease or lease.names.get(name) is not e:
             return False  # recalled while this waited: the ordinary path
         shard = self.cluster.shard_of_entry(parent, name)
@@ -563,6 +566,8 @@ class LeasedDirs:
     # ---------------------------------------------------------------- wiring
 
     async def _send_batch(self, shard: int, req: pb.BatchRequest) -> pb.BatchReply:
+        if shard == DIR_QUEUE:
+            return await self.meta.apply_dir_batch(req)
         return await self.meta.apply_batch(shard, req)
 
     async def _reroute(self, p: Pending, attempt: int) -> int | None:

@@ -45,6 +45,7 @@ from superfs.fuse import setattrs
 from superfs.fuse.creds import CredsOf
 from superfs.fuse.dirhandles import DirHandleTable
 from superfs.fuse.handles import HandleTable, OpenFile, as_opened
+from superfs.fuse.dirs_ahead import INODE_OPS
 from superfs.fuse.leased import LOCAL_FH_BASE, LeasedDirs
 from superfs.rpc.methods import RECALL_LEASE
 from superfs.fuse.inodes import InodeTable, entry_attributes, version_of
@@ -71,9 +72,14 @@ def fuse_op(fn: F) -> F:
     """FsError -> FUSEError(errno); anything else -> logged, FUSEError(EIO)."""
     name = fn.__name__
 
+    ordered = name in INODE_OPS
+
     @functools.wraps(fn)
     async def wrapper(self: "SuperFsOperations", *args: Any) -> Any:
         try:
+            ahead = self.leased.ahead if self.leased is not None else None
+            if ordered and ahead is not None and (ahead.unsettled or ahead.fresh):
+                await ahead.before(name, args)  # directories made ahead that this operation names
             return await fn(self, *args)
         except pyfuse3.FUSEError:
             raise
@@ -289,7 +295,11 @@ class SuperFsOperations(pyfuse3.Operations):
             raise FsError(errno.ENOENT, "hidden")
         else:
             known = self.leased.lookup(parent_inode, sname) if self.leased is not None else None
-            if known is not None and known.created_here and known.attr is not None:
+            if known is not None and known.ftype == pb.DIRECTORY:
+                made = self.leased.ahead.local_attr(known) if self.leased is not None else None
+                if made is not None:  # made ahead here: attributes as it was made, the usual timeouts
+                    return self._entry(made, count=True)
+            elif known is not None and known.created_here and known.attr is not None:
                 return self._local_entry(known.attr, count=True)
             if self.leased is not None:
                 await self.leased.settle_dir(parent_inode, ending_only=True)  # a lease given back: changes first
@@ -350,6 +360,10 @@ class SuperFsOperations(pyfuse3.Operations):
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any) -> pyfuse3.EntryAttributes:
         self._writable()
         sname, creds = os.fsdecode(name), self.creds_of(ctx)
+        if self.leased is not None and not self._hidden(parent_inode, sname):
+            made = await self.leased.ahead.mkdir(parent_inode, sname, mode & 0o7777, creds)
+            if made is not None:
+                return self._entry(made, count=True)
         node = await self.leased.mkdir(parent_inode, sname, mode & 0o7777, creds) if self.leased else None
         if node is None:
             await self._unlease(parent_inode)
@@ -362,6 +376,8 @@ class SuperFsOperations(pyfuse3.Operations):
         sname = os.fsdecode(name)
         if self._hidden(parent_inode, sname):
             raise FsError(errno.ENOENT, "hidden")
+        if self.leased is not None and await self.leased.ahead.rmdir(parent_inode, sname, self.creds_of(ctx)):
+            return
         child = self.leased.subdir(parent_inode, sname) if self.leased is not None else None
         if child is None:  # which directory the name is, is not known here: every lease it could be
             await self._unlease(parent_inode, *self._leased_children(parent_inode))
