@@ -129,6 +129,12 @@ async def test_a_path_through_a_leased_directory_recalls_the_lease_first(
     found = await b.meta.lookup_dir(mid, "new", ROOT)
     assert found is not None and found.ino == r.first
     assert holder.recalled == [mid, mid]
+    # a walk that stops in a leased directory (the name is not there yet) recalls it too
+    lease = await a.meta.acquire_lease(mid, ROOT)
+    r = await a.meta.delegate_dir_inos(1)
+    holder.pending.append(mkdir_op(mid, "newer", r.first, lease.grant))
+    await b.mkdir("/walk/mid/newer/below")
+    assert holder.recalled == [mid, mid, mid]
 
 
 async def test_a_fenced_capability_is_fetched_again_without_asking_for_the_map(

@@ -105,9 +105,11 @@ class DirServicer(pbg.DirServiceServicer):
         holder = _holder(context)
         for _ in range(RESOLVE_TRIES):
             reply = self.namespace.resolve(request.path, request.creds)
-            # directories searched on the way whose holder may have made or removed names ahead
-            # (dir_batch.py): their leases are recalled, then the walk is done again
-            ahead = [d.ino for d in reply.dirs[:-1] if self.leases.table.held_by_other(d.ino, holder)]
+            # directories searched on the way (the last one too, if the walk stopped there) whose
+            # holder may have made or removed names ahead (dir_batch.py): their leases are
+            # recalled, then the walk is done again
+            searched = reply.dirs if reply.remaining else reply.dirs[:-1]
+            ahead = [d.ino for d in searched if self.leases.table.held_by_other(d.ino, holder)]
             if not ahead:
                 break
             for d in ahead:
