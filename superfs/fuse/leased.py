@@ -59,6 +59,7 @@ LOCAL_FH_BASE = 1 << 48     # file handles of files served from memory
 KERNEL_TIMEOUT_S = 3600.0   # names and attributes of files made here: invalidated when the lease ends
 REFUSED_FOR_S = 5.0         # a directory whose lease was refused is not asked about again for this long
 PING_EVERY_S = 1.0
+CONTENDED_S = 5.0           # a directory whose lease was recalled this recently is not leased for a mkdir
 
 
 @dataclass(eq=False)
@@ -92,6 +93,7 @@ class LeasedDirs:
         self._next_fh = LOCAL_FH_BASE
         self._refused: dict[int, float] = {}
         self._recalled: dict[int, int] = {}   # dir -> the latest grant the dir server recalled
+        self._recalled_at: dict[int, float] = {}   # dir -> when (monotonic) it was last recalled
         self._acquiring: dict[int, asyncio.Task[DirLease | None]] = {}
         self._pinger: asyncio.Task[None] | None = None
         self._closing = False
@@ -146,11 +148,25 @@ class LeasedDirs:
                 self.pool.fill_soon(shard)
         return lease
 
+    def contended(self, dir_ino: int) -> bool:
+        """Was the lease on ``dir_ino`` recalled lately (another client works there too)? Then an
+        operation that would take it only for itself (a mkdir) goes the ordinary way instead."""
+        at = self._recalled_at.get(dir_ino)
+        if at is None:
+            return False
+        if time.monotonic() - at < CONTENDED_S:
+            return True
+        del self._recalled_at[dir_ino]
+        return False
+
     async def recall(self, body: bytes) -> bytes:
         """The dir server's Client/RecallLease: send what is pending for the directory, forget it."""
         req = pb.RecallLeaseRequest.FromString(body)
         # a grant not later than this one still on its way to us is void
         self._recalled[req.dir_ino] = max(self._recalled.get(req.dir_ino, 0), req.grant)
+        now = self._recalled_at[req.dir_ino] = time.monotonic()
+        if len(self._recalled_at) > 4096:
+            self._recalled_at = {d: t for d, t in self._recalled_at.items() if now - t < CONTENDED_S}
         await self.table.recall(req.dir_ino, req.grant)
         return pb.Empty().SerializeToString()
 
