@@ -74,6 +74,9 @@ class LmdbStore:
             queue.SimpleQueue()
         )
         self._closed = False
+        # called on the writer thread after a group commit in which a change failed (or the commit):
+        # for copies in memory that were changed inside those transactions (dirserver/intents.py)
+        self.after_failed_batch: list[Callable[[], None]] = []
         self.batches = 0
         self.batched_ops = 0
         self._writer = threading.Thread(target=self._write_loop, name=f"lmdb-writer:{path}", daemon=True)
@@ -183,6 +186,12 @@ class LmdbStore:
             outcomes = [(done, False, FsError(errno.EIO, f"commit failed: {e}")) for _, done in batch]
         self.batches += 1
         self.batched_ops += len(batch)
+        if any(not ok for _, ok, _ in outcomes):
+            for hook in self.after_failed_batch:
+                try:
+                    hook()
+                except Exception:  # noqa: BLE001 - a hook must not stop the writer
+                    log.exception("after-failed-batch hook %r failed", hook)
         for done, ok, value in outcomes:
             done(ok, value)
 

@@ -252,6 +252,29 @@ async def test_intent_log_persists(db_path: str) -> None:
     s.close()
 
 
+async def test_the_intent_log_in_memory_follows_only_what_commits(store: DirStore) -> None:
+    """The copy is changed inside transactions; one that fails after changing it leaves the copy as
+    the log is (it is read again), and another process's view of the log agrees."""
+    log = IntentLog(store)
+    kept = Intent("rmdir", ino=50, parent=1, name="a")
+    await store.db.write(lambda txn: log.add_txn(txn, kept))
+
+    def add_then_fail(txn: object) -> None:
+        log.add_txn(txn, Intent("rmdir", ino=60, parent=1, name="b"))  # type: ignore[arg-type]
+        raise FsError(errno.EIO, "fails after the add")
+
+    def drop_then_fail(txn: object) -> None:
+        log.drop_txn(txn, kept.id)  # type: ignore[arg-type]
+        raise FsError(errno.EIO, "fails after the drop")
+
+    for fn in (add_then_fail, drop_then_fail):
+        with pytest.raises(FsError):
+            await store.db.write(fn)
+    assert log.all() == [kept] == IntentLog(store).all()
+    assert log.removing(50) and not log.removing(60)
+    assert log.conflicting(set(), {1}) == [kept] and log.conflicting({60}, set()) == []
+
+
 # --------------------------------------------------------------------- locks
 
 async def test_locks_share_exclude_and_survive_cancellation() -> None:
