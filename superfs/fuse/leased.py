@@ -620,4 +620,4 @@ class LeasedDirs:
 
     def stats(self) -> dict[str, Any]:
         return {"leases": len(self.table.dirs), "batches": self.batcher.batches, "batched_ops": self.batcher.ops,
-                "queued": self.batcher.queued()}
+                "queued": self.batcher.queued(), "mkdirs_ahead": self.ahead.made, "rmdirs_ahead": self.ahead.removed}

@@ -58,7 +58,7 @@ async def serve(opts: MountOptions) -> None:
         loop.set_exception_handler(_quiet_reader_race)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _terminate, sig)
-        loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
+        loop.add_signal_handler(signal.SIGUSR1, dump_tasks, ops)
         log.info("mounted cluster %s at %s (pid %d)", opts.dir_address, opts.mountpoint, os.getpid())
         await pyfuse3.main(max_tasks=MAX_TASKS)
     finally:
@@ -84,10 +84,13 @@ def _terminate(sig: int) -> None:
     pyfuse3.terminate()
 
 
-def dump_tasks() -> None:
-    """SIGUSR1: log what every asyncio task of the mount is waiting on (for a stuck mount)."""
+def dump_tasks(ops: SuperFsOperations | None = None) -> None:
+    """SIGUSR1: log what every asyncio task of the mount is waiting on (for a stuck mount), and the
+    leased directories' counters."""
     tasks = asyncio.all_tasks()
     lines = [f"SIGUSR1: {len(tasks)} asyncio tasks"]
+    if ops is not None and ops.leased is not None:
+        lines.append(f"leases: {ops.leased.stats()}")
     for task in tasks:
         out = io.StringIO()
         try:
