@@ -111,6 +111,25 @@ def test_a_path_below_a_directory_made_ahead_is_found_by_another_client(
         assert lib.stat(f"/{top}/p/q").st_ino == os.stat(f"{a}/p/q").st_ino
 
 
+def shard_calls(cluster: LocalCluster, method: str) -> float:
+    return sum(total(scrape(url), "superfs_rpc_requests_total", method=method)
+               for n in cluster.nodes() if n.startswith("shard") and (url := cluster.metrics_url(n)))
+
+
+def test_a_directory_made_ahead_is_listed_empty_without_asking(cluster: LocalCluster, d: tuple[str, str]) -> None:
+    a, b = d
+    os.mkdir(f"{a}/empty")
+    fsync_dir(a)
+    lists = shard_calls(cluster, "ListFiles") + dir_calls(cluster, "ListDirs") + dir_calls(cluster, "GetDir")
+    assert os.listdir(f"{a}/empty") == []
+    assert [e.name for e in os.scandir(f"{a}/empty")] == []
+    assert shard_calls(cluster, "ListFiles") + dir_calls(cluster, "ListDirs") + dir_calls(cluster, "GetDir") \
+        == lists
+    with open(f"{a}/empty/f", "wb"):   # something made in it: from now on it is listed by the servers
+        pass
+    assert os.listdir(f"{a}/empty") == ["f"] == os.listdir(f"{b}/empty")
+
+
 def test_a_directory_made_ahead_can_be_used_at_once(d: tuple[str, str]) -> None:
     a, b = d
     os.mkdir(f"{a}/new")

@@ -50,16 +50,19 @@ class DirHandle:
     page_no: int = 0                      # which page ``page`` holds (0: none)
     page: list[tuple[bytes, pb.Attr]] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    empty_parent: int = 0   # known to be empty (made ahead here, fuse/dirs_ahead.py): its parent
 
     async def entries(self, fs: AsyncFs, start_id: int) -> AsyncIterator[tuple[bytes, pb.Attr, int, bool]]:
         """(name, attributes, offset of the next entry, whether it is "." or "..") from ``start_id`` on."""
         if start_id < 2:
-            here = await fs.meta.get_dir(self.ino, self.creds)
+            parent = self.empty_parent or (await fs.meta.get_dir(self.ino, self.creds)).parent or 1
             dots = [(b".", pb.Attr(ino=self.ino, mode=stat_mod.S_IFDIR | 0o755)),
-                    (b"..", pb.Attr(ino=here.parent or 1, mode=stat_mod.S_IFDIR | 0o755))]
+                    (b"..", pb.Attr(ino=parent, mode=stat_mod.S_IFDIR | 0o755))]
             for i in range(start_id, 2):
                 yield dots[i][0], dots[i][1], i + 1, True
             start_id = STRIDE  # page 1, nothing of it given yet
+        if self.empty_parent:
+            return
         p, i = max(1, start_id // STRIDE), start_id % STRIDE
         while True:
             if p not in self.starts:  # an offset from a page this handle never gave out
@@ -146,10 +149,10 @@ class DirHandleTable:
         self._next = 1
         self.handles: dict[int, DirHandle] = {}
 
-    def add(self, ino: int, creds: Creds, hide: frozenset[str] = frozenset()) -> DirHandle:
+    def add(self, ino: int, creds: Creds, hide: frozenset[str] = frozenset(), *, empty_parent: int = 0) -> DirHandle:
         fh = self._next
         self._next += 1
-        h = DirHandle(fh, ino, creds, hide)
+        h = DirHandle(fh, ino, creds, hide, empty_parent=empty_parent)
         self.handles[fh] = h
         return h
 

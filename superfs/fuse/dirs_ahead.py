@@ -147,6 +147,18 @@ class DirsAhead:
         self.made += 1
         return attr
 
+    def known_empty(self, ino: int) -> tuple[pb.Attr, int] | None:
+        """(attributes, parent) of a directory made here that is known to be empty (nothing was made in
+        it, nobody else has seen it): listed without asking anyone; None: ask."""
+        where = self.fresh.get(ino)
+        if where is None:
+            return None
+        lease, name = where
+        e = lease.names.get(name)
+        if e is None or e.ino != ino or e.attr is None or self.table.get(lease.dir_ino) is not lease:
+            return None
+        return e.attr, lease.dir_ino
+
     def local_attr(self, e: Entry) -> pb.Attr | None:
         """The attributes of a directory made here, while nothing else can have changed them."""
         where = self.fresh.get(e.ino)

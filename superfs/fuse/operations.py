@@ -331,6 +331,9 @@ class SuperFsOperations(pyfuse3.Operations):
             lease = self.leased.lease(inode)
             if lease is not None:  # a leased directory: nobody else changes it before recalling the lease
                 return self._local_entry(lease.attr, count=False)
+            made = self.leased.ahead.known_empty(inode)
+            if made is not None:  # made ahead here, unchanged since: as it was made
+                return self._entry(made[0], count=False)
             await self.leased.settle_file(inode)  # made here, its lease being given back: changes first
         node = await self._getattr(inode, self.creds_of(ctx))
         return self._node_entry(node, count=False)
@@ -759,6 +762,12 @@ class SuperFsOperations(pyfuse3.Operations):
         creds = self.creds_of(ctx)
         if not routing.is_dir_ino(inode):
             raise FsError(errno.ENOTDIR, "not a directory")
+        known = self.leased.ahead.known_empty(inode) if self.leased is not None else None
+        if known is not None:  # made here ahead, nothing in it: listed from memory (dirs_ahead.py)
+            attr, parent = known
+            if not allowed(attr.mode, attr.uid, attr.gid, creds, R_OK):
+                raise FsError(errno.EACCES, "no read permission on the directory")
+            return self.dirs.add(inode, creds, empty_parent=parent).fh
         try:
             node = await self.meta.get_dir(inode, creds, max_age=self.opts.attr_timeout)
         except FsError as e:
