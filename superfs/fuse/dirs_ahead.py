@@ -71,30 +71,37 @@ class DirsAhead:
         self.unsettled: dict[int, Pending] = {}             # made ahead, its mkdir not answered yet
         self.fresh: dict[int, tuple[DirLease, str]] = {}    # made ahead, nothing made in it since
         self._pool: deque[int] = deque()
-        self._pool_boot = b""
+        self._pool_boot = b""   # _holder() when the pool was filled
         self._filling: asyncio.Task[None] | None = None
         self.made = 0
         self.removed = 0
 
     # ------------------------------------------------------------- numbers
 
+    def _holder(self) -> bytes:
+        """Whom the dir server delegated the pool's numbers to: its run and this mount's session with it
+        (after a restart of either, the numbers held are refused: they are dropped, and asked for again)."""
+        cluster = self.owner.cluster
+        s = self.owner.fs.channels.session(cluster.dir_address) if cluster.dir_address else None
+        return (s.boot_id or b"") + bytes(s.session_id) if s is not None else b""
+
     def _take(self) -> int | None:
-        boot = self.owner.dir_server_boot()
-        if boot != self._pool_boot:  # delegated by an earlier run of the dir server: it forgot them
+        holder = self._holder()
+        if holder != self._pool_boot:
             self._pool.clear()
-            self._pool_boot = boot
+            self._pool_boot = holder
         ino = self._pool.popleft() if self._pool else None
         if len(self._pool) < LOW and (self._filling is None or self._filling.done()):
-            self._filling = asyncio.get_running_loop().create_task(self._fill(boot))
+            self._filling = asyncio.get_running_loop().create_task(self._fill(holder))
         return ino
 
-    async def _fill(self, boot: bytes) -> None:
+    async def _fill(self, holder: bytes) -> None:
         try:
             r = await self.meta.delegate_dir_inos(COUNT)
         except FsError as e:
             log.info("the dir server delegated no directory numbers (%s): mkdirs go one by one", e)
             return
-        if boot == self.owner.dir_server_boot():
+        if holder == self._holder():
             self._pool.extend(range(r.first, r.first + r.count))
 
     async def _take_waiting(self) -> int | None:
