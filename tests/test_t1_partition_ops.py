@@ -8,6 +8,7 @@ partition refuses every change in the store itself.
 from __future__ import annotations
 
 import errno
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -109,6 +110,8 @@ def test_a_frozen_partition_refuses_every_change(stores: Any) -> None:
     name = by_part[p][0]
     with a.read() as t:
         ino = t.entry(7, encode_name(name))[0]
+    # work queued for the background (a freed file's chunks): its rows are the partition's too
+    item = a.write_now(lambda t: t.add_reclaim(t.inode(ino), 0, freed=True))
     before = _digest(a, p)
     a.frozen = frozenset({p})
     attempts = [
@@ -121,6 +124,10 @@ def test_a_frozen_partition_refuses_every_change(stores: Any) -> None:
         lambda t: xattr_ops.set_xattr(t, ino, "user.b", b"1", 0, ROOT),
         lambda t: t.delegate_inos(p, HOLDER, 10),
         lambda t: t.allocate_ino(p),
+        lambda t: t.delete_reclaim(item),                      # the background finishing it
+        lambda t: t.unschedule_reclaim(0, item.key()),
+        lambda t: t.update_reclaim(item, replace(item, layout=())),  # or postponing it
+        lambda t: t.schedule_reclaim(item.key(), 1, 1),
     ]
     for fn in attempts:
         with pytest.raises(FsError) as e:

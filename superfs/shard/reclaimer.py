@@ -43,7 +43,7 @@ import logging
 from dataclasses import replace
 from typing import Any, Awaitable, Callable, TypeVar
 
-from superfs.errors import FsError
+from superfs.errors import FsError, is_misrouted
 from superfs.faults import crash_point, wall_ns
 from superfs.routing import chunk_replicas
 from superfs.rpc.stubs import DataRpc
@@ -125,18 +125,29 @@ class Reclaimer:
             due = await asyncio.to_thread(self._read, lambda t: t.due_reclaim(now, BATCH))
             if not due:
                 break
+            progress = False
             for due_ns, attempts, item, key in due:
                 tried += 1
-                if item is None:  # finished or replaced meanwhile: a stale pointer
-                    await self.store.write(_done(None, due_ns, key))
-                elif not item.freed:
-                    # a shrink whose request ended before it was cut (a crash): cutting now
-                    # could cut a writer's new bytes (see the module docstring)
-                    log.warning("inode %d: bytes past %d not cut when it shrank; left for fsck --repair",
-                                item.ino, item.from_size)
-                    await self.store.write(_done(item, due_ns, key))
-                elif await self._freed(item, due_ns, attempts, down):
-                    done += 1
+                try:
+                    if item is None:  # finished or replaced meanwhile: a stale pointer
+                        await self.store.write(_done(None, due_ns, key))
+                    elif not item.freed:
+                        # a shrink whose request ended before it was cut (a crash): cutting now
+                        # could cut a writer's new bytes (see the module docstring)
+                        log.warning("inode %d: bytes past %d not cut when it shrank; left for fsck --repair",
+                                    item.ino, item.from_size)
+                        await self.store.write(_done(item, due_ns, key))
+                    elif await self._freed(item, due_ns, attempts, down):
+                        done += 1
+                    progress = True
+                except FsError as e:
+                    if not is_misrouted(e):
+                        raise
+                    # its partition is frozen, being moved away: the rows go with it, and the
+                    # new owner (or this shard, if the move is rolled back) finishes the work
+                    log.debug("reclaim of %s waits for a partition move: %s", key.hex(), e)
+            if not progress:
+                break  # everything due is of frozen partitions: the next round
         return done
 
     async def _freed(self, item: ReclaimItem, due_ns: int, attempts: int, down: set[int]) -> bool:

@@ -498,7 +498,13 @@ class ShardTxn:
         with self.txn.cursor(db=self.dbs["reclaim"]) as cur:
             return [ReclaimItem.unpack(k, v) for k, v in _take(cur, limit)]
 
+    def _guard_reclaim_key(self, key: bytes) -> None:
+        """The background's reclaim rows are rows of the item's inode's partition (moves copy them)."""
+        if self.frozen:
+            self.guard_ino(U64.unpack_from(key)[0])
+
     def schedule_reclaim(self, key: bytes, due_ns: int, attempts: int) -> None:
+        self._guard_reclaim_key(key)
         self.txn.put(DUE_KEY.pack(max(0, due_ns)) + key, ATTEMPTS.pack(attempts), db=self.dbs["reclaim_due"])
 
     def due_reclaim(self, due_by_ns: int, limit: int) -> list[tuple[int, int, ReclaimItem | None, bytes]]:
@@ -516,11 +522,13 @@ class ShardTxn:
         return out
 
     def unschedule_reclaim(self, due_ns: int, key: bytes) -> None:
+        self._guard_reclaim_key(key)
         self.txn.delete(DUE_KEY.pack(due_ns) + key, db=self.dbs["reclaim_due"])
 
     def update_reclaim(self, old: ReclaimItem, new: ReclaimItem) -> bool:
         """Replace ``old`` by ``new`` (fewer servers left to do), unless another item took the key."""
         key = old.key()
+        self._guard_reclaim_key(key)
         if self.txn.get(key, db=self.dbs["reclaim"]) != old.pack():
             return False
         self.txn.put(key, new.pack(), db=self.dbs["reclaim"])
@@ -534,6 +542,7 @@ class ShardTxn:
         the second, or the freed file's chunks would never be reclaimed.
         """
         key = item.key()
+        self._guard_reclaim_key(key)
         if self.txn.get(key, db=self.dbs["reclaim"]) == item.pack():
             self.txn.delete(key, db=self.dbs["reclaim"])
 
