@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 
 from superfs.procs import pid_alive, python_module
@@ -83,13 +84,24 @@ def fixed_port(host: str = "127.0.0.1") -> int:
     rng = random.Random()
     for _ in range(200):
         port = rng.randrange(max(1024, low // 2), low)
+        if port in _HANDED_SET:  # handed out already (its daemon may not have bound it yet)
+            continue
         with socket.socket() as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
-            return port
+        _HANDED.append(port)
+        _HANDED_SET.add(port)
+        if len(_HANDED) > HANDED_KEPT:
+            _HANDED_SET.discard(_HANDED.popleft())
+        return port
     return free_port(host)
+
+
+HANDED_KEPT = 4096
+_HANDED: deque[int] = deque()    # ports fixed_port handed out lately, in this process
+_HANDED_SET: set[int] = set()
 
 
 class LocalCluster:
@@ -147,10 +159,10 @@ class LocalCluster:
             raise LaunchError("a cluster needs at least one shard")
         os.makedirs(self.path("run"), exist_ok=True)
         os.makedirs(self.path("log"), exist_ok=True)
-        addresses = {
-            "dir_server": f"{host}:{free_port(host)}",
-            "shards": [f"{host}:{free_port(host)}" for _ in range(shards)],
-            "data_servers": [f"{host}:{free_port(host)}" for _ in range(data_servers)],
+        addresses = {  # below the ephemeral range: no outgoing connection takes one before its daemon binds it
+            "dir_server": f"{host}:{fixed_port(host)}",
+            "shards": [f"{host}:{fixed_port(host)}" for _ in range(shards)],
+            "data_servers": [f"{host}:{fixed_port(host)}" for _ in range(data_servers)],
         }
         self._write_files(addresses, replicas=replicas, inline_threshold=inline_threshold, chunk_size=chunk_size,
                           durability=durability, metrics=metrics, auth=auth, base=base or ClusterFile())
@@ -167,7 +179,7 @@ class LocalCluster:
 
         def node(i: int, address: str, data_dir: str, *, data: bool = False) -> NodeSettings:
             host, port = address.rsplit(":", 1)
-            mport = free_port(host) if metrics else 0
+            mport = fixed_port(host) if metrics else 0
             # fixed session and byte ports, so that a restarted daemon is found where its clients knew it
             try:
                 sport = fixed_port(host)
