@@ -318,3 +318,25 @@ def test_a_state_dir_from_before_cluster_toml_gets_one_with_its_ports(tmp_path):
     assert cf.secret_file == str(state / "secret") and cf.auth.tokens_file == str(state / "tokens")
     assert json.loads((state / "cluster.json").read_text())["dir_server"] == "127.0.0.1:41001"
     assert cluster.stop() == []  # nothing ran; and its address leaves the per-user index
+
+
+def test_a_cluster_that_cannot_start_leaves_no_daemon_behind(tmp_path):
+    """A daemon that fails to start (its port taken) fails the start, and the ones started with it stop."""
+    import socket
+
+    from superfs.cli.launcher import LaunchError
+    from superfs.procs import pid_alive
+
+    c = LocalCluster(str(tmp_path / "c"))
+    c.init(shards=2, data_servers=1, replicas=1, inline_threshold=4096, chunk_size=65536, durability="async",
+           metrics=False)
+    host, port = str(c.config["shards"][1]).rsplit(":", 1)
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+        squatter.bind((host, int(port)))
+        squatter.listen()
+        with pytest.raises(LaunchError, match="shard-1"):
+            c.start()
+    pids = [p.pid for p in c.procs.values()]
+    assert pids and not any(pid_alive(pid) for pid in pids)
+    assert all(c.running_pid(s.name) is None for s in c.specs())

@@ -375,11 +375,18 @@ class LocalCluster:
         cf = self.cluster_file()
         assert cf.dir_server is not None
         register_address(cf.dir_server.address, self.config_path)  # this state dir owns the address again
-        for name in names:  # the dir server first: the others register with it
-            self.start_daemon(name, env)
-            if name == "dir":
-                self.wait_ready(name)
-        return {name: self.wait_ready(name) for name in names}
+        started: list[str] = []
+        try:
+            for name in names:  # the dir server first: the others register with it
+                if self.start_daemon(name, env) is not None:
+                    started.append(name)
+                if name == "dir":
+                    self.wait_ready(name)
+            return {name: self.wait_ready(name) for name in names}
+        except LaunchError:
+            for name in reversed(started):  # one failed to start: the ones this call started go too
+                self.stop_daemon(name)
+            raise
 
     def stop_daemon(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = STOP_TIMEOUT_S) -> bool:
         """Signal one daemon and wait for it to exit (SIGKILL after the timeout)."""
