@@ -50,10 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "system does (default: on when root mounts; other users need user_allow_other "
                         "in /etc/fuse.conf)")
     p.add_argument("--leases", action=argparse.BooleanOptionalAction, default=True,
-                   help="take directory leases: in a directory this mount creates files in, lookups, "
-                        "creates, small writes and unlinks are answered at once and sent in batches; "
-                        "others see them as soon as they look (default on; --no-leases: every operation "
-                        "waits for the servers, close-to-open)")
+                   help="take directory leases: in a directory this mount creates files or "
+                        "subdirectories in, lookups, creates, small writes, unlinks, mkdirs and rmdirs "
+                        "are answered at once and sent in batches; others see them as soon as they look "
+                        "(default on; --no-leases: every operation waits for the servers, close-to-open)")
     p.add_argument("--batch-delay-ms", type=float, default=BATCH_DELAY_MS, metavar="MS",
                    help=f"under a lease, the longest a change made ahead waits before it is sent to its "
                         f"shard (default {BATCH_DELAY_MS:g}); a crash of the mount loses at most this "
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--fuse-debug", action="store_true",
                    help="log every FUSE request and its reply (libfuse's debug option), to find a "
                         "request that is never answered; SIGUSR1 to the mount process logs what "
-                        "each of its tasks waits on")
+                        "each of its tasks waits on, and its leases' counters")
     p.set_defaults(func=cmd_mount)
 
     p = sub.add_parser("umount", help="unmount a SuperFS mount",
