@@ -186,3 +186,17 @@ def test_made_ahead_as_its_caller_with_its_rights(d: tuple[str, str]) -> None:
     os.mkdir(f"{a}/grouped")                      # a setgid parent: its group, and setgid, as on Linux
     st = os.stat(f"{b}/grouped")
     assert st.st_gid == 4242 and st.st_mode & stat.S_ISGID
+
+
+def test_rmdir_in_a_sticky_directory_follows_the_mkdir_it_names(d: tuple[str, str]) -> None:
+    """A sticky parent sends rmdir the ordinary way (the dir server judges who may remove): the mkdir
+    still pending here must reach the dir server before it (pjdfstest rmdir/11.t)."""
+    a, b = d
+    os.chmod(a, 0o1777)
+    os.chown(a, 65534, 65534)
+    assert as_user(os.mkdir, f"{a}/mine", 0o755, uid=65534, gid=65534)[0] == "ok"
+    assert as_user(os.rmdir, f"{a}/mine", uid=65534, gid=65534)[0] == "ok"
+    assert errno_of(os.stat, f"{a}/mine") == errno.ENOENT
+    assert errno_of(os.stat, f"{b}/mine") == errno.ENOENT
+    os.mkdir(f"{a}/mine")                         # the name is free again
+    assert stat.S_ISDIR(os.stat(f"{b}/mine").st_mode)

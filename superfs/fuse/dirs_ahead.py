@@ -175,7 +175,18 @@ class DirsAhead:
 
     async def rmdir(self, parent: int, name: str, creds: Creds) -> bool:
         """Remove ``name`` ahead if it is a directory made here that is known to be empty; False:
-        the ordinary path."""
+        the ordinary path, once the dir server has the directory's own mkdir."""
+        if await self._rmdir_ahead(parent, name, creds):
+            return True
+        lease = self.table.get(parent)
+        e = lease.names.get(name) if lease is not None else None
+        p = self.unsettled.get(e.ino) if e is not None else None
+        if p is not None and not p.done.is_set():
+            await self.batcher.flush({DIR_QUEUE})
+            await p.done.wait()
+        return False
+
+    async def _rmdir_ahead(self, parent: int, name: str, creds: Creds) -> bool:
         lease = self.table.get(parent)
         if lease is None or lease.attr.mode & stat_mod.S_ISVTX:
             return False
