@@ -111,6 +111,11 @@ def worker(cmd: dict[str, Any]) -> None:
 
     rank, world, rows, mode, url = cmd["rank"], cmd["world"], cmd["rows"], cmd["mode"], cmd["url"]
     state = rank_state(rank, world, rows)
+    # what the load fills: built, zeroed and touched now, so that no rank's clock includes making it
+    # (4 ranks on 2 cores made their targets at different speeds) and the comparison below can fail
+    target = rank_state(rank, world, rows)
+    for a in [*(s.local for s in target["layers"].values()), target["embed"]]:
+        a.fill(0)
     torch_ctx = _torch_setup(cmd) if mode.startswith("dcp") else None
     _say("ready")
     _wait_go()
@@ -123,7 +128,6 @@ def worker(cmd: dict[str, Any]) -> None:
         _dcp_save(state, cmd, torch_ctx)
     _say("saved", t0=t0, t1=time.time())
     _wait_go()
-    target = rank_state(rank, world, rows)  # buffers to load into (fresh memory, contents overwritten)
     t0 = time.time()
     if mode == "ckpt":
         ckpt.load(url, target=target, rank=rank, world_size=world)
@@ -133,6 +137,7 @@ def worker(cmd: dict[str, Any]) -> None:
         _dcp_load(target, cmd, torch_ctx)
     t1 = time.time()
     ok = all(np.array_equal(target["layers"][k].local, state["layers"][k].local) for k in state["layers"])
+    ok = ok and np.array_equal(target["embed"], state["embed"])
     _say("loaded", t0=t0, t1=t1, ok=bool(ok))
 
 
@@ -186,16 +191,19 @@ def _naive_load(target: dict[str, Any], cmd: dict[str, Any]) -> None:
             conn.send(rank)
             for k in sorted(target["layers"]):
                 conn.recv_bytes_into(memoryview(target["layers"][k].local).cast("B"))
+            conn.recv_bytes_into(memoryview(target["embed"]).cast("B"))
         return
     full = ckpt.load(cmd["url"])
     for k in target["layers"]:
         target["layers"][k].local[:] = full["layers"][k][:rows]
+    target["embed"][:] = full["embed"]
     with Listener(("127.0.0.1", port)) as listener:
         for _ in range(world - 1):
             conn = listener.accept()
             r = conn.recv()
             for k in sorted(target["layers"]):
                 conn.send_bytes(memoryview(np.ascontiguousarray(full["layers"][k][r * rows:(r + 1) * rows])).cast("B"))
+            conn.send_bytes(memoryview(full["embed"]).cast("B"))
             conn.close()
 
 

@@ -45,7 +45,10 @@ def state(rank: int, world: int) -> dict[str, Any]:
 def worker(path: str, rank: int, world: int, threads: int, barrier: Any, out: Any) -> None:
     import ckpt
 
-    ckpt.save(state(rank, world), path, step=1, rank=rank, world_size=world, timeout_s=300)
+    saved = state(rank, world)
+    ckpt.save(saved, path, step=1, rank=rank, world_size=world, timeout_s=300)
+    if not os.environ.get("KEEP"):
+        del saved
     target = state(rank, world)
     for a in target["layers"].values():
         a.local[:] = 0
