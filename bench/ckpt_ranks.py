@@ -5,13 +5,16 @@
 No SuperFS: the ranks save with ckpt.save (world W, rank r), the page cache
 is dropped, then every rank loads its own share with ckpt.load, timed from
 the first rank's start to the last one's end. Prints one JSON line. Compare
-with bench/ckpt.py's ckpt_local row, whose rank processes keep the state
-they saved alive through the load (to compare it after). 2026-12-05, quiet:
-this script 2.58 GB/s with 4 ranks; bench/ckpt.py's ckpt_local load 1.13-1.32
-GB/s; a first version of this probe that kept each rank's saved state alive
-0.87-0.98 GB/s (and 0.85 with one rank); one process loading in its main
-thread 3.17; 4 plain sequential readers of 256 MiB files 3.19. What holding
-the saved state changes is not isolated yet.
+with bench/ckpt.py's ckpt_local row.
+
+    KEEP=1 W=4 python bench/ckpt_ranks.py   # the ranks keep the state they saved alive
+
+2026-12-05, quiet: 2.1-2.9 GB/s with 4 ranks, 2.5-3.0 with KEEP=1 (holding
+the saved state costs nothing); one process loading in its main thread 3.17;
+4 plain sequential readers of 256 MiB files 3.19. bench/ckpt.py's ckpt_local
+load read 1.13-1.32 then because its ranks built the arrays to load into
+after the clock had started (4 ranks on 2 cores, at different speeds);
+fixed, it reads 3.2 there too.
 """
 from __future__ import annotations
 
