@@ -355,6 +355,8 @@ def byte_path_figures(server: Any) -> Callable[[], list[tuple[str, str, float]]]
     def fn() -> list[tuple[str, str, float]]:
         return [("superfs_bytes_reads", "Chunk reads served on the byte path", server.reads),
                 ("superfs_bytes_writes", "Chunk writes served on the byte path", server.writes),
+                ("superfs_bytes_located", "Chunks located for a client on this host that reads them itself",
+                 server.located),
                 ("superfs_bytes_forwarded", "Chained writes forwarded to the next replica", server.forwarded),
                 ("superfs_bytes_repaired_blocks", "Corrupt blocks repaired from another replica",
                  server.repaired_blocks),

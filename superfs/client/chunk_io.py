@@ -5,7 +5,9 @@ protobuf: a read lands straight in the caller's buffer (``recv_into`` a
 memoryview of it: a numpy array, a slice of a bigger read), a write is sent
 from the caller's memory (``sendmsg``), and a write goes to the chunk's
 first replica only, which forwards it along the chain of the others as it
-arrives: the client sends every byte once, not R times. Its calls block a
+arrives: the client sends every byte once, not R times. A large read from
+a server on this host is read from the server's slot file, verified here
+(superfs/rpc/local_reads.py), when this process may open that file. Its calls block a
 worker thread (``Channels.byte_workers``), never the event loop; a caller
 that is cancelled aborts its connection, so the thread ends at once.
 
@@ -16,10 +18,12 @@ is reached over gRPC, as before: streamed in ~1 MiB messages above
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any, Callable, TypeVar
 
 from superfs.client import streams
+from superfs.rpc import local_reads
 from superfs.rpc.bytepath import ByteTarget, ConnHolder
 from superfs.rpc.cluster_map import ClusterView
 from superfs.v1 import bytes_pb2 as bpb
@@ -35,6 +39,7 @@ class ChunkIO:
         self.cluster = cluster
         self.repaired = 0  # blocks data servers repaired from a peer while serving our reads
         self._hop_cache: dict[tuple[int, ...], list[bpb.ByteHop]] = {}
+        self.local_reads = local_reads.enabled()   # large reads from a server on this host: its file
 
     @property
     def timeout(self) -> float:
@@ -78,7 +83,8 @@ class ChunkIO:
         if target is None:
             return await self._grpc_read_into(sid, key, offset, view, cap)
         req = bpb.ByteRequest(key=key, offset=offset, length=len(view), cap=cap, peers=self._hops(peers))
-        exists, n, repaired = await self._blocking(self._pool().read_into, target, req, view, self.timeout)
+        exists, n, repaired = await self._blocking(functools.partial(self._pool().read_into, local_ok=self.local_reads),
+                                                   target, req, view, self.timeout)
         self._note_repaired(sid, ino, index, repaired)
         return exists, n
 
@@ -94,7 +100,7 @@ class ChunkIO:
             return None
         req = bpb.ByteRequest(key=pb.ChunkKey(ino=ino, index=index), offset=offset, length=len(view), cap=cap,
                               peers=self._hops(peers))
-        exists, n, repaired = self._pool().read_into(target, req, view, self.timeout)
+        exists, n, repaired = self._pool().read_into(target, req, view, self.timeout, local_ok=self.local_reads)
         self._note_repaired(sid, ino, index, repaired)
         return exists, n
 

@@ -113,6 +113,19 @@ class ChunkInfo:
 
 
 @dataclass(frozen=True)
+class Located:
+    """Where a chunk's bytes lie: ``file_offset`` in ``path`` (that file's st_dev and st_ino)."""
+
+    path: str
+    dev: int
+    file_ino: int
+    file_offset: int
+    length: int
+    block_log2: int
+    sums: bytes
+
+
+@dataclass(frozen=True)
 class ChunkStats:
     chunks: int
     bytes: int
@@ -398,6 +411,22 @@ class ChunkStore:
             view = self._read_blocks(key, head, start, stop, scratch)
             log.debug("read chunk %d:%d [%d, %d)", ino, index, offset, end)
             return view[offset - start:end - start]
+
+    def locate(self, ino: int, index: int) -> Located | None:
+        """Where a chunk's bytes are on disk, for a reader on this host that verifies them itself
+        (the byte path's LOCATE); None if there is no such chunk. ``path`` is "" for a chunk kept
+        in LMDB (version 1/2): read it with :meth:`read_view`."""
+        key = self._check_read(ino, index, 0, 0)
+        with self.store.env.begin(buffers=True) as txn:
+            raw = txn.get(key, db=self.head_db)
+            if raw is None:
+                return None
+            head = self._decode_head(key, raw)
+        if head.slot is None:
+            return Located("", 0, 0, 0, head.length, 0, b"")
+        st = os.fstat(self.slots.fd(head.slot))
+        return Located(self.slots.path(head.slot), st.st_dev, st.st_ino, head.slot.offset, head.length,
+                       head.block_log2, head.sums)
 
     def read_now(self, ino: int, index: int, offset: int, length: int) -> bytes | None:
         """Bytes [offset, offset+length) of a chunk, short at its end; None if absent. Blocking."""

@@ -206,6 +206,10 @@ class SlotFiles:
             self._syncs[fd] = _FileSync()
         return fd
 
+    def path(self, slot: Slot) -> str:
+        """The file that holds ``slot``."""
+        return self._path(slot.size_log2, slot.file_no)
+
     def fd(self, slot: Slot) -> int:
         with self._lock:
             return self._open(slot.size_log2, slot.file_no)

@@ -32,7 +32,7 @@ READ_BUFFER = MAX_HEADER + 4 + 64 * 1024  # a header, and a small read's payload
 ByteRequest = bpb.ByteRequest
 ByteReply = bpb.ByteReply
 ByteHop = bpb.ByteHop
-HELLO, READ, WRITE = ByteRequest.HELLO, ByteRequest.READ, ByteRequest.WRITE
+HELLO, READ, WRITE, LOCATE = ByteRequest.HELLO, ByteRequest.READ, ByteRequest.WRITE, ByteRequest.LOCATE
 
 M = TypeVar("M", bound=Message)
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 from superfs.errors import FsError
 from superfs.rpc import byteframes as bf
+from superfs.rpc.local_reads import MIN_READ as MIN_LOCAL_READ
+from superfs.rpc.local_reads import LocalFiles
 from superfs.v1 import bytes_pb2 as bpb
 
 log = logging.getLogger(__name__)
@@ -201,6 +203,7 @@ class BytePool:
         self._closed = False
         self.opened = 0          # connections opened (tests and benchmarks look)
         self.local_opened = 0
+        self.local_files = LocalFiles()   # short-circuit reads (read_into's ``local_ok``)
 
     def acquire(self, target: ByteTarget, deadline: float) -> tuple[ByteConnection, bool]:
         """(a connection, whether it came from the pool)."""
@@ -257,15 +260,24 @@ class BytePool:
             self._idle.clear()
         for c in idle:
             c.close()
+        self.local_files.close()
 
     # ------------------------------------------------------------------ calls
 
     def read_into(self, target: ByteTarget, req: bpb.ByteRequest, view: memoryview, timeout_s: float,
-                  on_conn: "ConnHolder | None" = None) -> tuple[bool, int, list[int]]:
-        """READ ``req`` into ``view``: (exists, bytes read, blocks the server repaired)."""
-        req.op = bf.READ
+                  on_conn: "ConnHolder | None" = None, *, local_ok: bool = False) -> tuple[bool, int, list[int]]:
+        """READ ``req`` into ``view``: (exists, bytes read, blocks the server repaired).
+
+        ``local_ok``: a large read from a server on this host may be read from its slot file here
+        (local_reads.py), when the server says where and this process may open it.
+        """
         deadline = time.monotonic() + timeout_s
         req.timeout_ms = int(timeout_s * 1000)
+        if local_ok and target.local and len(view) >= MIN_LOCAL_READ and target not in self._no_local:
+            done = self._read_local(target, req, view, deadline)
+            if done is not None:
+                return done
+        req.op = bf.READ
         for attempt in (0, 1):
             conn, pooled = self.acquire(target, deadline)
             if on_conn is not None:
@@ -293,6 +305,28 @@ class BytePool:
                     on_conn.set(None)
                 self.release(conn)
         raise AssertionError("unreachable")
+
+    def _read_local(self, target: ByteTarget, req: bpb.ByteRequest, view: memoryview,
+                    deadline: float) -> tuple[bool, int, list[int]] | None:
+        """LOCATE, then the bytes from the slot file; None: READ them (not local, not readable here,
+        or a block failed its sum)."""
+        where = bpb.ByteRequest(op=bf.LOCATE, key=req.key, cap=req.cap, timeout_ms=req.timeout_ms)
+        conn, _ = self.acquire(target, deadline)
+        try:
+            if not conn.local:
+                return None
+            reply = conn.call(where, deadline)
+        except (OSError, bf.FrameError, bf.ByteTimeout):
+            return None   # READ will open its own connection, and report what fails
+        finally:
+            self.release(conn)
+        if reply.errno_name and getattr(errno, reply.errno_name, 0) == errno.EOPNOTSUPP:   # not asked locally
+            return None
+        raise_for(reply, target)
+        if not reply.exists:
+            return False, 0, []
+        n = self.local_files.read(reply, req.offset, view)
+        return None if n is None else (True, n, [])
 
     def write(self, target: ByteTarget, req: bpb.ByteRequest, payload: bytes | bytearray | memoryview,
               timeout_s: float, on_conn: "ConnHolder | None" = None) -> int:

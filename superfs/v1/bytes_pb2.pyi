@@ -24,10 +24,12 @@ class ByteRequest(_message.Message):
         HELLO: _ClassVar[ByteRequest.Op]
         READ: _ClassVar[ByteRequest.Op]
         WRITE: _ClassVar[ByteRequest.Op]
+        LOCATE: _ClassVar[ByteRequest.Op]
     OP_UNSPECIFIED: ByteRequest.Op
     HELLO: ByteRequest.Op
     READ: ByteRequest.Op
     WRITE: ByteRequest.Op
+    LOCATE: ByteRequest.Op
     OP_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -59,7 +61,7 @@ class ByteRequest(_message.Message):
     def __init__(self, op: _Optional[_Union[ByteRequest.Op, str]] = ..., id: _Optional[int] = ..., version: _Optional[int] = ..., token: _Optional[str] = ..., key: _Optional[_Union[_superfs_pb2.ChunkKey, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., truncate: _Optional[bool] = ..., cap: _Optional[_Union[_superfs_pb2.ChunkCap, _Mapping]] = ..., chunk_size: _Optional[int] = ..., chain: _Optional[_Iterable[_Union[ByteHop, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[ByteHop, _Mapping]]] = ..., timeout_ms: _Optional[int] = ..., forwarded: _Optional[bool] = ...) -> None: ...
 
 class ByteReply(_message.Message):
-    __slots__ = ("id", "errno_name", "message", "version", "exists", "length", "repaired")
+    __slots__ = ("id", "errno_name", "message", "version", "exists", "length", "repaired", "path", "file_dev", "file_ino", "file_offset", "block_log2", "sums")
     ID_FIELD_NUMBER: _ClassVar[int]
     ERRNO_NAME_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +69,12 @@ class ByteReply(_message.Message):
     EXISTS_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     REPAIRED_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FILE_DEV_FIELD_NUMBER: _ClassVar[int]
+    FILE_INO_FIELD_NUMBER: _ClassVar[int]
+    FILE_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_LOG2_FIELD_NUMBER: _ClassVar[int]
+    SUMS_FIELD_NUMBER: _ClassVar[int]
     id: int
     errno_name: str
     message: str
@@ -74,4 +82,10 @@ class ByteReply(_message.Message):
     exists: bool
     length: int
     repaired: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, id: _Optional[int] = ..., errno_name: _Optional[str] = ..., message: _Optional[str] = ..., version: _Optional[int] = ..., exists: _Optional[bool] = ..., length: _Optional[int] = ..., repaired: _Optional[_Iterable[int]] = ...) -> None: ...
+    path: str
+    file_dev: int
+    file_ino: int
+    file_offset: int
+    block_log2: int
+    sums: bytes
+    def __init__(self, id: _Optional[int] = ..., errno_name: _Optional[str] = ..., message: _Optional[str] = ..., version: _Optional[int] = ..., exists: _Optional[bool] = ..., length: _Optional[int] = ..., repaired: _Optional[_Iterable[int]] = ..., path: _Optional[str] = ..., file_dev: _Optional[int] = ..., file_ino: _Optional[int] = ..., file_offset: _Optional[int] = ..., block_log2: _Optional[int] = ..., sums: _Optional[bytes] = ...) -> None: ...
