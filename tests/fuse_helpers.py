@@ -302,3 +302,12 @@ def outcome(fn: Callable[..., Any], *args: Any) -> str:
         return "ok"
     except OSError as e:
         return errno.errorcode.get(e.errno or 0, str(e.errno))
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a directory: what a mount holds back for it (made-ahead names, batched changes) is sent."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -14,7 +14,7 @@ import stat
 from typing import Callable, Iterator
 
 import pytest
-from fuse_helpers import MountProcess, as_user, fuse_unavailable, mount_root  # noqa: F401
+from fuse_helpers import MountProcess, as_user, fsync_dir, fuse_unavailable, mount_root  # noqa: F401
 
 from superfs.cli.launcher import LocalCluster
 from superfs.cli.status import scrape, total
@@ -62,14 +62,6 @@ def dir_calls(cluster: LocalCluster, method: str) -> float:
     url = cluster.metrics_url("dir")
     assert url is not None
     return total(scrape(url), "superfs_rpc_requests_total", method=method)
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def errno_of(fn: Callable[..., object], *args: object) -> int:

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Callable, Iterator
 
 import pytest
-from fuse_helpers import MountProcess, fuse_unavailable, mount_root, public_tmpdir  # noqa: F401
+from fuse_helpers import MountProcess, fsync_dir, fuse_unavailable, mount_root, public_tmpdir  # noqa: F401
 
 from superfs import config_file, faults, routing
 from superfs.cli.launcher import LocalCluster
@@ -378,14 +378,6 @@ def shards_of(cluster: LocalCluster, parent: str, names: list[str]) -> dict[str,
         parent_ino = c.stat(parent).st_ino
         m = c.aio.cluster.map
         return {n: m.partition_shard[routing.entry_partition(parent_ino, n, m.num_partitions)] for n in names}
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check_fsck(cluster: LocalCluster) -> None:
