@@ -140,7 +140,6 @@ def test_a_file_not_openable_here_or_not_the_one_named_is_not_read(tmp_path: Pat
                   bpb.ByteReply(**{**_fields(right), "sums": bytes(len(right.sums))})):  # sums that fail
         assert files.read(wrong, 0, memoryview(bytearray(len(data)))) is None
     assert files.fallbacks == 4
-    files.close()
 
 
 def _fields(reply: bpb.ByteReply) -> dict[str, object]:

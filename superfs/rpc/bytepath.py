@@ -260,7 +260,6 @@ class BytePool:
             self._idle.clear()
         for c in idle:
             c.close()
-        self.local_files.close()
 
     # ------------------------------------------------------------------ calls
 

@@ -32,7 +32,6 @@ from superfs.v1 import bytes_pb2 as bpb
 
 log = logging.getLogger(__name__)
 
-MAX_OPEN = 256           # slot files kept open; past that a read opens and closes its own
 MIN_READ = 256 * 1024    # smaller reads are not worth a LOCATE before them
 _SUM = struct.Struct("<Q")
 
@@ -42,13 +41,17 @@ def enabled() -> bool:
 
 
 class LocalFiles:
-    """Slot files of data servers on this host, opened once, read from any thread."""
+    """Reads of data servers' slot files on this host, from any thread.
 
-    def __init__(self, max_open: int = MAX_OPEN) -> None:
-        self.max_open = max_open
+    Each read opens the file and closes it after (an open costs microseconds
+    against a read of at least MIN_READ): nothing is held open, so a data
+    server's files deleted after it was taken out of the cluster free their
+    space at once, whatever clients are still running.
+    """
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._fds: dict[str, tuple[int, int, int]] = {}   # path -> (fd, st_dev, st_ino); never closed early
-        self._refused: set[str] = set()                   # paths this process may not open
+        self._refused: set[str] = set()   # paths this process may not open
         self.reads = 0        # chunk ranges read here (tests and benchmarks look)
         self.fallbacks = 0    # ranges handed back to READ (refused, replaced, or failed a sum)
 
@@ -72,7 +75,7 @@ class LocalFiles:
         if not where.path or not where.block_log2 or len(where.sums) < (last + 1) * _SUM.size:
             return False
         start, stop = first * block, min(where.length, (last + 1) * block)
-        fd, own = self._open(where)
+        fd = self._open(where)
         if fd is None:
             return False
         try:
@@ -85,8 +88,7 @@ class LocalFiles:
             log.debug("local read of %s failed (%s): reading through the data server", where.path, e)
             return False
         finally:
-            if own:
-                os.close(fd)
+            os.close(fd)
         for k in range(first, last + 1):
             lo, hi = (k - first) * block, min(stop, (k + 1) * block) - start
             if xxhash.xxh3_64_intdigest(buf[lo:hi]) != _SUM.unpack_from(where.sums, k * _SUM.size)[0]:
@@ -95,15 +97,12 @@ class LocalFiles:
             view[:] = buf[offset - start:offset - start + len(view)]
         return True
 
-    def _open(self, where: bpb.ByteReply) -> tuple[int | None, bool]:
-        """(fd, whether the caller must close it), or (None, False): not readable here."""
+    def _open(self, where: bpb.ByteReply) -> int | None:
+        """The file the server named, opened; None: not readable here, or not that file."""
         path = where.path
         with self._lock:
             if path in self._refused:
-                return None, False
-            hit = self._fds.get(path)
-        if hit is not None and hit[1:] == (where.file_dev, where.file_ino):
-            return hit[0], False
+                return None
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
@@ -111,22 +110,12 @@ class LocalFiles:
             with self._lock:
                 if len(self._refused) < 4096:
                     self._refused.add(path)
-            return None, False
+            return None
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != (where.file_dev, where.file_ino):
             os.close(fd)   # not the file the server named (another namespace, or replaced)
-            return None, False
-        with self._lock:
-            if hit is None and len(self._fds) < self.max_open:
-                self._fds[path] = (fd, st.st_dev, st.st_ino)
-                return fd, False
-        return fd, True
-
-    def close(self) -> None:
-        with self._lock:
-            fds, self._fds = list(self._fds.values()), {}
-        for fd, _, _ in fds:
-            os.close(fd)
+            return None
+        return fd
 
 
 def _pread_full(fd: int, view: memoryview, at: int) -> None:
