@@ -145,3 +145,115 @@ def test_import_refuses_rows_of_another_partition(stores: Any) -> None:
     with pytest.raises(FsError) as e:
         b.write_now(lambda t: partition_ops.import_rows(t, rows, 4, N))
     assert e.value.errno == errno.EINVAL
+
+
+# ---------------------------------------------------- the by_partition index
+
+
+def _churn(store: FileMetaStore, names: list[str]) -> None:
+    """Unlinks, renames, links and inline rewrites: every path that changes an indexed row."""
+    g = DirGuard()
+    for i, name in enumerate(names):
+        raw = encode_name(name)
+        if i % 4 == 0:
+            store.write_now(lambda t: name_ops.unlink(t, 7, raw, creds=ROOT, guard=g, owners={}, txid=f"u{i}"))
+        elif i % 4 == 1:
+            store.write_now(lambda t: name_ops.rename_local(t, 7, raw, 8, encode_name(f"moved{i}"), flags=0,
+                                                            creds=ROOT, src_guard=g, dst_guard=g, owners={},
+                                                            txid=f"r{i}"))
+        elif i % 4 == 2:
+            ino = store.write_now(lambda t: t.entry(7, raw))[0]
+            store.write_now(lambda t: name_ops.link(t, ino, 9, encode_name(f"link{i}"), ROOT))
+            store.write_now(lambda t: file_ops.write_inline(t, ino, offset=0, data=b"y" * (i * 91 % 4000),
+                                                            truncate_to_end=True, creds=ROOT,
+                                                            inline_threshold=4096))
+
+
+def _index_rows(store: FileMetaStore) -> list[bytes]:
+    from superfs.shard import partition_index
+    with store.read() as t, t.txn.cursor(db=t.dbs[partition_index.DB]) as cur:
+        return [bytes(k) for k in cur.iternext(keys=True, values=False)]
+
+
+def _scanned(store: FileMetaStore, p: int) -> list[tuple[str, bytes, bytes]]:
+    """Partition p's rows found the old way, by scanning every table."""
+    rows: list[tuple[str, bytes, bytes]] = []
+    db, after, more = "", b"", True
+    while more:
+        with store.read() as t:
+            t.index_n = 0
+            page, db, after, more = partition_ops.export_rows(t, p, N, db, after, 10000)
+        rows += page
+    return rows
+
+
+def test_the_index_kept_by_every_write_is_the_index_built_from_the_rows(stores: Any) -> None:
+    from superfs.shard import partition_index
+    a, _ = stores
+    names = [n for ns in _fill(a).values() for n in ns]
+    _churn(a, names)
+    kept = _index_rows(a)
+    assert len(kept) > 300
+    a.write_now(lambda t: partition_index.build(t.txn, t.dbs, N))
+    assert _index_rows(a) == kept   # not one entry missing or left over
+    for p in range(N):
+        assert _export_all(a, p, 10000) == _scanned(a, p)
+    n = a.write_now(lambda t: partition_ops.drop_rows(t, 5, N))
+    owned = [r for r in _scanned(a, 5) + _export_all(a, 5, 10000) if r[0] in partition_ops.OWNED_DBS]
+    assert n > 0 and owned == []   # (rows every shard keeps, seals and fences, stay)
+    assert [k for k in _index_rows(a) if k[:4] == (5).to_bytes(4, "big")] == []
+
+
+def test_a_store_without_an_index_gets_one_when_it_learns_the_partition_count(tmp_path: Any) -> None:
+    s = FileMetaStore(str(tmp_path / "old"), durable=False)   # as a store of the version before the index
+    for i in range(60):
+        _create(s, 7, f"f{i}", data=b"z" * i)
+    assert s.index_n == 0 and _index_rows(s) == []
+    s.num_partitions = N                                      # the shard saw the cluster map
+    assert s.index_n == N
+    for p in range(N):
+        assert _export_all(s, p, 10000) == _scanned(s, p)
+    s.close()
+    s = FileMetaStore(str(tmp_path / "old"), durable=False)   # reopened: kept up from the first write
+    assert s.index_n == N
+    for i in range(60, 90):
+        _create(s, 7, f"f{i}")
+    s.num_partitions = N
+    for p in range(N):
+        assert _export_all(s, p, 10000) == _scanned(s, p)
+    s.close()
+
+
+def test_a_batch_step_keeps_the_freeze_and_the_index(stores: Any) -> None:
+    """A batched operation runs in a nested transaction (shard/batch.py): a frozen partition must
+    refuse it there too, and what it writes must be indexed."""
+    from superfs.shard import partition_index
+    a, _ = stores
+    a.frozen = frozenset({3})
+    names = {entry_partition(7, f"b{i}", N): f"b{i}" for i in range(200)}
+
+    def create(t: Any, name: str) -> None:
+        file_ops.create_file(t, parent=7, raw=encode_name(name), partition=entry_partition(7, name, N), mode=0o644,
+                             ftype=1, target=b"", exclusive=True, truncate=False, creds=ROOT, data=b"d",
+                             inline_threshold=4096)
+
+    def steps(t: Any) -> None:
+        for p, name in ((3, names[3]), (4, names[4])):
+            child = a.lmdb.env.begin(write=True, parent=t.txn)
+            try:
+                if p == 3:
+                    with pytest.raises(FsError) as e:
+                        create(t.nested(child), name)
+                    assert is_misrouted(e.value)
+                else:
+                    create(t.nested(child), name)
+            finally:
+                child.commit()
+
+    a.write_now(steps)
+    a.frozen = frozenset()
+    with a.read() as t:
+        assert t.entry(7, encode_name(names[3])) is None and t.entry(7, encode_name(names[4])) is not None
+    kept = _index_rows(a)
+    a.write_now(lambda t: partition_index.build(t.txn, t.dbs, N))
+    assert _index_rows(a) == kept and len(kept) >= 2

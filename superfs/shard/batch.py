@@ -68,7 +68,7 @@ async def apply_batch(svc: Any, request: pb.BatchRequest, holder: bytes) -> pb.B
                 continue
             child = env.begin(write=True, parent=t.txn)
             try:
-                value = p.step(ShardTxn(child, t.dbs))
+                value = p.step(t.nested(child))
             except FsError as e:
                 child.abort()
                 out.append(("err", e))

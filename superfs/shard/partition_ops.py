@@ -25,11 +25,11 @@ import errno
 import hashlib
 from typing import Callable, Iterator
 
-import xxhash
 
 from superfs.errors import FsError
-from superfs.routing import ino_partition, is_dir_ino
-from superfs.shard.records import PARTITION_KEY, U64, ino_of_inode_key
+from superfs.shard import partition_index
+from superfs.shard.partition_index import partition_of
+from superfs.shard.records import PARTITION_KEY, U64
 from superfs.shard.store import ShardTxn
 
 OWNED_DBS = ("dentries", "intents", "inodes", "inline", "xattrs", "reclaim", "reclaim_due",
@@ -37,25 +37,6 @@ OWNED_DBS = ("dentries", "intents", "inodes", "inline", "xattrs", "reclaim", "re
 SHARED_DBS = ("sealed", "seal_work", "fences", "applied")
 EXPORT_DBS = OWNED_DBS + SHARED_DBS
 PAGE_BYTES = 1 << 20  # a page of rows stays well under a session frame
-
-
-def _of_ino(ino: int) -> int:
-    return -1 if is_dir_ino(ino) or ino == 0 else ino_partition(ino)
-
-
-def partition_of(db: str, key: bytes, num_partitions: int) -> int:
-    """The partition owning row ``key`` of ``db`` (one of OWNED_DBS)."""
-    if db in ("dentries", "intents"):
-        return xxhash.xxh64_intdigest(key) % num_partitions
-    if db in ("inodes", "inline"):
-        return _of_ino(ino_of_inode_key(key[:8]))
-    if db in ("xattrs", "reclaim"):
-        return _of_ino(U64.unpack_from(key)[0])
-    if db == "reclaim_due":
-        return _of_ino(U64.unpack_from(key, 8)[0])
-    if db in ("counters", "delegated"):
-        return PARTITION_KEY.unpack_from(key)[0]
-    raise ValueError(f"{db} is not a per-partition database")
 
 
 def _rows(t: ShardTxn, db: str, after: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -69,6 +50,24 @@ def _rows(t: ShardTxn, db: str, after: bytes) -> Iterator[tuple[bytes, bytes]]:
             return
         for k, v in cur.iternext():
             yield bytes(k), bytes(v)
+
+
+def _partition_rows(t: ShardTxn, partition: int, num_partitions: int, db: str,
+                    after: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The rows of ``db`` that ``partition`` owns (every row of a shared table), in key order, after
+    ``after``: through the by_partition index where it covers the table, else by a scan."""
+    if db in partition_index.CODES and t.index_n == num_partitions:
+        d = t.dbs[db]
+        for k in partition_index.keys(t.txn, t.dbs, partition, db, after):
+            v = t.txn.get(k, db=d)
+            if v is None:
+                raise FsError(errno.EIO, f"the by_partition index names a row of {db} that is not there")
+            yield k, bytes(v)
+        return
+    owned = _owned(partition, num_partitions, db)
+    for k, v in _rows(t, db, after):
+        if owned(k):
+            yield k, v
 
 
 def _owned(partition: int, num_partitions: int, db: str) -> Callable[[bytes], bool]:
@@ -87,10 +86,7 @@ def export_rows(t: ShardTxn, partition: int, num_partitions: int, db: str, after
     start = EXPORT_DBS.index(db) if db else 0
     for i in range(start, len(EXPORT_DBS)):
         name = EXPORT_DBS[i]
-        owned = _owned(partition, num_partitions, name)
-        for k, v in _rows(t, name, after if i == start else b""):
-            if not owned(k):
-                continue
+        for k, v in _partition_rows(t, partition, num_partitions, name, after if i == start else b""):
             out.append((name, k, v))
             size += len(k) + len(v)
             if len(out) >= limit or size >= PAGE_BYTES:
@@ -108,7 +104,7 @@ def import_rows(t: ShardTxn, rows: list[tuple[str, bytes, bytes]], partition: in
         if db in OWNED_DBS:
             if partition_of(db, key, num_partitions) != partition:
                 raise FsError(errno.EINVAL, f"a row of {db} is not of partition {partition}")
-            t.txn.put(key, value, db=d)
+            t.put_row(db, key, value)
         elif db == "fences":
             old = t.txn.get(key, db=d)
             if old is None or U64.unpack(old)[0] < U64.unpack(value)[0]:
@@ -131,6 +127,8 @@ def drop_rows(t: ShardTxn, partition: int, num_partitions: int) -> int:
                         cur.delete()  # moves to the next record (key b"" past the end)
                         n += 1
                 continue
+            if db in partition_index.CODES and t.index_n == num_partitions:
+                continue   # below, through the index
             if not cur.first():
                 continue
             while cur.key():
@@ -139,6 +137,11 @@ def drop_rows(t: ShardTxn, partition: int, num_partitions: int) -> int:
                     n += 1
                 elif not cur.next():
                     break
+    if t.index_n == num_partitions:
+        for db in partition_index.CODES:
+            for k in list(partition_index.keys(t.txn, t.dbs, partition, db, b"")):
+                t.delete_row(db, k)
+                n += 1
     return n
 
 
@@ -147,11 +150,9 @@ def digest_rows(t: ShardTxn, partition: int, num_partitions: int) -> tuple[int, 
     h = hashlib.sha256()
     n = 0
     for db in OWNED_DBS:
-        owned = _owned(partition, num_partitions, db)
-        for k, v in _rows(t, db, b""):
-            if owned(k):
-                for part in (db.encode(), k, v):
-                    h.update(len(part).to_bytes(4, "big"))
-                    h.update(part)
-                n += 1
+        for k, v in _partition_rows(t, partition, num_partitions, db, b""):
+            for part in (db.encode(), k, v):
+                h.update(len(part).to_bytes(4, "big"))
+                h.update(part)
+            n += 1
     return n, h.digest()

@@ -65,6 +65,7 @@ from __future__ import annotations
 import errno
 import logging
 import struct
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -75,6 +76,7 @@ from superfs.capability import CAP_TTL_NS
 from superfs.errors import MISROUTED, FsError
 from superfs.faults import wall_ns
 from superfs.lmdb_store import LmdbStore
+from superfs.shard import partition_index
 from superfs.routing import INO_PARTITION_SHIFT, SEQ_MASK, ino_partition, is_dir_ino, make_file_ino
 from superfs.shard.records import (
     APPLIED_HEAD, DENTRY_VALUE, PARTITION_KEY, SIZE_OFFSET, U64, Inode, Intent, OutboxItem,
@@ -86,7 +88,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DB_NAMES = ["dentries", "inodes", "inline", "xattrs", "sealed", "counters", "intents",
-            "applied", "outbox", "reclaim", "confirm", "reclaim_due", "seal_work", "fences", "delegated"]
+            "applied", "outbox", "reclaim", "confirm", "reclaim_due", "seal_work", "fences", "delegated",
+            partition_index.DB]
 DELEGATED = struct.Struct(">QQ")
 MAX_DELEGATED_RANGES = 4  # per (partition, holder): numbers of older ranges are given up
 HOLDER_LEN = 16
@@ -135,11 +138,49 @@ class ShardTxn:
     """
 
     def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any],
-                 frozen: frozenset[int] = frozenset(), num_partitions: int = 0) -> None:
+                 frozen: frozenset[int] = frozenset(), num_partitions: int = 0, index_n: int = 0) -> None:
         self.txn = txn
         self.dbs = dbs
         self.frozen = frozen
         self.num_partitions = num_partitions
+        self.index_n = index_n   # the partition count of the by_partition index kept here (0: none)
+
+    def nested(self, child: lmdb.Transaction) -> "ShardTxn":
+        """The same view over ``child``, a transaction nested in this one (a batch's step): the
+        freeze guard and the by_partition index hold inside it as outside."""
+        return ShardTxn(child, self.dbs, self.frozen, self.num_partitions, self.index_n)
+
+    # ------------------------------------------------ rows and their index
+
+    def put_row(self, db: str, key: bytes, value: bytes) -> None:
+        """Write a row of a per-partition table, and its index entry (partition_index.py)."""
+        self.txn.put(key, value, db=self.dbs[db])
+        if self.index_n:
+            k = partition_index.entry(db, key, self.index_n)
+            if k is not None:
+                self.txn.put(k, b"", db=self.dbs[partition_index.DB])
+
+    def delete_row(self, db: str, key: bytes) -> bool:
+        """Delete a row of a per-partition table, and its index entry; whether it was there."""
+        found = self.txn.delete(key, db=self.dbs[db])
+        if self.index_n:
+            k = partition_index.entry(db, key, self.index_n)
+            if k is not None:
+                self.txn.delete(k, db=self.dbs[partition_index.DB])
+        return bool(found)
+
+    def delete_prefix(self, db: str, prefix: bytes) -> int:
+        """Delete every row of ``db`` whose key starts with ``prefix`` (and their index entries)."""
+        keys = []
+        with self.txn.cursor(db=self.dbs[db]) as cur:
+            if cur.set_range(prefix):
+                for k in cur.iternext(keys=True, values=False):
+                    if not bytes(k).startswith(prefix):
+                        break
+                    keys.append(bytes(k))
+        for k in keys:
+            self.delete_row(db, k)
+        return len(keys)
 
     # -------------------------------------------------------------- moves
 
@@ -165,11 +206,11 @@ class ShardTxn:
 
     def put_entry(self, parent: int, raw: bytes, ino: int, ftype: int) -> None:
         self.guard_key(dentry_key(parent, raw))
-        self.txn.put(dentry_key(parent, raw), DENTRY_VALUE.pack(ino, ftype), db=self.dbs["dentries"])
+        self.put_row("dentries", dentry_key(parent, raw), DENTRY_VALUE.pack(ino, ftype))
 
     def delete_entry(self, parent: int, raw: bytes) -> None:
         self.guard_key(dentry_key(parent, raw))
-        self.txn.delete(dentry_key(parent, raw), db=self.dbs["dentries"])
+        self.delete_row("dentries", dentry_key(parent, raw))
 
     def has_children(self, parent: int) -> bool:
         prefix = u64(parent)
@@ -209,7 +250,7 @@ class ShardTxn:
 
     def put_inode(self, node: Inode) -> None:
         self.guard_ino(node.ino)
-        self.txn.put(inode_key(node.ino), node.pack(), db=self.dbs["inodes"])
+        self.put_row("inodes", inode_key(node.ino), node.pack())
 
     def inline_data(self, ino: int) -> bytes:
         prefix = inode_key(ino)
@@ -227,16 +268,11 @@ class ShardTxn:
         self.guard_ino(ino)
         self.delete_inline(ino)
         prefix = inode_key(ino)
-        db = self.dbs["inline"]
         for i, piece in enumerate(inline_pieces(data)):
-            self.txn.put(prefix + PIECE_INDEX.pack(i), piece, db=db)
+            self.put_row("inline", prefix + PIECE_INDEX.pack(i), piece)
 
     def delete_inline(self, ino: int) -> None:
-        prefix = inode_key(ino)
-        with self.txn.cursor(db=self.dbs["inline"]) as cur:
-            if cur.set_range(prefix):
-                while cur.key()[:8] == prefix:
-                    cur.delete()  # moves to the next record
+        self.delete_prefix("inline", inode_key(ino))
 
     def allocate_ino(self, partition: int) -> int:
         """Next inode number of ``partition``; the counter travels with the partition."""
@@ -329,7 +365,7 @@ class ShardTxn:
     def free_inode(self, node: Inode) -> None:
         """Delete an inode with no links left: record, bytes, xattrs; queue its chunks."""
         self.guard_ino(node.ino)
-        self.txn.delete(inode_key(node.ino), db=self.dbs["inodes"])
+        self.delete_row("inodes", inode_key(node.ino))
         self.delete_inline(node.ino)
         key = u64(node.ino)
         with self.txn.cursor(db=self.dbs["xattrs"]) as cur:
@@ -649,10 +685,28 @@ class FileMetaStore:
         self.dbs = self.lmdb.dbs
         # partitions no write may change (set once a move's freeze has drained; shard/partition_ops.py)
         self.frozen: frozenset[int] = frozenset()
-        self.num_partitions = 0
+        self._num_partitions = 0
+        with self.lmdb.read() as txn:   # kept from the first write on, if built before
+            self.index_n = partition_index.built_for(txn, self.dbs)
+
+    @property
+    def num_partitions(self) -> int:
+        return self._num_partitions
+
+    @num_partitions.setter
+    def num_partitions(self, n: int) -> None:
+        """The cluster's partition count, once known: the by_partition index is built for it if it
+        was not (partition_index.py; a pass over the rows, once)."""
+        self._num_partitions = n
+        if n and n != self.index_n:
+            t0 = time.monotonic()
+            rows = self.lmdb.write_now(lambda txn: partition_index.build(txn, self.dbs, n))
+            self.index_n = n
+            log.info("shard store %s: indexed %d rows by partition (%d partitions) in %.1f s", self.lmdb.path,
+                     rows, n, time.monotonic() - t0)
 
     def _txn(self, txn: lmdb.Transaction) -> ShardTxn:
-        return ShardTxn(txn, self.dbs, self.frozen, self.num_partitions)
+        return ShardTxn(txn, self.dbs, self.frozen, self._num_partitions, self.index_n)
 
     async def write(self, fn: Callable[[ShardTxn], T]) -> T:
         """Run ``fn`` in the next group commit; its result once it is durable."""
@@ -665,7 +719,7 @@ class FileMetaStore:
     @contextmanager
     def read(self) -> Iterator[ShardTxn]:
         with self.lmdb.read() as txn:
-            yield ShardTxn(txn, self.dbs)
+            yield ShardTxn(txn, self.dbs, index_n=self.index_n)
 
     def db_bytes(self) -> int:
         return self.lmdb.db_bytes()
