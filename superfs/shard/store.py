@@ -21,6 +21,8 @@ reclaim_due due_ns (8, BE) + reclaim key (16)   failed attempts (4, BE)
 fences      dir ino (8, BE)                     lease epoch (8): older capabilities refused
 delegated   partition (4, BE) + holder (16)     ranges: next sequence (8) + end (8), half-open,
                                                 oldest first, at most MAX_DELEGATED_RANGES
+by_partition partition (4, BE) + table (1) + key empty: the index of dentries, inodes and inline
+                                                by partition (partition_index.py)
 ==========  ==================================  ===================================
 
 ``delegated`` holds the inode numbers a lease holder (a client session) may
