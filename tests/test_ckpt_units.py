@@ -221,3 +221,23 @@ def test_block_hasher_matches_whole_buffer_sums() -> None:
     for a, b in [(0, 10), (10, 200), (200, 201), (201, 1000)]:
         h.update(data[a:b])
     assert h.finish() == block_sums(data, 64)
+
+
+def test_balanced_chunk_maps_are_even_whatever_the_hash() -> None:
+    """Over many random placements (as rendezvous hashing gives), every server ends within one chunk
+    of the others for one replica, and the unused indices (holes) stay below the chunk count."""
+    import random
+
+    for servers, n in ((3, 40), (4, 100), (3, 1000)):
+        for trial in range(150):
+            rng = random.Random(trial)
+            table: dict[int, list[int]] = {}
+
+            def servers_of(i: int, table: dict[int, list[int]] = table, rng: random.Random = rng) -> list[int]:
+                return table.setdefault(i, [rng.randrange(servers)])
+
+            placement = FilePlacement(trial, 1 << 16, tuple(range(servers)), 1, servers_of)
+            chunks = balanced_chunk_map(n, placement) or list(range(n))
+            loads = server_loads(chunks, placement)
+            assert len(set(chunks)) == n and max(loads.values()) - min(loads.values()) <= 1, (servers, n, trial)
+            assert max(chunks) + 1 - n <= n + 8 * servers
