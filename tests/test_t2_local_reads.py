@@ -13,10 +13,9 @@ import errno
 import os
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from test_t2_byte_path import INO, T, Node, _key, cap, write
+from test_t2_byte_path import INO, T, Node, _key, cap, nodes, pool, write  # noqa: F401 (fixtures)
 
 from superfs import capability
 from superfs.dataserver.blocks import BLOCK
@@ -28,21 +27,6 @@ from superfs.v1 import bytes_pb2 as bpb
 from superfs.v1 import superfs_pb2 as pb
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[list[Node]]:
-    ns = [Node(tmp_path, f"d{i}") for i in range(2)]
-    yield ns
-    for n in ns:
-        n.close()
-
-
-@pytest.fixture
-def pool() -> Iterator[BytePool]:
-    p = BytePool(ByteSecurity())
-    yield p
-    p.close()
 
 
 def read_local(pool: BytePool, target: ByteTarget, offset: int, length: int, *, index: int = 0,
@@ -80,7 +64,7 @@ def test_small_reads_and_tcp_targets_use_the_ordinary_read(nodes: list[Node], po
 
 
 def test_a_flipped_byte_on_disk_is_never_returned(nodes: list[Node], pool: BytePool) -> None:
-    a, b = nodes
+    a, b = nodes[:2]
     data = os.urandom(2 * MiB)
     write(pool, a.target, 0, 0, data, chain=[b.target])
     head = a.chunks.head_of(_key(0))
