@@ -17,6 +17,10 @@ AdjustNlink already applied, which its sender may send again, now to the new
 owner). They are merged into the target (kept if present; a fence raised to
 the higher epoch) and never dropped from the source.
 
+The big tables' rows are found through the shard's index by partition
+(partition_index.py) when it is built for the partition count asked about;
+otherwise, and for the small tables, by a scan.
+
 Pure functions over a :class:`ShardTxn`; the service pages through them.
 """
 from __future__ import annotations
@@ -24,7 +28,6 @@ from __future__ import annotations
 import errno
 import hashlib
 from typing import Callable, Iterator
-
 
 from superfs.errors import FsError
 from superfs.shard import partition_index

@@ -702,8 +702,18 @@ class FileMetaStore:
         self._num_partitions = n
         if n and n != self.index_n:
             t0 = time.monotonic()
-            rows = self.lmdb.write_now(lambda txn: partition_index.build(txn, self.dbs, n))
-            self.index_n = n
+            before = self.index_n
+
+            def build(txn: lmdb.Transaction) -> int:
+                rows = partition_index.build(txn, self.dbs, n)
+                self.index_n = n   # here, on the writer thread: every write after this one keeps it
+                return rows
+
+            try:
+                rows = self.lmdb.write_now(build)
+            except BaseException:
+                self.index_n = before
+                raise
             log.info("shard store %s: indexed %d rows by partition (%d partitions) in %.1f s", self.lmdb.path,
                      rows, n, time.monotonic() - t0)
 
