@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tracemalloc
 
 import pytest
 from conftest import SMALL_CHUNK, SMALL_INLINE
@@ -25,6 +26,25 @@ def test_round_trip_across_thresholds(client, workdir, size):
         for off in (0, size // 3, max(0, size - 7), SMALL_CHUNK - 3):
             f.seek(off)
             assert f.read(10) == data[off:off + 10]
+
+
+def test_reading_a_small_file_whole_takes_a_small_buffer(client, workdir):
+    """read() to the end sized its buffer by nothing: 16 MiB zeroed per call, a 64-byte file read
+    at 65 files/s. Now the buffer follows the file's size."""
+    for size in (64, SMALL_INLINE + 1):
+        path = f"{workdir}/small-{size}"
+        data = os.urandom(size)
+        client.write_bytes(path, data)
+        tracemalloc.start()
+        try:
+            assert client.read_bytes(path) == data
+            with client.open(path, "rb", buffering=0) as f:
+                assert f.read() == data
+                assert f.read() == b""
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 1 << 20, f"reading {size} bytes took {peak} bytes of buffers"
 
 
 def test_growing_file_moves_from_inline_to_chunks(client, workdir):

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 DEFAULT_BUFFER = 1 << 20
 WRITE_BEHIND = 8  # chunk writes in flight per file
 READ_AHEAD = 4    # reads in flight ahead of a sequential reader
+READ_ALL_MAX = 16 << 20    # readall() reads at most this much at a time
+READ_ALL_PROBE = 64 << 10  # and this much past the size it knows, to find whether the file grew
 
 
 def parse_mode(mode: str) -> tuple[int, bool]:
@@ -135,10 +137,14 @@ class RawFile(io.RawIOBase):
         self._ahead.clear()
 
     def readall(self) -> bytes:
+        """The rest of the file, in reads as large as what is left of its known size (a small
+        file costs a small buffer: zeroing a fixed 16 MiB one made each read() of a 64-byte file
+        take milliseconds); past the known end, a small read finds whether it grew."""
         self._drain()
         chunks: list[bytes] = []
         while True:
-            buf = bytearray(16 << 20)
+            left = self._size() - self._pos
+            buf = bytearray(min(left, READ_ALL_MAX) if left > 0 else READ_ALL_PROBE)
             n = self._read_into(self._pos, memoryview(buf))
             if not n:
                 return b"".join(chunks)

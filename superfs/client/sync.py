@@ -118,7 +118,7 @@ class Client:
         return wrap(raw, binary, buffering, encoding, errors, newline)
 
     def read_bytes(self, path: str) -> bytes:
-        with self.open(path, "rb") as f:
+        with self.open(path, "rb", buffering=0) as f:  # one read of the whole file: no buffer between
             return f.read()
 
     def write_bytes(self, path: str, data: bytes) -> int:
