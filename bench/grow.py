@@ -49,11 +49,17 @@ def populate(address: str, files: int, writers: int) -> None:
         for d in range(DIRS):
             c.mkdir(f"/pop{d}")
 
+    step = max(1, files // 10)
+    start = time.perf_counter()
+
     def write(w: int) -> None:
         with connect(address) as c:
             for i in range(w, files, writers):
                 with c.open(f"/pop{i % DIRS}/f{i}", "wb") as f:
                     f.write(_data(i))
+                if i % step == 0 and i:
+                    print(f"grow: about {i} files made ({time.perf_counter() - start:.0f} s)", file=sys.stderr,
+                          flush=True)
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
     for t in threads:
@@ -62,13 +68,32 @@ def populate(address: str, files: int, writers: int) -> None:
         t.join()
 
 
-def read_back(address: str, files: int) -> bool:
-    with connect(address) as c:
-        for i in range(files):
-            with c.open(f"/pop{i % DIRS}/f{i}", "rb") as f:
-                if f.read() != _data(i):
-                    return False
-    return True
+def read_back(address: str, files: int, readers: int) -> bool:
+    """Every file's bytes, read by ``readers`` threads; False at the first wrong or missing one."""
+    bad: list[str] = []
+
+    def read(w: int) -> None:
+        with connect(address) as c:
+            for i in range(w, files, readers):
+                if bad:
+                    return
+                try:
+                    with c.open(f"/pop{i % DIRS}/f{i}", "rb") as f:
+                        ok = f.read() == _data(i)
+                except OSError as e:
+                    bad.append(f"/pop{i % DIRS}/f{i}: {e}")
+                    return
+                if not ok:
+                    bad.append(f"/pop{i % DIRS}/f{i}: wrong bytes")
+
+    threads = [threading.Thread(target=read, args=(w,)) for w in range(readers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if bad:
+        print(f"grow: read-back failed: {bad[0]}", file=sys.stderr, flush=True)
+    return not bad
 
 
 class Loop:
@@ -117,7 +142,10 @@ def main() -> None:
     args = ap.parse_args()
     with temp_cluster(shards=2, data_servers=1, replicas=1) as cluster:
         address = dir_address(cluster)
+        t0 = time.perf_counter()
         populate(address, args.files, args.writers)
+        populate_s = time.perf_counter() - t0
+        print(f"grow: {args.files} files made in {populate_s:.0f} s", file=sys.stderr, flush=True)
         loop = Loop(address, args.workers)
         for t in loop.threads:
             t.start()
@@ -144,8 +172,16 @@ def main() -> None:
             held: dict[int, int] = {}
             for s in c.aio.cluster.map.partition_shard:
                 held[int(s)] = held.get(int(s), 0) + 1
+        print(f"grow: add-shard took {grow_s:.0f} s (exit {r.returncode}); fsck", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
         fsck = subprocess.run([*python_module("superfs.cli.main"), "fsck", "--state-dir", cluster.state_dir,
                                "--no-verify"], capture_output=True, text=True)
+        fsck_s = time.perf_counter() - t0
+        print(f"grow: fsck took {fsck_s:.0f} s (exit {fsck.returncode}); reading every file back",
+              file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        read_ok = read_back(address, args.files, args.writers)
+        read_s = time.perf_counter() - t0
         emit({"name": "grow", "files": args.files, "workers": args.workers,
               "p99_ratio": round(rows["during"]["p99_us"] / rows["before"]["p99_us"], 2)
               if rows["before"]["p99_us"] else None,
@@ -155,7 +191,8 @@ def main() -> None:
               "partitions_moved": sum(1 for x in r.stdout.splitlines() if x.startswith("[")),
               "add_shard_error": r.stderr.strip()[-300:] or None,
               "partitions_per_shard": {str(k): v for k, v in sorted(held.items())},
-              "fsck_rc": fsck.returncode, "read_back_ok": read_back(address, args.files)})
+              "fsck_rc": fsck.returncode, "read_back_ok": read_ok, "populate_s": round(populate_s, 1),
+              "fsck_s": round(fsck_s, 1), "read_back_s": round(read_s, 1)})
 
 
 if __name__ == "__main__":
