@@ -35,9 +35,11 @@ sys.path.insert(0, HERE)
 from common import emit, latency_row, temp_cluster  # noqa: E402
 from superfs.bench.cluster import dir_address  # noqa: E402
 from superfs.client import connect  # noqa: E402
+from superfs.config_file import ClusterFile  # noqa: E402
 from superfs.procs import python_module  # noqa: E402
 
 DIRS = 16
+SLOW_S = 0.010   # operations slower than this are counted by kind (where a p99 comes from)
 
 
 def _data(i: int) -> bytes:
@@ -104,6 +106,7 @@ class Loop:
         self.phase = "before"
         self.samples: dict[str, list[float]] = {"before": [], "during": [], "after": []}
         self.errors: dict[str, list[str]] = {"before": [], "during": [], "after": []}
+        self.slow: dict[str, dict[str, int]] = {"before": {}, "during": {}, "after": {}}   # op -> count over SLOW_S
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._run, args=(w,), daemon=True) for w in range(workers)]
 
@@ -127,7 +130,10 @@ class Loop:
                             c.stat(path)
                         else:
                             c.unlink(path)
-                        self.samples[phase].append(time.perf_counter() - t)
+                        took = time.perf_counter() - t
+                        self.samples[phase].append(took)
+                        if took > SLOW_S:
+                            self.slow[phase][op] = self.slow[phase].get(op, 0) + 1
                     except Exception as e:  # noqa: BLE001 - counted and reported, never a sample
                         self.errors[phase].append(f"{op} {path}: {e}")
                 i += 1
@@ -139,8 +145,12 @@ def main() -> None:
     ap.add_argument("--writers", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--before", type=float, default=5.0, help="seconds of load before the move")
+    ap.add_argument("--partitions", type=int, default=0,
+                    help="the cluster's partition count (default 1,024); fewer partitions give the "
+                         "rows per partition of a bigger cluster with fewer files")
     args = ap.parse_args()
-    with temp_cluster(shards=2, data_servers=1, replicas=1) as cluster:
+    base = ClusterFile(partitions=args.partitions) if args.partitions else ClusterFile()
+    with temp_cluster(shards=2, data_servers=1, replicas=1, base=base) as cluster:
         address = dir_address(cluster)
         t0 = time.perf_counter()
         populate(address, args.files, args.writers)
@@ -165,7 +175,7 @@ def main() -> None:
         rows: dict[str, Any] = {}
         for phase in ("before", "during"):
             row = latency_row(phase, loop.samples[phase] or [0.0], errors=len(loop.errors[phase]),
-                              first_error=(loop.errors[phase] or [None])[0])
+                              first_error=(loop.errors[phase] or [None])[0], over_10ms=loop.slow[phase])
             rows[phase] = row
             emit(row)
         with connect(address) as c:
@@ -182,7 +192,7 @@ def main() -> None:
         t0 = time.perf_counter()
         read_ok = read_back(address, args.files, args.writers)
         read_s = time.perf_counter() - t0
-        emit({"name": "grow", "files": args.files, "workers": args.workers,
+        emit({"name": "grow", "files": args.files, "workers": args.workers, "partitions": sum(held.values()),
               "p99_ratio": round(rows["during"]["p99_us"] / rows["before"]["p99_us"], 2)
               if rows["before"]["p99_us"] else None,
               "p50_ratio": round(rows["during"]["p50_us"] / rows["before"]["p50_us"], 2)

@@ -103,6 +103,32 @@ def test_drop_removes_exactly_the_partition(stores: Any) -> None:
             assert t.entry(7, encode_name(name)) is None
 
 
+@pytest.mark.parametrize("limit", [1, 5, 64])
+def test_drop_in_bounded_steps_removes_the_same_rows(stores: Any, limit: int) -> None:
+    """A shard drops a big partition in short transactions: each step deletes at most ``limit``
+    rows of the indexed tables, and the steps together delete what one full drop does."""
+    a, _ = stores
+    by_part = _fill(a)
+    before = {p: _digest(a, p) for p in range(N)}
+    p = max(by_part, key=lambda q: len(by_part[q]))
+    total, steps = 0, 0
+    while True:
+        with a.read() as t:
+            left = sum(1 for db in partition_ops.partition_index.CODES
+                       for _ in partition_ops.partition_index.keys(t.txn, t.dbs, p, db, b""))
+        k = a.write_now(lambda t: partition_ops.drop_rows(t, p, N, limit))
+        assert k <= limit or left < limit   # the last step also takes the small tables
+        total += k
+        steps += 1
+        if k < limit:
+            break
+    assert total == before[p][0] and _digest(a, p)[0] == 0
+    assert steps > 1 or before[p][0] < limit
+    assert all(_digest(a, q) == before[q] for q in range(N) if q != p)
+    with a.read() as t:
+        assert t.fence(7) == 42 and t.is_sealed(99)
+
+
 def test_a_frozen_partition_refuses_every_change(stores: Any) -> None:
     a, _ = stores
     by_part = _fill(a)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 from typing import Callable, Iterator
 
 from superfs.errors import FsError
@@ -118,8 +119,24 @@ def import_rows(t: ShardTxn, rows: list[tuple[str, bytes, bytes]], partition: in
     return n
 
 
-def drop_rows(t: ShardTxn, partition: int, num_partitions: int) -> int:
-    """Delete every row ``partition`` owns here (rows shared by all partitions stay). Rows deleted."""
+def drop_rows(t: ShardTxn, partition: int, num_partitions: int, limit: int = 0) -> int:
+    """Delete the rows ``partition`` owns here (rows shared by all partitions stay). Rows deleted.
+
+    ``limit`` > 0: once the big tables are indexed for ``num_partitions``, delete at most about
+    that many of their rows (the small tables go in full); call again until it returns less than
+    ``limit``. A shard drops a partition of a million-file shard in many short transactions, not
+    one that holds its writer (and its other operations) for tens of milliseconds.
+    """
+    indexed = t.index_n == num_partitions
+    if limit > 0 and indexed:
+        n = 0
+        for db in partition_index.CODES:
+            for k in list(itertools.islice(partition_index.keys(t.txn, t.dbs, partition, db, b""), limit - n)):
+                t.delete_row(db, k)
+                n += 1
+            if n >= limit:
+                return n
+        return n + drop_rows(t, partition, num_partitions)   # the small tables: what is left
     n = 0
     for db in OWNED_DBS:
         with t.txn.cursor(db=t.dbs[db]) as cur:

@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 
 DRAIN_WAIT_S = 10.0       # calls in flight on a partition being frozen get this long to finish
 MAX_EXPORT_ROWS = 10000
+# Rows written or deleted per transaction when a partition is imported or dropped. A transaction
+# holds the shard's writer while it runs, and its commit writes every page it changed: with a whole
+# partition per transaction (3,000 rows and as many index entries in a shard of 10^6 files), the p99
+# of the operations during an add-shard was 13.4x the p99 before it; 256 rows: 2.7x (bench/grow.py,
+# bench/README.md).
+ROWS_PER_TXN = 256
 
 
 class PartitionMoveRpcs:
@@ -113,7 +119,10 @@ class PartitionMoveRpcs:
             raise FsError(errno.EBUSY, f"partition {request.partition} already serves here: no copy onto it")
         self._moving_here(request.partition)
         rows = [(r.db, r.key, r.value) for r in request.rows]
-        count = await self.store.write(lambda t: partition_ops.import_rows(t, rows, request.partition, n))
+        count = 0
+        for i in range(0, len(rows), ROWS_PER_TXN):   # short transactions: other writes go between them
+            part = rows[i:i + ROWS_PER_TXN]
+            count += await self.store.write(lambda t: partition_ops.import_rows(t, part, request.partition, n))
         crash_point("shard.move.after_import")
         with self.store.read() as t:
             self.fences._epochs = t.fences()  # fences came with the rows
@@ -127,7 +136,12 @@ class PartitionMoveRpcs:
         p = request.partition
         if p in self.cluster.owned_partitions or p in self.cluster.frozen_partitions:
             raise FsError(errno.EBUSY, f"partition {p} is owned by shard {self.cluster.shard_id}: not dropping it")
-        rows = await self.store.write(lambda t: partition_ops.drop_rows(t, p, n))
+        rows = 0
+        while True:   # short transactions, as for imports; the partition is no longer served here
+            k = await self.store.write(lambda t: partition_ops.drop_rows(t, p, n, ROWS_PER_TXN))
+            rows += k
+            if k < ROWS_PER_TXN:
+                break
         if rows:
             crash_point("shard.move.after_drop")
             log.info("shard %d: dropped %d rows of partition %d", self.cluster.shard_id, rows, p)
