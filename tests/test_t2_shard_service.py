@@ -758,3 +758,33 @@ async def test_run_registers_and_serves(tmp_path: Any, monkeypatch: pytest.Monke
         if server is not None:
             await server.stop(None)
     assert not os.path.exists(cfg.ready_file or "")
+
+
+# ------------------------------------------------------------ partition moves
+
+
+async def test_a_moving_partition_serves_reads_until_its_copy_is_done(cl: Cluster) -> None:
+    """Frozen, the source still answers reads from its copy; once the map says the copy is done
+    (the flip comes next, and may reach the target first), it refuses them too. It answered them
+    before: a file renamed into the partition on the new owner then read as ENOENT (a grow test)."""
+    await cl.create(7, "f")
+    p = routing.entry_partition(7, "f", PARTITIONS)
+    src = p % 2
+    view = cl.views[src]
+    steps = []
+    for step in ("freeze", "copy"):
+        cmap = make_map(cl.addresses, cl.data_addresses, epoch=2 + len(steps))
+        cmap.moves.append(pb.PartitionMove(partition=p, source=src, target=1 - src, step=step))
+        view.adopt(cmap)
+        try:
+            view.check_entry(7, "f", read=True)
+            steps.append((step, "read served"))
+        except FsError as e:
+            assert e.errno == errno.ESTALE and "moving" in str(e)
+            steps.append((step, "read refused"))
+        with pytest.raises(FsError) as e:
+            view.check_entry(7, "f")
+        assert e.value.errno == errno.ESTALE
+    assert steps == [("freeze", "read served"), ("copy", "read refused")]
+    view.adopt(make_map(cl.addresses, cl.data_addresses, epoch=9))   # the move forgotten (rolled back)
+    assert view.check_entry(7, "f", read=True) == p

@@ -18,7 +18,11 @@ crash point (``dir.move.after_<step>``):
    counter and delegated ranges; and the seals, fences and applied records every
    shard shares, merged) goes from source to target in pages; the two digests
    of the partition's rows must then be equal (byte-identical), else the move
-   rolls back.
+   rolls back. The source then adopts the map saying so, and from then on
+   refuses the partition's reads too: the flip that follows may reach the
+   target first (a shard also refreshes its map by itself), and the target
+   takes changes the source's copy would not show. Until the flip, calls on
+   the partition wait and are sent again, as for a frozen one's changes.
 4. ``flip``: the map gives the partition to the target, at the next epoch,
    persisted before anyone is told; then the target and the source adopt it.
 5. ``cleanup``: the source, holding the flipped map, drops its copy.
@@ -153,7 +157,10 @@ class PartitionMover:
                 crash_point("dir.move.after_freeze")
             if rec.step == "freeze":
                 await self._copy(rec)
-                await self._set_step(rec, "copy")
+                cmap = await self._set_step(rec, "copy")
+                # the source stops serving the partition's reads before the flip can reach anyone:
+                # the target, once it owns the partition, takes changes the source's copy lacks
+                await self._step(lambda: self._shard(rec.source).adopt_cluster_map(cmap))
                 crash_point("dir.move.after_copy")
         except FsError as e:
             if rec.step in BEFORE_FLIP or rec.step == "":

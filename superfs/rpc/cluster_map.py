@@ -60,6 +60,10 @@ UNREACHABLE_REFRESH_S = 1.0    # a session could not reach its daemon: it may ha
 MOVE_WAIT_S = 60.0             # a call refused by a partition being moved is sent again this long
 MOVE_BACKOFF_MAX_S = 0.25
 FROZEN_STEPS = ("freeze", "copy")  # a move's steps during which its source refuses changes
+# ... and the step during which it refuses reads too: once the copy is done the flip follows, and
+# the target may learn of it (its own map refresh) before the source does; a source still serving
+# reads then would answer from its old copy what the target has already changed
+SEALED_STEPS = ("copy",)
 
 MapSource = Callable[[], Awaitable[pb.ClusterMap]]
 

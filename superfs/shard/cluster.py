@@ -18,7 +18,7 @@ from typing import Callable
 from superfs.dataserver.chunk_format import MAX_CHUNK
 from superfs.errors import MISROUTED, FsError
 from superfs.rpc.channels import Channels
-from superfs.rpc.cluster_map import FROZEN_STEPS, ClusterView
+from superfs.rpc.cluster_map import FROZEN_STEPS, SEALED_STEPS, ClusterView
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class ShardCluster(ClusterView):
         self._first_map = True  # this shard's session endpoint, registered with its address
         self._owned: frozenset[int] = frozenset()
         self._frozen: frozenset[int] = frozenset()
+        self._sealed: frozenset[int] = frozenset()   # frozen ones whose copy is done: no reads either
         # told (new frozen set, first map?) whenever the partitions frozen here change
         self.on_frozen: Callable[[frozenset[int], bool], None] | None = None
         super().__init__(channels, dir_address=dir_server, cluster_map=cluster_map)
@@ -58,6 +59,8 @@ class ShardCluster(ClusterView):
                      self.shard_id, cmap.epoch, len(owned), cmap.num_partitions)
         self._owned = owned
         frozen = frozenset(m.partition for m in cmap.moves if m.source == self.shard_id and m.step in FROZEN_STEPS)
+        self._sealed = frozenset(m.partition for m in cmap.moves
+                                 if m.source == self.shard_id and m.step in SEALED_STEPS)
         if frozen != self._frozen or first:
             self._frozen = frozen
             if self.on_frozen is not None:
@@ -71,14 +74,15 @@ class ShardCluster(ClusterView):
 
     @property
     def frozen_partitions(self) -> frozenset[int]:
-        """Owned partitions being moved away: reads are served, changes refused (ESTALE)."""
+        """Owned partitions being moved away: changes refused (ESTALE); reads served until the copy
+        is done (SEALED_STEPS), refused after."""
         return self._frozen
 
     def _check_partition(self, p: int, what: str, read: bool) -> None:
         if p not in self._owned:
             self.refresh_soon()
             raise FsError(errno.ESTALE, f"{MISROUTED}{what} partition {p} is not on shard {self.shard_id}")
-        if not read and p in self._frozen:
+        if p in self._frozen and (not read or p in self._sealed):
             self.refresh_soon()
             raise FsError(errno.ESTALE, f"{MISROUTED}{what} partition {p} is moving to another shard")
 
