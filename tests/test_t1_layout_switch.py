@@ -126,6 +126,32 @@ def test_a_fence_refuses_capabilities_signed_before_its_hold_ends() -> None:
     assert e.value.errno == errno.EINVAL
 
 
+def test_fences_past_a_thousand_still_refuse_old_capabilities() -> None:
+    """Pruning (over 1,024 fences) dropped every fence set with no hold, the one a mover sets
+    after its switch: in a drain of that many files, writers with the old layout got through."""
+    secret = b"s" * 32
+    fences = WriteFences()
+    old = {ino: capability.sign_chunk(secret, ino=ino, rights=6) for ino in range(1, 1101)}
+    for ino in old:
+        fences.fence(ino, hold_ns=0)   # each file switched: signed from now on goes through
+    fences.fence(5000, hold_ns=0)      # one more: the prune runs
+    for ino in (1, 500, 1100):
+        with pytest.raises(FsError) as e:
+            fences.check(old[ino], ino)
+        assert e.value.errno == errno.ESTALE
+
+
+def test_fences_restored_after_a_restart_hold_until_their_floor() -> None:
+    secret = b"s" * 32
+    a = WriteFences()
+    floor = a.fence(7, hold_ns=1_000_000_000)
+    b = WriteFences()   # the restarted server, given what the first kept on disk
+    assert b.restore({7: (floor, b""), 8: (1, b"")}) == 1   # 8's floor passed long ago: dropped
+    with pytest.raises(FsError):
+        b.check(capability.sign_chunk(secret, ino=7, rights=6), 7)
+    b.check(capability.sign_chunk(secret, ino=8, rights=6), 8)
+
+
 # --------------------------------------------------------------- map states
 
 def test_data_server_states_are_kept_across_a_re_registration() -> None:

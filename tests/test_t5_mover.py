@@ -10,6 +10,7 @@ write fence and copies again).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import subprocess
@@ -149,3 +150,29 @@ def test_chunks_a_writer_adds_between_the_copy_and_the_switch_get_their_copies(c
     with connect(address(cluster)) as c:
         assert c.read_bytes("/f") == first + more
     assert_clean(cluster)
+
+
+def test_a_data_server_restarted_mid_move_keeps_its_write_fences(cluster_factory: Any) -> None:
+    """A fence refuses writes signed with the old layout until the move's switch is safe; a
+    data server killed and restarted in between forgot it (fences lived in memory), so a
+    writer holding the old layout could write where the file's chunks no longer live."""
+    from superfs.v1 import superfs_pb2 as pb
+
+    cluster = cluster_factory(shards=1, data_servers=1, replicas=1)
+    with connect(address(cluster)) as c:
+        c.write_bytes("/f", blob("fenced", 2 * CHUNK))
+        info = c.node_of("/f").file
+        ino, old = info.attr.ino, info.chunk_cap   # the capability a writer of the old layout holds
+        data0 = c.aio.cluster.data(0)
+        c.run(data0.fence_writes(pb.FenceWritesRequest(ino=ino, hold_ns=30_000_000_000)))
+        write = pb.WriteChunkRequest(key=pb.ChunkKey(ino=ino, index=0), cap=old, offset=0, data=b"late")
+        with pytest.raises(OSError) as e:
+            c.run(data0.write_chunk(write))
+        assert e.value.errno == errno.ESTALE
+    cluster.kill("data-0")
+    restart(cluster, "data-0")
+    with connect(address(cluster)) as c:
+        with pytest.raises(OSError) as e:
+            c.run(c.aio.cluster.data(0).write_chunk(write))
+        assert e.value.errno == errno.ESTALE, "the restarted server took a write its fence refused"
+        assert c.read_bytes("/f") == blob("fenced", 2 * CHUNK)

@@ -70,6 +70,7 @@ _META_BYTES = b"bytes"
 _META_IDENTITY = b"identity"
 _META_DEGRADED = b"degraded"
 _META_WRITE_SEQ = b"write_seq"
+_META_FENCE = b"fence/"   # + ino (8, BE) -> floor (8, BE) + the admitted capability's mac (write_fences.py)
 
 MAX_U64 = (1 << 64) - 1
 LIST_DEFAULT = 1000
@@ -282,6 +283,41 @@ class ChunkStore:
         half a chunk. ``superfs repair`` copies the chunks back and clears it.
         """
         return self._degraded
+
+    # ------------------------------------------------------ write fences
+
+    def load_fences(self) -> dict[int, tuple[int, bytes]]:
+        """The write fences kept here: ino -> (floor, admitted mac)."""
+        out: dict[int, tuple[int, bytes]] = {}
+        with self.store.read() as txn:
+            cur = txn.cursor(db=self._meta_db)
+            if cur.set_range(_META_FENCE):
+                for k, v in cur:
+                    k = bytes(k)
+                    if not k.startswith(_META_FENCE):
+                        break
+                    out[int.from_bytes(k[len(_META_FENCE):], "big")] = (int.from_bytes(v[:8], "big"), bytes(v[8:]))
+        return out
+
+    async def keep_fence(self, ino: int, floor: int, admit_mac: bytes) -> None:
+        """Write a fence to disk (durable before the mover is told it holds); ones no capability
+        can fall under any more (floor passed) are dropped on the way."""
+        now = time.time_ns()
+
+        def fn(txn: lmdb.Transaction) -> None:
+            stale = []
+            cur = txn.cursor(db=self._meta_db)
+            if cur.set_range(_META_FENCE):
+                for k, v in cur:
+                    if not bytes(k).startswith(_META_FENCE):
+                        break
+                    if int.from_bytes(v[:8], "big") <= now:
+                        stale.append(bytes(k))
+            for k in stale:
+                txn.delete(k, db=self._meta_db)
+            txn.put(_META_FENCE + ino.to_bytes(8, "big"), floor.to_bytes(8, "big") + admit_mac, db=self._meta_db)
+
+        await self.store.write(fn)
 
     async def set_degraded(self, degraded: bool) -> None:
         def fn(txn: lmdb.Transaction) -> None:

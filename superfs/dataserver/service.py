@@ -51,6 +51,9 @@ class DataServicer(pbg.DataServiceServicer):
         self.secret = secret
         self.max_write = max_write
         self.fences = WriteFences()
+        held = self.fences.restore(chunks.load_fences())
+        if held:
+            log.info("%d write fences kept from before the restart still hold", held)
 
     def _allow(self, cap: pb.ChunkCap, key: pb.ChunkKey, want: int) -> None:
         capability.verify_chunk(self.secret, cap, ino=key.ino, want=want)
@@ -153,7 +156,8 @@ class DataServicer(pbg.DataServiceServicer):
 
     @rpc_handler
     async def FenceWrites(self, request: pb.FenceWritesRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
-        self.fences.fence(request.ino, request.hold_ns, request.admit_mac)
+        floor = self.fences.fence(request.ino, request.hold_ns, request.admit_mac)
+        await self.chunks.keep_fence(request.ino, floor, request.admit_mac)   # a restart keeps it
         return pb.Empty()
 
     def _check_not_lost(self, key: pb.ChunkKey) -> None:

@@ -15,9 +15,11 @@ replaced, not raised). The mover's own capability, named in the fence by its
 signature, still writes (it copies chunks onto servers of the old layout
 while the fence holds). Reads are never fenced.
 
-Fences live in memory: a fence outlives every capability it stops, so one
-lost with a restart of this server lets through only writers that the
-restart already cut off mid-call (see ARCHITECTURE, "Moving chunks").
+Fences are kept on disk too (the chunk store's meta table, written before
+FenceWrites answers): a data server restarted during a move still refuses
+what its fences refused, for as long as they hold. Forgetting them would let
+a writer whose capability predates the switch write where the file's chunks
+no longer live, and lose that acknowledged write.
 """
 from __future__ import annotations
 
@@ -39,15 +41,27 @@ class WriteFences:
         self._min_expiry: dict[int, int] = {}
         self._admit: dict[int, bytes] = {}
 
-    def fence(self, ino: int, hold_ns: int, admit_mac: bytes = b"") -> None:
+    def fence(self, ino: int, hold_ns: int, admit_mac: bytes = b"") -> int:
+        """Fence ``ino``; the floor set (to keep on disk with :meth:`restore`'s counterpart)."""
         if not 0 <= hold_ns <= MAX_HOLD_NS:
             raise FsError(errno.EINVAL, f"fence hold {hold_ns} ns is outside 0..{MAX_HOLD_NS}")
         now = time.time_ns()
         self._prune(now)
         # replaced, not raised: after its switch the mover fences again with no hold, so that
         # capabilities signed from then on (with the new layout) are taken at once
-        self._min_expiry[ino] = now + capability.CHUNK_CAP_TTL_NS + hold_ns
+        floor = now + capability.CHUNK_CAP_TTL_NS + hold_ns
+        self._min_expiry[ino] = floor
         self._admit[ino] = admit_mac
+        return floor
+
+    def restore(self, kept: dict[int, tuple[int, bytes]]) -> int:
+        """Take the fences kept on disk (ino -> (floor, admitted mac)) at start; how many still hold."""
+        now = time.time_ns()
+        for ino, (floor, mac) in kept.items():
+            if floor > now:
+                self._min_expiry[ino] = floor
+                self._admit[ino] = mac
+        return len(self._min_expiry)
 
     def check(self, cap: pb.ChunkCap, ino: int) -> None:
         floor = self._min_expiry.get(ino)
@@ -56,8 +70,10 @@ class WriteFences:
             raise FsError(errno.ESTALE, f"inode {ino} is being moved: fetch its layout and write again")
 
     def _prune(self, now: int) -> None:
-        """Drop fences that no capability can still fall under (a signed one expires by now + TTL)."""
+        """Drop fences no capability can still fall under: every one that expires before the floor
+        has expired (capabilities expiring later pass anyway). The limit was ``now + TTL``, which
+        dropped a fence set with no hold (after a switch) at once, whenever more than 1,024 were
+        kept: a drain of that many files let writers with the old layout through."""
         if len(self._min_expiry) > 1024:
-            limit = now + capability.CHUNK_CAP_TTL_NS
-            self._min_expiry = {i: f for i, f in self._min_expiry.items() if f > limit}
+            self._min_expiry = {i: f for i, f in self._min_expiry.items() if f > now}
             self._admit = {i: m for i, m in self._admit.items() if i in self._min_expiry}
