@@ -226,3 +226,9 @@ def test_the_mover_lease_is_held_by_one_at_a_time() -> None:
     with pytest.raises(FsError) as e:
         lease.acquire("", 30)
     assert e.value.errno == errno.EINVAL
+    kept = MoverLease(lease.record())   # a restarted dir server, from what the first one kept
+    assert kept.holder == "a" and 29 < kept.expires_in() <= 30
+    assert not kept.acquire("b", 30)
+    lease.release("a")
+    assert not MoverLease(lease.record()).holder   # given back: free after a restart too
+    assert not MoverLease(b'{"holder": "a", "until_ns": 1}').holder   # lapsed long ago

@@ -17,7 +17,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from t5_support import address, arm, assert_clean, blob, fsck, restart, wait_crashed, wait_until
+from t5_support import address, arm, assert_clean, blob, fsck, restart, wait_crashed, wait_until, with_admin
 from test_t3_drain import state_of
 from test_t3_rebalance import CHUNK, admin_cli, assert_identical, fill, placement_report
 
@@ -176,3 +176,18 @@ def test_a_data_server_restarted_mid_move_keeps_its_write_fences(cluster_factory
             c.run(c.aio.cluster.data(0).write_chunk(write))
         assert e.value.errno == errno.ESTALE, "the restarted server took a write its fence refused"
         assert c.read_bytes("/f") == blob("fenced", 2 * CHUNK)
+
+
+def test_the_mover_lease_outlives_a_dir_server_restart(cluster_factory: Any) -> None:
+    """A mover holds the dir server's lease while it works; a dir server killed and restarted
+    forgot it (it lived in memory), so a second mover could start beside the first."""
+    cluster = cluster_factory(shards=1, data_servers=1, replicas=1)
+    got = with_admin(cluster, lambda a: a.mover_lease("first mover", 30))
+    assert got.granted
+    cluster.kill("dir")
+    restart(cluster, "dir")
+    other = with_admin(cluster, lambda a: a.mover_lease("second mover", 30))
+    assert not other.granted and other.holder == "first mover", other
+    assert with_admin(cluster, lambda a: a.mover_lease("first mover", 30)).granted   # it renews it
+    with_admin(cluster, lambda a: a.mover_lease("first mover", 30, release=True))
+    assert with_admin(cluster, lambda a: a.mover_lease("second mover", 30)).granted

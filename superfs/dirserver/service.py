@@ -24,6 +24,7 @@ from superfs.dirserver.intents import Intent
 from superfs.dirserver.moves import PartitionMover, remove_shard
 from superfs.dirserver.lease_table import LeaseTable, Want
 from superfs.dirserver.leases import LeaseManager
+from superfs.dirserver import mover_lease
 from superfs.dirserver.mover_lease import MoverLease as MoverLeaseHolder
 from superfs.dirserver.namespace import Namespace
 from superfs.dirserver.shards import ShardClient, ShardOps
@@ -56,7 +57,7 @@ class DirServicer(pbg.DirServiceServicer):
         # the dir server's routing to shards and data servers: the one view, over its own registry
         self.view = ClusterView(self.channels, cluster_map=self.registry.map, source=self._current_map)
         self.registry.on_change = self.view.adopt
-        self.mover_lease = MoverLeaseHolder()
+        self.mover_lease = MoverLeaseHolder(store.get_meta(mover_lease.KEY), save=self._keep_mover_lease)
         self.dir_inos = dir_batch.DirInoDelegations()
         self.namespace = Namespace(store, secret, cfg.dir_lease_s)
         self.attrs = DirAttrs(store)
@@ -89,10 +90,13 @@ class DirServicer(pbg.DirServiceServicer):
     async def MoverLease(self, request: pb.MoverLeaseRequest, context: Ctx) -> pb.MoverLeaseReply:
         lease = self.mover_lease
         if request.release:
-            lease.release(request.holder)
+            await lease.give_back(request.holder)
             return pb.MoverLeaseReply(granted=False, holder=lease.holder, expires_in_s=lease.expires_in())
-        granted = lease.acquire(request.holder, request.ttl_s)
+        granted = await lease.take(request.holder, request.ttl_s)
         return pb.MoverLeaseReply(granted=granted, holder=lease.holder, expires_in_s=lease.expires_in())
+
+    async def _keep_mover_lease(self, record: bytes) -> None:
+        await self.store.db.write(lambda txn: self.store.put_meta_txn(txn, mover_lease.KEY, record))
 
     @rpc_handler
     async def SetServerState(self, request: pb.SetServerStateRequest, context: Ctx) -> pb.ClusterMap:

@@ -72,10 +72,10 @@ class DeadServerWatch:
         self.under_replicated, _ = await passes.under_replicated(port, cmap)
 
         async def acquire() -> tuple[bool, str]:
-            return self.lease.acquire(HOLDER, LEASE_TTL_S), self.lease.holder
+            return await self.lease.take(HOLDER, LEASE_TTL_S), self.lease.holder
 
         async def release() -> None:
-            self.lease.release(HOLDER)
+            await self.lease.give_back(HOLDER)
 
         keeper = LeaseKeeper(acquire, release=release)
         mover = Mover(port, cmap, progress=self.progress, lease=keeper)
