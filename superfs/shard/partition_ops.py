@@ -125,7 +125,8 @@ def drop_rows(t: ShardTxn, partition: int, num_partitions: int, limit: int = 0) 
     ``limit`` > 0: once the big tables are indexed for ``num_partitions``, delete at most about
     that many of their rows (the small tables go in full); call again until it returns less than
     ``limit``. A shard drops a partition of a million-file shard in many short transactions, not
-    one that holds its writer (and its other operations) for tens of milliseconds.
+    one that holds its writer (and every other change on the shard) until all ~6,000 deletes and
+    their commit are done.
     """
     indexed = t.index_n == num_partitions
     if limit > 0 and indexed:
