@@ -1,7 +1,9 @@
 """Arena: the DRAM tier's bytes, one shared-memory file mapped by daemon and clients.
 
-The daemon creates an anonymous memory file (memfd) of the tier's capacity;
-pages cost memory only once written. A client on the same host opens it
+The daemon creates an anonymous memory file of the tier's capacity (a
+memfd, or where the host would give that only 4 KiB pages, an unlinked file
+on a private huge-page tmpfs: kvserve.huge_shmem); pages cost memory only
+once written. A client on the same host opens it
 through ``/proc/<daemon pid>/fd/<fd>`` and maps it too, so bulk bytes move
 with one memcpy between the arena and the caller's buffer instead of through
 gRPC messages. Being anonymous, the file disappears with the daemon: a crash
@@ -27,6 +29,7 @@ import numpy as np
 import xxhash
 
 from kvserve.errors import ShmUnavailable
+from kvserve.huge_shmem import huge_tmpfs_file
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,18 @@ def _advise_huge_pages(mm: mmap.mmap) -> str:
     return f"4 KiB pages (shmem_enabled={policy})"
 
 
+def _huge_page_file(size: int) -> tuple[int | None, str]:
+    """(a file on huge pages, what the start line says) or (None, "") for a memfd and its advice."""
+    policy = shmem_huge_pages()
+    if policy in ("advise", "within_size", "always", "force", "deny"):
+        return None, ""  # the memfd gets huge pages with advice, or nothing can
+    fd, why = huge_tmpfs_file(size)
+    if fd is None:
+        log.info("the arena stays on 4 KiB pages: %s", why)
+        return None, ""
+    return fd, f"huge pages (private tmpfs; shmem_enabled={policy})"
+
+
 def _populate(mm: mmap.mmap) -> None:
     """Allocate and map every page now (as MAP_POPULATE would, after the huge-page advice)."""
     try:
@@ -110,23 +125,29 @@ class Arena:
         self.size = size
         self.path = path
         self.token = token
-        self._fd = fd  # the daemon keeps its memfd open: clients reach the file through it
+        self._fd = fd  # the daemon keeps its file open: clients reach it through /proc/<pid>/fd
         self.pages = ""  # what the host gave the daemon's arena (huge pages or not), for its start line
         self.view = np.frombuffer(mm, dtype=np.uint8)
 
     @classmethod
-    def create(cls, size: int, *, prefault: bool = True) -> "Arena":
-        """The daemon's arena: a fresh memfd of ``size`` bytes.
+    def create(cls, size: int, *, prefault: bool = True, huge_pages: bool = True) -> "Arena":
+        """The daemon's arena: a fresh anonymous file of ``size`` bytes.
+
+        With ``huge_pages``, where the host's policy would leave shared
+        memory on 4 KiB pages, the arena is a file on a private huge-page
+        tmpfs instead (kvserve.huge_shmem), if the host lets the daemon make one.
 
         With ``prefault`` every page is allocated and mapped now: a first touch
         costs a page fault per 4 KiB (in the daemon and again in each client),
         which would otherwise cap copies at a few GB/s.
         """
-        fd = os.memfd_create("kvserve-arena", os.MFD_CLOEXEC)
+        fd, huge = _huge_page_file(size) if huge_pages else (None, "")
+        if fd is None:
+            fd = os.memfd_create("kvserve-arena", os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, size)
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-            huge = _advise_huge_pages(mm)
+            huge = huge or _advise_huge_pages(mm)
             if prefault:
                 _populate(mm)
         except BaseException:

@@ -109,6 +109,9 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--superfs-capacity", metavar="SIZE", help="SuperFS tier capacity (default unbounded)")
     s.add_argument("--no-shm", action="store_true", help="do not offer shared memory to same-host clients")
     s.add_argument("--no-prefault", action="store_true", help="allocate arena pages on first use, not at start")
+    s.add_argument("--no-huge-pages", action="store_true",
+                   help="keep the arena on the pages the host's shared-memory policy gives (often 4 KiB) "
+                        "instead of a private huge-page tmpfs")
     s.add_argument("--lease-seconds", type=float, help="how long a reader's lease lasts (default 10)")
     s.add_argument("--attention-threads", type=int, metavar="N",
                    help="threads computing one Attend batch (decode attention; default: one per CPU)")
@@ -167,6 +170,8 @@ def _serve_config(args: argparse.Namespace) -> ServerConfig:
         flags["shm"] = False
     if args.no_prefault:
         flags["prefault"] = False
+    if args.no_huge_pages:
+        flags["huge_pages"] = False
     if "dram_bytes" in flags and "max_object_bytes" not in flags and not args.config:
         flags["max_object_bytes"] = min(parse_size(flags["dram_bytes"]), ServerConfig.max_object_bytes)
     return load_config(args.config, flags) if args.config else config_from_mapping(flags)

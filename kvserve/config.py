@@ -42,6 +42,7 @@ class ServerConfig:
     dram_bytes: int = 1 * GiB              # capacity of the DRAM tier (the shared-memory arena)
     page_bytes: int = 4 * KiB              # allocation unit inside the arena
     prefault: bool = True                  # allocate the whole arena at start (faster copies)
+    huge_pages: bool = True                # arena on huge pages, via a private tmpfs if the host needs it
     max_object_bytes: int = 64 * MiB       # larger puts are refused (TOO_LARGE)
     policy: str = "s3fifo"                 # eviction policy of both tiers: see kvserve.policy
     namespaces: tuple[str, ...] = ()       # accepted namespaces; empty: any well-formed one

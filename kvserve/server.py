@@ -46,7 +46,8 @@ class Parts:
 
 
 async def build(cfg: ServerConfig) -> Parts:
-    arena = Arena.create(cfg.dram_bytes + cfg.page_bytes, prefault=cfg.prefault)  # + the token page
+    arena = Arena.create(cfg.dram_bytes + cfg.page_bytes,  # + the token page
+                         prefault=cfg.prefault, huge_pages=cfg.huge_pages)
     fs = None
     sfs = None
     try:

@@ -1,0 +1,85 @@
+"""kvserve tier 1: the DRAM arena's pages and how other processes reach it.
+
+Decode attention reads the arena at memory speed, and 4 KiB pages cost it
+~15% (bench/README.md). Where the host's shared-memory policy gives 4 KiB
+pages, the daemon puts the arena on a private huge-page tmpfs instead
+(kvserve.huge_shmem); these tests check that it really gets huge pages,
+leaves no mount behind, and that another process still maps it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kvserve.arena import Arena, shmem_huge_pages
+
+SIZE = 16 << 20
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pmd_mapped_kib(addr: int) -> int:
+    """KiB of the mapping holding ``addr`` that this process maps with huge (PMD) pages."""
+    inside = False
+    total = 0
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and head in ("ShmemPmdMapped:", "FilePmdMapped:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_arena_is_on_huge_pages() -> None:
+    if shmem_huge_pages() == "deny":
+        pytest.fail("this host denies huge pages to all shared memory: the arena cannot have them")
+    a = Arena.create(SIZE)
+    try:
+        assert a.pages.startswith("huge pages"), a.pages
+        assert pmd_mapped_kib(a.view.ctypes.data) >= SIZE // 1024 // 2, a.pages
+    finally:
+        a.close()
+
+
+def test_no_huge_pages_keeps_a_memfd() -> None:
+    a = Arena.create(SIZE, huge_pages=False)
+    try:
+        assert os.readlink(a.path).startswith("/memfd:kvserve-arena")
+        if shmem_huge_pages() == "never":
+            assert a.pages.startswith("4 KiB pages")
+            assert pmd_mapped_kib(a.view.ctypes.data) == 0
+    finally:
+        a.close()
+
+
+def test_no_mount_is_left_in_our_namespace() -> None:
+    a = Arena.create(SIZE)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            assert "kvserve-arena" not in f.read()
+    finally:
+        a.close()
+
+
+def test_another_process_maps_the_arena() -> None:
+    a = Arena.create(SIZE)
+    try:
+        data = np.random.default_rng(7).integers(0, 256, 1 << 20, dtype=np.uint8)
+        a.write([(4 << 20, len(data))], data)
+        code = ("import sys, hashlib\n"
+                "from kvserve.arena import Arena\n"
+                "b = Arena.attach(sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3]))\n"
+                "print(hashlib.sha256(b.view[4 << 20:5 << 20].tobytes()).hexdigest())\n")
+        r = subprocess.run([sys.executable, "-c", code, a.path, str(SIZE), a.token.hex()], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == hashlib.sha256(data.tobytes()).hexdigest()
+    finally:
+        a.close()
