@@ -8,6 +8,7 @@ the child would die with an ImportError. Spawned interpreters run with
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -65,3 +66,7 @@ def test_bench_io_with_its_own_mount_from_a_directory_holding_superfs(tmp_path):
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert '"mount"' in r.stdout or "mount" in r.stdout, r.stdout
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    same = [x for x in rows if x.get("name") == "seq_read_same_file"]
+    assert {x["target"] for x in same} == {"superfs-library", "superfs-mount"}, same
+    assert rows[-1]["mount_read/library_read_same_file_median@4MiB"]["ratio"] > 0, rows[-1]
