@@ -55,6 +55,15 @@ def row(name: str, target: str, nbytes: int, secs: float, **params: object) -> d
             "nproc": os.cpu_count()}
 
 
+def timed_read(opener: Opener, path: str, req: int) -> float:
+    """Seconds to read ``path`` from start to end in ``req``-byte requests."""
+    t = time.perf_counter()
+    with opener(path, "rb") as f:
+        while f.read(req):
+            pass
+    return time.perf_counter() - t
+
+
 def seq(opener: Opener, fsync: Callable[[Any], None], path: str, size: int, req: int,
         target: str) -> list[dict[str, object]]:
     """Write ``size`` bytes in ``req``-byte requests (then fsync), read them back; two rows."""
@@ -66,11 +75,7 @@ def seq(opener: Opener, fsync: Callable[[Any], None], path: str, size: int, req:
         f.flush()
         fsync(f)
     w = time.perf_counter() - t
-    t = time.perf_counter()
-    with opener(path, "rb") as f:
-        while f.read(req):
-            pass
-    r = time.perf_counter() - t
+    r = timed_read(opener, path, req)
     return [row("seq_write", target, size, w, request=req), row("seq_read", target, size, r, request=req)]
 
 
@@ -128,11 +133,7 @@ def run_dir(directory: str, size: int, target: str, requests: tuple[int, ...]) -
             rows = seq(open, local_fsync, path, size, req, target)
             record(rows[0])
             drop_cache(path)
-            t = time.perf_counter()
-            with open(path, "rb") as f:
-                while f.read(req):
-                    pass
-            record(row("seq_read", target, size, time.perf_counter() - t, request=req, cache="dropped"))
+            record(row("seq_read", target, size, timed_read(open, path, req), request=req, cache="dropped"))
             record(rows[1] | {"cache": "warm"})
             direct = read_direct(path, req) if target == "local-disk" else None
             if direct is not None:
@@ -170,25 +171,15 @@ def same_file(address: str, mountpoint: str, size: int, requests: tuple[int, ...
         with fs.open(path, "wb") as f:
             for _ in range(size // len(block)):
                 f.write(block)
-        with fs.open(path, "rb") as f:
-            while f.read(4 * MiB):
-                pass  # the slot files into the page cache
+        timed_read(fs.open, path, 4 * MiB)  # the slot files into the page cache
 
         def lib(req: int) -> float:
-            t = time.perf_counter()
-            with fs.open(path, "rb") as f:
-                while f.read(req):
-                    pass
-            return time.perf_counter() - t
+            return timed_read(fs.open, path, req)
 
         def mnt(req: int) -> float:
             local = os.path.join(mountpoint, path.lstrip("/"))
             drop_cache(local)
-            t = time.perf_counter()
-            with open(local, "rb") as f:
-                while f.read(req):
-                    pass
-            return time.perf_counter() - t
+            return timed_read(open, local, req)
 
         for req in requests:
             for i in range(rounds):
@@ -223,20 +214,12 @@ def cold_pairs(cluster: Any, local_dir: str, size: int, requests: tuple[int, ...
 
         def read_local(req: int) -> float:
             drop_cache(local)
-            t = time.perf_counter()
-            with open(local, "rb") as f:
-                while f.read(req):
-                    pass
-            return time.perf_counter() - t
+            return timed_read(open, local, req)
 
         def read_library(req: int) -> float:
             for path in slots:
                 drop_cache(path)
-            t = time.perf_counter()
-            with fs.open(remote, "rb") as f:
-                while f.read(req):
-                    pass
-            return time.perf_counter() - t
+            return timed_read(fs.open, remote, req)
 
         for req in requests:
             for i in range(rounds):
