@@ -245,7 +245,7 @@ class Arena:
                 n = min(HASH_PIECE, length - p)
                 piece = dst[pos:pos + n]
                 np.copyto(piece, self.view[off + p:off + p + n])
-                h.update(memoryview(piece))
+                h.update(memoryview(piece))  # type: ignore[arg-type]
                 pos += n
         return h.intdigest()
 
@@ -259,7 +259,7 @@ class Arena:
                 n = min(HASH_PIECE, length - p)
                 piece = self.view[off + p:off + p + n]
                 np.copyto(piece, src[pos:pos + n])
-                h.update(memoryview(piece))
+                h.update(memoryview(piece))  # type: ignore[arg-type]
                 pos += n
         if pos != len(src):
             raise ValueError(f"{len(src)} bytes for extents of {pos}")
@@ -276,16 +276,16 @@ class Arena:
         out = []
         for off, length in extents:
             for p in range(off, off + length, piece):
-                out.append(memoryview(self.view[p:min(p + piece, off + length)]))
+                out.append(memoryview(self.view[p:min(p + piece, off + length)]))  # type: ignore[arg-type]
         return out
 
     def checksum(self, extents: Sequence[Extent]) -> int:
         h = xxhash.xxh3_64()
         for off, length in extents:
-            h.update(memoryview(self.view[off:off + length]))
+            h.update(memoryview(self.view[off:off + length]))  # type: ignore[arg-type]
         return h.intdigest()
 
 
 def checksum_of(data: Any) -> int:
     """xxh3_64 of a buffer: what every object carries."""
-    return xxhash.xxh3_64_intdigest(memoryview(as_bytes_view(data)))
+    return xxhash.xxh3_64_intdigest(memoryview(as_bytes_view(data)))  # type: ignore[arg-type]

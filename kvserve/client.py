@@ -293,7 +293,8 @@ class KvClient(StoreApi):
         """Contiguous groups of about equal bytes, one per bulk stream (one group if small)."""
         total = sum(sizes)
         n = min(len(self._bulk), len(sizes), max(1, total // (4 * self.piece_bytes)))
-        groups, start, acc = [], 0, 0
+        groups: list[range] = []
+        start, acc = 0, 0
         for i, size in enumerate(sizes):
             acc += size
             if len(groups) < n - 1 and acc >= total * (len(groups) + 1) / n:

@@ -138,7 +138,7 @@ def block_hashes(token_ids: Sequence[int] | np.ndarray, *, block_size: int = DEF
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, not {block_size!r}")
     tokens = _token_bytes(token_ids)
-    raw = memoryview(tokens.view(np.uint8))
+    raw = memoryview(tokens.view(np.uint8))  # type: ignore[arg-type]
     step = block_size * 4
     prev = chain_seed(namespace, block_size, algo)
     keys: list[bytes] = []

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def _placement(status: Status, extents: list[tuple[int, int]] = (), tier: Tier = Tier.NONE,  # type: ignore[assignment]
                meta: pb.ObjectMeta | None = None) -> pb.Placement:
-    return pb.Placement(status=status, tier=tier, object=meta,
+    return pb.Placement(status=status, tier=tier, object=meta,  # type: ignore[arg-type]
                         extents=[pb.Extent(offset=o, length=n) for o, n in extents])
 
 
@@ -111,7 +111,7 @@ class KvServicer(pbg.KvServiceServicer):
                 store.dram.abort(s)  # the stream broke off: nothing of it stays
         self.metrics.transfer.labels("grpc", "in").inc(received)
         self._observe("put", start)
-        return pb.PutReply(statuses=statuses)
+        return pb.PutReply(statuses=statuses)  # type: ignore[arg-type]
 
     @stream_handler
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.GetReply]:
@@ -121,7 +121,7 @@ class KvServicer(pbg.KvServiceServicer):
         try:
             for key, f in zip(request.keys, found):
                 if f is None:
-                    yield pb.GetReply(object=pb.ObjectMeta(key=key), status=Status.MISSING)
+                    yield pb.GetReply(object=pb.ObjectMeta(key=key), status=Status.MISSING)  # type: ignore[arg-type]
                     continue
                 meta = pb.ObjectMeta(key=key, size=f.size, checksum=f.checksum)
                 first = True
@@ -129,11 +129,11 @@ class KvServicer(pbg.KvServiceServicer):
                     msg = pb.GetReply(data=bytes(piece))
                     if first:
                         msg.object.CopyFrom(meta)
-                        msg.status, msg.tier, first = Status.OK, f.tier, False
+                        msg.status, msg.tier, first = Status.OK, f.tier, False  # type: ignore[assignment]
                     sent += len(piece)
                     yield msg
                 if first:  # an empty object
-                    yield pb.GetReply(object=meta, status=Status.OK, tier=f.tier)
+                    yield pb.GetReply(object=meta, status=Status.OK, tier=f.tier)  # type: ignore[arg-type]
         finally:
             self.store.release(found)
         self.metrics.transfer.labels("grpc", "out").inc(sent)
@@ -150,15 +150,17 @@ class KvServicer(pbg.KvServiceServicer):
 
     @rpc_handler
     async def Exists(self, request: pb.KeysRequest, context: grpc.aio.ServicerContext) -> pb.ExistsReply:
-        return pb.ExistsReply(tiers=self.store.exists(request.namespace, list(request.keys)))
+        return pb.ExistsReply(tiers=self.store.exists(request.namespace, list(request.keys)))  # type: ignore[arg-type]
 
     @rpc_handler
     async def Remove(self, request: pb.KeysRequest, context: grpc.aio.ServicerContext) -> pb.StatusReply:
-        return pb.StatusReply(statuses=await self.store.remove(request.namespace, list(request.keys)))
+        statuses = await self.store.remove(request.namespace, list(request.keys))
+        return pb.StatusReply(statuses=statuses)  # type: ignore[arg-type]
 
     @rpc_handler
     async def Pin(self, request: pb.PinRequest, context: grpc.aio.ServicerContext) -> pb.StatusReply:
-        return pb.StatusReply(statuses=self.store.pin(request.namespace, list(request.keys), request.pinned))
+        statuses = self.store.pin(request.namespace, list(request.keys), request.pinned)
+        return pb.StatusReply(statuses=statuses)  # type: ignore[arg-type]
 
     @rpc_handler
     async def Stats(self, request: pb.Empty, context: grpc.aio.ServicerContext) -> pb.StatsReply:
@@ -198,7 +200,7 @@ class KvServicer(pbg.KvServiceServicer):
         start = time.perf_counter()
         statuses = self.store.commit(request.reservation, abort=request.abort, checksums=list(request.checksums))
         self._observe("commit", start)
-        return pb.StatusReply(statuses=statuses)
+        return pb.StatusReply(statuses=statuses)  # type: ignore[arg-type]
 
     @rpc_handler
     async def Lease(self, request: pb.LeaseRequest, context: grpc.aio.ServicerContext) -> pb.LeaseReply:

@@ -37,7 +37,7 @@ from superfs.errors import FsError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Mutation = Callable[[lmdb.Transaction], T]
+Mutation = Callable[["lmdb.Transaction[bytes]"], T]
 
 MAX_BATCH = 512
 DEFAULT_MAP_SIZE = 1 << 40  # address space only; the file grows as used
@@ -92,7 +92,7 @@ class LmdbStore:
     # ------------------------------------------------------------------ reads
 
     @contextmanager
-    def read(self) -> Iterator[lmdb.Transaction]:
+    def read(self) -> Iterator[lmdb.Transaction[bytes]]:
         with self.env.begin(write=False, buffers=False) as txn:
             yield txn
 
@@ -228,7 +228,7 @@ class LmdbStore:
 
 
 def _before(deadline: float, fn: Mutation[T]) -> Mutation[T]:
-    def checked(txn: lmdb.Transaction) -> T:
+    def checked(txn: lmdb.Transaction[bytes]) -> T:
         if time.monotonic() > deadline:
             raise FsError(errno.ETIMEDOUT, "the caller stopped waiting before this change could be applied")
         return fn(txn)

@@ -11,9 +11,14 @@ R_OK, W_OK, X_OK = 4, 2, 1
 
 
 class CredsLike(Protocol):
-    uid: int
-    gid: int
-    groups: Sequence[int]
+    @property
+    def uid(self) -> int: ...
+
+    @property
+    def gid(self) -> int: ...
+
+    @property
+    def groups(self) -> Sequence[int]: ...
 
 
 def allowed(mode: int, owner: int, group: int, creds: CredsLike, want: int) -> bool:

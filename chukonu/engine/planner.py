@@ -60,7 +60,7 @@ class WindowTask:
 
     def __call__(self, table: pa.Table) -> pa.Table:
         from chukonu.engine.window import compute
-        out = compute(table, self.partition, self.orders, self.calls)
+        out = compute(table, self.partition, self.orders, self.calls)  # type: ignore[arg-type]
         return pa.Table.from_arrays([c if c.type == f.type else c.cast(f.type)
                                      for c, f in zip(out.columns, self.out_schema)], schema=self.out_schema)
 

@@ -79,9 +79,9 @@ def project(child: P.Plan, exprs: Sequence[Expr]) -> P.Project:
             raise AnalysisException("a generator (explode) must be at the top of a select expression")
         t = result_type(b, schema)
         name = _output_name(e) if not isinstance(b, BoundRef) or isinstance(e, Alias) else schema[b.index].name
-        passthrough = isinstance(b, BoundRef) and not isinstance(e, Alias)
-        origins = schema[b.index].origins if passthrough else frozenset()
-        quals = schema[b.index].qualifiers if passthrough else frozenset()
+        ref = b if isinstance(b, BoundRef) and not isinstance(e, Alias) else None   # a column passed through
+        origins = schema[ref.index].origins if ref is not None else frozenset()
+        quals = schema[ref.index].qualifiers if ref is not None else frozenset()
         attrs.append(Attr(name, pa.string() if pa.types.is_large_string(t) else t, origins, quals))
         bound.append(b)
     return P.Project(child, bound, tuple(attrs))
@@ -170,9 +170,10 @@ def aggregate(child: P.Plan, keys: Sequence[Expr], aggs: Sequence[Expr]) -> P.Ag
         name = _output_name(k) if not isinstance(b, BoundRef) or isinstance(k, Alias) else schema[b.index].name
         pre.append(b)
         pre_attrs.append(Attr(f"k{i}", t))
-        plain = isinstance(b, BoundRef)
-        key_attrs.append(Attr(name, t, schema[b.index].origins if plain else frozenset(),
-                              schema[b.index].qualifiers if plain and not isinstance(k, Alias) else frozenset()))
+        ref = b if isinstance(b, BoundRef) else None
+        key_attrs.append(Attr(name, t, schema[ref.index].origins if ref is not None else frozenset(),
+                              schema[ref.index].qualifiers if ref is not None and not isinstance(k, Alias)
+                              else frozenset()))
     calls: list[AggCall] = []
     outer: list[Expr] = []
     for a in aggs:

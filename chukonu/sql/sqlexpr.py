@@ -25,13 +25,13 @@ from chukonu.sql.column import Column
 class SparkSQL(Spark):
     """Spark's grammar, with functions left as generic calls (their names are resolved here)."""
 
-    class Parser(Spark.Parser):
+    class Parser(Spark.Parser):  # type: ignore[misc, valid-type]
         FUNCTIONS: dict = {}
 
 
 def parse(text: str) -> exp.Expression:
     try:
-        return sqlglot.parse_one(text, read=SparkSQL)
+        return sqlglot.parse_one(text, read=SparkSQL)  # type: ignore[return-value]
     except sqlglot.errors.ParseError as e:
         raise AnalysisException(f"[PARSE_SYNTAX_ERROR] {e}") from None
 
@@ -217,7 +217,7 @@ class ExprTranslator:
         t = type(node)
         if t in _BINARY:
             left, right = self.col(node.this), self.col(node.expression)
-            return getattr(left, _BINARY[t])(right)
+            return getattr(left, _BINARY[t])(right)  # type: ignore[index]
         if isinstance(node, exp.Alias):
             return self.col(node.this).alias(node.alias)
         if isinstance(node, exp.Paren):
@@ -364,7 +364,7 @@ class ExprTranslator:
             if named is None:
                 raise AnalysisException(f"[MISSING_WINDOW_SPECIFICATION] window {node.args['alias'].name} "
                                         f"is not defined")
-            base = named
+            base = named  # type: ignore[assignment]
         spec: WindowSpec = WindowSpec()
         parts = base.args.get("partition_by") or []
         if parts:

@@ -199,9 +199,10 @@ class QueryTranslator:
                 continue
             k = tx.translate(g)
             if isinstance(k, ColRef):   # GROUP BY a select alias
+                col = k.column.lower()
                 for it in items:
-                    if isinstance(it, Alias) and it.names[0].lower() == k.column.lower() and not has_aggregate(it):
-                        if not any(a.name.lower() == k.column.lower() for a in df._plan.schema):
+                    if isinstance(it, Alias) and it.names[0].lower() == col and not has_aggregate(it):
+                        if not any(a.name.lower() == col for a in df._plan.schema):
                             k = it.child
             keys.append(k)
         if group is not None and group.args.get("grouping_sets"):
@@ -226,7 +227,7 @@ class QueryTranslator:
 
         def rewrite(e: Expr) -> Expr:
             return _replace(e, agg_names, key_labels)
-        new_items = []
+        new_items: list[Expr] = []
         for it in items:
             r = rewrite(it)
             if not isinstance(r, Alias):

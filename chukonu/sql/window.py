@@ -109,6 +109,7 @@ def plan_windows(child: P.Plan, exprs: Sequence[Expr]) -> tuple[P.Plan, list[Exp
     found: list[tuple[str, WindowExpr]] = []
     rewritten: list[Expr] = []
     for e in exprs:
+        r: Expr
         if isinstance(e, WindowExpr):
             r = Alias(_extract(e, found), (e.name(),))
         elif isinstance(e, Alias) and isinstance(e.child, WindowExpr):

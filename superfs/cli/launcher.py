@@ -34,6 +34,7 @@ import subprocess
 import time
 from collections import deque
 from dataclasses import dataclass, replace
+from typing import Any
 
 from superfs.procs import pid_alive, python_module
 from superfs import config_file
@@ -167,7 +168,7 @@ class LocalCluster:
         self._write_files(addresses, replicas=replicas, inline_threshold=inline_threshold, chunk_size=chunk_size,
                           durability=durability, metrics=metrics, auth=auth, base=base or ClusterFile())
 
-    def _write_files(self, addresses: dict[str, object], *, replicas: int, inline_threshold: int,
+    def _write_files(self, addresses: dict[str, Any], *, replicas: int, inline_threshold: int,
                      chunk_size: int, durability: str, metrics: bool, auth: bool, base: ClusterFile) -> None:
         secret = self._secret_file("secret", secrets.token_hex(32))
         auth_cfg = base.auth
@@ -194,9 +195,9 @@ class LocalCluster:
             base, path=None, replicas=replicas, inline_threshold=inline_threshold, chunk_size=chunk_size,
             durability=durability, secret_file=secret, auth=auth_cfg,
             dir_server=node(0, str(addresses["dir_server"]), "dir"),
-            shards=tuple(node(i, a, f"shard-{i}") for i, a in enumerate(addresses["shards"])),  # type: ignore[arg-type]
+            shards=tuple(node(i, a, f"shard-{i}") for i, a in enumerate(addresses["shards"])),
             data_servers=tuple(node(i, a, f"data-{i}", data=True)
-                               for i, a in enumerate(addresses["data_servers"])))  # type: ignore[arg-type]
+                               for i, a in enumerate(addresses["data_servers"])))
         cf = config_file.parse(config_file.to_dict(cf))  # validate what is about to be written
         config_file.write(self.config_path, cf, header=(
             "SuperFS cluster file written by 'superfs up' for the local cluster in this directory.\n"
@@ -244,8 +245,8 @@ class LocalCluster:
         """Give a state directory from before cluster.toml one, with the ports it already uses."""
         cfg = self.config
         self._write_files({k: cfg[k] for k in ("dir_server", "shards", "data_servers")},
-                          replicas=int(cfg["replicas"]), inline_threshold=int(cfg["inline_threshold"]),  # type: ignore[arg-type]
-                          chunk_size=int(cfg["chunk_size"]), durability=str(cfg["durability"]),  # type: ignore[arg-type]
+                          replicas=int(cfg["replicas"]), inline_threshold=int(cfg["inline_threshold"]),  # type: ignore[call-overload]
+                          chunk_size=int(cfg["chunk_size"]), durability=str(cfg["durability"]),  # type: ignore[call-overload]
                           metrics=True, auth=True, base=ClusterFile())
 
     def add_data_server(self) -> str:
@@ -322,7 +323,7 @@ class LocalCluster:
         info = read_ready_file(self.path("run", f"{name}.ready"))
         if info is None:
             return None
-        pid = int(info["pid"])  # type: ignore[arg-type]
+        pid = int(info["pid"])  # type: ignore[call-overload]
         return pid if pid_alive(pid) else None
 
     def start_daemon(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes] | None:
@@ -354,7 +355,7 @@ class LocalCluster:
         proc = self.procs.get(name)
         while time.monotonic() < deadline:
             info = read_ready_file(ready)
-            if info is not None and pid_alive(int(info["pid"])):  # type: ignore[arg-type]
+            if info is not None and pid_alive(int(info["pid"])):  # type: ignore[call-overload]
                 return str(info["address"])
             if proc is not None and proc.poll() is not None:
                 raise LaunchError(f"{name} exited with status {proc.returncode} while starting:\n"

@@ -180,7 +180,7 @@ class MetaOps:
         ftype = ftype or (pb.SYMLINK if symlink_target else pb.REGULAR)
 
         async def op(cap: pb.DirCap) -> pb.CreateFileReply:
-            req = pb.CreateFileRequest(parent_ino=parent, name=name, mode=mode, type=ftype,
+            req = pb.CreateFileRequest(parent_ino=parent, name=name, mode=mode, type=ftype,  # type: ignore[arg-type]
                                        symlink_target=symlink_target, exclusive=exclusive,
                                        truncate=truncate, creds=creds.pb(), cap=cap, data=data, rdev=rdev)
             return await self.cluster.entry_shard(parent, name).create_file(req)

@@ -92,7 +92,7 @@ def _is_intact(store: "ChunkStore", key: bytes, head: fmt.ChunkHead) -> bool:
     return True
 
 
-def delete_batch(store: "ChunkStore", txn: lmdb.Transaction, ino: int, start: bytes, stop: bytes | None,
+def delete_batch(store: "ChunkStore", txn: lmdb.Transaction[bytes], ino: int, start: bytes, stop: bytes | None,
                  spare: "Spare", freed: list[Slot]) -> tuple[int, bool, bytes]:
     """(writer thread) one bounded batch: (deleted, more to do, where the next batch starts)."""
     from superfs.dataserver import chunk_store

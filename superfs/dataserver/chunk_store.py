@@ -261,7 +261,7 @@ class ChunkStore:
 
     async def settle_identity(self, server_id: int, lost: bool) -> None:
         """Record which server this new store belongs to, and whether it replaces a lost one."""
-        def fn(txn: lmdb.Transaction) -> None:
+        def fn(txn: lmdb.Transaction[bytes]) -> None:
             txn.put(_META_IDENTITY, fmt.encode_counter(server_id), db=self._meta_db)
             if lost:
                 txn.put(_META_DEGRADED, b"1", db=self._meta_db)
@@ -304,7 +304,7 @@ class ChunkStore:
         can fall under any more (floor passed) are dropped on the way."""
         now = time.time_ns()
 
-        def fn(txn: lmdb.Transaction) -> None:
+        def fn(txn: lmdb.Transaction[bytes]) -> None:
             stale = []
             cur = txn.cursor(db=self._meta_db)
             if cur.set_range(_META_FENCE):
@@ -320,7 +320,7 @@ class ChunkStore:
         await self.store.write(fn)
 
     async def set_degraded(self, degraded: bool) -> None:
-        def fn(txn: lmdb.Transaction) -> None:
+        def fn(txn: lmdb.Transaction[bytes]) -> None:
             if degraded:
                 txn.put(_META_DEGRADED, b"1", db=self._meta_db)
             else:
@@ -350,7 +350,7 @@ class ChunkStore:
             log.error("chunk ino=%d index=%d in %s: %s", ino, index, self.store.path, e.message)
             raise
 
-    def put_head(self, txn: lmdb.Transaction, key: bytes, slot: Slot, length: int, sums: bytes,
+    def put_head(self, txn: lmdb.Transaction[bytes], key: bytes, slot: Slot, length: int, sums: bytes,
                  old: fmt.ChunkHead | None) -> None:
         """(writer thread) record a chunk's new header, stamps and counters."""
         self._write_seq += 1
@@ -617,7 +617,7 @@ class ChunkStore:
         log.debug("deleted %d chunks of ino %d from index %d", total, ino, from_index)
         return total
 
-    def count(self, txn: lmdb.Transaction, d_chunks: int, d_bytes: int) -> None:
+    def count(self, txn: lmdb.Transaction[bytes], d_chunks: int, d_bytes: int) -> None:
         """(writer thread) move the chunk count and byte total, in the mutation's transaction."""
         if d_chunks == 0 and d_bytes == 0:
             return

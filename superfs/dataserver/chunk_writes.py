@@ -269,7 +269,7 @@ class WritePlan:
         finally:
             self.abort()
 
-    def _record(self, txn: lmdb.Transaction, slot: Slot, sums: bytes) -> int:
+    def _record(self, txn: lmdb.Transaction[bytes], slot: Slot, sums: bytes) -> int:
         """(writer thread) put the header, if the chunk is still what the plan saw."""
         store = self.store
         raw = txn.get(self.key, db=store.head_db)
@@ -346,7 +346,7 @@ def _cut_in_place(store: "ChunkStore", key: bytes, old: fmt.ChunkHead, length: i
     assert old.slot is not None
     slot = old.slot
 
-    def record(txn: lmdb.Transaction) -> bool:
+    def record(txn: lmdb.Transaction[bytes]) -> bool:
         raw = txn.get(key, db=store.head_db)
         cur = fmt.decode_head(raw) if raw is not None else None
         if version_of(cur) != base:

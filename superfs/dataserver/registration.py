@@ -45,7 +45,7 @@ class Registrar:
         self._check_known = new_store and on_store_checked is not None
         self._on_store_checked = on_store_checked
         self.cluster_map: pb.ClusterMap | None = None
-        self._background: asyncio.Task[None] | None = None
+        self._background: asyncio.Task[bool] | None = None
         self.session_address = ""  # this data server's session endpoint, registered with its address
         self.bytes_address = ""    # and its byte path: TCP host:port, and the local socket name
         self.bytes_local = ""

@@ -97,7 +97,7 @@ class DirAttrs:
         self.store = store
 
     async def set_attr(self, req: pb.SetAttrRequest) -> pb.Attr:
-        def fn(txn: lmdb.Transaction) -> pb.Attr:
+        def fn(txn: lmdb.Transaction[bytes]) -> pb.Attr:
             d = self.store.need_txn(txn, req.ino)
             apply_setattr(d.attr, req, now_ns())
             self.store.put_dir_txn(txn, d)
@@ -124,7 +124,7 @@ class DirAttrs:
         if flags & ~(XATTR_CREATE | XATTR_REPLACE) or flags == XATTR_CREATE | XATTR_REPLACE:
             raise FsError(errno.EINVAL, f"bad xattr flags {flags}")
 
-        def fn(txn: lmdb.Transaction) -> None:
+        def fn(txn: lmdb.Transaction[bytes]) -> None:
             d = self._allowed(self.store.need_txn(txn, ino), name, creds, write=True)
             exists = self.store.get_xattr_txn(txn, ino, name) is not None
             if flags & XATTR_CREATE and exists:
@@ -140,7 +140,7 @@ class DirAttrs:
     async def remove_xattr(self, ino: int, name: str, creds: pb.Creds) -> None:
         check_xattr_name(name)
 
-        def fn(txn: lmdb.Transaction) -> None:
+        def fn(txn: lmdb.Transaction[bytes]) -> None:
             d = self._allowed(self.store.need_txn(txn, ino), name, creds, write=True)
             if not self.store.remove_xattr_txn(txn, ino, name):
                 raise FsError(errno.ENODATA, f"no xattr {name!r}")

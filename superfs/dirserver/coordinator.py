@@ -99,7 +99,7 @@ class Coordinator:
             _require(parent, creds, perms.W_OK | perms.X_OK, "create in parent")
             intent = Intent("mkdir", ino=ino, parent=parent_ino, name=name)
 
-            def begin(txn: lmdb.Transaction) -> None:
+            def begin(txn: lmdb.Transaction[bytes]) -> None:
                 if not ino:
                     intent.ino = self.store.alloc_ino_txn(txn)
                 elif self.store.get_txn(txn, ino) is not None:
@@ -128,7 +128,7 @@ class Coordinator:
                 ino=intent.ino, mode=stat.S_IFDIR | bits, nlink=2, uid=creds.uid, gid=gid,
                 atime_ns=t, mtime_ns=t, ctime_ns=t))
 
-            def commit(txn: lmdb.Transaction) -> None:
+            def commit(txn: lmdb.Transaction[bytes]) -> None:
                 self.store.create_dir_txn(txn, d)
                 self.intents.drop_txn(txn, intent.id)
 
@@ -286,7 +286,7 @@ class Coordinator:
         crash_point("dir.renamedir.after_reserve")
         t = now_ns()
 
-        def move(txn: lmdb.Transaction) -> None:
+        def move(txn: lmdb.Transaction[bytes]) -> None:
             if i.replaced_ino and self.store.get_txn(txn, i.replaced_ino) is not None:
                 self.store.delete_dir_txn(txn, i.replaced_ino, t)
             self.store.move_dir_txn(txn, i.ino, i.dst_parent, i.dst_name, t)
@@ -319,7 +319,7 @@ class Coordinator:
                             i.dst_parent, i.dst_name, i.replaced_ino)
                 t = now_ns()
 
-                def drop_replaced(txn: lmdb.Transaction) -> None:
+                def drop_replaced(txn: lmdb.Transaction[bytes]) -> None:
                     self.store.delete_dir_txn(txn, i.replaced_ino, t)
                     self.intents.drop_txn(txn, i.id)
 

@@ -152,7 +152,7 @@ async def exchange_forward(coord: Coordinator, i: Intent) -> None:
     crash_point("dir.exchange.after_second")
     t = now_ns()
 
-    def commit(txn: lmdb.Transaction) -> None:
+    def commit(txn: lmdb.Transaction[bytes]) -> None:
         if i.ftype == pb.DIRECTORY and i.replaced_type == pb.DIRECTORY:
             coord.store.exchange_dirs_txn(txn, i.ino, i.replaced_ino, t)
         elif i.ftype == pb.DIRECTORY:

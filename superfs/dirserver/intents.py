@@ -148,7 +148,7 @@ class IntentLog:
                 if not ids:
                     del self._by_ino[ino]
 
-    def add_txn(self, txn: lmdb.Transaction, intent: Intent) -> int:
+    def add_txn(self, txn: lmdb.Transaction[bytes], intent: Intent) -> int:
         raw = self.store.get_meta_txn(txn, NEXT_INTENT_KEY)
         intent.id = _U64.unpack(raw)[0] if raw else 1
         self.store.put_meta_txn(txn, NEXT_INTENT_KEY, _U64.pack(intent.id + 1))
@@ -157,13 +157,13 @@ class IntentLog:
             self._keep(dataclasses.replace(intent))
         return intent.id
 
-    def update_txn(self, txn: lmdb.Transaction, intent: Intent) -> None:
+    def update_txn(self, txn: lmdb.Transaction[bytes], intent: Intent) -> None:
         txn.put(_U64.pack(intent.id), intent.encode(), db=self._db)
         with self._lock:
             self._forget(intent.id)
             self._keep(dataclasses.replace(intent))
 
-    def drop_txn(self, txn: lmdb.Transaction, intent_id: int) -> None:
+    def drop_txn(self, txn: lmdb.Transaction[bytes], intent_id: int) -> None:
         txn.delete(_U64.pack(intent_id), db=self._db)
         with self._lock:
             self._forget(intent_id)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import time
 from typing import Awaitable, Callable
@@ -101,9 +102,12 @@ class LeaseManager:
         task = self._recalls.get(key)
         if task is None or task.done():
             task = self._recalls[key] = asyncio.get_running_loop().create_task(self._recall(dir_ino, holder))
-            task.add_done_callback(lambda _t, k=key: self._recalls.pop(k, None)
-                                   if self._recalls.get(k) is _t else None)
+            task.add_done_callback(functools.partial(self._forget_recall, key))
         await asyncio.shield(task)
+
+    def _forget_recall(self, key: tuple[int, Holder], task: "asyncio.Task[None]") -> None:
+        if self._recalls.get(key) is task:
+            del self._recalls[key]
 
     async def _recall(self, dir_ino: int, holder: Holder) -> None:
         if self.table.mode_of(dir_ino, holder) is None:

@@ -51,9 +51,9 @@ async def run(cfg: DirServerConfig) -> None:
         await servicer.coordinator.drain()
         for task in moves:
             task.cancel()
-        for task in (recovery, rereplication):
-            if task is not None:
-                task.cancel()
+        for maybe in (recovery, rereplication):
+            if maybe is not None:
+                maybe.cancel()
                 try:
                     await task
                 except asyncio.CancelledError:

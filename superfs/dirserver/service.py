@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import time
+from typing import TypeAlias
 
 import grpc
 
@@ -37,7 +38,7 @@ from superfs.v1 import superfs_pb2_grpc as pbg
 
 log = logging.getLogger(__name__)
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 RESOLVE_TRIES = 8  # walks of one path, each after recalling leases found on the way
 
 

@@ -50,6 +50,9 @@ class ShardOps(Protocol):
         """Make (parent, name) point at (new_ino, new_type) if it points at (ino, ftype)
         (or already does); ENOENT if it holds anything else."""
 
+    async def fence_all(self, dir_ino: int, epoch: int) -> None:
+        """Every shard refuses capabilities of ``dir_ino`` older than ``epoch`` (a lease was taken away)."""
+
 
 class ShardClient:
     """:class:`ShardOps` over the shards' RPCs, routed by the dir server's own cluster map

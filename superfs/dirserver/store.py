@@ -76,7 +76,7 @@ class DirStore:
         self.db.close()
 
     def ensure_root(self, uid: int, gid: int) -> None:
-        def fn(txn: lmdb.Transaction) -> bool:
+        def fn(txn: lmdb.Transaction[bytes]) -> bool:
             if txn.get(ino_key(ROOT_INO), db=self._dirs) is not None:
                 return False
             t = now_ns()
@@ -96,7 +96,7 @@ class DirStore:
         with self.db.read() as txn:
             return self.get_txn(txn, ino)
 
-    def get_txn(self, txn: lmdb.Transaction, ino: int) -> pb.DirInfo | None:
+    def get_txn(self, txn: lmdb.Transaction[bytes], ino: int) -> pb.DirInfo | None:
         if not 0 < ino < DIR_INO_LIMIT:
             return None
         raw = txn.get(ino_key(ino), db=self._dirs)
@@ -115,7 +115,7 @@ class DirStore:
         with self.db.read() as txn:
             return self.lookup_txn(txn, parent, name)
 
-    def lookup_txn(self, txn: lmdb.Transaction, parent: int, name: str) -> pb.DirInfo | None:
+    def lookup_txn(self, txn: lmdb.Transaction[bytes], parent: int, name: str) -> pb.DirInfo | None:
         raw = txn.get(child_key(parent, name), db=self._children)
         if raw is None:
             return None
@@ -137,12 +137,12 @@ class DirStore:
         with self.db.read() as txn:
             return self.has_children_txn(txn, parent)
 
-    def has_children_txn(self, txn: lmdb.Transaction, parent: int) -> bool:
+    def has_children_txn(self, txn: lmdb.Transaction[bytes], parent: int) -> bool:
         for _ in self._scan_children(txn, parent, ""):
             return True
         return False
 
-    def _scan_children(self, txn: lmdb.Transaction, parent: int, after: str) -> Iterator[tuple[bytes, int]]:
+    def _scan_children(self, txn: lmdb.Transaction[bytes], parent: int, after: str) -> Iterator[tuple[bytes, int]]:
         prefix = ino_key(parent)
         start = prefix + name_bytes(after)
         cur = txn.cursor(db=self._children)
@@ -188,14 +188,14 @@ class DirStore:
         with self.db.read() as txn:
             return self.get_meta_txn(txn, key)
 
-    def get_meta_txn(self, txn: lmdb.Transaction, key: bytes) -> bytes | None:
+    def get_meta_txn(self, txn: lmdb.Transaction[bytes], key: bytes) -> bytes | None:
         return txn.get(key, db=self._meta)
 
     def get_xattr(self, ino: int, name: str) -> bytes | None:
         with self.db.read() as txn:
             return self.get_xattr_txn(txn, ino, name)
 
-    def get_xattr_txn(self, txn: lmdb.Transaction, ino: int, name: str) -> bytes | None:
+    def get_xattr_txn(self, txn: lmdb.Transaction[bytes], ino: int, name: str) -> bytes | None:
         return txn.get(ino_key(ino) + name_bytes(name), db=self._xattrs)
 
     def list_xattrs(self, ino: int) -> list[str]:
@@ -212,7 +212,7 @@ class DirStore:
 
     # ----------------------------------------------------- mutations (in txn)
 
-    def alloc_ino_txn(self, txn: lmdb.Transaction) -> InodeId:
+    def alloc_ino_txn(self, txn: lmdb.Transaction[bytes]) -> InodeId:
         raw = txn.get(NEXT_INO_KEY, db=self._meta)
         ino = _U64.unpack(raw)[0] if raw else ROOT_INO + 1
         if ino >= DIR_INO_LIMIT:
@@ -220,7 +220,7 @@ class DirStore:
         txn.put(NEXT_INO_KEY, ino_key(ino + 1), db=self._meta)
         return InodeId(ino)
 
-    def alloc_range_txn(self, txn: lmdb.Transaction, count: int) -> InodeId:
+    def alloc_range_txn(self, txn: lmdb.Transaction[bytes], count: int) -> InodeId:
         """``count`` consecutive numbers, the first returned: a lease holder makes directories with
         them ahead (dirserver/dir_batch.py). The counter moves past them at once, so numbers left
         unused (the holder went away) are skipped for good, never handed out twice."""
@@ -230,20 +230,20 @@ class DirStore:
         txn.put(NEXT_INO_KEY, ino_key(first + count), db=self._meta)
         return first
 
-    def put_meta_txn(self, txn: lmdb.Transaction, key: bytes, value: bytes) -> None:
+    def put_meta_txn(self, txn: lmdb.Transaction[bytes], key: bytes, value: bytes) -> None:
         txn.put(key, value, db=self._meta)
 
-    def put_dir_txn(self, txn: lmdb.Transaction, d: pb.DirInfo) -> None:
+    def put_dir_txn(self, txn: lmdb.Transaction[bytes], d: pb.DirInfo) -> None:
         """Rewrite a directory's record (attributes only; not its place in the tree)."""
         txn.put(ino_key(d.ino), d.SerializeToString(), db=self._dirs)
 
-    def need_txn(self, txn: lmdb.Transaction, ino: int) -> pb.DirInfo:
+    def need_txn(self, txn: lmdb.Transaction[bytes], ino: int) -> pb.DirInfo:
         d = self.get_txn(txn, ino)
         if d is None:
             raise FsError(errno.ENOENT, f"no directory with inode {ino}")
         return d
 
-    def create_dir_txn(self, txn: lmdb.Transaction, d: pb.DirInfo) -> None:
+    def create_dir_txn(self, txn: lmdb.Transaction[bytes], d: pb.DirInfo) -> None:
         """Insert a new directory under its parent: record, index entry, parent nlink."""
         parent = self.need_txn(txn, d.parent_ino)
         if txn.get(child_key(d.parent_ino, d.name), db=self._children) is not None:
@@ -254,7 +254,7 @@ class DirStore:
         _touch(parent.attr, d.attr.ctime_ns)
         self.put_dir_txn(txn, parent)
 
-    def delete_dir_txn(self, txn: lmdb.Transaction, ino: int, t: int) -> pb.DirInfo:
+    def delete_dir_txn(self, txn: lmdb.Transaction[bytes], ino: int, t: int) -> pb.DirInfo:
         """Remove an (empty) directory: record, xattrs, index entry, parent nlink."""
         d = self.need_txn(txn, ino)
         if self.has_children_txn(txn, ino):
@@ -269,7 +269,7 @@ class DirStore:
             self.put_dir_txn(txn, parent)
         return d
 
-    def move_dir_txn(self, txn: lmdb.Transaction, ino: int, dst_parent: int, dst_name: str, t: int) -> None:
+    def move_dir_txn(self, txn: lmdb.Transaction[bytes], ino: int, dst_parent: int, dst_name: str, t: int) -> None:
         """Give directory ``ino`` a new parent and name; the destination name must be free."""
         d = self.need_txn(txn, ino)
         self.need_txn(txn, dst_parent)
@@ -293,7 +293,7 @@ class DirStore:
             _touch(dp.attr, t)
             self.put_dir_txn(txn, dp)
 
-    def exchange_dirs_txn(self, txn: lmdb.Transaction, a_ino: int, b_ino: int, t: int) -> None:
+    def exchange_dirs_txn(self, txn: lmdb.Transaction[bytes], a_ino: int, b_ino: int, t: int) -> None:
         """Swap the places (parent, name) of two directories (RENAME_EXCHANGE); link counts stay."""
         a, b = self.need_txn(txn, a_ino), self.need_txn(txn, b_ino)
         (pa, na), (pb_, nb) = (a.parent_ino, a.name), (b.parent_ino, b.name)
@@ -308,7 +308,7 @@ class DirStore:
             _touch(p.attr, t)
             self.put_dir_txn(txn, p)
 
-    def recount_txn(self, txn: lmdb.Transaction, ino: int) -> pb.Attr:
+    def recount_txn(self, txn: lmdb.Transaction[bytes], ino: int) -> pb.Attr:
         """Set a directory's link count from its subdirectories (2 + their number)."""
         d = self.need_txn(txn, ino)
         n = sum(1 for _ in self._scan_children(txn, ino, ""))
@@ -318,13 +318,13 @@ class DirStore:
             self.put_dir_txn(txn, d)
         return d.attr
 
-    def set_xattr_txn(self, txn: lmdb.Transaction, ino: int, name: str, value: bytes) -> None:
+    def set_xattr_txn(self, txn: lmdb.Transaction[bytes], ino: int, name: str, value: bytes) -> None:
         txn.put(ino_key(ino) + name_bytes(name), value, db=self._xattrs)
 
-    def remove_xattr_txn(self, txn: lmdb.Transaction, ino: int, name: str) -> bool:
+    def remove_xattr_txn(self, txn: lmdb.Transaction[bytes], ino: int, name: str) -> bool:
         return bool(txn.delete(ino_key(ino) + name_bytes(name), db=self._xattrs))
 
-    def _drop_xattrs_txn(self, txn: lmdb.Transaction, ino: int) -> None:
+    def _drop_xattrs_txn(self, txn: lmdb.Transaction[bytes], ino: int) -> None:
         prefix = ino_key(ino)
         cur = txn.cursor(db=self._xattrs)
         if not cur.set_range(prefix):

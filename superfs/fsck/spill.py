@@ -82,12 +82,12 @@ class Spill:
     # ------------------------------------------------------------ access
 
     @contextmanager
-    def write(self) -> Iterator[lmdb.Transaction]:
+    def write(self) -> Iterator[lmdb.Transaction[bytes]]:
         with self.env.begin(write=True) as txn:
             yield txn
 
     @contextmanager
-    def read(self) -> Iterator[lmdb.Transaction]:
+    def read(self) -> Iterator[lmdb.Transaction[bytes]]:
         with self.env.begin() as txn:
             yield txn
 
@@ -103,7 +103,7 @@ class Spill:
             v = txn.get(key, db=self.dbs[name])
             return None if v is None else bytes(v)
 
-    def prefix(self, name: str, prefix: bytes, txn: lmdb.Transaction | None = None) -> list[tuple[bytes, bytes]]:
+    def prefix(self, name: str, prefix: bytes, txn: lmdb.Transaction[bytes] | None = None) -> list[tuple[bytes, bytes]]:
         """Every (key, value) whose key starts with ``prefix`` (a small range: one dir's name, one inode)."""
         if txn is None:
             with self.read() as own:

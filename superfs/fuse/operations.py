@@ -673,7 +673,7 @@ class SuperFsOperations(pyfuse3.Operations):
         if self._dropped(fh):
             raise FsError(errno.EIO, "the file's create was refused (fsync or close reports why)")
         h = self.handles.get(self._fh(fh))
-        return await h.file.read(off, size, h.creds, h)
+        return await h.file.read(off, size, h.creds, h)  # type: ignore[return-value]  # a view: pyfuse3 takes buffers
 
     @fuse_op
     async def write(self, fh: int, off: int, buf: bytes) -> int:

@@ -166,7 +166,8 @@ class CrossShard:
                     raise TargetChanged(target, "the destination changed since the rename began")
                 return replaced, target
             req = pb.RemoteLinkRequest(parent_ino=intent.dst_parent, name=intent.dst_name, ino=intent.ino,
-                                       type=intent.ftype, replace=not no_replace, no_replace=no_replace,
+                                       type=pb.FileType.ValueType(intent.ftype), replace=not no_replace,
+                                       no_replace=no_replace,
                                        txid=intent.txid, check_target=check, expect_ino=max(0, intent.expect_ino),
                                        record_refusal=final)
             try:
@@ -235,7 +236,7 @@ class CrossShard:
                 return await self.store.write(lambda t: name_ops.remote_exchange(
                     t, intent.dst_parent, raw, ino=intent.ino, ftype=intent.ftype, txid=intent.txid))
             req = pb.RemoteLinkRequest(parent_ino=intent.dst_parent, name=intent.dst_name, ino=intent.ino,
-                                       type=intent.ftype, exchange=True, txid=intent.txid)
+                                       type=pb.FileType.ValueType(intent.ftype), exchange=True, txid=intent.txid)
             try:
                 reply = await self.cluster.shard(target).remote_link(req)
                 return int(reply.replaced_ino), int(reply.replaced_type)

@@ -69,13 +69,13 @@ def entry(db: str, key: bytes, num_partitions: int) -> bytes | None:
     return None if p < 0 else PARTITION_KEY.pack(p) + code + key
 
 
-def built_for(txn: lmdb.Transaction, dbs: dict[str, Any]) -> int:
+def built_for(txn: lmdb.Transaction[bytes], dbs: dict[str, Any]) -> int:
     """The partition count the index was built for; 0: none."""
     raw = txn.get(BUILT, db=dbs[DB])
     return _COUNT.unpack(raw)[0] if raw else 0
 
 
-def build(txn: lmdb.Transaction, dbs: dict[str, Any], num_partitions: int) -> int:
+def build(txn: lmdb.Transaction[bytes], dbs: dict[str, Any], num_partitions: int) -> int:
     """(Re)build the index for ``num_partitions``; the rows indexed."""
     index = dbs[DB]
     txn.drop(index, delete=False)
@@ -91,7 +91,7 @@ def build(txn: lmdb.Transaction, dbs: dict[str, Any], num_partitions: int) -> in
     return n
 
 
-def keys(txn: lmdb.Transaction, dbs: dict[str, Any], partition: int, db: str, after: bytes) -> Iterator[bytes]:
+def keys(txn: lmdb.Transaction[bytes], dbs: dict[str, Any], partition: int, db: str, after: bytes) -> Iterator[bytes]:
     """Keys of table ``db`` that ``partition`` owns, in key order, after ``after`` (b"": from the first)."""
     prefix = PARTITION_KEY.pack(partition) + CODES[db]
     start = prefix + after

@@ -18,7 +18,7 @@ import asyncio
 import errno
 import logging
 import time
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, TypeAlias, TypeVar
 
 import grpc
 
@@ -47,7 +47,7 @@ from superfs.v1 import superfs_pb2_grpc as pbg
 
 log = logging.getLogger(__name__)
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 MAX_TXID = 200
 LOCK_WAIT_S = 10.0
 MAX_FORGET = 10000   # txids per ForgetApplied
@@ -62,7 +62,8 @@ def attr_of(node: Inode) -> pb.Attr:
 
 
 def file_info_of(node: Inode, data: bytes = b"") -> pb.FileInfo:
-    info = pb.FileInfo(attr=attr_of(node), type=node.ftype, symlink_target=decode_name(node.symlink_target),
+    info = pb.FileInfo(attr=attr_of(node), type=pb.FileType.ValueType(node.ftype),
+                       symlink_target=decode_name(node.symlink_target),
                        inline=node.inline, data=data, layout=node.layout, chunk_size=node.chunk_size,
                        written_state=pb.WrittenState.ValueType(node.written_state),
                        cut_generation=node.cut_generation)
@@ -238,7 +239,8 @@ class ShardServicer(PartitionMoveRpcs, pbg.ShardServiceServicer):
         with self.store.read() as t:
             ino, ftype, node, data = file_ops.lookup_file(t, request.parent_ino, raw, request.want_data,
                                                          request.creds)
-        reply = pb.LookupFileReply(entry=pb.Dentry(name=request.name, ino=ino, type=ftype), has_file=node is not None)
+        entry = pb.Dentry(name=request.name, ino=ino, type=pb.FileType.ValueType(ftype))
+        reply = pb.LookupFileReply(entry=entry, has_file=node is not None)
         if node is not None:
             reply.file.CopyFrom(self._info(node, request.creds, data))
         return reply
@@ -419,7 +421,8 @@ class ShardServicer(PartitionMoveRpcs, pbg.ShardServiceServicer):
             entries, nodes, more = name_ops.list_files(t, request.parent_ino, after, request.limit,
                                                        request.with_attrs)
         reply = pb.ListFilesReply(more=more)
-        reply.entries.extend(pb.Dentry(name=decode_name(n), ino=ino, type=ft) for n, ino, ft in entries)
+        reply.entries.extend(pb.Dentry(name=decode_name(n), ino=ino, type=pb.FileType.ValueType(ft))
+                             for n, ino, ft in entries)
         if request.with_attrs:
             reply.files.extend(file_info_of(n) if n is not None else pb.FileInfo() for n in nodes)
         return reply
@@ -636,7 +639,8 @@ class ShardServicer(PartitionMoveRpcs, pbg.ShardServiceServicer):
 
         rows, nxt, more = await asyncio.to_thread(scan)
         return pb.ScanEntriesReply(next=nxt, more=more, entries=[
-            pb.EntryRecord(parent_ino=p, name=decode_name(raw), ino=ino, type=ft) for p, raw, ino, ft in rows])
+            pb.EntryRecord(parent_ino=p, name=decode_name(raw), ino=ino, type=pb.FileType.ValueType(ft))
+            for p, raw, ino, ft in rows])
 
     @rpc_handler
     async def ScanInodes(self, request: pb.ScanRequest, context: Ctx) -> pb.ScanInodesReply:

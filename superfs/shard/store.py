@@ -139,7 +139,7 @@ class ShardTxn:
     to a frozen partition commits, whichever operation (or background round) tries.
     """
 
-    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any],
+    def __init__(self, txn: lmdb.Transaction[bytes], dbs: dict[str, Any],
                  frozen: frozenset[int] = frozenset(), num_partitions: int = 0, index_n: int = 0) -> None:
         self.txn = txn
         self.dbs = dbs
@@ -147,7 +147,7 @@ class ShardTxn:
         self.num_partitions = num_partitions
         self.index_n = index_n   # the partition count of the by_partition index kept here (0: none)
 
-    def nested(self, child: lmdb.Transaction) -> "ShardTxn":
+    def nested(self, child: lmdb.Transaction[bytes]) -> "ShardTxn":
         """The same view over ``child``, a transaction nested in this one (a batch's step): the
         freeze guard and the by_partition index hold inside it as outside."""
         return ShardTxn(child, self.dbs, self.frozen, self.num_partitions, self.index_n)
@@ -669,7 +669,7 @@ def _size_of(raw: bytes) -> int:
     return int.from_bytes(raw[SIZE_OFFSET:SIZE_OFFSET + 8], "little")
 
 
-def _take(cur: lmdb.Cursor, limit: int) -> list[tuple[bytes, bytes]]:
+def _take(cur: lmdb.Cursor[bytes], limit: int) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
     for kv in cur:
         if len(out) >= limit:
@@ -682,8 +682,8 @@ class FileMetaStore:
     """The shard's LMDB store: typed transactions over a group-commit LmdbStore."""
 
     def __init__(self, path: str, *, durable: bool = True, map_size: int | None = None) -> None:
-        kwargs = {} if map_size is None else {"map_size": map_size}
-        self.lmdb = LmdbStore(path, DB_NAMES, durable=durable, **kwargs)
+        self.lmdb = (LmdbStore(path, DB_NAMES, durable=durable) if map_size is None
+                     else LmdbStore(path, DB_NAMES, durable=durable, map_size=map_size))
         self.dbs = self.lmdb.dbs
         # partitions no write may change (set once a move's freeze has drained; shard/partition_ops.py)
         self.frozen: frozenset[int] = frozenset()
@@ -704,7 +704,7 @@ class FileMetaStore:
             t0 = time.monotonic()
             before = self.index_n
 
-            def build(txn: lmdb.Transaction) -> int:
+            def build(txn: lmdb.Transaction[bytes]) -> int:
                 rows = partition_index.build(txn, self.dbs, n)
                 self.index_n = n   # here, on the writer thread: every write after this one keeps it
                 return rows
@@ -717,7 +717,7 @@ class FileMetaStore:
             log.info("shard store %s: indexed %d rows by partition (%d partitions) in %.1f s", self.lmdb.path,
                      rows, n, time.monotonic() - t0)
 
-    def _txn(self, txn: lmdb.Transaction) -> ShardTxn:
+    def _txn(self, txn: lmdb.Transaction[bytes]) -> ShardTxn:
         return ShardTxn(txn, self.dbs, self.frozen, self._num_partitions, self.index_n)
 
     async def write(self, fn: Callable[[ShardTxn], T]) -> T:

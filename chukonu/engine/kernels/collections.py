@@ -49,7 +49,9 @@ def array_remove(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
 
 
 def _dedup(xs: list) -> list:
-    out, seen, null_seen = [], set(), False
+    out: list = []
+    seen: set = set()
+    null_seen = False
     for e in xs:
         if e is None:
             if not null_seen:
@@ -178,7 +180,7 @@ def array_insert(v: list[Any], o: dict, n: int, ctx: Any) -> Any:
     a = _list_of(v[0], n)
     pos = as_array(v[1], n).cast(pa.int64()).to_pylist()
     x = as_array(v[2], n).to_pylist()
-    out = []
+    out: list = []
     for xs, p, e in zip(a.to_pylist(), pos, x):
         if xs is None or p is None:
             out.append(None)
@@ -246,7 +248,7 @@ def _check_keys(keys: list) -> None:
 
 
 def _map_array(rows: list, kt: pa.DataType, vt: pa.DataType) -> pa.Array:
-    out = []
+    out: list = []
     for r in rows:
         if r is None:
             out.append(None)

@@ -183,7 +183,7 @@ def parse_dates(s: pa.Array) -> pa.Array:
         return fast
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
-    out = []
+    out: list[dt.date | None] = []
     for v in s.to_pylist():
         m = _DATE.match(v) if v is not None else None
         if m is None:
@@ -198,7 +198,7 @@ def parse_dates(s: pa.Array) -> pa.Array:
 
 def parse_timestamp_strings(s: pa.Array) -> pa.Array:
     """Spark's cast of strings to timestamps (no pattern): ISO-like text, zone optional (UTC by default)."""
-    out = []
+    out: list[dt.datetime | None] = []
     for v in s.to_pylist():
         m = _TS.match(v) if v is not None else None
         if m is None:

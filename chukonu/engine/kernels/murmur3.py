@@ -41,7 +41,7 @@ def _mix_h1(h: np.ndarray, k: np.ndarray) -> np.ndarray:
 def _fmix(h: np.ndarray, length: int | np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         h = h ^ np.asarray(length, dtype=np.uint32)
-        h ^= h >> np.uint32(16)
+        h ^= h >> np.uint32(16)  # type: ignore[arg-type]
         h = h * np.uint32(0x85EBCA6B)
         h ^= h >> np.uint32(13)
         h = h * np.uint32(0xC2B2AE35)

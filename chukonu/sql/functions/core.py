@@ -306,6 +306,7 @@ def countDistinct(c: Any, *cols: Any) -> Column:
         for p in parts:
             t = Column(to_expr(p)).isNotNull()
             all_set = t if all_set is None else all_set & t
+        assert all_set is not None  # parts is not empty
         return _agg("count", when(all_set, struct(*parts)), distinct=True)
     return _agg("count", c, distinct=True)
 
