@@ -18,7 +18,8 @@ from superfs.routing import ino_partition
 from superfs.shard import file_ops, name_ops, xattr_ops
 from superfs.shard.name_ops import DirGuard
 from superfs.shard.records import DIRECTORY, REGULAR, SYMLINK, Inode, encode_name
-from superfs.shard.store import APPLIED_NLINK, APPLIED_REMOTE_LINK, FileMetaStore, ShardTxn
+from superfs.shard.store import FileMetaStore, ShardTxn
+from superfs.shard.txn_work import APPLIED_NLINK, APPLIED_REMOTE_LINK
 from superfs.v1 import superfs_pb2 as pb
 
 THRESHOLD = 4096

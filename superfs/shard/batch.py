@@ -30,7 +30,8 @@ from superfs.shard import file_ops, name_ops
 from superfs.shard.crossshard import new_txid
 from superfs.shard.name_ops import DirGuard
 from superfs.shard.records import REGULAR, OutboxItem, encode_name
-from superfs.shard.store import ShardTxn, now_ns
+from superfs.shard.store import ShardTxn
+from superfs.shard.txn_base import now_ns
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)

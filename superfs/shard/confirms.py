@@ -28,7 +28,8 @@ from typing import Callable
 
 from superfs.errors import FsError
 from superfs.shard.cluster import ShardCluster
-from superfs.shard.store import APPLIED_NLINK, APPLIED_REMOTE_LINK, FileMetaStore, ShardTxn
+from superfs.shard.store import FileMetaStore, ShardTxn
+from superfs.shard.txn_work import APPLIED_NLINK, APPLIED_REMOTE_LINK
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)

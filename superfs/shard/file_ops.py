@@ -17,7 +17,8 @@ from superfs.errors import FsError
 from superfs.filetypes import DEVICE_TYPES, FILE_TYPES, fmt_of_type
 from superfs.perms import CredsLike
 from superfs.shard.records import DIRECTORY, REGULAR, SYMLINK, Inode, ReclaimItem
-from superfs.shard.store import ShardTxn, now_ns
+from superfs.shard.store import ShardTxn
+from superfs.shard.txn_base import now_ns
 from superfs.v1 import superfs_pb2 as pb
 
 MAX_FILE_SIZE = 1 << 60

@@ -24,7 +24,9 @@ from superfs.errors import FsError
 from superfs.filetypes import FILE_TYPES
 from superfs.perms import CredsLike, check_hardlink, check_sticky
 from superfs.shard.records import DIRECTORY, REGULAR, U64, Inode, Intent
-from superfs.shard.store import APPLIED_EXCHANGE, APPLIED_NLINK, APPLIED_REMOTE_LINK, ShardTxn, now_ns
+from superfs.shard.store import ShardTxn
+from superfs.shard.txn_base import now_ns
+from superfs.shard.txn_work import APPLIED_EXCHANGE, APPLIED_NLINK, APPLIED_REMOTE_LINK
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2

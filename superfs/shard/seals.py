@@ -8,7 +8,7 @@ one create could succeed (making the rmdir fail with ENOTEMPTY) while the
 other failed with ENOENT, an outcome no serial order explains.
 
 A seal is therefore *pending* until its outcome is known. An operation that
-meets a pending seal (:class:`~superfs.shard.store.DirSealed`) waits for it
+meets a pending seal (:class:`~superfs.shard.txn_work.DirSealed`) waits for it
 to resolve: the seal is lifted (the rmdir failed: the operation is retried
 and succeeds) or the dir server says the directory is gone (the seal becomes
 *final*, the operation fails with ENOENT). The wait is bounded: past
@@ -47,7 +47,8 @@ from superfs.errors import FsError
 from superfs.faults import wall_ns
 from superfs.shard import admin_ops
 from superfs.shard.cluster import ShardCluster
-from superfs.shard.store import SEAL_CHECK, SEAL_COLLECT, DirSealed, FileMetaStore, ShardTxn
+from superfs.shard.store import FileMetaStore, ShardTxn
+from superfs.shard.txn_work import SEAL_CHECK, SEAL_COLLECT, DirSealed
 from superfs.v1 import superfs_pb2 as pb
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,8 @@ from superfs.shard.records import (
 )
 from superfs.shard.reclaimer import Reclaimer
 from superfs.shard.seals import SealWaiter
-from superfs.shard.store import FileMetaStore, ShardTxn, now_ns
+from superfs.shard.store import FileMetaStore, ShardTxn
+from superfs.shard.txn_base import now_ns
 from superfs.v1 import superfs_pb2 as pb
 from superfs.v1 import superfs_pb2_grpc as pbg
 

@@ -13,7 +13,8 @@ from superfs import xattr_perms
 from superfs.errors import FsError
 from superfs.perms import CredsLike
 from superfs.shard.records import Inode, u64
-from superfs.shard.store import ShardTxn, now_ns
+from superfs.shard.store import ShardTxn
+from superfs.shard.txn_base import now_ns
 
 XATTR_NAME_MAX = 255
 XATTR_SIZE_MAX = 65536
