@@ -44,7 +44,7 @@ import mmap
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import lmdb
 
@@ -286,18 +286,19 @@ class ChunkStore:
 
     # ------------------------------------------------------ write fences
 
+    def _fences(self, txn: lmdb.Transaction[bytes]) -> Iterator[tuple[bytes, int, int, bytes]]:
+        """(key, ino, floor, admitted mac) of every fence row."""
+        cur = txn.cursor(db=self._meta_db)
+        if cur.set_range(_META_FENCE):
+            for k, v in cur:
+                if not k.startswith(_META_FENCE):
+                    break
+                yield k, int.from_bytes(k[len(_META_FENCE):], "big"), int.from_bytes(v[:8], "big"), bytes(v[8:])
+
     def load_fences(self) -> dict[int, tuple[int, bytes]]:
         """The write fences kept here: ino -> (floor, admitted mac)."""
-        out: dict[int, tuple[int, bytes]] = {}
         with self.store.read() as txn:
-            cur = txn.cursor(db=self._meta_db)
-            if cur.set_range(_META_FENCE):
-                for k, v in cur:
-                    k = bytes(k)
-                    if not k.startswith(_META_FENCE):
-                        break
-                    out[int.from_bytes(k[len(_META_FENCE):], "big")] = (int.from_bytes(v[:8], "big"), bytes(v[8:]))
-        return out
+            return {ino: (floor, mac) for _, ino, floor, mac in self._fences(txn)}
 
     async def keep_fence(self, ino: int, floor: int, admit_mac: bytes) -> None:
         """Write a fence to disk (durable before the mover is told it holds); ones no capability
@@ -305,14 +306,7 @@ class ChunkStore:
         now = time.time_ns()
 
         def fn(txn: lmdb.Transaction[bytes]) -> None:
-            stale = []
-            cur = txn.cursor(db=self._meta_db)
-            if cur.set_range(_META_FENCE):
-                for k, v in cur:
-                    if not bytes(k).startswith(_META_FENCE):
-                        break
-                    if int.from_bytes(v[:8], "big") <= now:
-                        stale.append(bytes(k))
+            stale = [k for k, _, floor, _ in self._fences(txn) if floor <= now]
             for k in stale:
                 txn.delete(k, db=self._meta_db)
             txn.put(_META_FENCE + ino.to_bytes(8, "big"), floor.to_bytes(8, "big") + admit_mac, db=self._meta_db)
