@@ -36,6 +36,8 @@ from superfs.shard.fences import Fences
 from superfs.shard.inflight import OpTracker, tracked
 from superfs.shard.name_ops import DirGuard
 from superfs.shard.partition_rpcs import PartitionMoveRpcs
+from superfs.shard.admin_rpcs import AdminRpcs
+from superfs.shard.replies import attr_of, file_info_of
 from superfs.shard.records import (
     DIRECTORY, REGULAR, Inode, OutboxItem, ReclaimItem, dentry_key, decode_name, encode_name,
 )
@@ -54,23 +56,6 @@ LOCK_WAIT_S = 10.0
 MAX_FORGET = 10000   # txids per ForgetApplied
 MAX_TARGETED = 10000  # directories per DirsTargeted
 T = TypeVar("T")
-
-
-def attr_of(node: Inode) -> pb.Attr:
-    return pb.Attr(ino=node.ino, mode=node.mode, nlink=node.nlink, uid=node.uid, gid=node.gid,
-                   size=node.size, atime_ns=node.atime_ns, mtime_ns=node.mtime_ns,
-                   ctime_ns=node.ctime_ns, generation=node.generation, rdev=node.rdev)
-
-
-def file_info_of(node: Inode, data: bytes = b"") -> pb.FileInfo:
-    info = pb.FileInfo(attr=attr_of(node), type=pb.FileType.ValueType(node.ftype),
-                       symlink_target=decode_name(node.symlink_target),
-                       inline=node.inline, data=data, layout=node.layout, chunk_size=node.chunk_size,
-                       written_state=pb.WrittenState.ValueType(node.written_state),
-                       cut_generation=node.cut_generation)
-    if node.written:
-        info.written.extend(pb.ChunkRange(start=a, end=b) for a, b in node.written)
-    return info
 
 
 def chunk_rights(node: Inode, creds: CredsLike, *, created: bool = False) -> int:
@@ -119,7 +104,7 @@ def _before_deadline(context: Ctx, fn: Callable[[ShardTxn], T]) -> Callable[[Sha
 
     return guarded
 
-class ShardServicer(PartitionMoveRpcs, pbg.ShardServiceServicer):
+class ShardServicer(PartitionMoveRpcs, AdminRpcs, pbg.ShardServiceServicer):
     """All ShardService RPCs of one shard.
 
     ``cluster`` may hold a fixed map (tests) or follow the dir server
@@ -621,75 +606,7 @@ class ShardServicer(PartitionMoveRpcs, pbg.ShardServiceServicer):
         with self.store.read() as t:
             return admin_ops.targeted_dirs(t)
 
-    @rpc_handler
-    async def Stats(self, request: pb.Empty, context: Ctx) -> pb.ShardStatsReply:
-        def scan() -> dict[str, int]:
-            with self.store.read() as t:
-                return name_ops.stats(t)
-
-        counts = await asyncio.to_thread(scan)
-        return pb.ShardStatsReply(db_bytes=self.store.db_bytes(), **counts)
-
     # ------------------------------------------------- cluster administration
-
-    @rpc_handler
-    async def ScanEntries(self, request: pb.ScanRequest, context: Ctx) -> pb.ScanEntriesReply:
-        def scan() -> tuple[list[tuple[int, bytes, int, int]], bytes, bool]:
-            with self.store.read() as t:
-                return admin_ops.scan_entries(t, request.after, request.limit)
-
-        rows, nxt, more = await asyncio.to_thread(scan)
-        return pb.ScanEntriesReply(next=nxt, more=more, entries=[
-            pb.EntryRecord(parent_ino=p, name=decode_name(raw), ino=ino, type=pb.FileType.ValueType(ft))
-            for p, raw, ino, ft in rows])
-
-    @rpc_handler
-    async def ScanInodes(self, request: pb.ScanRequest, context: Ctx) -> pb.ScanInodesReply:
-        def scan() -> tuple[list[Inode], bytes, bool]:
-            with self.store.read() as t:
-                return admin_ops.scan_inodes(t, request.after, request.limit)
-
-        nodes, nxt, more = await asyncio.to_thread(scan)
-        return pb.ScanInodesReply(files=[file_info_of(n) for n in nodes], next=nxt, more=more)
-
-    @rpc_handler
-    async def ListPending(self, request: pb.Empty, context: Ctx) -> pb.ShardPendingReply:
-        return self._pending_reply()
-
-    @rpc_handler
-    async def RunMaintenance(self, request: pb.Empty, context: Ctx) -> pb.ShardPendingReply:
-        await self.reclaimer.run_once()
-        return self._pending_reply()
-
-    def _pending_reply(self) -> pb.ShardPendingReply:
-        owned = self.cluster.owned_partitions if self.cluster.ready else frozenset()
-        with self.store.read() as t:
-            p = admin_ops.pending(t)
-            counters = admin_ops.counters(t, owned)
-        return pb.ShardPendingReply(
-            counters=[pb.PartitionCounter(partition=part, last=last, delegated_end=end, delegations=n)
-                      for part, last, end, n in counters],
-            applied_records=p.applied, unconfirmed=p.unconfirmed, ops_begun=self.ops.begun,
-            ops_low_water=self.ops.low_water,
-            intents=[pb.ShardIntent(kind=i.kind, txid=i.txid, ino=i.ino, parent_ino=i.parent,
-                                    name=decode_name(i.raw_name), dst_parent=i.dst_parent, dst_name=i.dst_name,
-                                    created_ns=i.created_ns) for i in p.intents],
-            outbox=[pb.OutboxEntry(txid=o.txid, ino=o.ino, delta=o.delta, created_ns=o.created_ns)
-                    for o in p.outbox],
-            reclaim=[pb.ReclaimEntry(ino=r.ino, from_size=r.from_size, freed=r.freed, layout=r.layout,
-                                     chunk_size=r.chunk_size, generation=r.generation) for r in p.reclaim],
-            sealed_dirs=p.sealed)
-
-    @rpc_handler
-    @tracked
-    async def FenceWriters(self, request: pb.FenceWritersRequest, context: Ctx) -> pb.Attr:
-        r = request
-        self.cluster.check_ino(r.ino)
-        node = await self.store.write(lambda t: file_ops.fence_writers(
-            t, r.ino, size=r.size, generation=r.generation))
-        log.info("fsck fenced the writers of %d (generation %d) before cutting past its end", r.ino,
-                 node.generation)
-        return attr_of(node)
 
     @rpc_handler
     @tracked
