@@ -29,7 +29,7 @@ import numpy as np
 import xxhash
 
 from kvserve.errors import ShmUnavailable
-from kvserve.huge_shmem import huge_tmpfs_file
+from kvserve.huge_shmem import huge_tmpfs_file, pmd_mapped_bytes
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +156,14 @@ class Arena:
         token = secrets.token_bytes(TOKEN_BYTES)
         mm[:TOKEN_BYTES] = token
         path = f"/proc/{os.getpid()}/fd/{fd}"
-        log.debug("arena of %d bytes at %s (%s)", size, path, huge)
         arena = cls(mm, size, path, token, fd)
+        if prefault and huge.startswith("huge"):
+            try:  # what the kernel gave: huge pages are best effort
+                share = pmd_mapped_bytes(arena.view.ctypes.data) / size
+                huge = f"{huge[:-1]}; {min(100.0, share * 100):.0f}% mapped huge)"
+            except OSError:
+                pass
+        log.debug("arena of %d bytes at %s (%s)", size, path, huge)
         arena.pages = huge
         return arena
 

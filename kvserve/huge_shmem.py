@@ -59,6 +59,25 @@ socket.socket(fileno=int(os.environ["KVSERVE_ARENA_SOCK"])).sendmsg(
 """
 
 
+def pmd_mapped_bytes(addr: int, smaps: str = "/proc/self/smaps") -> int:
+    """Bytes of this process's mapping that holds ``addr`` mapped with huge (PMD) pages.
+
+    Huge pages are best effort: with memory fragmented the kernel falls back
+    to 4 KiB pages without a word, so the daemon counts what it got.
+    """
+    inside = False
+    total = 0
+    with open(smaps) as f:
+        for line in f:
+            head = line.split(maxsplit=1)[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and head in ("ShmemPmdMapped:", "FilePmdMapped:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
 def huge_tmpfs_file(size: int) -> tuple[int | None, str]:
     """(descriptor of a ``size``-byte file on a private huge-page tmpfs, "") or (None, why not)."""
     size = -(-size // HUGE) * HUGE  # the tmpfs holds whole huge pages

@@ -17,24 +17,10 @@ import numpy as np
 import pytest
 
 from kvserve.arena import Arena, shmem_huge_pages
+from kvserve.huge_shmem import pmd_mapped_bytes
 
 SIZE = 16 << 20
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def pmd_mapped_kib(addr: int) -> int:
-    """KiB of the mapping holding ``addr`` that this process maps with huge (PMD) pages."""
-    inside = False
-    total = 0
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            head = line.split()[0]
-            if "-" in head and not head.endswith(":"):
-                lo, hi = (int(x, 16) for x in head.split("-"))
-                inside = lo <= addr < hi
-            elif inside and head in ("ShmemPmdMapped:", "FilePmdMapped:"):
-                total += int(line.split()[1])
-    return total
 
 
 def test_arena_is_on_huge_pages() -> None:
@@ -43,7 +29,8 @@ def test_arena_is_on_huge_pages() -> None:
     a = Arena.create(SIZE)
     try:
         assert a.pages.startswith("huge pages"), a.pages
-        assert pmd_mapped_kib(a.view.ctypes.data) >= SIZE // 1024 // 2, a.pages
+        assert pmd_mapped_bytes(a.view.ctypes.data) >= SIZE // 2, a.pages
+        assert a.pages.endswith("% mapped huge)"), a.pages
     finally:
         a.close()
 
@@ -54,7 +41,7 @@ def test_no_huge_pages_keeps_a_memfd() -> None:
         assert os.readlink(a.path).startswith("/memfd:kvserve-arena")
         if shmem_huge_pages() == "never":
             assert a.pages.startswith("4 KiB pages")
-            assert pmd_mapped_kib(a.view.ctypes.data) == 0
+            assert pmd_mapped_bytes(a.view.ctypes.data) == 0
     finally:
         a.close()
 
