@@ -70,3 +70,29 @@ def test_another_process_maps_the_arena() -> None:
         assert r.stdout.strip() == hashlib.sha256(data.tobytes()).hexdigest()
     finally:
         a.close()
+
+
+def test_a_host_that_refuses_namespaces_gets_a_memfd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the helper cannot make its tmpfs (a container's seccomp profile), the arena is a memfd."""
+    import kvserve.arena as arena_mod
+    monkeypatch.setattr(arena_mod, "huge_tmpfs_file", lambda size: (None, "no private tmpfs (unshare: EPERM)"))
+    monkeypatch.setattr(arena_mod, "shmem_huge_pages", lambda: "never")
+    a = Arena.create(SIZE)
+    try:
+        assert os.readlink(a.path).startswith("/memfd:kvserve-arena")
+        assert a.pages.startswith("4 KiB pages"), a.pages
+        a.write([(4096, 4)], b"\x00\x01\x02\x03")  # a working arena, past its token page
+        assert bytes(a.view[4096:4100]) == b"\x00\x01\x02\x03"
+    finally:
+        a.close()
+
+
+def test_the_helper_reports_why_it_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper that cannot mount says why, and no descriptor leaks."""
+    from kvserve import huge_shmem
+    monkeypatch.setattr(huge_shmem, "_HELPER", "import sys; sys.stderr.write('mounting: Operation not permitted\\n'); "
+                                               "sys.exit(1)")
+    before = len(os.listdir("/proc/self/fd"))
+    fd, why = huge_shmem.huge_tmpfs_file(SIZE)
+    assert fd is None and "Operation not permitted" in why
+    assert len(os.listdir("/proc/self/fd")) == before
