@@ -51,11 +51,11 @@ async def run(cfg: DirServerConfig) -> None:
         await servicer.coordinator.drain()
         for task in moves:
             task.cancel()
-        for maybe in (recovery, rereplication):
-            if maybe is not None:
-                maybe.cancel()
+        for background_task in (recovery, rereplication):
+            if background_task is not None:
+                background_task.cancel()
                 try:
-                    await task
+                    await background_task
                 except asyncio.CancelledError:
                     pass
 
