@@ -119,3 +119,34 @@ def test_the_page_cache_survives_a_reopen_of_an_unchanged_file(mount_factory: Ca
     with open(f"{m.mountpoint}/f", "rb") as f:
         assert f.read() == changed
     assert len(request_sizes(m, "READ")) > reads_then
+
+
+def test_read_ahead_windows_read_holes_as_zeros(mount_factory: Callable[..., MountProcess]) -> None:
+    """Windows are not zeroed when made (handles.py): every byte of a hole must still be written.
+
+    The reader first pulls random bytes through the mount, so the memory later
+    windows get holds them: a hole left unwritten would show them.
+    """
+    writer = mount_factory("holes-w")
+    noise = os.urandom(12 * FUSE_CHUNK)
+    with open(f"{writer.mountpoint}/noise", "wb") as f:
+        f.write(noise)
+    expect = bytearray(9 * FUSE_CHUNK + 123)
+    with open(f"{writer.mountpoint}/sparse", "wb") as f:
+        for at, n in ((0, 1000), (3 * FUSE_CHUNK + 5, 5000), (6 * FUSE_CHUNK - 10, 20)):
+            piece = os.urandom(n)
+            f.seek(at)
+            f.write(piece)
+            expect[at:at + n] = piece
+        f.truncate(len(expect))  # a hole at the end, after the last chunk written
+
+    m = mount_factory("holes")
+    for _ in range(2):
+        with open(f"{m.mountpoint}/noise", "rb") as f:
+            assert f.read() == noise
+        fd = os.open(f"{m.mountpoint}/sparse", os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # read it from the servers again
+        os.close(fd)
+        with open(f"{m.mountpoint}/sparse", "rb") as f:
+            got = b"".join(iter(lambda: f.read(4 << 20), b""))
+        assert got == bytes(expect)

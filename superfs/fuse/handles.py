@@ -49,6 +49,8 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
+import numpy
+
 from superfs.client.data import DataIO
 from superfs.client.meta import SET_MTIME_NOW, Creds, MetaOps
 from superfs.client.sizing import COMMIT_EVERY_S
@@ -359,9 +361,9 @@ class OpenFile:
 
     async def _fetch(self, info: pb.FileInfo, start: int, length: int, creds: Creds) -> memoryview:
         """One window, read straight into its own buffer."""
-        buf = bytearray(length)
-        n = await as_opened(lambda c: self._data.read_into(info, start, memoryview(buf), c), creds)
-        return memoryview(buf)[:n]
+        buf = numpy.empty(length, numpy.uint8).data  # not zeroed: read_into fills it all, and we keep [:n]
+        n = await as_opened(lambda c: self._data.read_into(info, start, buf, c), creds)
+        return buf[:n]
 
     def _window(self, info: pb.FileInfo, idx: int, wsize: int, creds: Creds) -> "asyncio.Task[memoryview]":
         task = self._windows.pop(idx, None)
@@ -384,7 +386,9 @@ class OpenFile:
                 self._window(info, ahead, wsize, creds)  # the next windows, ahead of the reader
         tasks = [self._window(info, i, wsize, creds) for i in range(first, last + 1)]
         try:
-            parts = await asyncio.gather(*tasks)
+            # one by one, not gather(): a window already fetched is then taken
+            # without a trip round the event loop
+            parts = [await task for task in tasks]
         except Exception:
             for i, task in zip(range(first, last + 1), tasks):
                 if self._windows.get(i) is task:
