@@ -105,3 +105,26 @@ def test_a_reader_whose_view_predates_a_truncate_reads_the_new_hole_as_zeros(clu
             f.seek(5 * CS)
             assert f.read(CS) == bytes(CS)
         assert a.read_bytes("/t") == data[:CS] + bytes(7 * CS)
+
+
+def test_read_ahead_windows_read_holes_as_zeros(cluster_factory):
+    """A sequential reader's windows are not zeroed when made (buffers.py): every byte of a hole,
+    inside a chunk or whole chunks, must still be written, after other bytes used that memory."""
+    cluster = cluster_factory()
+    with connect(str(cluster.config["dir_server"])) as c:
+        noise = os.urandom(12 * CS)
+        c.write_bytes("/noise", noise)
+        expect = bytearray(9 * CS + 123)
+        with c.open("/sparse", "wb") as f:
+            for at, n in ((0, 1000), (3 * CS + 5, 5000), (6 * CS - 10, 20)):
+                piece = os.urandom(n)
+                f.seek(at)
+                f.write(piece)
+                expect[at:at + n] = piece
+        c.truncate("/sparse", len(expect))
+        for _ in range(2):
+            with c.open("/noise", "rb", buffering=0) as f:
+                assert b"".join(iter(lambda: f.read(CS), b"")) == noise
+            with c.open("/sparse", "rb", buffering=0) as f:  # reads of CS bytes: windows ahead
+                got = b"".join(iter(lambda: f.read(CS), b""))
+            assert got == bytes(expect)

@@ -29,6 +29,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
+from superfs.client.buffers import unzeroed
 from superfs.client.nodes import Node, to_stat
 from superfs.client.sizing import COMMIT_EVERY_S
 from superfs.errors import oserror
@@ -76,7 +77,7 @@ class RawFile(io.RawIOBase):
         # and every later write, flush and close reports it.
         self._failed: BaseException | None = None
         # windows read ahead of a sequential reader: (offset, length, buffer, its read)
-        self._ahead: list[tuple[int, int, bytearray, concurrent.futures.Future[int]]] = []
+        self._ahead: list[tuple[int, int, memoryview, concurrent.futures.Future[int]]] = []
         self._next_seq = 0
         # _pending, _end, _dirty and _writes are shared with the sizer, on the client's loop
         self._state = threading.Lock()
@@ -112,7 +113,7 @@ class RawFile(io.RawIOBase):
         if ahead and ahead[0][0] == pos and ahead[0][1] == length:
             _, _, window, fut = ahead.pop(0)
             n = self._client.wait(fut)
-            view[:n] = memoryview(window)[:n]
+            view[:n] = window[:n]
         else:
             self._drop_ahead()
             # within one chunk: this thread reads it itself; else (or on any trouble) the client's loop
@@ -124,7 +125,7 @@ class RawFile(io.RawIOBase):
             size = self._size()
             nxt = ahead[-1][0] + length if ahead else pos + length
             while len(ahead) < READ_AHEAD and nxt < size:
-                window = bytearray(length)
+                window = unzeroed(length)  # read_into writes every byte of it
                 fut = self._client.submit(self._client.aio.read_into(self._node, nxt, window))
                 ahead.append((nxt, length, window, fut))
                 nxt += length

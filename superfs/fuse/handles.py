@@ -49,8 +49,8 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
-import numpy
 
+from superfs.client.buffers import unzeroed
 from superfs.client.data import DataIO
 from superfs.client.meta import SET_MTIME_NOW, Creds, MetaOps
 from superfs.client.sizing import COMMIT_EVERY_S
@@ -361,7 +361,7 @@ class OpenFile:
 
     async def _fetch(self, info: pb.FileInfo, start: int, length: int, creds: Creds) -> memoryview:
         """One window, read straight into its own buffer."""
-        buf = numpy.empty(length, numpy.uint8).data  # not zeroed: read_into fills it all, and we keep [:n]
+        buf = unzeroed(length)  # read_into writes every byte of it, and we keep [:n]
         n = await as_opened(lambda c: self._data.read_into(info, start, buf, c), creds)
         return buf[:n]
 
