@@ -6,7 +6,7 @@ Pure functions shared by the client (which routes requests) and the daemons
 from __future__ import annotations
 
 import struct
-from typing import NewType, Sequence
+from typing import Callable, NewType, Sequence
 
 import xxhash
 
@@ -55,3 +55,16 @@ def chunk_replicas(ino: int, index: int, layout: Sequence[int], replicas: int) -
     key = struct.pack(">QQ", ino, index)
     scored = sorted(layout, key=lambda sid: xxhash.xxh64_intdigest(key + struct.pack(">I", sid)), reverse=True)
     return scored[: max(1, min(replicas, len(scored)))]
+
+
+def read_order(ino: int, replicas: Sequence[int], here: Callable[[int], bool]) -> list[int]:
+    """A chunk's replicas (best first) in the order to read them: those ``here`` (on this host,
+    read from their slot files) first, and among them the same one for every chunk of a file
+    that holds it, so a file read in order is one slot file read in order (the kernel then
+    reads ahead in large requests: superfs/rpc/open_files.py); then the others, as given."""
+    local = [sid for sid in replicas if here(sid)]
+    if not local:
+        return list(replicas)
+    key = struct.pack(">Q", ino)
+    local.sort(key=lambda sid: xxhash.xxh64_intdigest(key + struct.pack(">I", sid)), reverse=True)
+    return local + [sid for sid in replicas if sid not in local]

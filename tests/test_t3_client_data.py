@@ -128,3 +128,21 @@ def test_unlink_frees_and_rename_replaces_file(client, workdir):
     assert client.listdir(workdir) == ["sub"]
     client.unlink(f"{workdir}/sub/b")
     assert client.listdir(f"{workdir}/sub") == []
+
+
+def test_a_file_read_in_order_on_this_host_is_one_slot_file_read_in_order(cluster_factory):
+    """Short-circuit reads of a file take every chunk from the same data server's slot file
+    (routing.read_order), through one held descriptor (open_files.py): the kernel then reads
+    ahead in large requests, where chunks from either replica at random did not."""
+    from superfs.client import connect
+    chunk = 256 * 1024   # local reads start at this size (local_reads.MIN_READ)
+    cluster = cluster_factory(chunk_size=chunk)
+    with connect(str(cluster.config["dir_server"])) as c:
+        data = os.urandom(16 * chunk)
+        c.write_bytes("/f", data)
+        local = c.aio.data.chunk_io._pool().local_files   # what a test may look at, not a caller
+        reads, opened = local.reads, local.files.opened
+        with c.open("/f", "rb", buffering=0) as f:
+            assert b"".join(iter(lambda: f.read(chunk), b"")) == data
+        assert local.reads - reads == 16 and local.fallbacks == 0
+        assert local.files.opened - opened == 1   # one data server's slot file, opened once

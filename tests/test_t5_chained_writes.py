@@ -88,11 +88,12 @@ def test_a_flipped_byte_is_caught_read_from_the_other_replica_and_repaired(clust
     data = blob(path, 3 * MiB + 777)
     with connect(str(cluster.config["dir_server"])) as c:
         c.write_bytes(path, data)
-    ino, (primary, _) = _replicas(cluster, path)
-    cluster.stop_daemon(f"data-{primary}")
+    ino, replicas = _replicas(cluster, path)
+    reader = routing.read_order(ino, replicas, lambda sid: True)[0]  # the replica reads go to first
+    cluster.stop_daemon(f"data-{reader}")
     needle = data[2 * MiB + 1000:2 * MiB + 1032]
     hits = 0
-    for f in glob.glob(cluster.path(f"data-{primary}", "**", "slots", "*.dat"), recursive=True):
+    for f in glob.glob(cluster.path(f"data-{reader}", "**", "slots", "*.dat"), recursive=True):
         raw = bytearray(open(f, "rb").read())
         at = raw.find(needle)
         if at >= 0:
@@ -100,16 +101,16 @@ def test_a_flipped_byte_is_caught_read_from_the_other_replica_and_repaired(clust
             open(f, "r+b").write(raw)
             hits += 1
     assert hits == 1
-    restart(cluster, f"data-{primary}")
+    restart(cluster, f"data-{reader}")
 
-    async def corrupt_on_primary(admin):  # type: ignore[no-untyped-def]
-        return [c.corrupt for c in await admin.list_chunks(primary, verify=True) if c.key.ino == ino]
+    async def corrupt_on_reader(admin):  # type: ignore[no-untyped-def]
+        return [c.corrupt for c in await admin.list_chunks(reader, verify=True) if c.key.ino == ino]
 
-    assert with_admin(cluster, corrupt_on_primary) == [True]
+    assert with_admin(cluster, corrupt_on_reader) == [True]
     with connect(str(cluster.config["dir_server"])) as c:
         with c.open(path, "rb", buffering=0) as f:
             f.seek(2 * MiB + 990)
-            assert f.read(100) == data[2 * MiB + 990:2 * MiB + 1090]  # read from the primary: repaired
+            assert f.read(100) == data[2 * MiB + 990:2 * MiB + 1090]  # read from that replica: repaired
         assert c.read_bytes(path) == data
-    assert with_admin(cluster, corrupt_on_primary) == [False]  # written back on the primary
-    assert "repaired 1 corrupt block" in cluster.log_tail(f"data-{primary}", 50)
+    assert with_admin(cluster, corrupt_on_reader) == [False]  # written back on the reader
+    assert "repaired 1 corrupt block" in cluster.log_tail(f"data-{reader}", 50)

@@ -66,6 +66,13 @@ class ChunkIO:
             self._hop_cache[key] = hops
         return hops
 
+    def on_this_host(self, sid: int) -> bool:
+        """Whether data server ``sid`` may be read here from its slot files (short-circuit reads)."""
+        if not self.local_reads:
+            return False
+        target = self.cluster.byte_target(sid)
+        return target is not None and bool(self._pool().may_be_local(target))
+
     def _pool(self) -> Any:
         return self.cluster.channels.byte_pool(self.cluster.dir_address)
 

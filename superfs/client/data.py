@@ -42,7 +42,7 @@ import logging
 import time
 from typing import Awaitable, Callable, Iterable, TypeVar
 
-from superfs import chunkranges
+from superfs import chunkranges, routing
 from superfs.client.chunk_io import ChunkIO
 from superfs.client.meta import SET_SIZE, Creds, MetaOps
 from superfs.client.nodes import Node
@@ -218,7 +218,7 @@ class DataIO:
         if info.written_state == pb.WRITTEN_UNKNOWN or not chunkranges.covers(_ranges(info.written), index):
             return None
         ino = info.attr.ino
-        replicas = self.cluster.replicas_of(ino, index, list(info.layout))
+        replicas = self._read_order(ino, index, list(info.layout))
         try:
             got = self.chunk_io.read_into_now(replicas[0], ino, index, off, view[:length], cap, replicas[1:])
         except FsError:
@@ -230,11 +230,14 @@ class DataIO:
             view[n:length] = bytes(length - n)  # a short chunk inside the file: the rest is a hole
         return length
 
+    def _read_order(self, ino: int, index: int, layout: list[int]) -> list[int]:
+        return routing.read_order(ino, self.cluster.replicas_of(ino, index, layout), self.chunk_io.on_this_host)
+
     async def _read_chunk(self, info: pb.FileInfo, index: int, off: int, view: memoryview, cap: pb.ChunkCap) -> None:
         ino = info.attr.ino
         length = len(view)
         last_err: FsError | None = None
-        replicas = self.cluster.replicas_of(ino, index, list(info.layout))
+        replicas = self._read_order(ino, index, list(info.layout))
         missing = 0
         for sid in replicas:
             try:

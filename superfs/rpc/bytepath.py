@@ -245,6 +245,11 @@ class BytePool:
             else:
                 idle.append(conn)
 
+    def may_be_local(self, target: ByteTarget) -> bool:
+        """Whether ``target`` has a local socket not yet found missing (it is on this host)."""
+        with self._lock:
+            return bool(target.local) and target not in self._no_local
+
     def forget(self, target: ByteTarget) -> None:
         """Drop the idle connections to ``target`` (it restarted, or moved)."""
         with self._lock:
@@ -260,6 +265,7 @@ class BytePool:
             self._idle.clear()
         for c in idle:
             c.close()
+        self.local_files.files.close()
 
     # ------------------------------------------------------------------ calls
 
