@@ -122,8 +122,8 @@ class LocalFiles:
 
 
 def _pread_full(fd: int, view: memoryview, at: int) -> None:
-    """No POSIX_FADV_WILLNEED first: on the shared descriptor the kernel's read-ahead reads
-    a chunk in one 4 MiB request where the advice read it in 2 MiB steps (open_files.py)."""
+    """No POSIX_FADV_WILLNEED first: on the shared descriptor the kernel's own read-ahead
+    reads in larger requests than the advice's 2 MiB steps (open_files.py)."""
     pos = 0
     while pos < len(view):
         k = os.preadv(fd, [view[pos:]], at + pos)

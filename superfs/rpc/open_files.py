@@ -5,11 +5,11 @@ chunks from the server's slot files (local_reads.py), several at once. With a
 fresh descriptor per read and ``POSIX_FADV_WILLNEED``, the kernel read each
 4 MiB chunk from disk in 2 MiB pieces (the advice's step), or smaller when
 four reads ran at once. Raw reads of one slot file's chunks, 4 threads, caches
-dropped, against a local file read in 4 MiB requests (4 MiB requests, 2.17
-GB/s): fresh descriptors and the advice 0.81 (1-2 MiB requests); one shared
-descriptor, no advice 1.0 (3.5-4 MiB requests). The library, five rounds in
-turn with a local file: 0.71 of its speed before, 0.80 with a shared
-descriptor per slot file and a file's chunks read from one replica
+dropped, against a local file (which reached the disk in 4 MiB requests, at
+2.17 GB/s): fresh descriptors and the advice 0.81 (1-2 MiB requests); one
+shared descriptor, no advice 1.0 (3.5-4 MiB requests). The library, five
+rounds in turn with a local file: 0.71 of its speed before, 0.80 with a
+shared descriptor per slot file and a file's chunks read from one replica
 (routing.read_order).
 
 A descriptor is shared only while it names what the data server named
