@@ -82,10 +82,7 @@ class OpenFiles:
             f.users -= 1
             f.idle_since = time.monotonic()
             doomed = self._sweep_locked(f.idle_since)
-            if self._files and self._timer is None and not self._closed:
-                self._timer = threading.Timer(self.idle_close_s, self._on_timer)
-                self._timer.daemon = True
-                self._timer.start()
+            self._arm_locked()
         _close_all(doomed)
 
     def close(self) -> None:
@@ -106,11 +103,15 @@ class OpenFiles:
         with self._lock:
             self._timer = None
             doomed = self._sweep_locked(time.monotonic())
-            if self._files and not self._closed:   # some still open: look again later
-                self._timer = threading.Timer(self.idle_close_s, self._on_timer)
-                self._timer.daemon = True
-                self._timer.start()
+            self._arm_locked()   # some still open: look again later
         _close_all(doomed)
+
+    def _arm_locked(self) -> None:
+        """(under the lock) A sweep ``idle_close_s`` from now, while files are held and none is due."""
+        if self._files and self._timer is None and not self._closed:
+            self._timer = threading.Timer(self.idle_close_s, self._on_timer)
+            self._timer.daemon = True
+            self._timer.start()
 
     def _sweep_locked(self, now: float) -> list[int]:
         """(under the lock) Forget the files idle too long, or past ``max_open``, or all idle ones
